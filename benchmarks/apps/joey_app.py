@@ -1,0 +1,75 @@
+"""The benchmark endpoints written the way the Joey docs show them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from joey import App, Request, Response, TextResponse, WebSocket
+
+
+class Item(msgspec.Struct):
+    name: str
+    price: float
+    tags: list[str] = []
+
+
+def build_app() -> App:
+    app = App()
+
+    @app.get("/plaintext")
+    async def plaintext() -> TextResponse:
+        return TextResponse("Hello, World!")
+
+    @app.get("/json")
+    async def json_() -> dict[str, str]:
+        return {"message": "Hello, World!"}
+
+    @app.get("/users/{id:int}")
+    async def user(id: int) -> dict[str, int]:
+        return {"id": id}
+
+    @app.get("/search")
+    async def search(q: str, limit: int = 10) -> dict[str, object]:
+        return {"q": q, "limit": limit}
+
+    @app.post("/items")
+    async def create(item: Item) -> Item:
+        return item
+
+    @app.websocket("/ws")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for message in websocket.iter_text():
+            await websocket.send_text(message)
+
+    return app
+
+
+def _route_handler(index: int) -> Callable[[int], Awaitable[str]]:
+    async def handler(item_id: int) -> str:
+        return f"r{index}:{item_id}"
+
+    return handler
+
+
+def build_routes_app(n: int) -> App:
+    app = App()
+    for i in range(n):
+        app.get(f"/r{i}/items/{{item_id:int}}")(_route_handler(i))
+    return app
+
+
+async def _noop(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
+    return await call_next(request)
+
+
+def build_middleware_app() -> App:
+    app = App(middleware=[_noop, _noop, _noop])
+
+    @app.get("/plaintext")
+    async def plaintext() -> TextResponse:
+        return TextResponse("Hello, World!")
+
+    return app

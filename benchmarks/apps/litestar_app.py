@@ -1,0 +1,82 @@
+"""The benchmark endpoints in idiomatic Litestar (msgspec Struct, typed parameters).
+
+The middlewares are plain ASGI middleware factories, the lightest form Litestar documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from litestar import Litestar, MediaType, WebSocket, get, post, websocket
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+
+class Item(msgspec.Struct):
+    name: str
+    price: float
+    tags: list[str] = []
+
+
+@get("/plaintext", media_type=MediaType.TEXT)
+async def plaintext() -> str:
+    return "Hello, World!"
+
+
+@get("/json")
+async def json_() -> dict[str, str]:
+    return {"message": "Hello, World!"}
+
+
+@get("/users/{id:int}")
+async def user(id: int) -> dict[str, int]:
+    return {"id": id}
+
+
+@get("/search")
+async def search(q: str, limit: int = 10) -> dict[str, object]:
+    return {"q": q, "limit": limit}
+
+
+@post("/items", status_code=200)
+async def create(data: Item) -> Item:
+    return data
+
+
+@websocket("/ws")
+async def echo(socket: WebSocket) -> None:
+    await socket.accept()
+    async for message in socket.iter_data(mode="text"):
+        await socket.send_text(message)
+
+
+def build_app() -> Litestar:
+    return Litestar(route_handlers=[plaintext, json_, user, search, create, echo])
+
+
+def _route_handler(index: int) -> Callable[[int], Awaitable[str]]:
+    async def handler(item_id: int) -> str:
+        return f"r{index}:{item_id}"
+
+    return handler
+
+
+def build_routes_app(n: int) -> Litestar:
+    handlers = [
+        get(f"/r{i}/items/{{item_id:int}}", media_type=MediaType.TEXT, name=f"r{i}")(
+            _route_handler(i)
+        )
+        for i in range(n)
+    ]
+    return Litestar(route_handlers=handlers)
+
+
+def _noop_middleware(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def build_middleware_app() -> Litestar:
+    return Litestar(route_handlers=[plaintext], middleware=[_noop_middleware] * 3)

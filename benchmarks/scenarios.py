@@ -1,0 +1,99 @@
+"""The benchmark scenarios: what is requested, from which app, and what a correct answer is.
+
+Every framework's app module (``apps/*_app.py``) serves the same endpoints; the in-process worker and
+the end-to-end driver both read this file, so a scenario is defined exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AppKind = Literal["main", "routes", "middleware"]
+
+ITEM = {"name": "widget", "price": 9.5, "tags": ["a", "b"]}
+WS_MESSAGE = "hello, websocket"
+ROUTE_COUNTS = (20, 1_000, 10_000)
+PARAM_ID = 42
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    app: AppKind
+    path: str
+    method: str = "GET"
+    query: str = ""
+    body: bytes = b""
+    content_type: str | None = None
+    routes: int = 0  # for app == "routes": how many routes the app has
+    websocket: bool = False
+    status: int = 200
+    text: str | None = None  # the exact expected body, when it is plain text
+    json: Any = None  # the expected body, parsed, when it is JSON
+    end_to_end: bool = False  # also measured under uvicorn + wrk
+    headers: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
+
+    @property
+    def target(self) -> str:
+        """The request target as a client would send it (path plus query)."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+
+def route_path(index: int) -> str:
+    """The concrete path that reaches route number ``index`` of a routes app."""
+    return f"/r{index}/items/{PARAM_ID}"
+
+
+def route_body(index: int) -> str:
+    return f"r{index}:{PARAM_ID}"
+
+
+def _routes(n: int) -> Scenario:
+    return Scenario(
+        key=f"routes_{n}",
+        title=f"last of {n:,} routes",
+        app="routes",
+        routes=n,
+        path=route_path(n - 1),
+        text=route_body(n - 1),
+    )
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("plaintext", "plaintext GET", "main", "/plaintext", text="Hello, World!",
+             end_to_end=True),
+    Scenario("json", "JSON GET", "main", "/json", json={"message": "Hello, World!"},
+             end_to_end=True),
+    Scenario("path_param", "path parameter /users/{id:int}", "main", f"/users/{PARAM_ID}",
+             json={"id": PARAM_ID}, end_to_end=True),
+    Scenario("query", "typed query /search?q=abc&limit=5", "main", "/search",
+             query="q=abc&limit=5", json={"q": "abc", "limit": 5}),
+    Scenario("post_json", "POST JSON body -> model -> echo", "main", "/items", method="POST",
+             body=json.dumps(ITEM).encode(), content_type="application/json", json=ITEM),
+    Scenario("not_found", "404", "main", "/does/not/exist", status=404),
+    *(_routes(n) for n in ROUTE_COUNTS),
+    Scenario("middleware", "3 no-op middlewares + plaintext", "middleware", "/plaintext",
+             text="Hello, World!"),
+    Scenario("ws_echo", "WebSocket echo, per message", "main", "/ws", websocket=True),
+)
+
+BY_KEY = {s.key: s for s in SCENARIOS}
+
+
+def check_http(scenario: Scenario, status: int, body: bytes) -> str | None:
+    """Return why a response is wrong, or None when it is what the scenario expects."""
+    if status != scenario.status:
+        return f"status {status}, body {body[:80]!r}"
+    if scenario.text is not None and body.decode(errors="replace") != scenario.text:
+        return f"body {body[:80]!r}"
+    if scenario.json is not None:
+        try:
+            got = json.loads(body)
+        except ValueError:
+            return f"not JSON: {body[:80]!r}"
+        if got != scenario.json:
+            return f"JSON {got!r}"
+    return None

@@ -1,0 +1,94 @@
+"""Joey: a fast, typed ASGI web framework.
+
+Example::
+
+    from joey import App
+
+    app = App()
+
+    @app.get("/hello/{name}")
+    async def hello(name: str) -> dict[str, str]:
+        return {"hello": name}
+"""
+
+from joey import status
+from joey.app import App, Middleware
+from joey.background import BackgroundTasks
+from joey.datastructures import URL, Headers, MultiDict, MutableHeaders, QueryParams, State
+from joey.exceptions import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    HTTPError,
+    InternalServerError,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    UnprocessableContent,
+    UnsupportedMediaType,
+    WebSocketDisconnect,
+)
+from joey.params import Cookie, Header, Query
+from joey.requests import Request
+from joey.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    ProblemResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+    TextResponse,
+)
+from joey.routing import Route, RouteConflict, Router
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "URL",
+    "App",
+    "BackgroundTasks",
+    "BadRequest",
+    "Conflict",
+    "Cookie",
+    "Forbidden",
+    "Gone",
+    "HTMLResponse",
+    "HTTPError",
+    "Header",
+    "Headers",
+    "InternalServerError",
+    "JSONResponse",
+    "MethodNotAllowed",
+    "Middleware",
+    "MultiDict",
+    "MutableHeaders",
+    "NotAcceptable",
+    "NotFound",
+    "PayloadTooLarge",
+    "PlainTextResponse",
+    "ProblemResponse",
+    "Query",
+    "QueryParams",
+    "RedirectResponse",
+    "Request",
+    "Response",
+    "Route",
+    "RouteConflict",
+    "Router",
+    "ServiceUnavailable",
+    "State",
+    "StreamingResponse",
+    "TextResponse",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnprocessableContent",
+    "UnsupportedMediaType",
+    "WebSocketDisconnect",
+    "status",
+]

@@ -1,0 +1,546 @@
+"""The application: an ASGI 3 callable. Read this file top to bottom to follow a request.
+
+1. ``App.__call__`` gets ``(scope, receive, send)`` from the server and hands it to the ASGI
+   middleware stack, whose innermost app is ``App._dispatch``.
+2. ``_dispatch`` looks at ``scope["type"]``: ``http``, ``websocket`` or ``lifespan``.
+3. For ``http``, ``_handle_http`` looks the path up in the route tree (built once, at startup),
+   picks the route for the method, and runs its *pipeline*: the handler middleware chain and
+   the handler's parameter plan, all composed at startup.
+4. The handler's return value becomes a ``Response``; an exception becomes one through the
+   exception handlers. The response is sent, then per-request cleanups run.
+
+Example::
+
+    from joey import App
+
+    app = App()
+
+    @app.get("/")
+    async def hello() -> str:
+        return "Hello, world!"
+
+    # uvicorn module:app
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import EllipsisType
+from typing import Any, TypeVar
+
+from joey.datastructures import State
+from joey.exceptions import BadRequest, HTTPError, MethodNotAllowed, NotFound
+from joey.params import build_plan, make_caller
+from joey.requests import ClientDisconnect, Request
+from joey.responses import ProblemResponse, RedirectResponse, Response, to_response
+from joey.routing import (
+    BadPath,
+    Endpoint,
+    Mount,
+    Route,
+    RouteDecorators,
+    Router,
+    RouteTree,
+    describe,
+    parse_template,
+    routing_path,
+)
+from joey.types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger("joey")
+
+Pipeline = Callable[[Request], Awaitable[Response]]
+CallNext = Callable[[Request], Awaitable[Response]]
+#: ``async def mw(request, call_next) -> Response``
+HandlerMiddleware = Callable[[Request, CallNext], Awaitable[Response]]
+ExceptionHandler = Callable[[Request, Any], Response | Awaitable[Response]]
+Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[Mapping[str, Any] | None]]
+E = TypeVar("E", bound=BaseException)
+HookT = TypeVar("HookT", bound=Callable[[], Any])
+
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+"""1 MiB: the default body limit; raise it per route (``max_body_size=``) for uploads."""
+
+
+class Middleware:
+    """An ASGI middleware class and its options, instantiated once when the app starts.
+
+    Example::
+
+        App(asgi_middleware=[Middleware(GZipMiddleware, minimum_size=500)])
+    """
+
+    __slots__ = ("cls", "options")
+
+    def __init__(self, cls: Callable[..., ASGIApp], /, **options: Any) -> None:
+        self.cls = cls
+        self.options = options
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        return self.cls(app, **self.options)
+
+    def __repr__(self) -> str:
+        return f"Middleware({getattr(self.cls, '__name__', self.cls)!r}, **{self.options!r})"
+
+
+class App(RouteDecorators):
+    """A Joey application.
+
+    Args:
+        debug: show tracebacks in 500 responses (never in production).
+        middleware: handler middleware for every route, outermost first.
+        asgi_middleware: ASGI middleware around the whole app, outermost first.
+        exception_handlers: ``{ExceptionType: handler(request, exc) -> Response}``.
+        on_startup / on_shutdown: callables (sync or async) run by the lifespan.
+        lifespan: an async context manager factory ``lifespan(app)``; a mapping it yields
+            becomes the lifespan state (``app.state`` and ``request.state``).
+        max_body_size: default request body limit in bytes (``None``: no limit).
+    """
+
+    def __init__(
+        self,
+        *,
+        debug: bool = False,
+        middleware: Sequence[HandlerMiddleware] = (),
+        asgi_middleware: Sequence[Middleware] = (),
+        exception_handlers: Mapping[type[BaseException], ExceptionHandler] | None = None,
+        on_startup: Sequence[Callable[[], Any]] = (),
+        on_shutdown: Sequence[Callable[[], Any]] = (),
+        lifespan: Lifespan | None = None,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        redirect_slashes: bool = True,
+    ) -> None:
+        self.debug = debug
+        self.router = Router(middleware=middleware, on_startup=on_startup,
+                             on_shutdown=on_shutdown)
+        self.router._on_change = self._invalidate
+        self.asgi_middleware = list(asgi_middleware)
+        self.exception_handlers: dict[type[BaseException], ExceptionHandler] = dict(
+            exception_handlers or {}
+        )
+        self.lifespan_context = lifespan
+        self.max_body_size = max_body_size
+        self.redirect_slashes = redirect_slashes
+        self.state = State()
+        # Built by _build(), once, at startup or on the first request.
+        self._stack: ASGIApp | None = None
+        self._tree = RouteTree()
+        self._not_found: Pipeline | None = None
+        self._handler_cache: dict[type[BaseException], ExceptionHandler | None] = {}
+
+    # -- registration ---------------------------------------------------------------------
+
+    @property
+    def middleware(self) -> list[HandlerMiddleware]:
+        return self.router.middleware
+
+    def add_route(self, route: Route) -> None:
+        self.router.add_route(route)
+
+    def include_router(self, router: Router, *, prefix: str = "") -> None:
+        """Add a :class:`Router`'s routes (and the routers it includes) under ``prefix``."""
+        self.router.include_router(router, prefix=prefix)
+
+    def mount(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
+        """Send every request and websocket under ``path`` to another ASGI app.
+
+        The mounted app sees ``root_path`` extended by ``path`` and the full ``path``, as the
+        ASGI spec says, so it can route on the rest and build correct absolute URLs.
+        """
+        self.router.mount(path, app, name=name)
+
+    def add_middleware(self, middleware: HandlerMiddleware) -> None:
+        """Add app-wide handler middleware (innermost of those already added)."""
+        self.router.middleware.append(middleware)
+        self._invalidate()
+
+    def exception_handler(self, exc_type: type[E]) -> Callable[
+        [Callable[[Request, E], Response | Awaitable[Response]]],
+        Callable[[Request, E], Response | Awaitable[Response]],
+    ]:
+        """Register a handler for ``exc_type`` and its subclasses (matched along the MRO).
+
+        Example::
+
+            @app.exception_handler(KeyError)
+            async def missing(request: Request, exc: KeyError) -> Response:
+                return JSONResponse({"missing": str(exc)}, status_code=404)
+        """
+
+        def decorator(
+            func: Callable[[Request, E], Response | Awaitable[Response]],
+        ) -> Callable[[Request, E], Response | Awaitable[Response]]:
+            self.exception_handlers[exc_type] = func
+            self._handler_cache.clear()
+            return func
+
+        return decorator
+
+    def on_startup(self, func: HookT) -> HookT:
+        """Run ``func`` (sync or async) when the server starts, before the first request."""
+        self.router.startup_hooks.append(func)
+        return func
+
+    def on_shutdown(self, func: HookT) -> HookT:
+        """Run ``func`` (sync or async) when the server stops."""
+        self.router.shutdown_hooks.append(func)
+        return func
+
+    def url_path_for(self, name: str, /, **params: Any) -> str:
+        """The path of the route named ``name`` with ``params`` filled in.
+
+        Example::
+
+            app.url_path_for("get_user", id=42)   # "/users/42"
+        """
+        self._ensure_built()
+        return self._tree.url_path_for(name, params)
+
+    # -- build: everything computed once ----------------------------------------------------
+
+    def _invalidate(self) -> None:
+        self._stack = None
+
+    def _ensure_built(self) -> ASGIApp:
+        if self._stack is None:
+            self._build()
+        assert self._stack is not None
+        return self._stack
+
+    def _build(self) -> None:
+        tree = RouteTree()
+        routers: list[Router] = []
+        for item in self.router.walk():
+            if isinstance(item, Route):
+                endpoint = tree.add(item)
+                if item.websocket:
+                    endpoint.websocket = item  # compiled in the websockets issue
+                else:
+                    pipeline = self._compile(item)
+                    for method in item.methods:
+                        endpoint.handlers[method] = pipeline
+            elif isinstance(item, Mount):
+                tree.add_mount(item)
+            else:
+                routers.append(item)
+        self._not_found = self._chain(self.router.middleware, self._answer_not_found)
+        for endpoint in tree.endpoints:
+            self._compile_fallbacks(endpoint)
+        self._tree = tree
+        self._routers = routers
+        stack: ASGIApp = self._dispatch
+        for middleware in reversed(self.asgi_middleware):
+            stack = middleware.wrap(stack)
+        self._stack = stack
+
+    def _compile(self, route: Route) -> Pipeline:
+        """The route's pipeline: middleware (app → group → route) around the handler."""
+        names = {s.name for s in parse_template(route.path) if s.name}
+        plan = build_plan(route.endpoint, names)
+        caller = make_caller(plan)
+        status_code = route.status_code or 200
+        limit = self.max_body_size if isinstance(route.max_body_size, EllipsisType) else (
+            route.max_body_size
+        )
+
+        async def run_handler(request: Request) -> Response:
+            value = await caller(request)
+            if type(value) is Response or isinstance(value, Response):
+                return value
+            return to_response(value, status_code)
+
+        pipeline = self._chain(route.middleware, run_handler)
+        if limit != DEFAULT_MAX_BODY_SIZE or limit is None:
+            inner = pipeline
+
+            async def with_limit(request: Request) -> Response:
+                request.max_body_size = limit
+                return await inner(request)
+
+            pipeline = with_limit
+        setattr(pipeline, "__joey_route__", route)  # noqa: B010 - for error messages
+        return pipeline
+
+    def _compile_fallbacks(self, endpoint: Endpoint) -> None:
+        if not endpoint.routes:  # a websocket-only path: plain HTTP finds nothing here
+            assert self._not_found is not None
+            endpoint.handlers["*405"] = self._not_found
+            return
+        allow = endpoint.allow_header
+        allowed = allow.split(", ")
+
+        async def method_not_allowed(request: Request) -> Response:
+            raise MethodNotAllowed(allowed, f"{request.method} is not allowed here.")
+
+        async def options(request: Request) -> Response:
+            return Response(b"", status_code=204, headers={"allow": allow})
+
+        endpoint.handlers.setdefault("*405", self._chain(self.router.middleware,
+                                                         method_not_allowed))
+        if "OPTIONS" not in endpoint.handlers:
+            endpoint.handlers["OPTIONS"] = self._chain(self.router.middleware, options)
+        if "HEAD" not in endpoint.handlers and "GET" in endpoint.handlers:
+            endpoint.handlers["HEAD"] = endpoint.handlers["GET"]
+
+    @staticmethod
+    def _chain(middleware: Sequence[HandlerMiddleware], inner: Pipeline) -> Pipeline:
+        """Wrap ``inner`` in ``middleware``, the first one outermost. Built once per route."""
+        pipeline = inner
+        for mw in reversed(middleware):
+            pipeline = _bind(mw, pipeline)
+        return pipeline
+
+    # -- the ASGI entry point ----------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        stack = self._stack if self._stack is not None else self._ensure_built()
+        await stack(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._handle_http(scope, receive, send)
+        elif kind == "websocket":
+            await self._handle_websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._handle_lifespan(scope, receive, send)
+        else:
+            raise RuntimeError(f"Unknown ASGI scope type {kind!r}")
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            path, segments = routing_path(scope)
+        except BadPath as exc:
+            await ProblemResponse.from_error(BadRequest(str(exc)))(scope, receive, send)
+            return
+        match = self._tree.lookup(path, segments)
+        params: dict[str, Any] = {}
+        if match is None:
+            pipeline = self._not_found
+            assert pipeline is not None
+        elif match.endpoint is None:
+            assert match.mount is not None
+            await self._handle_mount(match.mount, scope, receive, send)
+            return
+        else:
+            handlers = match.endpoint.handlers
+            pipeline = handlers.get(scope["method"]) or handlers["*405"]
+            params = match.params
+        request = Request(scope, receive, self, params, self.max_body_size)
+        try:
+            response = await pipeline(request)
+        except Exception as exc:
+            if isinstance(exc, ClientDisconnect):
+                await self._close_request(request)
+                return
+            response = await self._handle_exception(request, exc, pipeline)
+        await self._send(response, request, scope, receive, send)
+
+    async def _send(
+        self, response: Response, request: Request, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if type(response).__call__ is Response.__call__:
+            # perf: a complete body cannot fail half-way; no need to track the start message.
+            try:
+                await response(scope, receive, send)
+            except OSError:
+                logger.debug("Client went away before the response was sent")
+            finally:
+                if request._cleanups is not None:
+                    await self._close_request(request)
+            return
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await response(scope, receive, tracking_send)  # type: ignore[arg-type]
+        except Exception as exc:
+            if started:
+                # Too late for an error status: log it and leave the response unfinished so
+                # the server aborts the connection and the client sees a truncated body
+                # rather than a short one that looks complete.
+                logger.error(
+                    "Error while sending the response to %s %s after it had started",
+                    scope.get("method"), scope.get("path"), exc_info=exc,
+                )
+            else:
+                error_response = await self._handle_exception(request, exc, None)
+                await error_response(scope, receive, send)
+        finally:
+            if request._cleanups is not None:
+                await self._close_request(request)
+
+    async def _close_request(self, request: Request) -> None:
+        cleanups = request._cleanups or []
+        request._cleanups = None
+        for cleanup in reversed(cleanups):
+            try:
+                result = cleanup()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("Cleanup %s failed after %r", describe(cleanup), request)
+
+    async def _answer_not_found(self, request: Request) -> Response:
+        if self.redirect_slashes and request.method in ("GET", "HEAD"):
+            location = self._slash_redirect(request)
+            if location is not None:
+                return RedirectResponse(location, status_code=308)
+        raise NotFound(f"Nothing at {request.path}.")
+
+    def _slash_redirect(self, request: Request) -> str | None:
+        """The other trailing-slash form of the path, if that one is routed."""
+        path, _ = routing_path(request.scope)
+        other = path[:-1] if path.endswith("/") else path + "/"
+        if not other or (other == "/" and path == "/"):
+            return None
+        if other.startswith("//"):  # "//host" would be read as another site: never send it
+            return None
+        match = self._tree.lookup(other)
+        if match is None or match.endpoint is None:
+            return None
+        root = request.scope.get("root_path", "")
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        # Relative (no scheme, no host): never downgrades https behind a proxy.
+        return f"{root}{other}" + (f"?{query}" if query else "")
+
+    async def _handle_exception(
+        self, request: Request, exc: Exception, pipeline: Pipeline | None
+    ) -> Response:
+        handler = self._lookup_exception_handler(type(exc))
+        if handler is not None:
+            try:
+                result = handler(request, exc)
+                return await result if inspect.isawaitable(result) else result
+            except Exception as handler_exc:
+                logger.error("Exception handler %s failed", describe(handler),
+                             exc_info=handler_exc)
+                exc = handler_exc
+        if isinstance(exc, HTTPError):
+            return ProblemResponse.from_error(exc)
+        route = getattr(pipeline, "__joey_route__", None)
+        where = describe(route.endpoint) if route is not None else "middleware"
+        logger.error(
+            "Unhandled %s in %s for %s %s", type(exc).__name__, where, request.method,
+            request.path, exc_info=exc,
+        )
+        detail = "".join(traceback.format_exception(exc)) if self.debug else None
+        return ProblemResponse(
+            {"type": "about:blank", "title": "Internal Server Error", "status": 500,
+             **({"detail": detail} if detail else {})},
+            status_code=500,
+        )
+
+    def _lookup_exception_handler(self, exc_type: type[BaseException]) -> ExceptionHandler | None:
+        if not self.exception_handlers:
+            return None
+        try:
+            return self._handler_cache[exc_type]
+        except KeyError:
+            pass
+        found = None
+        for cls in exc_type.__mro__:
+            if cls in self.exception_handlers:
+                found = self.exception_handlers[cls]
+                break
+        self._handler_cache[exc_type] = found
+        return found
+
+    # -- mounted apps ----------------------------------------------------------------------------
+
+    async def _handle_mount(self, mount: Mount, scope: Scope, receive: Receive, send: Send) -> None:
+        child = dict(scope)
+        child["root_path"] = scope.get("root_path", "") + mount.path
+        await mount.app(child, receive, send)
+
+    # -- WebSocket (full treatment in joey.websockets) ---------------------------------------
+
+    async def _handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            path, segments = routing_path(scope)
+        except BadPath:
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        match = self._tree.lookup(path, segments)
+        if match is not None and match.endpoint is None and match.mount is not None:
+            await self._handle_mount(match.mount, scope, receive, send)
+            return
+        # No websocket routes yet: refuse (403 before accept, per the ASGI spec).
+        await send({"type": "websocket.close", "code": 1008})
+
+    # -- lifespan ----------------------------------------------------------------------------
+
+    async def _handle_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        lifespan_state = scope.get("state")
+        try:
+            await self.startup(lifespan_state)
+        except Exception as exc:
+            logger.exception("Startup failed")
+            await send({"type": "lifespan.startup.failed", "message": f"{exc!r}"})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        assert message["type"] == "lifespan.shutdown"
+        try:
+            await self.shutdown()
+        except Exception as exc:
+            await send({"type": "lifespan.shutdown.failed", "message": f"{exc!r}"})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def startup(self, lifespan_state: dict[str, Any] | None = None) -> None:
+        """Build the app and run the startup hooks (the lifespan does this for you)."""
+        self._ensure_built()
+        self._exit_stack = contextlib.AsyncExitStack()
+        if lifespan_state is not None:
+            # The lifespan-state extension: the server copies this mapping into every
+            # request's scope["state"], so app.state and request.state share it.
+            lifespan_state.update(self.state._data)
+            object.__setattr__(self.state, "_data", lifespan_state)
+        for router in self._routers:
+            for hook in router.startup_hooks:
+                await _call_hook(hook)
+        if self.lifespan_context is not None:
+            yielded = await self._exit_stack.enter_async_context(self.lifespan_context(self))
+            if yielded:
+                for key, value in yielded.items():
+                    setattr(self.state, key, value)
+
+    async def shutdown(self) -> None:
+        """Run the shutdown hooks (reverse order of startup)."""
+        stack = getattr(self, "_exit_stack", None)
+        if stack is not None:
+            await stack.aclose()
+        for router in reversed(getattr(self, "_routers", [])):
+            for hook in reversed(router.shutdown_hooks):
+                await _call_hook(hook)
+
+    def __repr__(self) -> str:
+        return f"<App routes={len(list(self.router.walk())) - 1}>"
+
+
+def _bind(middleware: HandlerMiddleware, call_next: Pipeline) -> Pipeline:
+    async def step(request: Request) -> Response:
+        return await middleware(request, call_next)
+
+    return step
+
+
+async def _call_hook(hook: Callable[[], Any]) -> None:
+    result = hook()
+    if inspect.isawaitable(result):
+        await result

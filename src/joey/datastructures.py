@@ -1,0 +1,405 @@
+"""Small containers used by requests and responses: headers, query parameters, URLs, state.
+
+Everything here is parsed lazily from the raw ASGI data and never does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from joey.exceptions import BadRequest
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+class MultiDict(Mapping[str, str]):
+    """An immutable mapping where a key may carry several values, in order.
+
+    ``md[key]`` and ``md.get(key)`` give the *last* value for the key (as a form or query
+    string usually means "the latest wins"); ``md.getlist(key)`` gives all of them.
+
+    Example::
+
+        q = MultiDict([("tag", "a"), ("tag", "b")])
+        q["tag"]            # "b"
+        q.getlist("tag")    # ["a", "b"]
+    """
+
+    __slots__ = ("_items", "_lists")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items = list(items)
+        lists: dict[str, list[str]] = {}
+        for key, value in self._items:
+            bucket = lists.get(key)
+            if bucket is None:
+                lists[key] = [value]
+            else:
+                bucket.append(value)
+        self._lists = lists
+
+    def __getitem__(self, key: str) -> str:
+        return self._lists[key][-1]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lists)
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._lists
+
+    def getlist(self, key: str) -> list[str]:
+        """Every value given for ``key``, in order (an empty list when absent)."""
+        return list(self._lists.get(key, ()))
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        """Every ``(key, value)`` pair, in the order received, repeats included."""
+        return list(self._items)
+
+    def to_dict(self) -> dict[str, str | list[str]]:
+        """A plain dict: single values as strings, repeated keys as lists."""
+        return {k: (v[0] if len(v) == 1 else list(v)) for k, v in self._lists.items()}
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MultiDict):
+            return sorted(self._items) == sorted(other._items)
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._items!r})"
+
+
+class QueryParams(MultiDict):
+    """The parsed query string: ``+`` and ``%xx`` decoded, repeated keys kept.
+
+    Parsing follows ``urllib.parse.parse_qsl(keep_blank_values=True)``: pairs are split on
+    ``&``, a pair without ``=`` is a key with an empty value, and an invalid ``%`` escape is
+    kept literally. Two choices differ from the standard library: one stray leading ``?`` is
+    ignored, and text that is not valid UTF-8 once decoded is refused with a 400 instead of
+    being silently replaced.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def from_bytes(cls, query_string: bytes) -> QueryParams:
+        """Parse a raw ASGI ``query_string``; raises :class:`BadRequest` on invalid UTF-8."""
+        return cls(parse_query_string(query_string))
+
+
+def parse_query_string(query_string: bytes) -> list[tuple[str, str]]:
+    """Split and decode a raw query string into ``(key, value)`` pairs."""
+    if query_string.startswith(b"?"):
+        query_string = query_string[1:]
+    pairs: list[tuple[str, str]] = []
+    if not query_string:
+        return pairs
+    try:
+        for piece in query_string.split(b"&"):
+            if not piece:
+                continue
+            key, _, value = piece.partition(b"=")
+            pairs.append((_unquote_plus(key), _unquote_plus(value)))
+    except UnicodeDecodeError:
+        raise BadRequest("The query string is not valid UTF-8 once percent-decoded.") from None
+    return pairs
+
+
+def _unquote_plus(raw: bytes) -> str:
+    if b"%" in raw or b"+" in raw:
+        raw = unquote_to_bytes(raw.replace(b"+", b" "))
+    return raw.decode("utf-8")
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, multi-valued, read-only view of raw ASGI headers.
+
+    Names and values are decoded as latin-1 (as HTTP defines them), so no header can fail to
+    decode. ``headers[name]`` gives the first value; ``headers.getlist(name)`` every value.
+
+    Example::
+
+        headers = Headers([(b"accept", b"text/html"), (b"x-tag", b"a"), (b"x-tag", b"b")])
+        headers["Accept"]         # "text/html"
+        headers.getlist("x-tag")  # ["a", "b"]
+    """
+
+    __slots__ = ("_index", "raw")
+
+    def __init__(self, raw: RawHeaders | None = None) -> None:
+        self.raw: RawHeaders = raw if raw is not None else []
+        self._index: dict[str, list[str]] | None = None
+
+    def _build_index(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = {}
+        for name, value in self.raw:
+            key = name.decode("latin-1").lower()
+            bucket = index.get(key)
+            if bucket is None:
+                index[key] = [value.decode("latin-1")]
+            else:
+                bucket.append(value.decode("latin-1"))
+        self._index = index
+        return index
+
+    def __getitem__(self, key: str) -> str:
+        index = self._index if self._index is not None else self._build_index()
+        return index[key.lower()][0]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        index = self._index if self._index is not None else self._build_index()
+        values = index.get(key.lower())
+        return values[0] if values else default
+
+    def getlist(self, key: str) -> list[str]:
+        """Every value of the header ``key``, in order received."""
+        index = self._index if self._index is not None else self._build_index()
+        return list(index.get(key.lower(), ()))
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        index = self._index if self._index is not None else self._build_index()
+        return key.lower() in index
+
+    def __iter__(self) -> Iterator[str]:
+        index = self._index if self._index is not None else self._build_index()
+        return iter(index)
+
+    def __len__(self) -> int:
+        index = self._index if self._index is not None else self._build_index()
+        return len(index)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.raw!r})"
+
+
+_FORBIDDEN_IN_HEADERS = frozenset(b"\r\n\x00")
+
+
+def encode_header(name: str | bytes, value: str | bytes) -> tuple[bytes, bytes]:
+    """Encode one header for sending, refusing CR, LF and NUL (header injection)."""
+    raw_name = name.encode("latin-1") if isinstance(name, str) else name
+    raw_value = value.encode("latin-1") if isinstance(value, str) else value
+    if _FORBIDDEN_IN_HEADERS.intersection(raw_name) or _FORBIDDEN_IN_HEADERS.intersection(
+        raw_value
+    ):
+        raise ValueError(f"Header {raw_name!r} contains CR, LF or NUL: refusing to send it.")
+    if not raw_name or b":" in raw_name or b" " in raw_name:
+        raise ValueError(f"Invalid header name {raw_name!r}.")
+    return raw_name.lower(), raw_value
+
+
+class MutableHeaders:
+    """Response headers: ordered, repeatable (``set-cookie``), validated on every write.
+
+    Example::
+
+        headers = MutableHeaders()
+        headers["cache-control"] = "no-store"      # replaces
+        headers.append("set-cookie", "a=1")        # adds
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None):
+        self.raw: RawHeaders = []
+        if headers is None:
+            return
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        for name, value in items:
+            self.raw.append(encode_header(name, value))
+
+    def __setitem__(self, name: str, value: str) -> None:
+        raw_name, raw_value = encode_header(name, value)
+        self.raw = [item for item in self.raw if item[0] != raw_name]
+        self.raw.append((raw_name, raw_value))
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __delitem__(self, name: str) -> None:
+        raw_name = name.lower().encode("latin-1")
+        self.raw = [item for item in self.raw if item[0] != raw_name]
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        raw_name = name.lower().encode("latin-1")
+        return any(item[0] == raw_name for item in self.raw)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        raw_name = name.lower().encode("latin-1")
+        for key, value in self.raw:
+            if key == raw_name:
+                return value.decode("latin-1")
+        return default
+
+    def getlist(self, name: str) -> list[str]:
+        raw_name = name.lower().encode("latin-1")
+        return [value.decode("latin-1") for key, value in self.raw if key == raw_name]
+
+    def append(self, name: str, value: str) -> None:
+        """Add a header line, keeping any others of the same name."""
+        self.raw.append(encode_header(name, value))
+
+    def setdefault(self, name: str, value: str) -> str:
+        existing = self.get(name)
+        if existing is not None:
+            return existing
+        self.append(name, value)
+        return value
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k.decode("latin-1") for k, _ in self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.items()!r})"
+
+
+def parse_cookies(cookie_header: str) -> dict[str, str]:
+    """Parse a ``Cookie`` header leniently: a malformed pair is skipped, never an error.
+
+    The standard library's ``SimpleCookie`` drops *every* cookie after one it dislikes,
+    which browsers do not do; this keeps the rest.
+    """
+    cookies: dict[str, str] = {}
+    for chunk in cookie_header.split(";"):
+        name, sep, value = chunk.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        cookies.setdefault(name, value)
+    return cookies
+
+
+class URL:
+    """The request URL, rebuilt from the ASGI scope.
+
+    Example::
+
+        url = request.url
+        url.scheme, url.hostname, url.port, url.path, url.query
+        str(url)  # "https://example.com/items?page=2"
+    """
+
+    __slots__ = ("hostname", "path", "port", "query", "scheme")
+
+    def __init__(self, scheme: str, hostname: str, port: int | None, path: str, query: str):
+        self.scheme = scheme
+        self.hostname = hostname
+        self.port = port
+        self.path = path
+        self.query = query
+
+    @classmethod
+    def from_scope(cls, scope: Mapping[str, Any], host_header: str | None) -> URL:
+        scheme = scope.get("scheme", "http")
+        default_port = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(scheme)
+        hostname = ""
+        port: int | None = None
+        if host_header:
+            if host_header.startswith("["):  # an IPv6 literal: [::1]:8000
+                end = host_header.find("]")
+                hostname = host_header[: end + 1]
+                port_text = host_header[end + 2 :] if host_header[end + 1 : end + 2] == ":" else ""
+            else:
+                hostname, _, port_text = host_header.partition(":")
+            port = int(port_text) if port_text.isdigit() else None
+        elif scope.get("server"):
+            hostname, port = scope["server"][0], scope["server"][1]
+        if port == default_port:
+            port = None
+        path = scope.get("root_path", "") + scope.get("path", "/")
+        query = scope.get("query_string", b"").decode("latin-1")
+        return cls(scheme, hostname, port, path, query)
+
+    @property
+    def netloc(self) -> str:
+        return self.hostname if self.port is None else f"{self.hostname}:{self.port}"
+
+    def __str__(self) -> str:
+        tail = f"?{self.query}" if self.query else ""
+        return f"{self.scheme}://{self.netloc}{self.path}{tail}"
+
+    def __repr__(self) -> str:
+        return f"URL({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+class State:
+    """An attribute bag: ``app.state.db = pool``; ``request.state.user``.
+
+    Backed by a plain dict so it can share the ASGI lifespan ``state`` mapping.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_data", data if data is not None else {})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"State has no attribute {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._data[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._data
+
+    def __repr__(self) -> str:
+        return f"State({self._data!r})"
+
+
+class Address:
+    """The peer's ``(host, port)``, as the server reports it."""
+
+    __slots__ = ("host", "port")
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.host, self.port))
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, Address | tuple) else False
+
+    def __hash__(self) -> int:
+        return hash((self.host, self.port))
+
+    def __repr__(self) -> str:
+        return f"Address(host={self.host!r}, port={self.port})"

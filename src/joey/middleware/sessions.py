@@ -1,0 +1,375 @@
+"""Sessions kept in a signed cookie, or in a server-side store keyed by a signed cookie.
+
+Without a store the whole session (JSON) travels in the cookie, signed with itsdangerous so the
+client can read but not change it; keep it small (browsers drop cookies over about 4 KB). With a
+:class:`SessionStore` the cookie holds only a random session id, signed, and the data lives on
+the server: in memory (:class:`MemoryStore`, one process) or in Redis (:class:`RedisStore`,
+shared by every process and machine).
+
+The session is a dict at ``scope["session"]`` (``request.session`` in a handler). A cookie that
+is missing, tampered with, expired or garbage gives an empty session, never an error.
+``Set-Cookie`` is sent only when the session changed; emptying it deletes the cookie.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import msgspec
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+
+from joey.datastructures import parse_cookies
+from joey.middleware._common import raw_headers
+from joey.responses import format_cookie
+from joey.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+logger = logging.getLogger("joey.sessions")
+
+_COOKIE_SIZE_LIMIT = 4093  # the smallest per-cookie limit among current browsers
+
+
+class Session(dict[str, Any]):
+    """The session mapping handlers see: a dict that knows whether it was changed.
+
+    Changes through dict methods are noticed at once. A value changed in place
+    (``session["cart"].append(item)``) is noticed too, by comparing lists and dicts with a copy
+    taken when the session was loaded.
+
+    ``regenerate_id()`` asks for a fresh session id (with a store), which is what to do after
+    a login so that an id planted before it (session fixation) is worthless.
+    """
+
+    __slots__ = ("_modified", "_regenerate", "_snapshot")
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        super().__init__(data or {})
+        self._modified = False
+        self._regenerate = False
+        # Only mutable values can change behind our back; copy just those.
+        self._snapshot = {
+            key: copy.deepcopy(value)
+            for key, value in self.items()
+            if isinstance(value, list | dict)
+        }
+
+    @property
+    def modified(self) -> bool:
+        """True when the session differs from what the request brought."""
+        if self._modified or self._regenerate:
+            return True
+        return any(self.get(key) != value for key, value in self._snapshot.items())
+
+    def regenerate_id(self) -> None:
+        """Use a new session id from this response on (the data is kept)."""
+        self._regenerate = True
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._modified = True
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._modified = True
+        super().__delitem__(key)
+
+    def clear(self) -> None:
+        self._modified = True
+        super().clear()
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._modified = self._modified or key in self
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._modified = True
+        return super().popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self._modified = True
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._modified = True
+        super().update(*args, **kwargs)
+
+    def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
+        self._modified = True
+        super().update(other)
+        return self
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Where server-side sessions live, keyed by session id.
+
+    ``max_age`` is the lifetime in seconds the store should keep the data (None: no expiry).
+    ``load`` returns None for an unknown or expired id. Implement these three coroutines to use
+    any database; data is a JSON-compatible dict.
+    """
+
+    async def load(self, session_id: str) -> dict[str, Any] | None: ...
+
+    async def save(self, session_id: str, data: dict[str, Any], max_age: int | None) -> None: ...
+
+    async def delete(self, session_id: str) -> None: ...
+
+
+class MemoryStore:
+    """Sessions in this process's memory: for tests, development and single-process apps.
+
+    Data is stored encoded, so a handler changing a dict it loaded never changes the store.
+
+    Example::
+
+        app = SessionMiddleware(app, secret_key=SECRET, store=MemoryStore())
+    """
+
+    __slots__ = ("_data", "_writes")
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[float | None, bytes]] = {}
+        self._writes = 0
+
+    async def load(self, session_id: str) -> dict[str, Any] | None:
+        entry = self._data.get(session_id)
+        if entry is None:
+            return None
+        expires, payload = entry
+        if expires is not None and expires <= time.monotonic():
+            del self._data[session_id]
+            return None
+        data: dict[str, Any] = msgspec.json.decode(payload)
+        return data
+
+    async def save(self, session_id: str, data: dict[str, Any], max_age: int | None) -> None:
+        expires = None if max_age is None else time.monotonic() + max_age
+        self._data[session_id] = (expires, msgspec.json.encode(data))
+        self._writes += 1
+        if self._writes % 1000 == 0:
+            self._sweep()
+
+    async def delete(self, session_id: str) -> None:
+        self._data.pop(session_id, None)
+
+    def _sweep(self) -> None:
+        # Expired sessions nobody asks for again would otherwise stay forever.
+        now = time.monotonic()
+        for key in [k for k, (exp, _) in self._data.items() if exp is not None and exp <= now]:
+            del self._data[key]
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class RedisStore:
+    """Sessions in Redis (``redis.asyncio``), shared by every process and machine of the app.
+
+    Keys are ``prefix + session_id`` with a Redis expiry of the session's ``max_age``. The
+    client is yours: create it at startup and close it at shutdown.
+
+    Example::
+
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url("redis://localhost:6379/0")
+        app = SessionMiddleware(app, secret_key=SECRET, store=RedisStore(redis))
+    """
+
+    __slots__ = ("_client", "_prefix")
+
+    def __init__(self, client: Redis, *, prefix: str = "joey:session:") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    async def load(self, session_id: str) -> dict[str, Any] | None:
+        payload = await self._client.get(self._prefix + session_id)
+        if payload is None:
+            return None
+        try:
+            data = msgspec.json.decode(payload)
+        except msgspec.DecodeError:
+            return None  # not ours, or corrupted: treat as no session
+        return data if isinstance(data, dict) else None
+
+    async def save(self, session_id: str, data: dict[str, Any], max_age: int | None) -> None:
+        await self._client.set(self._prefix + session_id, msgspec.json.encode(data), ex=max_age)
+
+    async def delete(self, session_id: str) -> None:
+        await self._client.delete(self._prefix + session_id)
+
+
+class SessionMiddleware:
+    """Give each request a session at ``scope["session"]``, kept in a signed cookie.
+
+    ``secret_key`` signs the cookie (give a list to rotate keys: the last one signs, all of them
+    verify). ``max_age`` (seconds, default 14 days) bounds both the cookie and the signature's
+    age; None makes a browser-session cookie with no signature expiry. The cookie is HttpOnly
+    and SameSite=Lax by default; set ``secure=True`` in production over HTTPS.
+
+    Example::
+
+        app = SessionMiddleware(app, secret_key=os.environ["SESSION_SECRET"], secure=True)
+
+        # in a handler
+        request.session["user_id"] = 42
+        request.session.clear()          # log out: the cookie is deleted
+    """
+
+    __slots__ = (
+        "_app",
+        "_cookie_name",
+        "_cookie_options",
+        "_delete_cookie",
+        "_max_age",
+        "_serializer",
+        "_signer",
+        "_store",
+    )
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secret_key: str | bytes | Sequence[str | bytes],
+        cookie_name: str = "session",
+        max_age: int | None = 14 * 24 * 3600,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = True,
+        samesite: Literal["lax", "strict", "none"] = "lax",
+        store: SessionStore | None = None,
+        salt: str = "joey.session",
+    ) -> None:
+        keys = [secret_key] if isinstance(secret_key, str | bytes) else list(secret_key)
+        if not keys or not all(keys):
+            raise ValueError(
+                "SessionMiddleware needs a non-empty secret_key: load a long random value from "
+                "the environment, e.g. secrets.token_urlsafe(32), and keep it out of the code"
+            )
+        self._app = app
+        self._cookie_name = cookie_name
+        self._max_age = max_age
+        self._store = store
+        self._serializer = URLSafeTimedSerializer(keys, salt=salt)
+        self._signer = TimestampSigner(keys, salt=salt + ".id")
+        self._cookie_options: dict[str, Any] = {
+            "max_age": max_age, "path": path, "domain": domain, "secure": secure,
+            "httponly": httponly, "samesite": samesite,
+        }
+        # Validate the options now, and build the deletion header once.
+        format_cookie(cookie_name, "x", **self._cookie_options)
+        delete_options = {**self._cookie_options, "max_age": 0}
+        self._delete_cookie = (
+            b"set-cookie",
+            format_cookie(cookie_name, "", expires=0, **delete_options).encode("latin-1"),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self._app(scope, receive, send)
+            return
+        cookie = self._read_cookie(scope)
+        session_id: str | None = None
+        data: dict[str, Any] | None = None
+        if cookie is not None:
+            session_id, data = await self._load(cookie)
+        session = Session(data)
+        scope["session"] = session
+        if kind == "websocket":
+            # A websocket handshake cannot set cookies: the session is read-only there.
+            await self._app(scope, receive, send)
+            return
+        await self._app(scope, receive, _SessionSend(self, session, session_id, cookie, send))
+
+    def _read_cookie(self, scope: Scope) -> str | None:
+        lines = [value for name, value in scope["headers"] if name == b"cookie"]
+        if not lines:
+            return None
+        # HTTP/2 may split cookies over several header lines.
+        return parse_cookies(b"; ".join(lines).decode("latin-1")).get(self._cookie_name)
+
+    async def _load(self, cookie: str) -> tuple[str | None, dict[str, Any] | None]:
+        """Returns (session id, data); bad or expired cookies simply give no data."""
+        try:
+            if self._store is None:
+                data = self._serializer.loads(cookie, max_age=self._max_age)
+                return None, data if isinstance(data, dict) else None
+            session_id = self._signer.unsign(cookie, max_age=self._max_age).decode("ascii")
+        except (BadData, UnicodeDecodeError):
+            return None, None
+        try:
+            return session_id, await self._store.load(session_id)
+        except Exception:
+            # A store outage should not turn every page into a 500; the user is logged out.
+            logger.exception("Session store failed to load a session")
+            return None, None
+
+    async def _outgoing_cookie(
+        self, session: Session, session_id: str | None, had_cookie: bool
+    ) -> tuple[bytes, bytes] | None:
+        """The Set-Cookie header this response needs, if any (and the store write)."""
+        store = self._store
+        if not session:
+            if store is not None and session_id is not None:
+                await store.delete(session_id)
+            # Delete the cookie when the session was emptied, or when it was unusable.
+            return self._delete_cookie if had_cookie else None
+        if not session.modified:
+            return None
+        if store is None:
+            value = self._serializer.dumps(dict(session))
+        else:
+            if session_id is None or session._regenerate:
+                if session_id is not None:
+                    await store.delete(session_id)
+                # Never reuse an id the client offered that the store did not know.
+                session_id = secrets.token_urlsafe(32)
+            await store.save(session_id, dict(session), self._max_age)
+            value = self._signer.sign(session_id).decode("ascii")
+        header = format_cookie(self._cookie_name, value, **self._cookie_options)
+        if len(header) > _COOKIE_SIZE_LIMIT:
+            logger.warning(
+                "Session cookie %r is %d bytes; browsers drop cookies over ~4 KB. Store less in "
+                "the session, or use a server-side store (MemoryStore, RedisStore).",
+                self._cookie_name, len(header),
+            )
+        return (b"set-cookie", header.encode("latin-1"))
+
+
+class _SessionSend:
+    __slots__ = ("_cookie", "_middleware", "_send", "_session", "_session_id")
+
+    def __init__(
+        self,
+        middleware: SessionMiddleware,
+        session: Session,
+        session_id: str | None,
+        cookie: str | None,
+        send: Send,
+    ) -> None:
+        self._middleware = middleware
+        self._session = session
+        self._session_id = session_id
+        self._cookie = cookie
+        self._send = send
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            header = await self._middleware._outgoing_cookie(
+                self._session, self._session_id, self._cookie is not None
+            )
+            if header is not None:
+                headers = raw_headers(message.get("headers", ()))
+                headers.append(header)
+                message["headers"] = headers
+        await self._send(message)

@@ -1,0 +1,258 @@
+"""The HTTP request: everything is read from the ASGI scope lazily, on first use.
+
+Example::
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, object]:
+        data = await request.json()
+        return {"you_sent": data, "agent": request.headers.get("user-agent")}
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from joey.datastructures import URL, Address, Headers, QueryParams, State, parse_cookies
+from joey.exceptions import BadRequest, PayloadTooLarge
+from joey.types import Message, Receive, Scope
+
+if TYPE_CHECKING:
+    from joey.app import App
+    from joey.forms import FormData, FormLimits
+
+
+class ClientDisconnect(Exception):
+    """The client went away while its request body was being read."""
+
+
+class Request:
+    """An incoming HTTP request.
+
+    Attributes are computed on first access and cached: a handler that never looks at the
+    cookies never pays for parsing them.
+    """
+
+    __slots__ = (
+        "_body", "_cleanups", "_cookies", "_disconnected", "_form", "_headers", "_pending",
+        "_query", "_receive", "_stream_started", "app", "max_body_size", "path_params", "scope",
+    )
+
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        app: App | None = None,
+        path_params: dict[str, Any] | None = None,
+        max_body_size: int | None = None,
+    ) -> None:
+        self.scope = scope
+        self._receive = receive
+        self.app = app if app is not None else scope.get("app")
+        self.path_params: dict[str, Any] = path_params if path_params is not None else {}
+        self.max_body_size = max_body_size
+        self._headers: Headers | None = None
+        self._query: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
+        self._body: bytes | None = None
+        self._stream_started = False
+        self._disconnected = False
+        self._pending: list[Message] | None = None
+        self._form: FormData | None = None
+        self._cleanups: list[Callable[[], Any]] | None = None
+
+    # -- request line and headers -----------------------------------------------------------
+
+    @property
+    def method(self) -> str:
+        return self.scope["method"]  # type: ignore[no-any-return]
+
+    @property
+    def path(self) -> str:
+        """The full decoded path, ``root_path`` included (as the client sent it)."""
+        return self.scope["path"]  # type: ignore[no-any-return]
+
+    @property
+    def url(self) -> URL:
+        return URL.from_scope(self.scope, self.headers.get("host"))
+
+    @property
+    def headers(self) -> Headers:
+        """Case-insensitive, multi-valued request headers."""
+        if self._headers is None:
+            self._headers = Headers(self.scope["headers"])
+        return self._headers
+
+    @property
+    def query(self) -> QueryParams:
+        """The query string, parsed; repeated keys keep every value (``getlist``)."""
+        if self._query is None:
+            self._query = QueryParams.from_bytes(self.scope.get("query_string", b""))
+        return self._query
+
+    query_params = query
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        if self._cookies is None:
+            self._cookies = parse_cookies("; ".join(self.headers.getlist("cookie")))
+        return self._cookies
+
+    @property
+    def client(self) -> Address | None:
+        """The peer address the server saw (a proxy's, behind a proxy)."""
+        client = self.scope.get("client")
+        return Address(client[0], client[1]) if client else None
+
+    @property
+    def state(self) -> State:
+        """Per-request state; starts as a copy of what the lifespan put in its state."""
+        return State(self.scope.setdefault("state", {}))
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The session mapping set up by :class:`joey.middleware.SessionMiddleware`."""
+        try:
+            return self.scope["session"]  # type: ignore[no-any-return]
+        except KeyError:
+            raise RuntimeError(
+                "request.session needs SessionMiddleware: add "
+                "Middleware(SessionMiddleware, secret_key=...) to App(asgi_middleware=[...])"
+            ) from None
+
+    def url_for(self, name: str, /, **params: Any) -> str:
+        """The path of the route called ``name``, as the client must request it."""
+        if self.app is None:
+            raise RuntimeError("This request is not attached to an app")
+        path: str = self.app.url_path_for(name, **params)
+        root_path: str = self.scope.get("root_path", "")
+        return root_path + path
+
+    # -- body -----------------------------------------------------------------------------
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The body, chunk by chunk, as it arrives; cut off with 413 past ``max_body_size``.
+
+        The body can be streamed once. ``body()``, ``json()`` and ``form()`` keep what they
+        read, so they may be called again; calling ``stream()`` after one of them yields the
+        kept body.
+        """
+        if self._body is not None:
+            yield self._body
+            return
+        if self._stream_started:
+            raise RuntimeError(
+                "The request body was already streamed; it can only be read once. "
+                "Use `await request.body()` if you need it more than once."
+            )
+        self._stream_started = True
+        limit = self.max_body_size
+        if limit is not None:
+            declared = self.headers.get("content-length")
+            if declared is not None:
+                if not declared.isdigit():
+                    raise BadRequest("Content-Length must be a non-negative integer.")
+                if int(declared) > limit:
+                    raise PayloadTooLarge(
+                        f"The body is {declared} bytes; this endpoint accepts at most {limit}."
+                    )
+        received = 0
+        while True:
+            if self._pending:
+                message = self._pending.pop(0)
+            else:
+                message = await self._receive()
+            kind = message["type"]
+            if kind == "http.request":
+                chunk: bytes = message.get("body", b"")
+                if chunk:
+                    received += len(chunk)
+                    if limit is not None and received > limit:
+                        raise PayloadTooLarge(
+                            f"The body is larger than this endpoint accepts ({limit} bytes)."
+                        )
+                    yield chunk
+                if not message.get("more_body", False):
+                    return
+            elif kind == "http.disconnect":
+                self._disconnected = True
+                raise ClientDisconnect()
+
+    async def body(self) -> bytes:
+        """The whole body as bytes (read once, then kept)."""
+        if self._body is None:
+            chunks = [chunk async for chunk in self.stream()]
+            self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._body
+
+    async def text(self) -> str:
+        """The body decoded with the charset of its ``Content-Type`` (UTF-8 by default)."""
+        body = await self.body()
+        charset = "utf-8"
+        content_type = self.headers.get("content-type", "")
+        for param in content_type.split(";")[1:]:
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip('"')
+        try:
+            text: str = body.decode(charset)
+            return text
+        except LookupError:
+            raise BadRequest(f"Unknown charset {charset!r} in Content-Type.") from None
+        except UnicodeDecodeError:
+            raise BadRequest(f"The body is not valid {charset}.") from None
+
+    async def json(self) -> Any:
+        """The body parsed as JSON; a 400 says what is wrong if it is not valid JSON."""
+        body = await self.body()
+        try:
+            return msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"Invalid JSON body: {exc}.") from None
+
+    async def form(self, limits: FormLimits | None = None) -> FormData:
+        """The body parsed as a form (urlencoded or multipart), within ``limits``.
+
+        Uploaded files are spooled to temporary files, removed when the request ends.
+        Needs the ``forms`` extra (``pip install joey[forms]``).
+        """
+        if self._form is None:
+            from joey.forms import FormLimits, parse_form
+
+            content_type = self.headers.get("content-type", "")
+            self._form = await parse_form(content_type, self.stream(), limits or FormLimits())
+            self.call_on_close(self._form.close)
+        return self._form
+
+    async def is_disconnected(self) -> bool:
+        """Whether the client has gone, checked without waiting and without losing body data."""
+        if self._disconnected:
+            return True
+        receiving = asyncio.ensure_future(self._receive())
+        await asyncio.sleep(0)
+        if not receiving.done():
+            receiving.cancel()
+            await asyncio.gather(receiving, return_exceptions=True)
+            return False
+        message = receiving.result()
+        if message["type"] == "http.disconnect":
+            self._disconnected = True
+            return True
+        if self._pending is None:
+            self._pending = []
+        self._pending.append(message)
+        return False
+
+    # -- end of request ---------------------------------------------------------------------
+
+    def call_on_close(self, func: Callable[[], Any]) -> None:
+        """Run ``func`` (sync or async) once the response has been sent, even after an error."""
+        if self._cleanups is None:
+            self._cleanups = []
+        self._cleanups.append(func)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.scope.get('method')} {self.scope.get('path')}>"

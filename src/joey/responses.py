@@ -1,0 +1,429 @@
+"""Responses: what a handler returns, and how it goes out over ASGI.
+
+A handler may return a ``Response`` or a plain value (see :func:`to_response`).
+
+Example::
+
+    from joey import JSONResponse, RedirectResponse
+
+    @app.get("/old")
+    async def old() -> RedirectResponse:
+        return RedirectResponse("/new")
+
+    @app.get("/me")
+    async def me() -> JSONResponse:
+        response = JSONResponse({"name": "joey"}, status_code=200)
+        response.set_cookie("seen", "1", max_age=3600)
+        return response
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
+
+import msgspec
+
+from joey.datastructures import MutableHeaders, encode_header
+from joey.exceptions import HTTPError
+from joey.types import Receive, Scope, Send
+
+logger = logging.getLogger("joey")
+
+BackgroundCallable = Callable[[], Awaitable[None]]
+_NO_BODY_STATUSES = frozenset({204, 205, 304})
+
+
+def _json_default(value: Any) -> Any:
+    # msgspec handles Structs, dataclasses, dicts, lists, datetimes, UUIDs, enums natively;
+    # this hook adds what it cannot know about: pydantic models and arbitrary iterables.
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump):
+        return model_dump(mode="json")
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_json_encoder = msgspec.json.Encoder(enc_hook=_json_default)
+json_encode = _json_encoder.encode
+
+
+class Response:
+    """A complete response with a body known up front.
+
+    ``content`` may be ``bytes`` or ``str`` (encoded with ``charset``). ``Content-Length`` is
+    always computed from the body; ``HEAD`` requests get the same headers and no body.
+
+    Example::
+
+        Response(b"raw bytes", status_code=201, media_type="application/octet-stream")
+    """
+
+    __slots__ = ("_headers", "background", "body", "media_type", "status_code")
+
+    media_type_default: ClassVar[str | None] = None
+    charset: ClassVar[str] = "utf-8"
+
+    def __init__(
+        self,
+        content: Any = b"",
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundCallable | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.media_type = media_type if media_type is not None else self.media_type_default
+        self.body = self.render(content)
+        self._headers = MutableHeaders(headers) if headers else None
+        self.background = background
+
+    def render(self, content: Any) -> bytes:
+        """Turn ``content`` into body bytes (subclasses override this)."""
+        if isinstance(content, bytes):
+            return content
+        if isinstance(content, str):
+            return content.encode(self.charset)
+        if isinstance(content, bytearray | memoryview):
+            return bytes(content)
+        raise TypeError(f"{type(self).__name__} content must be bytes or str, not "
+                        f"{type(content).__name__}")
+
+    @property
+    def headers(self) -> MutableHeaders:
+        """The response headers (created on first use)."""
+        if self._headers is None:
+            self._headers = MutableHeaders()
+        return self._headers
+
+    def content_type(self) -> bytes | None:
+        """The ``Content-Type`` value to send, with a charset for text types."""
+        media_type = self.media_type
+        if media_type is None:
+            return None
+        if media_type.startswith("text/") and "charset=" not in media_type:
+            return f"{media_type}; charset={self.charset}".encode("latin-1")
+        return media_type.encode("latin-1")
+
+    def raw_headers(self, content_length: int | None) -> list[tuple[bytes, bytes]]:
+        """The header list to send: the user's headers, then Content-Type and -Length."""
+        user = self._headers.raw if self._headers is not None else []
+        raw: list[tuple[bytes, bytes]] = []
+        has_type = False
+        for name, value in user:
+            if name == b"content-length":
+                continue  # always recomputed: a stale length would corrupt the connection
+            if name == b"content-type":
+                has_type = True
+            raw.append((name, value))
+        if not has_type:
+            content_type = self.content_type()
+            if content_type is not None:
+                raw.append((b"content-type", content_type))
+        if content_length is not None and self.status_code not in _NO_BODY_STATUSES and (
+            self.status_code >= 200
+        ):
+            raw.append((b"content-length", str(content_length).encode("ascii")))
+        return raw
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        *,
+        max_age: int | None = None,
+        expires: datetime | int | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = True,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+        partitioned: bool = False,
+    ) -> None:
+        """Add a ``Set-Cookie`` header. Defaults are the safe ones: HttpOnly, SameSite=Lax.
+
+        ``samesite="none"`` forces ``Secure``, as browsers require. Values are not quoted:
+        a value with spaces, quotes, commas, semicolons or backslashes is refused.
+        """
+        self.headers.append(
+            "set-cookie",
+            format_cookie(
+                key, value, max_age=max_age, expires=expires, path=path, domain=domain,
+                secure=secure, httponly=httponly, samesite=samesite, partitioned=partitioned,
+            ),
+        )
+
+    def delete_cookie(
+        self,
+        key: str,
+        *,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = True,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Tell the browser to drop a cookie (same ``path``/``domain`` as when it was set)."""
+        self.set_cookie(
+            key, "", max_age=0, expires=0, path=path, domain=domain, secure=secure,
+            httponly=httponly, samesite=samesite,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = self.body
+        await send({
+            "type": "http.response.start",
+            "status": self.status_code,
+            "headers": self.raw_headers(len(body)),
+        })
+        if scope.get("method") == "HEAD" or self.status_code in _NO_BODY_STATUSES:
+            body = b""
+        await send({"type": "http.response.body", "body": body})
+        if self.background is not None:
+            await self.background()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.status_code}>"
+
+
+class TextResponse(Response):
+    """``text/plain; charset=utf-8``."""
+
+    __slots__ = ()
+    media_type_default = "text/plain"
+
+
+PlainTextResponse = TextResponse
+
+
+class HTMLResponse(Response):
+    """``text/html; charset=utf-8``."""
+
+    __slots__ = ()
+    media_type_default = "text/html"
+
+
+class JSONResponse(Response):
+    """Content encoded as JSON with msgspec: dicts, lists, Structs, dataclasses, pydantic models.
+
+    Example::
+
+        JSONResponse({"id": 1}, status_code=201)
+    """
+
+    __slots__ = ()
+    media_type_default = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json_encode(content)
+
+
+class ProblemResponse(JSONResponse):
+    """An RFC 9457 problem-details document (``application/problem+json``)."""
+
+    __slots__ = ()
+    media_type_default = "application/problem+json"
+
+    @classmethod
+    def from_error(cls, error: HTTPError) -> ProblemResponse:
+        return cls(error.to_problem(), status_code=error.status_code, headers=error.headers)
+
+
+class RedirectResponse(Response):
+    """A redirect (``307`` by default, which keeps the method and body).
+
+    The ``Location`` is percent-encoded where needed; relative URLs are allowed and keep the
+    scheme the client used (useful behind a TLS-terminating proxy).
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        url: str,
+        status_code: int = 307,
+        headers: Mapping[str, str] | None = None,
+        background: BackgroundCallable | None = None,
+    ) -> None:
+        super().__init__(b"", status_code=status_code, headers=headers, background=background)
+        self.headers["location"] = quote(url, safe=":/%#?=@[]!$&'()*+,;~")
+
+
+class StreamingResponse(Response):
+    """A body produced chunk by chunk by an async or sync iterator.
+
+    The response stops the iterator (cancelling it) as soon as the client disconnects, so no
+    work goes on for a gone client. Each chunk waits for the server to accept it, so a slow
+    client slows the producer instead of growing memory. A sync iterator runs in a thread.
+
+    Example::
+
+        async def numbers():
+            for i in range(10):
+                yield f"{i}\\n"
+
+        return StreamingResponse(numbers(), media_type="text/plain")
+    """
+
+    __slots__ = ("content",)
+
+    def __init__(
+        self,
+        content: AsyncIterable[str | bytes] | Iterable[str | bytes],
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundCallable | None = None,
+    ) -> None:
+        super().__init__(b"", status_code, headers, media_type, background)
+        self.content = content
+
+    async def _chunks(self) -> AsyncIterable[bytes]:
+        content = self.content
+        charset = self.charset
+        if isinstance(content, AsyncIterable):
+            async for chunk in content:
+                yield chunk.encode(charset) if isinstance(chunk, str) else chunk
+        else:
+            iterator = iter(content)
+            while True:
+                item = await asyncio.to_thread(_next_or_none, iterator)
+                if item is None:
+                    break
+                yield item.encode(charset) if isinstance(item, str) else item
+
+    async def _stream(self, send: Send, head: bool) -> None:
+        await send({
+            "type": "http.response.start",
+            "status": self.status_code,
+            "headers": self.raw_headers(None),
+        })
+        if not head:
+            async for chunk in self._chunks():
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        head = scope.get("method") == "HEAD"
+        stream = asyncio.ensure_future(self._stream(send, head))
+        watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+        try:
+            done, _ = await asyncio.wait({stream, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stream, watcher):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(stream, watcher, return_exceptions=True)
+        if stream in done:
+            error = stream.exception()
+            if error is not None and not isinstance(error, OSError):
+                raise error
+            if error is None and self.background is not None:
+                await self.background()
+        else:
+            logger.debug("Client disconnected; stopped streaming %r", self)
+        aclose = getattr(self.content, "aclose", None)
+        if aclose is not None and stream not in done:
+            await aclose()
+
+
+def _next_or_none(iterator: Iterator[str | bytes]) -> str | bytes | None:
+    return next(iterator, None)
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def to_response(value: Any, status_code: int = 200) -> Response:
+    """Turn a handler's plain return value into a response.
+
+    ``Response`` as is; ``None`` → 204; ``str`` → text/plain; ``bytes`` →
+    application/octet-stream; dict, list, msgspec Struct, dataclass, pydantic model, tuple,
+    number or bool → JSON. Anything else raises ``TypeError``.
+    """
+    if isinstance(value, Response):
+        return value
+    if value is None:
+        return Response(b"", status_code=204 if status_code == 200 else status_code)
+    if isinstance(value, str):
+        return TextResponse(value, status_code)
+    if isinstance(value, bytes):
+        return Response(value, status_code, media_type="application/octet-stream")
+    if (
+        isinstance(value, dict | list | tuple | msgspec.Struct | int | float | bool)
+        or dataclasses.is_dataclass(value)
+        or hasattr(value, "model_dump")
+    ):
+        return JSONResponse(value, status_code)
+    raise TypeError(
+        f"cannot turn a {type(value).__name__} into a response; return a Response, "
+        "a str, bytes, None, or something JSON can encode"
+    )
+
+
+_COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_COOKIE_VALUE = re.compile(r"^[!#-+\--:<-\[\]-~]*$")
+
+
+def format_cookie(
+    key: str,
+    value: str,
+    *,
+    max_age: int | None = None,
+    expires: datetime | int | None = None,
+    path: str | None = "/",
+    domain: str | None = None,
+    secure: bool = False,
+    httponly: bool = True,
+    samesite: Literal["lax", "strict", "none"] | None = "lax",
+    partitioned: bool = False,
+) -> str:
+    """Build one ``Set-Cookie`` value (RFC 6265), validating name and value."""
+    if not _COOKIE_NAME.match(key):
+        raise ValueError(f"Invalid cookie name {key!r}")
+    if not _COOKIE_VALUE.match(value):
+        raise ValueError(
+            f"Invalid cookie value for {key!r}: no spaces, quotes, commas, semicolons or "
+            "backslashes (encode it first, e.g. with base64)"
+        )
+    parts = [f"{key}={value}"]
+    if max_age is not None:
+        parts.append(f"Max-Age={int(max_age)}")
+    if expires is not None:
+        if isinstance(expires, int):
+            moment = datetime.fromtimestamp(expires, tz=UTC) if expires else datetime(
+                1970, 1, 1, tzinfo=UTC)
+        else:
+            moment = expires.astimezone(UTC)
+        parts.append(f"Expires={format_datetime(moment, usegmt=True)}")
+    if path is not None:
+        encode_header("x", path)
+        parts.append(f"Path={path}")
+    if domain is not None:
+        encode_header("x", domain)
+        parts.append(f"Domain={domain}")
+    if samesite is not None:
+        if samesite.lower() not in ("lax", "strict", "none"):
+            raise ValueError("samesite must be 'lax', 'strict' or 'none'")
+        parts.append(f"SameSite={samesite.capitalize()}")
+        secure = secure or samesite.lower() == "none"
+    if secure or partitioned:
+        parts.append("Secure")
+    if httponly:
+        parts.append("HttpOnly")
+    if partitioned:
+        parts.append("Partitioned")
+    return "; ".join(parts)

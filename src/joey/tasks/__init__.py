@@ -1,0 +1,48 @@
+"""Background tasks: `InMemoryTasks` (default, in-process) and `RedisTasks` (durable, shared).
+
+See docs/background-tasks.md. The Redis backend is imported lazily so that `redis` stays an
+optional dependency.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import (
+    Backoff,
+    EnqueueOptions,
+    QueueFull,
+    TaskBackend,
+    TaskDef,
+    TaskNotRegistered,
+    TasksNotRunning,
+    TaskTimeout,
+)
+from .memory import InMemoryTasks
+from .state import TaskInfo, TaskState
+
+if TYPE_CHECKING:
+    from .redis import RedisTasks
+
+__all__ = [
+    "Backoff",
+    "EnqueueOptions",
+    "InMemoryTasks",
+    "QueueFull",
+    "RedisTasks",
+    "TaskBackend",
+    "TaskDef",
+    "TaskInfo",
+    "TaskNotRegistered",
+    "TaskState",
+    "TaskTimeout",
+    "TasksNotRunning",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisTasks":
+        from .redis import RedisTasks
+
+        return RedisTasks
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

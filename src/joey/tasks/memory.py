@@ -1,0 +1,476 @@
+"""The in-process task backend: the default, no setup, no serialization.
+
+How it runs, without a single polling loop:
+
+* `enqueue` either hands the task straight to a new *runner* (when fewer than `max_concurrency`
+  are active) or appends it to the ready deque. A runner runs tasks one after another, taking the
+  next from the deque when it finishes, and exits when the deque is empty. The active-runner count
+  is changed only in synchronous code, so it can never exceed `max_concurrency`.
+* A delayed task or a retry waiting for its backoff is a `loop.call_later` timer that dispatches
+  it when due.
+* A full queue parks `enqueue` callers on futures that are woken, one per freed place, when a
+  task starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .base import (
+    Backoff,
+    EnqueueOptions,
+    QueueFull,
+    TaskBackend,
+    TaskDef,
+    TaskNotRegistered,
+    TasksNotRunning,
+    WhenFull,
+    error_text,
+    logger,
+    resolve_timeout,
+)
+from .state import FINAL_STATES, TaskInfo, TaskState, can_move
+
+__all__ = ["InMemoryTasks"]
+
+_QUEUED = TaskState.QUEUED
+_RUNNING = TaskState.RUNNING
+_SUCCEEDED = TaskState.SUCCEEDED
+_FAILED = TaskState.FAILED
+_DEAD = TaskState.DEAD
+_CANCELLED = TaskState.CANCELLED
+
+
+class _Record:
+    """One task: what to run and what happened so far. Lives in `InMemoryTasks._records`."""
+
+    __slots__ = (
+        "args",
+        "attempts",
+        "backoff",
+        "counted",
+        "defn",
+        "enqueued_at",
+        "error",
+        "finished_at",
+        "id",
+        "kwargs",
+        "max_attempts",
+        "result",
+        "run_at",
+        "started_at",
+        "state",
+        "timeout",
+        "timer",
+    )
+
+    def __init__(
+        self,
+        task_id: str,
+        defn: TaskDef,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        max_attempts: int,
+        backoff: Backoff,
+    ) -> None:
+        self.id = task_id
+        self.defn = defn
+        self.args = args
+        self.kwargs = kwargs
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.state = _QUEUED
+        self.attempts = 0
+        self.error: str | None = None
+        self.result: Any = None
+        self.enqueued_at = time.time()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.run_at: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        # True while the task holds one of the `max_queue` places (until its first start).
+        self.counted = True
+
+    def move(self, new: TaskState) -> None:
+        if not can_move(self.state, new):  # pragma: no cover - a bug in this module
+            raise RuntimeError(f"task {self.id}: illegal move {self.state} -> {new}")
+        self.state = new
+
+    def info(self) -> TaskInfo:
+        return TaskInfo(
+            id=self.id,
+            name=self.defn.name,
+            state=self.state,
+            attempts=self.attempts,
+            max_attempts=self.max_attempts,
+            error=self.error,
+            result=self.result,
+            args=self.args,
+            kwargs=self.kwargs,
+            enqueued_at=self.enqueued_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            run_at=self.run_at,
+        )
+
+
+class InMemoryTasks(TaskBackend):
+    """Run tasks inside this process, on its event loop (sync functions in a thread pool).
+
+    * `max_concurrency`: tasks running at once, exactly.
+    * `max_queue`: tasks accepted but not started yet (delayed ones included); when it is
+      reached, `enqueue` waits for a place (``when_full="wait"``) or raises `QueueFull`
+      (``when_full="raise"``).
+    * `shutdown_timeout`: how long `stop()` lets running tasks finish before cancelling them.
+    * `keep_finished` / `keep_dead`: how many finished / dead tasks `status()` remembers.
+
+    Tasks live in memory: they are lost if the process dies. Use `RedisTasks` for durability.
+
+    Example::
+
+        tasks = InMemoryTasks(max_concurrency=4)
+
+        @tasks.task(retries=2)
+        async def resize(image_id: int) -> None: ...
+
+        async with tasks:
+            info = await tasks.wait(await tasks.enqueue(resize, 7), timeout=10)
+    """
+
+    def __init__(
+        self,
+        *,
+        max_concurrency: int = 10,
+        max_queue: int = 10_000,
+        when_full: WhenFull = "wait",
+        shutdown_timeout: float = 10.0,
+        keep_finished: int = 10_000,
+        keep_dead: int = 1_000,
+    ) -> None:
+        super().__init__(max_concurrency=max_concurrency, shutdown_timeout=shutdown_timeout)
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
+        if when_full not in ("wait", "raise"):
+            raise ValueError(f'when_full must be "wait" or "raise", got {when_full!r}')
+        self.max_queue = max_queue
+        self.when_full: WhenFull = when_full
+        self.keep_finished = keep_finished
+        self.keep_dead = keep_dead
+        self._records: dict[str, _Record] = {}
+        self._ready: deque[_Record] = deque()
+        self._timed: set[_Record] = set()  # delayed first runs and retries waiting for backoff
+        self._runners: set[asyncio.Task[None]] = set()
+        self._active = 0  # runners alive; the exact concurrency count
+        self._pending = 0  # places taken in the bounded queue
+        self._space_waiters: deque[asyncio.Future[None]] = deque()
+        self._done_ids: deque[str] = deque()
+        self._dead_ids: deque[str] = deque()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._unstarted: list[_Record] = []  # filed by runners while stop() runs
+        self._cancelled: list[_Record] = []  # running tasks stop() had to cancel
+        self._running = False
+        self._closing = False
+        self._stopped: asyncio.Event | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._open_executor()
+        self._closing = False
+        self._running = True
+        self._stopped = asyncio.Event()
+
+    async def stop(self) -> None:
+        if not self._running:
+            return
+        assert self._stopped is not None
+        if self._closing:  # a second concurrent stop() waits for the first
+            await self._stopped.wait()
+            return
+        self._closing = True
+        for fut in self._space_waiters:
+            if not fut.done():
+                fut.set_result(None)  # they see `_closing` and raise TasksNotRunning
+        self._space_waiters.clear()
+
+        unstarted = list(self._ready)
+        self._ready.clear()
+        for rec in self._timed:
+            if rec.timer is not None:
+                rec.timer.cancel()
+                rec.timer = None
+            unstarted.append(rec)
+        self._timed.clear()
+
+        cancelled: list[_Record] = []
+        if self._runners:
+            # A runner created just before stop() sees `_closing` on its first step and
+            # files its task under `_unstarted` instead of running it.
+            _, late = await asyncio.wait(set(self._runners), timeout=self.shutdown_timeout)
+            for runner in late:
+                runner.cancel()
+            if late:
+                await asyncio.wait(late)
+        cancelled, self._cancelled = self._cancelled, []
+        unstarted += self._unstarted
+        self._unstarted = []
+        for rec in unstarted:
+            self._end(rec, _CANCELLED, "never started: the task backend stopped")
+        if unstarted:
+            logger.warning(
+                "task backend stopped: %d queued task(s) never started: %s",
+                len(unstarted),
+                _summary(unstarted),
+            )
+        if cancelled:
+            logger.warning(
+                "task backend stopped: %d running task(s) cancelled after shutdown_timeout=%gs: %s",
+                len(cancelled),
+                self.shutdown_timeout,
+                _summary(cancelled),
+            )
+        self._close_executor()
+        self._pending = 0
+        self._active = 0
+        self._running = False
+        self._stopped.set()
+
+    # -- enqueueing ---------------------------------------------------------------------------
+
+    async def _submit(
+        self,
+        task: Callable[..., Any] | str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        opts: EnqueueOptions | None,
+    ) -> str:
+        if not self._running or self._closing:
+            raise TasksNotRunning(
+                "InMemoryTasks is not running: the app starts it at startup (run the app's "
+                "lifespan, e.g. enter the test client as a context manager) "
+                "or use `async with tasks:`"
+            )
+        defn = self._lookup(task)
+        if defn is None:
+            raise TaskNotRegistered(
+                f"no task named {task!r}; registered: {', '.join(sorted(self._by_name)) or 'none'}"
+            )
+        if self._pending >= self.max_queue:
+            when_full = (opts.when_full if opts else None) or self.when_full
+            await self._wait_for_space(when_full)
+
+        timeout = defn.timeout
+        retries = defn.retries
+        backoff = defn.backoff
+        delay = None
+        if opts is not None:
+            timeout = opts.timeout if opts.timeout is not None else timeout
+            retries = opts.retries if opts.retries is not None else retries
+            backoff = opts.backoff or backoff
+            delay = opts.delay
+        task_id = uuid.uuid4().hex
+        rec = _Record(task_id, defn, args, kwargs, resolve_timeout(timeout), retries + 1, backoff)
+        self._records[task_id] = rec
+        self._pending += 1
+        if delay:
+            self._schedule(rec, delay)
+        else:
+            self._dispatch(rec)
+        return task_id
+
+    async def _wait_for_space(self, when_full: WhenFull) -> None:
+        while self._pending >= self.max_queue:
+            if when_full == "raise":
+                raise QueueFull(f"the task queue is full ({self.max_queue} tasks waiting to start)")
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._space_waiters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.cancelled():
+                    self._space_waiters.remove(fut)
+                elif not self._closing:
+                    self._wake_one()  # woken and cancelled at once: pass the place on
+                raise
+            if self._closing:
+                raise TasksNotRunning("the task backend is stopping: no new tasks")
+
+    def _wake_one(self) -> None:
+        while self._space_waiters:
+            fut = self._space_waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    # -- scheduling ---------------------------------------------------------------------------
+
+    def _schedule(self, rec: _Record, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        rec.run_at = time.time() + delay
+        rec.timer = loop.call_later(delay, self._due, rec)
+        self._timed.add(rec)
+
+    def _due(self, rec: _Record) -> None:
+        rec.timer = None
+        self._timed.discard(rec)
+        if rec.state is _FAILED:
+            rec.move(_QUEUED)
+        self._dispatch(rec)
+
+    def _dispatch(self, rec: _Record) -> None:
+        if self._active < self.max_concurrency:
+            self._active += 1
+            runner = asyncio.get_running_loop().create_task(self._runner(rec))
+            self._runners.add(runner)
+            runner.add_done_callback(self._runners.discard)
+        else:
+            self._ready.append(rec)
+
+    async def _runner(self, rec: _Record) -> None:
+        try:
+            while True:
+                if self._closing:
+                    self._unstarted.append(rec)
+                    return
+                await self._run(rec)
+                # No await between this check and `_active -= 1`: a task dispatched meanwhile
+                # either lands in the deque before the check or finds a free slot after it.
+                if not self._ready:
+                    return
+                rec = self._ready.popleft()
+        finally:
+            self._active -= 1
+
+    async def _run(self, rec: _Record) -> None:
+        if rec.counted:
+            rec.counted = False
+            self._pending -= 1
+            if self._space_waiters:
+                self._wake_one()
+        rec.move(_RUNNING)
+        rec.attempts += 1
+        rec.started_at = time.time()
+        rec.run_at = None
+        try:
+            result = await self._call(rec.defn, rec.args, rec.kwargs, rec.timeout)
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # stop() cancelled us after shutdown_timeout.
+                self._end(rec, _CANCELLED, "CancelledError: cancelled at shutdown")
+                self._cancelled.append(rec)
+                raise
+            self._failed(rec, exc)  # the task body raised CancelledError on its own
+        except Exception as exc:
+            self._failed(rec, exc)
+        else:
+            rec.result = result
+            self._end(rec, _SUCCEEDED, None)
+
+    def _failed(self, rec: _Record, exc: BaseException) -> None:
+        rec.error = error_text(exc)
+        if rec.attempts < rec.max_attempts:
+            delay = rec.backoff.delay(rec.attempts)
+            rec.move(_FAILED)
+            if self._closing:
+                # The retry will never run: stop() reports it with the never-started tasks.
+                self._unstarted.append(rec)
+                return
+            logger.warning(
+                "task %s %s failed (attempt %d of %d), retrying in %.2fs: %s",
+                rec.defn.name,
+                rec.id,
+                rec.attempts,
+                rec.max_attempts,
+                delay,
+                rec.error,
+            )
+            self._schedule(rec, delay)
+            return
+        logger.error(
+            "task %s %s is dead after %d attempt(s): %s",
+            rec.defn.name,
+            rec.id,
+            rec.attempts,
+            rec.error,
+            exc_info=exc,
+        )
+        self._end(rec, _DEAD, rec.error)
+
+    def _end(self, rec: _Record, state: TaskState, error: str | None) -> None:
+        """Move `rec` to a final state, wake its waiters and keep the records bounded."""
+        rec.move(state)
+        rec.error = error
+        rec.finished_at = time.time()
+        rec.run_at = None
+        if state is _DEAD:
+            kept, limit = self._dead_ids, self.keep_dead
+        else:
+            kept, limit = self._done_ids, self.keep_finished
+        kept.append(rec.id)
+        while len(kept) > limit:
+            self._records.pop(kept.popleft(), None)
+        waiters = self._waiters.pop(rec.id, None)
+        if waiters:
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    # -- reading state ------------------------------------------------------------------------
+
+    async def status(self, task_id: str) -> TaskInfo | None:
+        rec = self._records.get(task_id)
+        return None if rec is None else rec.info()
+
+    async def wait(self, task_id: str) -> TaskInfo:
+        rec = self._records.get(task_id)
+        if rec is None:
+            raise LookupError(f"unknown task id {task_id!r}")
+        if rec.state not in FINAL_STATES:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(task_id, []).append(fut)
+            try:
+                await fut
+            finally:
+                waiters = self._waiters.get(task_id)
+                if waiters and fut in waiters:
+                    waiters.remove(fut)
+        return rec.info()
+
+    async def dead_letters(self, limit: int = 100) -> list[TaskInfo]:
+        infos: list[TaskInfo] = []
+        for task_id in reversed(self._dead_ids):
+            if len(infos) >= limit:
+                break
+            rec = self._records.get(task_id)
+            if rec is not None:
+                infos.append(rec.info())
+        return infos
+
+    async def requeue(self, task_id: str) -> bool:
+        rec = self._records.get(task_id)
+        if rec is None or rec.state is not _DEAD:
+            return False
+        if not self._running or self._closing:
+            raise TasksNotRunning("the task backend is not running")
+        self._dead_ids.remove(task_id)
+        rec.move(_QUEUED)
+        rec.attempts = 0
+        rec.finished_at = None
+        self._dispatch(rec)
+        return True
+
+
+def _summary(records: Iterable[_Record]) -> str:
+    """``"send_email x3, build_report x1"``: task names by count, most frequent first."""
+    counts = Counter(rec.defn.name for rec in records)
+    return ", ".join(f"{name} x{n}" for name, n in counts.most_common())

@@ -1,0 +1,361 @@
+"""Test clients: call an ASGI app in-process through httpx, no server, no sockets.
+
+``TestClient`` is for plain (sync) tests; ``AsyncTestClient`` for ``async def`` tests. Both
+stream response bodies (a ``StreamingResponse`` arrives chunk by chunk), and used as a context
+manager they run the app's lifespan: startup on enter, shutdown on exit.
+
+Example::
+
+    from joey.testing import TestClient
+
+    def test_hello() -> None:
+        with TestClient(app) as client:
+            response = client.get("/hello/joey")
+            assert response.status_code == 200
+            assert response.json() == {"hello": "joey"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import unquote_to_bytes
+
+import httpx
+
+from joey.types import ASGIApp, Message, Scope
+
+T = TypeVar("T")
+_DONE = object()
+
+
+class LifespanError(RuntimeError):
+    """The app refused to start (``lifespan.startup.failed``) or to stop cleanly."""
+
+
+def _http_scope(request: httpx.Request, root_path: str, state: dict[str, Any] | None) -> Scope:
+    raw_path = request.url.raw_path
+    path_bytes, _, query = raw_path.partition(b"?")
+    scheme = request.url.scheme
+    port = request.url.port or {"http": 80, "https": 443, "ws": 80, "wss": 443}[scheme]
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": request.method,
+        "scheme": scheme,
+        "path": root_path + unquote_to_bytes(path_bytes).decode("utf-8", "replace"),
+        "raw_path": root_path.encode() + path_bytes,
+        "root_path": root_path,
+        "query_string": query,
+        "headers": [(k.lower(), v) for k, v in request.headers.raw],
+        "client": ("testclient", 50000),
+        "server": (request.url.host, port),
+        "extensions": {},
+    }
+    if state is not None:
+        scope["state"] = dict(state)
+    return scope
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(
+        self, chunks: asyncio.Queue[Any], task: asyncio.Task[None], disconnect: asyncio.Event
+    ) -> None:
+        self._chunks = chunks
+        self._task = task
+        self._disconnect = disconnect
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await self._chunks.get()
+            if chunk is None:
+                return
+            if chunk is _DONE:
+                error = self._task.exception() if not self._task.cancelled() else None
+                if error is not None:
+                    raise error
+                raise httpx.RemoteProtocolError(
+                    "The app returned before finishing the response body."
+                )
+            yield chunk
+
+    async def aclose(self) -> None:
+        self._disconnect.set()
+        if not self._task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=10)
+            except TimeoutError:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+
+
+class ASGITransport(httpx.AsyncBaseTransport):
+    """An httpx transport that calls an ASGI app directly, with a streamed response body."""
+
+    def __init__(self, app: ASGIApp, root_path: str = "") -> None:
+        self.app = app
+        self.root_path = root_path
+        self.lifespan_state: dict[str, Any] | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        scope = _http_scope(request, self.root_path, self.lifespan_state)
+        body = request.stream
+        request_chunks: AsyncIterator[bytes] | None = (
+            body.__aiter__() if isinstance(body, httpx.AsyncByteStream) else None
+        )
+        sync_body = b"".join(body) if request_chunks is None else b""  # type: ignore[arg-type]
+        request_done = False
+        disconnect = asyncio.Event()
+        started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        chunks: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def receive() -> Message:
+            nonlocal request_done
+            if not request_done:
+                if request_chunks is None:
+                    request_done = True
+                    return {"type": "http.request", "body": sync_body, "more_body": False}
+                try:
+                    chunk = await request_chunks.__anext__()
+                    return {"type": "http.request", "body": bytes(chunk), "more_body": True}
+                except StopAsyncIteration:
+                    request_done = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            await disconnect.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            if disconnect.is_set():
+                raise OSError("The test client has closed the response")
+            kind = message["type"]
+            if kind == "http.response.start":
+                if started.done():
+                    raise RuntimeError("The app sent http.response.start twice")
+                started.set_result(message)
+            elif kind == "http.response.body":
+                if not started.done():
+                    raise RuntimeError("The app sent a body before http.response.start")
+                body = message.get("body", b"")
+                if body:
+                    chunks.put_nowait(bytes(body))
+                if not message.get("more_body", False):
+                    chunks.put_nowait(None)
+
+        task = asyncio.ensure_future(self.app(scope, receive, send))
+        task.add_done_callback(lambda _: chunks.put_nowait(_DONE))
+        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            started.cancel()
+            error = task.exception()
+            if error is not None:
+                raise error
+            raise RuntimeError("The app returned without sending a response")
+        start = started.result()
+        return httpx.Response(
+            status_code=start["status"],
+            headers=[(bytes(k), bytes(v)) for k, v in start.get("headers", [])],
+            stream=_ResponseStream(chunks, task, disconnect),
+            request=request,
+        )
+
+
+class _Lifespan:
+    """Drives the ASGI lifespan protocol against an app, as a server would."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.state: dict[str, Any] = {}
+        self._to_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._from_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def startup(self) -> None:
+        scope: Scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},
+                        "state": self.state}
+        self._task = asyncio.ensure_future(self.app(scope, self._to_app.get, self._put))
+        await self._to_app.put({"type": "lifespan.startup"})
+        message = await self._next_message()
+        if message["type"] == "lifespan.startup.failed":
+            raise LifespanError(message.get("message", "startup failed"))
+
+    async def shutdown(self) -> None:
+        if self._task is None or self._task.done():
+            return
+        await self._to_app.put({"type": "lifespan.shutdown"})
+        message = await self._next_message()
+        await asyncio.gather(self._task, return_exceptions=True)
+        if message["type"] == "lifespan.shutdown.failed":
+            raise LifespanError(message.get("message", "shutdown failed"))
+
+    async def _put(self, message: Message) -> None:
+        await self._from_app.put(message)
+
+    async def _next_message(self) -> Message:
+        assert self._task is not None
+        getter = asyncio.ensure_future(self._from_app.get())
+        await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+        error = self._task.exception()
+        if error is not None:
+            raise LifespanError(f"The lifespan raised {error!r}") from error
+        raise LifespanError("The app's lifespan returned without answering")
+
+
+class AsyncTestClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` wired to an ASGI app in-process.
+
+    ``async with AsyncTestClient(app) as client:`` runs the lifespan around the block.
+    """
+
+    def __init__(
+        self, app: ASGIApp, base_url: str = "http://testserver", root_path: str = "",
+        **kwargs: Any,
+    ) -> None:
+        self.app = app
+        self._transport_ = ASGITransport(app, root_path=root_path)
+        self._lifespan = _Lifespan(app)
+        super().__init__(transport=self._transport_, base_url=base_url, **kwargs)
+
+    async def __aenter__(self) -> AsyncTestClient:
+        await super().__aenter__()
+        await self._lifespan.startup()
+        self._transport_.lifespan_state = self._lifespan.state
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None = None, exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        try:
+            await self._lifespan.shutdown()
+        finally:
+            await super().__aexit__(exc_type, exc, tb)
+
+
+class _Portal:
+    """An event loop in a background thread, so sync tests can drive async apps."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="joey-test-loop",
+                                        daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result()
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+
+        async def _drain() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.loop.shutdown_asyncgens()
+            await self.loop.shutdown_default_executor()
+
+        self.call(_drain())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+class _SyncStream(httpx.SyncByteStream):
+    def __init__(self, portal: _Portal, stream: httpx.AsyncByteStream) -> None:
+        self._portal = portal
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        iterator = self._stream.__aiter__()
+
+        async def next_chunk() -> bytes | None:
+            try:
+                return await iterator.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        while True:
+            chunk = self._portal.call(next_chunk())
+            if chunk is None:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        self._portal.call(self._stream.aclose())
+
+
+class _SyncTransport(httpx.BaseTransport):
+    def __init__(self, portal: _Portal, transport: ASGITransport) -> None:
+        self._portal = portal
+        self._transport = transport
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        async_request = httpx.Request(
+            request.method, request.url, headers=request.headers, content=body,
+        )
+        response = self._portal.call(self._transport.handle_async_request(async_request))
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers.raw,
+            stream=_SyncStream(self._portal, response.stream),
+            request=request,
+        )
+
+
+class TestClient(httpx.Client):
+    """An ``httpx.Client`` wired to an ASGI app in-process, for synchronous tests.
+
+    The app runs on an event loop in a background thread. ``with TestClient(app) as client:``
+    runs the lifespan startup on enter and shutdown on exit.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self, app: ASGIApp, base_url: str = "http://testserver", root_path: str = "",
+        **kwargs: Any,
+    ) -> None:
+        self.app = app
+        self.portal = _Portal()
+        self._asgi = ASGITransport(app, root_path=root_path)
+        self._lifespan = _Lifespan(app)
+        super().__init__(transport=_SyncTransport(self.portal, self._asgi), base_url=base_url,
+                         **kwargs)
+
+    def __enter__(self) -> TestClient:
+        super().__enter__()
+        self.portal.call(self._lifespan.startup())
+        self._asgi.lifespan_state = self._lifespan.state
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None = None, exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        try:
+            self.portal.call(self._lifespan.shutdown())
+        finally:
+            super().__exit__(exc_type, exc, tb)
+            self.portal.close()
+
+    def close(self) -> None:
+        super().close()
+        self.portal.close()
+
+    def __del__(self) -> None:
+        try:
+            self.portal.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            return
