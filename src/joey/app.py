@@ -24,16 +24,18 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
 import traceback
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import EllipsisType
 from typing import Any, TypeVar
 
 from joey.datastructures import State
-from joey.exceptions import BadRequest, HTTPError, MethodNotAllowed, NotFound
+from joey.exceptions import BadRequest, HTTPError, MethodNotAllowed, NotFound, WebSocketDisconnect
+from joey.lifespan import LifespanDriver, LifespanFailed, LifespanManager
 from joey.params import build_plan, make_caller
 from joey.requests import ClientDisconnect, Request
 from joey.responses import ProblemResponse, RedirectResponse, Response, to_response
@@ -50,6 +52,7 @@ from joey.routing import (
     routing_path,
 )
 from joey.types import ASGIApp, Receive, Scope, Send
+from joey.websockets import WebSocket, WebSocketState
 
 logger = logging.getLogger("joey")
 
@@ -113,6 +116,7 @@ class App(RouteDecorators):
         lifespan: Lifespan | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         redirect_slashes: bool = True,
+        shutdown_timeout: float = 10.0,
     ) -> None:
         self.debug = debug
         self.router = Router(middleware=middleware, on_startup=on_startup,
@@ -126,6 +130,11 @@ class App(RouteDecorators):
         self.max_body_size = max_body_size
         self.redirect_slashes = redirect_slashes
         self.state = State()
+        self.shutdown_timeout = shutdown_timeout
+        self._lifespan = LifespanManager()
+        self._websockets: dict[WebSocket, asyncio.Event] = {}
+        self._mounts: list[Mount] = []
+        self._routers: list[Router] = []
         # Built by _build(), once, at startup or on the first request.
         self._stack: ASGIApp | None = None
         self._tree = RouteTree()
@@ -214,17 +223,19 @@ class App(RouteDecorators):
     def _build(self) -> None:
         tree = RouteTree()
         routers: list[Router] = []
+        mounts: list[Mount] = []
         for item in self.router.walk():
             if isinstance(item, Route):
                 endpoint = tree.add(item)
                 if item.websocket:
-                    endpoint.websocket = item  # compiled in the websockets issue
+                    endpoint.websocket = self._compile_websocket(item)
                 else:
                     pipeline = self._compile(item)
                     for method in item.methods:
                         endpoint.handlers[method] = pipeline
             elif isinstance(item, Mount):
                 tree.add_mount(item)
+                mounts.append(item)
             else:
                 routers.append(item)
         self._not_found = self._chain(self.router.middleware, self._answer_not_found)
@@ -232,6 +243,7 @@ class App(RouteDecorators):
             self._compile_fallbacks(endpoint)
         self._tree = tree
         self._routers = routers
+        self._mounts = mounts
         stack: ASGIApp = self._dispatch
         for middleware in reversed(self.asgi_middleware):
             stack = middleware.wrap(stack)
@@ -264,6 +276,12 @@ class App(RouteDecorators):
             pipeline = with_limit
         setattr(pipeline, "__joey_route__", route)  # noqa: B010 - for error messages
         return pipeline
+
+    def _compile_websocket(
+        self, route: Route
+    ) -> tuple[Route, Callable[[WebSocket], Awaitable[Any]]]:
+        names = {s.name for s in parse_template(route.path) if s.name}
+        return route, make_caller(build_plan(route.endpoint, names, websocket=True))
 
     def _compile_fallbacks(self, endpoint: Endpoint) -> None:
         if not endpoint.routes:  # a websocket-only path: plain HTTP finds nothing here
@@ -465,72 +483,149 @@ class App(RouteDecorators):
         child["root_path"] = scope.get("root_path", "") + mount.path
         await mount.app(child, receive, send)
 
-    # -- WebSocket (full treatment in joey.websockets) ---------------------------------------
+    # -- WebSocket -----------------------------------------------------------------------------
 
     async def _handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             path, segments = routing_path(scope)
+            match = self._tree.lookup(path, segments)
         except BadPath:
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        match = self._tree.lookup(path, segments)
+            match = None
         if match is not None and match.endpoint is None and match.mount is not None:
             await self._handle_mount(match.mount, scope, receive, send)
             return
-        # No websocket routes yet: refuse (403 before accept, per the ASGI spec).
-        await send({"type": "websocket.close", "code": 1008})
+        compiled = match.endpoint.websocket if match is not None and match.endpoint else None
+        websocket = WebSocket(scope, receive, send, self, match.params if match else {})
+        if compiled is None:
+            # No route: refuse before accepting (the server answers the handshake with 403).
+            await websocket.close(1008)
+            return
+        route, handler = compiled
+        done = asyncio.Event()
+        self._websockets[websocket] = done
+        try:
+            await handler(websocket)
+        except WebSocketDisconnect:
+            pass
+        except OSError:
+            logger.debug("WebSocket %s: the peer went away while we were sending", path)
+        except Exception as exc:
+            where = describe(route.endpoint)
+            if websocket.connection_state is WebSocketState.CONNECTING:
+                logger.error("WebSocket handler %s failed before accepting; refusing the "
+                             "connection", where, exc_info=exc)
+                await _quietly(websocket.close(1008))
+            else:
+                logger.error("WebSocket handler %s failed; closing with 1011", where,
+                             exc_info=exc)
+                await _quietly(websocket.close(1011))
+        else:
+            if websocket.connection_state is not WebSocketState.CLOSED:
+                await _quietly(websocket.close(1000))
+        finally:
+            del self._websockets[websocket]
+            done.set()
 
-    # -- lifespan ----------------------------------------------------------------------------
+    @property
+    def open_websockets(self) -> int:
+        """How many WebSocket handlers are running right now."""
+        return len(self._websockets)
+
+    async def close_websockets(self, code: int = 1001, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Close every open WebSocket with ``code`` (1001: going away) and wait up to
+        ``timeout`` seconds for their handlers to finish. Used at shutdown."""
+        waiters = []
+        for websocket, done in list(self._websockets.items()):
+            if websocket.connection_state is WebSocketState.CONNECTED:
+                await _quietly(websocket.close(code, "Server shutting down"))
+            waiters.append(done.wait())
+        if waiters:
+            try:
+                await asyncio.wait_for(asyncio.gather(*waiters), timeout)
+            except TimeoutError:
+                logger.warning("%d WebSocket handler(s) still running after %.1fs at shutdown",
+                               len(self._websockets), timeout)
+
+    # -- lifespan --------------------------------------------------------------------------------
 
     async def _handle_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
-        assert message["type"] == "lifespan.startup"
-        lifespan_state = scope.get("state")
+        if message["type"] != "lifespan.startup":
+            raise RuntimeError(f"Expected lifespan.startup, got {message['type']!r}")
         try:
-            await self.startup(lifespan_state)
+            await self.startup(scope.get("state"))
         except Exception as exc:
-            logger.exception("Startup failed")
-            await send({"type": "lifespan.startup.failed", "message": f"{exc!r}"})
+            logger.error("Startup failed: %s", exc, exc_info=exc)
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
         await send({"type": "lifespan.startup.complete"})
         message = await receive()
-        assert message["type"] == "lifespan.shutdown"
         try:
             await self.shutdown()
         except Exception as exc:
-            await send({"type": "lifespan.shutdown.failed", "message": f"{exc!r}"})
+            await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
             return
         await send({"type": "lifespan.shutdown.complete"})
 
     async def startup(self, lifespan_state: dict[str, Any] | None = None) -> None:
-        """Build the app and run the startup hooks (the lifespan does this for you)."""
+        """Build the app and run every startup step (see :mod:`joey.lifespan`).
+
+        The server's lifespan calls this; call it yourself only without a lifespan.
+        """
         self._ensure_built()
-        self._exit_stack = contextlib.AsyncExitStack()
+        manager = self._lifespan
+        if manager.started:
+            return
+        manager.started = True
         if lifespan_state is not None:
             # The lifespan-state extension: the server copies this mapping into every
             # request's scope["state"], so app.state and request.state share it.
             lifespan_state.update(self.state._data)
             object.__setattr__(self.state, "_data", lifespan_state)
-        for router in self._routers:
-            for hook in router.startup_hooks:
-                await _call_hook(hook)
-        if self.lifespan_context is not None:
-            yielded = await self._exit_stack.enter_async_context(self.lifespan_context(self))
-            if yielded:
-                for key, value in yielded.items():
-                    setattr(self.state, key, value)
+        try:
+            for mount in self._mounts:
+                driver = LifespanDriver(mount.app, self.state._data)
+                await manager.run_step(f"mounted app at {mount.path or '/'}", driver.startup,
+                                       driver.shutdown)
+            for router in self._routers:
+                for hook in router.shutdown_hooks:
+                    manager._undo.append((f"shutdown hook {describe(hook)}", hook))
+            for router in self._routers:
+                for hook in router.startup_hooks:
+                    await manager.run_step(f"startup hook {describe(hook)}", hook, None)
+            if self.lifespan_context is not None:
+                yielded = await manager.enter_context(
+                    f"lifespan {describe(self.lifespan_context)}", self.lifespan_context(self)
+                )
+                if yielded:
+                    for key, value in yielded.items():
+                        setattr(self.state, key, value)
+        except BaseException:
+            await manager.shutdown()
+            raise
 
     async def shutdown(self) -> None:
-        """Run the shutdown hooks (reverse order of startup)."""
-        stack = getattr(self, "_exit_stack", None)
-        if stack is not None:
-            await stack.aclose()
-        for router in reversed(getattr(self, "_routers", [])):
-            for hook in reversed(router.shutdown_hooks):
-                await _call_hook(hook)
+        """Close WebSockets (1001), stop spawned tasks, and undo every startup step in
+        reverse order. Every step runs even if one fails; failures are logged and then
+        raised together as :class:`joey.lifespan.LifespanFailed`."""
+        await self.close_websockets(1001, self.shutdown_timeout)
+        failures = await self._lifespan.shutdown()
+        if failures:
+            raise LifespanFailed("Shutdown failed: " + "; ".join(failures))
+
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], *, name: str | None = None
+    ) -> asyncio.Task[Any]:
+        """Start a task that lives until shutdown (then it is cancelled and awaited)."""
+        return self._lifespan.spawn(coro, name=name)
 
     def __repr__(self) -> str:
         return f"<App routes={len(list(self.router.walk())) - 1}>"
+
+
+async def _quietly(closing: Awaitable[None]) -> None:
+    with contextlib.suppress(OSError, RuntimeError):
+        await closing
 
 
 def _bind(middleware: HandlerMiddleware, call_next: Pipeline) -> Pipeline:
@@ -539,8 +634,3 @@ def _bind(middleware: HandlerMiddleware, call_next: Pipeline) -> Pipeline:
 
     return step
 
-
-async def _call_hook(hook: Callable[[], Any]) -> None:
-    result = hook()
-    if inspect.isawaitable(result):
-        await result

@@ -280,7 +280,7 @@ async def _try(awaitable: Any) -> BaseException | None:
 def _import_multipart() -> ModuleType:
     try:
         import python_multipart.multipart as multipart
-    except ImportError:  # pragma: no cover - depends on the environment
+    except ImportError:
         raise RuntimeError(
             "Parsing forms needs the python-multipart package: pip install 'joey[forms]'"
         ) from None

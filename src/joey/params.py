@@ -24,7 +24,7 @@ from typing import Annotated, Any, get_args, get_origin
 import msgspec
 
 from joey.exceptions import UnprocessableContent
-from joey.requests import Request
+from joey.requests import HTTPConnection, Request
 from joey.routing import describe
 
 _MISSING: Any = object()
@@ -89,7 +89,7 @@ def _readable(exc: msgspec.ValidationError) -> str:
     return str(exc).split(" - at `$", 1)[0]
 
 
-Extractor = Callable[[Request, list[ValidationIssue]], Any]
+Extractor = Callable[[Any, list[ValidationIssue]], Any]
 
 
 def _scalar_extractor(
@@ -140,7 +140,9 @@ class HandlerPlan:
         self.kind = "none"
 
 
-def build_plan(func: Callable[..., Any], path_param_names: set[str]) -> HandlerPlan:
+def build_plan(
+    func: Callable[..., Any], path_param_names: set[str], *, websocket: bool = False
+) -> HandlerPlan:
     """Read ``func``'s signature into a plan. Raises ``TypeError`` naming the handler."""
     plan = HandlerPlan(func)
     try:
@@ -168,7 +170,7 @@ def build_plan(func: Callable[..., Any], path_param_names: set[str]) -> HandlerP
                 annotation = Annotated[(base, *others)] if others else base
         plan.extractors.append(
             (param.name, _extractor_for(func, param.name, annotation, default, marker,
-                                        path_param_names))
+                                        path_param_names, websocket))
         )
     if not plan.extractors:
         plan.kind = "none"
@@ -179,18 +181,28 @@ def build_plan(func: Callable[..., Any], path_param_names: set[str]) -> HandlerP
     return plan
 
 
-def _take_request(request: Request, issues: list[ValidationIssue]) -> Request:
-    return request
+def _take_request(connection: HTTPConnection, issues: list[ValidationIssue]) -> Any:
+    return connection
 
 
 def _extractor_for(
     func: Callable[..., Any], name: str, annotation: Any, default: Any,
-    marker: ParamMarker | None, path_param_names: set[str],
+    marker: ParamMarker | None, path_param_names: set[str], websocket: bool,
 ) -> Extractor:
-    if annotation is Request or (isinstance(annotation, type) and issubclass(annotation, Request)):
+    from joey.websockets import WebSocket
+
+    connection_type = WebSocket if websocket else Request
+    if isinstance(annotation, type) and issubclass(annotation, HTTPConnection):
+        if not issubclass(connection_type, annotation):
+            raise TypeError(
+                f"{describe(func)}: parameter {name!r} asks for a {annotation.__name__}, but "
+                f"this is a{' WebSocket' if websocket else 'n HTTP'} route"
+            )
         return _take_request
-    if annotation is Any and name == "request" and marker is None:
-        return _take_request  # an unannotated `request` parameter means the request
+    if annotation is Any and marker is None and name == (
+        "websocket" if websocket else "request"
+    ):
+        return _take_request  # an unannotated `request`/`websocket` parameter
     if marker is None and name in path_param_names:
         converts = annotation is not Any
 
@@ -232,7 +244,7 @@ def _extractor_for(
     return _scalar_extractor(location, key, annotation, default, lookup, is_list)
 
 
-def make_caller(plan: HandlerPlan) -> Callable[[Request], Awaitable[Any]]:
+def make_caller(plan: HandlerPlan) -> Callable[[Any], Awaitable[Any]]:
     """A coroutine function that extracts the arguments and calls the handler.
 
     Sync handlers run in a worker thread so they never block the event loop.

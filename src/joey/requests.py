@@ -29,46 +29,24 @@ class ClientDisconnect(Exception):
     """The client went away while its request body was being read."""
 
 
-class Request:
-    """An incoming HTTP request.
+class HTTPConnection:
+    """What HTTP requests and WebSockets share: the scope, read lazily.
 
     Attributes are computed on first access and cached: a handler that never looks at the
     cookies never pays for parsing them.
     """
 
-    __slots__ = (
-        "_body", "_cleanups", "_cookies", "_disconnected", "_form", "_headers", "_pending",
-        "_query", "_receive", "_stream_started", "app", "max_body_size", "path_params", "scope",
-    )
+    __slots__ = ("_cookies", "_headers", "_query", "app", "path_params", "scope")
 
     def __init__(
-        self,
-        scope: Scope,
-        receive: Receive,
-        app: App | None = None,
-        path_params: dict[str, Any] | None = None,
-        max_body_size: int | None = None,
+        self, scope: Scope, app: App | None = None, path_params: dict[str, Any] | None = None
     ) -> None:
         self.scope = scope
-        self._receive = receive
         self.app = app if app is not None else scope.get("app")
         self.path_params: dict[str, Any] = path_params if path_params is not None else {}
-        self.max_body_size = max_body_size
         self._headers: Headers | None = None
         self._query: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
-        self._body: bytes | None = None
-        self._stream_started = False
-        self._disconnected = False
-        self._pending: list[Message] | None = None
-        self._form: FormData | None = None
-        self._cleanups: list[Callable[[], Any]] | None = None
-
-    # -- request line and headers -----------------------------------------------------------
-
-    @property
-    def method(self) -> str:
-        return self.scope["method"]  # type: ignore[no-any-return]
 
     @property
     def path(self) -> str:
@@ -93,7 +71,10 @@ class Request:
             self._query = QueryParams.from_bytes(self.scope.get("query_string", b""))
         return self._query
 
-    query_params = query
+    @property
+    def query_params(self) -> QueryParams:
+        """Alias of :attr:`query`."""
+        return self.query
 
     @property
     def cookies(self) -> dict[str, str]:
@@ -109,7 +90,7 @@ class Request:
 
     @property
     def state(self) -> State:
-        """Per-request state; starts as a copy of what the lifespan put in its state."""
+        """Per-connection state; starts as a copy of what the lifespan put in its state."""
         return State(self.scope.setdefault("state", {}))
 
     @property
@@ -126,10 +107,41 @@ class Request:
     def url_for(self, name: str, /, **params: Any) -> str:
         """The path of the route called ``name``, as the client must request it."""
         if self.app is None:
-            raise RuntimeError("This request is not attached to an app")
+            raise RuntimeError("This connection is not attached to an app")
         path: str = self.app.url_path_for(name, **params)
         root_path: str = self.scope.get("root_path", "")
         return root_path + path
+
+
+class Request(HTTPConnection):
+    """An incoming HTTP request (see :class:`HTTPConnection` for headers, query, cookies...)."""
+
+    __slots__ = (
+        "_body", "_cleanups", "_disconnected", "_form", "_pending", "_receive",
+        "_stream_started", "max_body_size",
+    )
+
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        app: App | None = None,
+        path_params: dict[str, Any] | None = None,
+        max_body_size: int | None = None,
+    ) -> None:
+        HTTPConnection.__init__(self, scope, app, path_params)
+        self._receive = receive
+        self.max_body_size = max_body_size
+        self._body: bytes | None = None
+        self._stream_started = False
+        self._disconnected = False
+        self._pending: list[Message] | None = None
+        self._form: FormData | None = None
+        self._cleanups: list[Callable[[], Any]] | None = None
+
+    @property
+    def method(self) -> str:
+        return self.scope["method"]  # type: ignore[no-any-return]
 
     # -- body -----------------------------------------------------------------------------
 

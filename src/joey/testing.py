@@ -18,6 +18,8 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
@@ -27,14 +29,14 @@ from urllib.parse import unquote_to_bytes
 
 import httpx
 
+from joey.exceptions import WebSocketDisconnect
+from joey.lifespan import LifespanDriver
+from joey.lifespan import LifespanFailed as LifespanError
 from joey.types import ASGIApp, Message, Scope
 
 T = TypeVar("T")
 _DONE = object()
 
-
-class LifespanError(RuntimeError):
-    """The app refused to start (``lifespan.startup.failed``) or to stop cleanly."""
 
 
 def _http_scope(request: httpx.Request, root_path: str, state: dict[str, Any] | None) -> Scope:
@@ -164,48 +166,169 @@ class ASGITransport(httpx.AsyncBaseTransport):
         )
 
 
-class _Lifespan:
-    """Drives the ASGI lifespan protocol against an app, as a server would."""
+class WebSocketDenied(Exception):
+    """The app refused the WebSocket handshake: ``status_code`` (403 when it simply closed),
+    ``headers`` and ``body`` of the denial response."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.state: dict[str, Any] = {}
+    def __init__(self, status_code: int, headers: list[tuple[bytes, bytes]], body: bytes):
+        self.status_code = status_code
+        self.headers = httpx.Headers(headers)
+        self.body = body
+        super().__init__(f"WebSocket refused with HTTP {status_code}")
+
+
+def _websocket_scope(
+    url: httpx.URL, headers: httpx.Headers, subprotocols: list[str] | None, root_path: str,
+    state: dict[str, Any] | None,
+) -> Scope:
+    path_bytes, _, query = url.raw_path.partition(b"?")
+    scheme = "wss" if url.scheme in ("https", "wss") else "ws"
+    scope: Scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "scheme": scheme,
+        "path": root_path + unquote_to_bytes(path_bytes).decode("utf-8", "replace"),
+        "raw_path": root_path.encode() + path_bytes,
+        "root_path": root_path,
+        "query_string": query,
+        "headers": [(k.lower(), v) for k, v in headers.raw],
+        "client": ("testclient", 50000),
+        "server": (url.host, url.port or (443 if scheme == "wss" else 80)),
+        "subprotocols": subprotocols or [],
+        "extensions": {"websocket.http.response": {}},
+    }
+    if state is not None:
+        scope["state"] = dict(state)
+    return scope
+
+
+class AsyncWebSocketSession:
+    """One WebSocket conversation with the app, from the client's side."""
+
+    def __init__(self, app: ASGIApp, scope: Scope) -> None:
+        self._app = app
+        self._scope = scope
         self._to_app: asyncio.Queue[Message] = asyncio.Queue()
         self._from_app: asyncio.Queue[Message] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self.subprotocol: str | None = None
+        self.accept_headers = httpx.Headers()
 
-    async def startup(self) -> None:
-        scope: Scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},
-                        "state": self.state}
-        self._task = asyncio.ensure_future(self.app(scope, self._to_app.get, self._put))
-        await self._to_app.put({"type": "lifespan.startup"})
-        message = await self._next_message()
-        if message["type"] == "lifespan.startup.failed":
-            raise LifespanError(message.get("message", "startup failed"))
-
-    async def shutdown(self) -> None:
-        if self._task is None or self._task.done():
+    async def connect(self) -> None:
+        self._task = asyncio.ensure_future(self._app(self._scope, self._to_app.get,
+                                                     self._from_app.put))
+        await self._to_app.put({"type": "websocket.connect"})
+        message = await self._next()
+        kind = message["type"]
+        if kind == "websocket.accept":
+            self.subprotocol = message.get("subprotocol")
+            self.accept_headers = httpx.Headers(message.get("headers", []))
             return
-        await self._to_app.put({"type": "lifespan.shutdown"})
-        message = await self._next_message()
-        await asyncio.gather(self._task, return_exceptions=True)
-        if message["type"] == "lifespan.shutdown.failed":
-            raise LifespanError(message.get("message", "shutdown failed"))
+        if kind == "websocket.close":
+            raise WebSocketDenied(403, [], b"")
+        if kind == "websocket.http.response.start":
+            body = b""
+            while True:
+                part = await self._next()
+                body += part.get("body", b"")
+                if not part.get("more_body", False):
+                    break
+            raise WebSocketDenied(message["status"], message.get("headers", []), body)
+        raise RuntimeError(f"Unexpected message during the handshake: {message!r}")
 
-    async def _put(self, message: Message) -> None:
-        await self._from_app.put(message)
-
-    async def _next_message(self) -> Message:
+    async def _next(self) -> Message:
         assert self._task is not None
         getter = asyncio.ensure_future(self._from_app.get())
         await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
         if getter.done():
             return getter.result()
         getter.cancel()
-        error = self._task.exception()
+        await asyncio.gather(getter, return_exceptions=True)
+        error = self._task.exception() if not self._task.cancelled() else None
         if error is not None:
-            raise LifespanError(f"The lifespan raised {error!r}") from error
-        raise LifespanError("The app's lifespan returned without answering")
+            raise error
+        raise WebSocketDisconnect(1006, "The app ended without closing the socket")
+
+    async def send_text(self, data: str) -> None:
+        await self._to_app.put({"type": "websocket.receive", "text": data})
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._to_app.put({"type": "websocket.receive", "bytes": data})
+
+    async def send_json(self, data: Any) -> None:
+        await self.send_text(json.dumps(data))
+
+    async def receive(self) -> Message:
+        """The next message from the app; a close raises :class:`WebSocketDisconnect`."""
+        message = await self._next()
+        if message["type"] == "websocket.close":
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason") or "")
+        return message
+
+    async def receive_text(self) -> str:
+        text: str = (await self.receive())["text"]
+        return text
+
+    async def receive_bytes(self) -> bytes:
+        data: bytes = (await self.receive())["bytes"]
+        return data
+
+    async def receive_json(self) -> Any:
+        message = await self.receive()
+        return json.loads(message["text"] if message.get("text") is not None
+                          else message["bytes"])
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Disconnect and wait for the app's handler to finish."""
+        if self._task is None:
+            return
+        await self._to_app.put({"type": "websocket.disconnect", "code": code, "reason": reason})
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=10)
+        except TimeoutError:
+            self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+class WebSocketSession:
+    """The synchronous face of :class:`AsyncWebSocketSession`, for ``TestClient``."""
+
+    def __init__(self, portal: _Portal, session: AsyncWebSocketSession) -> None:
+        self._portal = portal
+        self._session = session
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._session.subprotocol
+
+    @property
+    def accept_headers(self) -> httpx.Headers:
+        return self._session.accept_headers
+
+    def send_text(self, data: str) -> None:
+        self._portal.call(self._session.send_text(data))
+
+    def send_bytes(self, data: bytes) -> None:
+        self._portal.call(self._session.send_bytes(data))
+
+    def send_json(self, data: Any) -> None:
+        self._portal.call(self._session.send_json(data))
+
+    def receive(self) -> Message:
+        return self._portal.call(self._session.receive())
+
+    def receive_text(self) -> str:
+        return self._portal.call(self._session.receive_text())
+
+    def receive_bytes(self) -> bytes:
+        return self._portal.call(self._session.receive_bytes())
+
+    def receive_json(self) -> Any:
+        return self._portal.call(self._session.receive_json())
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self._portal.call(self._session.close(code, reason))
 
 
 class AsyncTestClient(httpx.AsyncClient):
@@ -220,8 +343,32 @@ class AsyncTestClient(httpx.AsyncClient):
     ) -> None:
         self.app = app
         self._transport_ = ASGITransport(app, root_path=root_path)
-        self._lifespan = _Lifespan(app)
+        self._lifespan = LifespanDriver(app)
+        self._root_path = root_path
         super().__init__(transport=self._transport_, base_url=base_url, **kwargs)
+
+    @contextlib.asynccontextmanager
+    async def websocket_connect(
+        self, path: str, *, subprotocols: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> AsyncIterator[AsyncWebSocketSession]:
+        """Open a WebSocket to the app; raises :class:`WebSocketDenied` if it refuses.
+
+        Example::
+
+            async with client.websocket_connect("/ws") as ws:
+                await ws.send_text("hi")
+                assert await ws.receive_text() == "hi"
+        """
+        url = self.base_url.join(path)
+        request_headers = httpx.Headers({"host": url.host, **(headers or {})})
+        session = AsyncWebSocketSession(self.app, _websocket_scope(
+            url, request_headers, subprotocols, self._root_path, self._lifespan.state or None))
+        await session.connect()
+        try:
+            yield session
+        finally:
+            await session.close()
 
     async def __aenter__(self) -> AsyncTestClient:
         await super().__aenter__()
@@ -314,6 +461,10 @@ class _SyncTransport(httpx.BaseTransport):
         )
 
 
+async def _make_driver(app: ASGIApp) -> LifespanDriver:
+    return LifespanDriver(app)  # its queues must be created on the portal's loop
+
+
 class TestClient(httpx.Client):
     """An ``httpx.Client`` wired to an ASGI app in-process, for synchronous tests.
 
@@ -330,9 +481,39 @@ class TestClient(httpx.Client):
         self.app = app
         self.portal = _Portal()
         self._asgi = ASGITransport(app, root_path=root_path)
-        self._lifespan = _Lifespan(app)
+        self._lifespan = self.portal.call(_make_driver(app))
+        self._root_path = root_path
         super().__init__(transport=_SyncTransport(self.portal, self._asgi), base_url=base_url,
                          **kwargs)
+
+    @contextlib.contextmanager
+    def websocket_connect(
+        self, path: str, *, subprotocols: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Iterator[WebSocketSession]:
+        """Open a WebSocket to the app; raises :class:`WebSocketDenied` if it refuses.
+
+        Example::
+
+            with client.websocket_connect("/ws/lobby") as ws:
+                ws.send_text("hello")
+                assert ws.receive_text() == "[lobby] hello"
+        """
+        url = self.base_url.join(path)
+        request_headers = httpx.Headers({"host": url.host, **(headers or {})})
+        scope = _websocket_scope(url, request_headers, subprotocols, self._root_path,
+                                 self._lifespan.state or None)
+
+        async def open_session() -> AsyncWebSocketSession:
+            session = AsyncWebSocketSession(self.app, scope)
+            await session.connect()
+            return session
+
+        session = self.portal.call(open_session())
+        try:
+            yield WebSocketSession(self.portal, session)
+        finally:
+            self.portal.call(session.close())
 
     def __enter__(self) -> TestClient:
         super().__enter__()

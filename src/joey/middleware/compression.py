@@ -301,8 +301,9 @@ class _Responder:
         headers: RawHeaders = start["headers"]
         if not more:
             self._state = "passthrough"
-            compressed = codec.one_shot(body) if len(body) >= self._middleware._minimum_size else b""
-            if not compressed or len(compressed) >= len(body):
+            small = len(body) < self._middleware._minimum_size
+            compressed = b"" if small else codec.one_shot(body)
+            if small or len(compressed) >= len(body):
                 await self._send(start)  # not worth it: send as is, Vary already set
                 await self._send(message)
                 return

@@ -200,7 +200,8 @@ class CORSMiddleware:
             await send_plain(send, 400, b"CORS preflight refused: header not allowed", vary)
             return
 
-        headers: RawHeaders = [(b"access-control-allow-origin", self._allow_origin_value(origin_raw))]
+        allow_origin = self._allow_origin_value(origin_raw)
+        headers: RawHeaders = [(b"access-control-allow-origin", allow_origin)]
         headers.extend(self._preflight_constant)
         if self._allow_all_methods:
             # Echo rather than "*": with credentials a "*" is taken literally by browsers.

@@ -249,7 +249,8 @@ class SessionMiddleware:
         store: SessionStore | None = None,
         salt: str = "joey.session",
     ) -> None:
-        keys = [secret_key] if isinstance(secret_key, str | bytes) else list(secret_key)
+        given = [secret_key] if isinstance(secret_key, str | bytes) else list(secret_key)
+        keys = [key.encode("utf-8") if isinstance(key, str) else key for key in given]
         if not keys or not all(keys):
             raise ValueError(
                 "SessionMiddleware needs a non-empty secret_key: load a long random value from "

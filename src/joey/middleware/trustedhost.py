@@ -52,11 +52,9 @@ class TrustedHostMiddleware:
     def is_allowed(self, host_header: bytes) -> bool:
         """Whether a raw ``Host`` value (maybe with a port) names an allowed host."""
         host = host_header.decode("latin-1").strip().lower()
-        if host.startswith("["):  # an IPv6 literal, "[::1]:8000"
-            host = host[: host.find("]") + 1]
-        else:
-            host = host.partition(":")[0]
-        host = host.rstrip(".")
+        # "[::1]:8000" is an IPv6 literal with a port; "a.example:8000" a name with one.
+        end = host.find("]") + 1 if host.startswith("[") else len(host.partition(":")[0])
+        host = host[:end].rstrip(".")
         if not host:
             return False
         return host in self._exact or host.endswith(self._suffixes)

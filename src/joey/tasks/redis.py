@@ -416,7 +416,7 @@ class RedisTasks(TaskBackend):
             await self._slot_free.wait()
             if time.monotonic() >= next_reclaim:
                 next_reclaim = time.monotonic() + reclaim_every
-                _, claimed, _ = await client.xautoclaim(  # type: ignore[misc]
+                _, claimed, _ = await client.xautoclaim(
                     self._stream,
                     _GROUP,
                     self.consumer,

@@ -1,0 +1,38 @@
+"""Joey's built-in ASGI middlewares.
+
+Each is a plain ASGI 3 class, ``Cls(app, **options)``, usable around a Joey app or any ASGI
+app. See ``docs/middleware-builtins.md`` for options and the recommended order.
+"""
+
+from joey.middleware.accesslog import AccessLogMiddleware
+from joey.middleware.compression import DEFAULT_EXCLUDED_MEDIA_TYPES, CompressionMiddleware
+from joey.middleware.cors import CORSMiddleware
+from joey.middleware.httpsredirect import HTTPSRedirectMiddleware
+from joey.middleware.requestid import RequestIDLogFilter, RequestIDMiddleware, get_request_id
+from joey.middleware.security import SecurityHeadersMiddleware
+from joey.middleware.sessions import (
+    MemoryStore,
+    RedisStore,
+    Session,
+    SessionMiddleware,
+    SessionStore,
+)
+from joey.middleware.trustedhost import TrustedHostMiddleware
+
+__all__ = [
+    "DEFAULT_EXCLUDED_MEDIA_TYPES",
+    "AccessLogMiddleware",
+    "CORSMiddleware",
+    "CompressionMiddleware",
+    "HTTPSRedirectMiddleware",
+    "MemoryStore",
+    "RedisStore",
+    "RequestIDLogFilter",
+    "RequestIDMiddleware",
+    "SecurityHeadersMiddleware",
+    "Session",
+    "SessionMiddleware",
+    "SessionStore",
+    "TrustedHostMiddleware",
+    "get_request_id",
+]

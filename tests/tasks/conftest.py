@@ -1,0 +1,132 @@
+"""Fixtures for the task tests: a real redis-server on loopback, and worker subprocesses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from joey.tasks import InMemoryTasks
+
+HERE = Path(__file__).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found is None:
+        # The test machines are Debian and we run as root: install it on first use.
+        subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            ["apt-get", "install", "-y", "redis-server"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+        found = shutil.which("redis-server")
+    if found is None:
+        pytest.fail("redis-server is not installed and apt-get could not install it")
+    return found
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A fresh redis-server on 127.0.0.1 and a free port, for the whole session."""
+    import redis
+
+    binary = _redis_server_binary()
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="joey-redis-")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail(f"redis-server did not start on port {port}")
+                time.sleep(0.05)
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of its own for each test: tests share one server, never keys."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def memory() -> AsyncIterator[InMemoryTasks]:
+    tasks = InMemoryTasks(max_concurrency=4, shutdown_timeout=2)
+    await tasks.start()
+    yield tasks
+    await tasks.stop()
+
+
+WorkerFactory = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def start_worker(redis_url: str, prefix: str) -> Iterator[WorkerFactory]:
+    """Start `python -m joey worker worker_app:app` processes; all are ended at teardown."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        concurrency: int = 4, visibility: float = 1.5, shutdown: float = 2.0
+    ) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "JOEY_TEST_REDIS_URL": redis_url,
+            "JOEY_TEST_PREFIX": prefix,
+            "JOEY_TEST_VISIBILITY": str(visibility),
+            "JOEY_TEST_SHUTDOWN": str(shutdown),
+            "JOEY_TEST_CONCURRENCY": str(concurrency),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "joey", "worker", "worker_app:app", "--app-dir", str(HERE),
+             "--log-level", "info"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()

@@ -1,0 +1,248 @@
+"""RedisTasks in one process against a real redis-server: the same behaviour as in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from joey.tasks import Backoff, QueueFull, RedisTasks, TasksNotRunning, TaskState
+
+NO_WAIT = Backoff(base=0.0, jitter=0.0)
+
+
+@pytest.fixture
+async def backend(redis_url: str, prefix: str) -> AsyncIterator[RedisTasks]:
+    tasks = RedisTasks(redis_url, prefix=prefix, max_concurrency=4, visibility_timeout=2)
+    yield tasks
+    await tasks.stop()
+
+
+async def test_enqueue_run_and_status(backend: RedisTasks) -> None:
+    @backend.task(name="add")
+    async def add(a: int, b: int = 0) -> dict[str, int]:
+        return {"sum": a + b}
+
+    await backend.start()
+    task_id = await backend.enqueue(add, 2, b=3)
+    async with asyncio.timeout(10):
+        info = await backend.wait(task_id)
+    assert info.state is TaskState.SUCCEEDED
+    assert info.result == {"sum": 5}
+    assert info.args == (2,) and info.kwargs == {"b": 3}
+    assert (info.attempts, info.max_attempts, info.name) == (1, 1, "add")
+    assert await backend.status("unknown") is None
+    with pytest.raises(LookupError):
+        await backend.wait("unknown")
+
+
+async def test_sync_task_and_unencodable_result(backend: RedisTasks) -> None:
+    @backend.task(name="obj")
+    def obj() -> object:
+        return object()
+
+    await backend.start()
+    async with asyncio.timeout(10):
+        info = await backend.wait(await backend.enqueue(obj))
+    assert info.state is TaskState.SUCCEEDED and info.result is None
+
+
+async def test_retries_dead_letters_and_requeue(backend: RedisTasks) -> None:
+    fixed = False
+
+    @backend.task(name="flaky", retries=2, backoff=NO_WAIT)
+    async def flaky() -> str:
+        if not fixed:
+            raise ValueError("broken")
+        return "ok"
+
+    await backend.start()
+    task_id = await backend.enqueue(flaky)
+    async with asyncio.timeout(10):
+        info = await backend.wait(task_id)
+    assert info.state is TaskState.DEAD
+    assert (info.attempts, info.max_attempts, info.error) == (3, 3, "ValueError: broken")
+    assert [d.id for d in await backend.dead_letters()] == [task_id]
+
+    fixed = True
+    assert await backend.requeue(task_id)
+    assert not await backend.requeue(task_id)
+    async with asyncio.timeout(10):
+        info = await backend.wait(task_id)
+    assert info.state is TaskState.SUCCEEDED and info.result == "ok" and info.attempts == 1
+    assert await backend.dead_letters() == []
+
+
+async def test_retry_then_success_with_backoff(backend: RedisTasks) -> None:
+    calls = 0
+
+    @backend.task(name="twice", retries=1, backoff=Backoff(base=0.05))
+    async def twice() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("first")
+        return calls
+
+    await backend.start()
+    async with asyncio.timeout(10):
+        info = await backend.wait(await backend.enqueue(twice))
+    assert (info.state, info.attempts, info.result) == (TaskState.SUCCEEDED, 2, 2)
+
+
+async def test_timeout_and_per_call_options(backend: RedisTasks) -> None:
+    @backend.task(name="slow", timeout=0.05)
+    async def slow() -> str:
+        await asyncio.sleep(0.2)
+        return "done"
+
+    await backend.start()
+    async with asyncio.timeout(10):
+        info = await backend.wait(await backend.enqueue(slow))
+        assert info.state is TaskState.DEAD
+        assert info.error is not None and info.error.startswith("TaskTimeout")
+        lifted = backend.options(timeout=float("inf"))
+        info = await backend.wait(await lifted.enqueue(slow))
+        assert info.state is TaskState.SUCCEEDED
+
+
+async def test_delay(backend: RedisTasks) -> None:
+    @backend.task(name="later")
+    async def later() -> str:
+        return "ran"
+
+    await backend.start()
+    task_id = await backend.options(delay=0.2).enqueue(later)
+    info = await backend.status(task_id)
+    assert info is not None and info.state is TaskState.QUEUED and info.run_at is not None
+    async with asyncio.timeout(10):
+        info = await backend.wait(task_id)
+    assert info.state is TaskState.SUCCEEDED
+    assert info.started_at is not None and info.started_at >= info.enqueued_at + 0.15
+
+
+async def test_max_concurrency_is_exact(backend: RedisTasks) -> None:
+    active = peak = 0
+    full, release = asyncio.Event(), asyncio.Event()
+
+    @backend.task(name="work")
+    async def work() -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        if active == 4:
+            full.set()
+        await release.wait()
+        active -= 1
+
+    await backend.start()
+    ids = [await backend.enqueue(work) for _ in range(12)]
+    async with asyncio.timeout(10):
+        await full.wait()
+        states = [(await backend.status(i)).state for i in ids]  # type: ignore[union-attr]
+        assert states.count(TaskState.RUNNING) == 4
+        release.set()
+        for task_id in ids:
+            assert (await backend.wait(task_id)).state is TaskState.SUCCEEDED
+    assert peak == 4
+
+
+async def test_queue_full_and_unencodable_arguments(redis_url: str, prefix: str) -> None:
+    tasks = RedisTasks(redis_url, prefix=prefix, consume=False, max_queue=2, when_full="raise")
+
+    @tasks.task(name="noop")
+    async def noop(value: object) -> None: ...
+
+    async with tasks:
+        await tasks.enqueue(noop, 1)
+        await tasks.options(delay=60).enqueue(noop, 2)  # delayed tasks count too
+        with pytest.raises(QueueFull):
+            await tasks.enqueue(noop, 3)
+        waiting = asyncio.create_task(tasks.options(when_full="wait").enqueue(noop, 4))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        with pytest.raises(TypeError, match="msgspec"):
+            await tasks.enqueue(noop, object())
+    with pytest.raises(TasksNotRunning):
+        await waiting
+    with pytest.raises(TasksNotRunning):
+        await tasks.enqueue(noop, 5)
+
+
+async def test_unknown_name_goes_dead_in_the_worker(backend: RedisTasks) -> None:
+    await backend.start()
+    task_id = await backend.enqueue("not.registered", 1)
+    async with asyncio.timeout(10):
+        info = await backend.wait(task_id)
+    assert info.state is TaskState.DEAD
+    assert info.error is not None and info.error.startswith("TaskNotRegistered")
+
+
+async def test_stop_hands_running_tasks_back(
+    redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = RedisTasks(redis_url, prefix=prefix, shutdown_timeout=0.05)
+    second = RedisTasks(redis_url, prefix=prefix)
+    started = asyncio.Event()
+    calls = 0
+
+    async def hangs_once() -> str:
+        nonlocal calls
+        calls += 1
+        started.set()
+        if calls == 1:
+            await asyncio.Event().wait()
+        return "second try"
+
+    first.task(name="hangs_once")(hangs_once)
+    second.task(name="hangs_once")(hangs_once)
+    await first.start()
+    task_id = await first.enqueue(hangs_once)
+    async with asyncio.timeout(10):
+        await started.wait()
+        with caplog.at_level(logging.WARNING, logger="joey.tasks"):
+            await first.stop()
+        info = await first_status(redis_url, prefix, task_id)
+        assert info == b"queued"
+        assert any("handed back" in r.getMessage() for r in caplog.records)
+        async with second:
+            info2 = await second.wait(task_id)
+    # The cancelled attempt is not counted against the task's retries.
+    assert (info2.state, info2.result, info2.attempts) == (TaskState.SUCCEEDED, "second try", 1)
+
+
+async def first_status(url: str, prefix: str, task_id: str) -> bytes | None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        state: bytes | None = await client.hget(f"{prefix}:task:{task_id}", "state")
+        return state
+    finally:
+        await client.aclose()
+
+
+async def test_two_prefixes_are_independent(redis_url: str, prefix: str) -> None:
+    one = RedisTasks(redis_url, prefix=prefix + "a", consume=False)
+    two = RedisTasks(redis_url, prefix=prefix + "b", consume=False)
+    async with one, two:
+        task_id = await one.enqueue("anything")
+        assert await two.status(task_id) is None
+        assert await one.status(task_id) is not None
+
+
+async def test_start_and_stop_are_idempotent(backend: RedisTasks) -> None:
+    @backend.task(name="one")
+    async def one() -> int:
+        return 1
+
+    await backend.stop()
+    for _ in range(2):
+        await backend.start()
+        await backend.start()
+        async with asyncio.timeout(10):
+            assert (await backend.wait(await backend.enqueue(one))).result == 1
+        await asyncio.gather(backend.stop(), backend.stop())
+    with pytest.raises(TasksNotRunning):
+        await backend.status("x")

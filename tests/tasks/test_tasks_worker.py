@@ -1,0 +1,134 @@
+"""`joey worker` processes against a real redis-server: cross-process runs, SIGTERM, SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from joey.__main__ import main
+from joey.tasks import InMemoryTasks, RedisTasks, TaskState
+
+WorkerFactory = Callable[..., subprocess.Popen[bytes]]  # the `start_worker` fixture
+
+
+@pytest.fixture
+async def producer(redis_url: str, prefix: str) -> AsyncIterator[RedisTasks]:
+    """A web-process-like backend: it enqueues by name and never consumes."""
+    tasks = RedisTasks(redis_url, prefix=prefix, consume=False)
+    async with tasks:
+        yield tasks
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    redis = aioredis.Redis.from_url(redis_url)
+    yield redis
+    await redis.aclose()
+
+
+async def wait_started(client: aioredis.Redis, prefix: str, key: str) -> int:
+    """Block (in Redis, bounded) until a task announces its start; returns the worker's pid."""
+    reply = await client.blpop([f"{prefix}:{key}:started"], timeout=20)
+    assert reply is not None, "the task never started"
+    return int(reply[1])
+
+
+def stop_gracefully(proc: subprocess.Popen[bytes]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()
+    return err.decode()
+
+
+async def test_enqueue_here_run_in_a_worker_process(
+    producer: RedisTasks, start_worker: WorkerFactory
+) -> None:
+    worker = start_worker()
+    task_id = await producer.enqueue("pid", "hello")
+    async with asyncio.timeout(30):
+        info = await producer.wait(task_id)
+    assert info.state is TaskState.SUCCEEDED
+    assert info.result == ["hello", worker.pid]
+    log = stop_gracefully(worker)
+    assert "worker" in log and "started" in log and "SIGTERM received" in log
+
+
+async def test_sigterm_hands_running_task_back(
+    producer: RedisTasks, start_worker: WorkerFactory, client: aioredis.Redis, prefix: str
+) -> None:
+    worker = start_worker(shutdown=0.2)
+    task_id = await producer.enqueue("hang", "h")
+    async with asyncio.timeout(30):
+        await wait_started(client, prefix, "h")
+    log = stop_gracefully(worker)
+    assert "1 running task(s) cancelled" in log and "hang x1" in log
+    info = await producer.status(task_id)
+    assert info is not None and info.state is TaskState.QUEUED and info.attempts == 0
+
+
+async def test_killed_worker_task_finishes_in_another_worker(
+    producer: RedisTasks, start_worker: WorkerFactory, client: aioredis.Redis, prefix: str
+) -> None:
+    doomed = start_worker(visibility=1.0)
+    task_id = await producer.enqueue("hang_first_time", "k")
+    async with asyncio.timeout(30):
+        assert await wait_started(client, prefix, "k") == doomed.pid
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(10)
+    survivor = start_worker(visibility=1.0)
+    killed_at = time.monotonic()
+    async with asyncio.timeout(30):
+        assert await wait_started(client, prefix, "k") == survivor.pid
+        info = await producer.wait(task_id)
+    # Redelivered only once the dead worker's entry had been idle past visibility_timeout.
+    assert time.monotonic() - killed_at >= 0.5
+    assert info.state is TaskState.SUCCEEDED and info.result == survivor.pid
+    assert info.attempts == 2
+    stop_gracefully(survivor)
+
+
+async def test_nothing_lost_across_1000_tasks_with_a_killed_worker(
+    producer: RedisTasks, start_worker: WorkerFactory, client: aioredis.Redis, prefix: str
+) -> None:
+    workers = [start_worker(concurrency=8, visibility=1.0) for _ in range(3)]
+    ids = [await producer.enqueue("mark", i) for i in range(1000)]
+    done_key = f"{prefix}:done"
+    async with asyncio.timeout(60):
+        while await client.scard(done_key) < 200:
+            await asyncio.sleep(0.01)
+        workers[0].send_signal(signal.SIGKILL)  # mid-run: it holds up to 8 tasks
+        workers[0].wait(10)
+        while await client.scard(done_key) < 1000:
+            await asyncio.sleep(0.05)
+        infos = [await producer.wait(task_id) for task_id in ids]
+    assert {info.state for info in infos} == {TaskState.SUCCEEDED}
+    assert sorted(info.result for info in infos) == list(range(1000))
+    assert any(info.attempts > 1 for info in infos), "the killed worker held no task"
+    assert await client.xlen(f"{prefix}:stream") == 0
+    for worker in workers[1:]:
+        stop_gracefully(worker)
+
+
+def test_cli_rejects_bad_targets(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", "no_such_module_xyz:app"]) == 2
+    assert "no_such_module_xyz" in capsys.readouterr().err
+
+
+def test_cli_rejects_in_memory_backend(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import types
+
+    module = types.ModuleType("joey_test_memory_app")
+    module.app = types.SimpleNamespace(tasks=InMemoryTasks())  # type: ignore[attr-defined]
+    monkeypatch.setitem(__import__("sys").modules, "joey_test_memory_app", module)
+    assert main(["worker", "joey_test_memory_app:app"]) == 2
+    assert "needs a RedisTasks backend" in capsys.readouterr().err
+    assert main(["worker", "joey_test_memory_app:nope"]) == 2
+    assert main(["worker", "joey_test_memory_app"]) == 2  # `app` by default
