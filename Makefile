@@ -4,7 +4,6 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-APP    ?= examples.app:app
 
 .PHONY: run test lint typecheck pytest bench bench-smoke clean
 
@@ -16,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) -m uvicorn $(APP) --host $(HOST) --port $(PORT)
+	HOST=$(HOST) PORT=$(PORT) $(PY) examples/app.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests examples

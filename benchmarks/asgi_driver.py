@@ -102,23 +102,41 @@ class _Receive:
         return message
 
 
-class _WSReceive:
-    """Replays a connect, ``count`` text frames and a disconnect; then disconnects forever."""
+class _WSClient:
+    """A ping-pong WebSocket client: connects, sends ``count`` text frames, then disconnects.
 
-    __slots__ = ("_calls", "_count", "_text")
+    Frames are handed out as fast as the app asks for them, but the disconnect only once every
+    frame has been echoed, as a real echo client would (Falcon reads ahead in a task and would
+    otherwise see the disconnect before it has echoed anything). ``wait=False`` never waits: for
+    measuring the harness with an app that echoes nothing.
+    """
 
-    def __init__(self, count: int, text: str) -> None:
+    __slots__ = ("_calls", "_count", "_text", "_wait", "_echoed", "sent", "_all_echoed")
+
+    def __init__(self, count: int, text: str, wait: bool = True) -> None:
         self._calls = 0
         self._count = count
         self._text = text
+        self._wait = wait
+        self._echoed = 0
+        self._all_echoed: asyncio.Future[None] | None = None
 
-    async def __call__(self) -> Message:
+    async def receive(self) -> Message:
         self._calls += 1
         if self._calls == 1:
             return {"type": "websocket.connect"}
         if self._calls <= self._count + 1:
             return {"type": "websocket.receive", "text": self._text}
+        if self._wait and self._echoed < self._count:
+            self._all_echoed = asyncio.get_running_loop().create_future()
+            await self._all_echoed
         return _WS_DISCONNECT
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "websocket.send":
+            self._echoed += 1
+            if self._echoed == self._count and self._all_echoed is not None:
+                self._all_echoed.set_result(None)
 
 
 async def _drop(message: Message) -> None:
@@ -188,12 +206,13 @@ async def call_http(app: ASGIApp, scenario: Scenario, state: dict[str, Any]) -> 
 async def call_ws(app: ASGIApp, scenario: Scenario, state: dict[str, Any], count: int) -> str | None:
     """Run one echo session of ``count`` messages; return why it is wrong, or None."""
     messages: list[Message] = []
+    client = _WSClient(count, WS_MESSAGE)
 
     async def collect(message: Message) -> None:
         messages.append(message)
+        await client.send(message)
 
-    receive = _WSReceive(count, WS_MESSAGE)
-    await asyncio.wait_for(app(_fresh(ws_scope(scenario), state), receive, collect), 10)
+    await asyncio.wait_for(app(_fresh(ws_scope(scenario), state), client.receive, collect), 10)
     kinds = [m["type"] for m in messages]
     if not kinds or kinds[0] != "websocket.accept":
         return f"not accepted: {messages[:2]!r}"
@@ -221,7 +240,7 @@ def http_loop(
 
 
 def ws_loop(
-    app: ASGIApp, scenario: Scenario, state: dict[str, Any], per_session: int
+    app: ASGIApp, scenario: Scenario, state: dict[str, Any], per_session: int, wait: bool = True
 ) -> Callable[[int], Awaitable[float]]:
     """Return ``run(n)``: the seconds ``n`` echoed messages take, ``per_session`` per connection."""
     scope = ws_scope(scenario)
@@ -231,7 +250,8 @@ def ws_loop(
         sessions = max(1, n // per_session)
         start = time.perf_counter()
         for _ in range(sessions):
-            await app(_fresh(scope, state), _WSReceive(per_session, text), _drop)
+            client = _WSClient(per_session, text, wait)
+            await app(_fresh(scope, state), client.receive, client.send)
         return (time.perf_counter() - start) * n / (sessions * per_session)
 
     return run

@@ -72,7 +72,7 @@ class Worker:
             driver.http_loop(driver.null_app, http, {}), self.target_s, self.repeats
         )
         ws_best, _, _ = await driver.measure(
-            driver.ws_loop(driver.drain_app, ws, {}, self.ws_messages), self.target_s, self.repeats
+            driver.ws_loop(driver.drain_app, ws, {}, self.ws_messages, wait=False), self.target_s, self.repeats
         )
         return {"http": http_best, "ws": ws_best}
 

@@ -46,6 +46,8 @@ from joey.responses import (
     TextResponse,
 )
 from joey.routing import Route, RouteConflict, Router
+from joey.server import serve
+from joey.websockets import WebSocket, WebSocketState
 
 __version__ = "0.1.0"
 
@@ -89,6 +91,9 @@ __all__ = [
     "Unauthorized",
     "UnprocessableContent",
     "UnsupportedMediaType",
+    "WebSocket",
     "WebSocketDisconnect",
+    "WebSocketState",
+    "serve",
     "status",
 ]

@@ -42,7 +42,8 @@ class HTTPConnection:
         self, scope: Scope, app: App | None = None, path_params: dict[str, Any] | None = None
     ) -> None:
         self.scope = scope
-        self.app = app if app is not None else scope.get("app")
+        #: the App serving this connection
+        self.app: App = app if app is not None else scope["app"]
         self.path_params: dict[str, Any] = path_params if path_params is not None else {}
         self._headers: Headers | None = None
         self._query: QueryParams | None = None
@@ -106,8 +107,6 @@ class HTTPConnection:
 
     def url_for(self, name: str, /, **params: Any) -> str:
         """The path of the route called ``name``, as the client must request it."""
-        if self.app is None:
-            raise RuntimeError("This connection is not attached to an app")
         path: str = self.app.url_path_for(name, **params)
         root_path: str = self.scope.get("root_path", "")
         return root_path + path

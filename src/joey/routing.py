@@ -227,8 +227,9 @@ class Route:
         max_body_size: int | EllipsisType | None = ...,  # ``...``: the app's default
         websocket: bool = False,
     ) -> None:
-        parse_template(path)  # validate early, so the error points at the decorator
-        self.path = path
+        # "" (like "/") under a router prefix means the prefix itself
+        parse_template(path or "/")  # validate early, so the error points at the decorator
+        self.path = path or "/"
         self.endpoint = endpoint
         self.methods = tuple(dict.fromkeys(m.upper() for m in methods)) if not websocket else ()
         for method in self.methods:
@@ -285,7 +286,7 @@ def _join(prefix: str, path: str) -> str:
     if not prefix.startswith("/"):
         raise ValueError(f"Prefix {prefix!r} must start with '/'")
     prefix = prefix.rstrip("/")
-    return prefix + path if path != "/" else (prefix or "/")
+    return prefix + path if path not in ("", "/") else (prefix or "/")
 
 
 class RouteDecorators:

@@ -23,7 +23,7 @@ HAS_ZSTD = "zstd" in available_encodings()
 def decoders() -> dict[str, Callable[[bytes], bytes]]:
     result: dict[str, Callable[[bytes], bytes]] = {"gzip": gzip.decompress}
     if HAS_BR:
-        import brotli
+        import brotli  # type: ignore[import-untyped]
 
         result["br"] = brotli.decompress
     if HAS_ZSTD:

@@ -180,7 +180,7 @@ def test_session_tracks_every_dict_mutator() -> None:
         return Session({"a": 1, "nested": {"x": 1}})
 
     assert not fresh().modified
-    for mutate in (
+    mutations: list[Callable[[Session], object]] = [
         lambda s: s.__setitem__("b", 2),
         lambda s: s.__delitem__("a"),
         lambda s: s.pop("a"),
@@ -190,7 +190,8 @@ def test_session_tracks_every_dict_mutator() -> None:
         lambda s: s.__ior__({"b": 2}),
         lambda s: s["nested"].__setitem__("x", 2),
         lambda s: s.regenerate_id(),
-    ):
+    ]
+    for mutate in mutations:
         session = fresh()
         mutate(session)
         assert session.modified
@@ -217,11 +218,14 @@ async def redis_client(redis_port: int) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> SessionStore:
+async def store(request: pytest.FixtureRequest, redis_port: int) -> AsyncIterator[SessionStore]:
     if request.param == "memory":
-        return MemoryStore()
-    redis: Redis = request.getfixturevalue("redis_client")
-    return RedisStore(redis)
+        yield MemoryStore()
+        return
+    redis = Redis(host="127.0.0.1", port=redis_port)
+    await redis.flushdb()
+    yield RedisStore(redis)
+    await redis.aclose()
 
 
 async def test_store_cookie_holds_only_a_signed_id(store: SessionStore) -> None:

@@ -121,6 +121,11 @@ def start_worker(redis_url: str, prefix: str) -> Iterator[WorkerFactory]:
             stderr=subprocess.PIPE,
         )  # fmt: skip
         procs.append(proc)
+        # Return once the worker consumes, so every test starts from working workers.
+        assert proc.stderr is not None
+        while b"] started" not in (line := proc.stderr.readline()):
+            if not line:
+                pytest.fail(f"the worker exited before starting (status {proc.wait(10)})")
         return proc
 
     yield start

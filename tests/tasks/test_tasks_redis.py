@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -217,8 +218,7 @@ async def test_stop_hands_running_tasks_back(
 async def first_status(url: str, prefix: str, task_id: str) -> bytes | None:
     client = aioredis.Redis.from_url(url)
     try:
-        state: bytes | None = await client.hget(f"{prefix}:task:{task_id}", "state")
-        return state
+        return cast(bytes | None, await client.hget(f"{prefix}:task:{task_id}", "state"))
     finally:
         await client.aclose()
 

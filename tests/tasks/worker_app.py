@@ -62,4 +62,5 @@ async def hang(key: str) -> None:
 async def mark(i: int) -> int:
     await asyncio.sleep(0.02)
     await _redis().sadd(f"{PREFIX}:done", i)
+    await _redis().rpush(f"{PREFIX}:marks", i)
     return i

@@ -309,11 +309,15 @@ class SessionMiddleware:
         except (BadData, UnicodeDecodeError):
             return None, None
         try:
-            return session_id, await self._store.load(session_id)
+            data = await self._store.load(session_id)
         except Exception:
             # A store outage should not turn every page into a 500; the user is logged out.
             logger.exception("Session store failed to load a session")
             return None, None
+        if data is None:
+            # Unknown or expired id: forget it, so a new one is made (no session fixation).
+            return None, None
+        return session_id, data
 
     async def _outgoing_cookie(
         self, session: Session, session_id: str | None, had_cookie: bool

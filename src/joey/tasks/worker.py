@@ -78,7 +78,7 @@ async def run_worker(backend: TaskBackend, stop: asyncio.Event | None = None) ->
         else:
             await backend.start()
         logger.info(
-            "worker %s started (pid %d, max_concurrency=%d, tasks: %s)",
+            "worker [%s] started (pid %d, max_concurrency=%d, tasks: %s)",
             getattr(backend, "consumer", "?"),
             os.getpid(),
             backend.max_concurrency,

@@ -1,0 +1,138 @@
+"""End to end: requests per second under uvicorn, driven by ``wrk``, on loopback only.
+
+The server runs pinned to CPU 0 and wrk (one thread) to CPU 1 when the machine has two CPUs and
+``taskset`` exists, so the load generator never steals the server's core. Each server is checked to
+answer every scenario correctly before it is loaded.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from scenarios import Scenario, check_http
+
+HOST = "127.0.0.1"  # loopback only, always
+HERE = Path(__file__).resolve().parent
+Result = dict[str, Any]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _pin(cpu: int) -> list[str]:
+    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+def _wait_listening(port: int, server: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"server exited with code {server.returncode}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"server not listening after {timeout:.0f} s")
+
+
+def _verify(port: int, scenario: Scenario) -> str | None:
+    conn = http.client.HTTPConnection(HOST, port, timeout=5)
+    try:
+        conn.request(scenario.method, scenario.target, body=scenario.body or None)
+        response = conn.getresponse()
+        return check_http(scenario, response.status, response.read())
+    finally:
+        conn.close()
+
+
+_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_SOCKET_ERRORS = re.compile(r"Socket errors:(.*)")
+_LATENCY = re.compile(r"Latency\s+([\d.]+\w+)")
+
+
+def _wrk(port: int, scenario: Scenario, seconds: float, connections: int) -> Result:
+    command = [
+        *_pin(1), "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s",
+        f"http://{HOST}:{port}{scenario.target}",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
+    output = done.stdout
+    rps = _RPS.search(output)
+    if done.returncode != 0 or rps is None:
+        return {"status": "error", "detail": f"wrk failed: {(done.stderr or output)[-200:]}"}
+    bad = _NON_2XX.search(output)
+    if bad:
+        return {"status": "error", "detail": f"{bad.group(1)} non-2xx responses"}
+    latency = _LATENCY.search(output)
+    result: Result = {"status": "ok", "rps": float(rps.group(1))}
+    if latency:
+        result["latency"] = latency.group(1)
+    errors = _SOCKET_ERRORS.search(output)
+    if errors:
+        result["socket_errors"] = errors.group(1).strip()
+    return result
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+
+
+def run_framework(
+    framework: str,
+    scenarios: list[Scenario],
+    seconds: float,
+    warmup: float,
+    connections: int,
+    log: Path,
+) -> dict[str, Result]:
+    """Serve ``framework`` and load each scenario; return one result per scenario key."""
+    if shutil.which("wrk") is None:
+        return {s.key: {"status": "error", "detail": "wrk not installed"} for s in scenarios}
+    port = free_port()
+    with log.open("ab") as log_file:
+        server = subprocess.Popen(
+            [*_pin(0), sys.executable, str(HERE / "serve.py"), framework, str(port)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_listening(port, server)
+            results: dict[str, Result] = {}
+            for scenario in scenarios:
+                problem = _verify(port, scenario)
+                if problem:
+                    results[scenario.key] = {"status": "error", "detail": f"wrong answer: {problem}"}
+                    continue
+                if warmup > 0:
+                    _wrk(port, scenario, warmup, connections)
+                results[scenario.key] = _wrk(port, scenario, seconds, connections)
+            return results
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}"[:200]
+            return {s.key: {"status": "error", "detail": detail} for s in scenarios}
+        finally:
+            _stop(server)
