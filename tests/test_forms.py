@@ -284,7 +284,7 @@ async def test_file_over_part_size_is_413_and_temp_file_closed(spooled: list[Any
 async def test_endless_header_section_is_400_early() -> None:
     recorder = Recorder()
     head = f"--{BOUNDARY}\r\n".encode()
-    with pytest.raises(BadRequest, match="[Hh]eader"):
+    with pytest.raises(BadRequest, match=r"[Hh]eader"):
         await parse_form(MULTIPART, recorder.endless(head, b"X-A: b\r\n"))
     assert recorder.produced < 16_384
 

@@ -472,8 +472,8 @@ class Router(RouteDecorators):
         dependencies: tuple[Any, ...] = (), name_prefix: str = "",
         _seen: frozenset[int] = frozenset(),
     ) -> Iterator[Route | Mount | Router]:
-        """Every route and mount with prefixes, middleware and dependencies applied, then
-        every router (itself included) so the app can collect lifespan hooks."""
+        """This router (so the app can collect lifespan hooks), then every route and mount
+        with prefixes, middleware and dependencies applied, then the included routers'."""
         if id(self) in _seen:
             raise ValueError(f"Router {self!r} includes itself through a cycle")
         seen = _seen | {id(self)}
@@ -482,6 +482,7 @@ class Router(RouteDecorators):
         dependencies = (*dependencies, *self.dependencies)
         if self.name:
             name_prefix = f"{name_prefix}{self.name}."
+        yield self  # parents first, so an app's hooks run before its routers'
         for route in self.routes:
             yield route.with_prefix(full_prefix, middleware, dependencies, name_prefix)
         for mount in self.mounts:
@@ -491,7 +492,6 @@ class Router(RouteDecorators):
                 _join(full_prefix, child_prefix) if child_prefix else full_prefix,
                 middleware, dependencies, name_prefix, seen,
             )
-        yield self
 
     def __repr__(self) -> str:
         return f"<Router prefix={self.prefix!r} routes={len(self.routes)}>"

@@ -34,6 +34,11 @@ from joey.lifespan import LifespanDriver
 from joey.lifespan import LifespanFailed as LifespanError
 from joey.types import ASGIApp, Message, Scope
 
+__all__ = [
+    "ASGITransport", "AsyncTestClient", "AsyncWebSocketSession", "LifespanError", "TestClient",
+    "WebSocketDenied", "WebSocketSession",
+]
+
 T = TypeVar("T")
 _DONE = object()
 
@@ -217,7 +222,7 @@ class AsyncWebSocketSession:
 
     async def connect(self) -> None:
         self._task = asyncio.ensure_future(self._app(self._scope, self._to_app.get,
-                                                     self._from_app.put))
+                                                     self._from_app_send))
         await self._to_app.put({"type": "websocket.connect"})
         message = await self._next()
         kind = message["type"]
@@ -236,6 +241,14 @@ class AsyncWebSocketSession:
                     break
             raise WebSocketDenied(message["status"], message.get("headers", []), body)
         raise RuntimeError(f"Unexpected message during the handshake: {message!r}")
+
+    async def _from_app_send(self, message: Message) -> None:
+        await self._from_app.put(message)
+        if message["type"] == "websocket.close":
+            # As a server does once the client answers the close frame: the app's next
+            # receive() reports the disconnect with the app's own close code.
+            await self._to_app.put({"type": "websocket.disconnect",
+                                    "code": message.get("code", 1000)})
 
     async def _next(self) -> Message:
         assert self._task is not None

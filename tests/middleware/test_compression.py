@@ -260,3 +260,40 @@ async def test_server_sent_events_arrive_promptly_over_a_real_server() -> None:
     # The first event was decodable long before the producer's 1 s pause ended.
     assert arrivals[0][1] == events[0]
     assert arrivals[0][0] < 0.8
+
+
+async def test_other_messages_pass_through_in_every_state() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.debug"})  # before the start
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["path"] == "/pathsend":  # the ASGI path-send extension instead of a body
+            await send({"type": "http.response.pathsend", "path": "/tmp/file"})
+            return
+        await send({"type": "http.response.body", "body": BIG, "more_body": True})
+        await send({"type": "http.response.trailers", "headers": [], "more_trailers": False})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = CompressionMiddleware(app, encodings=["gzip"])
+    headers = [(b"accept-encoding", b"gzip")]
+    sent = await drive(middleware, http_scope(path="/pathsend", headers=headers))
+    assert [m["type"] for m in sent] == [
+        "http.response.debug", "http.response.start", "http.response.pathsend"]
+    assert header(sent[1], b"content-encoding") is None
+    sent = await drive(middleware, http_scope(headers=headers))
+    assert [m["type"] for m in sent] == [
+        "http.response.debug", "http.response.start", "http.response.body",
+        "http.response.trailers", "http.response.body"]
+    assert header(sent[1], b"content-encoding") == b"gzip"
+
+
+def test_optional_codings_are_optional(monkeypatch: pytest.MonkeyPatch) -> None:
+    from joey.middleware import compression
+
+    assert compression._optional("joey_no_such_module") is None
+    monkeypatch.setattr(compression, "_brotli", None)
+    monkeypatch.setattr(compression, "_zstd", None)
+    assert available_encodings() == ("gzip",)
+    with pytest.raises(ValueError, match="install the 'brotli' package"):
+        CompressionMiddleware(text_app(), encodings=["br"])
+    codec = CompressionMiddleware(text_app()).choose(b"br, zstd, gzip;q=0.1")
+    assert codec is not None and codec.name == "gzip"

@@ -31,10 +31,6 @@ def has_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bool:
     return any(key.lower() == name for key, _ in headers)
 
 
-def remove_header(headers: RawHeaders, name: bytes) -> RawHeaders:
-    return [item for item in headers if item[0].lower() != name]
-
-
 def merge_vary(headers: RawHeaders, token: bytes) -> RawHeaders:
     """Add ``token`` to ``Vary``, keeping what is there and never repeating a name.
 

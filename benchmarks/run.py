@@ -1,0 +1,377 @@
+"""Joey's benchmark harness (issue 7): in-process, end to end and startup, side by side in one run.
+
+    benchmarks/.venv/bin/python benchmarks/run.py           # everything (what `make bench` runs)
+    .venv/bin/python benchmarks/run.py --smoke              # Joey + raw, a few iterations (CI)
+
+Prints one table per section, each figure with Joey's ratio to the raw ASGI baseline and to the
+best peer, and writes benchmarks/RESULTS.md (not in smoke mode). No figure is ever asserted on;
+``--smoke`` exits non-zero only when a Joey scenario errors, so the harness cannot rot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import endtoend  # noqa: E402
+import report  # noqa: E402
+import startup  # noqa: E402
+from apps import FRAMEWORKS, IMPORTS, JOEY, PEERS, RAW  # noqa: E402
+from scenarios import ROUTE_COUNTS, SCENARIOS, Scenario  # noqa: E402
+
+Result = dict[str, Any]
+ByFramework = dict[str, dict[str, Result]]
+
+# Built in one round only: Litestar needs minutes to register 10,000 routes.
+HEAVY = {f"routes_{max(ROUTE_COUNTS)}"}
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- in-process --------------------------------------------------------------------------------
+
+
+def _worker(
+    framework: str, keys: list[str], args: argparse.Namespace, tmp: Path, overheads: list[Result]
+) -> dict[str, Result]:
+    out = tmp / f"{framework}-{time.monotonic_ns()}.json"
+    command = [
+        sys.executable, str(HERE / "inprocess.py"), framework, "--out", str(out),
+        "--repeats", str(args.repeats), "--target-ms", str(args.target_ms),
+        "--ws-messages", str(args.ws_messages), "--scenarios", ",".join(keys),
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.worker_timeout)
+    except subprocess.TimeoutExpired:
+        detail = f"worker timed out after {args.worker_timeout:.0f} s"
+    else:
+        try:
+            report_: Result = json.loads(out.read_text())
+            overheads.append(report_["overhead_ns"])
+            results: dict[str, Result] = report_["results"]
+            return results
+        except (OSError, ValueError, KeyError):
+            detail = f"worker failed (exit {done.returncode}): {done.stderr.strip()[-300:]}"
+    return {key: {"status": "error", "detail": detail} for key in keys}
+
+
+def _merge(rounds: list[Result]) -> Result:
+    """Best of the rounds' best repeats; any error in any round wins (a flaky app is broken)."""
+    for result in rounds:
+        if result.get("status") != "ok":
+            return result
+    merged: Result = {
+        "status": "ok",
+        "best_ns": min(r["best_ns"] for r in rounds),
+        "median_ns": statistics.median(r["median_ns"] for r in rounds),
+    }
+    builds = [r["build_ms"] for r in rounds if "build_ms" in r]
+    if builds:
+        merged["build_ms"] = min(builds)
+    return merged
+
+
+def run_inprocess(
+    args: argparse.Namespace, frameworks: list[str], tmp: Path, overheads: list[Result]
+) -> ByFramework:
+    light = [s.key for s in SCENARIOS if s.key not in HEAVY or args.smoke]
+    heavy = [s.key for s in SCENARIOS if s.key in HEAVY and not args.smoke]
+    collected: dict[str, dict[str, list[Result]]] = {fw: {} for fw in frameworks}
+    for round_no in range(args.rounds):
+        # Rotate the order every round so no framework always runs first (or last).
+        order = frameworks[round_no % len(frameworks) :] + frameworks[: round_no % len(frameworks)]
+        for framework in order:
+            keys = light + (heavy if round_no == 0 else [])
+            _say(f"in-process round {round_no + 1}/{args.rounds}: {framework}")
+            for key, result in _worker(framework, keys, args, tmp, overheads).items():
+                collected[framework].setdefault(key, []).append(result)
+    return {
+        fw: {key: _merge(rounds) for key, rounds in by_key.items()}
+        for fw, by_key in collected.items()
+    }
+
+
+def inprocess_table(
+    results: ByFramework, frameworks: list[str], overheads: list[Result]
+) -> report.Table:
+    http = [o["http"] for o in overheads if "http" in o]
+    ws = [o["ws"] for o in overheads if "ws" in o]
+    overhead = (
+        f" ({statistics.median(http) / 1e3:.2f} µs per request, {statistics.median(ws) / 1e3:.2f} µs"
+        " per WebSocket message, measured with empty apps and subtracted)"
+        if http and ws else ""
+    )
+    rows = [
+        (s.title, {fw: report.cell(results[fw].get(s.key), "best_ns", 1e-3) for fw in frameworks})
+        for s in SCENARIOS
+    ]
+    return report.Table(
+        "In-process cost per request (µs, lower is better)",
+        "Best repeat, net of the harness's own cost" + overhead + "; WebSocket: per echoed"
+        " message. Ratios: Joey's time ÷ the other's (below 1.00x, Joey is faster).",
+        frameworks,
+        rows,
+        lower_is_better=True,
+    )
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+def run_endtoend(args: argparse.Namespace, frameworks: list[str], tmp: Path) -> ByFramework:
+    scenarios: list[Scenario] = [s for s in SCENARIOS if s.end_to_end]
+    collected: dict[str, dict[str, list[Result]]] = {fw: {} for fw in frameworks}
+    for round_no in range(args.e2e_rounds):
+        order = frameworks[round_no % len(frameworks) :] + frameworks[: round_no % len(frameworks)]
+        for framework in order:
+            _say(f"end to end round {round_no + 1}/{args.e2e_rounds}: {framework}")
+            results = endtoend.run_framework(
+                framework, scenarios, args.duration, args.warmup, args.connections,
+                tmp / f"serve-{framework}.log",
+            )
+            for key, result in results.items():
+                collected[framework].setdefault(key, []).append(result)
+    merged: ByFramework = {}
+    for framework, by_key in collected.items():
+        merged[framework] = {}
+        for key, rounds in by_key.items():
+            failed = [r for r in rounds if r.get("status") != "ok"]
+            merged[framework][key] = failed[0] if failed else max(rounds, key=lambda r: r["rps"])
+    return merged
+
+
+def endtoend_table(results: ByFramework, frameworks: list[str], args: argparse.Namespace) -> report.Table:
+    rows = [
+        (s.title, {fw: report.cell(results[fw].get(s.key), "rps") for fw in frameworks})
+        for s in SCENARIOS
+        if s.end_to_end
+    ]
+    return report.Table(
+        "End to end under uvicorn (requests/s, higher is better)",
+        f"uvicorn, httptools + uvloop, 1 worker on CPU 0; wrk -t1 -c{args.connections} on CPU 1,"
+        f" {args.duration:g} s after a {args.warmup:g} s warm-up, best of {args.e2e_rounds}."
+        " Ratios: Joey's requests/s ÷ the other's (above 1.00x, Joey is faster).",
+        frameworks,
+        rows,
+        lower_is_better=False,
+        digits=0,
+    )
+
+
+# --- startup -----------------------------------------------------------------------------------
+
+
+def run_startup(args: argparse.Namespace, frameworks: list[str]) -> ByFramework:
+    results: ByFramework = {}
+    for framework in frameworks:
+        _say(f"startup: {framework}")
+        results[framework] = {"import": startup.measure_import(IMPORTS[framework], args.import_runs)}
+    return results
+
+
+def startup_table(
+    imports: ByFramework, inprocess: ByFramework, frameworks: list[str], args: argparse.Namespace
+) -> report.Table:
+    rows: list[tuple[str, dict[str, report.Cell]]] = [
+        ("import time (ms)", {fw: report.cell(imports[fw]["import"], "import_ms") for fw in frameworks}),
+        ("import: peak RSS growth (MiB)",
+         {fw: report.cell(imports[fw]["import"], "rss_mib") for fw in frameworks}),
+        ("import: peak Python allocations (MiB)",
+         {fw: report.cell(imports[fw]["import"], "alloc_mib") for fw in frameworks}),
+    ]
+    for n in ROUTE_COUNTS[1:]:
+        rows.append((
+            f"build {n:,} routes + first request (ms)",
+            {fw: report.cell(inprocess.get(fw, {}).get(f"routes_{n}"), "build_ms") for fw in frameworks},
+        ))
+    return report.Table(
+        "Startup (lower is better)",
+        f"Import in a fresh interpreter, best of {args.import_runs} (the statement a user's app"
+        " starts with; raw = `import msgspec`). Build = construct the app, run its lifespan"
+        " startup and answer the first request (in-process worker). Ratios: Joey ÷ the other.",
+        frameworks,
+        rows,
+        lower_is_better=True,
+    )
+
+
+# --- targets -----------------------------------------------------------------------------------
+
+
+def targets(inproc: report.Table | None, e2e: report.Table | None, imports: ByFramework) -> list[str]:
+    """Issue 7's targets, each marked met or missed with the measured figure."""
+    lines: list[str] = []
+
+    def mark(ok: bool | None, text: str) -> None:
+        lines.append(f"- [{'met' if ok else 'missed' if ok is not None else 'not measured'}] {text}")
+
+    if inproc is not None:
+        rows = dict(inproc.rows)
+        behind, compared = [], 0
+        for label, cells in inproc.rows:
+            _, to_peer = inproc.ratios(cells)
+            if to_peer is None:
+                continue
+            compared += 1
+            if to_peer[1] >= 1.0:
+                behind.append(f"{label} ({to_peer[1]:.2f}x {to_peer[0]})")
+        missing = len(inproc.rows) - compared
+        mark(None if not compared else not behind and not missing,
+             "in-process: faster than every peer in every scenario"
+             + (f"; behind in: {', '.join(behind)}" if behind else "")
+             + (f"; {missing} scenario(s) without a Joey or peer figure" if missing else ""))
+        for key in ("plaintext", "json", "ws_echo"):
+            title = next(s.title for s in SCENARIOS if s.key == key)
+            to_raw, _ = inproc.ratios(rows[title])
+            mark(None if to_raw is None else to_raw <= 2.0,
+                 f"{title}: within 2x of raw (measured {f'{to_raw:.2f}x' if to_raw else 'n/a'})")
+        few = rows[next(s.title for s in SCENARIOS if s.key == f"routes_{min(ROUTE_COUNTS)}")].get(JOEY)
+        many = rows[next(s.title for s in SCENARIOS if s.key == f"routes_{max(ROUTE_COUNTS)}")].get(JOEY)
+        growth = many / few if isinstance(few, float) and isinstance(many, float) else None
+        mark(None if growth is None else growth <= 1.15,
+             f"routing: last of {max(ROUTE_COUNTS):,} within 15% of last of {min(ROUTE_COUNTS)}"
+             f" (measured {f'{growth:.2f}x' if growth else 'n/a'})")
+    if e2e is not None:
+        for label, cells in e2e.rows:
+            to_raw, to_peer = e2e.ratios(cells)
+            ok = None if to_raw is None else to_raw >= 0.95 and (to_peer is None or to_peer[1] > 1.0)
+            mark(ok, f"end to end, {label}: >= 0.95x raw and ahead of every peer (measured"
+                 f" {f'{to_raw:.2f}x' if to_raw else 'n/a'} raw,"
+                 f" {f'{to_peer[1]:.2f}x {to_peer[0]}' if to_peer else 'n/a'})")
+    joey_import = imports.get(JOEY, {}).get("import", {})
+    ms = joey_import.get("import_ms") if joey_import.get("status") == "ok" else None
+    mark(None if ms is None else ms < 50, f"`import joey` under 50 ms (measured {f'{ms:.1f} ms' if ms else 'n/a'})")
+    return lines
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="Joey + raw, few iterations, no wrk")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    parser.add_argument("--skip", default="", help="sections to skip: inprocess,e2e,startup")
+    parser.add_argument("--rounds", type=int, default=3, help="in-process rounds (interleaved)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per worker")
+    parser.add_argument("--target-ms", type=float, default=100.0, help="duration of one repeat")
+    parser.add_argument("--ws-messages", type=int, default=200, help="messages per connection")
+    parser.add_argument("--worker-timeout", type=float, default=900.0)
+    parser.add_argument("--e2e-rounds", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of wrk per scenario")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--import-runs", type=int, default=7)
+    parser.add_argument("--output", type=Path, default=None, help="default: benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.frameworks = f"{RAW},{JOEY}"
+        args.skip = ",".join(filter(None, [args.skip, "e2e"]))
+        args.rounds, args.repeats, args.target_ms, args.ws_messages = 1, 1, 5.0, 20
+        args.import_runs = 2
+    elif args.output is None:
+        args.output = HERE / "RESULTS.md"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    started = time.monotonic()
+    frameworks = [fw for fw in args.frameworks.split(",") if fw in FRAMEWORKS]
+    skip = set(args.skip.split(","))
+    sections: list[str] = []
+    inproc = e2e = None
+    inproc_results: ByFramework = {}
+    errors: dict[str, ByFramework] = {}
+    with tempfile.TemporaryDirectory(prefix="joey-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        if "inprocess" not in skip:
+            overheads: list[Result] = []
+            inproc_results = run_inprocess(args, frameworks, tmp, overheads)
+            errors["in-process"] = inproc_results
+            inproc = inprocess_table(inproc_results, frameworks, overheads)
+            sections.append(inproc.markdown())
+            print(sections[-1], flush=True)
+        if "e2e" not in skip:
+            e2e_results = run_endtoend(args, frameworks, tmp)
+            errors["end to end"] = e2e_results
+            e2e = endtoend_table(e2e_results, frameworks, args)
+            sections.append(e2e.markdown())
+            print(sections[-1], flush=True)
+    imports: ByFramework = {}
+    if "startup" not in skip:
+        imports = run_startup(args, frameworks)
+        errors["startup"] = imports
+        table = startup_table(imports, inproc_results, frameworks, args)
+        slow = startup.slowest_imports("joey") if JOEY in frameworks else []
+        extra = "\nSlowest modules under `import joey` (cumulative ms, `-X importtime`): " + ", ".join(
+            f"`{name}` {ms:.1f}" for name, ms in slow
+        ) + "\n" if slow else ""
+        sections.append(table.markdown() + extra)
+        print(sections[-1], flush=True)
+    goals = targets(inproc, e2e, imports) if JOEY in frameworks else []
+    trouble = report.problems(errors)
+    minutes = (time.monotonic() - started) / 60
+    print("\n".join(["### Targets (issue 7)", "", *goals, "", "### Problems", "", *(trouble or ["- none"])]))
+    _say(f"total: {minutes:.1f} min")
+    if args.output is not None:
+        _write(args.output, args, frameworks, sections, goals, trouble, minutes)
+        _say(f"wrote {args.output}")
+    joey_broken = [line for line in trouble if f"/ {JOEY} /" in line]
+    return 1 if args.smoke and joey_broken else 0
+
+
+def _write(
+    path: Path, args: argparse.Namespace, frameworks: list[str], sections: list[str],
+    goals: list[str], trouble: list[str], minutes: float,
+) -> None:
+    peers = [fw for fw in frameworks if fw in PEERS]
+    text = "\n".join([
+        "# Joey benchmark results",
+        "",
+        f"Written by `make bench` (`benchmarks/run.py`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f" in {minutes:.1f} min. The machine is shared and noisy: read the ratios, not the absolute"
+        " figures. Regenerate with `make bench`; see `benchmarks/README.md` for the method.",
+        "",
+        "## Machine",
+        "",
+        *report.machine(),
+        "",
+        "## Method",
+        "",
+        f"- Frameworks: raw (a hand-written ASGI function with msgspec), Joey, {', '.join(peers)};"
+        " each written idiomatically (`benchmarks/apps/`), each answer checked before timing.",
+        f"- In-process: the app is called directly with a fresh scope per request; {args.rounds}"
+        f" rounds, each framework in a fresh interpreter per round, order rotated; {args.repeats}"
+        f" repeats of ~{args.target_ms:g} ms per round; the best repeat is shown. The last of"
+        f" {max(ROUTE_COUNTS):,} routes is measured in one round only (slow to build for some peers).",
+        "",
+        "## Targets (issue 7)",
+        "",
+        *goals,
+        "",
+        "## Results",
+        "",
+        *sections,
+        "## Problems",
+        "",
+        *(trouble or ["- none"]),
+        "",
+    ])
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
