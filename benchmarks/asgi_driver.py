@@ -8,6 +8,7 @@ callable and a send that drops messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -57,12 +58,12 @@ class Lifespan:
     async def _send(self, message: Message) -> None:
         await self._sent.put(message)
 
-    async def start(self, timeout: float = 30.0) -> None:
+    async def start(self, limit_s: float = 30.0) -> None:
         scope = {"type": "lifespan", "asgi": _ASGI, "state": self.state}
-        self._task = asyncio.create_task(self.app(scope, self._receive, self._send))
+        self._task = asyncio.ensure_future(self.app(scope, self._receive, self._send))
         getter = asyncio.create_task(self._sent.get())
         done, _ = await asyncio.wait(
-            {self._task, getter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            {self._task, getter}, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED
         )
         if getter in done:
             message = getter.result()
@@ -76,14 +77,13 @@ class Lifespan:
         else:
             raise TimeoutError("lifespan startup did not complete")
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, limit_s: float = 10.0) -> None:
         if self._task is None or self._task.done():
             return
         self._shutdown.set()
-        try:
-            await asyncio.wait_for(self._task, timeout)
-        except Exception:  # a failing shutdown must not hide the measurements
-            pass
+        # A failing shutdown must not hide the measurements.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._task, limit_s)
 
 
 class _Receive:
@@ -111,7 +111,7 @@ class _WSClient:
     measuring the harness with an app that echoes nothing.
     """
 
-    __slots__ = ("_calls", "_count", "_text", "_wait", "_echoed", "sent", "_all_echoed")
+    __slots__ = ("_all_echoed", "_calls", "_count", "_echoed", "_text", "_wait", "sent")
 
     def __init__(self, count: int, text: str, wait: bool = True) -> None:
         self._calls = 0
@@ -203,7 +203,9 @@ async def call_http(app: ASGIApp, scenario: Scenario, state: dict[str, Any]) -> 
     return status, body
 
 
-async def call_ws(app: ASGIApp, scenario: Scenario, state: dict[str, Any], count: int) -> str | None:
+async def call_ws(
+    app: ASGIApp, scenario: Scenario, state: dict[str, Any], count: int
+) -> str | None:
     """Run one echo session of ``count`` messages; return why it is wrong, or None."""
     messages: list[Message] = []
     client = _WSClient(count, WS_MESSAGE)

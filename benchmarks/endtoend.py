@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -70,7 +71,11 @@ _LATENCY = re.compile(r"Latency\s+([\d.]+\w+)")
 
 def _wrk(port: int, scenario: Scenario, seconds: float, connections: int) -> Result:
     command = [
-        *_pin(1), "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s",
+        *_pin(1),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
         f"http://{HOST}:{port}{scenario.target}",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
@@ -101,17 +106,7 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
             server.wait(5)
 
 
-def run_framework(
-    framework: str,
-    scenarios: list[Scenario],
-    seconds: float,
-    warmup: float,
-    connections: int,
-    log: Path,
-) -> dict[str, Result]:
-    """Serve ``framework`` and load each scenario; return one result per scenario key."""
-    if shutil.which("wrk") is None:
-        return {s.key: {"status": "error", "detail": "wrk not installed"} for s in scenarios}
+def _start(framework: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     with log.open("ab") as log_file:
         server = subprocess.Popen(
@@ -119,20 +114,80 @@ def run_framework(
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-        try:
-            _wait_listening(port, server)
-            results: dict[str, Result] = {}
+    try:
+        _wait_listening(port, server)
+    except BaseException:
+        _stop(server)
+        raise
+    return server, port
+
+
+def run_all(
+    frameworks: list[str],
+    scenarios: list[Scenario],
+    rounds: int,
+    seconds: float,
+    warmup: float,
+    connections: int,
+    logs: Path,
+) -> dict[str, dict[str, Result]]:
+    """Load every framework's server with every scenario; return results by framework and key.
+
+    All servers start together (idle ones cost nothing) so that the measurements can be
+    interleaved: each round loads every framework in turn, scenario by scenario, and the best
+    round counts. A slow minute on the shared machine then hurts every framework alike.
+    """
+    results: dict[str, dict[str, Result]] = {fw: {} for fw in frameworks}
+    if shutil.which("wrk") is None:
+        for fw in frameworks:
+            results[fw] = {
+                s.key: {"status": "error", "detail": "wrk not installed"} for s in scenarios
+            }
+        return results
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    try:
+        for fw in frameworks:
+            try:
+                servers[fw] = _start(fw, logs / f"serve-{fw}.log")
+            except Exception as exc:
+                detail = f"server did not start: {type(exc).__name__}: {exc}"[:200]
+                results[fw] = {s.key: {"status": "error", "detail": detail} for s in scenarios}
+                continue
             for scenario in scenarios:
-                problem = _verify(port, scenario)
+                try:
+                    problem = _verify(servers[fw][1], scenario)
+                except Exception as exc:
+                    problem = f"{type(exc).__name__}: {exc}"
                 if problem:
-                    results[scenario.key] = {"status": "error", "detail": f"wrong answer: {problem}"}
-                    continue
-                if warmup > 0:
-                    _wrk(port, scenario, warmup, connections)
-                results[scenario.key] = _wrk(port, scenario, seconds, connections)
-            return results
-        except Exception as exc:
-            detail = f"{type(exc).__name__}: {exc}"[:200]
-            return {s.key: {"status": "error", "detail": detail} for s in scenarios}
-        finally:
+                    results[fw][scenario.key] = {
+                        "status": "error",
+                        "detail": f"wrong answer: {problem}",
+                    }
+                elif warmup > 0:
+                    _wrk(servers[fw][1], scenario, warmup, connections)
+        samples: dict[tuple[str, str], list[Result]] = {}
+        for round_no in range(rounds):
+            order = (
+                frameworks[round_no % len(frameworks) :] + frameworks[: round_no % len(frameworks)]
+            )
+            for scenario in scenarios:
+                for fw in order:
+                    if fw in servers and scenario.key not in results[fw]:
+                        _log(f"end to end round {round_no + 1}/{rounds}: {scenario.key} {fw}")
+                        sample = _wrk(servers[fw][1], scenario, seconds, connections)
+                        samples.setdefault((fw, scenario.key), []).append(sample)
+    finally:
+        for server, _ in servers.values():
             _stop(server)
+    for (fw, key), runs in samples.items():
+        failed = [r for r in runs if r["status"] != "ok"]
+        if failed:
+            results[fw][key] = failed[0]
+        else:
+            best = max(runs, key=lambda r: r["rps"])
+            results[fw][key] = {**best, "median_rps": statistics.median(r["rps"] for r in runs)}
+    return results
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

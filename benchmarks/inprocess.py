@@ -22,9 +22,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import asgi_driver as driver  # noqa: E402
-from apps import load  # noqa: E402
-from scenarios import SCENARIOS, Scenario, check_http  # noqa: E402
+import asgi_driver as driver
+from apps import load
+from scenarios import SCENARIOS, Scenario, check_http
 
 Result = dict[str, Any]
 
@@ -45,7 +45,7 @@ class Worker:
         self._shared: dict[str, driver.Lifespan] = {}
 
     async def _start(self, scenario: Scenario) -> tuple[driver.Lifespan, float]:
-        """Build the scenario's app and run its lifespan startup; return it and the seconds taken."""
+        """Build the scenario's app and run its lifespan startup; return it and the time taken."""
         started = time.perf_counter()
         if scenario.app == "routes":
             app = self.module.build_routes_app(scenario.routes)
@@ -72,7 +72,9 @@ class Worker:
             driver.http_loop(driver.null_app, http, {}), self.target_s, self.repeats
         )
         ws_best, _, _ = await driver.measure(
-            driver.ws_loop(driver.drain_app, ws, {}, self.ws_messages, wait=False), self.target_s, self.repeats
+            driver.ws_loop(driver.drain_app, ws, {}, self.ws_messages, wait=False),
+            self.target_s,
+            self.repeats,
         )
         return {"http": http_best, "ws": ws_best}
 

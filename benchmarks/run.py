@@ -27,7 +27,7 @@ import endtoend  # noqa: E402
 import report  # noqa: E402
 import startup  # noqa: E402
 from apps import FRAMEWORKS, IMPORTS, JOEY, PEERS, RAW  # noqa: E402
-from scenarios import ROUTE_COUNTS, SCENARIOS, Scenario  # noqa: E402
+from scenarios import BY_KEY, ROUTE_COUNTS, SCENARIOS, Scenario  # noqa: E402
 
 Result = dict[str, Any]
 ByFramework = dict[str, dict[str, Result]]
@@ -48,9 +48,19 @@ def _worker(
 ) -> dict[str, Result]:
     out = tmp / f"{framework}-{time.monotonic_ns()}.json"
     command = [
-        sys.executable, str(HERE / "inprocess.py"), framework, "--out", str(out),
-        "--repeats", str(args.repeats), "--target-ms", str(args.target_ms),
-        "--ws-messages", str(args.ws_messages), "--scenarios", ",".join(keys),
+        sys.executable,
+        str(HERE / "inprocess.py"),
+        framework,
+        "--out",
+        str(out),
+        "--repeats",
+        str(args.repeats),
+        "--target-ms",
+        str(args.target_ms),
+        "--ws-messages",
+        str(args.ws_messages),
+        "--scenarios",
+        ",".join(keys),
     ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.worker_timeout)
@@ -109,9 +119,11 @@ def inprocess_table(
     http = [o["http"] for o in overheads if "http" in o]
     ws = [o["ws"] for o in overheads if "ws" in o]
     overhead = (
-        f" ({statistics.median(http) / 1e3:.2f} µs per request, {statistics.median(ws) / 1e3:.2f} µs"
-        " per WebSocket message, measured with empty apps and subtracted)"
-        if http and ws else ""
+        f" ({statistics.median(http) / 1e3:.2f} µs per request,"
+        f" {statistics.median(ws) / 1e3:.2f} µs per WebSocket message,"
+        " measured with empty apps and subtracted)"
+        if http and ws
+        else ""
     )
     rows = [
         (s.title, {fw: report.cell(results[fw].get(s.key), "best_ns", 1e-3) for fw in frameworks})
@@ -132,27 +144,14 @@ def inprocess_table(
 
 def run_endtoend(args: argparse.Namespace, frameworks: list[str], tmp: Path) -> ByFramework:
     scenarios: list[Scenario] = [s for s in SCENARIOS if s.end_to_end]
-    collected: dict[str, dict[str, list[Result]]] = {fw: {} for fw in frameworks}
-    for round_no in range(args.e2e_rounds):
-        order = frameworks[round_no % len(frameworks) :] + frameworks[: round_no % len(frameworks)]
-        for framework in order:
-            _say(f"end to end round {round_no + 1}/{args.e2e_rounds}: {framework}")
-            results = endtoend.run_framework(
-                framework, scenarios, args.duration, args.warmup, args.connections,
-                tmp / f"serve-{framework}.log",
-            )
-            for key, result in results.items():
-                collected[framework].setdefault(key, []).append(result)
-    merged: ByFramework = {}
-    for framework, by_key in collected.items():
-        merged[framework] = {}
-        for key, rounds in by_key.items():
-            failed = [r for r in rounds if r.get("status") != "ok"]
-            merged[framework][key] = failed[0] if failed else max(rounds, key=lambda r: r["rps"])
-    return merged
+    return endtoend.run_all(
+        frameworks, scenarios, args.e2e_rounds, args.duration, args.warmup, args.connections, tmp
+    )
 
 
-def endtoend_table(results: ByFramework, frameworks: list[str], args: argparse.Namespace) -> report.Table:
+def endtoend_table(
+    results: ByFramework, frameworks: list[str], args: argparse.Namespace
+) -> report.Table:
     rows = [
         (s.title, {fw: report.cell(results[fw].get(s.key), "rps") for fw in frameworks})
         for s in SCENARIOS
@@ -161,7 +160,8 @@ def endtoend_table(results: ByFramework, frameworks: list[str], args: argparse.N
     return report.Table(
         "End to end under uvicorn (requests/s, higher is better)",
         f"uvicorn, httptools + uvloop, 1 worker on CPU 0; wrk -t1 -c{args.connections} on CPU 1,"
-        f" {args.duration:g} s after a {args.warmup:g} s warm-up, best of {args.e2e_rounds}."
+        f" {args.duration:g} s per run after a {args.warmup:g} s warm-up; all servers up at once,"
+        f" runs interleaved across frameworks, best of {args.e2e_rounds} rounds."
         " Ratios: Joey's requests/s ÷ the other's (above 1.00x, Joey is faster).",
         frameworks,
         rows,
@@ -177,7 +177,9 @@ def run_startup(args: argparse.Namespace, frameworks: list[str]) -> ByFramework:
     results: ByFramework = {}
     for framework in frameworks:
         _say(f"startup: {framework}")
-        results[framework] = {"import": startup.measure_import(IMPORTS[framework], args.import_runs)}
+        results[framework] = {
+            "import": startup.measure_import(IMPORTS[framework], args.import_runs)
+        }
     return results
 
 
@@ -185,17 +187,29 @@ def startup_table(
     imports: ByFramework, inprocess: ByFramework, frameworks: list[str], args: argparse.Namespace
 ) -> report.Table:
     rows: list[tuple[str, dict[str, report.Cell]]] = [
-        ("import time (ms)", {fw: report.cell(imports[fw]["import"], "import_ms") for fw in frameworks}),
-        ("import: peak RSS growth (MiB)",
-         {fw: report.cell(imports[fw]["import"], "rss_mib") for fw in frameworks}),
-        ("import: peak Python allocations (MiB)",
-         {fw: report.cell(imports[fw]["import"], "alloc_mib") for fw in frameworks}),
+        (
+            "import time (ms)",
+            {fw: report.cell(imports[fw]["import"], "import_ms") for fw in frameworks},
+        ),
+        (
+            "import: peak RSS growth (MiB)",
+            {fw: report.cell(imports[fw]["import"], "rss_mib") for fw in frameworks},
+        ),
+        (
+            "import: peak Python allocations (MiB)",
+            {fw: report.cell(imports[fw]["import"], "alloc_mib") for fw in frameworks},
+        ),
     ]
     for n in ROUTE_COUNTS[1:]:
-        rows.append((
-            f"build {n:,} routes + first request (ms)",
-            {fw: report.cell(inprocess.get(fw, {}).get(f"routes_{n}"), "build_ms") for fw in frameworks},
-        ))
+        rows.append(
+            (
+                f"build {n:,} routes + first request (ms)",
+                {
+                    fw: report.cell(inprocess.get(fw, {}).get(f"routes_{n}"), "build_ms")
+                    for fw in frameworks
+                },
+            )
+        )
     return report.Table(
         "Startup (lower is better)",
         f"Import in a fresh interpreter, best of {args.import_runs} (the statement a user's app"
@@ -210,49 +224,80 @@ def startup_table(
 # --- targets -----------------------------------------------------------------------------------
 
 
-def targets(inproc: report.Table | None, e2e: report.Table | None, imports: ByFramework) -> list[str]:
-    """Issue 7's targets, each marked met or missed with the measured figure."""
+def targets(
+    inproc: report.Table | None, e2e: report.Table | None, imports: ByFramework
+) -> list[str]:
+    """Issue 7's targets, each marked met or missed, with the measured figure.
+
+    A Joey error is a miss; a target whose comparison figure (raw, peers) is missing is
+    "not measured".
+    """
     lines: list[str] = []
 
     def mark(ok: bool | None, text: str) -> None:
-        lines.append(f"- [{'met' if ok else 'missed' if ok is not None else 'not measured'}] {text}")
+        verdict = "not measured" if ok is None else "met" if ok else "missed"
+        lines.append(f"- [{verdict}] {text}")
+
+    def ratio_text(ratio: float | None, cells: dict[str, report.Cell]) -> str:
+        if ratio is not None:
+            return f"{ratio:.2f}x"
+        joey = cells.get(JOEY)
+        return f"Joey: {joey}" if isinstance(joey, str) else "n/a"
+
+    def joey_failed(cells: dict[str, report.Cell]) -> bool:
+        return not isinstance(cells.get(JOEY), float)
 
     if inproc is not None:
-        rows = dict(inproc.rows)
-        behind, compared = [], 0
+        rows = {s.key: cells for s, (_, cells) in zip(SCENARIOS, inproc.rows, strict=True)}
+        behind = []
         for label, cells in inproc.rows:
             _, to_peer = inproc.ratios(cells)
-            if to_peer is None:
-                continue
-            compared += 1
-            if to_peer[1] >= 1.0:
+            if joey_failed(cells):
+                behind.append(f"{label} (Joey: {cells.get(JOEY)})")
+            elif to_peer is not None and to_peer[1] >= 1.0:
                 behind.append(f"{label} ({to_peer[1]:.2f}x {to_peer[0]})")
-        missing = len(inproc.rows) - compared
-        mark(None if not compared else not behind and not missing,
-             "in-process: faster than every peer in every scenario"
-             + (f"; behind in: {', '.join(behind)}" if behind else "")
-             + (f"; {missing} scenario(s) without a Joey or peer figure" if missing else ""))
+        compared = any(inproc.ratios(cells)[1] for _, cells in inproc.rows)
+        mark(
+            False if behind else True if compared else None,
+            "in-process: faster than every peer in every scenario"
+            + (f"; not in: {', '.join(behind)}" if behind else ""),
+        )
         for key in ("plaintext", "json", "ws_echo"):
-            title = next(s.title for s in SCENARIOS if s.key == key)
-            to_raw, _ = inproc.ratios(rows[title])
-            mark(None if to_raw is None else to_raw <= 2.0,
-                 f"{title}: within 2x of raw (measured {f'{to_raw:.2f}x' if to_raw else 'n/a'})")
-        few = rows[next(s.title for s in SCENARIOS if s.key == f"routes_{min(ROUTE_COUNTS)}")].get(JOEY)
-        many = rows[next(s.title for s in SCENARIOS if s.key == f"routes_{max(ROUTE_COUNTS)}")].get(JOEY)
-        growth = many / few if isinstance(few, float) and isinstance(many, float) else None
-        mark(None if growth is None else growth <= 1.15,
-             f"routing: last of {max(ROUTE_COUNTS):,} within 15% of last of {min(ROUTE_COUNTS)}"
-             f" (measured {f'{growth:.2f}x' if growth else 'n/a'})")
+            cells = rows[key]
+            to_raw, _ = inproc.ratios(cells)
+            mark(
+                False if joey_failed(cells) else None if to_raw is None else to_raw <= 2.0,
+                f"{BY_KEY[key].title}: within 2x of raw ({ratio_text(to_raw, cells)})",
+            )
+        few, many = rows[f"routes_{min(ROUTE_COUNTS)}"], rows[f"routes_{max(ROUTE_COUNTS)}"]
+        failed = joey_failed(few) or joey_failed(many)
+        growth = None if failed else float(many[JOEY]) / float(few[JOEY])
+        mark(
+            False if failed else growth is not None and growth <= 1.15,
+            f"routing: last of {max(ROUTE_COUNTS):,} within 15% of last of {min(ROUTE_COUNTS)}"
+            f" ({ratio_text(growth, few if joey_failed(few) else many)})",
+        )
     if e2e is not None:
         for label, cells in e2e.rows:
             to_raw, to_peer = e2e.ratios(cells)
-            ok = None if to_raw is None else to_raw >= 0.95 and (to_peer is None or to_peer[1] > 1.0)
-            mark(ok, f"end to end, {label}: >= 0.95x raw and ahead of every peer (measured"
-                 f" {f'{to_raw:.2f}x' if to_raw else 'n/a'} raw,"
-                 f" {f'{to_peer[1]:.2f}x {to_peer[0]}' if to_peer else 'n/a'})")
-    joey_import = imports.get(JOEY, {}).get("import", {})
-    ms = joey_import.get("import_ms") if joey_import.get("status") == "ok" else None
-    mark(None if ms is None else ms < 50, f"`import joey` under 50 ms (measured {f'{ms:.1f} ms' if ms else 'n/a'})")
+            ahead = to_peer is None or to_peer[1] > 1.0
+            mark(
+                False
+                if joey_failed(cells)
+                else None
+                if to_raw is None
+                else to_raw >= 0.95 and ahead,
+                f"end to end, {label}: >= 0.95x raw and ahead of every peer"
+                f" ({ratio_text(to_raw, cells)} raw"
+                + (f", {to_peer[1]:.2f}x {to_peer[0]})" if to_peer else ")"),
+            )
+    joey_import = imports.get(JOEY, {}).get("import")
+    if joey_import is not None:
+        ms = joey_import.get("import_ms")
+        mark(
+            ms is not None and ms < 50,
+            f"`import joey` under 50 ms ({f'{ms:.1f} ms' if ms is not None else 'Joey: error'})",
+        )
     return lines
 
 
@@ -269,8 +314,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target-ms", type=float, default=100.0, help="duration of one repeat")
     parser.add_argument("--ws-messages", type=int, default=200, help="messages per connection")
     parser.add_argument("--worker-timeout", type=float, default=900.0)
-    parser.add_argument("--e2e-rounds", type=int, default=2)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds of wrk per scenario")
+    parser.add_argument("--e2e-rounds", type=int, default=3, help="end-to-end rounds (interleaved)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds of one wrk run")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--import-runs", type=int, default=7)
@@ -316,15 +361,23 @@ def main(argv: list[str] | None = None) -> int:
         errors["startup"] = imports
         table = startup_table(imports, inproc_results, frameworks, args)
         slow = startup.slowest_imports("joey") if JOEY in frameworks else []
-        extra = "\nSlowest modules under `import joey` (cumulative ms, `-X importtime`): " + ", ".join(
-            f"`{name}` {ms:.1f}" for name, ms in slow
-        ) + "\n" if slow else ""
+        extra = (
+            "\nSlowest modules under `import joey` (cumulative ms, `-X importtime`): "
+            + ", ".join(f"`{name}` {ms:.1f}" for name, ms in slow)
+            + "\n"
+            if slow
+            else ""
+        )
         sections.append(table.markdown() + extra)
         print(sections[-1], flush=True)
     goals = targets(inproc, e2e, imports) if JOEY in frameworks else []
     trouble = report.problems(errors)
     minutes = (time.monotonic() - started) / 60
-    print("\n".join(["### Targets (issue 7)", "", *goals, "", "### Problems", "", *(trouble or ["- none"])]))
+    print(
+        "\n".join(
+            ["### Targets (issue 7)", "", *goals, "", "### Problems", "", *(trouble or ["- none"])]
+        )
+    )
     _say(f"total: {minutes:.1f} min")
     if args.output is not None:
         _write(args.output, args, frameworks, sections, goals, trouble, minutes)
@@ -334,42 +387,52 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(
-    path: Path, args: argparse.Namespace, frameworks: list[str], sections: list[str],
-    goals: list[str], trouble: list[str], minutes: float,
+    path: Path,
+    args: argparse.Namespace,
+    frameworks: list[str],
+    sections: list[str],
+    goals: list[str],
+    trouble: list[str],
+    minutes: float,
 ) -> None:
     peers = [fw for fw in frameworks if fw in PEERS]
-    text = "\n".join([
-        "# Joey benchmark results",
-        "",
-        f"Written by `make bench` (`benchmarks/run.py`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-        f" in {minutes:.1f} min. The machine is shared and noisy: read the ratios, not the absolute"
-        " figures. Regenerate with `make bench`; see `benchmarks/README.md` for the method.",
-        "",
-        "## Machine",
-        "",
-        *report.machine(),
-        "",
-        "## Method",
-        "",
-        f"- Frameworks: raw (a hand-written ASGI function with msgspec), Joey, {', '.join(peers)};"
-        " each written idiomatically (`benchmarks/apps/`), each answer checked before timing.",
-        f"- In-process: the app is called directly with a fresh scope per request; {args.rounds}"
-        f" rounds, each framework in a fresh interpreter per round, order rotated; {args.repeats}"
-        f" repeats of ~{args.target_ms:g} ms per round; the best repeat is shown. The last of"
-        f" {max(ROUTE_COUNTS):,} routes is measured in one round only (slow to build for some peers).",
-        "",
-        "## Targets (issue 7)",
-        "",
-        *goals,
-        "",
-        "## Results",
-        "",
-        *sections,
-        "## Problems",
-        "",
-        *(trouble or ["- none"]),
-        "",
-    ])
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    text = "\n".join(
+        [
+            "# Joey benchmark results",
+            "",
+            f"Written by `make bench` (`benchmarks/run.py`) on {when} in {minutes:.1f} min."
+            " The machine is shared and noisy: read the ratios, not the absolute figures."
+            " See `benchmarks/README.md` for the method.",
+            "",
+            "## Machine",
+            "",
+            *report.machine(),
+            "",
+            "## Method",
+            "",
+            "- Frameworks: raw (a hand-written ASGI function with msgspec), Joey,"
+            f" {', '.join(peers)}; each written idiomatically (`benchmarks/apps/`), each answer"
+            " checked before timing.",
+            "- In-process: the app is called directly with a fresh scope per request;"
+            f" {args.rounds} rounds, each framework in a fresh interpreter per round, order"
+            f" rotated; {args.repeats} repeats of ~{args.target_ms:g} ms per round; the best"
+            f" repeat is shown. The last of {max(ROUTE_COUNTS):,} routes is measured in one round"
+            " only (slow to build for some peers).",
+            "",
+            "## Targets (issue 7)",
+            "",
+            *goals,
+            "",
+            "## Results",
+            "",
+            *sections,
+            "## Problems",
+            "",
+            *(trouble or ["- none"]),
+            "",
+        ]
+    )
     path.write_text(text)
 
 

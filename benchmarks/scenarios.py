@@ -1,7 +1,7 @@
-"""The benchmark scenarios: what is requested, from which app, and what a correct answer is.
+"""The benchmark scenarios: what is requested, from which app, and what a right answer is.
 
-Every framework's app module (``apps/*_app.py``) serves the same endpoints; the in-process worker and
-the end-to-end driver both read this file, so a scenario is defined exactly once.
+Every framework's app module (``apps/*_app.py``) serves the same endpoints; the in-process worker
+and the end-to-end driver both read this file, so a scenario is defined exactly once.
 """
 
 from __future__ import annotations
@@ -63,20 +63,47 @@ def _routes(n: int) -> Scenario:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("plaintext", "plaintext GET", "main", "/plaintext", text="Hello, World!",
-             end_to_end=True),
-    Scenario("json", "JSON GET", "main", "/json", json={"message": "Hello, World!"},
-             end_to_end=True),
-    Scenario("path_param", "path parameter /users/{id:int}", "main", f"/users/{PARAM_ID}",
-             json={"id": PARAM_ID}, end_to_end=True),
-    Scenario("query", "typed query /search?q=abc&limit=5", "main", "/search",
-             query="q=abc&limit=5", json={"q": "abc", "limit": 5}),
-    Scenario("post_json", "POST JSON body -> model -> echo", "main", "/items", method="POST",
-             body=json.dumps(ITEM).encode(), content_type="application/json", json=ITEM),
+    Scenario(
+        "plaintext", "plaintext GET", "main", "/plaintext", text="Hello, World!", end_to_end=True
+    ),
+    Scenario(
+        "json", "JSON GET", "main", "/json", json={"message": "Hello, World!"}, end_to_end=True
+    ),
+    Scenario(
+        "path_param",
+        "path parameter /users/{id:int}",
+        "main",
+        f"/users/{PARAM_ID}",
+        json={"id": PARAM_ID},
+        end_to_end=True,
+    ),
+    Scenario(
+        "query",
+        "typed query /search?q=abc&limit=5",
+        "main",
+        "/search",
+        query="q=abc&limit=5",
+        json={"q": "abc", "limit": 5},
+    ),
+    Scenario(
+        "post_json",
+        "POST JSON body -> model -> echo",
+        "main",
+        "/items",
+        method="POST",
+        body=json.dumps(ITEM).encode(),
+        content_type="application/json",
+        json=ITEM,
+    ),
     Scenario("not_found", "404", "main", "/does/not/exist", status=404),
     *(_routes(n) for n in ROUTE_COUNTS),
-    Scenario("middleware", "3 no-op middlewares + plaintext", "middleware", "/plaintext",
-             text="Hello, World!"),
+    Scenario(
+        "middleware",
+        "3 no-op middlewares + plaintext",
+        "middleware",
+        "/plaintext",
+        text="Hello, World!",
+    ),
     Scenario("ws_echo", "WebSocket echo, per message", "main", "/ws", websocket=True),
 )
 

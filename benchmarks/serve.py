@@ -1,6 +1,6 @@
 """Serve one framework's benchmark app under uvicorn (httptools + uvloop, one worker, loopback).
 
-    python benchmarks/serve.py joey 8123
+python benchmarks/serve.py joey 8123
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import uvicorn  # noqa: E402
-
-from apps import load  # noqa: E402
+import uvicorn
+from apps import load
 
 
 def main() -> None:

@@ -61,7 +61,9 @@ def slowest_imports(module: str, top: int = 8) -> list[tuple[str, float]]:
     """The modules that ``import module`` spends most time in (cumulative ms, ``-X importtime``)."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", _IMPORTTIME.format(module=module)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     rows: list[tuple[str, float]] = []
     for line in done.stderr.splitlines():

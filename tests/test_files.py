@@ -403,5 +403,14 @@ async def test_send_error_other_than_oserror_propagates(data_file: Path) -> None
         await FileResponse(data_file)(scope, receive, send)
 
 
+async def test_file_shrinking_while_sent_does_not_spin(data_file: Path) -> None:
+    st = os.stat(data_file)
+    with open(data_file, "r+b") as file:  # noqa: ASYNC230 - test setup
+        file.truncate(100)
+    result = await call(FileResponse(data_file, stat_result=st))
+    assert result.headers["content-length"] == str(len(CONTENT))
+    assert result.body == CONTENT[:100]
+
+
 def test_last_modified_format(data_file: Path) -> None:
     assert formatdate(data_file.stat().st_mtime, usegmt=True) == LAST_MODIFIED

@@ -171,6 +171,11 @@ async def test_pathological_content_type_is_400_fast(content_type: str) -> None:
     assert time.perf_counter() - started < 0.5
 
 
+async def test_content_type_beyond_latin1_is_400() -> None:
+    with pytest.raises(BadRequest, match="malformed"):
+        await parse_form("multipart/form-data; boundary=\u20ac", chunks(b""))
+
+
 async def test_quoted_boundary_and_extra_parameters() -> None:
     body = multipart_body([("a", "1")], boundary="b:=?c")
     form = await parse_form('Multipart/Form-Data; charset=utf-8; boundary="b:=?c"', chunks(body))

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+
 from joey import App, Request, Response, TextResponse, WebSocket
 
 

@@ -31,7 +31,9 @@ _encode = msgspec.json.encode
 _decode_item = msgspec.json.Decoder(Item).decode
 
 
-async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+async def _respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -144,11 +146,11 @@ def build_routes_app(n: int) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             return await _lifespan(receive, send)
-        _, first, items, item_id = (scope["path"].split("/") + ["", "", ""])[:4]
-        prefix = routes.get(first)
-        if prefix is None or items != "items" or not item_id.isdigit():
+        parts = scope["path"].split("/")  # ["", "r{i}", "items", "{item_id}"]
+        prefix = routes.get(parts[1]) if len(parts) == 4 and parts[2] == "items" else None
+        if prefix is None or not parts[3].isdigit():
             return await _not_found(scope, receive, send)
-        await _respond(send, 200, _TEXT, f"{prefix}{int(item_id)}".encode())
+        await _respond(send, 200, _TEXT, f"{prefix}{int(parts[3])}".encode())
 
     return app
 

@@ -33,7 +33,7 @@ from joey.exceptions import (
     UnsupportedMediaType,
     WebSocketDisconnect,
 )
-from joey.params import Cookie, Header, Query
+from joey.params import Body, Cookie, Depends, Form, Header, Query
 from joey.requests import Request
 from joey.responses import (
     HTMLResponse,
@@ -47,6 +47,7 @@ from joey.responses import (
 )
 from joey.routing import Route, RouteConflict, Router
 from joey.server import serve
+from joey.tasks import Backoff, InMemoryTasks, QueueFull, TaskBackend, TaskInfo, TaskState
 from joey.websockets import WebSocket, WebSocketState
 
 __version__ = "0.1.0"
@@ -55,15 +56,20 @@ __all__ = [
     "URL",
     "App",
     "BackgroundTasks",
+    "Backoff",
     "BadRequest",
+    "Body",
     "Conflict",
     "Cookie",
+    "Depends",
     "Forbidden",
+    "Form",
     "Gone",
     "HTMLResponse",
     "HTTPError",
     "Header",
     "Headers",
+    "InMemoryTasks",
     "InternalServerError",
     "JSONResponse",
     "MethodNotAllowed",
@@ -77,6 +83,7 @@ __all__ = [
     "ProblemResponse",
     "Query",
     "QueryParams",
+    "QueueFull",
     "RedirectResponse",
     "Request",
     "Response",
@@ -86,6 +93,9 @@ __all__ = [
     "ServiceUnavailable",
     "State",
     "StreamingResponse",
+    "TaskBackend",
+    "TaskInfo",
+    "TaskState",
     "TextResponse",
     "TooManyRequests",
     "Unauthorized",

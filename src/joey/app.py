@@ -26,17 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import EllipsisType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from joey.datastructures import State
 from joey.exceptions import BadRequest, HTTPError, MethodNotAllowed, NotFound, WebSocketDisconnect
 from joey.lifespan import LifespanDriver, LifespanFailed, LifespanManager
-from joey.params import build_plan, make_caller
+from joey.params import AppScopedValues, Depends, PlanBuilder, compile_caller
 from joey.requests import ClientDisconnect, Request
 from joey.responses import ProblemResponse, RedirectResponse, Response, to_response
 from joey.routing import (
@@ -54,6 +55,9 @@ from joey.routing import (
 from joey.types import ASGIApp, Receive, Scope, Send
 from joey.websockets import WebSocket, WebSocketState
 
+if TYPE_CHECKING:
+    from joey.tasks import Backoff, TaskBackend
+
 logger = logging.getLogger("joey")
 
 Pipeline = Callable[[Request], Awaitable[Response]]
@@ -64,6 +68,21 @@ ExceptionHandler = Callable[[Request, Any], Response | Awaitable[Response]]
 Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[Mapping[str, Any] | None]]
 E = TypeVar("E", bound=BaseException)
 HookT = TypeVar("HookT", bound=Callable[[], Any])
+
+FuncT = TypeVar("FuncT", bound=Callable[..., Any])
+
+
+class TaskDecorator(Protocol):
+    """The type of ``app.task``: a decorator, bare or with options; keeps the signature."""
+
+    @overload
+    def __call__(self, fn: FuncT, /) -> FuncT: ...
+    @overload
+    def __call__(
+        self, fn: None = None, /, *, name: str | None = None, timeout: float | None = None,
+        retries: int = 0, backoff: Backoff | None = None,
+    ) -> Callable[[FuncT], FuncT]: ...
+
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 """1 MiB: the default body limit; raise it per route (``max_body_size=``) for uploads."""
@@ -109,6 +128,7 @@ class App(RouteDecorators):
         *,
         debug: bool = False,
         middleware: Sequence[HandlerMiddleware] = (),
+        dependencies: Sequence[Depends] = (),
         asgi_middleware: Sequence[Middleware] = (),
         exception_handlers: Mapping[type[BaseException], ExceptionHandler] | None = None,
         on_startup: Sequence[Callable[[], Any]] = (),
@@ -117,10 +137,11 @@ class App(RouteDecorators):
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         redirect_slashes: bool = True,
         shutdown_timeout: float = 10.0,
+        tasks: TaskBackend | None = None,
     ) -> None:
         self.debug = debug
-        self.router = Router(middleware=middleware, on_startup=on_startup,
-                             on_shutdown=on_shutdown)
+        self.router = Router(middleware=middleware, dependencies=dependencies,
+                             on_startup=on_startup, on_shutdown=on_shutdown)
         self.router._on_change = self._invalidate
         self.asgi_middleware = list(asgi_middleware)
         self.exception_handlers: dict[type[BaseException], ExceptionHandler] = dict(
@@ -135,6 +156,12 @@ class App(RouteDecorators):
         self._websockets: dict[WebSocket, asyncio.Event] = {}
         self._mounts: list[Mount] = []
         self._routers: list[Router] = []
+        #: ``app.dependency_overrides[real] = fake``: swap a dependency (tests, mostly)
+        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = (
+            _Overrides(self._invalidate)
+        )
+        self._app_values = AppScopedValues()
+        self._tasks = tasks
         # Built by _build(), once, at startup or on the first request.
         self._stack: ASGIApp | None = None
         self._tree = RouteTree()
@@ -142,6 +169,21 @@ class App(RouteDecorators):
         self._handler_cache: dict[type[BaseException], ExceptionHandler | None] = {}
 
     # -- registration ---------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> TaskBackend:
+        """The background task queue (an :class:`~joey.tasks.InMemoryTasks` unless
+        ``App(tasks=...)`` chose another). It starts and stops with the lifespan."""
+        if self._tasks is None:
+            from joey.tasks import InMemoryTasks
+
+            self._tasks = InMemoryTasks()
+        return self._tasks
+
+    @property
+    def task(self) -> TaskDecorator:
+        """Register a background task: ``@app.task`` or ``@app.task(name=..., retries=3)``."""
+        return self.tasks.task
 
     @property
     def middleware(self) -> list[HandlerMiddleware]:
@@ -221,6 +263,8 @@ class App(RouteDecorators):
         return self._stack
 
     def _build(self) -> None:
+        self._plans = PlanBuilder(dict(self.dependency_overrides))
+        self._ws_plans = PlanBuilder(dict(self.dependency_overrides), websocket=True)
         tree = RouteTree()
         routers: list[Router] = []
         mounts: list[Mount] = []
@@ -252,8 +296,9 @@ class App(RouteDecorators):
     def _compile(self, route: Route) -> Pipeline:
         """The route's pipeline: middleware (app → group → route) around the handler."""
         names = {s.name for s in parse_template(route.path) if s.name}
-        plan = build_plan(route.endpoint, names)
-        caller = make_caller(plan)
+        plan = self._plans.build(route.endpoint, names, route.dependencies,
+                                 namespace=route.namespace)
+        caller = compile_caller(plan, self._app_values)
         status_code = route.status_code or 200
         limit = self.max_body_size if isinstance(route.max_body_size, EllipsisType) else (
             route.max_body_size
@@ -281,7 +326,9 @@ class App(RouteDecorators):
         self, route: Route
     ) -> tuple[Route, Callable[[WebSocket], Awaitable[Any]]]:
         names = {s.name for s in parse_template(route.path) if s.name}
-        return route, make_caller(build_plan(route.endpoint, names, websocket=True))
+        plan = self._ws_plans.build(route.endpoint, names, route.dependencies,
+                                    namespace=route.namespace)
+        return route, compile_caller(plan, self._app_values)
 
     def _compile_fallbacks(self, endpoint: Endpoint) -> None:
         if not endpoint.routes:  # a websocket-only path: plain HTTP finds nothing here
@@ -316,6 +363,14 @@ class App(RouteDecorators):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self
+        if self._stack is None and scope["type"] == "lifespan":
+            try:
+                self._ensure_built()
+            except Exception:
+                # A server reads an exception here as "no lifespan support" and serves
+                # anyway; answer lifespan.startup.failed instead (startup rebuilds, fails).
+                await self._handle_lifespan(scope, receive, send)
+                return
         stack = self._stack if self._stack is not None else self._ensure_built()
         await stack(scope, receive, send)
 
@@ -355,6 +410,8 @@ class App(RouteDecorators):
         try:
             response = await pipeline(request)
         except Exception as exc:
+            if request._dependencies is not None:
+                request._dependencies.error = exc  # generator dependencies see it
             if isinstance(exc, ClientDisconnect):
                 await self._close_request(request)
                 return
@@ -400,7 +457,7 @@ class App(RouteDecorators):
             if request._cleanups is not None:
                 await self._close_request(request)
 
-    async def _close_request(self, request: Request) -> None:
+    async def _close_request(self, request: Request | WebSocket) -> None:
         cleanups = request._cleanups or []
         request._cleanups = None
         for cleanup in reversed(cleanups):
@@ -420,19 +477,30 @@ class App(RouteDecorators):
 
     def _slash_redirect(self, request: Request) -> str | None:
         """The other trailing-slash form of the path, if that one is routed."""
-        path, _ = routing_path(request.scope)
-        other = path[:-1] if path.endswith("/") else path + "/"
-        if not other or (other == "/" and path == "/"):
+        path, segments = routing_path(request.scope)
+        if segments is None:
+            segments = path[1:].split("/") if path != "/" else []
+        if not segments:
             return None
+        # Segment-wise, so an encoded "%2F" at the end is not taken for a trailing slash.
+        trailing = segments[-1] == ""
+        others = segments[:-1] if trailing else [*segments, ""]
+        other = "/" + "/".join(others)
         if other.startswith("//"):  # "//host" would be read as another site: never send it
             return None
-        match = self._tree.lookup(other)
+        match = self._tree.lookup(other, others)
         if match is None or match.endpoint is None:
             return None
-        root = request.scope.get("root_path", "")
+        # From raw_path (root_path included, as servers send it), so "%3F" stays encoded.
+        raw = request.scope.get("raw_path")
+        if raw and raw.isascii():
+            target = raw.split(b"?", 1)[0].decode("ascii")
+            target = target[:-1] if trailing else target + "/"
+        else:
+            target = request.scope.get("root_path", "") + other
         query = request.scope.get("query_string", b"").decode("latin-1")
         # Relative (no scheme, no host): never downgrades https behind a proxy.
-        return f"{root}{other}" + (f"?{query}" if query else "")
+        return target + (f"?{query}" if query else "")
 
     async def _handle_exception(
         self, request: Request, exc: Exception, pipeline: Pipeline | None
@@ -523,6 +591,8 @@ class App(RouteDecorators):
             if websocket.connection_state is not WebSocketState.CLOSED:
                 await _quietly(websocket.close(1000))
         finally:
+            if websocket._cleanups is not None:
+                await self._close_request(websocket)
             del self._websockets[websocket]
             done.set()
 
@@ -593,6 +663,8 @@ class App(RouteDecorators):
             for router in self._routers:
                 for hook in router.startup_hooks:
                     await manager.run_step(f"startup hook {describe(hook)}", hook, None)
+            manager._undo.append(("app-scoped dependencies", self._app_values.close))
+            await self._start_app_dependencies(manager)
             if self.lifespan_context is not None:
                 yielded = await manager.enter_context(
                     f"lifespan {describe(self.lifespan_context)}", self.lifespan_context(self)
@@ -600,9 +672,18 @@ class App(RouteDecorators):
                 if yielded:
                     for key, value in yielded.items():
                         setattr(self.state, key, value)
+            if self._tasks is not None:  # started last: tasks may use what startup made
+                await manager.run_step("background task queue", self._tasks.start,
+                                       self._tasks.stop)
         except BaseException:
             await manager.shutdown()
             raise
+
+    async def _start_app_dependencies(self, manager: LifespanManager) -> None:
+        for plan in (*self._plans._nodes.values(), *self._ws_plans._nodes.values()):
+            if plan.scope == "app":
+                await manager.run_step(f"app-scoped dependency {describe(plan.func)}",
+                                       functools.partial(self._app_values.get, plan), None)
 
     async def shutdown(self) -> None:
         """Close WebSockets (1001), stop spawned tasks, and undo every startup step in
@@ -621,6 +702,26 @@ class App(RouteDecorators):
 
     def __repr__(self) -> str:
         return f"<App routes={len(list(self.router.walk())) - 1}>"
+
+
+class _Overrides(dict[Callable[..., Any], Callable[..., Any]]):
+    """A dict that makes the app rebuild its plans when it changes."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_change = on_change
+
+    def __setitem__(self, key: Callable[..., Any], value: Callable[..., Any]) -> None:
+        super().__setitem__(key, value)
+        self._on_change()
+
+    def __delitem__(self, key: Callable[..., Any]) -> None:
+        super().__delitem__(key)
+        self._on_change()
+
+    def clear(self) -> None:
+        super().clear()
+        self._on_change()
 
 
 async def _quietly(closing: Awaitable[None]) -> None:

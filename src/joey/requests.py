@@ -36,7 +36,10 @@ class HTTPConnection:
     cookies never pays for parsing them.
     """
 
-    __slots__ = ("_cookies", "_headers", "_query", "app", "path_params", "scope")
+    __slots__ = (
+        "_cleanups", "_cookies", "_dependencies", "_headers", "_query", "app", "path_params",
+        "scope",
+    )
 
     def __init__(
         self, scope: Scope, app: App | None = None, path_params: dict[str, Any] | None = None
@@ -48,6 +51,15 @@ class HTTPConnection:
         self._headers: Headers | None = None
         self._query: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
+        self._cleanups: list[Callable[[], Any]] | None = None
+        self._dependencies: Any = None
+
+    def call_on_close(self, func: Callable[[], Any]) -> None:
+        """Run ``func`` (sync or async) once the response has been sent (or the WebSocket
+        handler has finished), even after an error. Last registered runs first."""
+        if self._cleanups is None:
+            self._cleanups = []
+        self._cleanups.append(func)
 
     @property
     def path(self) -> str:
@@ -116,8 +128,8 @@ class Request(HTTPConnection):
     """An incoming HTTP request (see :class:`HTTPConnection` for headers, query, cookies...)."""
 
     __slots__ = (
-        "_body", "_cleanups", "_disconnected", "_form", "_pending", "_receive",
-        "_stream_started", "max_body_size",
+        "_body", "_disconnected", "_form", "_pending", "_receive", "_stream_started",
+        "max_body_size",
     )
 
     def __init__(
@@ -136,7 +148,6 @@ class Request(HTTPConnection):
         self._disconnected = False
         self._pending: list[Message] | None = None
         self._form: FormData | None = None
-        self._cleanups: list[Callable[[], Any]] | None = None
 
     @property
     def method(self) -> str:
@@ -256,14 +267,6 @@ class Request(HTTPConnection):
             self._pending = []
         self._pending.append(message)
         return False
-
-    # -- end of request ---------------------------------------------------------------------
-
-    def call_on_close(self, func: Callable[[], Any]) -> None:
-        """Run ``func`` (sync or async) once the response has been sent, even after an error."""
-        if self._cleanups is None:
-            self._cleanups = []
-        self._cleanups.append(func)
 
     def __repr__(self) -> str:
         return f"<Request {self.scope.get('method')} {self.scope.get('path')}>"

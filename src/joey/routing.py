@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from types import EllipsisType
@@ -210,8 +211,8 @@ class Route:
     """
 
     __slots__ = (
-        "dependencies", "endpoint", "max_body_size", "methods", "middleware", "name", "path",
-        "status_code", "websocket",
+        "dependencies", "endpoint", "max_body_size", "methods", "middleware", "name",
+        "namespace", "path", "status_code", "websocket",
     )
 
     def __init__(
@@ -226,6 +227,7 @@ class Route:
         dependencies: Sequence[Any] = (),
         max_body_size: int | EllipsisType | None = ...,  # ``...``: the app's default
         websocket: bool = False,
+        namespace: dict[str, Any] | None = None,
     ) -> None:
         # "" (like "/") under a router prefix means the prefix itself
         parse_template(path or "/")  # validate early, so the error points at the decorator
@@ -241,6 +243,8 @@ class Route:
         self.dependencies = tuple(dependencies)
         self.max_body_size = max_body_size
         self.websocket = websocket
+        #: the local names where the handler was defined, to resolve string annotations
+        self.namespace = namespace
 
     def with_prefix(
         self, prefix: str, middleware: Sequence[HandlerMiddleware], dependencies: Sequence[Any],
@@ -257,6 +261,7 @@ class Route:
         route.dependencies = (*dependencies, *self.dependencies)
         route.max_body_size = self.max_body_size
         route.websocket = self.websocket
+        route.namespace = self.namespace
         return route
 
     def __repr__(self) -> str:
@@ -318,6 +323,7 @@ class RouteDecorators:
             self.add_route(Route(
                 path, func, methods=methods, name=name, status_code=status_code,
                 middleware=middleware, dependencies=dependencies, max_body_size=max_body_size,
+                namespace=_defining_namespace(),
             ))
             return func
 
@@ -397,10 +403,24 @@ class RouteDecorators:
 
         def decorator(func: F) -> F:
             self.add_route(Route(path, func, name=name, middleware=middleware,
-                                 dependencies=dependencies, websocket=True))
+                                 dependencies=dependencies, websocket=True,
+                                 namespace=_defining_namespace()))
             return func
 
         return decorator
+
+
+def _defining_namespace() -> dict[str, Any] | None:
+    """The locals of the function that applied the route decorator, if any.
+
+    With ``from __future__ import annotations``, a handler defined inside a function (a
+    factory, a test) has string annotations naming that function's locals, which
+    ``typing.get_type_hints`` cannot see. Keeping them lets the app resolve such names.
+    """
+    frame = sys._getframe(2)  # decorator() <- the user's frame
+    if frame.f_locals is frame.f_globals:
+        return None
+    return frame.f_locals
 
 
 class Router(RouteDecorators):
@@ -452,6 +472,12 @@ class Router(RouteDecorators):
         """Add every route of ``router`` (and of the routers it includes) under ``prefix``."""
         if router is self:
             raise ValueError("A router cannot include itself")
+        stack = [child for child, _ in router.children]
+        while stack:  # a cycle would recurse forever in _changed(), before walk() could tell
+            child = stack.pop()
+            if child is self:
+                raise ValueError(f"Including {router!r} into {self!r} would make a cycle")
+            stack.extend(grandchild for grandchild, _ in child.children)
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ValueError(f"Include prefix {prefix!r} must start and not end with '/'")
         self.children.append((router, prefix))

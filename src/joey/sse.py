@@ -155,13 +155,11 @@ class EventSourceResponse(StreamingResponse):
                 if not done:
                     yield _PING
                     continue
+                finished, pending = pending, None
                 try:
-                    item = pending.result()
+                    item = finished.result()
                 except StopAsyncIteration:
                     return
-                finally:
-                    if pending.done():
-                        pending = None
                 yield _encode_item(item)
         finally:
             if pending is not None:

@@ -415,6 +415,9 @@ class _Portal:
     def close(self) -> None:
         if self.loop.is_closed():
             return
+        if threading.current_thread() is self._thread:  # pragma: no cover - GC on the loop
+            self.loop.call_soon(self.loop.stop)
+            return
 
         async def _drain() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -530,7 +533,12 @@ class TestClient(httpx.Client):
 
     def __enter__(self) -> TestClient:
         super().__enter__()
-        self.portal.call(self._lifespan.startup())
+        try:
+            self.portal.call(self._lifespan.startup())
+        except BaseException:
+            super().__exit__(None, None, None)
+            self.portal.close()
+            raise
         self._asgi.lifespan_state = self._lifespan.state
         return self
 
@@ -549,7 +557,7 @@ class TestClient(httpx.Client):
         self.portal.close()
 
     def __del__(self) -> None:
-        try:
-            self.portal.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            return
+        # Never block in a finalizer (it may run on any thread): just stop the loop.
+        loop = self.portal.loop
+        if not loop.is_closed() and loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)

@@ -71,9 +71,9 @@ class TestServerApp:
         query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
         try:
             if path == "/static" or path.startswith("/static/"):
-                # What the core's app.mount does: root_path grows, path loses the prefix.
-                mounted = {**scope, "root_path": scope.get("root_path", "") + "/static",
-                           "path": path[len("/static"):]}
+                # What the core's app.mount does (the ASGI spec's way): root_path grows by the
+                # prefix and path stays whole.
+                mounted = {**scope, "root_path": scope.get("root_path", "") + "/static"}
                 await self.static(mounted, receive, send)
                 return
             handler = getattr(self, "route_" + path.strip("/").replace("-", "_"), None)

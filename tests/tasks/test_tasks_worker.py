@@ -41,7 +41,12 @@ async def wait_started(client: aioredis.Redis, prefix: str, key: str) -> int:
 
 def stop_gracefully(proc: subprocess.Popen[bytes]) -> str:
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        pytest.fail("the worker did not stop on SIGTERM:\n" + err.decode()[-3000:])
     assert proc.returncode == 0, err.decode()
     return err.decode()
 

@@ -1,0 +1,725 @@
+"""The app: dispatch, HEAD/OPTIONS/405, threads, errors, conversion, mounts, redirects, limits."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from joey import (
+    App,
+    HTTPError,
+    JSONResponse,
+    NotFound,
+    Request,
+    Response,
+    StreamingResponse,
+    TextResponse,
+)
+from joey.testing import TestClient
+from joey.types import Receive, Scope, Send
+
+from .asgi import (
+    Recorder,
+    body_messages,
+    call,
+    close_test_clients,  # noqa: F401 - autouse fixture
+    http_scope,
+)
+
+# --- dispatch -------------------------------------------------------------------------------------
+
+
+async def test_unknown_scope_type_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="Unknown ASGI scope type 'carrier-pigeon'"):
+        await App()({"type": "carrier-pigeon"}, Recorder().receive, Recorder().send)
+
+
+async def test_http_scope_gets_the_app() -> None:
+    app = App()
+
+    @app.get("/")
+    async def index(request: Request) -> bool:
+        return request.scope["app"] is app and request.app is app
+
+    recorder = await call(app, http_scope("/"))
+    assert recorder.body == b"true"
+
+
+async def test_lifespan_answers_startup_and_shutdown() -> None:
+    recorder = Recorder([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    await App()({"type": "lifespan", "state": {}}, recorder.receive, recorder.send)
+    assert recorder.sent == [{"type": "lifespan.startup.complete"},
+                             {"type": "lifespan.shutdown.complete"}]
+
+
+async def test_route_conflict_fails_the_lifespan_startup(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.get("/")
+    async def one() -> None: ...
+
+    @app.get("/")
+    async def two() -> None: ...
+
+    recorder = Recorder([{"type": "lifespan.startup"}])
+    with caplog.at_level(logging.ERROR, logger="joey"):
+        await app({"type": "lifespan", "state": {}}, recorder.receive, recorder.send)
+    assert len(recorder.sent) == 1
+    assert recorder.sent[0]["type"] == "lifespan.startup.failed"
+    assert "one" in recorder.sent[0]["message"] and "two" in recorder.sent[0]["message"]
+    assert any("Startup failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_unrouted_websocket_is_refused() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/ws", "raw_path": b"/ws", "root_path": "",
+             "query_string": b"", "headers": [], "subprotocols": []}
+    await App()(scope, receive, send)
+    assert [m["type"] for m in sent] == ["websocket.close"]
+
+
+# --- HEAD, OPTIONS, 405 ---------------------------------------------------------------------------
+
+
+def _methods_app() -> App:
+    app = App()
+
+    @app.get("/doc")
+    async def doc() -> dict[str, str]:
+        return {"doc": "body"}
+
+    @app.post("/doc")
+    async def post_doc() -> str:
+        return "posted"
+
+    @app.get("/custom-head")
+    async def custom_get() -> str:
+        return "get body"
+
+    @app.head("/custom-head")
+    async def custom_head() -> Response:
+        return Response(b"", headers={"x-from": "head handler"})
+
+    @app.get("/custom-options")
+    async def custom_get2() -> str:
+        return "get"
+
+    @app.options("/custom-options")
+    async def custom_options() -> Response:
+        return Response(b"", status_code=200, headers={"x-from": "options handler"})
+
+    @app.put("/only-put")
+    async def only_put() -> str:
+        return "put"
+
+    return app
+
+
+def test_head_is_served_by_get_routes() -> None:
+    client = TestClient(_methods_app())
+    get = client.get("/doc")
+    head = client.head("/doc")
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers == get.headers
+
+
+def test_explicit_head_handler_wins() -> None:
+    response = TestClient(_methods_app()).head("/custom-head")
+    assert response.headers["x-from"] == "head handler"
+
+
+def test_head_on_a_route_without_get_is_405() -> None:
+    response = TestClient(_methods_app()).head("/only-put")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "PUT, OPTIONS"
+
+
+def test_options_is_answered_with_allow() -> None:
+    client = TestClient(_methods_app())
+    response = client.options("/doc")
+    assert response.status_code == 204
+    assert response.headers["allow"] == "GET, HEAD, POST, OPTIONS"
+    assert response.content == b""
+    response = client.options("/custom-options")
+    assert response.status_code == 200
+    assert response.headers["x-from"] == "options handler"
+    assert client.options("/missing").status_code == 404
+
+
+def test_405_lists_allowed_methods() -> None:
+    client = TestClient(_methods_app())
+    response = client.delete("/doc")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, POST, OPTIONS"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"] == "DELETE is not allowed here."
+
+
+def test_websocket_only_path_is_404_over_http() -> None:
+    app = App()
+
+    @app.websocket("/ws")
+    async def ws(websocket: Any) -> None: ...  # pragma: no cover
+
+    assert TestClient(app).get("/ws").status_code == 404
+
+
+# --- sync and async handlers ----------------------------------------------------------------------
+
+
+def test_sync_handlers_run_in_a_worker_thread() -> None:
+    app = App()
+    threads: dict[str, int] = {}
+
+    @app.get("/async")
+    async def in_loop() -> str:
+        threads["loop"] = threading.get_ident()
+        return "async"
+
+    @app.get("/sync")
+    def in_thread(request: Request) -> str:
+        threads["sync"] = threading.get_ident()
+        return f"sync {request.method}"
+
+    client = TestClient(app)
+    assert client.get("/async").text == "async"
+    assert client.get("/sync").text == "sync GET"
+    assert threads["sync"] != threads["loop"]
+    assert threads["loop"] != threading.get_ident()  # the loop runs in the client's thread
+
+
+def test_status_code_on_the_decorator() -> None:
+    app = App()
+
+    @app.post("/items", status_code=201)
+    async def create() -> dict[str, int]:
+        return {"id": 1}
+
+    @app.delete("/items", status_code=202)
+    async def delete() -> None:
+        return None
+
+    @app.put("/items", status_code=201)
+    async def replace() -> Response:
+        return TextResponse("explicit", status_code=200)
+
+    client = TestClient(app)
+    response = client.post("/items")
+    assert response.status_code == 201
+    assert response.json() == {"id": 1}
+    assert client.delete("/items").status_code == 202
+    assert client.put("/items").status_code == 200  # a Response keeps its own status
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+class _AppError(Exception):
+    pass
+
+
+class _SpecificError(_AppError):
+    pass
+
+
+class _UnhandledSubclass(KeyError):
+    pass
+
+
+def test_exception_handlers_are_matched_along_the_mro() -> None:
+    app = App(exception_handlers={
+        _AppError: lambda request, exc: JSONResponse({"handler": "base"}, status_code=409),
+    })
+
+    @app.exception_handler(LookupError)
+    async def lookup(request: Request, exc: LookupError) -> Response:
+        return JSONResponse({"handler": "lookup", "type": type(exc).__name__}, status_code=404)
+
+    @app.exception_handler(_SpecificError)
+    def specific(request: Request, exc: _SpecificError) -> Response:
+        return JSONResponse({"handler": "specific", "path": request.path}, status_code=422)
+
+    @app.get("/base")
+    async def base() -> None:
+        raise _AppError()
+
+    @app.get("/specific")
+    async def specific_route() -> None:
+        raise _SpecificError()
+
+    @app.get("/key")
+    async def key() -> None:
+        raise _UnhandledSubclass("k")
+
+    client = TestClient(app)
+    response = client.get("/base")
+    assert (response.status_code, response.json()) == (409, {"handler": "base"})
+    response = client.get("/specific")
+    assert (response.status_code, response.json()) == (422, {"handler": "specific",
+                                                             "path": "/specific"})
+    response = client.get("/key")
+    assert response.json() == {"handler": "lookup", "type": "_UnhandledSubclass"}
+    assert client.get("/key").status_code == 404  # cached lookup gives the same answer
+
+
+def test_exception_handler_can_override_http_errors() -> None:
+    app = App()
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> Response:
+        return TextResponse(f"custom 404 for {request.path}", status_code=404)
+
+    assert TestClient(app).get("/nope").text == "custom 404 for /nope"
+
+
+def test_failing_exception_handler_is_logged_and_gives_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.exception_handler(_AppError)
+    async def broken(request: Request, exc: _AppError) -> Response:
+        raise RuntimeError("handler broke")
+
+    @app.exception_handler(HTTPError)
+    async def http_broken(request: Request, exc: HTTPError) -> Response:
+        raise NotFound("from the handler")
+
+    @app.get("/")
+    async def index() -> None:
+        raise _AppError()
+
+    @app.get("/http")
+    async def http() -> None:
+        raise HTTPError(409)
+
+    client = TestClient(app)
+    with caplog.at_level(logging.ERROR, logger="joey"):
+        response = client.get("/")
+        assert response.status_code == 500
+        assert client.get("/http").status_code == 404  # an HTTPError from the handler counts
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("Exception handler" in m and "broken" in m for m in messages)
+
+
+def test_unhandled_exception_is_500_with_generic_body_and_logged_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.get("/boom")
+    async def explode() -> None:
+        raise ValueError("secret database password in here")
+
+    with caplog.at_level(logging.ERROR, logger="joey"):
+        response = TestClient(app).get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {"type": "about:blank", "title": "Internal Server Error",
+                               "status": 500}
+    assert "secret" not in response.text
+    records = [r for r in caplog.records if r.name == "joey"]
+    assert len(records) == 1
+    assert "explode" in records[0].getMessage()
+    assert "GET /boom" in records[0].getMessage()
+    assert records[0].exc_info is not None
+    assert "secret database password" in caplog.text  # the traceback went to the log
+    assert "Traceback" in caplog.text
+
+
+def test_debug_mode_shows_the_traceback() -> None:
+    app = App(debug=True)
+
+    @app.get("/boom")
+    async def explode() -> None:
+        raise ValueError("visible in debug")
+
+    response = TestClient(app).get("/boom")
+    assert response.status_code == 500
+    detail = response.json()["detail"]
+    assert "Traceback" in detail
+    assert "ValueError: visible in debug" in detail
+
+
+def test_error_in_middleware_is_attributed_to_middleware(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(request: Request, call_next: Any) -> Response:
+        raise RuntimeError("mw")
+
+    app = App(middleware=[broken])
+    with caplog.at_level(logging.ERROR, logger="joey"):
+        assert TestClient(app).get("/x").status_code == 500
+    assert "Unhandled RuntimeError in middleware for GET /x" in caplog.text
+
+
+async def test_failure_after_the_response_started_is_logged_without_a_second_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first"
+        raise RuntimeError("broke mid-stream")
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        return StreamingResponse(chunks())
+
+    with caplog.at_level(logging.ERROR, logger="joey"):
+        recorder = await call(app, http_scope("/stream"), body_messages(),
+                              then_disconnect=False)
+    assert [m["type"] for m in recorder.sent] == ["http.response.start", "http.response.body"]
+    assert recorder.status == 200
+    assert recorder.sent[1] == {"type": "http.response.body", "body": b"first",
+                                "more_body": True}  # left unfinished: the client sees a cut
+    assert "after it had started" in caplog.text
+    assert "broke mid-stream" in caplog.text
+
+
+async def test_failure_before_a_custom_response_started_is_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(Response):
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            raise RuntimeError("before start")
+
+    app = App()
+
+    @app.get("/")
+    async def index() -> Response:
+        return Broken(b"")
+
+    with caplog.at_level(logging.ERROR, logger="joey"):
+        recorder = await call(app, http_scope("/"))
+    assert recorder.status == 500
+    assert b"before start" not in recorder.body
+    assert "before start" in caplog.text
+
+
+def test_unconvertible_return_value_is_500_naming_the_handler(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.get("/weird")
+    async def returns_an_object() -> object:
+        return object()
+
+    with caplog.at_level(logging.ERROR, logger="joey"):
+        response = TestClient(app).get("/weird")
+    assert response.status_code == 500
+    assert "object" not in response.text
+    assert "returns_an_object" in caplog.text
+    assert "cannot turn a object into a response" in caplog.text
+
+
+def test_client_going_away_while_sending_is_not_an_error() -> None:
+    app = App()
+
+    @app.get("/")
+    async def index() -> str:
+        return "hi"
+
+    async def run() -> None:
+        async def send(message: Any) -> None:
+            raise OSError("connection reset")
+
+        await app(http_scope("/"), Recorder().receive, send)
+
+    import asyncio
+
+    asyncio.run(run())  # no exception escapes
+
+
+# --- mounts ---------------------------------------------------------------------------------------
+
+
+def _recording_app(seen: list[dict[str, Any]]) -> Any:
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            raise RuntimeError("no lifespan here")
+        seen.append({"path": scope["path"], "root_path": scope["root_path"],
+                     "raw_path": scope.get("raw_path")})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"mounted"})
+
+    return asgi
+
+
+def test_mount_sets_root_path_and_keeps_the_full_path() -> None:
+    seen: list[dict[str, Any]] = []
+    app = App()
+    app.mount("/sub", _recording_app(seen))
+
+    @app.get("/sub/owned")
+    async def owned() -> str:
+        return "outer route"
+
+    client = TestClient(app)
+    assert client.get("/sub/x/y?q=1").text == "mounted"
+    assert client.get("/sub").text == "mounted"
+    assert client.get("/sub/").text == "mounted"
+    assert client.get("/sub/owned").text == "outer route"
+    assert client.get("/subway").status_code == 404
+    assert seen == [
+        {"path": "/sub/x/y", "root_path": "/sub", "raw_path": b"/sub/x/y"},
+        {"path": "/sub", "root_path": "/sub", "raw_path": b"/sub"},
+        {"path": "/sub/", "root_path": "/sub", "raw_path": b"/sub/"},
+    ]
+
+
+def test_mount_under_a_root_path() -> None:
+    seen: list[dict[str, Any]] = []
+    app = App()
+    app.mount("/sub", _recording_app(seen))
+    assert TestClient(app, root_path="/outer").get("/sub/x").text == "mounted"
+    assert seen == [{"path": "/outer/sub/x", "root_path": "/outer/sub",
+                     "raw_path": b"/outer/sub/x"}]
+
+
+def test_mounted_joey_app_routes_on_the_rest_of_the_path() -> None:
+    inner = App()
+
+    @inner.get("/")
+    async def inner_root(request: Request) -> dict[str, str]:
+        return {"root": request.scope["root_path"], "url_for": request.url_for("leaf", id=1)}
+
+    @inner.get("/leaf/{id:int}")
+    async def leaf(id: int) -> dict[str, int]:
+        return {"leaf": id}
+
+    app = App()
+    app.mount("/inner", inner)
+    with TestClient(app) as client:
+        assert client.get("/inner/leaf/5").json() == {"leaf": 5}
+        assert client.get("/inner").json() == {"root": "/inner", "url_for": "/inner/leaf/1"}
+        assert client.get("/inner/leaf/x").status_code == 404
+        response = client.get("/inner/leaf/5/", follow_redirects=False)
+        assert response.status_code == 308
+        assert response.headers["location"] == "/inner/leaf/5"
+
+
+def test_mount_at_root_sees_everything_not_routed() -> None:
+    seen: list[dict[str, Any]] = []
+    app = App()
+    app.mount("/", _recording_app(seen))
+
+    @app.get("/api")
+    async def api() -> str:
+        return "api"
+
+    client = TestClient(app)
+    assert client.get("/api").text == "api"
+    assert client.get("/anything/else").text == "mounted"
+    assert seen == [{"path": "/anything/else", "root_path": "", "raw_path": b"/anything/else"}]
+
+
+def test_mount_inside_a_router_prefix() -> None:
+    from joey import Router
+
+    seen: list[dict[str, Any]] = []
+    router = Router(prefix="/r")
+    router.mount("/m", _recording_app(seen))
+    app = App()
+    app.include_router(router)
+    assert TestClient(app).get("/r/m/file").text == "mounted"
+    assert seen[0]["root_path"] == "/r/m"
+
+
+# --- trailing-slash redirects ---------------------------------------------------------------------
+
+
+def _slash_app() -> App:
+    app = App()
+
+    @app.get("/items")
+    async def items() -> str:
+        return "items"
+
+    @app.get("/dir/")
+    async def directory() -> str:
+        return "dir"
+
+    @app.get("/files/{name}")
+    async def file(name: str) -> str:
+        return name
+
+    @app.get("/{name}")
+    async def top(name: str) -> str:
+        return name
+
+    return app
+
+
+def test_redirect_location_is_relative_and_keeps_the_query() -> None:
+    client = TestClient(_slash_app(), follow_redirects=False)
+    response = client.get("/items/?a=1&b=%20x")
+    assert response.status_code == 308
+    assert response.headers["location"] == "/items?a=1&b=%20x"
+    assert client.head("/items/").status_code == 308
+
+
+def test_redirect_location_includes_root_path() -> None:
+    client = TestClient(_slash_app(), root_path="/app", follow_redirects=False)
+    response = client.get("/items/?x=1")
+    assert response.status_code == 308
+    assert response.headers["location"] == "/app/items?x=1"
+    response = client.get("/files/x/")
+    assert response.headers["location"] == "/app/files/x"
+
+
+def test_redirect_keeps_percent_encoded_segments_encoded() -> None:
+    client = TestClient(_slash_app(), follow_redirects=False)
+    response = client.get("/files/a%3Fb/")
+    assert response.status_code == 308
+    assert response.headers["location"] == "/files/a%3Fb"
+    assert client.get("/files/a%3Fb/", follow_redirects=True).text == "a?b"
+    response = client.get("/files/caf%C3%A9/")
+    assert response.headers["location"] == "/files/caf%C3%A9"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["//evil.com/", "//evil.com", "///evil.com/", "/%2Fevil.com/", "/%2F%2Fevil.com/",
+     "/%5Cevil.com/", "/\\evil.com/"],
+)
+async def test_redirect_never_points_at_another_host(path: str) -> None:
+    app = _slash_app()
+    for root_path in ("", "/app"):
+        raw = (root_path + path).encode()
+        from urllib.parse import unquote
+
+        scope = http_scope(unquote(root_path + path), raw_path=raw, root_path=root_path)
+        recorder = await call(app, scope)
+        for location in recorder.header(b"location"):
+            assert not location.startswith(b"//"), (path, location)
+            assert not location.startswith(b"/\\"), (path, location)
+            assert not location.startswith(root_path.encode() + b"//"), (path, location)
+
+
+def test_post_to_other_slash_form_is_not_redirected() -> None:
+    response = TestClient(_slash_app(), follow_redirects=False).post("/items/")
+    assert response.status_code == 404
+
+
+# --- body limits through the client ---------------------------------------------------------------
+
+
+def test_body_limit_by_content_length_through_the_client() -> None:
+    app = App(max_body_size=4)
+    reached: list[bool] = []
+
+    @app.post("/")
+    async def upload(request: Request) -> int:
+        reached.append(True)
+        return len(await request.body())
+
+    client = TestClient(app)
+    assert client.post("/", content=b"1234").text == "4"
+    response = client.post("/", content=b"12345")
+    assert response.status_code == 413
+    assert response.json()["title"] == "Request Entity Too Large"
+
+
+def test_repr() -> None:
+    app = App()
+
+    @app.get("/")
+    async def index() -> None: ...
+
+    assert repr(app) == "<App routes=1>"
+
+
+async def test_redirect_without_raw_path_uses_the_decoded_path() -> None:
+    scope = http_scope("/app/items/", root_path="/app", query_string=b"q=1")
+    del scope["raw_path"]
+    recorder = await call(_slash_app(), scope)
+    assert recorder.status == 308
+    assert recorder.header(b"location") == [b"/app/items?q=1"]
+
+
+def test_encoded_slash_at_the_end_is_not_a_trailing_slash() -> None:
+    client = TestClient(_slash_app(), follow_redirects=False)
+    response = client.get("/files/a%2F")
+    assert response.status_code == 200
+    assert response.text == "a/"
+
+
+def test_app_middleware_and_repr_of_asgi_middleware() -> None:
+    from joey import Middleware
+
+    calls: list[str] = []
+
+    async def outer(request: Request, call_next: Any) -> Response:
+        calls.append("outer")
+        return await call_next(request)  # type: ignore[no-any-return]
+
+    async def inner(request: Request, call_next: Any) -> Response:
+        calls.append("inner")
+        response: Response = await call_next(request)
+        response.headers["x-inner"] = "1"
+        return response
+
+    app = App(middleware=[outer])
+
+    @app.get("/")
+    async def index() -> str:
+        return "ok"
+
+    client = TestClient(app)
+    assert client.get("/").text == "ok"
+    app.add_middleware(inner)  # rebuilds: takes effect on the next request
+    assert app.middleware == [outer, inner]
+    assert client.get("/").headers["x-inner"] == "1"
+    assert calls == ["outer", "outer", "inner"]
+    assert repr(Middleware(App, debug=True)) == "Middleware('App', **{'debug': True})"
+
+
+def test_unmatched_exception_with_handlers_registered_is_500() -> None:
+    app = App()
+
+    @app.exception_handler(KeyError)
+    async def keys(request: Request, exc: KeyError) -> Response:
+        return TextResponse("key", status_code=400)  # pragma: no cover
+
+    @app.get("/")
+    async def index() -> None:
+        raise ValueError("not a key error")
+
+    assert TestClient(app).get("/").status_code == 500
+
+
+async def test_lifespan_must_start_with_startup() -> None:
+    from .asgi import Recorder
+
+    app = App()
+    app.url_path_for  # noqa: B018 - built already, so the message is read by the lifespan
+    recorder = Recorder([{"type": "lifespan.shutdown"}])
+    with pytest.raises(RuntimeError, match=r"Expected lifespan\.startup"):
+        await app({"type": "lifespan"}, recorder.receive, recorder.send)
+
+
+def test_root_path_not_found_is_not_redirected() -> None:
+    app = App()
+
+    @app.get("/x")
+    async def x() -> str:
+        return "x"
+
+    assert TestClient(app, follow_redirects=False).get("/").status_code == 404

@@ -1,0 +1,144 @@
+"""HTTP errors as exceptions, answered as RFC 9457 problem details."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import pytest
+
+from joey import (
+    App,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    HTTPError,
+    InternalServerError,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    UnprocessableContent,
+    UnsupportedMediaType,
+    WebSocketDisconnect,
+    status,
+)
+from joey.testing import TestClient
+
+from .asgi import close_test_clients  # noqa: F401 - autouse fixture
+
+NAMED = [
+    (BadRequest, 400, "Bad Request"),
+    (Unauthorized, 401, "Unauthorized"),
+    (Forbidden, 403, "Forbidden"),
+    (NotFound, 404, "Not Found"),
+    (NotAcceptable, 406, "Not Acceptable"),
+    (Conflict, 409, "Conflict"),
+    (Gone, 410, "Gone"),
+    (PayloadTooLarge, 413, "Request Entity Too Large"),
+    (UnsupportedMediaType, 415, "Unsupported Media Type"),
+    (UnprocessableContent, 422, HTTPStatus(422).phrase),
+    (TooManyRequests, 429, "Too Many Requests"),
+    (InternalServerError, 500, "Internal Server Error"),
+    (ServiceUnavailable, 503, "Service Unavailable"),
+]
+
+
+@pytest.mark.parametrize(("cls", "code", "title"), NAMED)
+def test_named_errors(cls: type[BadRequest], code: int, title: str) -> None:
+    error = cls("what went wrong", headers={"x-e": "1"})
+    assert isinstance(error, HTTPError)
+    assert error.status_code == code
+    assert error.to_problem() == {
+        "type": "about:blank", "title": title, "status": code, "detail": "what went wrong",
+    }
+    assert error.headers == {"x-e": "1"}
+    assert str(error) == "what went wrong"
+    assert repr(error) == f"{cls.__name__}(status_code={code}, detail='what went wrong')"
+
+
+def test_http_error_defaults_and_extras() -> None:
+    error = HTTPError()
+    assert error.status_code == 500
+    assert error.to_problem() == {"type": "about:blank", "title": "Internal Server Error",
+                                  "status": 500}
+    assert str(error) == "Internal Server Error"
+    error = HTTPError(HTTPStatus.IM_A_TEAPOT, extra={"errors": [{"loc": "x"}]})
+    assert error.status_code == 418
+    assert error.to_problem()["errors"] == [{"loc": "x"}]
+    assert "detail" not in error.to_problem()
+    assert HTTPError(599).title == "Error"  # not a standard status: a generic title
+
+
+def test_method_not_allowed_sets_allow() -> None:
+    error = MethodNotAllowed(["GET", "HEAD"], "no")
+    assert error.allowed == ("GET", "HEAD")
+    assert error.headers == {"allow": "GET, HEAD"}
+
+
+def test_websocket_disconnect_message() -> None:
+    assert str(WebSocketDisconnect()) == "WebSocket closed with code 1000"
+    assert str(WebSocketDisconnect(1001, "bye")) == "WebSocket closed with code 1001: bye"
+
+
+def test_status_codes_by_name() -> None:
+    assert status.HTTP_404_NOT_FOUND == 404
+    assert status.HTTP_201_CREATED == 201
+    for code in HTTPStatus:
+        name = f"HTTP_{code.value}_{code.name}"
+        if hasattr(status, name):
+            assert getattr(status, name) == code.value
+    assert len([n for n in dir(status) if n.startswith("HTTP_")]) >= 60
+
+
+def test_raising_an_error_in_a_handler_answers_with_its_status() -> None:
+    app = App()
+
+    @app.get("/missing")
+    async def missing() -> None:
+        raise NotFound("No such thing.")
+
+    @app.get("/teapot")
+    def teapot() -> None:
+        raise HTTPError(418, "short and stout", headers={"x-kind": "teapot"},
+                        extra={"hint": "brew"})
+
+    @app.get("/plain")
+    async def plain() -> None:
+        raise Unauthorized(headers={"www-authenticate": "Bearer"})
+
+    client = TestClient(app)
+    response = client.get("/missing")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {"type": "about:blank", "title": "Not Found", "status": 404,
+                               "detail": "No such thing."}
+    response = client.get("/teapot")
+    assert response.status_code == 418
+    assert response.headers["x-kind"] == "teapot"
+    assert response.json() == {"type": "about:blank", "title": "I'm a Teapot", "status": 418,
+                               "detail": "short and stout", "hint": "brew"}
+    response = client.get("/plain")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "detail" not in response.json()
+
+
+def test_errors_raised_in_middleware_are_answered_too() -> None:
+    async def guard(request: object, call_next: object) -> None:
+        raise Forbidden("Go away.")
+
+    app = App(middleware=[guard])  # type: ignore[list-item]
+
+    @app.get("/")
+    async def index() -> str:
+        return "never"  # pragma: no cover
+
+    response = TestClient(app).get("/")
+    assert response.status_code == 403
+    assert response.json()["detail"] == "Go away."
+    # middleware also wraps the not-found answer
+    assert TestClient(app).get("/nope").status_code == 403

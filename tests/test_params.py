@@ -1,0 +1,547 @@
+"""Typed handler parameters, bodies, validation errors and dependency injection."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any, Literal, TypedDict
+
+import msgspec
+import pydantic
+import pytest
+from msgspec import Meta
+
+from joey import (
+    App,
+    BackgroundTasks,
+    Body,
+    Cookie,
+    Depends,
+    Header,
+    HTTPError,
+    Query,
+    Request,
+    Router,
+    StreamingResponse,
+)
+from joey.testing import LifespanError, TestClient
+
+
+class Item(msgspec.Struct):
+    name: str
+    price: float
+    tags: list[str] = []
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Movie(TypedDict):
+    title: str
+    year: int
+
+
+class User(pydantic.BaseModel):
+    name: str
+    age: int = pydantic.Field(ge=0)
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+def client_for(app: App) -> TestClient:
+    return TestClient(app)
+
+
+# --- path, query, header, cookie ------------------------------------------------------------
+
+
+def make_params_app() -> App:
+    app = App()
+
+    @app.get("/items/{item_id:int}")
+    async def item(
+        item_id: int,
+        q: str | None = None,
+        limit: Annotated[int, Meta(ge=1, le=100)] = 10,
+        flag: bool = False,
+        tags: list[str] = [],  # noqa: B006 - never mutated
+        color: Color = Color.RED,
+        order: Literal["asc", "desc"] = "asc",
+    ) -> dict[str, Any]:
+        return {"item_id": item_id, "q": q, "limit": limit, "flag": flag, "tags": tags,
+                "color": color.value, "order": order}
+
+    @app.get("/typed-path/{value}")
+    async def typed_path(value: int) -> dict[str, Any]:
+        return {"value": value}
+
+    @app.get("/headers")
+    async def headers(
+        token: Annotated[str, Header("x-token")],
+        user_agent: Annotated[str | None, Header()] = None,
+        session: Annotated[str | None, Cookie()] = None,
+        count: Annotated[int, Cookie("n")] = 0,
+    ) -> dict[str, Any]:
+        return {"token": token, "ua": user_agent, "session": session, "count": count}
+
+    @app.get("/required")
+    async def required(q: str, n: int) -> dict[str, Any]:
+        return {"q": q, "n": n}
+
+    return app
+
+
+def test_path_and_query_parameters_are_converted() -> None:
+    with client_for(make_params_app()) as client:
+        response = client.get("/items/5", params=[("q", "hi"), ("limit", "7"), ("flag", "true"),
+                                                  ("tags", "a"), ("tags", "b"),
+                                                  ("color", "blue"), ("order", "desc")])
+        assert response.status_code == 200
+        assert response.json() == {"item_id": 5, "q": "hi", "limit": 7, "flag": True,
+                                   "tags": ["a", "b"], "color": "blue", "order": "desc"}
+        assert client.get("/items/5").json() == {
+            "item_id": 5, "q": None, "limit": 10, "flag": False, "tags": [], "color": "red",
+            "order": "asc"}
+        assert client.get("/typed-path/12").json() == {"value": 12}
+
+
+def test_every_failing_field_is_reported_at_once() -> None:
+    with client_for(make_params_app()) as client:
+        response = client.get("/items/5?limit=500&flag=maybe&color=green&order=up")
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["status"] == 422
+        errors = {(e["loc"], e["name"]): e["message"] for e in problem["errors"]}
+        assert set(errors) == {("query", "limit"), ("query", "flag"), ("query", "color"),
+                               ("query", "order")}
+        assert "<= 100" in errors[("query", "limit")]
+        missing = client.get("/required").json()["errors"]
+        assert missing == [{"loc": "query", "name": "q", "message": "Field required"},
+                           {"loc": "query", "name": "n", "message": "Field required"}]
+        assert client.get("/typed-path/abc").json()["errors"] == [
+            {"loc": "path", "name": "value", "message": "Expected `int`, got `str`"}]
+
+
+def test_headers_and_cookies() -> None:
+    with client_for(make_params_app()) as client:
+        response = client.get("/headers", headers={"x-token": "secret", "user-agent": "ua/1",
+                                                   "cookie": "session=abc; n=3"})
+        assert response.json() == {"token": "secret", "ua": "ua/1", "session": "abc",
+                                   "count": 3}
+        bad = client.get("/headers", headers={"cookie": "n=three"})
+        assert bad.status_code == 422
+        assert {(e["loc"], e["name"]) for e in bad.json()["errors"]} == {
+            ("header", "x-token"), ("cookie", "n")}
+
+
+# --- bodies ------------------------------------------------------------------------------------
+
+
+def make_body_app() -> App:
+    app = App()
+
+    @app.post("/struct", status_code=201)
+    async def struct(item: Item) -> Item:
+        return item
+
+    @app.post("/dataclass")
+    async def dataclass_(point: Point) -> Point:
+        return point
+
+    @app.post("/typeddict")
+    async def typeddict(movie: Movie) -> Movie:
+        return movie
+
+    @app.post("/pydantic")
+    async def pydantic_(user: User) -> User:
+        return user
+
+    @app.post("/dict")
+    async def dict_(data: dict[str, int]) -> dict[str, int]:
+        return data
+
+    @app.post("/list")
+    async def list_(items: list[Item]) -> int:
+        return len(items)
+
+    @app.post("/json-array")
+    async def json_array(names: Annotated[list[str], Body()]) -> list[str]:
+        return names
+
+    @app.post("/bytes")
+    async def raw(data: bytes) -> dict[str, int]:
+        return {"length": len(data)}
+
+    @app.post("/text")
+    async def text(data: Annotated[str, Body()]) -> str:
+        return data.upper()
+
+    @app.post("/optional")
+    async def optional(item: Item | None = None) -> dict[str, bool]:
+        return {"given": item is not None}
+
+    @app.post("/with-query/{item_id:int}")
+    async def with_query(item_id: int, item: Item, dry_run: bool = False) -> dict[str, Any]:
+        return {"id": item_id, "name": item.name, "dry_run": dry_run}
+
+    return app
+
+
+def test_struct_body_round_trip() -> None:
+    with client_for(make_body_app()) as client:
+        response = client.post("/struct", json={"name": "pen", "price": 1.5})
+        assert response.status_code == 201
+        assert response.json() == {"name": "pen", "price": 1.5, "tags": []}
+
+
+@pytest.mark.parametrize(("path", "payload", "expected"), [
+    ("/dataclass", {"x": 1, "y": 2}, {"x": 1, "y": 2}),
+    ("/typeddict", {"title": "Alien", "year": 1979}, {"title": "Alien", "year": 1979}),
+    ("/pydantic", {"name": "ann", "age": 3}, {"name": "ann", "age": 3}),
+    ("/dict", {"a": 1}, {"a": 1}),
+    ("/list", [{"name": "a", "price": 1}, {"name": "b", "price": 2}], 2),
+    ("/json-array", ["x", "y"], ["x", "y"]),
+])
+def test_body_types(path: str, payload: Any, expected: Any) -> None:
+    with client_for(make_body_app()) as client:
+        response = client.post(path, json=payload)
+        assert response.status_code == 200, response.text
+        assert response.json() == expected
+
+
+def test_raw_bodies_and_optional_body() -> None:
+    with client_for(make_body_app()) as client:
+        assert client.post("/bytes", content=b"\x00\x01\x02").json() == {"length": 3}
+        assert client.post("/text", content="hello",
+                           headers={"content-type": "text/plain"}).text == "HELLO"
+        assert client.post("/optional").json() == {"given": False}
+        assert client.post("/optional", json={"name": "a", "price": 1}).json() == {"given": True}
+        assert client.post("/with-query/3?dry_run=1", json={"name": "n", "price": 2}).json() == {
+            "id": 3, "name": "n", "dry_run": True}
+
+
+def test_body_validation_errors_carry_json_paths() -> None:
+    with client_for(make_body_app()) as client:
+        response = client.post("/struct", json={"name": "pen", "price": "cheap"})
+        assert response.status_code == 422
+        assert response.json()["errors"] == [
+            {"loc": "body", "name": "$.price", "message": "Expected `float`, got `str`"}]
+        nested = client.post("/list", json=[{"name": "a", "price": 1}, {"name": 2, "price": 1}])
+        assert nested.json()["errors"][0]["name"] == "$[1].name"
+        pyd = client.post("/pydantic", json={"name": "x", "age": -1})
+        assert pyd.status_code == 422
+        assert pyd.json()["errors"][0]["name"] == "$.age"
+        missing = client.post("/struct")
+        assert missing.status_code == 422
+        assert missing.json()["errors"] == [
+            {"loc": "body", "name": "$", "message": "A JSON body is required"}]
+        both = client.post("/with-query/3?dry_run=perhaps", json={"name": 1, "price": 2})
+        assert {e["loc"] for e in both.json()["errors"]} == {"query", "body"}
+
+
+def test_json_body_needs_a_json_content_type() -> None:
+    with client_for(make_body_app()) as client:
+        as_text = client.post("/struct", content=b'{"name": "pen", "price": 1}',
+                              headers={"content-type": "text/plain"})
+        assert as_text.status_code == 415  # never parsed: a CSRF-shaped request
+        none = client.post("/struct", content=b'{"name": "pen", "price": 1}')
+        assert none.status_code == 415
+        vendor = client.post("/struct", content=b'{"name": "pen", "price": 1}',
+                             headers={"content-type": "application/vnd.api+json"})
+        assert vendor.status_code == 201
+        malformed = client.post("/struct", content=b"{oops",
+                                headers={"content-type": "application/json"})
+        assert malformed.status_code == 400
+        assert "Invalid JSON body" in malformed.json()["detail"]
+
+
+def test_extractors_as_a_power_tool() -> None:
+    app = App()
+
+    def parse_filters(query: Any) -> dict[str, str]:
+        filters = {k[len("f."):]: v for k, v in query.items() if k.startswith("f.")}
+        if not filters:
+            raise ValueError("give at least one f.<field> filter")
+        return filters
+
+    def parse_csv(body: bytes) -> list[list[str]]:
+        return [line.split(",") for line in body.decode().splitlines()]
+
+    @app.post("/search")
+    async def search(
+        filters: Annotated[dict[str, str], Query(extractor=parse_filters)],
+        rows: Annotated[list[list[str]], Body(decoder=parse_csv)],
+    ) -> dict[str, Any]:
+        return {"filters": filters, "rows": rows}
+
+    with client_for(app) as client:
+        response = client.post("/search?f.city=Oslo&x=1", content=b"a,b\nc,d")
+        assert response.json() == {"filters": {"city": "Oslo"}, "rows": [["a", "b"], ["c", "d"]]}
+        refused = client.post("/search?x=1", content=b"")
+        assert refused.status_code == 422
+        assert refused.json()["errors"] == [
+            {"loc": "query", "name": "filters", "message": "give at least one f.<field> filter"}]
+
+
+# --- injection by type ---------------------------------------------------------------------------
+
+
+def test_request_and_background_tasks_are_injected() -> None:
+    app = App()
+    ran: list[str] = []
+
+    def record(text: str) -> None:
+        ran.append(text)
+
+    @app.post("/signup")
+    async def signup(req: Request, tasks: BackgroundTasks, name: str) -> dict[str, str]:
+        tasks.add_task(record, f"welcome {name}")
+        tasks.add_task(record, f"audit {req.method}")
+        return {"status": "ok"}
+
+    with client_for(app) as client:
+        assert client.post("/signup?name=ann").json() == {"status": "ok"}
+    assert ran == ["welcome ann", "audit POST"]
+
+
+def test_sync_handler_with_params_runs_in_a_thread() -> None:
+    app = App()
+
+    @app.get("/sync/{n:int}")
+    def sync(n: int) -> dict[str, Any]:
+        return {"n": n, "thread": threading.current_thread().name}
+
+    with client_for(app) as client:
+        body = client.get("/sync/4").json()
+    assert body["n"] == 4
+    assert body["thread"] != "joey-test-loop"
+
+
+# --- dependency injection ------------------------------------------------------------------------
+
+
+def test_dependencies_nested_cached_and_torn_down_in_reverse() -> None:
+    events: list[str] = []
+    app = App()
+
+    async def get_settings() -> dict[str, str]:
+        events.append("settings")
+        return {"dsn": "memory://"}
+
+    async def get_db(settings: Annotated[dict[str, str], Depends(get_settings)]
+                     ) -> AsyncIterator[str]:
+        events.append("db open")
+        yield f"db({settings['dsn']})"
+        events.append("db close")
+
+    def get_repo(db: Annotated[str, Depends(get_db)], page: int = 1) -> Iterator[str]:
+        events.append("repo open")
+        yield f"repo[{db}] page {page}"
+        events.append("repo close")
+
+    @app.get("/things")
+    async def things(
+        repo: Annotated[str, Depends(get_repo)],
+        db: Annotated[str, Depends(get_db)],
+        settings: Annotated[dict[str, str], Depends(get_settings)],
+    ) -> dict[str, str]:
+        events.append("handler")
+        return {"repo": repo, "db": db, "dsn": settings["dsn"]}
+
+    with client_for(app) as client:
+        assert client.get("/things?page=2").json() == {
+            "repo": "repo[db(memory://)] page 2", "db": "db(memory://)", "dsn": "memory://"}
+    # each dependency once per request; teardown in reverse order, after the response
+    assert events == ["settings", "db open", "repo open", "handler", "repo close", "db close"]
+
+
+def test_generator_dependency_sees_the_handlers_error() -> None:
+    seen: list[str] = []
+    app = App()
+
+    async def transaction() -> AsyncIterator[str]:
+        try:
+            yield "tx"
+        except Exception as exc:
+            seen.append(f"rollback: {exc}")
+            raise
+        else:
+            seen.append("commit")
+
+    @app.post("/ok")
+    async def ok(tx: Annotated[str, Depends(transaction)]) -> str:
+        return tx
+
+    @app.post("/fail")
+    async def fail(tx: Annotated[str, Depends(transaction)]) -> str:
+        raise HTTPError(409, "conflict")
+
+    with client_for(app) as client:
+        assert client.post("/ok").text == "tx"
+        assert client.post("/fail").status_code == 409
+    assert seen == ["commit", "rollback: conflict"]
+
+
+def test_teardown_waits_for_the_last_byte_of_a_stream() -> None:
+    events: list[str] = []
+    app = App()
+
+    async def session() -> AsyncIterator[str]:
+        events.append("open")
+        yield "s"
+        events.append("close")
+
+    @app.get("/stream")
+    async def stream(s: Annotated[str, Depends(session)]) -> StreamingResponse:
+        async def body() -> AsyncIterator[str]:
+            for i in range(3):
+                events.append(f"chunk {i} (session {s})")
+                yield f"{i}"
+
+        return StreamingResponse(body())
+
+    with client_for(app) as client:
+        assert client.get("/stream").text == "012"
+    assert events == ["open", "chunk 0 (session s)", "chunk 1 (session s)",
+                      "chunk 2 (session s)", "close"]
+
+
+def test_failing_teardown_is_logged_and_others_still_run(caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    events: list[str] = []
+    app = App()
+
+    async def first() -> AsyncIterator[int]:
+        yield 1
+        events.append("first closed")
+
+    async def broken() -> AsyncIterator[int]:
+        yield 2
+        raise RuntimeError("teardown broke")
+
+    @app.get("/")
+    async def index(a: Annotated[int, Depends(first)], b: Annotated[int, Depends(broken)]
+                    ) -> int:
+        return a + b
+
+    with caplog.at_level(logging.ERROR, logger="joey"), client_for(app) as client:
+        assert client.get("/").json() == 3
+    assert events == ["first closed"]
+    assert "teardown broke" in caplog.text
+
+
+def test_route_router_and_app_dependencies_run_for_every_route() -> None:
+    calls: list[str] = []
+
+    def app_level() -> None:
+        calls.append("app")
+
+    async def router_level(x_key: Annotated[str, Header()]) -> None:
+        calls.append(f"router {x_key}")
+
+    def route_level() -> None:
+        calls.append("route")
+
+    app = App(dependencies=[Depends(app_level)])
+    router = Router(prefix="/r", dependencies=[Depends(router_level)])
+
+    @router.get("/x", dependencies=[Depends(route_level)])
+    async def x() -> str:
+        calls.append("handler")
+        return "x"
+
+    app.include_router(router)
+    with client_for(app) as client:
+        assert client.get("/r/x", headers={"x-key": "k"}).text == "x"
+        assert client.get("/r/x").status_code == 422  # the router dependency's header
+    assert calls == ["app", "router k", "route", "handler"]
+
+
+def test_dependency_overrides() -> None:
+    app = App()
+
+    def real_db() -> str:
+        return "real"
+
+    @app.get("/")
+    async def index(db: Annotated[str, Depends(real_db)]) -> str:
+        return db
+
+    with client_for(app) as client:
+        assert client.get("/").text == "real"
+        app.dependency_overrides[real_db] = lambda: "fake"
+        assert client.get("/").text == "fake"
+        app.dependency_overrides.clear()
+        assert client.get("/").text == "real"
+
+
+def test_app_scoped_dependency_lives_from_startup_to_shutdown() -> None:
+    events: list[str] = []
+    app = App()
+
+    async def pool() -> AsyncIterator[str]:
+        events.append("pool open")
+        yield "pool"
+        events.append("pool close")
+
+    @app.get("/")
+    async def index(p: Annotated[str, Depends(pool, scope="app")]) -> str:
+        return p
+
+    with client_for(app) as client:
+        assert events == ["pool open"]
+        assert client.get("/").text == "pool"
+        assert client.get("/").text == "pool"
+        assert events == ["pool open"]
+    assert events == ["pool open", "pool close"]
+
+
+def test_startup_errors_name_the_handler() -> None:
+    def cyc_a(x: Annotated[int, Depends(lambda: 0)]) -> int:
+        return x
+
+    def cyc_b(y: Annotated[int, Depends(cyc_a)]) -> int:
+        return y
+
+    cyc_a.__annotations__["x"] = Annotated[int, Depends(cyc_b)]
+
+    app = App()
+
+    @app.get("/cycle")
+    async def cycle(v: Annotated[int, Depends(cyc_a)]) -> int:
+        return v
+
+    cycle_message = r"cycle .*: dependency cycle .*cyc_a → .*cyc_b → .*cyc_a"
+    with pytest.raises(LifespanError, match=cycle_message):
+        TestClient(app).__enter__()
+
+    app2 = App()
+
+    class Unknown:
+        pass
+
+    @app2.get("/weird")
+    async def weird(thing: Unknown) -> None:
+        return None
+
+    with pytest.raises(LifespanError, match=r"weird .*cannot read from a query string"):
+        TestClient(app2).__enter__()
+
+    app3 = App()
+
+    @app3.post("/two-bodies")
+    async def two(a: Item, b: Point) -> None:
+        return None
+
+    with pytest.raises(LifespanError, match=r"two .*several body parameters"):
+        TestClient(app3).__enter__()
