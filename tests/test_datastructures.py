@@ -200,7 +200,7 @@ def test_url_from_scope(scope: dict[str, Any], host: str | None, expected: str) 
 
 
 def test_url_parts_and_equality() -> None:
-    url = URL.from_scope({"scheme": "https", "root_path": "/app", "path": "/items",
+    url = URL.from_scope({"scheme": "https", "root_path": "/app", "path": "/app/items",
                           "query_string": b"page=2"}, "example.com:8443")
     assert (url.scheme, url.hostname, url.port, url.path, url.query) == (
         "https", "example.com", 8443, "/app/items", "page=2")

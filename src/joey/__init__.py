@@ -33,6 +33,8 @@ from joey.exceptions import (
     UnsupportedMediaType,
     WebSocketDisconnect,
 )
+from joey.files import FileResponse
+from joey.forms import FormData, FormLimits, UploadFile
 from joey.params import Body, Cookie, Depends, Form, Header, Query
 from joey.requests import Request
 from joey.responses import (
@@ -47,6 +49,8 @@ from joey.responses import (
 )
 from joey.routing import Route, RouteConflict, Router
 from joey.server import serve
+from joey.sse import EventSourceResponse, ServerSentEvent
+from joey.staticfiles import StaticFiles
 from joey.tasks import Backoff, InMemoryTasks, QueueFull, TaskBackend, TaskInfo, TaskState
 from joey.websockets import WebSocket, WebSocketState
 
@@ -62,8 +66,12 @@ __all__ = [
     "Conflict",
     "Cookie",
     "Depends",
+    "EventSourceResponse",
+    "FileResponse",
     "Forbidden",
     "Form",
+    "FormData",
+    "FormLimits",
     "Gone",
     "HTMLResponse",
     "HTTPError",
@@ -90,8 +98,10 @@ __all__ = [
     "Route",
     "RouteConflict",
     "Router",
+    "ServerSentEvent",
     "ServiceUnavailable",
     "State",
+    "StaticFiles",
     "StreamingResponse",
     "TaskBackend",
     "TaskInfo",
@@ -101,6 +111,7 @@ __all__ = [
     "Unauthorized",
     "UnprocessableContent",
     "UnsupportedMediaType",
+    "UploadFile",
     "WebSocket",
     "WebSocketDisconnect",
     "WebSocketState",

@@ -328,7 +328,7 @@ class URL:
             hostname, port = scope["server"][0], scope["server"][1]
         if port == default_port:
             port = None
-        path = scope.get("root_path", "") + scope.get("path", "/")
+        path = scope.get("path", "/")  # already starts with root_path (ASGI spec)
         query = scope.get("query_string", b"").decode("latin-1")
         return cls(scheme, hostname, port, path, query)
 

@@ -175,7 +175,7 @@ class Request(HTTPConnection):
         if limit is not None:
             declared = self.headers.get("content-length")
             if declared is not None:
-                if not declared.isdigit():
+                if not (declared.isascii() and declared.isdigit()):  # not "²"
                     raise BadRequest("Content-Length must be a non-negative integer.")
                 if int(declared) > limit:
                     raise PayloadTooLarge(
