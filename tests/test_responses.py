@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -450,7 +450,7 @@ async def test_streaming_stops_when_the_client_disconnects() -> None:
     state: dict[str, Any] = {"sent": 0, "closed": False, "cancelled": False}
     disconnect = asyncio.Event()
 
-    async def endless() -> AsyncIterator[bytes]:
+    async def endless() -> AsyncGenerator[bytes, None]:
         try:
             while True:
                 state["sent"] += 1
@@ -483,7 +483,8 @@ async def test_streaming_stops_when_the_client_disconnects() -> None:
     assert state["cancelled"]
     assert state["sent"] <= 4
     assert "background" not in state
-    assert generator.ag_frame is None  # finished: it will never run again
+    with pytest.raises(StopAsyncIteration):  # finished: it will never run again
+        await generator.__anext__()
     assert not any(m["type"] == "http.response.body" and not m.get("more_body") for m in sent)
 
 

@@ -22,11 +22,16 @@ from joey.routing import (
     routing_path,
 )
 from joey.testing import TestClient
+from joey.types import Receive, Scope, Send
 
 from .asgi import close_test_clients  # noqa: F401 - autouse fixture
 
 
 async def _handler() -> None:  # a stand-in endpoint for tree-level tests
+    return None
+
+
+async def _asgi_stub(scope: Scope, receive: Receive, send: Send) -> None:
     return None
 
 
@@ -435,9 +440,9 @@ def test_two_websocket_handlers_on_one_path_conflict() -> None:
 
 def test_two_mounts_at_one_path_conflict() -> None:
     tree = RouteTree()
-    tree.add_mount(Mount("/m", _handler))
+    tree.add_mount(Mount("/m", _asgi_stub))
     with pytest.raises(RouteConflict, match="Two apps are mounted at '/m'"):
-        tree.add_mount(Mount("/m/", _handler))
+        tree.add_mount(Mount("/m/", _asgi_stub))
 
 
 # --- templates ------------------------------------------------------------------------------------
@@ -476,7 +481,7 @@ def test_parse_template_segments() -> None:
 
 def test_mount_path_cannot_hold_parameters() -> None:
     with pytest.raises(ValueError, match="cannot contain parameters"):
-        Mount("/m/{x}", _handler)
+        Mount("/m/{x}", _asgi_stub)
 
 
 def test_describe_names_function_file_and_line() -> None:
