@@ -546,3 +546,10 @@ def test_problem_response_from_error() -> None:
 
 def test_repr() -> None:
     assert repr(JSONResponse({}, status_code=201)) == "<JSONResponse 201>"
+
+
+def test_str_subclass_content_is_encoded() -> None:
+    class Markup(str):
+        pass
+
+    assert HTMLResponse(Markup("<b>é</b>")).body == "<b>é</b>".encode()

@@ -142,7 +142,7 @@ class App(RouteDecorators):
         self.debug = debug
         self.router = Router(middleware=middleware, dependencies=dependencies,
                              on_startup=on_startup, on_shutdown=on_shutdown)
-        self.router._on_change = self._invalidate
+        self.router._listeners.append(self._invalidate)
         self.asgi_middleware = list(asgi_middleware)
         self.exception_handlers: dict[type[BaseException], ExceptionHandler] = dict(
             exception_handlers or {}
@@ -165,6 +165,7 @@ class App(RouteDecorators):
         # Built by _build(), once, at startup or on the first request.
         self._stack: ASGIApp | None = None
         self._tree = RouteTree()
+        self._static_routes: dict[str, Endpoint] = {}
         self._not_found: Pipeline | None = None
         self._handler_cache: dict[type[BaseException], ExceptionHandler | None] = {}
 
@@ -286,6 +287,7 @@ class App(RouteDecorators):
         for endpoint in tree.endpoints:
             self._compile_fallbacks(endpoint)
         self._tree = tree
+        self._static_routes = tree.static_routes
         self._routers = routers
         self._mounts = mounts
         stack: ASGIApp = self._dispatch
@@ -388,24 +390,25 @@ class App(RouteDecorators):
     # -- HTTP ------------------------------------------------------------------------------------
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            path, segments = routing_path(scope)
-        except BadPath as exc:
-            await ProblemResponse.from_error(BadRequest(str(exc)))(scope, receive, send)
-            return
-        match = self._tree.lookup(path, segments)
         params: dict[str, Any] = {}
-        if match is None:
-            pipeline = self._not_found
-            assert pipeline is not None
-        elif match.endpoint is None:
-            assert match.mount is not None
-            await self._handle_mount(match.mount, scope, receive, send)
-            return
-        else:
-            handlers = match.endpoint.handlers
+        path: str = scope["path"]
+        raw_path: bytes | None = scope.get("raw_path")
+        endpoint = None
+        if not scope.get("root_path") and (raw_path is None or b"%" not in raw_path):
+            # perf: most requests need no decoding and hit a static path: one dict lookup
+            endpoint = self._static_routes.get(path)
+        if endpoint is not None:
+            handlers = endpoint.handlers
             pipeline = handlers.get(scope["method"]) or handlers["*405"]
-            params = match.params
+        else:
+            try:
+                routed, segments = routing_path(scope)
+            except BadPath as exc:
+                await ProblemResponse.from_error(BadRequest(str(exc)))(scope, receive, send)
+                return
+            pipeline, params = await self._route(routed, segments, scope, receive, send)
+            if pipeline is None:
+                return  # a mounted app answered
         request = Request(scope, receive, self, params, self.max_body_size)
         try:
             response = await pipeline(request)
@@ -417,6 +420,22 @@ class App(RouteDecorators):
                 return
             response = await self._handle_exception(request, exc, pipeline)
         await self._send(response, request, scope, receive, send)
+
+    async def _route(
+        self, path: str, segments: list[str] | None, scope: Scope, receive: Receive, send: Send
+    ) -> tuple[Pipeline | None, dict[str, Any]]:
+        """The tree walk: the pipeline and path parameters for ``path``, or None when the
+        request went to a mounted app."""
+        match = self._tree.lookup(path, segments)
+        if match is None:
+            assert self._not_found is not None
+            return self._not_found, {}
+        if match.endpoint is None:
+            assert match.mount is not None
+            await self._handle_mount(match.mount, scope, receive, send)
+            return None, {}
+        handlers = match.endpoint.handlers
+        return handlers.get(scope["method"]) or handlers["*405"], match.params
 
     async def _send(
         self, response: Response, request: Request, scope: Scope, receive: Receive, send: Send
@@ -492,12 +511,13 @@ class App(RouteDecorators):
         if match is None or match.endpoint is None:
             return None
         # From raw_path (root_path included, as servers send it), so "%3F" stays encoded.
-        raw = request.scope.get("raw_path")
+        raw: bytes | None = request.scope.get("raw_path")
         if raw and raw.isascii():
             target = raw.split(b"?", 1)[0].decode("ascii")
             target = target[:-1] if trailing else target + "/"
         else:
-            target = request.scope.get("root_path", "") + other
+            root_path: str = request.scope.get("root_path", "")
+            target = root_path + other
         query = request.scope.get("query_string", b"").decode("latin-1")
         # Relative (no scheme, no host): never downgrades https behind a proxy.
         return target + (f"?{query}" if query else "")

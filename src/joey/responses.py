@@ -56,6 +56,14 @@ _json_encoder = msgspec.json.Encoder(enc_hook=_json_default)
 json_encode = _json_encoder.encode
 
 
+def _content_type_bytes(media_type: str | None, charset: str) -> bytes | None:
+    if media_type is None:
+        return None
+    if media_type.startswith("text/") and "charset=" not in media_type:
+        return f"{media_type}; charset={charset}".encode("latin-1")
+    return media_type.encode("latin-1")
+
+
 class Response:
     """A complete response with a body known up front.
 
@@ -71,6 +79,12 @@ class Response:
 
     media_type_default: ClassVar[str | None] = None
     charset: ClassVar[str] = "utf-8"
+    # perf: the Content-Type bytes of the class default, computed once per class
+    _default_content_type: ClassVar[bytes | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._default_content_type = _content_type_bytes(cls.media_type_default, cls.charset)
 
     def __init__(
         self,
@@ -88,6 +102,8 @@ class Response:
 
     def render(self, content: Any) -> bytes:
         """Turn ``content`` into body bytes (subclasses override this)."""
+        if type(content) is str:
+            return content.encode(self.charset)
         if isinstance(content, bytes):
             return content
         if isinstance(content, str):
@@ -106,17 +122,22 @@ class Response:
 
     def content_type(self) -> bytes | None:
         """The ``Content-Type`` value to send, with a charset for text types."""
-        media_type = self.media_type
-        if media_type is None:
-            return None
-        if media_type.startswith("text/") and "charset=" not in media_type:
-            return f"{media_type}; charset={self.charset}".encode("latin-1")
-        return media_type.encode("latin-1")
+        if self.media_type is self.media_type_default:
+            return self._default_content_type
+        return _content_type_bytes(self.media_type, self.charset)
 
     def raw_headers(self, content_length: int | None) -> list[tuple[bytes, bytes]]:
         """The header list to send: the user's headers, then Content-Type and -Length."""
-        user = self._headers.raw if self._headers is not None else []
-        raw: list[tuple[bytes, bytes]] = []
+        status = self.status_code
+        if self._headers is None:
+            # perf: the common case, no user headers: two tuples, no scanning (~0.3 µs)
+            content_type = self.content_type()
+            raw = [(b"content-type", content_type)] if content_type is not None else []
+            if content_length is not None and status >= 200 and status not in _NO_BODY_STATUSES:
+                raw.append((b"content-length", b"%d" % content_length))
+            return raw
+        user = self._headers.raw
+        raw = []
         has_type = False
         for name, value in user:
             if name == b"content-length":
@@ -128,10 +149,8 @@ class Response:
             content_type = self.content_type()
             if content_type is not None:
                 raw.append((b"content-type", content_type))
-        if content_length is not None and self.status_code not in _NO_BODY_STATUSES and (
-            self.status_code >= 200
-        ):
-            raw.append((b"content-length", str(content_length).encode("ascii")))
+        if content_length is not None and status >= 200 and status not in _NO_BODY_STATUSES:
+            raw.append((b"content-length", b"%d" % content_length))
         return raw
 
     def set_cookie(
@@ -192,6 +211,9 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.status_code}>"
+
+
+Response._default_content_type = _content_type_bytes(Response.media_type_default, "utf-8")
 
 
 class TextResponse(Response):
@@ -331,9 +353,16 @@ class StreamingResponse(Response):
                 await self.background()
         else:
             logger.debug("Client disconnected; stopped streaming %r", self)
-        aclose = getattr(self.content, "aclose", None)
-        if aclose is not None and stream not in done:
-            await aclose()
+        if stream not in done:
+            aclose = getattr(self.content, "aclose", None)
+            close = getattr(self.content, "close", None)
+            if aclose is not None:
+                await aclose()
+            elif close is not None:  # a sync generator: run its `finally` now, off the loop
+                try:
+                    await asyncio.to_thread(close)
+                except ValueError:  # still running `next` in its thread; it ends on its own
+                    logger.debug("Sync iterator of %r was busy when the client left", self)
 
 
 def _next_or_none(iterator: Iterator[str | bytes]) -> str | bytes | None:

@@ -65,9 +65,9 @@ class Converter:
 
     def to_string(self, value: Any) -> str:
         text = str(value)
-        if not text or "/" in text:
+        if not text:
             raise ValueError(f"{value!r} is not a valid {self.name} path segment")
-        return text
+        return text  # a "/" inside is sent as %2F, which the router reads back as one segment
 
 
 class IntConverter(Converter):
@@ -462,7 +462,7 @@ class Router(RouteDecorators):
         self.children: list[tuple[Router, str]] = []
         self.startup_hooks: list[Callable[[], Any]] = list(on_startup)
         self.shutdown_hooks: list[Callable[[], Any]] = list(on_shutdown)
-        self._on_change: Callable[[], None] | None = None
+        self._listeners: list[Callable[[], None]] = []
 
     def add_route(self, route: Route) -> None:
         self.routes.append(route)
@@ -481,7 +481,7 @@ class Router(RouteDecorators):
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ValueError(f"Include prefix {prefix!r} must start and not end with '/'")
         self.children.append((router, prefix))
-        router._on_change = self._changed
+        router._listeners.append(self._changed)
         self._changed()
 
     def mount(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
@@ -490,8 +490,8 @@ class Router(RouteDecorators):
         self._changed()
 
     def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change()
+        for listener in self._listeners:
+            listener()
 
     def walk(
         self, prefix: str = "", middleware: tuple[Any, ...] = (),
@@ -580,12 +580,12 @@ class Match:
 class RouteTree:
     """The segment tree, built once at startup from the flattened routes."""
 
-    __slots__ = ("_names", "_root", "_static", "endpoints")
+    __slots__ = ("_names", "_root", "endpoints", "static_routes")
 
     def __init__(self) -> None:
         self._root = _Node()
         # perf: exact paths without parameters skip the tree walk: one dict lookup.
-        self._static: dict[str, Endpoint] = {}
+        self.static_routes: dict[str, Endpoint] = {}
         self._names: dict[str, list[tuple[Route, list[_Segment]]]] = {}
         self.endpoints: list[Endpoint] = []
 
@@ -633,7 +633,7 @@ class RouteTree:
             node.endpoint = Endpoint(route.path)
             self.endpoints.append(node.endpoint)
             if not any(s.is_param for s in segments):
-                self._static[route.path] = node.endpoint
+                self.static_routes[route.path] = node.endpoint
         self._register(node.endpoint, route)
         self._names.setdefault(route.name, []).append((route, segments))
         return node.endpoint
@@ -692,7 +692,7 @@ class RouteTree:
         encoded ``/`` inside a segment); otherwise they are split from ``path``.
         """
         if segments is None:
-            endpoint = self._static.get(path)
+            endpoint = self.static_routes.get(path)
             if endpoint is not None:
                 return Match(endpoint, {})
             segments = path[1:].split("/") if path != "/" else []

@@ -557,7 +557,13 @@ class TestClient(httpx.Client):
         self.portal.close()
 
     def __del__(self) -> None:
-        # Never block in a finalizer (it may run on any thread): just stop the loop.
-        loop = self.portal.loop
-        if not loop.is_closed() and loop.is_running():
-            loop.call_soon_threadsafe(loop.stop)
+        # A client that was never closed. Never block long in a finalizer: stop the loop,
+        # and close it only when this is not the loop's own thread.
+        portal = self.__dict__.get("portal")
+        if portal is None or portal.loop.is_closed():
+            return
+        portal.loop.call_soon_threadsafe(portal.loop.stop)
+        if threading.current_thread() is not portal._thread:
+            portal._thread.join(timeout=1)
+            if not portal._thread.is_alive():
+                portal.loop.close()
