@@ -11,6 +11,8 @@ Example::
         return {"hello": name}
 """
 
+from typing import TYPE_CHECKING, Any
+
 from joey import status
 from joey.app import App, Middleware
 from joey.background import BackgroundTasks
@@ -33,8 +35,6 @@ from joey.exceptions import (
     UnsupportedMediaType,
     WebSocketDisconnect,
 )
-from joey.files import FileResponse
-from joey.forms import FormData, FormLimits, UploadFile
 from joey.params import Body, Cookie, Depends, Form, Header, Query
 from joey.requests import Request
 from joey.responses import (
@@ -48,13 +48,46 @@ from joey.responses import (
     TextResponse,
 )
 from joey.routing import Route, RouteConflict, Router
-from joey.server import serve
-from joey.sse import EventSourceResponse, ServerSentEvent
-from joey.staticfiles import StaticFiles
-from joey.tasks import Backoff, InMemoryTasks, QueueFull, TaskBackend, TaskInfo, TaskState
 from joey.websockets import WebSocket, WebSocketState
 
+if TYPE_CHECKING:
+    from joey.files import FileResponse
+    from joey.forms import FormData, FormLimits, UploadFile
+    from joey.server import serve
+    from joey.sse import EventSourceResponse, ServerSentEvent
+    from joey.staticfiles import StaticFiles
+    from joey.tasks import Backoff, InMemoryTasks, QueueFull, TaskBackend, TaskInfo, TaskState
+
 __version__ = "0.1.0"
+
+# perf: optional parts load on first use, so `import joey` stays small (see benchmarks/).
+_LAZY = {
+    "FileResponse": "joey.files",
+    "FormData": "joey.forms",
+    "FormLimits": "joey.forms",
+    "UploadFile": "joey.forms",
+    "serve": "joey.server",
+    "EventSourceResponse": "joey.sse",
+    "ServerSentEvent": "joey.sse",
+    "StaticFiles": "joey.staticfiles",
+    "Backoff": "joey.tasks",
+    "InMemoryTasks": "joey.tasks",
+    "QueueFull": "joey.tasks",
+    "TaskBackend": "joey.tasks",
+    "TaskInfo": "joey.tasks",
+    "TaskState": "joey.tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'joey' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "URL",

@@ -164,6 +164,7 @@ class App(RouteDecorators):
         self._tasks = tasks
         # Built by _build(), once, at startup or on the first request.
         self._stack: ASGIApp | None = None
+        self._direct = False
         self._tree = RouteTree()
         self._static_routes: dict[str, Endpoint] = {}
         self._not_found: Pipeline | None = None
@@ -256,6 +257,7 @@ class App(RouteDecorators):
 
     def _invalidate(self) -> None:
         self._stack = None
+        self._direct = False
 
     def _ensure_built(self) -> ASGIApp:
         if self._stack is None:
@@ -294,10 +296,12 @@ class App(RouteDecorators):
         for middleware in reversed(self.asgi_middleware):
             stack = middleware.wrap(stack)
         self._stack = stack
+        self._direct = not self.asgi_middleware
 
     def _compile(self, route: Route) -> Pipeline:
         """The route's pipeline: middleware (app → group → route) around the handler."""
-        names = {s.name for s in parse_template(route.path) if s.name}
+        names = {s.name: s.converter.type for s in parse_template(route.path)
+                 if s.name and s.converter}
         plan = self._plans.build(route.endpoint, names, route.dependencies,
                                  namespace=route.namespace)
         caller = compile_caller(plan, self._app_values)
@@ -306,11 +310,24 @@ class App(RouteDecorators):
             route.max_body_size
         )
 
-        async def run_handler(request: Request) -> Response:
-            value = await caller(request)
-            if type(value) is Response or isinstance(value, Response):
-                return value
-            return to_response(value, status_code)
+        if caller is plan.func or (plan.call_style == "async" and not plan.dependencies
+                                   and not plan.sync_extractors and not plan.async_extractors):
+            # perf: a handler taking nothing (or only the request) is called directly,
+            # without the plan's frame in between (~0.2 µs a request)
+            func = plan.func
+            takes_request = caller is func
+
+            async def run_handler(request: Request) -> Response:
+                value = await (func(request) if takes_request else func())
+                if isinstance(value, Response):
+                    return value
+                return to_response(value, status_code)
+        else:
+            async def run_handler(request: Request) -> Response:
+                value = await caller(request)
+                if isinstance(value, Response):
+                    return value
+                return to_response(value, status_code)
 
         pipeline = self._chain(route.middleware, run_handler)
         if limit != DEFAULT_MAX_BODY_SIZE or limit is None:
@@ -327,7 +344,8 @@ class App(RouteDecorators):
     def _compile_websocket(
         self, route: Route
     ) -> tuple[Route, Callable[[WebSocket], Awaitable[Any]]]:
-        names = {s.name for s in parse_template(route.path) if s.name}
+        names = {s.name: s.converter.type for s in parse_template(route.path)
+                 if s.name and s.converter}
         plan = self._ws_plans.build(route.endpoint, names, route.dependencies,
                                     namespace=route.namespace)
         return route, compile_caller(plan, self._app_values)
@@ -365,6 +383,10 @@ class App(RouteDecorators):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self
+        if self._direct and scope["type"] == "http":
+            # perf: no ASGI middleware, so straight to HTTP handling (one frame less)
+            await self._handle_http(scope, receive, send)
+            return
         if self._stack is None and scope["type"] == "lifespan":
             try:
                 self._ensure_built()
@@ -492,7 +514,11 @@ class App(RouteDecorators):
             location = self._slash_redirect(request)
             if location is not None:
                 return RedirectResponse(location, status_code=308)
-        raise NotFound(f"Nothing at {request.path}.")
+        error = NotFound(f"Nothing at {request.path}.")
+        if self._lookup_exception_handler(NotFound) is not None:
+            raise error  # the user's handler decides what a 404 looks like
+        # perf: nobody customises 404s, so answer without raising (~1.5 µs saved)
+        return ProblemResponse.from_error(error)
 
     def _slash_redirect(self, request: Request) -> str | None:
         """The other trailing-slash form of the path, if that one is routed."""

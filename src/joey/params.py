@@ -314,8 +314,9 @@ def _cookie_extractor(name: str, annotation: Any, default: Any, marker: Cookie) 
                       lambda c: c.cookies.get(key, _MISSING), False)
 
 
-def _path_extractor(name: str, annotation: Any) -> Extractor:
-    converts = annotation is not Any
+def _path_extractor(name: str, annotation: Any, produced: type) -> Extractor:
+    # perf: the route's converter already made an int/float/UUID; convert only on mismatch
+    converts = annotation is not Any and annotation is not produced
 
     def extract(connection: Any, issues: list[ValidationIssue]) -> Any:
         value = connection.path_params[name]
@@ -507,7 +508,7 @@ class PlanBuilder:
         self._nodes: dict[tuple[Callable[..., Any], str], DependencyNode] = {}
 
     def build(
-        self, func: Callable[..., Any], path_params: set[str],
+        self, func: Callable[..., Any], path_params: dict[str, type],
         route_dependencies: tuple[Any, ...] = (), *, namespace: dict[str, Any] | None = None,
     ) -> DependencyNode:
         where = describe(func)
@@ -522,7 +523,7 @@ class PlanBuilder:
         node.dependencies[0:0] = shared  # app's, then the router's, then the route's
         return node
 
-    def _dependency(self, marker: Depends, path_params: set[str],
+    def _dependency(self, marker: Depends, path_params: dict[str, type],
                     chain: list[Callable[..., Any]], where: str) -> DependencyNode:
         key = marker.dependency
         if key in chain:
@@ -545,7 +546,7 @@ class PlanBuilder:
         return node
 
     def _node(self, func: Callable[..., Any], key: Callable[..., Any], scope: str,
-              path_params: set[str], chain: list[Callable[..., Any]], where: str
+              path_params: dict[str, type], chain: list[Callable[..., Any]], where: str
               ) -> DependencyNode:
         node = DependencyNode(func, key, scope)
         try:
@@ -594,7 +595,7 @@ class PlanBuilder:
         return node
 
     def _extractor(self, func: Callable[..., Any], name: str, annotation: Any, default: Any,
-                   marker: Any, path_params: set[str], where: str) -> Any:
+                   marker: Any, path_params: dict[str, type], where: str) -> Any:
         from joey.websockets import WebSocket
 
         connection_type = WebSocket if self.websocket else Request
@@ -628,7 +629,7 @@ class PlanBuilder:
             return _body_extractor(name, annotation, default,
                                    marker if isinstance(marker, Body) else None, where)
         if marker is None and name in path_params:
-            return _path_extractor(name, annotation)
+            return _path_extractor(name, annotation, path_params[name])
         if marker is not None and not isinstance(marker, Query):
             raise TypeError(f"{where}: unknown marker {marker!r} on parameter {name!r}")
         _check_convertible(where, name, annotation)

@@ -55,6 +55,8 @@ class Converter:
     """Turns one path segment into a value, or refuses it (``ValueError`` → no match)."""
 
     name = "str"
+    #: the Python type of converted values
+    type: type = str
     #: lower tries first among parameters at the same position
     priority = 50
 
@@ -72,6 +74,7 @@ class Converter:
 
 class IntConverter(Converter):
     name = "int"
+    type = int
     priority = 10
 
     def convert(self, segment: str) -> int:
@@ -89,6 +92,7 @@ class IntConverter(Converter):
 
 class FloatConverter(Converter):
     name = "float"
+    type = float
     priority = 30
 
     def convert(self, segment: str) -> float:
@@ -107,6 +111,7 @@ class FloatConverter(Converter):
 
 class UUIDConverter(Converter):
     name = "uuid"
+    type = uuid.UUID
     priority = 20
 
     def convert(self, segment: str) -> uuid.UUID:
