@@ -167,6 +167,7 @@ class App(RouteDecorators):
         self._direct = False
         self._tree = RouteTree()
         self._static_routes: dict[str, Endpoint] = {}
+        self._slash_templates = False
         self._not_found: Pipeline | None = None
         self._handler_cache: dict[type[BaseException], ExceptionHandler | None] = {}
 
@@ -290,6 +291,9 @@ class App(RouteDecorators):
             self._compile_fallbacks(endpoint)
         self._tree = tree
         self._static_routes = tree.static_routes
+        # perf: "/x" can only redirect to "/x/" if some route ends with "/" (404s skip a walk)
+        self._slash_templates = any(
+            e.template.endswith("/") and e.template != "/" for e in tree.endpoints)
         self._routers = routers
         self._mounts = mounts
         stack: ASGIApp = self._dispatch
@@ -510,7 +514,9 @@ class App(RouteDecorators):
                 logger.exception("Cleanup %s failed after %r", describe(cleanup), request)
 
     async def _answer_not_found(self, request: Request) -> Response:
-        if self.redirect_slashes and request.method in ("GET", "HEAD"):
+        if self.redirect_slashes and request.method in ("GET", "HEAD") and (
+            self._slash_templates or request.scope["path"].endswith("/")
+        ):
             location = self._slash_redirect(request)
             if location is not None:
                 return RedirectResponse(location, status_code=308)
