@@ -153,6 +153,15 @@ class Headers(Mapping[str, str]):
         return index[key.lower()][0]
 
     def get(self, key: str, default: Any = None) -> Any:
+        if self._index is None:
+            # perf: a handler usually reads one or two headers; scanning the raw list
+            # (names are lowercase bytes per the ASGI spec) beats building the index.
+            wanted = key.lower().encode("latin-1")
+            for name, value in self.raw:
+                if name == wanted:
+                    return value.decode("latin-1")
+            if all(name.islower() or not name.isalpha() for name, _ in self.raw):
+                return default
         index = self._index if self._index is not None else self._build_index()
         values = index.get(key.lower())
         return values[0] if values else default

@@ -32,6 +32,7 @@ import asyncio
 import dataclasses
 import functools
 import inspect
+import logging
 import types
 import typing
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,7 @@ from joey.requests import HTTPConnection, Request
 from joey.routing import describe
 
 _MISSING: Any = object()
+logger = logging.getLogger("joey")
 
 
 # --- markers ---------------------------------------------------------------------------------
@@ -704,9 +706,6 @@ class DependencyContext:
     async def close(self) -> None:
         """Finish every generator dependency, newest first; one failing does not stop the
         others (each failure is logged)."""
-        import logging
-
-        logger = logging.getLogger("joey")
         while self.generators:
             generator = self.generators.pop()
             try:
@@ -825,6 +824,22 @@ def compile_caller(root: DependencyNode, app_values: AppScopedValues) -> Caller:
             return await call_node(root, kwargs, None)
 
         return call_simple
+
+    if not root.dependencies:
+        sync_only = root.sync_extractors
+        async_only = root.async_extractors
+
+        async def call_extracting(connection: Any) -> Any:
+            # perf: a body but no dependencies: no dependency context to set up (~1 µs)
+            issues: list[ValidationIssue] = []
+            kwargs = {name: extract(connection, issues) for name, extract in sync_only}
+            for name, extract_async in async_only:
+                kwargs[name] = await extract_async(connection, issues)
+            if issues:
+                raise validation_error(issues)
+            return await call_node(root, kwargs, None)
+
+        return call_extracting
 
     order = _order(root)
 

@@ -173,14 +173,7 @@ class Request(HTTPConnection):
         self._stream_started = True
         limit = self.max_body_size
         if limit is not None:
-            declared = self.headers.get("content-length")
-            if declared is not None:
-                if not (declared.isascii() and declared.isdigit()):  # not "²"
-                    raise BadRequest("Content-Length must be a non-negative integer.")
-                if int(declared) > limit:
-                    raise PayloadTooLarge(
-                        f"The body is {declared} bytes; this endpoint accepts at most {limit}."
-                    )
+            self._check_declared_length(limit)
         received = 0
         while True:
             if self._pending:
@@ -203,9 +196,36 @@ class Request(HTTPConnection):
                 self._disconnected = True
                 raise ClientDisconnect()
 
+    def _check_declared_length(self, limit: int) -> None:
+        declared = self.headers.get("content-length")
+        if declared is not None:
+            if not (declared.isascii() and declared.isdigit()):  # not "²"
+                raise BadRequest("Content-Length must be a non-negative integer.")
+            if int(declared) > limit:
+                raise PayloadTooLarge(
+                    f"The body is {declared} bytes; this endpoint accepts at most {limit}."
+                )
+
     async def body(self) -> bytes:
         """The whole body as bytes (read once, then kept)."""
         if self._body is None:
+            if not self._stream_started and not self._pending:
+                # perf: most bodies arrive in one message; read it without the async
+                # generator of stream() (~1 µs a request)
+                limit = self.max_body_size
+                if limit is not None:
+                    self._check_declared_length(limit)
+                message = await self._receive()
+                if message["type"] == "http.request" and not message.get("more_body", False):
+                    body: bytes = message.get("body", b"")
+                    if limit is not None and len(body) > limit:
+                        raise PayloadTooLarge(
+                            f"The body is larger than this endpoint accepts ({limit} bytes)."
+                        )
+                    self._stream_started = True
+                    self._body = body
+                    return body
+                self._pending = [message]
             chunks = [chunk async for chunk in self.stream()]
             self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._body
