@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-TESTED_PAGES = ("handlers-and-parameters.md", "tutorial.md")
+ROOT = Path(__file__).resolve().parent.parent
+TESTED_PAGES = ("docs/handlers-and-parameters.md", "docs/tutorial.md", "README.md")
 CONTINUE = "<!-- docs-test: continue -->"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
@@ -38,7 +38,7 @@ class Block:
 
 
 def python_blocks(page: str) -> list[Block]:
-    text = (DOCS / page).read_text(encoding="utf-8")
+    text = (ROOT / page).read_text(encoding="utf-8")
     blocks: list[Block] = []
     for match in FENCE.finditer(text):
         if match.group(1).strip() != "python":
@@ -59,19 +59,20 @@ ALL_BLOCKS = [block for page in TESTED_PAGES for block in python_blocks(page)]
 
 def test_the_tested_pages_have_examples() -> None:
     for page in TESTED_PAGES:
-        assert python_blocks(page), f"docs/{page} has no ```python block"
+        assert python_blocks(page), f"{page} has no ```python block"
 
 
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[f"{b.page}:{b.line}" for b in ALL_BLOCKS])
 def test_example_runs(block: Block) -> None:
     # A real (temporary) module, so msgspec, dataclasses and typing can resolve annotations.
-    name = f"docs_example_{block.page[:-3].replace('-', '_')}_{block.line}"
+    stem = Path(block.page).stem.replace("-", "_")
+    name = f"docs_example_{stem}_{block.line}"
     module = types.ModuleType(name)
     sys.modules[name] = module
     try:
         for part in block.chain():
             # Shifted by blank lines so a traceback points at the line in the Markdown file.
             source = "\n" * (part.line - 1) + part.code
-            exec(compile(source, str(DOCS / part.page), "exec"), module.__dict__)
+            exec(compile(source, str(ROOT / part.page), "exec"), module.__dict__)
     finally:
         del sys.modules[name]
