@@ -416,25 +416,40 @@ class App(RouteDecorators):
     # -- HTTP ------------------------------------------------------------------------------------
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        params: dict[str, Any] = {}
+        # 1. Find the route. Most requests need no percent-decoding and no root_path
+        #    stripping, and many hit a fully static path: one dict lookup.
         path: str = scope["path"]
         raw_path: bytes | None = scope.get("raw_path")
-        endpoint = None
         if not scope.get("root_path") and (raw_path is None or b"%" not in raw_path):
-            # perf: most requests need no decoding and hit a static path: one dict lookup
             endpoint = self._static_routes.get(path)
-        if endpoint is not None:
-            handlers = endpoint.handlers
-            pipeline = handlers.get(scope["method"]) or handlers["*405"]
+            match = None if endpoint is not None else self._tree.walk(path, None)
         else:
+            endpoint = None
             try:
                 routed, segments = routing_path(scope)
             except BadPath as exc:
                 await ProblemResponse.from_error(BadRequest(str(exc)))(scope, receive, send)
                 return
-            pipeline, params = await self._route(routed, segments, scope, receive, send)
-            if pipeline is None:
-                return  # a mounted app answered
+            match = self._tree.lookup(routed, segments)
+        params: dict[str, Any]
+        if endpoint is not None:
+            params = {}
+        elif match is None:
+            endpoint, params = None, {}
+        elif match.endpoint is None:
+            assert match.mount is not None
+            await self._handle_mount(match.mount, scope, receive, send)
+            return
+        else:
+            endpoint, params = match.endpoint, match.params
+        # 2. Pick the pipeline for the method: handler middleware around the handler's plan.
+        if endpoint is None:
+            pipeline = self._not_found
+            assert pipeline is not None
+        else:
+            handlers = endpoint.handlers
+            pipeline = handlers.get(scope["method"]) or handlers["*405"]
+        # 3. Run it; an exception becomes a response through the exception handlers.
         request = Request(scope, receive, self, params, self.max_body_size)
         try:
             response = await pipeline(request)
@@ -445,23 +460,8 @@ class App(RouteDecorators):
                 await self._close_request(request)
                 return
             response = await self._handle_exception(request, exc, pipeline)
+        # 4. Send it, then run what waits for the response to be gone.
         await self._send(response, request, scope, receive, send)
-
-    async def _route(
-        self, path: str, segments: list[str] | None, scope: Scope, receive: Receive, send: Send
-    ) -> tuple[Pipeline | None, dict[str, Any]]:
-        """The tree walk: the pipeline and path parameters for ``path``, or None when the
-        request went to a mounted app."""
-        match = self._tree.lookup(path, segments)
-        if match is None:
-            assert self._not_found is not None
-            return self._not_found, {}
-        if match.endpoint is None:
-            assert match.mount is not None
-            await self._handle_mount(match.mount, scope, receive, send)
-            return None, {}
-        handlers = match.endpoint.handlers
-        return handlers.get(scope["method"]) or handlers["*405"], match.params
 
     async def _send(
         self, response: Response, request: Request, scope: Scope, receive: Receive, send: Send

@@ -816,11 +816,15 @@ def compile_caller(root: DependencyNode, app_values: AppScopedValues) -> Caller:
             if len(sync_extractors) == 1 and sync_extractors[0][1] is _take_connection:
                 return func  # perf: the handler itself is the caller, no extra frame
 
+        is_async = root.call_style == "async"
+
         async def call_simple(connection: Any) -> Any:
             issues: list[ValidationIssue] = []
             kwargs = {name: extract(connection, issues) for name, extract in sync_extractors}
             if issues:
                 raise validation_error(issues)
+            if is_async:
+                return await func(**kwargs)
             return await call_node(root, kwargs, None)
 
         return call_simple

@@ -700,9 +700,13 @@ class RouteTree:
             endpoint = self.static_routes.get(path)
             if endpoint is not None:
                 return Match(endpoint, {})
+        return self.walk(path, segments)
+
+    def walk(self, path: str, segments: list[str] | None) -> Match | None:
+        """The tree walk alone (for callers that already tried the static map)."""
+        if segments is None:
             segments = path[1:].split("/") if path != "/" else []
-        params: dict[str, Any] = {}
-        return _walk(self._root, segments, 0, params)
+        return _walk(self._root, segments, 0, {})
 
     def url_path_for(self, name: str, params: dict[str, Any]) -> str:
         candidates = self._names.get(name)
