@@ -19,8 +19,9 @@ from joey import (
     StreamingResponse,
     TextResponse,
 )
+from joey.app import Middleware
 from joey.testing import TestClient
-from joey.types import Receive, Scope, Send
+from joey.types import ASGIApp, Receive, Scope, Send
 
 from .asgi import (
     Recorder,
@@ -641,7 +642,7 @@ def test_body_limit_by_content_length_through_the_client() -> None:
     assert client.post("/", content=b"1234").text == "4"
     response = client.post("/", content=b"12345")
     assert response.status_code == 413
-    assert response.json()["title"] == "Request Entity Too Large"
+    assert response.json()["title"] == "Content Too Large"
 
 
 def test_repr() -> None:
@@ -692,7 +693,7 @@ def test_app_middleware_and_repr_of_asgi_middleware() -> None:
     client = TestClient(app)
     assert client.get("/").text == "ok"
     app.add_middleware(inner)  # rebuilds: takes effect on the next request
-    assert app.middleware == [outer, inner]
+    assert app.handler_middleware == [outer, inner]
     assert client.get("/").headers["x-inner"] == "1"
     assert calls == ["outer", "outer", "inner"]
     assert repr(Middleware(App, debug=True)) == "Middleware('App', **{'debug': True})"
@@ -730,3 +731,37 @@ def test_root_path_not_found_is_not_redirected() -> None:
         return "x"
 
     assert TestClient(app, follow_redirects=False).get("/").status_code == 404
+
+
+def test_asgi_middleware_is_built_once_even_when_routes_change() -> None:
+    instances: list[object] = []
+
+    class Counting:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+            self.requests = 0
+            instances.append(self)
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                self.requests += 1
+            await self.app(scope, receive, send)
+
+    app = App(asgi_middleware=[Middleware(Counting)])
+
+    @app.get("/a")
+    async def a() -> str:
+        return "a"
+
+    with TestClient(app) as client:
+        assert client.get("/a").text == "a"
+
+        @app.get("/b")
+        async def b() -> str:
+            return "b"
+
+        app.dependency_overrides[a] = b
+        assert client.get("/b").text == "b"
+        assert client.get("/a").text == "a"
+    assert len(instances) == 1
+    assert instances[0].requests == 3  # type: ignore[attr-defined]

@@ -26,6 +26,8 @@ from joey import (
     WebSocketDisconnect,
     status,
 )
+from joey.requests import Request
+from joey.responses import Response
 from joey.testing import TestClient
 
 from .asgi import close_test_clients  # noqa: F401 - autouse fixture
@@ -38,9 +40,9 @@ NAMED = [
     (NotAcceptable, 406, "Not Acceptable"),
     (Conflict, 409, "Conflict"),
     (Gone, 410, "Gone"),
-    (PayloadTooLarge, 413, "Request Entity Too Large"),
+    (PayloadTooLarge, 413, "Content Too Large"),
     (UnsupportedMediaType, 415, "Unsupported Media Type"),
-    (UnprocessableContent, 422, HTTPStatus(422).phrase),
+    (UnprocessableContent, 422, "Unprocessable Content"),
     (TooManyRequests, 429, "Too Many Requests"),
     (InternalServerError, 500, "Internal Server Error"),
     (ServiceUnavailable, 503, "Service Unavailable"),
@@ -142,3 +144,31 @@ def test_errors_raised_in_middleware_are_answered_too() -> None:
     assert response.json()["detail"] == "Go away."
     # middleware also wraps the not-found answer
     assert TestClient(app).get("/nope").status_code == 403
+
+
+def test_named_errors_are_siblings_not_bad_requests() -> None:
+    for cls, code, _ in NAMED:
+        assert issubclass(cls, HTTPError)
+        if code != 400:
+            assert not issubclass(cls, BadRequest), cls
+    app = App()
+    seen: list[int] = []
+
+    @app.exception_handler(BadRequest)
+    async def only_400s(request: Request, exc: BadRequest) -> Response:
+        seen.append(exc.status_code)
+        return Response(b"custom 400", status_code=400)
+
+    @app.get("/bad")
+    async def bad() -> None:
+        raise BadRequest("no")
+
+    @app.get("/gone")
+    async def gone() -> None:
+        raise Gone("bye")
+
+    with TestClient(app) as client:
+        assert client.get("/bad").text == "custom 400"
+        assert client.get("/gone").status_code == 410
+        assert client.get("/missing").status_code == 404
+    assert seen == [400]

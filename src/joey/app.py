@@ -67,6 +67,7 @@ HandlerMiddleware = Callable[[Request, CallNext], Awaitable[Response]]
 ExceptionHandler = Callable[[Request, Any], Response | Awaitable[Response]]
 Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[Mapping[str, Any] | None]]
 E = TypeVar("E", bound=BaseException)
+MiddlewareT = TypeVar("MiddlewareT", bound=HandlerMiddleware)
 HookT = TypeVar("HookT", bound=Callable[[], Any])
 
 FuncT = TypeVar("FuncT", bound=Callable[..., Any])
@@ -164,6 +165,7 @@ class App(RouteDecorators):
         self._tasks = tasks
         # Built by _build(), once, at startup or on the first request.
         self._stack: ASGIApp | None = None
+        self._routes_ready = False
         self._direct = False
         self._tree = RouteTree()
         self._static_routes: dict[str, Endpoint] = {}
@@ -188,8 +190,24 @@ class App(RouteDecorators):
         """Register a background task: ``@app.task`` or ``@app.task(name=..., retries=3)``."""
         return self.tasks.task
 
+    def middleware(self, func: MiddlewareT) -> MiddlewareT:
+        """Register app-wide handler middleware (innermost of those already registered).
+
+        Example::
+
+            @app.middleware
+            async def timing(request: Request, call_next: CallNext) -> Response:
+                started = time.perf_counter()
+                response = await call_next(request)
+                response.headers["server-timing"] = f"app;dur={time.perf_counter() - started}"
+                return response
+        """
+        self.add_middleware(func)
+        return func
+
     @property
-    def middleware(self) -> list[HandlerMiddleware]:
+    def handler_middleware(self) -> list[HandlerMiddleware]:
+        """The app-wide handler middleware, outermost first."""
         return self.router.middleware
 
     def add_route(self, route: Route) -> None:
@@ -257,13 +275,20 @@ class App(RouteDecorators):
     # -- build: everything computed once ----------------------------------------------------
 
     def _invalidate(self) -> None:
-        self._stack = None
+        # Routes, plans or overrides changed: recompile them on the next call. The ASGI
+        # middleware stack is kept: its instances may hold state (connections, counters).
+        self._routes_ready = False
         self._direct = False
 
     def _ensure_built(self) -> ASGIApp:
-        if self._stack is None:
+        if not self._routes_ready:
             self._build()
-        assert self._stack is not None
+        if self._stack is None:
+            stack: ASGIApp = self._dispatch
+            for middleware in reversed(self.asgi_middleware):
+                stack = middleware.wrap(stack)
+            self._stack = stack
+        self._direct = not self.asgi_middleware
         return self._stack
 
     def _build(self) -> None:
@@ -296,11 +321,7 @@ class App(RouteDecorators):
             e.template.endswith("/") and e.template != "/" for e in tree.endpoints)
         self._routers = routers
         self._mounts = mounts
-        stack: ASGIApp = self._dispatch
-        for middleware in reversed(self.asgi_middleware):
-            stack = middleware.wrap(stack)
-        self._stack = stack
-        self._direct = not self.asgi_middleware
+        self._routes_ready = True
 
     def _compile(self, route: Route) -> Pipeline:
         """The route's pipeline: middleware (app → group → route) around the handler."""
@@ -363,7 +384,10 @@ class App(RouteDecorators):
         allowed = allow.split(", ")
 
         async def method_not_allowed(request: Request) -> Response:
-            raise MethodNotAllowed(allowed, f"{request.method} is not allowed here.")
+            error = MethodNotAllowed(allowed, f"{request.method} is not allowed here.")
+            if self._lookup_exception_handler(MethodNotAllowed) is not None:
+                raise error  # the user's handler decides what a 405 looks like
+            return ProblemResponse.from_error(error)
 
         async def options(request: Request) -> Response:
             return Response(b"", status_code=204, headers={"allow": allow})
@@ -391,15 +415,17 @@ class App(RouteDecorators):
             # perf: no ASGI middleware, so straight to HTTP handling (one frame less)
             await self._handle_http(scope, receive, send)
             return
-        if self._stack is None and scope["type"] == "lifespan":
+        stack = self._stack
+        if stack is None or not self._routes_ready:
             try:
-                self._ensure_built()
+                stack = self._ensure_built()
             except Exception:
+                if scope["type"] != "lifespan":
+                    raise
                 # A server reads an exception here as "no lifespan support" and serves
                 # anyway; answer lifespan.startup.failed instead (startup rebuilds, fails).
                 await self._handle_lifespan(scope, receive, send)
                 return
-        stack = self._stack if self._stack is not None else self._ensure_built()
         await stack(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:

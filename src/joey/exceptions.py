@@ -20,6 +20,17 @@ from http import HTTPStatus
 from typing import Any
 
 
+# RFC 9110 names where Python's HTTPStatus still has the older ones (it varies by version).
+_TITLES = {413: "Content Too Large", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
+
+
+def _phrase(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Error"
+
+
 class HTTPError(Exception):
     """An error answered with an HTTP status and a problem-details body.
 
@@ -39,10 +50,7 @@ class HTTPError(Exception):
     ) -> None:
         if status_code is not None:
             self.status_code = int(status_code)
-        try:
-            self.title = HTTPStatus(self.status_code).phrase
-        except ValueError:
-            self.title = "Error"
+        self.title = _TITLES.get(self.status_code) or _phrase(self.status_code)
         self.detail = detail
         self.headers = dict(headers) if headers else {}
         self.extra = dict(extra) if extra else {}
@@ -64,10 +72,8 @@ class HTTPError(Exception):
         return f"{type(self).__name__}(status_code={self.status_code}, detail={self.detail!r})"
 
 
-class BadRequest(HTTPError):
-    """400: the request is malformed (bad JSON, bad encoding, bad query string)."""
-
-    status_code = 400
+class _NamedHTTPError(HTTPError):
+    """Base of the named errors: the status is fixed by the class."""
 
     def __init__(
         self,
@@ -79,25 +85,31 @@ class BadRequest(HTTPError):
         super().__init__(self.status_code, detail, headers, extra=extra)
 
 
-class Unauthorized(BadRequest):
+class BadRequest(_NamedHTTPError):
+    """400: the request is malformed (bad JSON, bad encoding, bad query string)."""
+
+    status_code = 400
+
+
+class Unauthorized(_NamedHTTPError):
     """401: authentication is required or failed."""
 
     status_code = 401
 
 
-class Forbidden(BadRequest):
+class Forbidden(_NamedHTTPError):
     """403: authenticated, but not allowed."""
 
     status_code = 403
 
 
-class NotFound(BadRequest):
+class NotFound(_NamedHTTPError):
     """404: nothing here."""
 
     status_code = 404
 
 
-class MethodNotAllowed(BadRequest):
+class MethodNotAllowed(_NamedHTTPError):
     """405: the path exists, but not for this method. Sets ``Allow``."""
 
     status_code = 405
@@ -107,55 +119,55 @@ class MethodNotAllowed(BadRequest):
         super().__init__(detail, {"allow": ", ".join(self.allowed)})
 
 
-class NotAcceptable(BadRequest):
+class NotAcceptable(_NamedHTTPError):
     """406: no representation the client accepts."""
 
     status_code = 406
 
 
-class Conflict(BadRequest):
+class Conflict(_NamedHTTPError):
     """409: the request conflicts with the current state."""
 
     status_code = 409
 
 
-class Gone(BadRequest):
+class Gone(_NamedHTTPError):
     """410: it was here, and is not any more."""
 
     status_code = 410
 
 
-class PayloadTooLarge(BadRequest):
+class PayloadTooLarge(_NamedHTTPError):
     """413: the body is larger than this route accepts."""
 
     status_code = 413
 
 
-class UnsupportedMediaType(BadRequest):
+class UnsupportedMediaType(_NamedHTTPError):
     """415: the body's ``Content-Type`` is not one this route reads."""
 
     status_code = 415
 
 
-class UnprocessableContent(BadRequest):
+class UnprocessableContent(_NamedHTTPError):
     """422: well-formed, but the values are invalid (see ``errors``)."""
 
     status_code = 422
 
 
-class TooManyRequests(BadRequest):
+class TooManyRequests(_NamedHTTPError):
     """429: slow down."""
 
     status_code = 429
 
 
-class InternalServerError(BadRequest):
+class InternalServerError(_NamedHTTPError):
     """500: something broke on our side."""
 
     status_code = 500
 
 
-class ServiceUnavailable(BadRequest):
+class ServiceUnavailable(_NamedHTTPError):
     """503: try again later."""
 
     status_code = 503

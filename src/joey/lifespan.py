@@ -4,8 +4,9 @@ Order at startup:
 
 1. mounted ASGI apps get their own ``lifespan.startup`` (in the order they were mounted);
 2. the startup hooks of the app and of every included router, in registration order;
-3. the ``lifespan=`` context manager is entered (what it yields becomes ``app.state``);
-4. the background task queue starts.
+3. app-scoped dependencies (``Depends(fn, scope="app")``) are created;
+4. the ``lifespan=`` context manager is entered (what it yields becomes ``app.state``);
+5. the background task queue starts.
 
 Shutdown runs the same steps in reverse, after closing open WebSockets (1001) and cancelling
 the tasks started with :meth:`LifespanManager.spawn`. A failing shutdown step is logged and

@@ -401,15 +401,17 @@ class RouteDecorators:
                           middleware=middleware, dependencies=dependencies)
 
     def websocket(
-        self, path: str, *, name: str | None = None,
-        middleware: Sequence[HandlerMiddleware] = (), dependencies: Sequence[Any] = (),
+        self, path: str, *, name: str | None = None, dependencies: Sequence[Any] = (),
     ) -> Callable[[F], F]:
-        """Register a WebSocket handler at ``path`` (same tree, parameters and groups)."""
+        """Register a WebSocket handler at ``path`` (same tree, parameters and groups).
+
+        Handler middleware (request → response) does not apply to WebSockets; ASGI
+        middleware sees them.
+        """
 
         def decorator(func: F) -> F:
-            self.add_route(Route(path, func, name=name, middleware=middleware,
-                                 dependencies=dependencies, websocket=True,
-                                 namespace=_defining_namespace()))
+            self.add_route(Route(path, func, name=name, dependencies=dependencies,
+                                 websocket=True, namespace=_defining_namespace()))
             return func
 
         return decorator

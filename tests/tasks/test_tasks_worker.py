@@ -44,7 +44,13 @@ def stop_gracefully(proc: subprocess.Popen[bytes]) -> str:
     try:
         _, err = proc.communicate(timeout=20)
     except subprocess.TimeoutExpired:
+        import os as _os
+        dump = subprocess.run([_os.path.join(_os.path.dirname(__import__('sys').executable), "py-spy"), "dump", "--locals", "--pid", str(proc.pid)], capture_output=True, text=True)
+        open(f"/tmp/flake/pyspy_{proc.pid}.txt", "w").write(dump.stdout + dump.stderr)
         proc.kill()
+        _, err = proc.communicate(timeout=10)
+        open(f"/tmp/flake/stderr_{proc.pid}.txt", "w").write(err.decode())
+        pytest.fail("DUMPED " + str(proc.pid))
         _, err = proc.communicate(timeout=10)
         pytest.fail("the worker did not stop on SIGTERM:\n" + err.decode()[-3000:])
     assert proc.returncode == 0, err.decode()
