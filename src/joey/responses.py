@@ -385,6 +385,8 @@ def to_response(value: Any, status_code: int = 200) -> Response:
     """
     if isinstance(value, Response):
         return value
+    if isinstance(value, dict | msgspec.Struct | list):  # perf: the common JSON cases first
+        return JSONResponse(value, status_code)
     if value is None:
         return Response(b"", status_code=204 if status_code == 200 else status_code)
     if isinstance(value, str):

@@ -66,6 +66,15 @@ async def run_worker(backend: TaskBackend, stop: asyncio.Event | None = None) ->
             main.cancel()
             return
         stopping = True
+        async def _dbg() -> None:
+            await asyncio.sleep(8)
+            import io
+            for t in asyncio.all_tasks():
+                buf = io.StringIO()
+                t.print_stack(file=buf)
+                print("DBGTASK", t, buf.getvalue(), file=sys.stderr)
+            sys.stderr.flush()
+        loop.create_task(_dbg())
         logger.info("%s received: stopping the worker", signal.Signals(signum).name)
         stop.set()
 
