@@ -110,10 +110,10 @@ def parse_query_string(query_string: bytes) -> list[tuple[str, str]]:
             text = query_string.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("The query string is not valid UTF-8.") from None
-        for piece in text.split("&"):
-            if piece:
-                key, _, value = piece.partition("=")
-                pairs.append((key, value))
+        for part in text.split("&"):
+            if part:
+                name, _, text_value = part.partition("=")
+                pairs.append((name, text_value))
         return pairs
     try:
         for piece in query_string.split(b"&"):
