@@ -6,15 +6,16 @@ Everything here is parsed lazily from the raw ASGI data and never does I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from joey.exceptions import BadRequest
 
 RawHeaders = list[tuple[bytes, bytes]]
+_V = TypeVar("_V")
 
 
-class MultiDict(Mapping[str, str]):
+class MultiDict(Mapping[str, _V], Generic[_V]):
     """An immutable mapping where a key may carry several values, in order.
 
     ``md[key]`` and ``md.get(key)`` give the *last* value for the key (as a form or query
@@ -29,9 +30,9 @@ class MultiDict(Mapping[str, str]):
 
     __slots__ = ("_items", "_lists")
 
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(self, items: Iterable[tuple[str, _V]] = ()) -> None:
         self._items = list(items)
-        lists: dict[str, list[str]] = {}
+        lists: dict[str, list[_V]] = {}
         for key, value in self._items:
             bucket = lists.get(key)
             if bucket is None:
@@ -40,7 +41,7 @@ class MultiDict(Mapping[str, str]):
                 bucket.append(value)
         self._lists = lists
 
-    def __getitem__(self, key: str) -> str:
+    def __getitem__(self, key: str) -> _V:
         return self._lists[key][-1]
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -56,21 +57,22 @@ class MultiDict(Mapping[str, str]):
     def __contains__(self, key: object) -> bool:
         return key in self._lists
 
-    def getlist(self, key: str) -> list[str]:
+    def getlist(self, key: str) -> list[_V]:
         """Every value given for ``key``, in order (an empty list when absent)."""
         return list(self._lists.get(key, ()))
 
-    def multi_items(self) -> list[tuple[str, str]]:
+    def multi_items(self) -> list[tuple[str, _V]]:
         """Every ``(key, value)`` pair, in the order received, repeats included."""
         return list(self._items)
 
-    def to_dict(self) -> dict[str, str | list[str]]:
-        """A plain dict: single values as strings, repeated keys as lists."""
+    def to_dict(self) -> dict[str, _V | list[_V]]:
+        """A plain dict: single values as they are, repeated keys as lists."""
         return {k: (v[0] if len(v) == 1 else list(v)) for k, v in self._lists.items()}
 
     def __eq__(self, other: object) -> bool:
+        # Same keys with the same values in the same order per key; key order is free.
         if isinstance(other, MultiDict):
-            return sorted(self._items) == sorted(other._items)
+            return self._lists == other._lists
         return super().__eq__(other)
 
     __hash__ = None  # type: ignore[assignment]
@@ -79,7 +81,7 @@ class MultiDict(Mapping[str, str]):
         return f"{type(self).__name__}({self._items!r})"
 
 
-class QueryParams(MultiDict):
+class QueryParams(MultiDict[str]):
     """The parsed query string: ``+`` and ``%xx`` decoded, repeated keys kept.
 
     Parsing follows ``urllib.parse.parse_qsl(keep_blank_values=True)``: pairs are split on

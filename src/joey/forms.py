@@ -27,13 +27,13 @@ import asyncio
 import dataclasses
 import re
 import tempfile
-from collections.abc import AsyncIterable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterable, Callable
 from io import BytesIO
 from types import ModuleType
 from typing import IO, Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
-from joey.datastructures import Headers
+from joey.datastructures import Headers, MultiDict
 from joey.exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 __all__ = ["FormData", "FormLimits", "UploadFile", "parse_form"]
@@ -193,7 +193,7 @@ class UploadFile:
 FormValue = str | UploadFile
 
 
-class FormData(Mapping[str, FormValue]):
+class FormData(MultiDict[FormValue]):
     """A parsed form: a read-only multi-valued mapping of strings and :class:`UploadFile`.
 
     ``form[name]`` gives the *last* value sent for ``name`` (as :class:`~joey.MultiDict`
@@ -207,34 +207,7 @@ class FormData(Mapping[str, FormValue]):
             photos = form.getlist("photo")        # [UploadFile(...), UploadFile(...)]
     """
 
-    __slots__ = ("_items", "_lists")
-
-    def __init__(self, items: list[tuple[str, FormValue]] | None = None) -> None:
-        self._items: list[tuple[str, FormValue]] = items if items is not None else []
-        lists: dict[str, list[FormValue]] = {}
-        for key, value in self._items:
-            lists.setdefault(key, []).append(value)
-        self._lists = lists
-
-    def __getitem__(self, key: str) -> FormValue:
-        return self._lists[key][-1]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._lists)
-
-    def __len__(self) -> int:
-        return len(self._lists)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._lists
-
-    def getlist(self, key: str) -> list[FormValue]:
-        """Every value sent for ``key``, in order (an empty list when absent)."""
-        return list(self._lists.get(key, ()))
-
-    def multi_items(self) -> list[tuple[str, FormValue]]:
-        """Every ``(name, value)`` pair in the order received, repeats included."""
-        return list(self._items)
+    __slots__ = ()
 
     def files(self) -> list[UploadFile]:
         """Every uploaded file, in order."""
@@ -250,15 +223,7 @@ class FormData(Mapping[str, FormValue]):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, FormData):
-            return self._items == other._items
-        return super().__eq__(other)
 
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"FormData({self._items!r})"
 
 
 async def _close_all(files: list[UploadFile]) -> None:

@@ -73,16 +73,26 @@ class LifespanDriver:
 
     async def _next_message(self) -> Message | None:
         assert self._task is not None
-        getter = asyncio.ensure_future(self._from_app.get())
-        await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            return getter.result()
-        getter.cancel()
-        await asyncio.gather(getter, return_exceptions=True)
+        message = await next_message(self._from_app, self._task)
+        if message is not None:
+            return message
         if not self._task.cancelled() and self._task.exception() is not None:
             logger.debug("Mounted app %s does not support lifespan: %r", describe(self.app),
                          self._task.exception())
         return None
+
+
+async def next_message(
+    messages: asyncio.Queue[Message], app_task: asyncio.Task[None]
+) -> Message | None:
+    """The app's next message, or None if the app's task ended without sending one."""
+    getter = asyncio.ensure_future(messages.get())
+    await asyncio.wait({getter, app_task}, return_when=asyncio.FIRST_COMPLETED)
+    if getter.done():
+        return getter.result()
+    getter.cancel()
+    await asyncio.gather(getter, return_exceptions=True)
+    return None
 
 
 async def call_hook(hook: Callable[[], Any]) -> None:

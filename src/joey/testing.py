@@ -30,7 +30,7 @@ from urllib.parse import unquote_to_bytes
 import httpx
 
 from joey.exceptions import WebSocketDisconnect
-from joey.lifespan import LifespanDriver
+from joey.lifespan import LifespanDriver, next_message
 from joey.lifespan import LifespanFailed as LifespanError
 from joey.types import ASGIApp, Message, Scope
 
@@ -252,12 +252,9 @@ class AsyncWebSocketSession:
 
     async def _next(self) -> Message:
         assert self._task is not None
-        getter = asyncio.ensure_future(self._from_app.get())
-        await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            return getter.result()
-        getter.cancel()
-        await asyncio.gather(getter, return_exceptions=True)
+        message = await next_message(self._from_app, self._task)
+        if message is not None:
+            return message
         error = self._task.exception() if not self._task.cancelled() else None
         if error is not None:
             raise error
