@@ -545,3 +545,51 @@ def test_startup_errors_name_the_handler() -> None:
 
     with pytest.raises(LifespanError, match=r"two .*several body parameters"):
         TestClient(app3).__enter__()
+
+
+# --- return annotations ----------------------------------------------------------------------
+
+
+class Row:
+    """Something like an ORM row: attributes, not a dict."""
+
+    def __init__(self, name: str, price: float, secret: str) -> None:
+        self.name = name
+        self.price = price
+        self.secret = secret
+
+
+def test_return_annotation_decides_serialization(caplog: pytest.LogCaptureFixture) -> None:
+    app = App()
+
+    @app.get("/from-dict")
+    async def from_dict() -> Item:
+        return {"name": "pen", "price": 2, "internal": "dropped"}  # type: ignore[return-value]
+
+    @app.get("/from-object")
+    async def from_object() -> Item:
+        return Row("cup", 3.5, "not for clients")  # type: ignore[return-value]
+
+    @app.get("/pydantic")
+    def pyd() -> User:
+        return {"name": "ann", "age": 4}  # type: ignore[return-value]
+
+    @app.get("/optional")
+    async def optional() -> Item | None:
+        return None
+
+    @app.get("/wrong")
+    async def wrong() -> Item:
+        return {"name": "pen"}  # type: ignore[return-value]
+
+    with TestClient(app) as client:
+        assert client.get("/from-dict").json() == {"name": "pen", "price": 2.0, "tags": []}
+        assert client.get("/from-object").json() == {"name": "cup", "price": 3.5, "tags": []}
+        assert client.get("/pydantic").json() == {"name": "ann", "age": 4}
+        assert client.get("/optional").status_code == 204
+        with caplog.at_level(logging.ERROR, logger="joey"):
+            wrong_response = client.get("/wrong")
+    assert wrong_response.status_code == 500
+    assert "price" not in wrong_response.text
+    assert "returned a value that is not a valid Item" in caplog.text
+    assert "wrong" in caplog.text

@@ -37,7 +37,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 from joey.datastructures import State
 from joey.exceptions import BadRequest, HTTPError, MethodNotAllowed, NotFound, WebSocketDisconnect
 from joey.lifespan import LifespanDriver, LifespanFailed, LifespanManager
-from joey.params import AppScopedValues, Depends, PlanBuilder, compile_caller
+from joey.params import (
+    AppScopedValues,
+    Depends,
+    PlanBuilder,
+    compile_caller,
+    return_converter,
+)
 from joey.requests import ClientDisconnect, Request
 from joey.responses import ProblemResponse, RedirectResponse, Response, to_response
 from joey.routing import (
@@ -335,8 +341,18 @@ class App(RouteDecorators):
             route.max_body_size
         )
 
-        if caller is plan.func or (plan.call_style == "async" and not plan.dependencies
-                                   and not plan.sync_extractors and not plan.async_extractors):
+        coerce = return_converter(plan.func, route.namespace)
+        if coerce is not None:
+            # the return annotation decides: a dict returned from `-> Item` becomes an Item
+            async def run_handler(request: Request) -> Response:
+                value = await caller(request)
+                if isinstance(value, Response):
+                    return value
+                if value is not None:
+                    value = coerce(value)
+                return to_response(value, status_code)
+        elif caller is plan.func or (plan.call_style == "async" and not plan.dependencies
+                                     and not plan.sync_extractors and not plan.async_extractors):
             # perf: a handler taking nothing (or only the request) is called directly,
             # without the plan's frame in between (~0.2 µs a request)
             func = plan.func

@@ -694,6 +694,53 @@ def _order(root: DependencyNode) -> list[DependencyNode]:
     return ordered
 
 
+def return_converter(
+    func: Callable[..., Any], namespace: dict[str, Any] | None
+) -> Callable[[Any], Any] | None:
+    """When ``func``'s return annotation is a msgspec Struct, a dataclass or a pydantic model:
+    a function that turns a returned dict (or any object with those attributes) into it,
+    validating it. ``None`` for any other annotation: the value itself decides.
+
+    An instance of the class passes through untouched, so the common case costs one
+    ``isinstance``.
+    """
+    try:
+        hints = typing.get_type_hints(func, localns=namespace)
+    except Exception:
+        return None
+    target = _strip_optional(hints.get("return"))
+    if not isinstance(target, type):
+        return None
+    where = describe(func)
+    if _is_pydantic_model(target):
+        model: Any = target
+
+        def to_model(value: Any) -> Any:
+            if isinstance(value, model):
+                return value
+            try:
+                return model.model_validate(value, from_attributes=True)
+            except Exception as exc:
+                raise TypeError(f"{where} returned a value that is not a valid "
+                                f"{model.__name__}: {exc}") from exc
+
+        return to_model
+    if not (issubclass(target, msgspec.Struct) or dataclasses.is_dataclass(target)):
+        return None
+    struct_type: type = target
+
+    def to_struct(value: Any) -> Any:
+        if isinstance(value, struct_type):
+            return value
+        try:
+            return msgspec.convert(value, struct_type, from_attributes=True)
+        except msgspec.ValidationError as exc:
+            raise TypeError(f"{where} returned a value that is not a valid "
+                            f"{struct_type.__name__}: {exc}") from exc
+
+    return to_struct
+
+
 # --- running a plan: per request -----------------------------------------------------------------
 
 
