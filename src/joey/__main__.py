@@ -44,12 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from joey.app import App
+    from joey.lifespan import LifespanFailed
     from joey.tasks.worker import configure_logging, find_backend, load_target, run_worker
 
     configure_logging(args.log_level)
     sys.path.insert(0, os.path.abspath(args.app_dir))
     try:
-        backend = find_backend(load_target(args.app))
+        target = load_target(args.app)
+        backend = find_backend(target)
     except (ImportError, ValueError, TypeError) as exc:
         print(f"joey worker: {exc}", file=sys.stderr)
         return 2
@@ -58,10 +61,15 @@ def _worker(args: argparse.Namespace) -> int:
             print("joey worker: --concurrency must be >= 1", file=sys.stderr)
             return 2
         backend.max_concurrency = args.concurrency
+    # A joey.App runs its startup and shutdown around the worker (see run_worker).
+    app = target if isinstance(target, App) else None
     try:
-        asyncio.run(run_worker(backend))
+        asyncio.run(run_worker(backend, app=app))
     except asyncio.CancelledError:
         return 1  # a second signal cut the graceful stop short
+    except LifespanFailed as exc:
+        print(f"joey worker: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-
 # RFC 9110 names where Python's HTTPStatus still has the older ones (it varies by version).
 _TITLES = {413: "Content Too Large", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
 

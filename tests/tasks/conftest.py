@@ -99,11 +99,16 @@ WorkerFactory = Callable[..., subprocess.Popen[bytes]]
 
 @pytest.fixture
 def start_worker(redis_url: str, prefix: str) -> Iterator[WorkerFactory]:
-    """Start `python -m joey worker worker_app:app` processes; all are ended at teardown."""
+    """Start `python -m joey worker worker_app:app` processes (or another `target`, imported
+    from `app_dir`); all are ended at teardown."""
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(
-        concurrency: int = 4, visibility: float = 1.5, shutdown: float = 2.0
+        concurrency: int = 4,
+        visibility: float = 1.5,
+        shutdown: float = 2.0,
+        target: str = "worker_app:app",
+        app_dir: Path = HERE,
     ) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
@@ -114,7 +119,7 @@ def start_worker(redis_url: str, prefix: str) -> Iterator[WorkerFactory]:
             "JOEY_TEST_CONCURRENCY": str(concurrency),
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "joey", "worker", "worker_app:app", "--app-dir", str(HERE),
+            [sys.executable, "-m", "joey", "worker", target, "--app-dir", str(app_dir),
              "--log-level", "info"],
             env=env,
             stdout=subprocess.DEVNULL,

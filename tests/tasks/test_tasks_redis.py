@@ -246,3 +246,90 @@ async def test_start_and_stop_are_idempotent(backend: RedisTasks) -> None:
         await asyncio.gather(backend.stop(), backend.stop())
     with pytest.raises(TasksNotRunning):
         await backend.status("x")
+
+
+# -- stopping promptly: the SIGTERM flake of the worker test -----------------------------------
+
+
+async def test_stop_is_prompt_across_many_start_stop_cycles(redis_url: str, prefix: str) -> None:
+    """The real race: on Python 3.11 redis-py's `wait_for` could lose the cancellation that
+    stop() sent a loop (busy here: a promote turn every 2 ms), and stop() waited forever.
+    Before the fix about one cycle in six hung."""
+    for i in range(30):
+        tasks = RedisTasks(
+            redis_url, prefix=f"{prefix}{i}", poll_interval=0.002, visibility_timeout=0.05
+        )
+        await tasks.start()
+        await asyncio.sleep(0.002 * (i % 7))
+        async with asyncio.timeout(5):
+            await tasks.stop()
+
+
+async def test_stop_cancels_again_a_loop_that_swallowed_its_cancellation(
+    redis_url: str, prefix: str
+) -> None:
+    swallowed: list[int] = []
+
+    class Stubborn(RedisTasks):
+        async def _promote_loop(self) -> None:
+            # What a loop does after `wait_for` lost its cancellation: it carries on.
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    if swallowed:
+                        raise
+                    swallowed.append(1)
+
+    tasks = Stubborn(redis_url, prefix=prefix)
+    await tasks.start()
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        await tasks.stop()
+    assert swallowed == [1]
+
+
+async def test_blocking_reads_stay_below_the_socket_timeout(redis_url: str, prefix: str) -> None:
+    # visibility_timeout=30 used to mean XREADGROUP BLOCK 7500 ms: past redis-py's socket
+    # timeout (5 s by default), the read failed and the consumer died without a word.
+    tasks = RedisTasks(f"{redis_url}?socket_timeout=0.2", prefix=prefix, visibility_timeout=30)
+
+    @tasks.task(name="late")
+    async def late() -> str:
+        return "ran"
+
+    async with tasks:
+        await asyncio.sleep(0.6)  # several blocking reads, each capped at 100 ms
+        async with asyncio.timeout(10):
+            info = await tasks.wait(await tasks.enqueue(late))
+    assert info.state is TaskState.SUCCEEDED and info.result == "ran"
+
+
+async def test_a_loop_that_hits_a_redis_error_is_logged_and_restarted(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    monkeypatch.setattr("joey.tasks.redis._RESTART_DELAY", 0.01)
+    tasks = RedisTasks(redis_url, prefix=prefix)
+
+    @tasks.task(name="after")
+    async def after() -> int:
+        return 1
+
+    failures = [RedisConnectionError("server restarting")]
+    real = aioredis.Redis.xautoclaim
+
+    async def flaky_xautoclaim(self: aioredis.Redis, *args: object, **kwargs: object) -> object:
+        if failures:
+            raise failures.pop()
+        return await real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aioredis.Redis, "xautoclaim", flaky_xautoclaim)
+    with caplog.at_level(logging.ERROR, logger="joey.tasks"):
+        async with tasks:
+            async with asyncio.timeout(10):
+                info = await tasks.wait(await tasks.enqueue(after))
+    assert info.state is TaskState.SUCCEEDED
+    [line] = [r.getMessage() for r in caplog.records if "failed, restarting" in r.getMessage()]
+    assert "_consume_loop" in line and "server restarting" in line

@@ -16,7 +16,7 @@ import logging
 import math
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from types import TracebackType
@@ -398,6 +398,24 @@ class TaskBackend(ABC):
             if not deadline.expired():  # the task raised TimeoutError itself: report it as is
                 raise
             raise TaskTimeout(f"{defn.name} did not finish within {limit:g}s") from None
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], *, every: float = 0.1) -> None:
+    """Cancel `tasks` and wait until all are done, cancelling again any still running
+    after `every` seconds.
+
+    One `cancel()` is not always enough on Python 3.11: `asyncio.wait_for` loses a
+    cancellation that arrives in the same loop iteration as the operation it waits for
+    completes (CPython gh-86296, fixed in 3.12), and redis-py sends every command through
+    `wait_for` when `socket_timeout` is set, which it is by default. A loop whose
+    cancellation was lost ran on, and a `stop()` that awaited it after one `cancel()`
+    never returned (the worker ignored SIGTERM). Task code may hit the same bug.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=every)
 
 
 def _check_timeout(timeout: float | None) -> None:

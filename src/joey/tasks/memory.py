@@ -30,6 +30,7 @@ from .base import (
     TaskNotRegistered,
     TasksNotRunning,
     WhenFull,
+    cancel_and_wait,
     error_text,
     logger,
     resolve_timeout,
@@ -216,10 +217,7 @@ class InMemoryTasks(TaskBackend):
             # A runner created just before stop() sees `_closing` on its first step and
             # files its task under `_unstarted` instead of running it.
             _, late = await asyncio.wait(set(self._runners), timeout=self.shutdown_timeout)
-            for runner in late:
-                runner.cancel()
-            if late:
-                await asyncio.wait(late)
+            await cancel_and_wait(late, every=1.0)
         cancelled, self._cancelled = self._cancelled, []
         unstarted += self._unstarted
         self._unstarted = []

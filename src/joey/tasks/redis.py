@@ -25,7 +25,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 import msgspec
@@ -40,6 +40,7 @@ from .base import (
     TaskDef,
     TasksNotRunning,
     WhenFull,
+    cancel_and_wait,
     error_text,
     logger,
     resolve_timeout,
@@ -49,6 +50,10 @@ from .state import FINAL_STATES, TaskInfo, TaskState
 __all__ = ["RedisTasks"]
 
 _GROUP = "workers"
+# redis-py's own default, made explicit so that blocking reads can stay below it: a reply
+# slower than the socket timeout is a TimeoutError, and XREADGROUP BLOCK waits on purpose.
+_SOCKET_TIMEOUT = 5.0
+_RESTART_DELAY = 1.0  # seconds before a loop that hit a Redis error runs again
 _Read = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None  # an XREADGROUP reply
 
 # Adds a task: refuses (returns 0) when the queue already holds `max_queue` tasks, so the check
@@ -211,6 +216,7 @@ class RedisTasks(TaskBackend):
         self._closing = False
         self._consuming = False
         self._stopped: asyncio.Event | None = None
+        self._max_block_ms: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -218,8 +224,11 @@ class RedisTasks(TaskBackend):
         """Connect, and with `consume` (default: the constructor's) start running tasks."""
         if self._running:
             return
-        client = aioredis.Redis.from_url(self.url, protocol=2)
+        # Options in the URL (``?socket_timeout=``) win over the keyword.
+        client = aioredis.Redis.from_url(self.url, protocol=2, socket_timeout=_SOCKET_TIMEOUT)
         self._client = client
+        socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        self._max_block_ms = int(socket_timeout * 500) if socket_timeout else None
         self._scripts = {
             name: client.register_script(src)
             for name, src in (
@@ -247,10 +256,18 @@ class RedisTasks(TaskBackend):
             self._slot_free.set()
             self._wake_promoter = asyncio.Event()
             self._loops = [
-                asyncio.create_task(self._consume_loop(), name="joey-tasks-consume"),
-                asyncio.create_task(self._promote_loop(), name="joey-tasks-promote"),
-                asyncio.create_task(self._heartbeat_loop(), name="joey-tasks-heartbeat"),
+                asyncio.create_task(self._keep_running(loop), name=f"joey-tasks-{name}")
+                for name, loop in (
+                    ("consume", self._consume_loop),
+                    ("promote", self._promote_loop),
+                    ("heartbeat", self._heartbeat_loop),
+                )
             ]
+
+    @property
+    def consuming(self) -> bool:
+        """Whether this process is running tasks now (started, and consuming)."""
+        return self._running and self._consuming
 
     async def stop(self) -> None:
         if not self._running:
@@ -277,19 +294,14 @@ class RedisTasks(TaskBackend):
     async def _stop_consuming(self, client: aioredis.Redis) -> None:
         # Take no more work; the heartbeat keeps running so tasks finishing within
         # shutdown_timeout are not taken over by another worker meanwhile.
+        # The loops also end on their own at their next turn, since `_closing` is set.
         heartbeat = self._loops.pop()
-        for loop_task in self._loops:
-            loop_task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await cancel_and_wait(self._loops)
         runs = [run for _, run in self._inflight.values()]
         if runs:
             _, late = await asyncio.wait(runs, timeout=self.shutdown_timeout)
-            for run in late:
-                run.cancel()
-            if late:
-                await asyncio.wait(late)
-        heartbeat.cancel()
-        await asyncio.gather(heartbeat, return_exceptions=True)
+            await cancel_and_wait(late, every=1.0)  # gentler: task code may clean up
+        await cancel_and_wait([heartbeat])
         self._loops = []
 
         # Everything still pending for this consumer goes back to the stream: attempts we
@@ -405,6 +417,21 @@ class RedisTasks(TaskBackend):
 
     # -- consuming ----------------------------------------------------------------------------
 
+    async def _keep_running(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a background loop until stop(); a Redis error (a restart, a network cut) is
+        logged and the loop restarted, so a worker never silently stops consuming."""
+        while not self._closing:
+            try:
+                await loop()
+            except Exception as exc:
+                if self._closing:
+                    return
+                logger.error(
+                    "task backend: %s failed, restarting it in %gs: %s",
+                    loop.__name__, _RESTART_DELAY, error_text(exc), exc_info=exc,
+                )  # fmt: skip
+                await asyncio.sleep(_RESTART_DELAY)
+
     async def _consume_loop(self) -> None:
         assert self._client is not None and self._slot_free is not None
         client = self._client
@@ -412,7 +439,7 @@ class RedisTasks(TaskBackend):
         # free slots: max_concurrency stays exact.
         reclaim_every = max(self.visibility_timeout / 4, 0.05)
         next_reclaim = 0.0
-        while True:
+        while not self._closing:
             await self._slot_free.wait()
             if time.monotonic() >= next_reclaim:
                 next_reclaim = time.monotonic() + reclaim_every
@@ -429,9 +456,13 @@ class RedisTasks(TaskBackend):
                 if not self._free():
                     continue
             block = max(1, int((next_reclaim - time.monotonic()) * 1000))
+            if self._max_block_ms is not None:  # half the socket timeout
+                block = min(block, self._max_block_ms)
             reply: _Read = await client.xreadgroup(  # type: ignore[assignment]
                 _GROUP, self.consumer, {self._stream: ">"}, count=self._free(), block=block
             )
+            if self._closing:
+                return  # what this read got stays pending here: stop() hands it back
             for _, entries in reply or ():
                 for entry_id, fields in entries:
                     self._spawn(entry_id, fields)
@@ -612,7 +643,7 @@ class RedisTasks(TaskBackend):
         wake = self._wake_promoter
         # Another process may add a task due sooner than the next one known here, so the sleep
         # is capped at `poll_interval`; tasks scheduled by this process wake it at once.
-        while True:
+        while not self._closing:
             wake.clear()
             moved, next_due = await self._scripts["promote"](
                 keys=[self._delayed, self._stream],
@@ -630,7 +661,7 @@ class RedisTasks(TaskBackend):
     async def _heartbeat_loop(self) -> None:
         assert self._client is not None
         client = self._client
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.visibility_timeout / 3)
             if self._inflight:
                 # Re-claiming our own entries resets their idle time (JUSTID: without counting

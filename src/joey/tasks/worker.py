@@ -1,9 +1,11 @@
 """The worker process: run a `RedisTasks` backend's consumer until SIGTERM or SIGINT.
 
-`joey worker module:app` imports the app (anything with a `.tasks` backend, or the backend
-itself), starts its backend in consuming mode, and on the first SIGTERM/SIGINT stops it
-gracefully (running tasks get `shutdown_timeout`, then are handed back to the queue). A second
-signal cancels the graceful stop.
+`joey worker module:app` imports the app (a `joey.App`, anything with a `.tasks` backend, or
+the backend itself) and starts its backend in consuming mode. A `joey.App` gets its whole
+startup first (hooks, lifespan context, app-scoped dependencies, then the backend, started by
+that same startup) and its shutdown at the end, so tasks can use what startup made. On the first
+SIGTERM/SIGINT the worker stops gracefully (running tasks get `shutdown_timeout`, then are handed
+back to the queue); a second signal cancels the graceful stop.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import TaskBackend, logger
+
+if TYPE_CHECKING:
+    from joey.app import App
 
 __all__ = ["find_backend", "load_target", "run_worker"]
 
@@ -50,8 +55,19 @@ def find_backend(target: Any) -> TaskBackend:
     return backend
 
 
-async def run_worker(backend: TaskBackend, stop: asyncio.Event | None = None) -> None:
-    """Consume tasks until `stop` is set or the process gets SIGTERM/SIGINT, then stop."""
+async def run_worker(
+    backend: TaskBackend, stop: asyncio.Event | None = None, *, app: App | None = None
+) -> None:
+    """Consume tasks until `stop` is set or the process gets SIGTERM/SIGINT, then stop.
+
+    With `app` (the `joey.App` whose backend this is), ``await app.startup()`` starts the
+    backend, consuming, after the app's own startup steps, and ``await app.shutdown()`` stops
+    it before the app's shutdown steps undo them.
+
+    Example::
+
+        asyncio.run(run_worker(app.tasks, app=app))
+    """
     from .redis import RedisTasks
 
     stop = stop or asyncio.Event()
@@ -66,24 +82,28 @@ async def run_worker(backend: TaskBackend, stop: asyncio.Event | None = None) ->
             main.cancel()
             return
         stopping = True
-        async def _dbg() -> None:
-            await asyncio.sleep(8)
-            import io
-            for t in asyncio.all_tasks():
-                buf = io.StringIO()
-                t.print_stack(file=buf)
-                print("DBGTASK", t, buf.getvalue(), file=sys.stderr)
-            sys.stderr.flush()
-        loop.create_task(_dbg())
         logger.info("%s received: stopping the worker", signal.Signals(signum).name)
         stop.set()
 
     signals = (signal.SIGTERM, signal.SIGINT)
     for signum in signals:
         loop.add_signal_handler(signum, on_signal, signum)
+    app_started = False
     try:
+        if app is not None:
+            if isinstance(backend, RedisTasks):
+                # The app's startup starts the backend, last; make that start the consuming
+                # one, so that tasks never run before the startup steps they may rely on.
+                backend.consume = True
+            await app.startup()
+            app_started = True
         if isinstance(backend, RedisTasks):
-            await backend.start(consume=True)
+            await backend.start(consume=True)  # no-op when the app's startup started it
+            if not backend.consuming:
+                raise RuntimeError(
+                    "the task backend was started without consuming before the worker could "
+                    "start it (by a startup hook?): let the app's startup start it"
+                )
         else:
             await backend.start()
         logger.info(
@@ -96,10 +116,15 @@ async def run_worker(backend: TaskBackend, stop: asyncio.Event | None = None) ->
         await stop.wait()
     finally:
         try:
-            await backend.stop()
+            if app_started:
+                assert app is not None
+                await app.shutdown()  # stops the backend first, then undoes the startup
         finally:
-            for signum in signals:
-                loop.remove_signal_handler(signum)
+            try:
+                await backend.stop()  # idempotent: a no-op after the app's shutdown
+            finally:
+                for signum in signals:
+                    loop.remove_signal_handler(signum)
     logger.info("worker stopped")
 
 
