@@ -424,6 +424,7 @@ def _write(
             "",
             *goals,
             "",
+            *_gaps(),
             "## Results",
             "",
             *sections,
@@ -434,6 +435,14 @@ def _write(
         ]
     )
     path.write_text(text)
+
+
+def _gaps() -> list[str]:
+    """The hand-written analysis of the missed targets (benchmarks/GAPS.md), if any."""
+    path = HERE / "GAPS.md"
+    if not path.exists():
+        return []
+    return [path.read_text().rstrip(), ""]
 
 
 if __name__ == "__main__":

@@ -319,9 +319,34 @@ def _cookie_extractor(name: str, annotation: Any, default: Any, marker: Cookie) 
                       lambda c: c.cookies.get(key, _MISSING), False)
 
 
+class _PathValue:
+    """Marks an extractor that hands a path parameter over exactly as the router made it."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, connection: Any, issues: list[ValidationIssue]) -> Any:
+        return connection.path_params[self.name]
+
+
+def takes_only_path_values(node: DependencyNode, route_params: set[str]) -> bool:
+    """True when ``node``'s arguments are exactly the route's path parameters, as the router
+    typed them: the request's ``path_params`` can then be passed as the keyword arguments."""
+    return (
+        not node.dependencies and not node.async_extractors and node.call_style == "async"
+        and all(isinstance(extract, _PathValue) and extract.name == name
+                for name, extract in node.sync_extractors)
+        and {name for name, _ in node.sync_extractors} == route_params
+    )
+
+
 def _path_extractor(name: str, annotation: Any, produced: type) -> Extractor:
     # perf: the route's converter already made an int/float/UUID; convert only on mismatch
     converts = annotation is not Any and annotation is not produced
+    if not converts:
+        return _PathValue(name)
 
     def extract(connection: Any, issues: list[ValidationIssue]) -> Any:
         value = connection.path_params[name]
