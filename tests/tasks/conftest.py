@@ -140,3 +140,16 @@ def start_worker(redis_url: str, prefix: str) -> Iterator[WorkerFactory]:
         proc.wait(10)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def stop_gracefully(proc: subprocess.Popen[bytes]) -> str:
+    """SIGTERM a worker process, fail the test if it does not stop cleanly; its stderr."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        pytest.fail("the worker did not stop on SIGTERM:\n" + err.decode()[-3000:])
+    assert proc.returncode == 0, err.decode()
+    return err.decode()

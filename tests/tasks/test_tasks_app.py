@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-import subprocess
 import sys
 import threading
 import types
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +19,8 @@ from joey.__main__ import main
 from joey.tasks import Backoff, InMemoryTasks, RedisTasks, TaskState
 from joey.tasks.worker import run_worker
 from joey.testing import TestClient
+from tests.tasks.conftest import WorkerFactory, stop_gracefully
 
-WorkerFactory = Callable[..., subprocess.Popen[bytes]]  # the `start_worker` fixture
 ROOT = Path(__file__).parents[2]  # where `tests.tasks.redis_app` imports from
 NO_WAIT = Backoff(base=0.0, jitter=0.0)
 
@@ -172,18 +169,6 @@ def test_client_exit_reports_tasks_that_never_started(caplog: pytest.LogCaptureF
 
 
 # -- Redis: a web process and a `joey worker` process ------------------------------------------
-
-
-def stop_gracefully(proc: subprocess.Popen[bytes]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        pytest.fail("the worker did not stop on SIGTERM:\n" + err.decode()[-3000:])
-    assert proc.returncode == 0, err.decode()
-    return err.decode()
 
 
 def test_web_app_enqueues_over_http_and_a_worker_runs_it(

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from joey.__main__ import main
 from joey.tasks import InMemoryTasks, RedisTasks, TaskState
-
-WorkerFactory = Callable[..., subprocess.Popen[bytes]]  # the `start_worker` fixture
+from tests.tasks.conftest import WorkerFactory, stop_gracefully
 
 
 @pytest.fixture
@@ -44,18 +42,6 @@ async def pending_of(client: aioredis.Redis, prefix: str, pid: int) -> int:
     """How many stream entries the worker with this pid holds (read, not acknowledged)."""
     consumers = await client.xinfo_consumers(f"{prefix}:stream", "workers")
     return sum(int(c["pending"]) for c in consumers if f":{pid}:" in c["name"].decode())
-
-
-def stop_gracefully(proc: subprocess.Popen[bytes]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        pytest.fail("the worker did not stop on SIGTERM:\n" + err.decode()[-3000:])
-    assert proc.returncode == 0, err.decode()
-    return err.decode()
 
 
 async def test_enqueue_here_run_in_a_worker_process(
