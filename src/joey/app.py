@@ -342,14 +342,14 @@ class App(RouteDecorators):
             route.max_body_size
         )
 
+        # One closure per shape of handler, chosen here once, so the request path runs the
+        # shortest one (each avoided frame is ~0.1-0.2 µs); to_response passes Responses on.
         coerce = return_converter(plan.func, route.namespace)
         if coerce is not None:
             # the return annotation decides: a dict returned from `-> Item` becomes an Item
             async def run_handler(request: Request) -> Response:
                 value = await caller(request)
-                if isinstance(value, Response):
-                    return value
-                if value is not None:
+                if value is not None and not isinstance(value, Response):
                     value = coerce(value)
                 return to_response(value, status_code)
         elif names and takes_only_path_values(plan, set(names)):
@@ -358,10 +358,7 @@ class App(RouteDecorators):
             func = plan.func
 
             async def run_handler(request: Request) -> Response:
-                value = await func(**request.path_params)
-                if isinstance(value, Response):
-                    return value
-                return to_response(value, status_code)
+                return to_response(await func(**request.path_params), status_code)
         elif caller is plan.func or (plan.call_style == "async" and not plan.dependencies
                                      and not plan.sync_extractors and not plan.async_extractors):
             # perf: a handler taking nothing (or only the request) is called directly,
@@ -371,15 +368,10 @@ class App(RouteDecorators):
 
             async def run_handler(request: Request) -> Response:
                 value = await (func(request) if takes_request else func())
-                if isinstance(value, Response):
-                    return value
                 return to_response(value, status_code)
         else:
             async def run_handler(request: Request) -> Response:
-                value = await caller(request)
-                if isinstance(value, Response):
-                    return value
-                return to_response(value, status_code)
+                return to_response(await caller(request), status_code)
 
         pipeline = self._chain(route.middleware, run_handler)
         if limit != DEFAULT_MAX_BODY_SIZE or limit is None:
