@@ -172,3 +172,12 @@ def test_named_errors_are_siblings_not_bad_requests() -> None:
         assert client.get("/gone").status_code == 410
         assert client.get("/missing").status_code == 404
     assert seen == [400]
+
+
+def test_service_unavailable_sets_retry_after() -> None:
+    error = ServiceUnavailable("Redis is down.", retry_after=7)
+    assert error.status_code == 503
+    assert error.headers == {"retry-after": "7"}
+    assert error.retry_after == 7
+    assert error.to_problem()["detail"] == "Redis is down."
+    assert ServiceUnavailable().headers == {}

@@ -167,9 +167,29 @@ class InternalServerError(_NamedHTTPError):
 
 
 class ServiceUnavailable(_NamedHTTPError):
-    """503: try again later."""
+    """503: try again later. ``retry_after`` (seconds) becomes the ``Retry-After`` header.
+
+    Raise it (or a subclass) when a backing service is down; the client keeps its state and
+    retries. Example::
+
+        raise ServiceUnavailable("The search index is rebuilding.", retry_after=30)
+    """
 
     status_code = 503
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        retry_after: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        merged = dict(headers) if headers else {}
+        if retry_after is not None:
+            merged["retry-after"] = str(max(0, int(retry_after)))
+        self.retry_after = retry_after
+        super().__init__(detail, merged, extra=extra)
 
 
 class WebSocketDisconnect(Exception):
