@@ -61,14 +61,23 @@ async def test_wildcard_without_credentials_sends_star_and_no_vary() -> None:
     assert "vary" not in r.headers and "vary" not in plain.headers
 
 
-async def test_wildcard_with_credentials_echoes_origin_never_star() -> None:
-    async with client(cors(allow_origins=["*"], allow_credentials=True)) as c:
+def test_wildcard_with_credentials_is_refused_at_startup() -> None:
+    # "*" with credentials would echo any origin with Allow-Credentials: every site could
+    # read answers made with the user's cookies.
+    with pytest.raises(ValueError, match=r"allow_origins=\['\*'\] with allow_credentials"):
+        CORSMiddleware(text_app(), allow_origins=["*"], allow_credentials=True)
+    with pytest.raises(ValueError, match="List the origins"):
+        CORSMiddleware(text_app(), allow_origins=[A, "*"], allow_credentials=True)
+
+
+async def test_regex_with_credentials_echoes_origin_never_star() -> None:
+    async with client(cors(allow_origin_regex=r"https://[a-z]+\.example",
+                           allow_credentials=True)) as c:
         r = await c.get("/", headers={"origin": B})
         null = await c.get("/", headers={"origin": "null"})
     assert r.headers["access-control-allow-origin"] == B
     assert r.headers["access-control-allow-credentials"] == "true"
     assert "Origin" in r.headers["vary"]
-    # A sandboxed frame's "null" origin is not trusted with credentials through "*".
     assert "access-control-allow-origin" not in null.headers
 
 
@@ -140,7 +149,7 @@ async def test_preflight_star_methods_and_headers_echo_the_request() -> None:
         ({"allow_origins": [A]}, preflight_headers(method="DELETE")),
         ({"allow_origins": [A], "allow_methods": ["PUT"]},
          preflight_headers(headers="x-not-allowed")),
-        ({"allow_origins": ["*"], "allow_credentials": True},
+        ({"allow_origins": [A, B], "allow_credentials": True},
          preflight_headers(origin="null", method="GET")),
     ],
     ids=["origin", "method", "header", "null-origin"],

@@ -43,7 +43,9 @@ class CORSMiddleware:
     ``allow_origins`` lists exact origins (``"https://app.example.com"``) or ``"*"`` for every
     origin; ``allow_origin_regex`` matches the whole origin. With ``allow_credentials`` (cookies,
     HTTP auth) the allowed origin is echoed, never ``*``; ``"null"`` origins (sandboxed frames,
-    ``file:``) are then allowed only when listed literally.
+    ``file:``) are then allowed only when listed literally. ``allow_origins=["*"]`` together
+    with ``allow_credentials=True`` is refused (``ValueError``): it would hand every website
+    your users' cookies.
 
     Example::
 
@@ -87,6 +89,13 @@ class CORSMiddleware:
     ) -> None:
         if isinstance(allow_origins, str):
             raise TypeError("allow_origins must be a list of origins, e.g. ['https://a.example']")
+        if allow_credentials and "*" in allow_origins:
+            raise ValueError(
+                "CORSMiddleware: allow_origins=['*'] with allow_credentials=True would let "
+                "every website make requests with your users' cookies and read the answers. "
+                "List the origins that may do so, e.g. allow_origins=['https://app.example.com'] "
+                "(or match them with allow_origin_regex), or drop allow_credentials."
+            )
         self._app = app
         self._allow_all_origins = "*" in allow_origins
         self._origins = frozenset(
@@ -135,7 +144,7 @@ class CORSMiddleware:
     def _is_allowed(self, origin: str) -> bool:
         if origin in self._origins:
             return True
-        if self._allow_all_origins and (origin != "null" or not self._allow_credentials):
+        if self._allow_all_origins:  # never with credentials: refused in __init__
             return True
         return self._origin_regex is not None and self._origin_regex.fullmatch(origin) is not None
 
