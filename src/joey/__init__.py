@@ -14,7 +14,7 @@ Example::
 from typing import TYPE_CHECKING, Any
 
 from joey import status
-from joey.app import App, Middleware
+from joey.app import App, CallNext, Middleware
 from joey.background import BackgroundTasks
 from joey.datastructures import URL, Headers, MultiDict, MutableHeaders, QueryParams, State
 from joey.exceptions import (
@@ -96,6 +96,7 @@ __all__ = [
     "Backoff",
     "BadRequest",
     "Body",
+    "CallNext",
     "Conflict",
     "Cookie",
     "Depends",

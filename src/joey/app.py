@@ -259,6 +259,12 @@ class App(RouteDecorators):
 
         return decorator
 
+    async def render_exception(self, scope: Scope, receive: Receive, exc: Exception) -> Response:
+        """The response this app's exception handlers give ``exc`` (a problem document if
+        none matches): for ASGI middleware around the app that fails after the handler ran,
+        e.g. a session store that cannot save. The caller sends it."""
+        return await self._handle_exception(Request(scope, receive, self), exc, None)
+
     def on_startup(self, func: HookT) -> HookT:
         """Run ``func`` (sync or async) when the server starts, before the first request."""
         self.router.startup_hooks.append(func)

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from redis.asyncio import Redis
 
+from joey import App, HTTPError, JSONResponse, Middleware, Request, ServiceUnavailable, WebSocket
 from joey.middleware import MemoryStore, RedisStore, Session, SessionMiddleware, SessionStore
+from joey.testing import AsyncTestClient
 from joey.types import Receive, Scope, Send
 
 from .helpers import client, drive, http_scope
@@ -303,16 +307,208 @@ async def test_memory_store_expires_and_sweeps(monkeypatch: pytest.MonkeyPatch) 
     assert await store.load("forever") == {"x": 2}
 
 
-async def test_store_failure_on_load_means_logged_out(caplog: pytest.LogCaptureFixture) -> None:
-    class Broken(MemoryStore):
-        async def load(self, session_id: str) -> dict[str, Any] | None:
-            raise ConnectionError("store down")
+# -- store failures: a 503 through the app's handlers, the cookie left alone ---------------------
 
-    store = Broken()
-    async with client(mw(store=MemoryStore())) as c:
-        cookie = (await c.get("/?a=1")).headers["set-cookie"].split(";")[0]
+
+class FlakyStore(MemoryStore):
+    """A MemoryStore whose load/save/delete raise ``error`` (or hang) while ``down``."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        super().__init__()
+        self.down: set[str] = set()
+        self.error = error if error is not None else ConnectionError("store down")
+        self.hang = False
+
+    async def _maybe_fail(self, action: str) -> None:
+        if action in self.down:
+            if self.hang:
+                await asyncio.sleep(3600)
+            raise self.error
+
+    async def load(self, session_id: str) -> dict[str, Any] | None:
+        await self._maybe_fail("load")
+        return await super().load(session_id)
+
+    async def save(self, session_id: str, data: dict[str, Any], max_age: int | None) -> None:
+        await self._maybe_fail("save")
+        await super().save(session_id, data, max_age)
+
+    async def delete(self, session_id: str) -> None:
+        await self._maybe_fail("delete")
+        await super().delete(session_id)
+
+
+def joey_app(store: SessionStore, *, custom_handler: bool = False, **options: Any) -> App:
+    app = App(asgi_middleware=[
+        Middleware(SessionMiddleware, secret_key=SECRET, store=store, **options),
+    ])
+
+    @app.post("/login")
+    async def login(request: Request) -> dict[str, str]:
+        request.session["user"] = "ada"
+        return {"user": "ada"}
+
+    @app.get("/me")
+    async def me(request: Request) -> dict[str, Any]:
+        return {"user": request.session.get("user")}
+
+    @app.post("/logout")
+    async def logout(request: Request) -> dict[str, bool]:
+        request.session.clear()
+        return {"out": True}
+
+    @app.post("/regen")
+    async def regen(request: Request) -> dict[str, bool]:
+        request.session.regenerate_id()
+        return {"regen": True}
+
+    @app.get("/public")
+    async def public() -> str:
+        return "no session needed"
+
+    if custom_handler:
+        @app.exception_handler(HTTPError)  # a parent class of ServiceUnavailable
+        async def mine(request: Request, exc: HTTPError) -> JSONResponse:
+            return JSONResponse({"mine": exc.status_code}, status_code=exc.status_code,
+                                headers=exc.headers)
+
+    return app
+
+
+async def _login(app: App) -> str:
+    async with AsyncTestClient(app) as c:
+        r = await c.post("/login")
+    assert r.status_code == 200
+    return r.headers["set-cookie"].split(";")[0]
+
+
+def _assert_503(r: httpx.Response, retry_after: str = "5") -> None:
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == retry_after
+    assert "set-cookie" not in r.headers  # the client keeps its cookie: still logged in
+
+
+async def test_store_failure_on_load_is_a_503_and_keeps_the_cookie(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FlakyStore()
+    app = joey_app(store)
+    cookie = await _login(app)
+    store.down.add("load")
     with caplog.at_level(logging.ERROR, "joey.sessions"):
-        async with client(mw(store=store)) as c:
-            r = await c.get("/", headers={"cookie": cookie})
-    assert r.status_code == 200 and r.text == "[]"
-    assert "failed to load" in caplog.text
+        async with AsyncTestClient(app) as c:
+            r = await c.get("/me", headers={"cookie": cookie})
+            public = await c.get("/public", headers={"cookie": cookie})
+            logout = await c.post("/logout", headers={"cookie": cookie})
+    _assert_503(r)
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == 503 and "try again" in r.json()["detail"]
+    assert "could not load a session: ConnectionError('store down')" in caplog.text
+    # A page that never touches the session is served, and nothing is said about the cookie.
+    assert public.status_code == 200 and "set-cookie" not in public.headers
+    _assert_503(logout)  # cannot log out either: the server-side data is unreachable
+    store.down.clear()
+    async with AsyncTestClient(app) as c:
+        assert (await c.get("/me", headers={"cookie": cookie})).json() == {"user": "ada"}
+
+
+@pytest.mark.parametrize("path", ["/login", "/logout", "/regen"])
+async def test_store_failure_on_save_or_delete_uses_the_apps_handler(path: str) -> None:
+    store = FlakyStore()
+    app = joey_app(store, custom_handler=True, retry_after=30)
+    cookie = await _login(app)
+    store.down |= {"save", "delete"}
+    async with AsyncTestClient(app) as c:
+        r = await c.post(path, headers={"cookie": cookie})
+        _assert_503(r, "30")
+        assert r.json() == {"mine": 503}  # the app's own handler rendered it
+        assert r.headers["content-type"] == "application/json"
+        # The handler's own response never went out, and the store is untouched.
+        assert len(store) == 1
+        store.down.clear()
+        assert (await c.get("/me", headers={"cookie": cookie})).json() == {"user": "ada"}
+
+
+async def test_a_hung_store_times_out_with_a_503() -> None:
+    store = FlakyStore()
+    app = joey_app(store, store_timeout=0.2)
+    cookie = await _login(app)
+    store.down |= {"load", "save"}
+    store.hang = True
+    async with AsyncTestClient(app) as c:
+        started = time.monotonic()
+        _assert_503(await c.get("/me", headers={"cookie": cookie}))
+        _assert_503(await c.post("/login"))  # no cookie yet: only the save hangs
+        assert time.monotonic() - started < 2
+
+
+def test_store_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="store_timeout"):
+        SessionMiddleware(session_app(), secret_key=SECRET, store=MemoryStore(), store_timeout=0)
+
+
+async def test_a_store_bug_is_a_500_not_a_503(caplog: pytest.LogCaptureFixture) -> None:
+    store = FlakyStore(error=ValueError("bug in the store"))
+    app = joey_app(store)
+    cookie = await _login(app)
+    store.down |= {"load", "save"}
+    with caplog.at_level(logging.ERROR):
+        async with AsyncTestClient(app) as c:
+            loaded = await c.get("/me", headers={"cookie": cookie})
+            saved = await c.post("/login")
+    for r in (loaded, saved):
+        assert r.status_code == 500 and "set-cookie" not in r.headers
+        assert r.headers["content-type"] == "application/problem+json"
+    assert "bug in the store" in caplog.text
+
+
+async def test_the_unavailable_session_raises_on_any_use() -> None:
+    store = FlakyStore()
+    seen: list[str] = []
+
+    def handler(session: Session) -> None:
+        seen.append(repr(session))
+        for use in (lambda: len(session), lambda: "a" in session, lambda: list(session),
+                    lambda: dict(session), lambda: session.get("a"), session.regenerate_id,
+                    lambda: session.modified, lambda: session == {}):
+            with pytest.raises(ServiceUnavailable):
+                use()
+
+    async with client(mw(store=store)) as c:
+        cookie = (await c.get("/?a=1")).headers["set-cookie"]
+    store.down.add("load")
+    async with client(mw(store=store, handler=handler)) as c:
+        with pytest.raises(ServiceUnavailable):  # a plain ASGI app: the error reaches it
+            await c.get("/", headers={"cookie": cookie.split(";")[0]})
+    assert len(seen) == 1 and seen[0].startswith("<Session unavailable: ServiceUnavailable(")
+
+
+async def test_save_failure_under_a_plain_asgi_app_is_a_problem_503() -> None:
+    store = FlakyStore()
+    store.down.add("save")
+    async with client(mw(store=store)) as c:
+        r = await c.get("/?a=1")
+    _assert_503(r)
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_websocket_with_a_failed_load_gets_the_error_in_the_handler() -> None:
+    store = FlakyStore()
+    app = joey_app(store)
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            user = websocket.session.get("user")
+        except ServiceUnavailable:
+            user = "unavailable"
+        await websocket.send_text(str(user))
+        await websocket.close()
+
+    cookie = await _login(app)
+    store.down.add("load")
+    async with AsyncTestClient(app) as c, c.websocket_connect(
+        "/ws", headers={"cookie": cookie}
+    ) as socket:
+        assert await socket.receive_text() == "unavailable"

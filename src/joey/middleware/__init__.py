@@ -4,20 +4,47 @@ Each is a plain ASGI 3 class, ``Cls(app, **options)``, usable around a Joey app 
 app. See ``docs/middleware-builtins.md`` for options and the recommended order.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from joey.middleware.accesslog import AccessLogMiddleware
 from joey.middleware.compression import DEFAULT_EXCLUDED_MEDIA_TYPES, CompressionMiddleware
 from joey.middleware.cors import CORSMiddleware
 from joey.middleware.httpsredirect import HTTPSRedirectMiddleware
 from joey.middleware.requestid import RequestIDLogFilter, RequestIDMiddleware, get_request_id
 from joey.middleware.security import SecurityHeadersMiddleware
-from joey.middleware.sessions import (
-    MemoryStore,
-    RedisStore,
-    Session,
-    SessionMiddleware,
-    SessionStore,
-)
 from joey.middleware.trustedhost import TrustedHostMiddleware
+
+if TYPE_CHECKING:
+    from joey.middleware.sessions import (
+        MemoryStore,
+        RedisStore,
+        Session,
+        SessionMiddleware,
+        SessionStore,
+        SessionStoreError,
+    )
+
+# Sessions need itsdangerous (the ``sessions`` extra): loaded on first use, so every other
+# middleware imports with only its own extras.
+_LAZY = {
+    name: "joey.middleware.sessions"
+    for name in (
+        "MemoryStore", "RedisStore", "Session", "SessionMiddleware", "SessionStore",
+        "SessionStoreError",
+    )
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'joey.middleware' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_EXCLUDED_MEDIA_TYPES",
@@ -33,6 +60,7 @@ __all__ = [
     "Session",
     "SessionMiddleware",
     "SessionStore",
+    "SessionStoreError",
     "TrustedHostMiddleware",
     "get_request_id",
 ]

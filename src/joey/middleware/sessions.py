@@ -9,10 +9,18 @@ shared by every process and machine).
 The session is a dict at ``scope["session"]`` (``request.session`` in a handler). A cookie that
 is missing, tampered with, expired or garbage gives an empty session, never an error.
 ``Set-Cookie`` is sent only when the session changed; emptying it deletes the cookie.
+
+A store that fails (down, frozen past ``store_timeout``, or raising :class:`SessionStoreError`)
+never logs anyone out: the client's cookie is neither deleted nor rewritten, and the request is
+answered with a 503 problem document (with ``Retry-After``) rendered by the app's exception
+handlers. A failed load is raised where the session is first used, inside the handler; a failed
+save happens when the response starts, and replaces that response with the 503. Requests that
+never touch the session are served as usual during the outage.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import secrets
@@ -21,15 +29,24 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import msgspec
-from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+
+try:
+    from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "SessionMiddleware needs itsdangerous: pip install 'joey[sessions]'"
+    ) from exc
 
 from joey.datastructures import parse_cookies
+from joey.exceptions import ServiceUnavailable
 from joey.middleware._common import raw_headers
 from joey.responses import format_cookie
 from joey.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from joey.responses import Response
 
 logger = logging.getLogger("joey.sessions")
 
@@ -106,13 +123,56 @@ class Session(dict[str, Any]):
         return self
 
 
+class _UnavailableSession(Session):
+    """The session of a request whose store failed to load it: any use raises the failure.
+
+    So the error surfaces in the handler that needs the session, where the app's exception
+    handlers turn it into a response, and a request that never touches it is served as usual.
+    """
+
+    __slots__ = ("_error",)
+
+    def __init__(self, error: Exception) -> None:
+        dict.__init__(self)  # not Session.__init__: it would read the (failing) items
+        self._error = error
+        self._modified = self._regenerate = False
+        self._snapshot: dict[str, Any] = {}
+
+    def _fail(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._error.with_traceback(None)  # a fresh traceback at each use
+
+    def __repr__(self) -> str:
+        return f"<Session unavailable: {self._error!r}>"
+
+    modified = property(_fail)
+
+
+for _name in (
+    "__getitem__", "__setitem__", "__delitem__", "__contains__", "__iter__", "__len__",
+    "__reversed__", "__eq__", "__ne__", "__or__", "__ror__", "__ior__", "get", "keys", "values",
+    "items", "pop", "popitem", "setdefault", "update", "clear", "copy", "regenerate_id",
+):
+    setattr(_UnavailableSession, _name, _UnavailableSession._fail)
+
+
+class SessionStoreError(Exception):
+    """A session store could not do its job (its backend is down, full, refusing...).
+
+    Raise it from a custom :class:`SessionStore` for a backend failure; the middleware answers
+    503 with ``Retry-After`` and leaves the client's cookie alone. ``OSError`` (which includes
+    ``ConnectionError`` and ``TimeoutError``) counts as such a failure too. Any other exception
+    from a store is a bug and is answered 500 by the app's exception handlers.
+    """
+
+
 @runtime_checkable
 class SessionStore(Protocol):
     """Where server-side sessions live, keyed by session id.
 
     ``max_age`` is the lifetime in seconds the store should keep the data (None: no expiry).
     ``load`` returns None for an unknown or expired id. Implement these three coroutines to use
-    any database; data is a JSON-compatible dict.
+    any database; data is a JSON-compatible dict. Raise :class:`SessionStoreError` when the
+    backend fails.
     """
 
     async def load(self, session_id: str) -> dict[str, Any] | None: ...
@@ -173,7 +233,8 @@ class RedisStore:
     """Sessions in Redis (``redis.asyncio``), shared by every process and machine of the app.
 
     Keys are ``prefix + session_id`` with a Redis expiry of the session's ``max_age``. The
-    client is yours: create it at startup and close it at shutdown.
+    client is yours: create it at startup and close it at shutdown. A Redis error is raised as
+    :class:`SessionStoreError` (the request gets a 503, the user stays logged in).
 
     Example::
 
@@ -183,14 +244,20 @@ class RedisStore:
         app = SessionMiddleware(app, secret_key=SECRET, store=RedisStore(redis))
     """
 
-    __slots__ = ("_client", "_prefix")
+    __slots__ = ("_client", "_errors", "_prefix")
 
     def __init__(self, client: Redis, *, prefix: str = "joey:session:") -> None:
+        from redis.exceptions import RedisError
+
         self._client = client
         self._prefix = prefix
+        self._errors = RedisError
 
     async def load(self, session_id: str) -> dict[str, Any] | None:
-        payload = await self._client.get(self._prefix + session_id)
+        try:
+            payload = await self._client.get(self._prefix + session_id)
+        except self._errors as exc:
+            raise SessionStoreError(f"Redis failed to load a session: {exc}") from exc
         if payload is None:
             return None
         try:
@@ -200,10 +267,17 @@ class RedisStore:
         return data if isinstance(data, dict) else None
 
     async def save(self, session_id: str, data: dict[str, Any], max_age: int | None) -> None:
-        await self._client.set(self._prefix + session_id, msgspec.json.encode(data), ex=max_age)
+        payload = msgspec.json.encode(data)  # outside the try: unencodable data is a bug, a 500
+        try:
+            await self._client.set(self._prefix + session_id, payload, ex=max_age)
+        except self._errors as exc:
+            raise SessionStoreError(f"Redis failed to save a session: {exc}") from exc
 
     async def delete(self, session_id: str) -> None:
-        await self._client.delete(self._prefix + session_id)
+        try:
+            await self._client.delete(self._prefix + session_id)
+        except self._errors as exc:
+            raise SessionStoreError(f"Redis failed to delete a session: {exc}") from exc
 
 
 class SessionMiddleware:
@@ -213,6 +287,10 @@ class SessionMiddleware:
     verify). ``max_age`` (seconds, default 14 days) bounds both the cookie and the signature's
     age; None makes a browser-session cookie with no signature expiry. The cookie is HttpOnly
     and SameSite=Lax by default; set ``secure=True`` in production over HTTPS.
+
+    With a ``store``, each request's store calls together may take ``store_timeout`` seconds
+    (None: no bound); past it, or when the store fails, the request is answered 503 with
+    ``Retry-After: retry_after`` through the app's exception handlers, and the cookie is kept.
 
     Example::
 
@@ -229,9 +307,11 @@ class SessionMiddleware:
         "_cookie_options",
         "_delete_cookie",
         "_max_age",
+        "_retry_after",
         "_serializer",
         "_signer",
         "_store",
+        "_store_timeout",
     )
 
     def __init__(
@@ -248,6 +328,8 @@ class SessionMiddleware:
         samesite: Literal["lax", "strict", "none"] = "lax",
         store: SessionStore | None = None,
         salt: str = "joey.session",
+        store_timeout: float | None = 5.0,
+        retry_after: int = 5,
     ) -> None:
         given = [secret_key] if isinstance(secret_key, str | bytes) else list(secret_key)
         keys = [key.encode("utf-8") if isinstance(key, str) else key for key in given]
@@ -260,6 +342,10 @@ class SessionMiddleware:
         self._cookie_name = cookie_name
         self._max_age = max_age
         self._store = store
+        if store_timeout is not None and store_timeout <= 0:
+            raise ValueError("store_timeout must be a positive number of seconds, or None")
+        self._store_timeout = store_timeout
+        self._retry_after = retry_after
         self._serializer = URLSafeTimedSerializer(keys, salt=salt)
         self._signer = TimestampSigner(keys, salt=salt + ".id")
         self._cookie_options: dict[str, Any] = {
@@ -283,14 +369,22 @@ class SessionMiddleware:
         session_id: str | None = None
         data: dict[str, Any] | None = None
         if cookie is not None:
-            session_id, data = await self._load(cookie)
+            try:
+                session_id, data = await self._load(cookie)
+            except Exception as exc:
+                # Raised where the session is used; the response never touches the cookie.
+                scope["session"] = _UnavailableSession(self._store_failure("load", exc))
+                await self._app(scope, receive, send)
+                return
         session = Session(data)
         scope["session"] = session
         if kind == "websocket":
             # A websocket handshake cannot set cookies: the session is read-only there.
             await self._app(scope, receive, send)
             return
-        await self._app(scope, receive, _SessionSend(self, session, session_id, cookie, send))
+        await self._app(
+            scope, receive, _SessionSend(self, session, session_id, cookie, scope, receive, send)
+        )
 
     def _read_cookie(self, scope: Scope) -> str | None:
         lines = [value for name, value in scope["headers"] if name == b"cookie"]
@@ -300,7 +394,8 @@ class SessionMiddleware:
         return parse_cookies(b"; ".join(lines).decode("latin-1")).get(self._cookie_name)
 
     async def _load(self, cookie: str) -> tuple[str | None, dict[str, Any] | None]:
-        """Returns (session id, data); bad or expired cookies simply give no data."""
+        """Returns (session id, data); bad or expired cookies give no data, a store failure
+        raises."""
         try:
             if self._store is None:
                 data = self._serializer.loads(cookie, max_age=self._max_age)
@@ -308,12 +403,8 @@ class SessionMiddleware:
             session_id = self._signer.unsign(cookie, max_age=self._max_age).decode("ascii")
         except (BadData, UnicodeDecodeError):
             return None, None
-        try:
+        async with asyncio.timeout(self._store_timeout):
             data = await self._store.load(session_id)
-        except Exception:
-            # A store outage should not turn every page into a 500; the user is logged out.
-            logger.exception("Session store failed to load a session")
-            return None, None
         if data is None:
             # Unknown or expired id: forget it, so a new one is made (no session fixation).
             return None, None
@@ -322,11 +413,14 @@ class SessionMiddleware:
     async def _outgoing_cookie(
         self, session: Session, session_id: str | None, had_cookie: bool
     ) -> tuple[bytes, bytes] | None:
-        """The Set-Cookie header this response needs, if any (and the store write)."""
+        """The Set-Cookie header this response needs, if any (and the store write).
+
+        A store failure raises, before any header is decided: the cookie stays as it was."""
         store = self._store
         if not session:
             if store is not None and session_id is not None:
-                await store.delete(session_id)
+                async with asyncio.timeout(self._store_timeout):
+                    await store.delete(session_id)
             # Delete the cookie when the session was emptied, or when it was unusable.
             return self._delete_cookie if had_cookie else None
         if not session.modified:
@@ -334,13 +428,15 @@ class SessionMiddleware:
         if store is None:
             value = self._serializer.dumps(dict(session))
         else:
-            if session_id is None or session._regenerate:
-                if session_id is not None:
-                    await store.delete(session_id)
+            new_id = session_id
+            if new_id is None or session._regenerate:
                 # Never reuse an id the client offered that the store did not know.
-                session_id = secrets.token_urlsafe(32)
-            await store.save(session_id, dict(session), self._max_age)
-            value = self._signer.sign(session_id).decode("ascii")
+                new_id = secrets.token_urlsafe(32)
+            async with asyncio.timeout(self._store_timeout):
+                if session_id is not None and new_id != session_id:
+                    await store.delete(session_id)
+                await store.save(new_id, dict(session), self._max_age)
+            value = self._signer.sign(new_id).decode("ascii")
         header = format_cookie(self._cookie_name, value, **self._cookie_options)
         if len(header) > _COOKIE_SIZE_LIMIT:
             logger.warning(
@@ -350,9 +446,39 @@ class SessionMiddleware:
             )
         return (b"set-cookie", header.encode("latin-1"))
 
+    def _store_failure(self, action: str, exc: Exception) -> Exception:
+        """Log a store failure; the exception to answer it with (503 for an outage)."""
+        if isinstance(exc, SessionStoreError | OSError):
+            reason = "timed out" if isinstance(exc, TimeoutError) else repr(exc)
+            logger.error("Session store could not %s a session: %s", action, reason)
+            error = ServiceUnavailable(
+                "Sessions are unavailable for a moment; please try again.",
+                retry_after=self._retry_after,
+            )
+            error.__cause__ = exc
+            return error
+        logger.error("Session store raised on %s", action, exc_info=exc)
+        return exc
+
+    async def _error_response(self, scope: Scope, receive: Receive, exc: Exception) -> Response:
+        """``exc`` answered by the app's exception handlers (a Joey app), or as a problem."""
+        app = scope.get("app")
+        render = getattr(app, "render_exception", None)
+        if render is not None:
+            response: Response = await render(scope, receive, exc)
+            return response
+        from joey.responses import ProblemResponse
+
+        if isinstance(exc, ServiceUnavailable):
+            return ProblemResponse.from_error(exc)
+        raise exc  # not a Joey app: its server answers 500
+
 
 class _SessionSend:
-    __slots__ = ("_cookie", "_middleware", "_send", "_session", "_session_id")
+    __slots__ = (
+        "_cookie", "_middleware", "_receive", "_replaced", "_scope", "_send", "_session",
+        "_session_id",
+    )
 
     def __init__(
         self,
@@ -360,19 +486,35 @@ class _SessionSend:
         session: Session,
         session_id: str | None,
         cookie: str | None,
+        scope: Scope,
+        receive: Receive,
         send: Send,
     ) -> None:
         self._middleware = middleware
         self._session = session
         self._session_id = session_id
         self._cookie = cookie
+        self._scope = scope
+        self._receive = receive
         self._send = send
+        self._replaced = False
 
     async def __call__(self, message: Message) -> None:
+        if self._replaced:
+            return  # the rest of a response we answered with an error instead
         if message["type"] == "http.response.start":
-            header = await self._middleware._outgoing_cookie(
-                self._session, self._session_id, self._cookie is not None
-            )
+            middleware = self._middleware
+            try:
+                header = await middleware._outgoing_cookie(
+                    self._session, self._session_id, self._cookie is not None
+                )
+            except Exception as exc:
+                # Nothing was sent yet: answer the failure instead, leaving the cookie alone.
+                self._replaced = True
+                error = middleware._store_failure("save", exc)
+                response = await middleware._error_response(self._scope, self._receive, error)
+                await response(self._scope, self._receive, self._send)
+                return
             if header is not None:
                 headers = raw_headers(message.get("headers", ()))
                 headers.append(header)

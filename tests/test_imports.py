@@ -1,0 +1,92 @@
+"""The public import surface: what `joey` exports, and what imports with which extras."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import joey
+from joey import App, CallNext, Request, Response
+from joey.testing import TestClient
+
+
+def test_call_next_is_exported_for_handler_middleware() -> None:
+    assert "CallNext" in joey.__all__
+    app = App()
+
+    @app.middleware
+    async def tag(request: Request, call_next: CallNext) -> Response:
+        response = await call_next(request)
+        response.headers["x-tag"] = "1"
+        return response
+
+    @app.get("/")
+    async def index() -> str:
+        return "ok"
+
+    with TestClient(app) as client:
+        assert client.get("/").headers["x-tag"] == "1"
+
+
+# Runs in a fresh interpreter where the optional packages cannot be imported, as after a
+# plain `pip install joey` (only msgspec).
+_WITHOUT_EXTRAS = """
+import importlib.abc, sys
+
+BLOCKED = {"itsdangerous", "brotli", "zstandard", "redis", "multipart", "python_multipart",
+           "uvicorn", "httpx"}
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Block())
+"""
+
+
+def _run_without_extras(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _WITHOUT_EXTRAS + textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_each_middleware_imports_without_other_extras() -> None:
+    result = _run_without_extras("""
+        from joey.middleware import (
+            DEFAULT_EXCLUDED_MEDIA_TYPES, AccessLogMiddleware, CompressionMiddleware,
+            CORSMiddleware, HTTPSRedirectMiddleware, RequestIDLogFilter, RequestIDMiddleware,
+            SecurityHeadersMiddleware, TrustedHostMiddleware, get_request_id,
+        )
+        import joey
+        CORSMiddleware(joey.App(), allow_origins=["https://example.com"])
+        assert "joey.middleware.sessions" not in sys.modules
+        print("ok")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_sessions_without_itsdangerous_names_the_extra() -> None:
+    result = _run_without_extras("""
+        from joey.middleware import SessionMiddleware
+    """)
+    assert result.returncode == 1
+    assert "pip install 'joey[sessions]'" in result.stderr
+
+
+def test_sessions_names_resolve_lazily() -> None:
+    import joey.middleware as middleware
+    from joey.middleware import sessions
+
+    assert middleware.SessionMiddleware is sessions.SessionMiddleware
+    assert middleware.SessionStoreError is sessions.SessionStoreError
+    try:
+        middleware.Nope  # noqa: B018
+    except AttributeError as exc:
+        assert "Nope" in str(exc)
+    else:
+        raise AssertionError("unknown names must raise AttributeError")
