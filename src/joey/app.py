@@ -178,6 +178,7 @@ class App(RouteDecorators):
         self._static_routes: dict[str, Endpoint] = {}
         self._slash_templates = False
         self._not_found: Pipeline | None = None
+        self._bad_target: Pipeline | None = None
         self._handler_cache: dict[type[BaseException], ExceptionHandler | None] = {}
 
     # -- registration ---------------------------------------------------------------------
@@ -325,6 +326,7 @@ class App(RouteDecorators):
             else:
                 routers.append(item)
         self._not_found = self._chain(self.router.middleware, self._answer_not_found)
+        self._bad_target = self._chain(self.router.middleware, self._answer_bad_target)
         for endpoint in tree.endpoints:
             self._compile_fallbacks(endpoint)
         self._tree = tree
@@ -471,17 +473,20 @@ class App(RouteDecorators):
         #    stripping, and many hit a fully static path: one dict lookup.
         path: str = scope["path"]
         raw_path: bytes | None = scope.get("raw_path")
-        if not scope.get("root_path") and (raw_path is None or b"%" not in raw_path):
+        bad_target = False
+        if path[:1] == "/" and not scope.get("root_path") and (
+            raw_path is None or b"%" not in raw_path
+        ):
             endpoint = self._static_routes.get(path)
             match = None if endpoint is not None else self._tree.walk(path, None)
         else:
-            endpoint = None
+            endpoint = match = None
             try:
                 routed, segments = routing_path(scope)
-            except BadPath as exc:
-                await ProblemResponse.from_error(BadRequest(str(exc)))(scope, receive, send)
-                return
-            match = self._tree.lookup(routed, segments)
+            except BadPath:
+                bad_target = True  # not a path, or not UTF-8: a 400, below
+            else:
+                match = self._tree.lookup(routed, segments)
         params: dict[str, Any]
         if endpoint is not None:
             params = {}
@@ -495,7 +500,7 @@ class App(RouteDecorators):
             endpoint, params = match.endpoint, match.params
         # 2. Pick the pipeline for the method: handler middleware around the handler's plan.
         if endpoint is None:
-            pipeline = self._not_found
+            pipeline = self._bad_target if bad_target else self._not_found
             assert pipeline is not None
         else:
             handlers = endpoint.handlers
@@ -576,6 +581,15 @@ class App(RouteDecorators):
             raise error  # the user's handler decides what a 404 looks like
         # perf: nobody customises 404s, so answer without raising (~1.5 µs saved)
         return ProblemResponse.from_error(error)
+
+    async def _answer_bad_target(self, request: Request) -> Response:
+        # The route lookup refused this target; ask again for the reason. Raised, so the
+        # app's exception handlers decide what the 400 looks like (rare: no fast path).
+        try:
+            routing_path(request.scope)
+        except BadPath as exc:
+            raise BadRequest(str(exc)) from None
+        raise BadRequest("The request target cannot be routed.")
 
     def _slash_redirect(self, request: Request) -> str | None:
         """The other trailing-slash form of the path, if that one is routed."""

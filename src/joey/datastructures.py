@@ -5,6 +5,7 @@ Everything here is parsed lazily from the raw ASGI data and never does I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote_to_bytes
@@ -344,23 +345,22 @@ class URL:
 
     @classmethod
     def from_scope(cls, scope: Mapping[str, Any], host_header: str | None) -> URL:
+        """The URL of a request: the ``Host`` header when it is a valid ``host[:port]``
+        (see :func:`split_host`), otherwise the server's own address from the scope."""
         scheme = scope.get("scheme", "http")
         default_port = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(scheme)
         hostname = ""
         port: int | None = None
-        if host_header:
-            if host_header.startswith("["):  # an IPv6 literal: [::1]:8000
-                end = host_header.find("]")
-                hostname = host_header[: end + 1]
-                port_text = host_header[end + 2 :] if host_header[end + 1 : end + 2] == ":" else ""
-            else:
-                hostname, _, port_text = host_header.partition(":")
-            port = int(port_text) if port_text.isdigit() else None
+        authority = split_host(host_header) if host_header else None
+        if authority is not None:
+            hostname, port = authority
         elif scope.get("server"):
             hostname, port = scope["server"][0], scope["server"][1]
         if port == default_port:
             port = None
-        path = scope.get("path", "/")  # already starts with root_path (ASGI spec)
+        path: str = scope.get("path", "/")  # already starts with root_path (ASGI spec)
+        if path[:1] != "/":
+            path = "/" + path  # never "http://host@evil" from a target like "@evil"
         query = scope.get("query_string", b"").decode("latin-1")
         return cls(scheme, hostname, port, path, query)
 
@@ -380,6 +380,30 @@ class URL:
 
     def __hash__(self) -> int:
         return hash(str(self))
+
+
+# RFC 3986 host: an IP-literal in brackets, or a reg-name (which covers IPv4), then an
+# optional port of ASCII digits. Nothing that could carry a path, query, fragment,
+# credentials or white space into a URL Joey builds.
+_HOST_PORT = re.compile(
+    r"(\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?\]"
+    r"|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})+)"
+    r"(?::([0-9]{0,5}))?"
+)
+
+
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """``("example.com", 8000)`` from a ``Host`` value, or ``None`` when it is not a valid
+    ``host[:port]``: ``a@b``, ``x/y``, ``x#y``, ``a b``, ``h:²`` and ports above 65535
+    are refused."""
+    match = _HOST_PORT.fullmatch(value)
+    if match is None:
+        return None
+    port_text = match.group(2)
+    if not port_text:
+        return match.group(1), None
+    port = int(port_text)
+    return (match.group(1), port) if port <= 65535 else None
 
 
 class State:

@@ -42,7 +42,7 @@ import msgspec
 
 from joey.background import BackgroundTasks
 from joey.exceptions import BadRequest, HTTPError, UnprocessableContent, UnsupportedMediaType
-from joey.requests import HTTPConnection, Request
+from joey.requests import JSON_TOO_DEEP, HTTPConnection, Request
 from joey.routing import describe
 
 _MISSING: Any = object()
@@ -425,6 +425,9 @@ def _body_extractor(name: str, annotation: Any, default: Any, marker: Body | Non
             return None
         except msgspec.DecodeError as exc:
             raise BadRequest(f"Invalid JSON body: {exc}.") from None
+        except RecursionError:
+            issues.append(ValidationIssue("body", "$", JSON_TOO_DEEP))
+            return None
         if pydantic_model is None:
             return value
         return _validate_pydantic(pydantic_model, value, issues)

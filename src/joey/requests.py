@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from joey.forms import FormData, FormLimits
 
 
+#: The message for JSON nested deeper than the decoder can follow (Python's recursion limit).
+JSON_TOO_DEEP = "Invalid JSON body: it is nested too deeply."
+
+
 class ClientDisconnect(Exception):
     """The client went away while its request body was being read."""
 
@@ -254,6 +258,8 @@ class Request(HTTPConnection):
             return msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise BadRequest(f"Invalid JSON body: {exc}.") from None
+        except RecursionError:  # ~1,000 nested arrays are enough to reach Python's limit
+            raise BadRequest(JSON_TOO_DEEP) from None
 
     async def form(self, limits: FormLimits | None = None) -> FormData:
         """The body parsed as a form (urlencoded or multipart), within ``limits``.

@@ -800,7 +800,9 @@ def _walk(node: _Node, segments: list[str], index: int, params: dict[str, Any]) 
 
 
 class BadPath(ValueError):
-    """The request path cannot be decoded (invalid UTF-8 after percent-decoding)."""
+    """The request path cannot be routed: it does not start with ``/`` (``@admin``,
+    ``evil.com/x``, absolute-form ``http://evil.com/x``), or it is not valid UTF-8 once
+    percent-decoded. The app answers 400."""
 
 
 def routing_path(scope: Scope) -> tuple[str, list[str] | None]:
@@ -815,6 +817,10 @@ def routing_path(scope: Scope) -> tuple[str, list[str] | None]:
     root_path: str = scope.get("root_path", "")
     if root_path and path.startswith(root_path):
         path = path[len(root_path):] or "/"
+    if path[:1] != "/":
+        # Only origin-form targets are routed: "@admin" or "evil.com/x" would otherwise lose
+        # their first character and land on /admin, and could smuggle a host into URLs.
+        raise BadPath("The request target must be a path starting with '/'.")
     raw_path: bytes | None = scope.get("raw_path")
     if not raw_path or b"%" not in raw_path:
         return path, None

@@ -193,16 +193,19 @@ class WebSocket(HTTPConnection):
         return data  # type: ignore[no-any-return]
 
     async def receive_json(self) -> Any:
-        """The next message (text or binary) parsed as JSON. Invalid JSON closes with 1007."""
+        """The next message (text or binary) parsed as JSON. Invalid JSON (or JSON nested too
+        deeply to decode) closes the socket with 1007."""
         message = await self._receive_data()
         payload = message.get("text")
         if payload is None:
             payload = message.get("bytes", b"")
         try:
             return msgspec.json.decode(payload)
-        except msgspec.DecodeError:
-            await self.close(1007, "Invalid JSON")
-            raise WebSocketDisconnect(1007, "Invalid JSON") from None
+        except (msgspec.DecodeError, RecursionError) as exc:  # too deep: Python's limit
+            reason = "JSON nested too deeply" if isinstance(exc, RecursionError) else (
+                "Invalid JSON")
+            await self.close(1007, reason)
+            raise WebSocketDisconnect(1007, reason) from None
 
     async def iter_text(self) -> AsyncIterator[str]:
         """Text messages until the peer disconnects (then the loop just ends)."""

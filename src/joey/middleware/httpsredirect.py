@@ -75,7 +75,10 @@ class HTTPSRedirectMiddleware:
         return scheme + b"://" + netloc + path + (b"?" + query if query else b"")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope.get("scheme") not in _SECURE:
+        if (scope["type"] not in ("http", "websocket") or scope.get("scheme") not in _SECURE
+                or not scope.get("path", "").startswith("/")):
+            # A target that is not a path ("@evil.com", "evil.com/x") is never put after our
+            # host in a Location: the app refuses it with its own 400.
             await self._app(scope, receive, send)
             return
         location = self.location(scope)

@@ -1,0 +1,286 @@
+"""Hostile requests, in memory: never a 500, never a URL with someone else's authority.
+
+The same requests over real servers (uvicorn with httptools and with h11) are in
+``tests/integration/test_hostile.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+import pytest
+
+from joey import App, BadRequest, Body, HTTPError, Request, Response, WebSocketDisconnect
+from joey.datastructures import URL, split_host
+from joey.middleware import HTTPSRedirectMiddleware
+from joey.responses import JSONResponse
+from joey.testing import TestClient
+from joey.websockets import WebSocket
+from tests.asgi import body_messages, call, close_test_clients, http_scope
+
+__all__ = ["close_test_clients"]
+
+DEPTHS = [1_000, 100_000]
+
+
+def nested_array(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def nested_object(depth: int) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+class Note(msgspec.Struct):
+    title: str
+    extra: Any = None
+
+
+def json_app() -> App:
+    app = App()
+
+    @app.post("/raw")
+    async def raw(request: Request) -> dict[str, str]:
+        await request.json()
+        return {"ok": "yes"}
+
+    @app.post("/dict")
+    async def typed_dict(body: dict[str, Any]) -> dict[str, str]:
+        return {"ok": "yes"}
+
+    @app.post("/list")
+    async def typed_list(body: Annotated[list[Any], Body()]) -> dict[str, str]:
+        return {"ok": "yes"}
+
+    @app.post("/struct")
+    async def struct(note: Note) -> dict[str, str]:
+        return {"ok": "yes"}
+
+    return app
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+@pytest.mark.parametrize(
+    ("path", "status", "shape"),
+    [("/raw", 400, "array"), ("/raw", 400, "object"), ("/dict", 422, "object"),
+     ("/list", 422, "array"), ("/struct", 422, "field")],
+)
+def test_deeply_nested_json_is_a_client_error(path: str, status: int, shape: str,
+                                              depth: int) -> None:
+    if shape == "array":
+        body = nested_array(depth)
+    elif shape == "object":
+        body = nested_object(depth)
+    else:
+        body = b'{"title": "x", "extra": ' + nested_array(depth) + b"}"
+    client = TestClient(json_app())
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    if status == 400:
+        assert problem["detail"] == "Invalid JSON body: it is nested too deeply."
+    else:
+        assert problem["errors"] == [
+            {"loc": "body", "name": "$", "message": "Invalid JSON body: it is nested too deeply."}
+        ]
+
+
+def test_moderately_nested_json_still_works() -> None:
+    client = TestClient(json_app())
+    response = client.post("/list", content=nested_array(100),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_websocket_receive_json_too_deep_closes_1007(depth: int) -> None:
+    app = App()
+    seen: list[str] = []
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            await websocket.receive_json()
+        except Exception as exc:
+            seen.append(type(exc).__name__)
+            raise
+
+    client = TestClient(app)
+    with client.websocket_connect("/ws") as session:
+        session.send_bytes(nested_array(depth))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            session.receive()
+    assert (closed.value.code, closed.value.reason) == (1007, "JSON nested too deeply")
+    assert seen == ["WebSocketDisconnect"]
+
+
+# -- request targets that are not paths -------------------------------------------------------
+
+
+def routed_app() -> tuple[App, list[str]]:
+    app = App()
+    reached: list[str] = []
+
+    @app.get("/admin")
+    async def admin(request: Request) -> str:
+        reached.append(str(request.url))
+        return "secret"
+
+    @app.get("/{name}")
+    async def anything(name: str) -> str:
+        reached.append(name)
+        return name
+
+    return app, reached
+
+
+@pytest.mark.parametrize(
+    "target", ["@admin", "xadmin", "evil.com/admin", "http://evil.com/admin", "*", ""]
+)
+async def test_target_not_starting_with_slash_is_400(target: str) -> None:
+    app, reached = routed_app()
+    scope = http_scope(target, raw_path=target.encode())
+    recorder = await call(app, scope)
+    assert recorder.status == 400
+    assert msgspec.json.decode(recorder.body)["detail"] == (
+        "The request target must be a path starting with '/'."
+    )
+    assert reached == []
+
+
+async def test_target_under_root_path_must_continue_with_slash() -> None:
+    app, reached = routed_app()
+    scope = http_scope("/api@admin", raw_path=b"/api@admin", root_path="/api")
+    recorder = await call(app, scope)
+    assert recorder.status == 400
+    assert reached == []
+
+
+async def test_websocket_target_not_starting_with_slash_is_refused() -> None:
+    app = App()
+    accepted: list[bool] = []
+
+    @app.websocket("/admin")
+    async def admin(websocket: WebSocket) -> None:
+        accepted.append(True)
+        await websocket.accept()
+
+    sent: list[dict[str, Any]] = []
+    incoming = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "@admin", "raw_path": b"@admin", "root_path": "",
+             "query_string": b"", "headers": [], "scheme": "ws", "server": ("h", 80),
+             "asgi": {"version": "3.0"}, "subprotocols": []}
+    await app(scope, receive, send)
+    assert accepted == []
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]
+
+
+async def test_bad_targets_go_through_exception_handlers_and_middleware() -> None:
+    app, _ = routed_app()
+    seen: list[str] = []
+
+    @app.middleware
+    async def record(request: Request, call_next: Any) -> Response:
+        seen.append(str(request.url))
+        return await call_next(request)
+
+    @app.exception_handler(HTTPError)
+    async def custom(request: Request, exc: HTTPError) -> Response:
+        return JSONResponse({"error": exc.detail, "code": exc.status_code},
+                            status_code=exc.status_code)
+
+    recorder = await call(app, http_scope("@evil.com", raw_path=b"@evil.com"))
+    assert recorder.status == 400
+    assert msgspec.json.decode(recorder.body) == {
+        "error": "The request target must be a path starting with '/'.", "code": 400}
+    assert seen == ["http://testserver/@evil.com"]  # the URL keeps the server's authority
+
+    # The same for a path that is not UTF-8 once decoded: the app's handler renders it.
+    recorder = await call(app, http_scope("/\ufffd", raw_path=b"/%ff"))
+    assert recorder.status == 400
+    assert msgspec.json.decode(recorder.body) == {
+        "error": "The request path is not valid UTF-8 once percent-decoded.", "code": 400}
+
+
+async def test_bad_target_handler_for_bad_request_only() -> None:
+    app, _ = routed_app()
+
+    @app.exception_handler(BadRequest)
+    async def custom(request: Request, exc: BadRequest) -> Response:
+        return Response(b"nope", status_code=400)
+
+    recorder = await call(app, http_scope("/%ff", raw_path=b"/%ff"))
+    assert (recorder.status, recorder.body) == (400, b"nope")
+
+
+async def test_https_redirect_never_sends_another_authority() -> None:
+    app, reached = routed_app()
+    wrapped = HTTPSRedirectMiddleware(app)
+    scope = http_scope("@evil.com", raw_path=b"@evil.com",
+                       headers=[(b"host", b"127.0.0.1")])
+    recorder = await call(wrapped, scope)
+    assert recorder.status == 400
+    assert recorder.header(b"location") == []
+    assert reached == []
+    good = await call(wrapped, http_scope("/admin", headers=[(b"host", b"127.0.0.1")]))
+    assert good.header(b"location") == [b"https://127.0.0.1/admin"]
+
+
+# -- the Host header --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["example.com/health?x=", "a@b", "x#y", "a b", "foo?", "127.0.0.1:\u00b2", "h:99999",
+     "h:-1", "[::1", "a\\b", "%zz"],
+)
+async def test_invalid_host_falls_back_to_the_server_address(host: str) -> None:
+    app = App()
+
+    @app.get("/where")
+    async def where(request: Request) -> dict[str, Any]:
+        url = request.url
+        return {"url": str(url), "host": url.hostname, "port": url.port}
+
+    scope = http_scope("/where", headers=[(b"host", host.encode("utf-8"))])
+    scope["server"] = ("10.1.2.3", 8000)
+    recorder = await call(app, scope)
+    assert recorder.status == 200, recorder.body
+    assert msgspec.json.decode(recorder.body) == {
+        "url": "http://10.1.2.3:8000/where", "host": "10.1.2.3", "port": 8000}
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [("example.com", ("example.com", None)), ("example.com:8080", ("example.com", 8080)),
+     ("127.0.0.1:80", ("127.0.0.1", 80)), ("[::1]:8000", ("[::1]", 8000)),
+     ("[fe80::1%25eth0]", ("[fe80::1%25eth0]", None)), ("h:", ("h", None)),
+     ("xn--bcher-kva.example", ("xn--bcher-kva.example", None))],
+)
+def test_valid_hosts_are_used(host: str, expected: tuple[str, int | None]) -> None:
+    assert split_host(host) == expected
+    url = URL.from_scope({"scheme": "http", "path": "/p", "server": ("s", 1)}, host)
+    assert url.hostname == expected[0]
+
+
+def test_url_path_always_starts_with_slash() -> None:
+    url = URL.from_scope({"scheme": "http", "path": "@evil.com", "server": ("s", 81)}, None)
+    assert str(url) == "http://s:81/@evil.com"
+
+
+async def test_deep_json_arriving_in_chunks_is_400() -> None:
+    app = json_app()
+    body = nested_array(2000)
+    recorder = await call(app, http_scope("/raw", method="POST", headers=[
+        (b"content-type", b"application/json")]), body_messages(body[:1500], body[1500:]))
+    assert recorder.status == 400
