@@ -440,3 +440,60 @@ async def test_close_reports_a_failure_after_closing_the_rest() -> None:
     with pytest.raises(OSError, match="disk on fire"):
         await form.close()
     assert good.closed
+
+
+# -- issue #12.10: the form limits a handler passes decide the body limit of its form read ----
+
+_BIG = FormLimits(max_files=1, max_part_size=2 * 1024**3, max_total_size=2 * 1024**3 + 65536)
+
+
+def _upload_app(**route_options: Any) -> Any:
+    from joey import App, Request
+
+    app = App()
+
+    @app.post("/videos", **route_options)
+    async def upload(request: Request) -> dict[str, int]:
+        form = await request.form(_BIG)
+        video = form["video"]
+        assert isinstance(video, UploadFile)
+        return {"size": video.size}
+
+    @app.post("/default")
+    async def default(request: Request) -> dict[str, int]:
+        return {"fields": len(await request.form())}
+
+    return app
+
+
+def test_explicit_form_limits_set_the_body_limit_of_the_route() -> None:
+    from joey.testing import TestClient
+
+    three_mib = b"x" * (3 * 1024 * 1024)
+    with TestClient(_upload_app()) as client:
+        r = client.post("/videos", files={"video": ("v.mp4", three_mib, "video/mp4")})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"size": len(three_mib)}
+        # Without explicit form limits, the app's body limit (1 MiB) still applies.
+        r = client.post("/default", files={"video": ("v.mp4", three_mib, "video/mp4")})
+        assert r.status_code == 413
+    # A route's own max_body_size wins over the form limits.
+    with TestClient(_upload_app(max_body_size=2 * 1024 * 1024)) as client:
+        r = client.post("/videos", files={"video": ("v.mp4", three_mib, "video/mp4")})
+        assert r.status_code == 413
+        assert "2097152" in r.json()["detail"]
+
+
+def test_form_limits_still_bound_the_body() -> None:
+    from joey import App, Request
+    from joey.testing import TestClient
+
+    app = App()
+
+    @app.post("/small")
+    async def small(request: Request) -> int:
+        return len(await request.form(FormLimits(max_total_size=1000)))
+
+    with TestClient(app) as client:
+        r = client.post("/small", data={"a": "x" * 2000})
+        assert r.status_code == 413

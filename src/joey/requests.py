@@ -270,6 +270,13 @@ class Request(HTTPConnection):
         if self._form is None:
             from joey.forms import FormLimits, parse_form
 
+            if limits is not None and not self._stream_started and (
+                self.max_body_size == self.app.max_body_size
+            ):
+                # The route kept the app's body limit: the form limits given here decide
+                # (a route's own max_body_size still wins), so a large-upload route needs
+                # only its FormLimits.
+                self.max_body_size = limits.max_total_size
             content_type = self.headers.get("content-type", "")
             self._form = await parse_form(content_type, self.stream(), limits or FormLimits())
             self.call_on_close(self._form.close)
