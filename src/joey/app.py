@@ -63,6 +63,7 @@ from joey.types import ASGIApp, Receive, Scope, Send
 from joey.websockets import WebSocket, WebSocketState
 
 if TYPE_CHECKING:
+    from joey.channels import Channels
     from joey.tasks import Backoff, TaskBackend
 
 logger = logging.getLogger("joey")
@@ -146,6 +147,7 @@ class App(RouteDecorators):
         redirect_slashes: bool = True,
         shutdown_timeout: float = 10.0,
         tasks: TaskBackend | None = None,
+        channels: Channels | None = None,
     ) -> None:
         self.debug = debug
         self.router = Router(middleware=middleware, dependencies=dependencies,
@@ -170,6 +172,7 @@ class App(RouteDecorators):
         )
         self._app_values = AppScopedValues()
         self._tasks = tasks
+        self._channels = channels
         # Built by _build(), once, at startup or on the first request.
         self._stack: ASGIApp | None = None
         self._routes_ready = False
@@ -192,6 +195,19 @@ class App(RouteDecorators):
 
             self._tasks = InMemoryTasks()
         return self._tasks
+
+    @property
+    def channels(self) -> Channels:
+        """Publish/subscribe (:class:`~joey.channels.Channels`; in-memory unless
+        ``App(channels=...)`` chose a backend). They start and stop with the lifespan, and a
+        handler parameter annotated ``Channels`` receives them."""
+        if self._channels is None:
+            from joey.channels import Channels
+
+            self._channels = Channels()
+            if self._lifespan.started:  # made after startup: stop them at shutdown all the same
+                self._lifespan._undo.append(("channels", self._channels.stop))
+        return self._channels
 
     @property
     def task(self) -> TaskDecorator:
@@ -789,6 +805,8 @@ class App(RouteDecorators):
                 if yielded:
                     for key, value in yielded.items():
                         setattr(self.state, key, value)
+            if self._channels is not None:  # before tasks, which may publish
+                await manager.run_step("channels", self._channels.start, self._channels.stop)
             if self._tasks is not None:  # started last: tasks may use what startup made
                 await manager.run_step("background task queue", self._tasks.start,
                                        self._tasks.stop)

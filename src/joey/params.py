@@ -2,7 +2,7 @@
 
 Where a parameter's value comes from, in order of precedence:
 
-* its type: ``Request``, ``WebSocket`` and ``BackgroundTasks`` are injected;
+* its type: ``Request``, ``WebSocket``, ``BackgroundTasks`` and ``Channels`` are injected;
 * a marker in ``Annotated[...]``: ``Query()``, ``Header()``, ``Cookie()``, ``Body()``,
   ``Form()``, ``Depends(fn)``;
 * its name matching a path parameter of the route;
@@ -638,6 +638,8 @@ class PlanBuilder:
                 raise TypeError(f"{where}: parameter {name!r} asks for a {base.__name__}, but "
                                 f"this is a{' WebSocket' if self.websocket else 'n HTTP'} route")
             return _take_connection
+        if _is_channels(base):
+            return _take_channels
         if base is BackgroundTasks:
             if self.websocket:
                 raise TypeError(f"{where}: BackgroundTasks are for HTTP routes")
@@ -672,6 +674,16 @@ class PlanBuilder:
         if self.websocket:
             raise TypeError(f"{where}: parameter {name!r} reads a {what}; WebSocket routes have "
                             "no request body")
+
+
+def _is_channels(tp: Any) -> bool:
+    # by name, so that plans never import joey.channels for apps without it
+    return isinstance(tp, type) and any(
+        c.__name__ == "Channels" and c.__module__ == "joey.channels.base" for c in tp.__mro__)
+
+
+def _take_channels(connection: HTTPConnection, issues: list[ValidationIssue]) -> Any:
+    return connection.app.channels
 
 
 def _is_upload_file(tp: Any) -> bool:

@@ -1,0 +1,336 @@
+"""The Redis channels backends: pub/sub (no history) and Streams (history, resumable).
+
+Each process keeps two connections, whatever the number of subscribers: one for commands
+(``PUBLISH`` / ``XADD``, history reads) and one that only listens (``SUBSCRIBE`` or a blocking
+``XREAD`` over every listened stream). The listening connection is re-established on its own
+after an error, with a growing delay (up to 2 s):
+
+* pub/sub re-subscribes every channel; messages published while it was down are lost (pub/sub
+  keeps nothing for absent listeners);
+* Streams reads on from the last id it delivered per channel, so nothing is lost as long as the
+  stream still holds it (its bound) and Redis kept it (persistence, for a Redis restart).
+
+A command that fails because Redis is unreachable or too slow (``timeout``) raises
+:class:`~joey.channels.ChannelsUnavailable`, a 503 with ``Retry-After`` by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from joey.channels.base import Backend, ChannelsUnavailable, Deliver, Message, id_key, logger
+
+__all__ = ["RedisPubSubBackend", "RedisStreamsBackend"]
+
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+_MAX_DELAY = 2.0
+
+
+class _RedisBackend(Backend):
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "joey:channels",
+                 timeout: float = 2.0, retry_after: int = 1) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.timeout = timeout
+        self.retry_after = retry_after
+        self._skip = len(prefix) + 1
+        self._deliver: Deliver | None = None
+        self._client: Any = None  # redis.asyncio.Redis (typed loosely: replies vary)
+        self._pool: Any = None
+        self._conn: Any = None  # the listening connection, while connected
+        self._reader: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._stopping = False
+        #: times the listening connection was re-established after an error
+        self.reconnects = 0
+
+    def _key(self, channel: str) -> str:
+        return f"{self.prefix}:{channel}"
+
+    def _unavailable(self, exc: BaseException) -> ChannelsUnavailable:
+        logger.warning("Channels: Redis at %s is unavailable: %s", self.url, exc)
+        return ChannelsUnavailable("The message service is unavailable; try again shortly.",
+                                   retry_after=self.retry_after)
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._stopping = False
+        # One retry on a broken connection: after a Redis restart the first command on the
+        # old socket fails, the retry reconnects. A timeout is not retried (bounded time).
+        self._client = aioredis.Redis.from_url(
+            self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
+        self._pool = aioredis.ConnectionPool.from_url(
+            self.url, socket_connect_timeout=self.timeout, socket_keepalive=True)
+        self._reader = asyncio.create_task(self._run(), name=f"joey channels {self.url}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+        await self._drop_connection()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        if self._pool is not None:
+            await self._pool.disconnect()
+            self._pool = None
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        self._connected.clear()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+
+    async def _run(self) -> None:
+        delay = 0.05
+        failing = False
+        while not self._stopping:
+            try:
+                assert self._pool is not None
+                conn = self._pool.make_connection()
+                await conn.connect()
+                await self._on_connect(conn)
+                self._conn = conn
+                self._connected.set()
+                if failing:
+                    self.reconnects += 1
+                    logger.warning("Channels: reconnected to Redis at %s", self.url)
+                failing, delay = False, 0.05
+                await self._listen_loop(conn)
+            except asyncio.CancelledError:
+                raise
+            except _DOWN as exc:
+                if not failing:
+                    logger.warning("Channels: lost the Redis connection at %s (%s); "
+                                   "reconnecting", self.url, exc)
+                failing = True
+            except Exception:
+                logger.exception("Channels: unexpected error while listening to Redis")
+                failing = True
+            await self._drop_connection()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_DELAY)
+
+    async def _on_connect(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    async def _listen_loop(self, conn: Any) -> None:
+        raise NotImplementedError
+
+
+class RedisPubSubBackend(_RedisBackend):
+    """Redis pub/sub: the lowest latency, no history (``since=`` is ignored, SSE events get
+    no id). A process that is disconnected from Redis misses what is published meanwhile.
+
+    Example::
+
+        Channels(RedisPubSubBackend("redis://127.0.0.1:6379/0"))
+    """
+
+    history = False
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
+        super().__init__(url, **options)
+        self._channels: set[str] = set()
+        self._confirming: dict[bytes, asyncio.Future[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def publish(self, channel: str, data: bytes) -> str | None:
+        if self._client is None:
+            raise RuntimeError("The channels backend is not started")
+        try:
+            await self._client.publish(self._key(channel), data)
+        except _DOWN as exc:
+            raise self._unavailable(exc) from exc
+        return None
+
+    async def listen(self, channel: str) -> None:
+        key = self._key(channel)
+        self._channels.add(key)
+        confirmed = self._confirming.get(key.encode())
+        if confirmed is None:
+            confirmed = asyncio.get_running_loop().create_future()
+            self._confirming[key.encode()] = confirmed
+        conn = self._conn
+        try:
+            if conn is not None:
+                await conn.send_command("SUBSCRIBE", key, check_health=False)
+            # (when disconnected, the reconnection subscribes it and confirms)
+            await asyncio.wait_for(asyncio.shield(confirmed), self.timeout)
+        except _DOWN as exc:
+            self._channels.discard(key)
+            self._confirming.pop(key.encode(), None)
+            raise self._unavailable(exc) from exc
+
+    def unlisten(self, channel: str) -> None:
+        key = self._key(channel)
+        self._channels.discard(key)
+        conn = self._conn
+        if conn is not None and not self._stopping:
+            task = asyncio.ensure_future(self._unsubscribe(conn, key))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _unsubscribe(self, conn: Any, key: str) -> None:
+        with contextlib.suppress(*_DOWN):
+            if key not in self._channels:  # not re-listened meanwhile
+                await conn.send_command("UNSUBSCRIBE", key, check_health=False)
+
+    async def _on_connect(self, conn: Any) -> None:
+        if self._channels:
+            await conn.send_command("SUBSCRIBE", *self._channels, check_health=False)
+
+    async def _listen_loop(self, conn: Any) -> None:
+        deliver = self._deliver
+        assert deliver is not None
+        skip = self._skip
+        while True:
+            reply = await conn.read_response(timeout=float("inf"))
+            kind = reply[0]
+            if kind == b"message":
+                deliver(Message(reply[1][skip:].decode(), reply[2]))
+            elif kind == b"subscribe":
+                waiter = self._confirming.pop(reply[1], None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+
+
+class RedisStreamsBackend(_RedisBackend):
+    """Redis Streams: one stream per channel, bounded by ``max_len`` messages and/or
+    ``max_age`` seconds (a stream nobody publishes to expires after ``max_age``). Every
+    message gets an id; subscribers can resume after one (``since=``, SSE ``Last-Event-ID``),
+    and a process that lost Redis reads on from where it stopped.
+
+    Example::
+
+        Channels(RedisStreamsBackend("redis://127.0.0.1:6379/0", max_len=10_000))
+    """
+
+    history = True
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, max_len: int | None = 10_000,
+                 max_age: float | None = None, block: float = 1.0, **options: Any) -> None:
+        super().__init__(url, **options)
+        if max_len is None and max_age is None:
+            raise ValueError("Bound the history: give max_len, max_age, or both")
+        if max_len is not None and max_len < 1:
+            raise ValueError("max_len must be at least 1")
+        if max_age is not None and max_age <= 0:
+            raise ValueError("max_age must be positive (seconds)")
+        self.max_len = max_len
+        self.max_age = max_age
+        self.block = block
+        self._positions: dict[bytes, bytes] = {}  # stream key -> last id delivered
+        self._reading: set[bytes] = set()
+        self._changed = asyncio.Event()
+        self._client_id: int | None = None
+
+    async def publish(self, channel: str, data: bytes) -> str | None:
+        client = self._client
+        if client is None:
+            raise RuntimeError("The channels backend is not started")
+        key = self._key(channel)
+        try:
+            if self.max_age is None:
+                new_id = await client.xadd(key, {"d": data}, maxlen=self.max_len,
+                                           approximate=False)
+            else:
+                age_ms = int(self.max_age * 1000)
+                pipe = client.pipeline(transaction=False)
+                pipe.xadd(key, {"d": data}, maxlen=self.max_len, approximate=False)
+                pipe.xtrim(key, minid=f"{int(time.time() * 1000) - age_ms}", approximate=False)
+                pipe.pexpire(key, age_ms)
+                new_id = (await pipe.execute())[0]
+        except _DOWN as exc:
+            raise self._unavailable(exc) from exc
+        return new_id.decode() if isinstance(new_id, bytes) else str(new_id)
+
+    async def listen(self, channel: str) -> None:
+        key = self._key(channel).encode()
+        if key in self._positions:
+            return
+        client = self._client
+        assert client is not None
+        try:
+            last = await client.xrevrange(key, "+", "-", count=1)
+        except _DOWN as exc:
+            raise self._unavailable(exc) from exc
+        self._positions[key] = last[0][0] if last else b"0-0"
+        self._changed.set()
+        # The reader may be blocked in an XREAD without this stream: wake it up.
+        with contextlib.suppress(*_DOWN):
+            for _ in range(3):
+                if key in self._reading or self._client_id is None:
+                    break
+                if await client.client_unblock(self._client_id):
+                    break
+                await asyncio.sleep(0.005)
+
+    def unlisten(self, channel: str) -> None:
+        self._positions.pop(self._key(channel).encode(), None)
+
+    def position(self, channel: str) -> str | None:
+        last = self._positions.get(self._key(channel).encode())
+        return last.decode() if last is not None else None
+
+    async def replay(self, channel: str, after: str, until: str) -> list[Message]:
+        client = self._client
+        assert client is not None
+        try:
+            entries = await client.xrange(self._key(channel), f"({after}", until)
+        except _DOWN as exc:
+            raise self._unavailable(exc) from exc
+        return [Message(channel, fields[b"d"], entry_id.decode())
+                for entry_id, fields in entries]
+
+    async def _on_connect(self, conn: Any) -> None:
+        await conn.send_command("CLIENT", "ID", check_health=False)
+        self._client_id = int(await conn.read_response())
+
+    async def _listen_loop(self, conn: Any) -> None:
+        deliver = self._deliver
+        assert deliver is not None
+        positions = self._positions
+        skip = self._skip
+        block_ms = int(self.block * 1000)
+        while True:
+            if not positions:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            keys = list(positions)
+            self._reading = set(keys)
+            await conn.send_command("XREAD", "COUNT", 1000, "BLOCK", block_ms, "STREAMS",
+                                    *keys, *(positions[k] for k in keys), check_health=False)
+            try:
+                reply = await conn.read_response(timeout=self.block + self.timeout + 1)
+            finally:
+                self._reading = set()
+            if not reply:
+                continue  # timed out or unblocked: read again with the current streams
+            for key, entries in reply:
+                last = positions.get(key)
+                if last is None:
+                    continue  # nobody here listens any more
+                channel = key[skip:].decode()
+                floor = id_key(last.decode())
+                for entry_id, fields in entries:
+                    text_id = entry_id.decode()
+                    if id_key(text_id) <= floor:
+                        continue  # re-listened meanwhile: already in the history replay
+                    positions[key] = entry_id
+                    deliver(Message(channel, fields[1], text_id))
