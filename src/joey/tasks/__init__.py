@@ -16,6 +16,7 @@ from .base import (
     TaskDef,
     TaskNotRegistered,
     TasksNotRunning,
+    TasksUnavailable,
     TaskTimeout,
 )
 from .memory import InMemoryTasks
@@ -37,6 +38,7 @@ __all__ = [
     "TaskState",
     "TaskTimeout",
     "TasksNotRunning",
+    "TasksUnavailable",
 ]
 
 

@@ -24,6 +24,8 @@ from typing import Any, Literal, ParamSpec, Self, TypeVar, overload
 
 import msgspec
 
+from ..exceptions import ServiceUnavailable
+from .periodic import Schedule, make_schedule
 from .state import TaskInfo
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "TaskNotRegistered",
     "TaskTimeout",
     "TasksNotRunning",
+    "TasksUnavailable",
 ]
 
 logger = logging.getLogger("joey.tasks")
@@ -50,6 +53,15 @@ class QueueFull(Exception):
 
 class TasksNotRunning(RuntimeError):
     """Raised by `enqueue` before `start()` or once `stop()` has begun."""
+
+
+class TasksUnavailable(ServiceUnavailable):
+    """Raised by `enqueue` when the queue's store (Redis) is down, frozen or unreachable.
+
+    It is a `joey.ServiceUnavailable`: raised in a handler, the app answers 503 with
+    ``Retry-After`` and the client may try again; nothing was queued. `RedisTasks` raises it
+    within `enqueue_timeout` seconds (a frozen server never holds a request longer).
+    """
 
 
 class TaskNotRegistered(LookupError):
@@ -90,7 +102,7 @@ DEFAULT_BACKOFF = Backoff()
 class TaskDef:
     """A registered task: the function and its default options, built once at registration."""
 
-    __slots__ = ("backoff", "fn", "is_async", "name", "retries", "source", "timeout")
+    __slots__ = ("backoff", "fn", "is_async", "name", "retries", "schedule", "source", "timeout")
 
     def __init__(
         self,
@@ -99,6 +111,7 @@ class TaskDef:
         timeout: float | None,
         retries: int,
         backoff: Backoff,
+        schedule: Schedule | None = None,
     ) -> None:
         self.fn = fn
         self.name = name
@@ -108,6 +121,7 @@ class TaskDef:
         # Decided once here rather than per run: the run path only branches on a bool.
         self.is_async = inspect.iscoroutinefunction(fn)
         self.source = _source_of(fn)
+        self.schedule = schedule
 
 
 class EnqueueOptions:
@@ -119,9 +133,18 @@ class EnqueueOptions:
     Example::
 
         await app.tasks.options(delay=30, retries=2).enqueue(send_reminder, user_id)
+
+    With `unique`, a second enqueue with the same key while the first task is queued, waiting
+    for a retry or running returns the first task's id and queues nothing; with
+    ``replace=True`` it cancels the first one instead, if it has not started, and queues the
+    new one (a running one is left to finish)::
+
+        await app.tasks.options(unique=f"reindex:{user_id}").enqueue(reindex, user_id)
     """
 
-    __slots__ = ("_backend", "backoff", "delay", "retries", "timeout", "when_full")
+    __slots__ = (
+        "_backend", "backoff", "delay", "replace", "retries", "timeout", "unique", "when_full",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -132,6 +155,8 @@ class EnqueueOptions:
         retries: int | None = None,
         backoff: Backoff | None = None,
         when_full: WhenFull | None = None,
+        unique: str | None = None,
+        replace: bool = False,
     ) -> None:
         if isinstance(delay, timedelta):
             delay = delay.total_seconds()
@@ -140,12 +165,18 @@ class EnqueueOptions:
         if retries is not None and retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         _check_timeout(timeout)
+        if unique is not None and not unique:
+            raise ValueError("unique must be a non-empty key (or None)")
+        if replace and unique is None:
+            raise ValueError("replace=True needs a unique key")
         self._backend = backend
         self.delay = delay
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self.when_full = when_full
+        self.unique = unique
+        self.replace = replace
 
     @overload
     async def enqueue(
@@ -190,6 +221,8 @@ class TaskBackend(ABC):
         timeout: float | None = None,
         retries: int = 0,
         backoff: Backoff | None = None,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
     ) -> Callable[[F], F]: ...
     def task(
         self,
@@ -200,12 +233,16 @@ class TaskBackend(ABC):
         timeout: float | None = None,
         retries: int = 0,
         backoff: Backoff | None = None,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
     ) -> F | Callable[[F], F]:
         """Register a function (async or sync) as a task; the function is returned unchanged.
 
         The default name is ``module.qualname``; give `name` when other processes enqueue it by
         name. `timeout` is per attempt, in seconds; `retries` is the number of extra attempts
-        after a failure, spaced by `backoff`.
+        after a failure, spaced by `backoff`. `cron` (``"*/5 * * * *"``, in UTC) or `every`
+        (seconds or a timedelta) makes it a periodic task: while the backend consumes, it is
+        enqueued (without arguments) once per tick, by exactly one process.
 
         Example::
 
@@ -214,8 +251,12 @@ class TaskBackend(ABC):
 
             @app.task(name="reports.build", timeout=60, retries=3)
             def build_report(day: str) -> str: ...   # sync: runs in the thread pool
+
+            @app.task(name="cleanup", cron="0 3 * * *")
+            async def cleanup() -> None: ...
         """
         _check_timeout(timeout)
+        schedule = make_schedule(cron, every)
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
 
@@ -229,7 +270,9 @@ class TaskBackend(ABC):
                     f"task name {task_name!r} is already used by {known.source}; "
                     f"{_source_of(func)} needs another name: @task(name=...)"
                 )
-            defn = TaskDef(func, task_name, timeout, retries, backoff or DEFAULT_BACKOFF)
+            defn = TaskDef(
+                func, task_name, timeout, retries, backoff or DEFAULT_BACKOFF, schedule
+            )
             self._by_name[task_name] = defn
             self._by_fn[func] = defn
             return func
@@ -277,11 +320,14 @@ class TaskBackend(ABC):
         retries: int | None = None,
         backoff: Backoff | None = None,
         when_full: WhenFull | None = None,
+        unique: str | None = None,
+        replace: bool = False,
     ) -> EnqueueOptions:
         """Options for one call: ``await tasks.options(delay=60).enqueue(fn, *args)``.
 
         `delay` postpones the first attempt (seconds or a timedelta); `timeout`, `retries` and
-        `backoff` override the task's own; `when_full` overrides the backend's queue-full rule.
+        `backoff` override the task's own; `when_full` overrides the backend's queue-full rule;
+        `unique` and `replace` make it a unique job (see `EnqueueOptions`).
         """
         return EnqueueOptions(
             self,
@@ -290,6 +336,8 @@ class TaskBackend(ABC):
             retries=retries,
             backoff=backoff,
             when_full=when_full,
+            unique=unique,
+            replace=replace,
         )
 
     @abstractmethod

@@ -3,17 +3,31 @@
 Built directly on Redis Streams with a consumer group (see docs/background-tasks.md for why not
 saq, arq or taskiq). Keys, all under `prefix` (default ``joey:tasks``)::
 
-    {prefix}:stream      stream of ready tasks, one entry ``id=<task id>`` per delivery
+    {prefix}:stream      stream of ready tasks, one entry per delivery: id, name, payload, options
     {prefix}:delayed     sorted set: task id -> Unix time it is due (delays and retry backoffs)
     {prefix}:dead        list of dead task ids, newest first, trimmed to `keep_dead`
     {prefix}:task:<id>   hash: name, encoded arguments, per-call options, state, attempts, ...
+    {prefix}:unique:<k>  the id of the queued or running task enqueued with unique key <k>
+    {prefix}:periodic    hash: periodic task name -> the last tick claimed
+    {prefix}:stats       hash: counters per task name (succeeded, failed, dead, run seconds)
 
-A consuming process reads with XREADGROUP (a blocking read: new tasks wake it at once), runs the
-task, then acknowledges and deletes the entry in the same MULTI as the state change. While a task
-runs, its worker re-claims the entry every `visibility_timeout / 3` (a heartbeat), so only a
-worker that is gone - killed, frozen, cut off - lets an entry sit idle past `visibility_timeout`;
-any other worker then takes it over with XAUTOCLAIM. Delivery is therefore at least once: a task
-whose worker died mid-run runs again (its attempt counts toward `retries`).
+A task's life in Redis, one Lua script per step (`_scripts.py`):
+
+1. *enqueue* writes the hash and adds a stream entry carrying the payload (or a delayed entry);
+2. a consuming process reads entries with XREADGROUP (a blocking read: new tasks wake it at
+   once) and *starts* everything that read delivered in one script;
+3. it runs the function and *finishes*: one script records the outcome and acks the entry.
+
+While a task runs, its worker re-claims the entry every `visibility_timeout / 3` (a heartbeat),
+so only a worker that is gone - killed, frozen, cut off - lets an entry sit idle past
+`visibility_timeout`; any other worker then takes it over with XAUTOCLAIM and runs it again.
+Delivery is at least once: a worker's death is not the task's failure, so the extra run does
+not count toward `retries`, but a task is delivered at most `max_deliveries` times per attempt.
+
+Every state change after a run is retried through Redis outages (bounded by `commit_timeout`)
+and is idempotent, so a blip neither loses a result nor runs a completed task again. The
+worker's client has no socket timeout (which would put every command through `wait_for`);
+each blocking read and each commit is bounded by one `asyncio.timeout` instead.
 """
 
 from __future__ import annotations
@@ -25,13 +39,16 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import _scripts
 from .base import (
     Backoff,
     EnqueueOptions,
@@ -39,90 +56,25 @@ from .base import (
     TaskBackend,
     TaskDef,
     TasksNotRunning,
+    TasksUnavailable,
     WhenFull,
     cancel_and_wait,
     error_text,
     logger,
     resolve_timeout,
 )
+from .periodic import periodic_tasks, run_schedules
 from .state import FINAL_STATES, TaskInfo, TaskState
 
 __all__ = ["RedisTasks"]
 
 _GROUP = "workers"
-# redis-py's own default, made explicit so that blocking reads can stay below it: a reply
-# slower than the socket timeout is a TimeoutError, and XREADGROUP BLOCK waits on purpose.
-_SOCKET_TIMEOUT = 5.0
 _RESTART_DELAY = 1.0  # seconds before a loop that hit a Redis error runs again
 _Read = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None  # an XREADGROUP reply
-
-# Adds a task: refuses (returns 0) when the queue already holds `max_queue` tasks, so the check
-# and the add cannot race with other enqueuers.
-_ENQUEUE = """
-local limit = tonumber(ARGV[2])
-if limit > 0 and redis.call('XLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) >= limit then
-  return 0
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-if ARGV[3] ~= '' then
-  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-else
-  redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
-end
-return 1
-"""
-
-# Marks a delivered task RUNNING and returns what the worker needs, in one round trip.
-# A task already final (a late duplicate delivery) or expired is reported so it is only acked.
-_START = """
-local st = redis.call('HGET', KEYS[1], 'state')
-if not st then return false end
-if st == 'succeeded' or st == 'dead' or st == 'cancelled' then return {'skip'} end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[2],
-           'run_at', '')
-local f = redis.call('HMGET', KEYS[1], 'name', 'payload', 'options')
-return {'run', f[1], f[2], f[3], attempts}
-"""
-
-# Moves due tasks from the delayed set to the stream. Returns how many moved and the score of
-# the next one not yet due ('' if none), so the caller knows how long it may sleep.
-_PROMOTE = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[1], id)
-  local key = ARGV[2] .. id
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('XADD', KEYS[2], '*', 'id', id)
-    redis.call('HSET', key, 'state', 'queued', 'run_at', '')
-  end
-end
-local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {#ids, nxt[2] or ''}
-"""
-
-# Returns an entry this worker holds to the stream for another worker (used by stop()).
-_HAND_BACK = """
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-local st = redis.call('HGET', KEYS[2], 'state')
-if st == 'running' or st == 'queued' then
-  redis.call('XADD', KEYS[1], '*', 'id', ARGV[3])
-  redis.call('HSET', KEYS[2], 'state', 'queued', 'worker', '')
-  if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[2], 'attempts', -1) end
-  return 1
-end
-return 0
-"""
-
-_REQUEUE = """
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-redis.call('PERSIST', KEYS[2])
-redis.call('HSET', KEYS[2], 'state', 'queued', 'attempts', 0, 'finished_at', '')
-redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
-return 1
-"""
+# What an unreachable, restarting or frozen Redis raises (BusyLoadingError, while it reloads
+# its AOF, is a ConnectionError; TimeoutError is our own `asyncio.timeout` running out).
+_OUTAGE = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+_T = TypeVar("_T")
 
 
 class _Options(msgspec.Struct, array_like=True):
@@ -138,6 +90,8 @@ _decode_payload = msgspec.msgpack.Decoder(tuple[list[Any], dict[str, Any]]).deco
 _decode_options = msgspec.msgpack.Decoder(_Options).decode
 _decode_any = msgspec.msgpack.Decoder().decode
 _NO_OPTIONS = _encode(_Options())
+# A payload too deep for msgspec raises RecursionError, not a DecodeError: both are bad input.
+_BAD_PAYLOAD = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
 class RedisTasks(TaskBackend):
@@ -152,8 +106,16 @@ class RedisTasks(TaskBackend):
       raises `QueueFull`, per `when_full`.
     * `visibility_timeout`: how long a silent worker keeps its tasks before another worker takes
       them over. Heartbeats keep long tasks from being taken while their worker is alive.
+    * `max_deliveries`: how many times one attempt is delivered when its workers keep dying
+      (kill -9, crash, freeze) before the task is dead-lettered as `WorkerLost`.
     * `shutdown_timeout`: how long `stop()` lets running tasks finish; the rest are cancelled and
       handed back to the queue for another worker.
+    * `enqueue_timeout`: the longest `enqueue` (and `status`, `dead_letters`...) waits for
+      Redis; past it, or when Redis is down, they raise `TasksUnavailable` (a 503 with
+      ``Retry-After: retry_after`` when raised in a handler).
+    * `redis_timeout`: how long a worker waits for a Redis reply (beyond a blocking read's own
+      wait) before it treats Redis as unreachable; `commit_timeout`: how long it keeps retrying
+      to record a finished run while Redis is unreachable.
     * `result_ttl` / `dead_ttl`: seconds Redis keeps a finished / dead task's record.
 
     Task arguments and results cross process boundaries encoded with msgspec (MessagePack):
@@ -178,7 +140,12 @@ class RedisTasks(TaskBackend):
         max_queue: int = 100_000,
         when_full: WhenFull = "wait",
         visibility_timeout: float = 30.0,
+        max_deliveries: int = 5,
         shutdown_timeout: float = 10.0,
+        enqueue_timeout: float = 2.0,
+        retry_after: int = 5,
+        redis_timeout: float = 5.0,
+        commit_timeout: float = 300.0,
         result_ttl: int = 86_400,
         dead_ttl: int = 7 * 86_400,
         keep_dead: int = 1_000,
@@ -189,12 +156,26 @@ class RedisTasks(TaskBackend):
             raise ValueError(f"visibility_timeout must be > 0, got {visibility_timeout}")
         if when_full not in ("wait", "raise"):
             raise ValueError(f'when_full must be "wait" or "raise", got {when_full!r}')
+        if max_deliveries < 1:
+            raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
+        for option, value in (
+            ("enqueue_timeout", enqueue_timeout),
+            ("redis_timeout", redis_timeout),
+            ("commit_timeout", commit_timeout),
+        ):
+            if not value > 0:
+                raise ValueError(f"{option} must be > 0 seconds, got {value}")
         self.url = url
         self.prefix = prefix
         self.consume = consume
         self.max_queue = max_queue
         self.when_full: WhenFull = when_full
         self.visibility_timeout = visibility_timeout
+        self.max_deliveries = max_deliveries
+        self.enqueue_timeout = enqueue_timeout
+        self.retry_after = retry_after
+        self.redis_timeout = redis_timeout
+        self.commit_timeout = commit_timeout
         self.result_ttl = result_ttl
         self.dead_ttl = dead_ttl
         self.keep_dead = keep_dead
@@ -202,7 +183,10 @@ class RedisTasks(TaskBackend):
         self._stream = f"{prefix}:stream"
         self._delayed = f"{prefix}:delayed"
         self._dead = f"{prefix}:dead"
+        self._periodic = f"{prefix}:periodic"
+        self._stats_key = f"{prefix}:stats"
         self._task_prefix = f"{prefix}:task:"
+        self._unique_prefix = f"{prefix}:unique:"
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
@@ -210,6 +194,8 @@ class RedisTasks(TaskBackend):
         self._inflight: dict[bytes, tuple[str, asyncio.Task[None]]] = {}  # entry id -> task
         self._names: dict[bytes, str] = {}  # entry id -> task name, for the shutdown report
         self._cancelled: set[bytes] = set()  # entries whose attempt stop() cancelled
+        self._stats: Counter[str] = Counter()  # "name|kind" -> count, flushed by the heartbeat
+        self._seconds: dict[str, float] = {}  # task name -> run seconds, flushed likewise
         self._slot_free: asyncio.Event | None = None
         self._wake_promoter: asyncio.Event | None = None
         self._running = False
@@ -224,28 +210,37 @@ class RedisTasks(TaskBackend):
         """Connect, and with `consume` (default: the constructor's) start running tasks."""
         if self._running:
             return
-        # Options in the URL (``?socket_timeout=``) win over the keyword.
-        client = aioredis.Redis.from_url(self.url, protocol=2, socket_timeout=_SOCKET_TIMEOUT)
-        self._client = client
+        # No socket timeout unless the URL sets one (``?socket_timeout=``): with one, redis-py
+        # sends every command through `asyncio.wait_for` (a new task each on 3.11). Waits are
+        # bounded by our own `asyncio.timeout` per read or commit instead; keepalive notices a
+        # peer that vanished from the network.
+        client = aioredis.Redis.from_url(
+            self.url,
+            protocol=2,
+            socket_keepalive=True,
+            socket_connect_timeout=self.redis_timeout,
+        )
         socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._max_block_ms = int(socket_timeout * 500) if socket_timeout else None
         self._scripts = {
-            name: client.register_script(src)
-            for name, src in (
-                ("enqueue", _ENQUEUE),
-                ("start", _START),
-                ("promote", _PROMOTE),
-                ("hand_back", _HAND_BACK),
-                ("requeue", _REQUEUE),
+            name: client.register_script(getattr(_scripts, name.upper()))
+            for name in (
+                "enqueue", "start", "finish", "promote", "hand_back", "requeue", "drop",
+                "reap", "tick",
             )
-        }
+        }  # fmt: skip
         try:
-            # Id "0": entries added before any worker created the group are delivered too.
-            await client.xgroup_create(self._stream, _GROUP, id="0", mkstream=True)
+            async with asyncio.timeout(self.redis_timeout):
+                # Id "0": entries added before any worker created the group are delivered too.
+                await client.xgroup_create(self._stream, _GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 await client.aclose()
                 raise
+        except BaseException:
+            await client.aclose()
+            raise
+        self._client = client
         self._closing = False
         self._running = True
         self._stopped = asyncio.Event()
@@ -255,13 +250,13 @@ class RedisTasks(TaskBackend):
             self._slot_free = asyncio.Event()
             self._slot_free.set()
             self._wake_promoter = asyncio.Event()
+            loops = [("consume", self._consume_loop), ("promote", self._promote_loop)]
+            if periodic_tasks(self):
+                loops.append(("periodic", self._periodic_loop))
+            loops.append(("heartbeat", self._heartbeat_loop))  # last: stop() pops it
             self._loops = [
                 asyncio.create_task(self._keep_running(loop), name=f"joey-tasks-{name}")
-                for name, loop in (
-                    ("consume", self._consume_loop),
-                    ("promote", self._promote_loop),
-                    ("heartbeat", self._heartbeat_loop),
-                )
+                for name, loop in loops
             ]
 
     @property
@@ -281,9 +276,16 @@ class RedisTasks(TaskBackend):
         try:
             if self._consuming:
                 await self._stop_consuming(client)
-            waiting = await client.xlen(self._stream) + await client.zcard(self._delayed)
+            async with asyncio.timeout(self.redis_timeout):
+                waiting = await client.xlen(self._stream) + await client.zcard(self._delayed)
             if waiting:
                 logger.info("task backend stopped: %d task(s) wait in Redis for a worker", waiting)
+        except _OUTAGE as exc:
+            logger.error(
+                "task backend stopped without reaching Redis: %s; tasks this worker held "
+                "are taken over by others after visibility_timeout",
+                error_text(exc),
+            )
         finally:
             self._close_executor()
             await client.aclose()
@@ -303,24 +305,27 @@ class RedisTasks(TaskBackend):
             await cancel_and_wait(late, every=1.0)  # gentler: task code may clean up
         await cancel_and_wait([heartbeat])
         self._loops = []
+        await self._flush_stats(client)
 
         # Everything still pending for this consumer goes back to the stream: attempts we
         # cancelled, and entries a cancelled XREADGROUP received but never handed to us.
-        pending = await client.xpending_range(
-            self._stream, _GROUP, min="-", max="+", count=10_000, consumername=self.consumer
-        )
+        async with asyncio.timeout(self.redis_timeout):
+            pending = await client.xpending_range(
+                self._stream, _GROUP, min="-", max="+", count=10_000, consumername=self.consumer
+            )
         handed: list[str] = []
         for item in pending:
             entry_id = cast(bytes, item["message_id"])
-            task_id = await self._task_id_of(client, entry_id)
             cancelled = entry_id in self._cancelled
-            if task_id is None:
-                await client.xack(self._stream, _GROUP, entry_id)
-                continue
-            back = await self._scripts["hand_back"](
-                keys=[self._stream, self._task_prefix + task_id],
-                args=[_GROUP, entry_id, task_id, "1" if cancelled else "0"],
-            )
+            async with asyncio.timeout(self.redis_timeout):
+                task_id = await self._task_id_of(client, entry_id)
+                if task_id is None:
+                    await client.xack(self._stream, _GROUP, entry_id)
+                    continue
+                back = await self._scripts["hand_back"](
+                    keys=[self._stream, self._task_prefix + task_id],
+                    args=[_GROUP, entry_id, task_id, "1" if cancelled else "0"],
+                )
             if back and cancelled:
                 handed.append(self._names.get(entry_id, "?"))
         if handed:
@@ -335,7 +340,8 @@ class RedisTasks(TaskBackend):
         self._cancelled.clear()
         self._names.clear()
         with contextlib.suppress(ResponseError):
-            await client.xgroup_delconsumer(self._stream, _GROUP, self.consumer)
+            async with asyncio.timeout(self.redis_timeout):
+                await client.xgroup_delconsumer(self._stream, _GROUP, self.consumer)
 
     async def _task_id_of(self, client: aioredis.Redis, entry_id: bytes) -> str | None:
         known = self._inflight.get(entry_id)
@@ -351,6 +357,25 @@ class RedisTasks(TaskBackend):
         return raw.decode() if raw else None
 
     # -- enqueueing ---------------------------------------------------------------------------
+
+    def _unavailable(self, exc: BaseException) -> TasksUnavailable:
+        reason = (
+            f"no reply within {self.enqueue_timeout:g}s"
+            if isinstance(exc, TimeoutError)
+            else error_text(exc)
+        )
+        return TasksUnavailable(
+            f"The task queue is unavailable (Redis: {reason}).", retry_after=self.retry_after
+        )
+
+    async def _guarded(self, call: Awaitable[_T]) -> _T:
+        """Await a Redis call for the public API: bounded by `enqueue_timeout`, and an outage
+        raised as `TasksUnavailable`."""
+        try:
+            async with asyncio.timeout(self.enqueue_timeout):
+                return await call
+        except _OUTAGE as exc:
+            raise self._unavailable(exc) from exc
 
     async def _submit(
         self,
@@ -369,41 +394,46 @@ class RedisTasks(TaskBackend):
         # code that only workers run. The worker marks it DEAD if it does not know it either.
         defn = self._lookup(task)
         name = defn.name if defn is not None else str(task)
-        try:
-            payload = _encode((args, kwargs))
-        except (TypeError, msgspec.EncodeError) as exc:
-            raise TypeError(
-                f"task {name}: RedisTasks sends arguments through Redis encoded with msgspec, "
-                f"and these cannot be encoded: {exc}"
-            ) from exc
+        payload = _encode_payload(name, args, kwargs)
         delay = None
         options = _NO_OPTIONS
         when_full = self.when_full
         retries = defn.retries if defn is not None else None
+        unique = ""
+        unique_key = self._task_prefix  # a placeholder key when there is no unique key
         if opts is not None:
             delay = opts.delay
             options = _encode(_Options(opts.timeout, opts.retries, opts.backoff))
             when_full = opts.when_full or when_full
             retries = opts.retries if opts.retries is not None else retries
+            if opts.unique is not None:
+                unique = "replace" if opts.replace else "keep"
+                unique_key = self._unique_prefix + opts.unique
         now = time.time()
         task_id = uuid.uuid4().hex
-        run_at = f"{now + delay!r}" if delay else ""
         argv: list[Any] = [
             task_id,
             self.max_queue,
-            run_at,
-            "name", name,
-            "payload", payload,
-            "options", options,
-            "state", "queued",
-            "attempts", 0,
-            "max_attempts", 0 if retries is None else retries + 1,
-            "enqueued_at", repr(now),
-            "run_at", run_at,
-        ]  # fmt: skip
-        keys = [self._task_prefix + task_id, self._stream, self._delayed]
+            f"{now + delay!r}" if delay else "",
+            name,
+            payload,
+            options,
+            unique,
+            self._task_prefix,
+            repr(now),
+            0 if retries is None else retries + 1,
+            self.result_ttl,
+        ]
+        keys = [self._task_prefix + task_id, self._stream, self._delayed, unique_key]
         pause = 0.01
-        while not await self._scripts["enqueue"](keys=keys, args=argv):
+        while True:
+            try:
+                async with asyncio.timeout(self.enqueue_timeout):
+                    added = await self._scripts["enqueue"](keys=keys, args=argv)
+            except _OUTAGE as exc:
+                raise self._unavailable(exc) from exc
+            if added[0]:
+                break
             if when_full == "raise":
                 raise QueueFull(f"the task queue in Redis is full ({self.max_queue} tasks)")
             # The place frees up in whichever process finishes a task: poll, backing off.
@@ -413,7 +443,7 @@ class RedisTasks(TaskBackend):
                 raise TasksNotRunning("the task backend is stopping: no new tasks")
         if delay and self._wake_promoter is not None:
             self._wake_promoter.set()
-        return task_id
+        return cast(bytes, added[1]).decode()
 
     # -- consuming ----------------------------------------------------------------------------
 
@@ -426,9 +456,14 @@ class RedisTasks(TaskBackend):
             except Exception as exc:
                 if self._closing:
                     return
+                if isinstance(exc, TimeoutError):
+                    reason = f"Redis did not answer within redis_timeout={self.redis_timeout:g}s"
+                else:
+                    reason = error_text(exc)
                 logger.error(
                     "task backend: %s failed, restarting it in %gs: %s",
-                    loop.__name__, _RESTART_DELAY, error_text(exc), exc_info=exc,
+                    loop.__name__, _RESTART_DELAY, reason,
+                    exc_info=None if isinstance(exc, _OUTAGE) else exc,
                 )  # fmt: skip
                 await asyncio.sleep(_RESTART_DELAY)
 
@@ -443,39 +478,87 @@ class RedisTasks(TaskBackend):
             await self._slot_free.wait()
             if time.monotonic() >= next_reclaim:
                 next_reclaim = time.monotonic() + reclaim_every
-                _, claimed, _ = await client.xautoclaim(
-                    self._stream,
-                    _GROUP,
-                    self.consumer,
-                    min_idle_time=int(self.visibility_timeout * 1000),
-                    start_id="0-0",
-                    count=self._free(),
-                )
-                for entry_id, fields in claimed:
-                    self._spawn(entry_id, fields)
+                async with asyncio.timeout(self.redis_timeout):
+                    _, claimed, _ = await client.xautoclaim(
+                        self._stream,
+                        _GROUP,
+                        self.consumer,
+                        min_idle_time=int(self.visibility_timeout * 1000),
+                        start_id="0-0",
+                        count=self._free(),
+                    )
+                if claimed:
+                    await self._start_runs(client, claimed)
                 if not self._free():
                     continue
             block = max(1, int((next_reclaim - time.monotonic()) * 1000))
-            if self._max_block_ms is not None:  # half the socket timeout
+            if self._max_block_ms is not None:  # half the URL's socket timeout
                 block = min(block, self._max_block_ms)
-            reply: _Read = await client.xreadgroup(  # type: ignore[assignment]
-                _GROUP, self.consumer, {self._stream: ">"}, count=self._free(), block=block
-            )
+            # perf: one timeout per read rather than redis-py's wait_for per command.
+            async with asyncio.timeout(block / 1000 + self.redis_timeout):
+                reply: _Read = await client.xreadgroup(  # type: ignore[assignment]
+                    _GROUP, self.consumer, {self._stream: ">"}, count=self._free(), block=block
+                )
             if self._closing:
                 return  # what this read got stays pending here: stop() hands it back
             for _, entries in reply or ():
-                for entry_id, fields in entries:
-                    self._spawn(entry_id, fields)
+                if entries:
+                    await self._start_runs(client, entries)
 
     def _free(self) -> int:
         return self.max_concurrency - len(self._inflight)
 
-    def _spawn(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
-        raw = (fields or {}).get(b"id")
-        if raw is None:  # pragma: no cover - an entry not written by this module
+    async def _start_runs(
+        self, client: aioredis.Redis, entries: list[tuple[bytes, dict[bytes, bytes]]]
+    ) -> None:
+        """Mark every task of one read RUNNING in one script, then run them.
+
+        If the script fails (Redis went away), the entries stay pending here unstarted and
+        are taken over once idle past `visibility_timeout`, by this worker or another.
+        """
+        keys = [self._stream, self._dead]
+        args: list[Any] = [
+            repr(time.time()),
+            self.consumer,
+            self.max_deliveries,
+            _GROUP,
+            self.dead_ttl,
+            self.keep_dead,
+        ]
+        runnable: list[tuple[bytes, dict[bytes, bytes], str]] = []
+        for entry_id, fields in entries:
+            raw = (fields or {}).get(b"id")
+            if raw is None:  # pragma: no cover - an entry not written by this module
+                continue
+            task_id = raw.decode()
+            keys.append(self._task_prefix + task_id)
+            args += (entry_id, task_id)
+            runnable.append((entry_id, fields, task_id))
+        if not runnable:
             return
-        task_id = raw.decode()
-        run = asyncio.create_task(self._run(entry_id, task_id))
+        async with asyncio.timeout(self.redis_timeout):
+            started = await self._scripts["start"](keys=keys, args=args)
+        for (entry_id, fields, task_id), answer in zip(runnable, started, strict=True):
+            if answer[0] == b"run":
+                self._spawn(entry_id, task_id, fields, int(answer[1]), int(answer[2]))
+            elif answer[0] == b"lost":
+                name = fields.get(b"name", b"?").decode()
+                self._count(name, "dead")
+                logger.error(
+                    "task %s %s is dead: delivered %d times, each time its worker stopped "
+                    "responding (max_deliveries)",
+                    name, task_id, self.max_deliveries,
+                )  # fmt: skip
+
+    def _spawn(
+        self,
+        entry_id: bytes,
+        task_id: str,
+        fields: dict[bytes, bytes],
+        attempts: int,
+        failures: int,
+    ) -> None:
+        run = asyncio.create_task(self._run(entry_id, task_id, fields, attempts, failures))
         self._inflight[entry_id] = (task_id, run)
         run.add_done_callback(lambda _: self._release(entry_id))
         if not self._free():
@@ -487,168 +570,127 @@ class RedisTasks(TaskBackend):
         if self._slot_free is not None:
             self._slot_free.set()
 
-    async def _run(self, entry_id: bytes, task_id: str) -> None:
-        assert self._client is not None
-        client = self._client
-        key = self._task_prefix + task_id
-        started = await self._scripts["start"](keys=[key], args=[repr(time.time()), self.consumer])
-        if not started or started[0] == b"skip":
-            await self._ack(client, entry_id)
-            return
-        _, raw_name, payload, raw_options, attempts = started
-        name = raw_name.decode()
+    async def _run(
+        self,
+        entry_id: bytes,
+        task_id: str,
+        fields: dict[bytes, bytes],
+        attempts: int,
+        failures: int,
+    ) -> None:
+        name = fields.get(b"name", b"").decode()
         self._names[entry_id] = name
+        run = _Run(self, entry_id, task_id, name, attempts, failures)
         defn = self._by_name.get(name)
         if defn is None:
-            await self._finish_dead(
-                client, entry_id, task_id, name, attempts, 0,
-                f"TaskNotRegistered: no task named {name!r} in worker {self.consumer}",
-            )  # fmt: skip
-            return
-        options = _decode_options(raw_options) if raw_options else _Options()
-        retries = options.retries if options.retries is not None else defn.retries
-        max_attempts = retries + 1
-        if attempts > max_attempts:
-            # The previous attempt's worker vanished (a crash, SIGKILL) and it was the last.
-            await self._finish_dead(
-                client, entry_id, task_id, name, attempts - 1, max_attempts,
-                "WorkerLost: the worker running the last attempt stopped responding",
-            )  # fmt: skip
+            await run.dead(
+                0, f"TaskNotRegistered: no task named {name!r} in worker {self.consumer}"
+            )
             return
         try:
-            args, kwargs = _decode_payload(payload)
-            timeout = resolve_timeout(
-                options.timeout if options.timeout is not None else defn.timeout
-            )
+            raw_options = fields.get(b"options")
+            options = _decode_options(raw_options) if raw_options else _Options()
+            args, kwargs = _decode_payload(fields.get(b"payload", b""))
+        except _BAD_PAYLOAD as exc:
+            # Retrying cannot help: the same bytes fail the same way.
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            error = f"BadPayload: the task's arguments cannot be decoded: {reason}"
+            logger.error("task %s %s is dead: %s", name, task_id, error)
+            await run.dead(0, error)
+            return
+        retries = options.retries if options.retries is not None else defn.retries
+        run.max_attempts = retries + 1
+        timeout = resolve_timeout(options.timeout if options.timeout is not None else defn.timeout)
+        began = time.monotonic()
+        try:
             result = await self._call(defn, args, kwargs, timeout)
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 self._cancelled.add(entry_id)  # stop() hands it back
                 raise
-            await self._failed(
-                client, entry_id, task_id, defn, options, attempts, max_attempts, exc
-            )
+            await run.failed(defn, options, retries, exc, time.monotonic() - began)
         except Exception as exc:
-            await self._failed(
-                client, entry_id, task_id, defn, options, attempts, max_attempts, exc
-            )
+            await run.failed(defn, options, retries, exc, time.monotonic() - began)
         else:
+            self._add_seconds(name, time.monotonic() - began)
             try:
                 encoded = _encode(result)
-            except (TypeError, msgspec.EncodeError):
+            except (TypeError, msgspec.EncodeError, RecursionError):
                 logger.debug("task %s %s: result not kept, msgspec cannot encode it", name, task_id)
                 encoded = b""
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.hset(
-                    key,
-                    mapping={
-                        "state": "succeeded",
-                        "result": encoded,
-                        "error": "",
-                        "max_attempts": max_attempts,
-                        "finished_at": repr(time.time()),
-                    },
-                )
-                pipe.expire(key, self.result_ttl)
-                pipe.xack(self._stream, _GROUP, entry_id)
-                pipe.xdel(self._stream, entry_id)
-                await pipe.execute()
+            await run.succeeded(encoded)
         self._names.pop(entry_id, None)
 
-    async def _failed(
-        self,
-        client: aioredis.Redis,
-        entry_id: bytes,
-        task_id: str,
-        defn: TaskDef,
-        options: _Options,
-        attempts: int,
-        max_attempts: int,
-        exc: BaseException,
-    ) -> None:
-        error = error_text(exc)
-        if attempts >= max_attempts:
-            logger.error(
-                "task %s %s is dead after %d attempt(s): %s",
-                defn.name, task_id, attempts, error, exc_info=exc,
-            )  # fmt: skip
-            await self._finish_dead(
-                client, entry_id, task_id, defn.name, attempts, max_attempts, error
-            )
+    async def _commit(self, what: str, keys: list[Any], args: list[Any]) -> bool:
+        """Run the finish script, retrying through a Redis outage with backoff until it is back
+        or `commit_timeout` has passed. The script is idempotent, so a retry of a commit that
+        was applied before the connection dropped changes nothing. True once recorded."""
+        pause = 0.05
+        give_up = time.monotonic() + self.commit_timeout
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                async with asyncio.timeout(self.redis_timeout):
+                    await self._scripts["finish"](keys=keys, args=args)
+            except _OUTAGE as exc:
+                if time.monotonic() + pause > give_up:
+                    logger.error(
+                        "%s: not recorded, Redis unreachable for commit_timeout=%gs (%s); the "
+                        "task runs again once another worker takes it over",
+                        what, self.commit_timeout, error_text(exc),
+                    )  # fmt: skip
+                    return False
+                if tries == 1:
+                    logger.warning(
+                        "%s: Redis unreachable (%s), retrying until it is back",
+                        what, error_text(exc) if not isinstance(exc, TimeoutError) else "timeout",
+                    )  # fmt: skip
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            if tries > 1:
+                logger.warning("%s: recorded after %d tries", what, tries)
+            return True
+
+    def _count(self, name: str, kind: str) -> None:
+        self._stats[f"{name}|{kind}"] += 1
+
+    def _add_seconds(self, name: str, seconds: float) -> None:
+        self._seconds[name] = self._seconds.get(name, 0.0) + seconds
+
+    async def _flush_stats(self, client: aioredis.Redis) -> None:
+        """Add this process's counters to `{prefix}:stats` (one pipeline; kept on failure)."""
+        if not self._stats and not self._seconds:
             return
-        backoff = options.backoff or defn.backoff
-        delay = backoff.delay(attempts)
-        run_at = time.time() + delay
-        logger.warning(
-            "task %s %s failed (attempt %d of %d), retrying in %.2fs: %s",
-            defn.name, task_id, attempts, max_attempts, delay, error,
-        )  # fmt: skip
-        key = self._task_prefix + task_id
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "state": "failed",
-                    "error": error,
-                    "max_attempts": max_attempts,
-                    "run_at": repr(run_at),
-                },
-            )
-            pipe.zadd(self._delayed, {task_id: run_at})
-            pipe.xack(self._stream, _GROUP, entry_id)
-            pipe.xdel(self._stream, entry_id)
-            await pipe.execute()
-        if self._wake_promoter is not None:
-            self._wake_promoter.set()
-
-    async def _finish_dead(
-        self,
-        client: aioredis.Redis,
-        entry_id: bytes,
-        task_id: str,
-        name: str,
-        attempts: int,
-        max_attempts: int,
-        error: str,
-    ) -> None:
-        key = self._task_prefix + task_id
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "state": "dead",
-                    "error": error,
-                    "attempts": attempts,
-                    "max_attempts": max_attempts,
-                    "finished_at": repr(time.time()),
-                },
-            )
-            pipe.expire(key, self.dead_ttl)
-            pipe.lpush(self._dead, task_id)
-            pipe.ltrim(self._dead, 0, self.keep_dead - 1)
-            pipe.xack(self._stream, _GROUP, entry_id)
-            pipe.xdel(self._stream, entry_id)
-            await pipe.execute()
-        self._names.pop(entry_id, None)
-
-    async def _ack(self, client: aioredis.Redis, entry_id: bytes) -> None:
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.xack(self._stream, _GROUP, entry_id)
-            pipe.xdel(self._stream, entry_id)
-            await pipe.execute()
+        stats, seconds = self._stats, self._seconds
+        self._stats, self._seconds = Counter(), {}
+        try:
+            async with asyncio.timeout(self.redis_timeout):
+                async with client.pipeline(transaction=False) as pipe:
+                    for field, n in stats.items():
+                        pipe.hincrby(self._stats_key, field, n)
+                    for name, total in seconds.items():
+                        pipe.hincrbyfloat(self._stats_key, f"{name}|seconds", total)
+                    await pipe.execute()
+        except _OUTAGE:
+            self._stats.update(stats)
+            for name, total in seconds.items():
+                self._add_seconds(name, total)
 
     async def _promote_loop(self) -> None:
-        assert self._wake_promoter is not None
+        assert self._wake_promoter is not None and self._client is not None
         wake = self._wake_promoter
         # Another process may add a task due sooner than the next one known here, so the sleep
         # is capped at `poll_interval`; tasks scheduled by this process wake it at once.
         while not self._closing:
             wake.clear()
-            moved, next_due = await self._scripts["promote"](
-                keys=[self._delayed, self._stream],
-                args=[repr(time.time()), self._task_prefix, 500],
-            )
+            async with asyncio.timeout(self.redis_timeout):
+                moved, next_due = await self._scripts["promote"](
+                    keys=[self._delayed, self._stream],
+                    args=[repr(time.time()), self._task_prefix, 500],
+                )
             if moved >= 500:
                 continue
             pause = self.poll_interval
@@ -658,17 +700,55 @@ class RedisTasks(TaskBackend):
                 async with asyncio.timeout(pause):
                     await wake.wait()
 
+    async def _periodic_loop(self) -> None:
+        """Claim each periodic task's ticks as they come due (see `_claim_tick`)."""
+        await run_schedules(self, self._claim_tick)
+
+    async def _claim_tick(self, defn: TaskDef, tick: float) -> bool:
+        """Enqueue the run of `defn` for `tick` unless another worker claimed it already."""
+        assert self._client is not None
+        task_id = uuid.uuid4().hex
+        async with asyncio.timeout(self.redis_timeout):
+            claimed = await self._scripts["tick"](
+                keys=[self._periodic, self._task_prefix + task_id, self._stream],
+                args=[
+                    defn.name, repr(tick), task_id, _encode(([], {})), _NO_OPTIONS,
+                    repr(time.time()), defn.retries + 1,
+                ],
+            )  # fmt: skip
+        return bool(claimed)
+
     async def _heartbeat_loop(self) -> None:
         assert self._client is not None
         client = self._client
+        beat = self.visibility_timeout / 3
+        beats = 0
         while not self._closing:
-            await asyncio.sleep(self.visibility_timeout / 3)
-            if self._inflight:
-                # Re-claiming our own entries resets their idle time (JUSTID: without counting
-                # a delivery), so XAUTOCLAIM elsewhere leaves them alone while we live.
-                await client.xclaim(
-                    self._stream, _GROUP, self.consumer, 0, list(self._inflight), justid=True
-                )
+            await asyncio.sleep(beat)
+            beats += 1
+            try:
+                async with asyncio.timeout(self.redis_timeout):
+                    if self._inflight:
+                        # Re-claiming our own entries resets their idle time (JUSTID: without
+                        # counting a delivery), so XAUTOCLAIM elsewhere leaves them alone.
+                        await client.xclaim(
+                            self._stream, _GROUP, self.consumer, 0, list(self._inflight),
+                            justid=True,
+                        )  # fmt: skip
+                    if beats % 3 == 0:
+                        # Consumers of killed workers, once their entries were taken over.
+                        await self._scripts["reap"](
+                            keys=[self._stream],
+                            args=[_GROUP, int(self.visibility_timeout * 3000), self.consumer],
+                        )
+            except _OUTAGE as exc:
+                # Beat again soon: a missed beat for longer than visibility_timeout would let
+                # another worker take over tasks that are still running here.
+                logger.debug("task backend: heartbeat failed: %s", error_text(exc))
+                beat = min(0.1, self.visibility_timeout / 3)
+                continue
+            beat = self.visibility_timeout / 3
+            await self._flush_stats(client)
 
     # -- reading state ------------------------------------------------------------------------
 
@@ -678,8 +758,11 @@ class RedisTasks(TaskBackend):
         return self._client
 
     async def status(self, task_id: str) -> TaskInfo | None:
-        raw = await self._require_client().hgetall(self._task_prefix + task_id)
-        return _info(task_id, cast(dict[bytes, bytes], raw)) if raw else None
+        client = self._require_client()
+        raw = cast(
+            dict[bytes, bytes], await self._guarded(client.hgetall(self._task_prefix + task_id))
+        )
+        return _info(task_id, raw) if raw else None
 
     async def wait(self, task_id: str) -> TaskInfo:
         """Wait until the task is final (polls Redis, backing off from 5 ms to 250 ms)."""
@@ -695,20 +778,124 @@ class RedisTasks(TaskBackend):
 
     async def dead_letters(self, limit: int = 100) -> list[TaskInfo]:
         client = self._require_client()
-        raw_ids = cast(list[bytes], await client.lrange(self._dead, 0, limit - 1))
+        raw_ids = cast(list[bytes], await self._guarded(client.lrange(self._dead, 0, limit - 1)))
         ids = [raw.decode() for raw in raw_ids]
+        raws = await self._guarded(self._hgetall_many(client, ids))
+        return [_info(task_id, raw) for task_id, raw in zip(ids, raws, strict=True) if raw]
+
+    async def _hgetall_many(self, client: aioredis.Redis, ids: list[str]) -> list[Any]:
         async with client.pipeline(transaction=False) as pipe:
             for task_id in ids:
                 pipe.hgetall(self._task_prefix + task_id)
-            raws = await pipe.execute()
-        return [_info(task_id, raw) for task_id, raw in zip(ids, raws, strict=True) if raw]
+            return await pipe.execute()
 
     async def requeue(self, task_id: str) -> bool:
         self._require_client()
-        moved = await self._scripts["requeue"](
-            keys=[self._dead, self._task_prefix + task_id, self._stream], args=[task_id]
+        moved = await self._guarded(
+            self._scripts["requeue"](
+                keys=[self._dead, self._task_prefix + task_id, self._stream], args=[task_id]
+            )
         )
         return bool(moved)
+
+    async def drop(self, task_id: str) -> bool:
+        """Delete a dead task for good; False if it is not in the dead-letter list."""
+        self._require_client()
+        dropped = await self._guarded(
+            self._scripts["drop"](keys=[self._dead, self._task_prefix + task_id], args=[task_id])
+        )
+        return bool(dropped)
+
+
+class _Run:
+    """One delivered run of a task, and the three ways its commit can go.
+
+    Each commit is the finish script with this run's token (consumer, attempts), retried
+    through outages by `RedisTasks._commit`.
+    """
+
+    __slots__ = ("attempts", "backend", "entry_id", "failures", "max_attempts", "name", "task_id")
+
+    def __init__(
+        self,
+        backend: RedisTasks,
+        entry_id: bytes,
+        task_id: str,
+        name: str,
+        attempts: int,
+        failures: int,
+    ) -> None:
+        self.backend = backend
+        self.entry_id = entry_id
+        self.task_id = task_id
+        self.name = name
+        self.attempts = attempts
+        self.failures = failures
+        self.max_attempts = 1  # set once the task's options are known
+
+    async def _finish(
+        self, outcome: str, ttl: int, error: str, result: bytes, run_at: str, failures: int
+    ) -> None:
+        b = self.backend
+        await b._commit(
+            f"task {self.name} {self.task_id} ({outcome})",
+            [b._task_prefix + self.task_id, b._stream, b._delayed, b._dead],
+            [
+                _GROUP, self.entry_id, self.task_id, outcome, b.consumer, self.attempts,
+                repr(time.time()), ttl, b.keep_dead, error, result, run_at, failures,
+                self.max_attempts,
+            ],
+        )  # fmt: skip
+
+    async def succeeded(self, result: bytes) -> None:
+        self.backend._count(self.name, "succeeded")
+        await self._finish("ok", self.backend.result_ttl, "", result, "", self.failures)
+
+    async def dead(self, failures: int, error: str) -> None:
+        self.backend._count(self.name, "dead")
+        await self._finish("dead", self.backend.dead_ttl, error, b"", "", failures)
+
+    async def failed(
+        self, defn: TaskDef, options: _Options, retries: int, exc: BaseException, seconds: float
+    ) -> None:
+        b = self.backend
+        b._add_seconds(self.name, seconds)
+        b._count(self.name, "failed")
+        failures = self.failures + 1
+        error = error_text(exc)
+        if failures > retries:
+            logger.error(
+                "task %s %s is dead after %d attempt(s): %s",
+                self.name, self.task_id, failures, error, exc_info=exc,
+            )  # fmt: skip
+            await self.dead(failures, error)
+            return
+        delay = (options.backoff or defn.backoff).delay(failures)
+        logger.warning(
+            "task %s %s failed (attempt %d of %d), retrying in %.2fs: %s",
+            self.name, self.task_id, failures, retries + 1, delay, error,
+        )  # fmt: skip
+        await self._finish(
+            "retry", 0, error, b"", repr(time.time() + delay), failures
+        )
+        if b._wake_promoter is not None:
+            b._wake_promoter.set()
+
+
+def _encode_payload(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    try:
+        return _encode((args, kwargs))
+    except RecursionError:
+        raise TypeError(
+            f"task {name}: its arguments are nested too deeply to send through Redis "
+            "(msgspec's limit is about 1,000 levels): pass a flatter structure, or an id "
+            "the task can load the data by"
+        ) from None
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TypeError(
+            f"task {name}: RedisTasks sends arguments through Redis encoded with msgspec, "
+            f"and these cannot be encoded: {exc}"
+        ) from exc
 
 
 def _float(raw: bytes | None) -> float | None:
@@ -720,9 +907,16 @@ def _info(task_id: str, raw: dict[bytes, bytes]) -> TaskInfo:
     kwargs: dict[str, Any] = {}
     payload = raw.get(b"payload")
     if payload:
-        decoded_args, kwargs = _decode_payload(payload)
-        args = tuple(decoded_args)
-    result = raw.get(b"result")
+        # A payload the worker could not decode either (too deep, corrupt) shows as no
+        # arguments; the task's `error` says why. status() itself must not fail on it.
+        with contextlib.suppress(*_BAD_PAYLOAD):
+            decoded_args, kwargs = _decode_payload(payload)
+            args = tuple(decoded_args)
+    result: Any = None
+    raw_result = raw.get(b"result")
+    if raw_result:
+        with contextlib.suppress(*_BAD_PAYLOAD):
+            result = _decode_any(raw_result)
     return TaskInfo(
         id=task_id,
         name=raw.get(b"name", b"").decode(),
@@ -730,7 +924,7 @@ def _info(task_id: str, raw: dict[bytes, bytes]) -> TaskInfo:
         attempts=int(raw.get(b"attempts", 0)),
         max_attempts=int(raw.get(b"max_attempts", 0)) or 1,
         error=raw.get(b"error", b"").decode() or None,
-        result=_decode_any(result) if result else None,
+        result=result,
         args=args,
         kwargs=kwargs,
         enqueued_at=_float(raw.get(b"enqueued_at")) or 0.0,

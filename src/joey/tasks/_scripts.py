@@ -1,0 +1,247 @@
+"""The Lua scripts of the Redis backend: every state change is one atomic script.
+
+Each script keeps to the task-state rules of `state.py`. A worker's *run token* is the pair
+(`worker`, `attempts`) its start wrote into the task's hash: the finish script applies a result
+only while the task is RUNNING under that token, so a commit retried after a Redis blip (that
+may have been applied already) or one from a worker whose task was taken over is a no-op.
+
+Key layout: see the docstring of `redis.py`.
+"""
+
+from __future__ import annotations
+
+# Adds a task. Returns {1, id} (added), {0} (the queue holds `max_queue` tasks) or {2, id} (a
+# task with the same unique key is queued or running: its id). With a unique key in 'replace'
+# mode, a task with that key that has not started yet is cancelled and this one takes its place.
+# KEYS: task, stream, delayed, unique (the task key again when there is none)
+# ARGV: id, limit, run_at ('' = now), name, payload, options, unique mode ('', keep, replace),
+#       task key prefix, now, max_attempts, ttl of a replaced task's record
+ENQUEUE = """
+local id = ARGV[1]
+local old, old_state
+if ARGV[7] ~= '' then
+  old = redis.call('GET', KEYS[4])
+  if old then old_state = redis.call('HGET', ARGV[8] .. old, 'state') end
+  if old_state == 'queued' or old_state == 'running' or old_state == 'failed' then
+    if ARGV[7] == 'keep' then return {2, old} end
+  else
+    old = nil
+  end
+end
+local limit = tonumber(ARGV[2])
+if limit > 0 and redis.call('XLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) >= limit then
+  return {0}
+end
+if old and old_state ~= 'running' then
+  local okey = ARGV[8] .. old
+  local entry = redis.call('HGET', okey, 'entry')
+  if entry and entry ~= '' then redis.call('XDEL', KEYS[2], entry) end
+  redis.call('ZREM', KEYS[3], old)
+  redis.call('HSET', okey, 'state', 'cancelled', 'error', 'Replaced: by task ' .. id,
+             'finished_at', ARGV[9], 'run_at', '')
+  redis.call('EXPIRE', okey, ARGV[11])
+end
+local entry = ''
+if ARGV[3] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[3], id)
+else
+  entry = redis.call('XADD', KEYS[2], '*', 'id', id, 'name', ARGV[4], 'payload', ARGV[5],
+                     'options', ARGV[6])
+end
+local unique = ''
+if ARGV[7] ~= '' then
+  unique = KEYS[4]
+  redis.call('SET', unique, id)
+end
+redis.call('HSET', KEYS[1], 'name', ARGV[4], 'payload', ARGV[5], 'options', ARGV[6],
+           'state', 'queued', 'attempts', 0, 'failures', 0, 'deliveries', 0,
+           'max_attempts', ARGV[10], 'enqueued_at', ARGV[9], 'run_at', ARGV[3],
+           'unique', unique, 'entry', entry)
+return {1, id}
+"""
+
+# Releases a task's unique key if it still points at the task (used by the scripts below).
+_RELEASE_UNIQUE = """
+local function release_unique(unique, id)
+  if unique and unique ~= '' and redis.call('GET', unique) == id then
+    redis.call('DEL', unique)
+  end
+end
+"""
+
+# Starts the tasks one read delivered, all in one round trip. Per task it answers {'run',
+# attempts, failures}, {'skip'} (already final, or its record expired: the entry is acked) or
+# {'lost'}: delivered `max_deliveries` times without any run reporting back (each worker died),
+# so it is dead-lettered here.
+# KEYS: stream, dead list, then one task key per delivered entry
+# ARGV: now, consumer, max_deliveries, group, dead_ttl, keep_dead, then (entry id, task id) pairs
+START = (
+    _RELEASE_UNIQUE
+    + """
+local out = {}
+local max = tonumber(ARGV[3])
+for i = 3, #KEYS do
+  local key = KEYS[i]
+  local entry = ARGV[5 + (i - 2) * 2]
+  local id = ARGV[6 + (i - 2) * 2]
+  local f = redis.call('HMGET', key, 'state', 'attempts', 'failures', 'deliveries', 'unique')
+  local st = f[1]
+  if not st or st == 'succeeded' or st == 'dead' or st == 'cancelled' then
+    redis.call('XACK', KEYS[1], ARGV[4], entry)
+    redis.call('XDEL', KEYS[1], entry)
+    out[#out + 1] = {'skip'}
+  else
+    local deliveries = tonumber(f[4] or '0') + 1
+    if deliveries > max then
+      redis.call('HSET', key, 'state', 'dead', 'finished_at', ARGV[1], 'run_at', '',
+                 'error', 'WorkerLost: delivered ' .. max .. ' times, and each time its ' ..
+                 'worker stopped responding before the run ended (max_deliveries)')
+      redis.call('EXPIRE', key, ARGV[5])
+      redis.call('LPUSH', KEYS[2], id)
+      redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+      redis.call('XACK', KEYS[1], ARGV[4], entry)
+      redis.call('XDEL', KEYS[1], entry)
+      release_unique(f[5], id)
+      out[#out + 1] = {'lost'}
+    else
+      local attempts = tonumber(f[2] or '0') + 1
+      redis.call('HSET', key, 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[2],
+                 'run_at', '', 'attempts', attempts, 'deliveries', deliveries)
+      out[#out + 1] = {'run', attempts, tonumber(f[3] or '0')}
+    end
+  end
+end
+return out
+"""
+)
+
+# Records how a run ended and releases its stream entry, atomically and idempotently.
+# outcome 'ok' -> SUCCEEDED, 'retry' -> FAILED (due again at run_at), 'dead' -> DEAD.
+# Applied only while the task is RUNNING under this worker's run token; the entry is acked
+# whenever the token is ours (a second ack is a no-op). Returns 1 if applied, else 0.
+# KEYS: task, stream, delayed, dead list
+# ARGV: group, entry id, task id, outcome, consumer, attempts (the token), now, ttl,
+#       keep_dead, error, result, run_at, failures, max_attempts
+FINISH = (
+    _RELEASE_UNIQUE
+    + """
+local f = redis.call('HMGET', KEYS[1], 'state', 'worker', 'attempts', 'unique')
+if f[2] ~= ARGV[5] or f[3] ~= ARGV[6] then return 0 end
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[2], ARGV[2])
+if f[1] ~= 'running' then return 0 end
+local outcome = ARGV[4]
+if outcome == 'ok' then
+  redis.call('HSET', KEYS[1], 'state', 'succeeded', 'result', ARGV[11], 'error', '',
+             'finished_at', ARGV[7], 'failures', ARGV[13], 'entry', '',
+             'max_attempts', ARGV[14])
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
+  release_unique(f[4], ARGV[3])
+elseif outcome == 'retry' then
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[10], 'run_at', ARGV[12],
+             'failures', ARGV[13], 'deliveries', 0, 'entry', '', 'max_attempts', ARGV[14])
+  redis.call('ZADD', KEYS[3], ARGV[12], ARGV[3])
+else
+  redis.call('HSET', KEYS[1], 'state', 'dead', 'error', ARGV[10], 'finished_at', ARGV[7],
+             'failures', ARGV[13], 'entry', '', 'max_attempts', ARGV[14])
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
+  redis.call('LPUSH', KEYS[4], ARGV[3])
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[9]) - 1)
+  release_unique(f[4], ARGV[3])
+end
+return 1
+"""
+)
+
+# Moves due tasks from the delayed set to the stream, their payload with them. Returns how many
+# moved and the score of the next one not yet due ('' if none), so the caller knows how long
+# it may sleep.
+# KEYS: delayed, stream. ARGV: now, task key prefix, batch size
+PROMOTE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = ARGV[2] .. id
+  local f = redis.call('HMGET', key, 'state', 'name', 'payload', 'options')
+  if f[1] == 'queued' or f[1] == 'failed' then
+    local entry = redis.call('XADD', KEYS[2], '*', 'id', id, 'name', f[2], 'payload', f[3],
+                             'options', f[4])
+    redis.call('HSET', key, 'state', 'queued', 'run_at', '', 'entry', entry)
+  end
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {#ids, nxt[2] or ''}
+"""
+
+# Returns an entry this worker holds to the stream for another worker (used by stop()). An
+# attempt stop() cancelled (ARGV[4] == '1') is not counted.
+# KEYS: stream, task. ARGV: group, entry id, task id, cancelled
+HAND_BACK = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+local f = redis.call('HMGET', KEYS[2], 'state', 'name', 'payload', 'options')
+if f[1] == 'running' or f[1] == 'queued' then
+  local entry = redis.call('XADD', KEYS[1], '*', 'id', ARGV[3], 'name', f[2], 'payload', f[3],
+                           'options', f[4])
+  redis.call('HSET', KEYS[2], 'state', 'queued', 'worker', '', 'entry', entry)
+  if ARGV[4] == '1' and f[1] == 'running' then
+    redis.call('HINCRBY', KEYS[2], 'attempts', -1)
+    redis.call('HINCRBY', KEYS[2], 'deliveries', -1)
+  end
+  return 1
+end
+return 0
+"""
+
+# Gives a dead task a fresh set of attempts. KEYS: dead list, task, stream. ARGV: id
+REQUEUE = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('PERSIST', KEYS[2])
+local f = redis.call('HMGET', KEYS[2], 'name', 'payload', 'options')
+local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[1], 'name', f[1], 'payload', f[2],
+                         'options', f[3])
+redis.call('HSET', KEYS[2], 'state', 'queued', 'attempts', 0, 'failures', 0, 'deliveries', 0,
+           'finished_at', '', 'error', '', 'entry', entry)
+return 1
+"""
+
+# Removes a dead task for good. KEYS: dead list, task. ARGV: id
+DROP = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+# Removes the group's consumers that hold nothing and were idle longer than ARGV[2] ms: the
+# consumers of workers that were killed (their entries were taken over meanwhile). Atomic, so
+# an entry cannot be delivered to a consumer between the check and its removal.
+# KEYS: stream. ARGV: group, idle ms, this worker's consumer (never removed)
+REAP = """
+local removed = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for j = 1, #c, 2 do info[c[j]] = c[j + 1] end
+  if info['pending'] == 0 and info['idle'] > tonumber(ARGV[2]) and info['name'] ~= ARGV[3] then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+# Claims one tick of a periodic task and enqueues its run, atomically: of any number of
+# workers asking for the same tick, exactly one gets 1. KEYS: periodic hash, task, stream.
+# ARGV: task name, tick (Unix seconds), id, payload, options, now, max_attempts
+TICK = """
+local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if tonumber(ARGV[2]) <= last then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[3], 'name', ARGV[1],
+                         'payload', ARGV[4], 'options', ARGV[5])
+redis.call('HSET', KEYS[2], 'name', ARGV[1], 'payload', ARGV[4], 'options', ARGV[5],
+           'state', 'queued', 'attempts', 0, 'failures', 0, 'deliveries', 0,
+           'max_attempts', ARGV[7], 'enqueued_at', ARGV[6], 'run_at', '', 'unique', '',
+           'entry', entry)
+return 1
+"""
