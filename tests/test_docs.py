@@ -1,13 +1,29 @@
-"""The documentation's examples run: every ```python block of the tested pages is executed.
+"""The documentation's examples run: every ```python block of docs/*.md and README.md.
 
-Each block runs in a fresh namespace and must pass its own asserts. A block preceded by the
-HTML comment ``<!-- docs-test: continue -->`` continues the block before it (the tutorial builds
-one app step by step): it runs after the blocks it continues, in one namespace. Blocks that are
-not meant to run are fenced as ```text or ```py-skip.
+A reader copies an example as it is, so each block runs as written, in a fresh module namespace
+and in a temporary working directory, and must pass its own asserts. Two HTML comments, on the
+line just above a block, change that (they show in the page's source, next to the block):
+
+    <!-- docs-test: continue -->
+        The block continues the block before it: it runs after the blocks it continues, in one
+        namespace (the tutorial builds one app step by step).
+    <!-- docs-test: fragment: <why it cannot run on its own> -->
+        The block is a piece of something larger (a worker process, an app needing a real
+        database...). It is compiled, top-level ``await`` allowed, so a syntax error still
+        fails, but not run. The reason is required.
+
+Examples read secrets from the environment as an app should; the runner sets
+``SESSION_SECRET``. Anything else that is fenced ```python runs. Code that is not Python is
+fenced with its own language (```bash, ```text, ```js). Older pages fence pseudo-code
+listings (decorator lists, signatures with ``...``) as ```py-skip; those are not Python and are
+not read, so an example a reader could copy belongs in a ```python block, with a fragment
+marker if need be.
 """
 
 from __future__ import annotations
 
+import ast
+import logging
 import re
 import sys
 import types
@@ -16,17 +32,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTED_PAGES = ("docs/handlers-and-parameters.md", "docs/tutorial.md", "README.md")
+DOCS_PAGES = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "docs").glob("*.md"))
+TESTED_PAGES = (*DOCS_PAGES, "README.md")
 CONTINUE = "<!-- docs-test: continue -->"
+FRAGMENT = re.compile(r"<!--\s*docs-test:\s*fragment\b:?(.*?)-->\Z", re.DOTALL)
+MARKER = re.compile(r"<!--\s*docs-test\b(.*?)-->\Z", re.DOTALL)
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
 class Block:
-    def __init__(self, page: str, line: int, code: str, previous: Block | None) -> None:
+    def __init__(
+        self, page: str, line: int, code: str, previous: Block | None, *, fragment: bool = False,
+    ) -> None:
         self.page = page
         self.line = line
         self.code = code
         self.previous = previous  # the block this one continues, if any
+        self.fragment = fragment  # compiled, not run
 
     def chain(self) -> list[Block]:
         blocks: list[Block] = []
@@ -46,24 +68,64 @@ def python_blocks(page: str) -> list[Block]:
         before = text[: match.start()].rstrip()
         line = text.count("\n", 0, match.start(2)) + 1
         previous = None
+        fragment = False
         if before.endswith(CONTINUE):
             if not blocks:
                 raise AssertionError(f"{page}:{line}: nothing to continue")
             previous = blocks[-1]
-        blocks.append(Block(page, line, match.group(2), previous))
+        elif (found := FRAGMENT.search(before)) is not None:
+            if not found.group(1).strip():
+                raise AssertionError(f"{page}:{line}: say why the fragment cannot run: "
+                                     "<!-- docs-test: fragment: the reason -->")
+            fragment = True
+        elif (other := MARKER.search(before)) is not None:
+            raise AssertionError(f"{page}:{line}: unknown marker {other.group(0)!r}; "
+                                 "use docs-test: continue or docs-test: fragment: <why>")
+        blocks.append(Block(page, line, match.group(2), previous, fragment=fragment))
     return blocks
 
 
 ALL_BLOCKS = [block for page in TESTED_PAGES for block in python_blocks(page)]
 
 
-def test_the_tested_pages_have_examples() -> None:
-    for page in TESTED_PAGES:
-        assert python_blocks(page), f"{page} has no ```python block"
+def test_every_page_is_tested() -> None:
+    assert "docs/forms-and-files.md" in TESTED_PAGES and "README.md" in TESTED_PAGES
+    assert len(TESTED_PAGES) == len(list((ROOT / "docs").glob("*.md"))) + 1
+
+
+def test_markers_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\nx = 1\n```\n\n<!-- docs-test: continue -->\n```python\nx += 1\n```\n"
+        "<!-- docs-test: fragment: needs a worker -->\n```python\nawait job()\n```\n"
+        "```bash\nmake run\n```\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    first, second, third = python_blocks("page.md")
+    assert (first.previous, second.previous, third.fragment) == (None, first, True)
+    assert second.chain() == [first, second] and not first.fragment
+    page.write_text("<!-- docs-test: fragment -->\n```python\nx\n```\n", encoding="utf-8")
+    with pytest.raises(AssertionError, match="say why"):
+        python_blocks("page.md")
+    page.write_text("<!-- docs-test: skip -->\n```python\nx\n```\n", encoding="utf-8")
+    with pytest.raises(AssertionError, match="unknown marker"):
+        python_blocks("page.md")
 
 
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[f"{b.page}:{b.line}" for b in ALL_BLOCKS])
-def test_example_runs(block: Block) -> None:
+def test_example_runs(
+    block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # files an example writes land in a temporary directory
+    # Examples read secrets from the environment, as a real app does.
+    monkeypatch.setenv("SESSION_SECRET", "docs-test-secret-0123456789")
+    root = logging.getLogger()  # a logging example may add handlers: undone afterwards
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    if block.fragment:
+        source = "\n" * (block.line - 1) + block.code
+        compile(source, str(ROOT / block.page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        return
     # A real (temporary) module, so msgspec, dataclasses and typing can resolve annotations.
     stem = Path(block.page).stem.replace("-", "_")
     name = f"docs_example_{stem}_{block.line}"
