@@ -189,7 +189,9 @@ def test_parse_cookies(header: str, cookies: dict[str, str]) -> None:
         ({"scheme": "http", "path": "/"}, "example.com:8080", "http://example.com:8080/"),
         ({"scheme": "http", "path": "/"}, "[::1]:8000", "http://[::1]:8000/"),
         ({"scheme": "http", "path": "/"}, "[::1]", "http://[::1]/"),
-        ({"scheme": "http", "path": "/"}, "host:notaport", "http://host/"),
+        # An invalid Host is not used at all: the server's own address stands in.
+        ({"scheme": "http", "path": "/", "server": ("10.0.0.1", 81)}, "host:notaport",
+         "http://10.0.0.1:81/"),
         ({"scheme": "http", "path": "/x", "server": ("10.0.0.1", 8000)}, None,
          "http://10.0.0.1:8000/x"),
         ({"scheme": "ws", "path": "/ws", "server": ("h", 80)}, None, "ws://h/ws"),

@@ -181,3 +181,110 @@ def test_service_unavailable_sets_retry_after() -> None:
     assert error.retry_after == 7
     assert error.to_problem()["detail"] == "Redis is down."
     assert ServiceUnavailable().headers == {}
+
+
+# --- exception handlers that return plain values, and catch-all handlers --------------------
+
+
+def test_exception_handler_may_return_a_plain_value() -> None:
+    app = App()
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> dict[str, str]:
+        return {"error": "missing", "detail": exc.detail or ""}
+
+    @app.exception_handler(ServiceUnavailable)
+    def unavailable(request: Request, exc: ServiceUnavailable) -> str:
+        return "try later"
+
+    @app.exception_handler(KeyError)
+    async def key_error(request: Request, exc: KeyError) -> list[str]:
+        return ["no such key", str(exc)]
+
+    @app.get("/gone")
+    async def gone() -> str:
+        raise ServiceUnavailable("down", retry_after=5)
+
+    @app.get("/key")
+    async def key() -> str:
+        raise KeyError("k")
+
+    client = TestClient(app)
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/json"
+    assert missing.json() == {"error": "missing", "detail": "Nothing at /nowhere."}
+    down = client.get("/gone")
+    assert (down.status_code, down.text, down.headers["retry-after"]) == (503, "try later", "5")
+    keyed = client.get("/key")
+    assert (keyed.status_code, keyed.json()) == (500, ["no such key", "'k'"])
+
+
+def test_exception_handler_returning_something_unsendable_names_itself(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.exception_handler(Conflict)
+    async def conflict(request: Request, exc: Conflict) -> object:
+        return object()
+
+    @app.get("/")
+    async def index() -> str:
+        raise Conflict("taken")
+
+    with caplog.at_level("ERROR", logger="joey"):
+        response = TestClient(app).get("/")
+    assert response.status_code == 500
+    assert "Exception handler" in caplog.text and "conflict" in caplog.text
+    assert "returned a object for Conflict" in caplog.text
+    assert "Unhandled TypeError in middleware" not in caplog.text
+
+
+def test_catch_all_handler_renders_but_the_traceback_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.exception_handler(Exception)
+    async def everything(request: Request, exc: Exception) -> Response:
+        return Response(b'{"oops": true}', status_code=500, media_type="application/json")
+
+    @app.get("/boom")
+    async def boom() -> str:
+        raise ZeroDivisionError("the bug")
+
+    @app.get("/expected")
+    async def expected() -> str:
+        raise Forbidden("no")
+
+    with caplog.at_level("ERROR", logger="joey"):
+        response = TestClient(app).get("/boom")
+        forbidden = TestClient(app).get("/expected")
+    assert (response.status_code, response.json()) == (500, {"oops": True})
+    assert forbidden.status_code == 500  # the catch-all renders HTTP errors too, as asked
+    records = [r for r in caplog.records if r.exc_info]
+    assert len(records) == 1  # the ZeroDivisionError, not the Forbidden
+    record = records[0]
+    assert record.exc_info is not None and record.exc_info[0] is ZeroDivisionError
+    assert "Unhandled ZeroDivisionError in" in record.getMessage()
+    assert "boom" in record.getMessage()
+    assert "rendered by exception handler" in record.getMessage()
+    assert "the bug" in caplog.text
+
+
+def test_specific_handler_is_not_logged_as_unhandled(caplog: pytest.LogCaptureFixture) -> None:
+    app = App()
+
+    @app.exception_handler(LookupError)
+    async def lookup(request: Request, exc: LookupError) -> Response:
+        return Response(b"not here", status_code=404)
+
+    @app.get("/")
+    async def index() -> str:
+        raise KeyError("x")
+
+    with caplog.at_level("ERROR", logger="joey"):
+        response = TestClient(app).get("/")
+    assert (response.status_code, response.text) == (404, "not here")
+    assert caplog.records == []

@@ -593,3 +593,265 @@ def test_return_annotation_decides_serialization(caplog: pytest.LogCaptureFixtur
     assert "price" not in wrong_response.text
     assert "returned a value that is not a valid Item" in caplog.text
     assert "wrong" in caplog.text
+
+
+# --- hardening: app-scoped lifetimes, overrides, refused markers, return conversion ----------
+
+
+def counting_pool() -> tuple[Any, list[str]]:
+    made: list[str] = []
+
+    async def pool() -> AsyncIterator[str]:
+        made.append("made")
+        yield f"pool {made.count('made')}"
+        made.append("closed")
+
+    return pool, made
+
+
+def test_app_scoped_dependency_is_shared_by_http_and_websocket_routes() -> None:
+    from joey import WebSocket
+
+    pool, made = counting_pool()
+    app = App()
+
+    @app.get("/")
+    async def index(p: Annotated[str, Depends(pool, scope="app")]) -> str:
+        return p
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, p: Annotated[str, Depends(pool, scope="app")]) -> None:
+        await websocket.accept()
+        await websocket.send_text(p)
+
+    with TestClient(app) as client:
+        assert client.get("/").text == "pool 1"
+        with client.websocket_connect("/ws") as session:
+            assert session.receive_text() == "pool 1"
+    assert made == ["made", "closed"]
+
+
+def test_app_scoped_dependency_survives_rebuilds() -> None:
+    pool, made = counting_pool()
+    app = App()
+
+    def unrelated() -> str:
+        return "real"
+
+    @app.get("/")
+    async def index(p: Annotated[str, Depends(pool, scope="app")]) -> str:
+        return p
+
+    with TestClient(app) as client:
+        assert client.get("/").text == "pool 1"
+        app.dependency_overrides[unrelated] = lambda: "fake"  # a rebuild
+
+        @app.get("/late")
+        async def late(p: Annotated[str, Depends(pool, scope="app")]) -> str:
+            return p
+
+        assert client.get("/").text == "pool 1"
+        assert client.get("/late").text == "pool 1"
+        # Overriding that very dependency does make a new value; dropping it goes back.
+        app.dependency_overrides[pool] = lambda: "fake pool"
+        assert client.get("/").text == "fake pool"
+        del app.dependency_overrides[pool]
+        assert client.get("/").text == "pool 1"
+    assert made == ["made", "closed"]
+
+
+def test_app_scoped_dependency_is_made_again_for_a_new_lifespan() -> None:
+    pool, made = counting_pool()
+    app = App()
+
+    @app.get("/")
+    async def index(p: Annotated[str, Depends(pool, scope="app")]) -> str:
+        return p
+
+    with TestClient(app) as client:
+        assert client.get("/").text == "pool 1"
+    with TestClient(app) as client:
+        assert client.get("/").text == "pool 2"
+    assert made == ["made", "closed", "made", "closed"]
+
+
+@pytest.mark.parametrize("change", ["update", "pop", "del", "clear", "setdefault", "ior",
+                                    "popitem", "assign"])
+def test_every_change_to_dependency_overrides_takes_effect(change: str) -> None:
+    def real() -> str:
+        return "real"
+
+    app = App()
+
+    @app.get("/")
+    async def index(value: Annotated[str, Depends(real)]) -> str:
+        return value
+
+    client = TestClient(app)
+    assert client.get("/").text == "real"
+    overrides = app.dependency_overrides
+    fake = lambda: "fake"  # noqa: E731
+    if change in ("update", "setdefault", "ior", "assign"):
+        if change == "update":
+            overrides.update({real: fake})
+        elif change == "setdefault":
+            overrides.setdefault(real, fake)
+        elif change == "ior":
+            overrides |= {real: fake}
+        else:
+            app.dependency_overrides = {real: fake}
+        assert client.get("/").text == "fake"
+        return
+    overrides[real] = fake
+    assert client.get("/").text == "fake"
+    if change == "pop":
+        assert overrides.pop(real) is fake
+    elif change == "del":
+        del overrides[real]
+    elif change == "popitem":
+        assert overrides.popitem() == (real, fake)
+    else:
+        overrides.clear()
+    assert client.get("/").text == "real"
+    assert dict(overrides) == {}
+
+
+class Filters(msgspec.Struct):
+    color: str
+    size: int
+
+
+@pytest.mark.parametrize(
+    ("annotation", "source"),
+    [(Annotated[Filters, Query()], "a query string"),
+     (Annotated[list[Filters], Query()], "a query string"),
+     (Annotated[Point, Query("p")], "a query string"),
+     (Annotated[Filters, Header()], "a header"),
+     (Annotated[dict[str, int], Cookie()], "a cookie")],
+)
+def test_structured_type_from_query_header_or_cookie_is_a_startup_error(
+    annotation: Any, source: str
+) -> None:
+    app = App()
+
+    async def search(filters: annotation) -> str:  # type: ignore[valid-type]
+        return "never"
+
+    app.get("/search")(search)
+    with pytest.raises(LifespanError) as failed, TestClient(app):
+        pass
+    message = str(failed.value)
+    assert "search" in message and "'filters'" in message
+    assert f"cannot read from {source}" in message
+    assert "structured type is a request body" in message
+
+
+def test_query_extractor_may_build_a_structure() -> None:
+    app = App()
+
+    def filters(query: Any) -> Filters:
+        return Filters(color=query["color"], size=int(query["size"]))
+
+    @app.get("/search")
+    async def search(f: Annotated[Filters, Query(extractor=filters)]) -> dict[str, Any]:
+        return {"color": f.color, "size": f.size}
+
+    assert TestClient(app).get("/search?color=red&size=3").json() == {"color": "red", "size": 3}
+
+
+class NoteOut(msgspec.Struct):
+    id: int
+    title: str
+
+
+class NoteDict(TypedDict):
+    id: int
+    title: str
+
+
+@dataclasses.dataclass
+class NoteData:
+    id: int
+    title: str
+
+
+class NoteModel(pydantic.BaseModel):
+    id: int
+    title: str
+
+
+class OrmRow:
+    """What an ORM hands back: an object with attributes (and more than the API shows)."""
+
+    def __init__(self, id: int, title: str) -> None:
+        self.id = id
+        self.title = title
+        self.secret = "never sent"
+
+
+ROWS = [OrmRow(1, "one"), OrmRow(2, "two")]
+EXPECTED = [{"id": 1, "title": "one"}, {"id": 2, "title": "two"}]
+
+
+def conversion_app() -> App:
+    app = App()
+
+    @app.get("/list")
+    async def as_list() -> list[NoteOut]:
+        return ROWS  # type: ignore[return-value]
+
+    @app.get("/dict")
+    async def as_dict() -> dict[str, NoteData]:
+        return {"first": ROWS[0]}  # type: ignore[dict-item]
+
+    @app.get("/tuple")
+    async def as_tuple() -> tuple[NoteOut, int]:
+        return (ROWS[0], 2)  # type: ignore[return-value]
+
+    @app.get("/optional")
+    async def optional(missing: bool = False) -> NoteOut | None:
+        return None if missing else ROWS[0]  # type: ignore[return-value]
+
+    @app.get("/union")
+    async def union(which: int = 0) -> list[NoteOut] | NoteData:
+        return ROWS if which else ROWS[1]  # type: ignore[return-value]
+
+    @app.get("/typeddict")
+    async def typed_dicts() -> list[NoteDict]:
+        return ROWS  # type: ignore[return-value]
+
+    @app.get("/pydantic")
+    async def models() -> list[NoteModel]:
+        return ROWS  # type: ignore[return-value]
+
+    @app.get("/invalid")
+    async def invalid() -> list[NoteOut]:
+        return [{"id": "not a number", "title": "x"}]  # type: ignore[list-item]
+
+    @app.get("/passthrough")
+    async def passthrough() -> list[NoteOut]:
+        return [NoteOut(id=1, title="one")]
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("/list", EXPECTED), ("/dict", {"first": EXPECTED[0]}), ("/tuple", [EXPECTED[0], 2]),
+     ("/optional", EXPECTED[0]), ("/union?which=1", EXPECTED), ("/union", EXPECTED[1]),
+     ("/typeddict", EXPECTED), ("/pydantic", EXPECTED),
+     ("/passthrough", [{"id": 1, "title": "one"}])],
+)
+def test_return_annotations_convert_at_any_depth(path: str, expected: Any) -> None:
+    response = TestClient(conversion_app()).get(path)
+    assert response.status_code == 200, response.text
+    assert response.json() == expected
+    assert "never sent" not in response.text
+
+
+def test_return_annotation_none_and_invalid_values() -> None:
+    client = TestClient(conversion_app())
+    assert client.get("/optional?missing=true").status_code == 204
+    failed = client.get("/invalid")
+    assert failed.status_code == 500
+    assert "not a number" not in failed.text

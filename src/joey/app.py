@@ -30,9 +30,17 @@ import functools
 import inspect
 import logging
 import traceback
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, overload
 
 from joey.datastructures import State
 from joey.exceptions import BadRequest, HTTPError, MethodNotAllowed, NotFound, WebSocketDisconnect
@@ -164,12 +172,11 @@ class App(RouteDecorators):
         self.shutdown_timeout = shutdown_timeout
         self._lifespan = LifespanManager()
         self._websockets: dict[WebSocket, asyncio.Event] = {}
+        self._streams: set[asyncio.Task[Any]] = set()
+        self._end_streams: asyncio.Future[None] | None = None
         self._mounts: list[Mount] = []
         self._routers: list[Router] = []
-        #: ``app.dependency_overrides[real] = fake``: swap a dependency (tests, mostly)
-        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = (
-            _Overrides(self._invalidate)
-        )
+        self._overrides = DependencyOverrides(self._invalidate)
         self._app_values = AppScopedValues()
         self._tasks = tasks
         self._channels = channels
@@ -213,6 +220,24 @@ class App(RouteDecorators):
     def task(self) -> TaskDecorator:
         """Register a background task: ``@app.task`` or ``@app.task(name=..., retries=3)``."""
         return self.tasks.task
+
+    @property
+    def dependency_overrides(self) -> DependencyOverrides:
+        """``app.dependency_overrides[real] = fake``: swap a dependency (tests, mostly).
+
+        A complete mutable mapping; any change applies from the next request on. Assigning a
+        whole mapping (``app.dependency_overrides = {real: fake}``) replaces the contents.
+        """
+        return self._overrides
+
+    @dependency_overrides.setter
+    def dependency_overrides(
+        self, overrides: Mapping[Callable[..., Any], Callable[..., Any]]
+    ) -> None:
+        if overrides is not self._overrides:
+            self._overrides.clear()
+            self._overrides.update(overrides)
+            self._invalidate()
 
     def middleware(self, func: MiddlewareT) -> MiddlewareT:
         """Register app-wide handler middleware (innermost of those already registered).
@@ -640,26 +665,40 @@ class App(RouteDecorators):
     ) -> Response:
         handler = self._lookup_exception_handler(type(exc))
         if handler is not None:
+            if not isinstance(exc, HTTPError) and _catches_everything(
+                    type(exc), self.exception_handlers):
+                # A handler for Exception renders the 500; the error is still unexpected,
+                # so its traceback is logged whoever renders the response.
+                self._log_unhandled(request, exc, pipeline,
+                                    f" (rendered by exception handler {describe(handler)})")
             try:
                 result = handler(request, exc)
-                return await result if inspect.isawaitable(result) else result
+                if inspect.isawaitable(result):
+                    result = await result
+                return result if isinstance(result, Response) else _error_value_response(
+                    result, exc, handler)
             except Exception as handler_exc:
                 logger.error("Exception handler %s failed", describe(handler),
                              exc_info=handler_exc)
                 exc = handler_exc
         if isinstance(exc, HTTPError):
             return ProblemResponse.from_error(exc)
-        route = getattr(pipeline, "__joey_route__", None)
-        where = describe(route.endpoint) if route is not None else "middleware"
-        logger.error(
-            "Unhandled %s in %s for %s %s", type(exc).__name__, where, request.method,
-            request.path, exc_info=exc,
-        )
+        self._log_unhandled(request, exc, pipeline, "")
         detail = "".join(traceback.format_exception(exc)) if self.debug else None
         return ProblemResponse(
             {"type": "about:blank", "title": "Internal Server Error", "status": 500,
              **({"detail": detail} if detail else {})},
             status_code=500,
+        )
+
+    @staticmethod
+    def _log_unhandled(request: Request, exc: Exception, pipeline: Pipeline | None,
+                       note: str) -> None:
+        route = getattr(pipeline, "__joey_route__", None)
+        where = describe(route.endpoint) if route is not None else "middleware"
+        logger.error(
+            "Unhandled %s in %s for %s %s%s", type(exc).__name__, where, request.method,
+            request.path, note, exc_info=exc,
         )
 
     def _lookup_exception_handler(self, exc_type: type[BaseException]) -> ExceptionHandler | None:
@@ -815,16 +854,16 @@ class App(RouteDecorators):
             raise
 
     async def _start_app_dependencies(self, manager: LifespanManager) -> None:
-        for plan in (*self._plans._nodes.values(), *self._ws_plans._nodes.values()):
-            if plan.scope == "app":
-                await manager.run_step(f"app-scoped dependency {describe(plan.func)}",
-                                       functools.partial(self._app_values.get, plan), None)
+        for plan in (*self._plans.app_scoped(), *self._ws_plans.app_scoped()):
+            await manager.run_step(f"app-scoped dependency {describe(plan.func)}",
+                                   functools.partial(self._app_values.get, plan), None)
 
     async def shutdown(self) -> None:
-        """Close WebSockets (1001), stop spawned tasks, and undo every startup step in
-        reverse order. Every step runs even if one fails; failures are logged and then
-        raised together as :class:`joey.lifespan.LifespanFailed`."""
-        await self.close_websockets(1001, self.shutdown_timeout)
+        """End open streams, close WebSockets (1001), stop spawned tasks, and undo every
+        startup step in reverse order. Every step runs even if one fails; failures are
+        logged and then raised together as :class:`joey.lifespan.LifespanFailed`."""
+        await asyncio.gather(self.close_streams(self.shutdown_timeout),
+                             self.close_websockets(1001, self.shutdown_timeout))
         failures = await self._lifespan.shutdown()
         if failures:
             raise LifespanFailed("Shutdown failed: " + "; ".join(failures))
@@ -839,24 +878,75 @@ class App(RouteDecorators):
         return f"<App routes={len(list(self.router.walk())) - 1}>"
 
 
-class _Overrides(dict[Callable[..., Any], Callable[..., Any]]):
-    """A dict that makes the app rebuild its plans when it changes."""
+class DependencyOverrides(MutableMapping[Callable[..., Any], Callable[..., Any]]):
+    """``app.dependency_overrides``: ``{real: fake}``, a complete mapping.
+
+    Every change (``[k] = v``, ``del``, ``update``, ``pop``, ``popitem``, ``setdefault``,
+    ``clear``, ``|=``) makes the app rebuild its plans before the next request.
+    """
+
+    __slots__ = ("_items", "_on_change")
 
     def __init__(self, on_change: Callable[[], None]) -> None:
-        super().__init__()
+        self._items: dict[Callable[..., Any], Callable[..., Any]] = {}
         self._on_change = on_change
 
+    def __getitem__(self, key: Callable[..., Any]) -> Callable[..., Any]:
+        return self._items[key]
+
     def __setitem__(self, key: Callable[..., Any], value: Callable[..., Any]) -> None:
-        super().__setitem__(key, value)
+        self._items[key] = value
         self._on_change()
 
     def __delitem__(self, key: Callable[..., Any]) -> None:
-        super().__delitem__(key)
+        del self._items[key]
         self._on_change()
 
-    def clear(self) -> None:
-        super().clear()
-        self._on_change()
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __ior__(self, other: Mapping[Callable[..., Any], Callable[..., Any]]) -> Self:
+        self.update(other)
+        return self
+
+    def clear(self) -> None:  # one rebuild, not one per key
+        if self._items:
+            self._items.clear()
+            self._on_change()
+
+    def __repr__(self) -> str:
+        return f"DependencyOverrides({self._items!r})"
+
+
+def _catches_everything(exc_type: type[BaseException],
+                        handlers: Mapping[type[BaseException], Any]) -> bool:
+    """Whether the handler for ``exc_type`` is the one registered for ``Exception`` (or
+    ``BaseException``): a catch-all that renders unexpected errors."""
+    for cls in exc_type.__mro__:
+        if cls in handlers:
+            return cls is Exception or cls is BaseException
+    return False
+
+
+def _error_value_response(value: Any, exc: Exception, handler: Callable[..., Any]) -> Response:
+    """What an exception handler returned, when it is not a Response: converted like a route
+    handler's value, with the error's status (500 for errors that are not HTTPError) and
+    headers (``Allow``, ``Retry-After``...)."""
+    status = exc.status_code if isinstance(exc, HTTPError) else 500
+    try:
+        response = to_response(value, status)
+    except TypeError as problem:
+        raise TypeError(
+            f"Exception handler {describe(handler)} returned a {type(value).__name__} for "
+            f"{type(exc).__name__}: {problem}"
+        ) from None
+    if isinstance(exc, HTTPError):
+        for name, header in exc.headers.items():
+            response.headers.setdefault(name, header)
+    return response
 
 
 async def _quietly(closing: Awaitable[None]) -> None:

@@ -540,6 +540,10 @@ class PlanBuilder:
         self._namespace: dict[str, Any] | None = None
         self._nodes: dict[tuple[Callable[..., Any], str], DependencyNode] = {}
 
+    def app_scoped(self) -> list[DependencyNode]:
+        """Every ``Depends(..., scope="app")`` node the plans built so far use."""
+        return [node for node in self._nodes.values() if node.scope == "app"]
+
     def build(
         self, func: Callable[..., Any], path_params: dict[str, type],
         route_dependencies: tuple[Any, ...] = (), *, namespace: dict[str, Any] | None = None,
@@ -651,8 +655,10 @@ class PlanBuilder:
         if _is_upload_file(base) and marker is None:
             marker = Form()
         if isinstance(marker, Header):
+            _check_convertible(where, name, annotation, "a header")
             return _header_extractor(name, annotation, default, marker)
         if isinstance(marker, Cookie):
+            _check_convertible(where, name, annotation, "a cookie")
             return _cookie_extractor(name, annotation, default, marker)
         if isinstance(marker, Form):
             self._refuse_on_websocket(where, name, "form")
@@ -667,7 +673,8 @@ class PlanBuilder:
             return _path_extractor(name, annotation, path_params[name])
         if marker is not None and not isinstance(marker, Query):
             raise TypeError(f"{where}: unknown marker {marker!r} on parameter {name!r}")
-        _check_convertible(where, name, annotation)
+        if marker is None or marker.extractor is None:  # an extractor may make anything
+            _check_convertible(where, name, annotation, "a query string")
         return _query_extractor(name, annotation, default, marker)
 
     def _refuse_on_websocket(self, where: str, name: str, what: str) -> None:
@@ -690,19 +697,28 @@ def _is_upload_file(tp: Any) -> bool:
     return isinstance(tp, type) and tp.__name__ == "UploadFile" and tp.__module__ == "joey.forms"
 
 
-def _check_convertible(where: str, name: str, annotation: Any) -> None:
+def _check_convertible(where: str, name: str, annotation: Any, source: str) -> None:
+    """Refuse, at startup, a type that a text value (query, header, cookie) can never be."""
     if annotation is Any:
         return
-    try:
-        problem = "a type msgspec does not know" if _has_custom_type(
-            msgspec.inspect.type_info(annotation)) else None
-    except TypeError as exc:
-        problem = str(exc)
+    problem: str | None
+    if _is_structured(annotation) or (
+        _is_sequence(annotation) and any(_is_structured(a) for a in get_args(
+            _base_type(annotation)))
+    ):
+        problem = "a structured type is a request body, not one text value"
+    else:
+        try:
+            problem = "a type msgspec does not know" if _has_custom_type(
+                msgspec.inspect.type_info(annotation)) else None
+        except TypeError as exc:
+            problem = str(exc)
     if problem is not None:
         raise TypeError(
             f"{where}: parameter {name!r} has type {annotation!r}, which Joey cannot read from "
-            f"a query string ({problem}). Use a str, number, bool, enum, Literal, list of "
-            "those, or mark it: Annotated[T, Header()], Body(), Depends(fn)..."
+            f"{source} ({problem}). Use a str, number, bool, enum, Literal, list of "
+            "those; take a structure from the body (no marker, or Body()), from several "
+            "parameters, or with Query(extractor=fn) or Depends(fn)."
         )
 
 
@@ -737,48 +753,140 @@ def _order(root: DependencyNode) -> list[DependencyNode]:
 def return_converter(
     func: Callable[..., Any], namespace: dict[str, Any] | None
 ) -> Callable[[Any], Any] | None:
-    """When ``func``'s return annotation is a msgspec Struct, a dataclass or a pydantic model:
-    a function that turns a returned dict (or any object with those attributes) into it,
-    validating it. ``None`` for any other annotation: the value itself decides.
+    """When ``func``'s return annotation holds a structured type (msgspec ``Struct``,
+    dataclass, ``TypedDict``, pydantic model), anywhere inside lists, tuples, sets, dicts,
+    unions or ``Optional``: a function that converts what the handler returns into it,
+    validating it and reading objects' attributes (an ORM row becomes the declared type).
+    ``None`` for any other annotation: the value itself decides how it is sent.
 
-    An instance of the class passes through untouched, so the common case costs one
-    ``isinstance``.
+    A value that already is an instance of a declared class passes through untouched, so
+    the common case costs one ``isinstance``. ``Response`` members of a union are left out:
+    a response returned by the handler is sent as it is.
     """
     try:
-        hints = typing.get_type_hints(func, localns=namespace)
+        hints = typing.get_type_hints(func, localns=namespace, include_extras=True)
     except Exception:
         return None
-    target = _strip_optional(hints.get("return"))
-    if not isinstance(target, type):
+    target = _without_responses(hints.get("return"))
+    if target is None or not _holds_structured(target):
         return None
     where = describe(func)
-    if _is_pydantic_model(target):
-        model: Any = target
+    if _holds(target, _is_pydantic_model):
+        return _pydantic_converter(target, where)
+    if _holds(target, typing.is_typeddict):
+        prepare: Callable[[Any], Any] = functools.partial(_typed_dicts_from_attributes,
+                                                          tp=target)
+    else:
+        prepare = _identity
+    try:
+        msgspec.inspect.type_info(target)
+    except TypeError:
+        return None  # a type msgspec cannot check: the value decides, as before
+    exact = target if isinstance(target, type) and not typing.is_typeddict(target) else None
 
-        def to_model(value: Any) -> Any:
-            if isinstance(value, model):
-                return value
-            try:
-                return model.model_validate(value, from_attributes=True)
-            except Exception as exc:
-                raise TypeError(f"{where} returned a value that is not a valid "
-                                f"{model.__name__}: {exc}") from exc
-
-        return to_model
-    if not (issubclass(target, msgspec.Struct) or dataclasses.is_dataclass(target)):
-        return None
-    struct_type: type = target
-
-    def to_struct(value: Any) -> Any:
-        if isinstance(value, struct_type):
+    def convert(value: Any) -> Any:
+        if exact is not None and isinstance(value, exact):
             return value
         try:
-            return msgspec.convert(value, struct_type, from_attributes=True)
+            return msgspec.convert(prepare(value), target, from_attributes=True)
         except msgspec.ValidationError as exc:
             raise TypeError(f"{where} returned a value that is not a valid "
-                            f"{struct_type.__name__}: {exc}") from exc
+                            f"{_type_name(target)}: {exc}") from exc
 
-    return to_struct
+    return convert
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__name__ if isinstance(tp, type) else repr(tp)
+
+
+def _without_responses(tp: Any) -> Any:
+    """The annotation without ``Response`` types (``Item | Response`` → ``Item``); ``None``
+    when nothing is left to convert to."""
+    from joey.responses import Response
+
+    if tp is None or tp is Any:
+        return None
+    if isinstance(tp, type) and issubclass(tp, Response):
+        return None
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        kept = [a for a in get_args(tp) if not (isinstance(a, type) and issubclass(a, Response))]
+        if not kept:
+            return None
+        return kept[0] if len(kept) == 1 else functools.reduce(lambda a, b: a | b, kept)
+    return tp
+
+
+def _is_structured_class(tp: Any) -> bool:
+    return isinstance(tp, type) and (
+        issubclass(tp, msgspec.Struct) or dataclasses.is_dataclass(tp)
+        or typing.is_typeddict(tp) or _is_pydantic_model(tp)
+    )
+
+
+def _holds(tp: Any, test: Callable[[Any], bool]) -> bool:
+    """Whether ``test`` is true of ``tp`` or any type inside it (containers, unions)."""
+    if get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if test(tp):
+        return True
+    return any(_holds(arg, test) for arg in get_args(tp) if arg is not Ellipsis)
+
+
+def _holds_structured(tp: Any) -> bool:
+    return _holds(tp, _is_structured_class)
+
+
+def _typed_dicts_from_attributes(value: Any, tp: Any) -> Any:
+    """msgspec reads attributes for Structs and dataclasses but not for ``TypedDict``: turn
+    objects that stand where a TypedDict is declared into dicts of their attributes."""
+    if get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if typing.is_typeddict(tp):
+        if isinstance(value, dict):
+            return value
+        hints = typing.get_type_hints(tp)
+        return {key: _typed_dicts_from_attributes(getattr(value, key), hints[key])
+                for key in hints if hasattr(value, key)}
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (list, set, frozenset) and args and isinstance(value, list | set | frozenset
+                                                                | tuple):
+        return [_typed_dicts_from_attributes(item, args[0]) for item in value]
+    if origin is tuple and args and isinstance(value, list | tuple):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return [_typed_dicts_from_attributes(item, args[0]) for item in value]
+        return [_typed_dicts_from_attributes(item, arg) for item, arg in zip(value, args,
+                                                                              strict=False)]
+    if origin is dict and len(args) == 2 and isinstance(value, dict):
+        return {key: _typed_dicts_from_attributes(item, args[1]) for key, item in value.items()}
+    if origin in (typing.Union, types.UnionType) and value is not None:
+        for arg in args:
+            if typing.is_typeddict(arg) and not isinstance(value, dict):
+                return _typed_dicts_from_attributes(value, arg)
+    return value
+
+
+def _pydantic_converter(target: Any, where: str) -> Callable[[Any], Any]:
+    """pydantic types (anywhere in the annotation) are checked by pydantic itself."""
+    from pydantic import TypeAdapter
+
+    adapter: Any = TypeAdapter(target)
+    exact = target if isinstance(target, type) else None
+
+    def convert(value: Any) -> Any:
+        if exact is not None and isinstance(value, exact):
+            return value
+        try:
+            return adapter.validate_python(value, from_attributes=True)
+        except Exception as exc:
+            raise TypeError(f"{where} returned a value that is not a valid "
+                            f"{_type_name(target)}: {exc}") from exc
+
+    return convert
 
 
 # --- running a plan: per request -----------------------------------------------------------------
@@ -860,27 +968,34 @@ async def call_node(node: DependencyNode, kwargs: dict[str, Any],
 
 
 class AppScopedValues:
-    """Values of ``Depends(..., scope="app")``: made once, torn down at shutdown."""
+    """Values of ``Depends(..., scope="app")``: made once per lifespan, torn down at shutdown.
+
+    A value is keyed by the dependency the user declared and the function that makes it
+    (itself, or its override), not by plan node: HTTP and WebSocket routes share one value,
+    and a rebuild of the plans (a route added, an override changed) finds the values made
+    before it. Only an override of that very dependency makes a new one.
+    """
 
     def __init__(self) -> None:
-        self.values: dict[int, Any] = {}
+        self.values: dict[tuple[Callable[..., Any], Callable[..., Any]], Any] = {}
         self.context = DependencyContext()
         self._lock = asyncio.Lock()
 
     async def get(self, node: DependencyNode) -> Any:
+        key = (node.key, node.func)
         try:
-            return self.values[id(node)]
+            return self.values[key]
         except KeyError:
             pass
         async with self._lock:
-            if id(node) not in self.values:
+            if key not in self.values:
                 kwargs = {}
                 for name, dependency in node.dependencies:
                     value = await self.get(dependency)
                     if name is not None:
                         kwargs[name] = value
-                self.values[id(node)] = await call_node(node, kwargs, self.context)
-        return self.values[id(node)]
+                self.values[key] = await call_node(node, kwargs, self.context)
+        return self.values[key]
 
     async def close(self) -> None:
         self.values.clear()
