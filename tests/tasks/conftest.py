@@ -109,10 +109,13 @@ def start_worker(redis_url: str, prefix: str) -> Iterator[WorkerFactory]:
         shutdown: float = 2.0,
         target: str = "worker_app:app",
         app_dir: Path = HERE,
+        url: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
-            "JOEY_TEST_REDIS_URL": redis_url,
+            **(extra_env or {}),
+            "JOEY_TEST_REDIS_URL": url or redis_url,
             "JOEY_TEST_PREFIX": prefix,
             "JOEY_TEST_VISIBILITY": str(visibility),
             "JOEY_TEST_SHUTDOWN": str(shutdown),
@@ -153,3 +156,67 @@ def stop_gracefully(proc: subprocess.Popen[bytes]) -> str:
         pytest.fail("the worker did not stop on SIGTERM:\n" + err.decode()[-3000:])
     assert proc.returncode == 0, err.decode()
     return err.decode()
+
+
+class RedisServer:
+    """A redis-server of a test's own, to freeze (SIGSTOP), stop and restart."""
+
+    def __init__(self, *, appendonly: bool = False) -> None:
+        self.binary = _redis_server_binary()
+        self.port = _free_port()
+        self.workdir = tempfile.mkdtemp(prefix="joey-redis-own-")
+        self.appendonly = appendonly
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
+             "--dir", self.workdir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    break
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                pytest.fail(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """SIGTERM: redis-server writes its AOF and exits."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(15)
+
+    def freeze(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server for this test alone (AOF off); stopped and removed at teardown."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def own_redis_aof() -> Iterator[RedisServer]:
+    """The same with the append-only file on (fsync always), to survive restarts."""
+    server = RedisServer(appendonly=True)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import time
 import types
 
 import redis.asyncio as aioredis
@@ -23,6 +25,7 @@ tasks = RedisTasks(
     max_concurrency=int(os.environ.get("JOEY_TEST_CONCURRENCY", "4")),
     visibility_timeout=float(os.environ.get("JOEY_TEST_VISIBILITY", "1.5")),
     shutdown_timeout=float(os.environ.get("JOEY_TEST_SHUTDOWN", "2")),
+    max_deliveries=int(os.environ.get("JOEY_TEST_MAX_DELIVERIES", "5")),
 )
 app = types.SimpleNamespace(tasks=tasks)
 _clients: dict[int, aioredis.Redis] = {}
@@ -64,3 +67,32 @@ async def mark(i: int) -> int:
     await _redis().sadd(f"{PREFIX}:done", i)
     await _redis().rpush(f"{PREFIX}:marks", i)
     return i
+
+
+@tasks.task(name="mark_once")
+async def mark_once(i: int) -> int:
+    """Default settings (retries=0); records each completed run in a file of this worker's
+    (not in Redis, which the restart test takes away mid-run)."""
+    await asyncio.sleep(0.01)
+    runlog = os.environ.get("JOEY_TEST_RUNLOG")
+    if runlog:
+        # A tiny local append, blocking on purpose: it must not depend on Redis.
+        with open(os.path.join(runlog, f"{os.getpid()}.log"), "a") as out:  # noqa: ASYNC230
+            out.write(f"{i}\n")
+    else:
+        await _redis().rpush(f"{PREFIX}:marks", i)
+    return i
+
+
+@tasks.task(name="suicide")
+async def suicide(key: str) -> None:
+    """Kills its own worker, every time: a task that can never report back."""
+    await _redis().rpush(f"{PREFIX}:{key}:started", os.getpid())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if os.environ.get("JOEY_TEST_PERIODIC"):
+
+    @tasks.task(name="tick", every=float(os.environ["JOEY_TEST_PERIODIC"]))
+    async def tick() -> None:
+        await _redis().rpush(f"{PREFIX}:ticks", f"{time.time()!r} {os.getpid()}")

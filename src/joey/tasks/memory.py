@@ -15,6 +15,7 @@ How it runs, without a single polling loop:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter, deque
@@ -35,6 +36,7 @@ from .base import (
     logger,
     resolve_timeout,
 )
+from .periodic import periodic_tasks, run_schedules
 from .state import FINAL_STATES, TaskInfo, TaskState, can_move
 
 __all__ = ["InMemoryTasks"]
@@ -45,6 +47,7 @@ _SUCCEEDED = TaskState.SUCCEEDED
 _FAILED = TaskState.FAILED
 _DEAD = TaskState.DEAD
 _CANCELLED = TaskState.CANCELLED
+_ACTIVE = frozenset({_QUEUED, _RUNNING, _FAILED})
 
 
 class _Record:
@@ -68,6 +71,7 @@ class _Record:
         "state",
         "timeout",
         "timer",
+        "unique",
     )
 
     def __init__(
@@ -98,6 +102,7 @@ class _Record:
         self.timer: asyncio.TimerHandle | None = None
         # True while the task holds one of the `max_queue` places (until its first start).
         self.counted = True
+        self.unique: str | None = None
 
     def move(self, new: TaskState) -> None:
         if not can_move(self.state, new):  # pragma: no cover - a bug in this module
@@ -176,6 +181,8 @@ class InMemoryTasks(TaskBackend):
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._unstarted: list[_Record] = []  # filed by runners while stop() runs
         self._cancelled: list[_Record] = []  # running tasks stop() had to cancel
+        self._unique: dict[str, _Record] = {}  # unique key -> its queued or running task
+        self._periodic: asyncio.Task[None] | None = None
         self._running = False
         self._closing = False
         self._stopped: asyncio.Event | None = None
@@ -189,6 +196,10 @@ class InMemoryTasks(TaskBackend):
         self._closing = False
         self._running = True
         self._stopped = asyncio.Event()
+        if periodic_tasks(self):
+            self._periodic = asyncio.create_task(
+                run_schedules(self, self._claim_tick), name="joey-tasks-periodic"
+            )
 
     async def stop(self) -> None:
         if not self._running:
@@ -198,6 +209,9 @@ class InMemoryTasks(TaskBackend):
             await self._stopped.wait()
             return
         self._closing = True
+        if self._periodic is not None:
+            await cancel_and_wait([self._periodic])
+            self._periodic = None
         for fut in self._space_waiters:
             if not fut.done():
                 fut.set_result(None)  # they see `_closing` and raise TasksNotRunning
@@ -262,6 +276,13 @@ class InMemoryTasks(TaskBackend):
             raise TaskNotRegistered(
                 f"no task named {task!r}; registered: {', '.join(sorted(self._by_name)) or 'none'}"
             )
+        if opts is not None and opts.unique is not None:
+            known = self._unique.get(opts.unique)
+            if known is not None and known.state in _ACTIVE:
+                if not opts.replace:
+                    return known.id
+                if known.state is not _RUNNING:
+                    self._replace(known)
         if self._pending >= self.max_queue:
             when_full = (opts.when_full if opts else None) or self.when_full
             await self._wait_for_space(when_full)
@@ -279,11 +300,32 @@ class InMemoryTasks(TaskBackend):
         rec = _Record(task_id, defn, args, kwargs, resolve_timeout(timeout), retries + 1, backoff)
         self._records[task_id] = rec
         self._pending += 1
+        if opts is not None and opts.unique is not None:
+            rec.unique = opts.unique
+            self._unique[opts.unique] = rec
         if delay:
             self._schedule(rec, delay)
         else:
             self._dispatch(rec)
         return task_id
+
+    def _replace(self, rec: _Record) -> None:
+        """Cancel a unique task that has not started yet, for a new one with its key."""
+        if rec.timer is not None:
+            rec.timer.cancel()
+            rec.timer = None
+        self._timed.discard(rec)
+        with contextlib.suppress(ValueError):
+            self._ready.remove(rec)
+        if rec.counted:
+            rec.counted = False
+            self._pending -= 1
+        self._end(rec, _CANCELLED, "Replaced: by a task enqueued with the same unique key")
+
+    async def _claim_tick(self, defn: TaskDef, tick: float) -> bool:
+        """One process, one loop: every tick is this process's to run."""
+        await self._submit(defn.fn, (), {}, None)
+        return True
 
     async def _wait_for_space(self, when_full: WhenFull) -> None:
         while self._pending >= self.max_queue:
@@ -339,7 +381,8 @@ class InMemoryTasks(TaskBackend):
                 if self._closing:
                     self._unstarted.append(rec)
                     return
-                await self._run(rec)
+                if rec.state is not _CANCELLED:  # not replaced while waiting for the runner
+                    await self._run(rec)
                 # No await between this check and `_active -= 1`: a task dispatched meanwhile
                 # either lands in the deque before the check or finds a free slot after it.
                 if not self._ready:
@@ -409,6 +452,8 @@ class InMemoryTasks(TaskBackend):
         rec.move(state)
         rec.error = error
         rec.finished_at = time.time()
+        if rec.unique is not None and self._unique.get(rec.unique) is rec:
+            del self._unique[rec.unique]
         rec.run_at = None
         if state is _DEAD:
             kept, limit = self._dead_ids, self.keep_dead
