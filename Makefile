@@ -7,23 +7,35 @@ PORT   ?= 8000
 
 .PHONY: run test lint typecheck pytest clean
 
-# The venv is (re)installed when pyproject.toml changes; the stamp records the last install.
-$(VENV)/.installed: pyproject.toml
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+
+# Two installs into one venv, each redone when pyproject.toml changes (the stamps record them):
+# `make run` needs only Joey and a server (the `server` extra: what examples/app.py imports);
+# `make test` adds the development tools (`dev`: every extra, pytest, mypy, ruff...).
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+
+$(RUN_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PIP) -e '.[server]'
 	touch $@
 
-run: $(VENV)/.installed
+# `dev` includes `server`, so it satisfies `make run` too.
+$(DEV_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	HOST=$(HOST) PORT=$(PORT) $(PY) examples/app.py
 
-lint: $(VENV)/.installed
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks
 
-typecheck: $(VENV)/.installed
+typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy --strict src examples
 
-pytest: $(VENV)/.installed
+pytest: $(DEV_STAMP)
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest
@@ -46,5 +58,5 @@ bench: $(BENCH_STAMP)
 	command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
 	$(BENCH_VENV)/bin/python benchmarks/run.py
 
-bench-smoke: $(VENV)/.installed
+bench-smoke: $(DEV_STAMP)
 	$(PY) benchmarks/run.py --smoke

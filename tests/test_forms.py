@@ -382,7 +382,7 @@ async def test_latin1_filename_is_kept_not_refused() -> None:
 
 async def test_missing_python_multipart_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "python_multipart.multipart", None)
-    with pytest.raises(RuntimeError, match=r"pip install 'joey\[forms\]'"):
+    with pytest.raises(RuntimeError, match=r"pip install python-multipart"):
         await parse_form(URLENCODED, chunks(b"a=1"))
 
 

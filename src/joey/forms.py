@@ -247,7 +247,8 @@ def _import_multipart() -> ModuleType:
         import python_multipart.multipart as multipart
     except ImportError:
         raise RuntimeError(
-            "Parsing forms needs the python-multipart package: pip install 'joey[forms]'"
+            "Parsing forms needs python-multipart (Joey's 'forms' extra): "
+            "pip install python-multipart"
         ) from None
     return multipart
 

@@ -34,7 +34,7 @@ try:
     from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
-        "SessionMiddleware needs itsdangerous: pip install 'joey[sessions]'"
+        "SessionMiddleware needs itsdangerous (Joey's 'sessions' extra): pip install itsdangerous"
     ) from exc
 
 from joey.datastructures import parse_cookies
