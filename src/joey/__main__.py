@@ -1,8 +1,10 @@
 """The `joey` command line.
 
     joey worker module:app [--concurrency N] [--app-dir DIR] [--log-level LEVEL]
+    joey tasks module:app [show | metrics | requeue ID... | drop ID...] [--all] [--app-dir DIR]
 
-also runnable as ``python -m joey worker module:app``.
+also runnable as ``python -m joey ...``. Each command is a `_parser` entry and a function
+that takes the parsed arguments and returns the exit status (see `_COMMANDS`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from joey.tasks.redis import RedisTasks
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,15 +38,33 @@ def _parser() -> argparse.ArgumentParser:
         "--app-dir", default=".", help="directory put first on sys.path (default: current)"
     )
     worker.add_argument("--log-level", default="info", help="logging level (default: info)")
+
+    tasks = commands.add_parser(
+        "tasks",
+        help="see and operate a Redis task queue: counts per task, metrics, dead tasks",
+        description="Import the app and read its RedisTasks queue (nothing is consumed).",
+    )
+    tasks.add_argument("app", help="where the app is, as module:attribute")
+    tasks.add_argument(
+        "action",
+        nargs="?",
+        default="show",
+        choices=("show", "metrics", "requeue", "drop"),
+        help="show: queued/running/scheduled/dead per task name (default); metrics: the "
+        "Prometheus text; requeue / drop: dead tasks by id (or --all)",
+    )
+    tasks.add_argument("ids", nargs="*", help="dead task ids, for requeue and drop")
+    tasks.add_argument("--all", action="store_true", help="requeue or drop every dead task")
+    tasks.add_argument(
+        "--app-dir", default=".", help="directory put first on sys.path (default: current)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `joey` script; returns the process exit status."""
     args = _parser().parse_args(argv)
-    if args.command == "worker":
-        return _worker(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    return _COMMANDS[args.command](args)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -71,6 +95,62 @@ def _worker(args: argparse.Namespace) -> int:
         print(f"joey worker: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    from joey.tasks.redis import RedisTasks
+    from joey.tasks.worker import find_backend, load_target
+
+    sys.path.insert(0, os.path.abspath(args.app_dir))
+    try:
+        backend = find_backend(load_target(args.app))
+    except (ImportError, ValueError, TypeError) as exc:
+        print(f"joey tasks: {exc}", file=sys.stderr)
+        return 2
+    assert isinstance(backend, RedisTasks)  # find_backend accepts nothing else
+    if args.action in ("requeue", "drop") and not (args.ids or args.all):
+        print(f"joey tasks: {args.action} needs task ids or --all", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_tasks_action(backend, args))
+    except Exception as exc:  # TasksUnavailable, a refused connection: say it plainly
+        print(f"joey tasks: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _tasks_action(backend: RedisTasks, args: argparse.Namespace) -> int:
+    await backend.start(consume=False)
+    try:
+        if args.action == "metrics":
+            sys.stdout.write(await backend.metrics())
+            return 0
+        if args.action == "show":
+            rows = await backend.overview()
+            places = ("queued", "running", "scheduled", "dead")
+            width = max([len("task"), *map(len, rows)])
+            print(f"{'task':<{width}}  " + "  ".join(f"{p:>9}" for p in places))
+            for name, row in rows.items():
+                print(f"{name:<{width}}  " + "  ".join(f"{row[p]:>9}" for p in places))
+            if not rows:
+                print("(the queue is empty)")
+            return 0
+        ids = list(args.ids)
+        if args.all:
+            ids += [info.id for info in await backend.dead_letters(limit=backend.keep_dead)]
+        act = backend.requeue if args.action == "requeue" else backend.drop
+        missing = 0
+        for task_id in ids:
+            if await act(task_id):
+                print(f"{args.action}: {task_id}")
+            else:
+                missing += 1
+                print(f"joey tasks: {task_id} is not a dead task", file=sys.stderr)
+        return 1 if missing else 0
+    finally:
+        await backend.stop()
+
+
+_COMMANDS = {"worker": _worker, "tasks": _tasks}
 
 
 if __name__ == "__main__":

@@ -806,6 +806,90 @@ class RedisTasks(TaskBackend):
         )
         return bool(dropped)
 
+    # -- operations: `joey tasks` and metrics --------------------------------------------------
+
+    async def overview(self, limit: int = 100_000) -> dict[str, dict[str, int]]:
+        """Tasks per name and place: ``{"emails.welcome": {"queued": 3, "running": 1,
+        "scheduled": 0, "dead": 2}}``. Reads at most `limit` entries of each place; meant for
+        operations (`joey tasks`, a metrics scrape), not for a request's hot path."""
+        client = self._require_client()
+        return await self._guarded(self._overview(client, limit))
+
+    async def _overview(self, client: aioredis.Redis, limit: int) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+
+        def add(name: str, place: str) -> None:
+            row = counts.setdefault(name, dict.fromkeys(_PLACES, 0))
+            row[place] += 1
+
+        pending = {
+            cast(bytes, item["message_id"])
+            for item in await client.xpending_range(
+                self._stream, _GROUP, min="-", max="+", count=limit
+            )
+        }
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await client.xrange(self._stream, "-", "+", count=limit),
+        )
+        for entry_id, fields in entries:
+            add(fields.get(b"name", b"?").decode(), "running" if entry_id in pending else "queued")
+        for place, ids in (
+            ("scheduled", await client.zrange(self._delayed, 0, limit - 1)),
+            ("dead", await client.lrange(self._dead, 0, limit - 1)),
+        ):
+            async with client.pipeline(transaction=False) as pipe:
+                for raw in cast(list[bytes], ids):
+                    pipe.hget(self._task_prefix + raw.decode(), "name")
+                for name in await pipe.execute():
+                    if name is not None:
+                        add(name.decode(), place)
+        return dict(sorted(counts.items()))
+
+    async def metrics(self) -> str:
+        """The queue in the Prometheus text format, for a scrape (no client library needed).
+
+        Gauges per task name: ``joey_tasks`` by `state` (queued, running, scheduled, dead);
+        counters summed over every worker: ``joey_tasks_finished_total`` by `outcome`
+        (succeeded, failed, dead) and ``joey_task_run_seconds_total``. Workers add their
+        counts to Redis once per heartbeat. Example::
+
+            @app.get("/metrics")
+            async def metrics(request: Request) -> Response:
+                return Response(await app.tasks.metrics(), media_type="text/plain")
+        """
+        client = self._require_client()
+        overview = await self.overview()
+        raw = cast(dict[bytes, bytes], await self._guarded(client.hgetall(self._stats_key)))
+        lines = [
+            "# HELP joey_tasks Tasks in the queue by task name and state.",
+            "# TYPE joey_tasks gauge",
+        ]
+        for name, row in overview.items():
+            for place, n in row.items():
+                lines.append(f'joey_tasks{{task="{_label(name)}",state="{place}"}} {n}')
+        finished: list[str] = []
+        seconds: list[str] = []
+        for field, value in sorted(raw.items()):
+            name, _, kind = field.decode().rpartition("|")
+            if kind == "seconds":
+                seconds.append(f'joey_task_run_seconds_total{{task="{_label(name)}"}} '
+                               f"{float(value):.6f}")  # fmt: skip
+            else:
+                finished.append(
+                    f'joey_tasks_finished_total{{task="{_label(name)}",outcome="{kind}"}} '
+                    f"{int(value)}"
+                )
+        lines += [
+            "# HELP joey_tasks_finished_total Runs that ended, by task name and outcome.",
+            "# TYPE joey_tasks_finished_total counter",
+            *finished,
+            "# HELP joey_task_run_seconds_total Time spent running tasks, by task name.",
+            "# TYPE joey_task_run_seconds_total counter",
+            *seconds,
+        ]
+        return "\n".join(lines) + "\n"
+
 
 class _Run:
     """One delivered run of a task, and the three ways its commit can go.
@@ -896,6 +980,14 @@ def _encode_payload(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
             f"task {name}: RedisTasks sends arguments through Redis encoded with msgspec, "
             f"and these cannot be encoded: {exc}"
         ) from exc
+
+
+_PLACES = ("queued", "running", "scheduled", "dead")
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value, escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _float(raw: bytes | None) -> float | None:
