@@ -43,16 +43,13 @@ from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, overload
 
 from joey.datastructures import State
+from joey.describe import describe
 from joey.exceptions import BadRequest, HTTPError, MethodNotAllowed, NotFound, WebSocketDisconnect
 from joey.lifespan import LifespanDriver, LifespanFailed, LifespanManager
-from joey.params import (
-    AppScopedValues,
-    Depends,
-    PlanBuilder,
-    compile_caller,
-    return_converter,
-    takes_only_path_values,
-)
+from joey.params import Depends
+from joey.params.plan import PlanBuilder
+from joey.params.returns import return_converter
+from joey.params.run import AppScopedValues, compile_caller
 from joey.requests import ClientDisconnect, Request
 from joey.responses import ProblemResponse, RedirectResponse, Response, to_response
 from joey.routing import (
@@ -385,43 +382,25 @@ class App(RouteDecorators):
                  if s.name and s.converter}
         plan = self._plans.build(route.endpoint, names, route.dependencies,
                                  namespace=route.namespace)
-        caller = compile_caller(plan, self._app_values)
         status_code = route.status_code or 200
         limit = self.max_body_size if isinstance(route.max_body_size, EllipsisType) else (
             route.max_body_size
         )
-
-        # One closure per shape of handler, chosen here once, so the request path runs the
-        # shortest one (each avoided frame is ~0.1-0.2 µs); to_response passes Responses on.
+        respond: Callable[[Any], Response] = (
+            to_response if status_code == 200 else functools.partial(to_response,
+                                                                     status_code=status_code))
         coerce = return_converter(plan.func, route.namespace)
         if coerce is not None:
             # the return annotation decides: a dict returned from `-> Item` becomes an Item
-            async def run_handler(request: Request) -> Response:
-                value = await caller(request)
+            send_value = respond
+
+            def respond_converted(value: Any) -> Response:
                 if value is not None and not isinstance(value, Response):
                     value = coerce(value)
-                return to_response(value, status_code)
-        elif names and takes_only_path_values(plan, set(names)):
-            # perf: the handler takes exactly the path parameters, already typed by the
-            # router: the request's path_params are its keyword arguments (~0.6 µs)
-            func = plan.func
+                return send_value(value)
 
-            async def run_handler(request: Request) -> Response:
-                return to_response(await func(**request.path_params), status_code)
-        elif caller is plan.func or (plan.call_style == "async" and not plan.dependencies
-                                     and not plan.sync_extractors and not plan.async_extractors):
-            # perf: a handler taking nothing (or only the request) is called directly,
-            # without the plan's frame in between (~0.2 µs a request)
-            func = plan.func
-            takes_request = caller is func
-
-            async def run_handler(request: Request) -> Response:
-                value = await (func(request) if takes_request else func())
-                return to_response(value, status_code)
-        else:
-            async def run_handler(request: Request) -> Response:
-                return to_response(await caller(request), status_code)
-
+            respond = respond_converted
+        run_handler = compile_caller(plan, self._app_values, respond, frozenset(names))
         pipeline = self._chain(route.middleware, run_handler)
         if limit != DEFAULT_MAX_BODY_SIZE or limit is None:
             inner = pipeline
@@ -441,7 +420,7 @@ class App(RouteDecorators):
                  if s.name and s.converter}
         plan = self._ws_plans.build(route.endpoint, names, route.dependencies,
                                     namespace=route.namespace)
-        return route, compile_caller(plan, self._app_values)
+        return route, compile_caller(plan, self._app_values, _ignore)
 
     def _compile_fallbacks(self, endpoint: Endpoint) -> None:
         if not endpoint.routes:  # a websocket-only path: plain HTTP finds nothing here
@@ -551,10 +530,9 @@ class App(RouteDecorators):
         try:
             response = await pipeline(request)
         except Exception as exc:
-            if request._dependencies is not None:
-                request._dependencies.error = exc  # generator dependencies see it
+            request.error = exc  # generator dependencies see it at teardown
             if isinstance(exc, ClientDisconnect):
-                await self._close_request(request)
+                await request.run_cleanups()
                 return
             response = await self._handle_exception(request, exc, pipeline)
         # 4. Send it, then run what waits for the response to be gone.
@@ -570,8 +548,8 @@ class App(RouteDecorators):
             except OSError:
                 logger.debug("Client went away before the response was sent")
             finally:
-                if request._cleanups is not None:
-                    await self._close_request(request)
+                if request.cleanups is not None:
+                    await request.run_cleanups()
             return
         started = False
 
@@ -596,19 +574,8 @@ class App(RouteDecorators):
                 error_response = await self._handle_exception(request, exc, None)
                 await error_response(scope, receive, send)
         finally:
-            if request._cleanups is not None:
-                await self._close_request(request)
-
-    async def _close_request(self, request: Request | WebSocket) -> None:
-        cleanups = request._cleanups or []
-        request._cleanups = None
-        for cleanup in reversed(cleanups):
-            try:
-                result = cleanup()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("Cleanup %s failed after %r", describe(cleanup), request)
+            if request.cleanups is not None:
+                await request.run_cleanups()
 
     async def _answer_not_found(self, request: Request) -> Response:
         if self.redirect_slashes and request.method in ("GET", "HEAD") and (
@@ -763,8 +730,8 @@ class App(RouteDecorators):
             if websocket.connection_state is not WebSocketState.CLOSED:
                 await _quietly(websocket.close(1000))
         finally:
-            if websocket._cleanups is not None:
-                await self._close_request(websocket)
+            if websocket.cleanups is not None:
+                await websocket.run_cleanups()
             del self._websockets[websocket]
             done.set()
 
@@ -947,6 +914,10 @@ def _error_value_response(value: Any, exc: Exception, handler: Callable[..., Any
         for name, header in exc.headers.items():
             response.headers.setdefault(name, header)
     return response
+
+
+def _ignore(value: Any) -> None:
+    """WebSocket handlers' return values mean nothing."""
 
 
 async def _quietly(closing: Awaitable[None]) -> None:

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from joey.routing import describe
+from joey.describe import describe
 from joey.types import ASGIApp, Message, Scope
 
 logger = logging.getLogger("joey")

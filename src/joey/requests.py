@@ -11,12 +11,15 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from joey.datastructures import URL, Address, Headers, QueryParams, State, parse_cookies
+from joey.describe import describe
 from joey.exceptions import BadRequest, PayloadTooLarge
 from joey.types import Message, Receive, Scope
 
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
     from joey.app import App
     from joey.forms import FormData, FormLimits
 
+
+logger = logging.getLogger("joey")
 
 #: The message for JSON nested deeper than the decoder can follow (Python's recursion limit).
 JSON_TOO_DEEP = "Invalid JSON body: it is nested too deeply."
@@ -41,8 +46,7 @@ class HTTPConnection:
     """
 
     __slots__ = (
-        "_cleanups", "_cookies", "_dependencies", "_headers", "_query", "app", "path_params",
-        "scope",
+        "_cookies", "_headers", "_query", "app", "cleanups", "error", "path_params", "scope",
     )
 
     def __init__(
@@ -55,15 +59,31 @@ class HTTPConnection:
         self._headers: Headers | None = None
         self._query: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
-        self._cleanups: list[Callable[[], Any]] | None = None
-        self._dependencies: Any = None
+        #: what :meth:`call_on_close` registered and :meth:`run_cleanups` has not run yet
+        self.cleanups: list[Callable[[], Any]] | None = None
+        #: the exception that ended the handling of this connection, if any (generator
+        #: dependencies receive it at their ``yield``)
+        self.error: BaseException | None = None
 
     def call_on_close(self, func: Callable[[], Any]) -> None:
         """Run ``func`` (sync or async) once the response has been sent (or the WebSocket
         handler has finished), even after an error. Last registered runs first."""
-        if self._cleanups is None:
-            self._cleanups = []
-        self._cleanups.append(func)
+        if self.cleanups is None:
+            self.cleanups = []
+        self.cleanups.append(func)
+
+    async def run_cleanups(self) -> None:
+        """Run what :meth:`call_on_close` registered, newest first, each once; a failing one
+        is logged and does not stop the others. The app calls this after the response."""
+        cleanups = self.cleanups or []
+        self.cleanups = None
+        for cleanup in reversed(cleanups):
+            try:
+                result = cleanup()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("Cleanup %s failed after %r", describe(cleanup), self)
 
     @property
     def path(self) -> str:

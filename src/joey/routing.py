@@ -25,7 +25,6 @@ Example::
 
 from __future__ import annotations
 
-import inspect
 import math
 import sys
 import uuid
@@ -34,6 +33,7 @@ from types import EllipsisType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote_to_bytes
 
+from joey.describe import describe
 from joey.types import ASGIApp, Scope
 
 if TYPE_CHECKING:
@@ -191,19 +191,6 @@ def parse_template(path: str) -> list[_Segment]:
         else:
             segments.append(_Segment(part))
     return segments
-
-
-def describe(func: Any) -> str:
-    """``module.qualname (file:line)`` for error messages that point at the user's code."""
-    target = inspect.unwrap(func) if callable(func) else func
-    name = getattr(target, "__qualname__", None) or type(target).__qualname__
-    module = getattr(target, "__module__", "?")
-    try:
-        file = inspect.getsourcefile(target) or "?"
-        line = inspect.getsourcelines(target)[1]
-        return f"{module}.{name} ({file}:{line})"
-    except (TypeError, OSError):
-        return f"{module}.{name}"
 
 
 # --- routes and groups -------------------------------------------------------------------

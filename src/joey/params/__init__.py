@@ -1,0 +1,49 @@
+"""Handler parameters: the signature is read once at startup into a plan; requests run it.
+
+Where a parameter's value comes from, in order of precedence:
+
+* its type: ``Request``, ``WebSocket``, ``BackgroundTasks`` and ``Channels`` are injected;
+* a marker in ``Annotated[...]``: ``Query()``, ``Header()``, ``Cookie()``, ``Body()``,
+  ``Form()``, ``Depends(fn)``;
+* its name matching a path parameter of the route;
+* its type: a structured type (msgspec ``Struct``, dataclass, ``TypedDict``, pydantic model,
+  ``dict``, a list of structured values, ``bytes``) is the request body;
+* otherwise, the query string (``q: str``, ``limit: int = 10``, ``tags: list[str]``).
+
+A request runs the plan in two phases. First every value is extracted and validated, with no
+user code running, and every failure is collected: the client gets one 422 that lists them
+all. Then dependencies are called in order (each at most once per request) and the handler last.
+
+The package, one concept a module:
+
+* :mod:`~joey.params.markers`: ``Query``, ``Header``, ``Cookie``, ``Body``, ``Form``,
+  ``Depends``: what users write;
+* :mod:`~joey.params.typeinfo`: questions about annotations (is this a body type?);
+* :mod:`~joey.params.info`: :class:`ParamInfo`, one parameter as the plan reads it (the route
+  model shows these);
+* :mod:`~joey.params.extract`: extractors and validation (phase one);
+* :mod:`~joey.params.plan`: :class:`~joey.params.plan.PlanBuilder`, signatures into plans;
+* :mod:`~joey.params.run`: dependencies, teardown, app scope, and the one place that decides
+  how a handler is called (phase two);
+* :mod:`~joey.params.returns`: return annotations that convert what a handler returns.
+
+Example::
+
+    @app.get("/items/{item_id:int}")
+    async def read_item(
+        item_id: int,
+        q: str | None = None,
+        limit: Annotated[int, Meta(ge=1, le=100)] = 10,
+        token: Annotated[str, Header("x-token")] = "",
+        db: Annotated[Database, Depends(get_db)] = ...,
+    ) -> Item: ...
+"""
+
+from joey.params.info import ParamInfo, Source
+from joey.params.markers import Body, Cookie, Depends, Form, Header, ParamMarker, Query
+from joey.params.typeinfo import MISSING
+
+__all__ = [
+    "MISSING", "Body", "Cookie", "Depends", "Form", "Header", "ParamInfo", "ParamMarker", "Query",
+    "Source",
+]

@@ -1,0 +1,122 @@
+"""Markers: where a handler parameter's value comes from, said in ``Annotated[...]``.
+
+``Query()``, ``Header()``, ``Cookie()``, ``Body()`` and ``Form()`` name a part of the request;
+``Depends(fn)`` names a function whose result is passed in. Markers only declare: the plan
+(:mod:`joey.params.plan`) reads them once at startup.
+
+Example::
+
+    async def search(
+        q: str,                                          # the query string, by name
+        token: Annotated[str, Header("x-token")],        # a header
+        db: Annotated[Database, Depends(get_db)],        # a dependency
+    ) -> list[Item]: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+
+class ParamMarker:
+    """Base of the ``Annotated`` markers that say where a value comes from."""
+
+    __slots__ = ("alias",)
+    location = "query"
+
+    def __init__(self, alias: str | None = None) -> None:
+        self.alias = alias
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}({self.alias!r})" if self.alias else f"{name}()"
+
+
+class Query(ParamMarker):
+    """Take the value from the query string (``alias``: the key; default: the name).
+
+    ``extractor=fn`` hands ``fn`` the whole parsed query (a :class:`joey.QueryParams`) and
+    passes in what it returns; an exception it raises is a 422.
+    """
+
+    __slots__ = ("extractor",)
+    location = "query"
+
+    def __init__(
+        self, alias: str | None = None, *, extractor: Callable[[Any], Any] | None = None
+    ) -> None:
+        super().__init__(alias)
+        self.extractor = extractor
+
+
+class Header(ParamMarker):
+    """Take the value from a request header (default name: ``x_token`` → ``x-token``)."""
+
+    __slots__ = ()
+    location = "header"
+
+
+class Cookie(ParamMarker):
+    """Take the value from a cookie (``alias``: the cookie name; default: the name)."""
+
+    __slots__ = ()
+    location = "cookie"
+
+
+class Body(ParamMarker):
+    """This parameter is the request body, decoded from JSON into its type.
+
+    ``decoder=fn`` hands ``fn`` the raw body bytes instead (no Content-Type check) and passes
+    in what it returns; an exception it raises is a 422.
+    """
+
+    __slots__ = ("decoder",)
+    location = "body"
+
+    def __init__(self, *, decoder: Callable[[bytes], Any] | None = None) -> None:
+        super().__init__(None)
+        self.decoder = decoder
+
+
+class Form(ParamMarker):
+    """The form body (urlencoded or multipart) validated into this type (a Struct,
+    dataclass, TypedDict or dict), or, with ``alias``/by name on a scalar or ``UploadFile``
+    parameter, one field of it."""
+
+    __slots__ = ()
+    location = "form"
+
+
+class Depends:
+    """A value computed by ``dependency`` (sync or async, a function or a generator).
+
+    ``scope="request"`` (default): called at most once per request, torn down (the code
+    after ``yield``) once the response has been sent. ``scope="app"``: called once at startup,
+    torn down at shutdown; it may only depend on other app-scoped dependencies.
+
+    Example::
+
+        async def get_db() -> AsyncIterator[Session]:
+            session = Session()
+            try:
+                yield session
+            finally:
+                await session.close()
+
+        @app.get("/users")
+        async def users(db: Annotated[Session, Depends(get_db)]) -> list[User]: ...
+    """
+
+    __slots__ = ("dependency", "scope")
+
+    def __init__(
+        self, dependency: Callable[..., Any], *, scope: Literal["request", "app"] = "request"
+    ) -> None:
+        if scope not in ("request", "app"):
+            raise ValueError("Depends scope must be 'request' or 'app'")
+        self.dependency = dependency
+        self.scope = scope
+
+    def __repr__(self) -> str:
+        return f"Depends({getattr(self.dependency, '__qualname__', self.dependency)})"

@@ -1,0 +1,300 @@
+"""The plan: a handler's signature, and its dependencies' signatures, read once at startup.
+
+:class:`PlanBuilder` turns each function into a :class:`DependencyNode`: a
+:class:`~joey.params.info.ParamInfo` per parameter (what the route model shows), the
+extractor compiled from it (what a request runs), and the dependencies it needs. Mistakes in
+a signature are found here, as ``TypeError`` naming the handler with its file and line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, get_args, get_origin
+
+import msgspec
+
+from joey.background import BackgroundTasks
+from joey.describe import describe
+from joey.params.extract import (
+    AsyncExtractor,
+    Extractor,
+    body_extractor,
+    cookie_extractor,
+    form_extractor,
+    header_extractor,
+    path_extractor,
+    query_extractor,
+    take_background,
+    take_channels,
+    take_connection,
+)
+from joey.params.info import FORM_MEDIA_TYPES, JSON_MEDIA_TYPES, ParamInfo, Source
+from joey.params.markers import Body, Cookie, Depends, Form, Header, ParamMarker, Query
+from joey.params.typeinfo import (
+    MISSING,
+    base_type,
+    has_custom_type,
+    is_body_type,
+    is_channels,
+    is_sequence,
+    is_structured,
+    is_upload_file,
+)
+from joey.requests import HTTPConnection, Request
+
+
+class DependencyNode:
+    """One callable in the graph (a dependency, or the handler itself) and how to call it."""
+
+    __slots__ = (
+        "async_extractors", "call_style", "dependencies", "func", "key", "params", "scope",
+        "sync_extractors",
+    )
+
+    def __init__(self, func: Callable[..., Any], key: Callable[..., Any], scope: str) -> None:
+        self.func = func
+        #: the function the user wrote in Depends(...) (overrides are keyed on it)
+        self.key = key
+        self.scope = scope
+        #: every parameter except dependencies, in signature order
+        self.params: list[ParamInfo] = []
+        self.sync_extractors: list[tuple[str, Extractor]] = []
+        self.async_extractors: list[tuple[str, AsyncExtractor]] = []
+        #: (parameter name or None for route-level dependencies, node)
+        self.dependencies: list[tuple[str | None, DependencyNode]] = []
+        self.call_style = call_style(func)
+
+
+def call_style(func: Callable[..., Any]) -> str:
+    """``async``, ``sync``, ``async_generator`` or ``generator``: how ``func`` is called."""
+    if inspect.isasyncgenfunction(func):
+        return "async_generator"
+    if inspect.isgeneratorfunction(func):
+        return "generator"
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - an instance with an async __call__
+    ):
+        return "async"
+    return "sync"
+
+
+class PlanBuilder:
+    """Reads signatures into :class:`DependencyNode` graphs. One per app build."""
+
+    def __init__(
+        self, overrides: dict[Callable[..., Any], Callable[..., Any]], websocket: bool = False
+    ) -> None:
+        self.overrides = overrides
+        self.websocket = websocket
+        self._namespace: dict[str, Any] | None = None
+        self._nodes: dict[tuple[Callable[..., Any], str], DependencyNode] = {}
+
+    def app_scoped(self) -> list[DependencyNode]:
+        """Every ``Depends(..., scope="app")`` node the plans built so far use."""
+        return [node for node in self._nodes.values() if node.scope == "app"]
+
+    def build(
+        self, func: Callable[..., Any], path_params: dict[str, type],
+        route_dependencies: tuple[Any, ...] = (), *, namespace: dict[str, Any] | None = None,
+    ) -> DependencyNode:
+        where = describe(func)
+        self._namespace = namespace
+        node = self._node(func, func, "request", path_params, [], where)
+        shared: list[tuple[str | None, DependencyNode]] = []
+        for marker in route_dependencies:
+            if not isinstance(marker, Depends):
+                raise TypeError(f"{where}: route dependencies must be Depends(...), "
+                                f"got {marker!r}")
+            shared.append((None, self._dependency(marker, path_params, [func], where)))
+        node.dependencies[0:0] = shared  # app's, then the router's, then the route's
+        return node
+
+    def _dependency(self, marker: Depends, path_params: dict[str, type],
+                    chain: list[Callable[..., Any]], where: str) -> DependencyNode:
+        key = marker.dependency
+        if key in chain:
+            cycle = " → ".join(getattr(f, "__qualname__", repr(f)) for f in [*chain, key])
+            raise TypeError(f"{where}: dependency cycle {cycle}")
+        cached = self._nodes.get((key, marker.scope))
+        if cached is not None:
+            return cached
+        func = self.overrides.get(key, key)
+        node = self._node(func, key, marker.scope, path_params, [*chain, key], where)
+        if marker.scope == "app":
+            for _, inner in node.dependencies:
+                if inner.scope != "app":
+                    raise TypeError(f"{where}: app-scoped dependency {describe(func)} cannot "
+                                    f"depend on request-scoped {describe(inner.func)}")
+            if node.sync_extractors or node.async_extractors:
+                raise TypeError(f"{where}: app-scoped dependency {describe(func)} cannot take "
+                                "request parameters")
+        self._nodes[(key, marker.scope)] = node
+        return node
+
+    def _node(self, func: Callable[..., Any], key: Callable[..., Any], scope: str,
+              path_params: dict[str, type], chain: list[Callable[..., Any]], where: str
+              ) -> DependencyNode:
+        node = DependencyNode(func, key, scope)
+        try:
+            hints = typing.get_type_hints(func, localns=self._namespace, include_extras=True)
+            signature = inspect.signature(func)
+        except Exception as exc:
+            raise TypeError(f"{where}: cannot read the signature of {describe(func)}: {exc}"
+                            ) from exc
+        body_params: list[str] = []
+        for param in signature.parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise TypeError(f"{where}: {describe(func)} has *args/**kwargs; handlers and "
+                                "dependencies must name every parameter")
+            annotation = hints.get(param.name, Any)
+            default = MISSING if param.default is param.empty else param.default
+            marker: Any = None
+            if get_origin(annotation) is Annotated:
+                base, *extras = get_args(annotation)
+                markers = [e for e in extras if isinstance(e, ParamMarker | Depends)]
+                if len(markers) > 1:
+                    raise TypeError(f"{where}: parameter {param.name!r} of {describe(func)} has "
+                                    f"several sources {markers!r}; keep one")
+                if markers:
+                    marker = markers[0]
+                    others = [e for e in extras if e is not marker]
+                    # keep msgspec.Meta constraints: Annotated[int, Meta(ge=1), Query()]
+                    annotation = Annotated[(base, *others)] if others else base
+            if isinstance(default, Depends | ParamMarker) and marker is None:
+                marker, default = default, MISSING  # the `x: T = Depends(fn)` spelling
+            name = param.name
+            if isinstance(marker, Depends):
+                node.dependencies.append((name, self._dependency(marker, path_params, chain,
+                                                                 where)))
+                continue
+            info, extractor = self._parameter(name, annotation, default, marker, path_params,
+                                              where)
+            node.params.append(info)
+            if inspect.iscoroutinefunction(extractor):
+                node.async_extractors.append((name, extractor))
+                if info.source == "body":
+                    body_params.append(name)
+            else:
+                node.sync_extractors.append((name, extractor))
+        if len(body_params) > 1:
+            raise TypeError(f"{where}: {describe(func)} has several body parameters "
+                            f"{body_params}; combine them into one Struct")
+        return node
+
+    def _parameter(self, name: str, annotation: Any, default: Any, marker: Any,
+                   path_params: dict[str, type], where: str) -> tuple[ParamInfo, Any]:
+        """What the parameter is (its :class:`ParamInfo`) and the extractor that reads it."""
+        from joey.websockets import WebSocket
+
+        def info(source: Source, key: str = "", media_types: tuple[str, ...] = (),
+                 custom: bool = False) -> ParamInfo:
+            return ParamInfo(name, source, key, annotation, default, media_types, custom)
+
+        connection_type = WebSocket if self.websocket else Request
+        connection: Source = "websocket" if self.websocket else "request"
+        base = base_type(annotation)
+        if isinstance(base, type) and issubclass(base, HTTPConnection):
+            if not issubclass(connection_type, base):
+                raise TypeError(f"{where}: parameter {name!r} asks for a {base.__name__}, but "
+                                f"this is a{' WebSocket' if self.websocket else 'n HTTP'} route")
+            return info(connection), take_connection
+        if is_channels(base):
+            return info("channels"), take_channels
+        if base is BackgroundTasks:
+            if self.websocket:
+                raise TypeError(f"{where}: BackgroundTasks are for HTTP routes")
+            return info("background"), take_background
+        if annotation is Any and marker is None and name == connection:
+            return info(connection), take_connection  # an unannotated `request`/`websocket`
+        if is_upload_file(base) and marker is None:
+            marker = Form()
+        if isinstance(marker, Header):
+            check_convertible(where, name, annotation, "a header")
+            parameter = info("header", (marker.alias or name.replace("_", "-")).lower())
+            return parameter, header_extractor(parameter)
+        if isinstance(marker, Cookie):
+            check_convertible(where, name, annotation, "a cookie")
+            parameter = info("cookie", marker.alias or name)
+            return parameter, cookie_extractor(parameter)
+        if isinstance(marker, Form):
+            self._refuse_on_websocket(where, name, "form")
+            whole = marker.alias is None and is_structured(annotation)
+            parameter = info("form", "" if whole else marker.alias or name, FORM_MEDIA_TYPES)
+            return parameter, form_extractor(parameter, whole)
+        if isinstance(marker, Body) or (marker is None and name not in path_params
+                                        and is_body_type(annotation)):
+            self._refuse_on_websocket(where, name, "body")
+            body = marker if isinstance(marker, Body) else None
+            custom = body is not None and body.decoder is not None
+            parameter = info("body", "", _body_media_types(base, custom), custom)
+            return parameter, body_extractor(parameter, body, where)
+        if marker is None and name in path_params:
+            parameter = info("path", name)
+            return parameter, path_extractor(parameter, path_params[name])
+        if marker is not None and not isinstance(marker, Query):
+            raise TypeError(f"{where}: unknown marker {marker!r} on parameter {name!r}")
+        custom = marker is not None and marker.extractor is not None
+        if not custom:  # an extractor may make anything
+            check_convertible(where, name, annotation, "a query string")
+        parameter = info("query", marker.alias if marker is not None and marker.alias else name,
+                         custom=custom)
+        return parameter, query_extractor(parameter, marker)
+
+    def _refuse_on_websocket(self, where: str, name: str, what: str) -> None:
+        if self.websocket:
+            raise TypeError(f"{where}: parameter {name!r} reads a {what}; WebSocket routes have "
+                            "no request body")
+
+
+def _body_media_types(base: Any, custom: bool) -> tuple[str, ...]:
+    if custom:
+        return ("*/*",)
+    if base is bytes:
+        return ("application/octet-stream",)
+    if base is str:
+        return ("text/plain",)
+    return JSON_MEDIA_TYPES
+
+
+def check_convertible(where: str, name: str, annotation: Any, source: str) -> None:
+    """Refuse, at startup, a type that a text value (query, header, cookie) can never be."""
+    if annotation is Any:
+        return
+    problem: str | None
+    if is_structured(annotation) or (
+        is_sequence(annotation) and any(is_structured(a) for a in get_args(
+            base_type(annotation)))
+    ):
+        problem = "a structured type is a request body, not one text value"
+    else:
+        try:
+            problem = "a type msgspec does not know" if has_custom_type(
+                msgspec.inspect.type_info(annotation)) else None
+        except TypeError as exc:
+            problem = str(exc)
+    if problem is not None:
+        raise TypeError(
+            f"{where}: parameter {name!r} has type {annotation!r}, which Joey cannot read from "
+            f"{source} ({problem}). Use a str, number, bool, enum, Literal, list of "
+            "those; take a structure from the body (no marker, or Body()), from several "
+            "parameters, or with Query(extractor=fn) or Depends(fn)."
+        )
+
+
+def in_call_order(root: DependencyNode) -> list[DependencyNode]:
+    """Dependencies before their dependents, each once (the handler last)."""
+    ordered: list[DependencyNode] = []
+    seen: set[int] = set()
+
+    def visit(node: DependencyNode) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        for _, dependency in node.dependencies:
+            visit(dependency)
+        ordered.append(node)
+
+    visit(root)
+    return ordered

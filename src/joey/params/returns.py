@@ -1,0 +1,138 @@
+"""Return values: when a handler's return annotation holds a structured type, what it
+returns is converted into that type (validated, attributes read) before it is sent.
+
+Built once per route at startup (:func:`return_converter`); ``None`` when the annotation does
+not ask for anything, so most handlers pay nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, get_args, get_origin
+
+import msgspec
+
+from joey.describe import describe
+from joey.params.typeinfo import holds, is_pydantic_model, is_structured_class
+
+
+def return_converter(
+    func: Callable[..., Any], namespace: dict[str, Any] | None
+) -> Callable[[Any], Any] | None:
+    """When ``func``'s return annotation holds a structured type (msgspec ``Struct``,
+    dataclass, ``TypedDict``, pydantic model), anywhere inside lists, tuples, sets, dicts,
+    unions or ``Optional``: a function that converts what the handler returns into it,
+    validating it and reading objects' attributes (an ORM row becomes the declared type).
+    ``None`` for any other annotation: the value itself decides how it is sent.
+
+    A value that already is an instance of a declared class passes through untouched, so
+    the common case costs one ``isinstance``. ``Response`` members of a union are left out:
+    a response returned by the handler is sent as it is.
+    """
+    try:
+        hints = typing.get_type_hints(func, localns=namespace, include_extras=True)
+    except Exception:
+        return None
+    target = _without_responses(hints.get("return"))
+    if target is None or not holds(target, is_structured_class):
+        return None
+    where = describe(func)
+    if holds(target, is_pydantic_model):
+        return _pydantic_converter(target, where)
+    if holds(target, typing.is_typeddict):
+        prepare: Callable[[Any], Any] = functools.partial(_typed_dicts_from_attributes,
+                                                          tp=target)
+    else:
+        prepare = _identity
+    try:
+        msgspec.inspect.type_info(target)
+    except TypeError:
+        return None  # a type msgspec cannot check: the value decides, as before
+    exact = target if isinstance(target, type) and not typing.is_typeddict(target) else None
+
+    def convert(value: Any) -> Any:
+        if exact is not None and isinstance(value, exact):
+            return value
+        try:
+            return msgspec.convert(prepare(value), target, from_attributes=True)
+        except msgspec.ValidationError as exc:
+            raise TypeError(f"{where} returned a value that is not a valid "
+                            f"{_type_name(target)}: {exc}") from exc
+
+    return convert
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__name__ if isinstance(tp, type) else repr(tp)
+
+
+def _without_responses(tp: Any) -> Any:
+    """The annotation without ``Response`` types (``Item | Response`` → ``Item``); ``None``
+    when nothing is left to convert to."""
+    from joey.responses import Response
+
+    if tp is None or tp is Any:
+        return None
+    if isinstance(tp, type) and issubclass(tp, Response):
+        return None
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        kept = [a for a in get_args(tp) if not (isinstance(a, type) and issubclass(a, Response))]
+        if not kept:
+            return None
+        return kept[0] if len(kept) == 1 else functools.reduce(lambda a, b: a | b, kept)
+    return tp
+
+
+def _typed_dicts_from_attributes(value: Any, tp: Any) -> Any:
+    """msgspec reads attributes for Structs and dataclasses but not for ``TypedDict``: turn
+    objects that stand where a TypedDict is declared into dicts of their attributes."""
+    if get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if typing.is_typeddict(tp):
+        if isinstance(value, dict):
+            return value
+        hints = typing.get_type_hints(tp)
+        return {key: _typed_dicts_from_attributes(getattr(value, key), hints[key])
+                for key in hints if hasattr(value, key)}
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (list, set, frozenset) and args and isinstance(value, list | set | frozenset
+                                                                | tuple):
+        return [_typed_dicts_from_attributes(item, args[0]) for item in value]
+    if origin is tuple and args and isinstance(value, list | tuple):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return [_typed_dicts_from_attributes(item, args[0]) for item in value]
+        return [_typed_dicts_from_attributes(item, arg) for item, arg in zip(value, args,
+                                                                              strict=False)]
+    if origin is dict and len(args) == 2 and isinstance(value, dict):
+        return {key: _typed_dicts_from_attributes(item, args[1]) for key, item in value.items()}
+    if origin in (typing.Union, types.UnionType) and value is not None:
+        for arg in args:
+            if typing.is_typeddict(arg) and not isinstance(value, dict):
+                return _typed_dicts_from_attributes(value, arg)
+    return value
+
+
+def _pydantic_converter(target: Any, where: str) -> Callable[[Any], Any]:
+    """pydantic types (anywhere in the annotation) are checked by pydantic itself."""
+    from pydantic import TypeAdapter
+
+    adapter: Any = TypeAdapter(target)
+    exact = target if isinstance(target, type) else None
+
+    def convert(value: Any) -> Any:
+        if exact is not None and isinstance(value, exact):
+            return value
+        try:
+            return adapter.validate_python(value, from_attributes=True)
+        except Exception as exc:
+            raise TypeError(f"{where} returned a value that is not a valid "
+                            f"{_type_name(target)}: {exc}") from exc
+
+    return convert

@@ -1,0 +1,246 @@
+"""Running a plan: phase two of a request, and the one place that decides how a handler is
+called.
+
+:func:`compile_caller` looks at a handler's plan once, at startup, and picks the shortest way
+to call it; nothing downstream looks at the plan again. At request time the chosen coroutine
+extracts and validates every value first (phase one, no user code; all problems in one 422),
+then calls each dependency once, in order, and the handler last. Generator dependencies are
+torn down after the response has been sent (:class:`DependencyContext`); app-scoped ones at
+shutdown (:class:`AppScopedValues`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from joey.params.extract import PathValue, ValidationIssue, take_connection, validation_error
+from joey.params.plan import DependencyNode, in_call_order
+
+logger = logging.getLogger("joey")
+
+
+class DependencyContext:
+    """The generator dependencies of one connection (or of the app), to finish later.
+
+    A request's context is closed after the response has been sent; each generator gets the
+    exception that ended the request (``connection.error``), if any, at its ``yield``.
+    """
+
+    __slots__ = ("connection", "generators")
+
+    def __init__(self, connection: Any = None) -> None:
+        self.generators: list[Any] = []
+        self.connection = connection
+
+    async def close(self) -> None:
+        """Finish every generator dependency, newest first; one failing does not stop the
+        others (each failure is logged)."""
+        error: BaseException | None = getattr(self.connection, "error", None)
+        while self.generators:
+            generator = self.generators.pop()
+            try:
+                if inspect.isasyncgen(generator):
+                    if error is not None:
+                        await generator.athrow(error)
+                    else:
+                        await generator.__anext__()
+                elif await asyncio.to_thread(_resume, generator, error):
+                    continue  # finished, as it should
+            except StopAsyncIteration:
+                continue
+            except BaseException as exc:
+                if exc is error:
+                    continue  # the dependency let the handler's error through: expected
+                logger.error("Teardown of a dependency failed", exc_info=exc)
+                continue
+            logger.error("Dependency generator %s yielded more than once",
+                         getattr(generator, "__qualname__", generator))
+
+
+def _resume(generator: Any, error: BaseException | None) -> bool:
+    """Run a sync generator dependency's teardown; True when it finished.
+
+    StopIteration must not escape into the thread pool's future (asyncio refuses it and the
+    future never completes), so it is turned into a return value here.
+    """
+    try:
+        if error is not None:
+            generator.throw(error)
+        else:
+            next(generator)
+    except StopIteration:
+        return True
+    return False
+
+
+def _first_value(generator: Any) -> Any:
+    try:
+        return next(generator)
+    except StopIteration:
+        raise RuntimeError(f"Dependency generator {generator!r} did not yield") from None
+
+
+async def call_node(node: DependencyNode, kwargs: dict[str, Any],
+                    context: DependencyContext | None) -> Any:
+    func = node.func
+    style = node.call_style
+    if style == "async":
+        return await func(**kwargs)
+    if style == "sync":
+        return await asyncio.to_thread(functools.partial(func, **kwargs))
+    assert context is not None
+    if style == "async_generator":
+        generator = func(**kwargs)
+        value = await generator.__anext__()
+    else:
+        generator = func(**kwargs)
+        value = await asyncio.to_thread(_first_value, generator)
+    context.generators.append(generator)
+    return value
+
+
+class AppScopedValues:
+    """Values of ``Depends(..., scope="app")``: made once per lifespan, torn down at shutdown.
+
+    A value is keyed by the dependency the user declared and the function that makes it
+    (itself, or its override), not by plan node: HTTP and WebSocket routes share one value,
+    and a rebuild of the plans (a route added, an override changed) finds the values made
+    before it. Only an override of that very dependency makes a new one.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[Callable[..., Any], Callable[..., Any]], Any] = {}
+        self.context = DependencyContext()
+        self._lock = asyncio.Lock()
+
+    async def get(self, node: DependencyNode) -> Any:
+        key = (node.key, node.func)
+        try:
+            return self.values[key]
+        except KeyError:
+            pass
+        async with self._lock:
+            if key not in self.values:
+                kwargs = {}
+                for name, dependency in node.dependencies:
+                    value = await self.get(dependency)
+                    if name is not None:
+                        kwargs[name] = value
+                self.values[key] = await call_node(node, kwargs, self.context)
+        return self.values[key]
+
+    async def close(self) -> None:
+        self.values.clear()
+        await self.context.close()
+
+
+Caller = Callable[[Any], Awaitable[Any]]
+
+
+def compile_caller(root: DependencyNode, app_values: AppScopedValues,
+                   respond: Callable[[Any], Any], path_params: frozenset[str] = frozenset(),
+                   ) -> Caller:
+    """The coroutine that runs ``root``'s plan for one connection: ``respond(result)``.
+
+    ``respond`` turns the handler's result into what the caller wants (for HTTP routes, a
+    ``Response``). Sync handlers run in a worker thread, so they never block the event loop.
+    Each shape of handler gets the shortest closure that can run it; every frame avoided on
+    the request path counts (see benchmarks/GAPS.md).
+    """
+    func = root.func
+    sync_extractors = root.sync_extractors
+    if not root.dependencies and not root.async_extractors and root.call_style == "async":
+        if not sync_extractors:
+            async def call_bare(connection: Any) -> Any:
+                return respond(await func())
+
+            return call_bare
+        if len(sync_extractors) == 1 and sync_extractors[0][1] is take_connection:
+            # perf: the handler takes only the request: no extraction step at all
+            async def call_with_connection(connection: Any) -> Any:
+                return respond(await func(connection))
+
+            return call_with_connection
+        if path_params and _takes_only_path_values(root, path_params):
+            # perf: the handler takes exactly the path parameters, already typed by the
+            # router: the request's path_params are its keyword arguments
+            async def call_with_path_values(connection: Any) -> Any:
+                return respond(await func(**connection.path_params))
+
+            return call_with_path_values
+
+    if not root.dependencies and not root.async_extractors:
+        is_async = root.call_style == "async"
+
+        async def call_simple(connection: Any) -> Any:
+            issues: list[ValidationIssue] = []
+            kwargs = {name: extract(connection, issues) for name, extract in sync_extractors}
+            if issues:
+                raise validation_error(issues)
+            if is_async:
+                return respond(await func(**kwargs))
+            return respond(await call_node(root, kwargs, None))
+
+        return call_simple
+
+    if not root.dependencies:
+        async_extractors = root.async_extractors
+
+        async def call_extracting(connection: Any) -> Any:
+            # perf: a body but no dependencies: no dependency context to set up
+            issues: list[ValidationIssue] = []
+            kwargs = {name: extract(connection, issues) for name, extract in sync_extractors}
+            for name, extract_async in async_extractors:
+                kwargs[name] = await extract_async(connection, issues)
+            if issues:
+                raise validation_error(issues)
+            return respond(await call_node(root, kwargs, None))
+
+        return call_extracting
+
+    order = in_call_order(root)
+
+    async def call_full(connection: Any) -> Any:
+        issues: list[ValidationIssue] = []
+        arguments: dict[int, dict[str, Any]] = {}
+        # Phase one: extract and validate everything; no user code runs.
+        for node in order:
+            if node.scope == "app":
+                continue
+            kwargs = {name: extract(connection, issues) for name, extract in node.sync_extractors}
+            for name, extract_async in node.async_extractors:
+                kwargs[name] = await extract_async(connection, issues)
+            arguments[id(node)] = kwargs
+        if issues:
+            raise validation_error(issues)
+        # Phase two: call each dependency once, in order, then the handler.
+        context = DependencyContext(connection)
+        connection.call_on_close(context.close)
+        results: dict[int, Any] = {}
+        for node in order:
+            if node.scope == "app":
+                results[id(node)] = await app_values.get(node)
+                continue
+            kwargs = arguments[id(node)]
+            for dep_name, dependency in node.dependencies:
+                if dep_name is not None:
+                    kwargs[dep_name] = results[id(dependency)]
+            results[id(node)] = await call_node(node, kwargs, context)
+        return respond(results[id(root)])
+
+    return call_full
+
+
+def _takes_only_path_values(node: DependencyNode, route_params: frozenset[str]) -> bool:
+    """Whether ``node``'s arguments are exactly the route's path parameters, as the router
+    typed them."""
+    return (
+        all(isinstance(extract, PathValue) and extract.name == name
+            for name, extract in node.sync_extractors)
+        and {name for name, _ in node.sync_extractors} == route_params
+    )

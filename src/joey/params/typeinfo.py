@@ -1,0 +1,114 @@
+"""Questions about annotations that decide where a parameter's value comes from.
+
+Pure functions of a type, used when plans are built (never per request).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, get_args, get_origin
+
+import msgspec
+
+#: "no default": the parameter is required
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+
+
+def strip_optional(annotation: Any) -> Any:
+    """``T`` from ``T | None`` (and ``Optional[T]``); anything else unchanged."""
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def base_type(annotation: Any) -> Any:
+    """The type under ``Optional`` and ``Annotated``: ``Annotated[int, Meta()] | None`` → int."""
+    annotation = strip_optional(annotation)
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return strip_optional(annotation)
+
+
+def is_pydantic_model(tp: Any) -> bool:
+    return isinstance(tp, type) and hasattr(tp, "model_validate") and hasattr(tp, "model_fields")
+
+
+def is_structured_class(tp: Any) -> bool:
+    """A msgspec Struct, dataclass, TypedDict or pydantic model class."""
+    return isinstance(tp, type) and (
+        issubclass(tp, msgspec.Struct) or dataclasses.is_dataclass(tp)
+        or typing.is_typeddict(tp) or is_pydantic_model(tp)
+    )
+
+
+def is_structured(annotation: Any) -> bool:
+    """Struct, dataclass, TypedDict, pydantic model, or dict: a body, not a query value."""
+    base = base_type(annotation)
+    origin = get_origin(base) or base
+    if origin is dict or origin is typing.Mapping:
+        return True
+    return is_structured_class(base)
+
+
+def is_sequence(annotation: Any) -> bool:
+    return get_origin(base_type(annotation)) in (list, set, frozenset, tuple)
+
+
+def is_body_type(annotation: Any) -> bool:
+    """What a parameter without a marker reads from the body: bytes, a structured type, or a
+    sequence of structured values."""
+    base = base_type(annotation)
+    if base is bytes or is_structured(base):
+        return True
+    if is_sequence(base):
+        args = get_args(base)
+        return bool(args) and is_structured(args[0])
+    return False
+
+
+def is_upload_file(tp: Any) -> bool:
+    # by name, so that plans never import joey.forms (python-multipart) for apps without it
+    return isinstance(tp, type) and tp.__name__ == "UploadFile" and tp.__module__ == "joey.forms"
+
+
+def is_channels(tp: Any) -> bool:
+    # by name, so that plans never import joey.channels for apps without it
+    return isinstance(tp, type) and any(
+        c.__name__ == "Channels" and c.__module__ == "joey.channels.base" for c in tp.__mro__)
+
+
+def has_custom_type(info: Any) -> bool:
+    """Whether a msgspec type description holds a type msgspec cannot convert text into."""
+    if isinstance(info, msgspec.inspect.CustomType):
+        return True
+    for attribute in ("item_type", "key_type", "value_type"):
+        inner = getattr(info, attribute, None)
+        if inner is not None and has_custom_type(inner):
+            return True
+    return any(has_custom_type(inner) for inner in (
+        *getattr(info, "types", ()), *getattr(info, "item_types", ())))
+
+
+def holds(tp: Any, test: Callable[[Any], bool]) -> bool:
+    """Whether ``test`` is true of ``tp`` or any type inside it (containers, unions)."""
+    if get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if test(tp):
+        return True
+    return any(holds(arg, test) for arg in get_args(tp) if arg is not Ellipsis)
+
+
+def constraints(annotation: Any) -> tuple[msgspec.Meta, ...]:
+    """The ``msgspec.Meta`` objects of an ``Annotated`` type (bounds, patterns, docs...)."""
+    found: list[msgspec.Meta] = []
+    annotation = strip_optional(annotation)
+    while get_origin(annotation) is Annotated:
+        annotation, *extras = get_args(annotation)
+        found.extend(extra for extra in extras if isinstance(extra, msgspec.Meta))
+        annotation = strip_optional(annotation)
+    return tuple(found)
