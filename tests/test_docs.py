@@ -131,6 +131,9 @@ def test_example_runs(
     name = f"docs_example_{stem}_{block.line}"
     module = types.ModuleType(name)
     sys.modules[name] = module
+    # ... or set a logger's level (errors.md sets "joey" to INFO), which would hide the DEBUG
+    # records later tests look for: put back with setLevel, which also clears logging's caches.
+    levels = _logger_levels()
     try:
         for part in block.chain():
             # Shifted by blank lines so a traceback points at the line in the Markdown file.
@@ -138,3 +141,22 @@ def test_example_runs(
             exec(compile(source, str(ROOT / part.page), "exec"), module.__dict__)
     finally:
         del sys.modules[name]
+        for logger, level in levels.items():
+            if logger.level != level:
+                logger.setLevel(level)
+
+
+def _logger_levels() -> dict[logging.Logger, int]:
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return {logger: logger.level for logger in loggers if isinstance(logger, logging.Logger)}
+
+
+def test_an_example_leaves_log_levels_as_it_found_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    joey_logger = logging.getLogger("joey")
+    before = joey_logger.level
+    code = 'import logging\nlogging.getLogger("joey").setLevel(logging.CRITICAL)\n'
+    test_example_runs(Block("page.md", 1, code, None), tmp_path, monkeypatch)
+    assert joey_logger.level == before
+    assert joey_logger.isEnabledFor(logging.ERROR)  # logging's level cache was cleared too
