@@ -8,19 +8,19 @@ from typing import Any
 import pytest
 
 from joey import App, Request, Route, RouteConflict, Router
-from joey.routing import (
+from joey._engine.tree import RouteTree
+from joey.describe import describe
+from joey.paths import (
     BadPath,
     Converter,
     FloatConverter,
     IntConverter,
-    Mount,
     PathConverter,
-    RouteTree,
     UUIDConverter,
-    describe,
     parse_template,
     routing_path,
 )
+from joey.routing import Mount
 from joey.testing import TestClient
 from joey.types import Receive, Scope, Send
 

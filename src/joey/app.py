@@ -1,13 +1,12 @@
-"""The application: an ASGI 3 callable. Read this file top to bottom to follow a request.
+"""The application: what an app *is*, declared; and ``__call__``, where a request comes in.
 
-1. ``App.__call__`` gets ``(scope, receive, send)`` from the server and hands it to the ASGI
-   middleware stack, whose innermost app is ``App._dispatch``.
-2. ``_dispatch`` looks at ``scope["type"]``: ``http``, ``websocket`` or ``lifespan``.
-3. For ``http``, ``_handle_http`` looks the path up in the route tree (built once, at startup),
-   picks the route for the method, and runs its *pipeline*: the handler middleware chain and
-   the handler's parameter plan, all composed at startup.
-4. The handler's return value becomes a ``Response``; an exception becomes one through the
-   exception handlers. The response is sent, then per-request cleanups run.
+``App`` holds the declarations: configuration, routes and routers, middleware, dependencies,
+exception handlers, lifespan steps. At startup (or on the first request) they are compiled
+into a private *engine* (:mod:`joey._engine`) that serves every request; a change to the
+declarations makes the app compile a new one before the next request.
+
+To follow a request, read :meth:`App.__call__` below, then the engine's HTTP path,
+:meth:`joey._engine.http.Engine.handle_http`, top to bottom.
 
 Example::
 
@@ -27,57 +26,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
-import logging
-import traceback
-from collections.abc import (
-    Awaitable,
-    Callable,
-    Coroutine,
-    Iterator,
-    Mapping,
-    MutableMapping,
-    Sequence,
-)
-from types import EllipsisType
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, overload
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
-from joey.datastructures import State
+from joey._engine.compiler import compile_engine
+from joey._engine.connections import OpenConnections
+from joey._engine.errors import ExceptionHandler
+from joey._engine.http import Engine
+from joey._engine.lifespan import serve_lifespan
+from joey.datastructures import State, bind_state, state_mapping
 from joey.describe import describe
-from joey.exceptions import BadRequest, HTTPError, MethodNotAllowed, NotFound, WebSocketDisconnect
 from joey.lifespan import LifespanDriver, LifespanFailed, LifespanManager
+from joey.overrides import DependencyOverrides
 from joey.params import Depends
-from joey.params.plan import PlanBuilder
-from joey.params.returns import return_converter
-from joey.params.run import AppScopedValues, compile_caller
-from joey.requests import ClientDisconnect, Request
-from joey.responses import ProblemResponse, RedirectResponse, Response, to_response
-from joey.routing import (
-    BadPath,
-    Endpoint,
-    Mount,
-    Route,
-    RouteDecorators,
-    Router,
-    RouteTree,
-    describe,
-    parse_template,
-    routing_path,
-)
+from joey.params.run import AppScopedValues
+from joey.pipelines import CallNext, HandlerMiddleware
+from joey.requests import Request
+from joey.responses import Response
+from joey.routeinfo import RouteInfo
+from joey.routing import Route, RouteDecorators, Router
 from joey.types import ASGIApp, Receive, Scope, Send
-from joey.websockets import WebSocket, WebSocketState
 
 if TYPE_CHECKING:
     from joey.channels import Channels
     from joey.tasks import Backoff, TaskBackend
 
-logger = logging.getLogger("joey")
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "App", "CallNext", "DependencyOverrides",
+           "HandlerMiddleware", "Middleware"]
 
-Pipeline = Callable[[Request], Awaitable[Response]]
-CallNext = Callable[[Request], Awaitable[Response]]
-#: ``async def mw(request, call_next) -> Response``
-HandlerMiddleware = Callable[[Request, CallNext], Awaitable[Response]]
-ExceptionHandler = Callable[[Request, Any], Response | Awaitable[Response]]
 Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[Mapping[str, Any] | None]]
 E = TypeVar("E", bound=BaseException)
 MiddlewareT = TypeVar("MiddlewareT", bound=HandlerMiddleware)
@@ -129,12 +105,18 @@ class App(RouteDecorators):
     Args:
         debug: show tracebacks in 500 responses (never in production).
         middleware: handler middleware for every route, outermost first.
+        dependencies: ``Depends(...)`` run for every route.
         asgi_middleware: ASGI middleware around the whole app, outermost first.
         exception_handlers: ``{ExceptionType: handler(request, exc) -> Response}``.
         on_startup / on_shutdown: callables (sync or async) run by the lifespan.
         lifespan: an async context manager factory ``lifespan(app)``; a mapping it yields
             becomes the lifespan state (``app.state`` and ``request.state``).
         max_body_size: default request body limit in bytes (``None``: no limit).
+        redirect_slashes: answer ``/x`` with a 308 to ``/x/`` (and back) when only the
+            other form is routed.
+        shutdown_timeout: seconds open WebSockets and streams get to end at shutdown.
+        tasks: the background task queue (default: in memory, made on first use).
+        channels: publish/subscribe (default: in memory, made on first use).
     """
 
     def __init__(
@@ -157,7 +139,7 @@ class App(RouteDecorators):
         self.debug = debug
         self.router = Router(middleware=middleware, dependencies=dependencies,
                              on_startup=on_startup, on_shutdown=on_shutdown)
-        self.router._listeners.append(self._invalidate)
+        self.router.on_change(self._invalidate)
         self.asgi_middleware = list(asgi_middleware)
         self.exception_handlers: dict[type[BaseException], ExceptionHandler] = dict(
             exception_handlers or {}
@@ -168,25 +150,15 @@ class App(RouteDecorators):
         self.state = State()
         self.shutdown_timeout = shutdown_timeout
         self._lifespan = LifespanManager()
-        self._websockets: dict[WebSocket, asyncio.Event] = {}
-        self._streams: set[asyncio.Task[Any]] = set()
-        self._end_streams: asyncio.Future[None] | None = None
-        self._mounts: list[Mount] = []
-        self._routers: list[Router] = []
+        self._connections = OpenConnections()  # kept across rebuilds, like app-scoped values
         self._overrides = DependencyOverrides(self._invalidate)
         self._app_values = AppScopedValues()
         self._tasks = tasks
         self._channels = channels
-        # Built by _build(), once, at startup or on the first request.
+        # Compiled once, at startup or on the first request; again after a change.
+        self._engine: Engine | None = None
         self._stack: ASGIApp | None = None
-        self._routes_ready = False
-        self._direct = False
-        self._tree = RouteTree()
-        self._static_routes: dict[str, Endpoint] = {}
-        self._slash_templates = False
-        self._not_found: Pipeline | None = None
-        self._bad_target: Pipeline | None = None
-        self._handler_cache: dict[type[BaseException], ExceptionHandler | None] = {}
+        self._serve_http: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
 
     # -- registration ---------------------------------------------------------------------
 
@@ -210,7 +182,7 @@ class App(RouteDecorators):
 
             self._channels = Channels()
             if self._lifespan.started:  # made after startup: stop them at shutdown all the same
-                self._lifespan._undo.append(("channels", self._channels.stop))
+                self._lifespan.add_undo("channels", self._channels.stop)
         return self._channels
 
     @property
@@ -293,7 +265,7 @@ class App(RouteDecorators):
             func: Callable[[Request, E], Response | Awaitable[Response]],
         ) -> Callable[[Request, E], Response | Awaitable[Response]]:
             self.exception_handlers[exc_type] = func
-            self._handler_cache.clear()
+            self._invalidate()
             return func
 
         return decorator
@@ -302,7 +274,8 @@ class App(RouteDecorators):
         """The response this app's exception handlers give ``exc`` (a problem document if
         none matches): for ASGI middleware around the app that fails after the handler ran,
         e.g. a session store that cannot save. The caller sends it."""
-        return await self._handle_exception(Request(scope, receive, self), exc, None)
+        return await self._ensure_engine().policy.respond(Request(scope, receive, self), exc,
+                                                          None)
 
     def on_startup(self, func: HookT) -> HookT:
         """Run ``func`` (sync or async) when the server starts, before the first request."""
@@ -321,489 +294,125 @@ class App(RouteDecorators):
 
             app.url_path_for("get_user", id=42)   # "/users/42"
         """
-        self._ensure_built()
-        return self._tree.url_path_for(name, params)
+        return self._ensure_engine().tree.url_path_for(name, params)
 
-    # -- build: everything computed once ----------------------------------------------------
+    @property
+    def routes(self) -> list[RouteInfo]:
+        """The route model: a :class:`~joey.routeinfo.RouteInfo` for every route, made from
+        the plans that validate requests (see :mod:`joey.routeinfo`). Builds the app."""
+        return list(self._ensure_engine().routes)
+
+    # -- compiling the engine ------------------------------------------------------------
 
     def _invalidate(self) -> None:
-        # Routes, plans or overrides changed: recompile them on the next call. The ASGI
+        # The declarations changed: compile a new engine before the next call. The ASGI
         # middleware stack is kept: its instances may hold state (connections, counters).
-        self._routes_ready = False
-        self._direct = False
+        self._engine = None
+        self._serve_http = None
 
-    def _ensure_built(self) -> ASGIApp:
-        if not self._routes_ready:
-            self._build()
+    def _ensure_engine(self) -> Engine:
+        engine = self._engine
+        if engine is None:
+            engine = self._engine = compile_engine(
+                self, self.router, overrides=self._overrides,
+                exception_handlers=self.exception_handlers, debug=self.debug,
+                max_body_size=self.max_body_size, redirect_slashes=self.redirect_slashes,
+                app_values=self._app_values, connections=self._connections,
+            )
         if self._stack is None:
             stack: ASGIApp = self._dispatch
             for middleware in reversed(self.asgi_middleware):
                 stack = middleware.wrap(stack)
             self._stack = stack
-        self._direct = not self.asgi_middleware
-        return self._stack
-
-    def _build(self) -> None:
-        self._plans = PlanBuilder(dict(self.dependency_overrides))
-        self._ws_plans = PlanBuilder(dict(self.dependency_overrides), websocket=True)
-        tree = RouteTree()
-        routers: list[Router] = []
-        mounts: list[Mount] = []
-        for item in self.router.walk():
-            if isinstance(item, Route):
-                endpoint = tree.add(item)
-                if item.websocket:
-                    endpoint.websocket = self._compile_websocket(item)
-                else:
-                    pipeline = self._compile(item)
-                    for method in item.methods:
-                        endpoint.handlers[method] = pipeline
-            elif isinstance(item, Mount):
-                tree.add_mount(item)
-                mounts.append(item)
-            else:
-                routers.append(item)
-        self._not_found = self._chain(self.router.middleware, self._answer_not_found)
-        self._bad_target = self._chain(self.router.middleware, self._answer_bad_target)
-        for endpoint in tree.endpoints:
-            self._compile_fallbacks(endpoint)
-        self._tree = tree
-        self._static_routes = tree.static_routes
-        # perf: "/x" can only redirect to "/x/" if some route ends with "/" (404s skip a walk)
-        self._slash_templates = any(
-            e.template.endswith("/") and e.template != "/" for e in tree.endpoints)
-        self._routers = routers
-        self._mounts = mounts
-        self._routes_ready = True
-
-    def _compile(self, route: Route) -> Pipeline:
-        """The route's pipeline: middleware (app → group → route) around the handler."""
-        names = {s.name: s.converter.type for s in parse_template(route.path)
-                 if s.name and s.converter}
-        plan = self._plans.build(route.endpoint, names, route.dependencies,
-                                 namespace=route.namespace)
-        status_code = route.status_code or 200
-        limit = self.max_body_size if isinstance(route.max_body_size, EllipsisType) else (
-            route.max_body_size
-        )
-        respond: Callable[[Any], Response] = (
-            to_response if status_code == 200 else functools.partial(to_response,
-                                                                     status_code=status_code))
-        coerce = return_converter(plan.func, route.namespace)
-        if coerce is not None:
-            # the return annotation decides: a dict returned from `-> Item` becomes an Item
-            send_value = respond
-
-            def respond_converted(value: Any) -> Response:
-                if value is not None and not isinstance(value, Response):
-                    value = coerce(value)
-                return send_value(value)
-
-            respond = respond_converted
-        run_handler = compile_caller(plan, self._app_values, respond, frozenset(names))
-        pipeline = self._chain(route.middleware, run_handler)
-        if limit != DEFAULT_MAX_BODY_SIZE or limit is None:
-            inner = pipeline
-
-            async def with_limit(request: Request) -> Response:
-                request.max_body_size = limit
-                return await inner(request)
-
-            pipeline = with_limit
-        setattr(pipeline, "__joey_route__", route)  # noqa: B010 - for error messages
-        return pipeline
-
-    def _compile_websocket(
-        self, route: Route
-    ) -> tuple[Route, Callable[[WebSocket], Awaitable[Any]]]:
-        names = {s.name: s.converter.type for s in parse_template(route.path)
-                 if s.name and s.converter}
-        plan = self._ws_plans.build(route.endpoint, names, route.dependencies,
-                                    namespace=route.namespace)
-        return route, compile_caller(plan, self._app_values, _ignore)
-
-    def _compile_fallbacks(self, endpoint: Endpoint) -> None:
-        if not endpoint.routes:  # a websocket-only path: plain HTTP finds nothing here
-            assert self._not_found is not None
-            endpoint.handlers["*405"] = self._not_found
-            return
-        allow = endpoint.allow_header
-        allowed = allow.split(", ")
-
-        async def method_not_allowed(request: Request) -> Response:
-            error = MethodNotAllowed(allowed, f"{request.method} is not allowed here.")
-            if self._lookup_exception_handler(MethodNotAllowed) is not None:
-                raise error  # the user's handler decides what a 405 looks like
-            return ProblemResponse.from_error(error)
-
-        async def options(request: Request) -> Response:
-            return Response(b"", status_code=204, headers={"allow": allow})
-
-        endpoint.handlers.setdefault("*405", self._chain(self.router.middleware,
-                                                         method_not_allowed))
-        if "OPTIONS" not in endpoint.handlers:
-            endpoint.handlers["OPTIONS"] = self._chain(self.router.middleware, options)
-        if "HEAD" not in endpoint.handlers and "GET" in endpoint.handlers:
-            endpoint.handlers["HEAD"] = endpoint.handlers["GET"]
-
-    @staticmethod
-    def _chain(middleware: Sequence[HandlerMiddleware], inner: Pipeline) -> Pipeline:
-        """Wrap ``inner`` in ``middleware``, the first one outermost. Built once per route."""
-        pipeline = inner
-        for mw in reversed(middleware):
-            pipeline = _bind(mw, pipeline)
-        return pipeline
+        # perf: without ASGI middleware, HTTP requests go straight to the engine
+        self._serve_http = None if self.asgi_middleware else engine.handle_http
+        return engine
 
     # -- the ASGI entry point ----------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self
-        if self._direct and scope["type"] == "http":
-            # perf: no ASGI middleware, so straight to HTTP handling (one frame less)
-            await self._handle_http(scope, receive, send)
+        serve_http = self._serve_http
+        if serve_http is not None and scope["type"] == "http":
+            await serve_http(scope, receive, send)  # the engine's HTTP path
             return
         stack = self._stack
-        if stack is None or not self._routes_ready:
+        if stack is None or self._engine is None:
             try:
-                stack = self._ensure_built()
+                self._ensure_engine()
             except Exception:
                 if scope["type"] != "lifespan":
                     raise
                 # A server reads an exception here as "no lifespan support" and serves
                 # anyway; answer lifespan.startup.failed instead (startup rebuilds, fails).
-                await self._handle_lifespan(scope, receive, send)
+                await serve_lifespan(self.startup, self.shutdown, scope.get("state"), receive,
+                                     send)
                 return
+            stack = self._stack
+            assert stack is not None
         await stack(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._handle_http(scope, receive, send)
-        elif kind == "websocket":
-            await self._handle_websocket(scope, receive, send)
-        elif kind == "lifespan":
-            await self._handle_lifespan(scope, receive, send)
+        """The innermost app of the ASGI middleware stack."""
+        if scope["type"] == "lifespan":
+            await serve_lifespan(self.startup, self.shutdown, scope.get("state"), receive, send)
         else:
-            raise RuntimeError(f"Unknown ASGI scope type {kind!r}")
+            await self._ensure_engine().dispatch(scope, receive, send)
 
-    # -- HTTP ------------------------------------------------------------------------------------
-
-    async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # 1. Find the route. Most requests need no percent-decoding and no root_path
-        #    stripping, and many hit a fully static path: one dict lookup.
-        path: str = scope["path"]
-        raw_path: bytes | None = scope.get("raw_path")
-        bad_target = False
-        if path[:1] == "/" and not scope.get("root_path") and (
-            raw_path is None or b"%" not in raw_path
-        ):
-            endpoint = self._static_routes.get(path)
-            match = None if endpoint is not None else self._tree.walk(path, None)
-        else:
-            endpoint = match = None
-            try:
-                routed, segments = routing_path(scope)
-            except BadPath:
-                bad_target = True  # not a path, or not UTF-8: a 400, below
-            else:
-                match = self._tree.lookup(routed, segments)
-        params: dict[str, Any]
-        if endpoint is not None:
-            params = {}
-        elif match is None:
-            endpoint, params = None, {}
-        elif match.endpoint is None:
-            assert match.mount is not None
-            await self._handle_mount(match.mount, scope, receive, send)
-            return
-        else:
-            endpoint, params = match.endpoint, match.params
-        # 2. Pick the pipeline for the method: handler middleware around the handler's plan.
-        if endpoint is None:
-            pipeline = self._bad_target if bad_target else self._not_found
-            assert pipeline is not None
-        else:
-            handlers = endpoint.handlers
-            pipeline = handlers.get(scope["method"]) or handlers["*405"]
-        # 3. Run it; an exception becomes a response through the exception handlers.
-        request = Request(scope, receive, self, params, self.max_body_size)
-        try:
-            response = await pipeline(request)
-        except Exception as exc:
-            request.error = exc  # generator dependencies see it at teardown
-            if isinstance(exc, ClientDisconnect):
-                await request.run_cleanups()
-                return
-            response = await self._handle_exception(request, exc, pipeline)
-        # 4. Send it, then run what waits for the response to be gone.
-        await self._send(response, request, scope, receive, send)
-
-    async def _send(
-        self, response: Response, request: Request, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        if type(response).__call__ is Response.__call__:
-            # perf: a complete body cannot fail half-way; no need to track the start message.
-            try:
-                await response(scope, receive, send)
-            except OSError:
-                logger.debug("Client went away before the response was sent")
-            finally:
-                if request.cleanups is not None:
-                    await request.run_cleanups()
-            return
-        started = False
-
-        async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await response(scope, receive, tracking_send)  # type: ignore[arg-type]
-        except Exception as exc:
-            if started:
-                # Too late for an error status: log it and leave the response unfinished so
-                # the server aborts the connection and the client sees a truncated body
-                # rather than a short one that looks complete.
-                logger.error(
-                    "Error while sending the response to %s %s after it had started",
-                    scope.get("method"), scope.get("path"), exc_info=exc,
-                )
-            else:
-                error_response = await self._handle_exception(request, exc, None)
-                await error_response(scope, receive, send)
-        finally:
-            if request.cleanups is not None:
-                await request.run_cleanups()
-
-    async def _answer_not_found(self, request: Request) -> Response:
-        if self.redirect_slashes and request.method in ("GET", "HEAD") and (
-            self._slash_templates or request.scope["path"].endswith("/")
-        ):
-            location = self._slash_redirect(request)
-            if location is not None:
-                return RedirectResponse(location, status_code=308)
-        error = NotFound(f"Nothing at {request.path}.")
-        if self._lookup_exception_handler(NotFound) is not None:
-            raise error  # the user's handler decides what a 404 looks like
-        # perf: nobody customises 404s, so answer without raising (~1.5 µs saved)
-        return ProblemResponse.from_error(error)
-
-    async def _answer_bad_target(self, request: Request) -> Response:
-        # The route lookup refused this target; ask again for the reason. Raised, so the
-        # app's exception handlers decide what the 400 looks like (rare: no fast path).
-        try:
-            routing_path(request.scope)
-        except BadPath as exc:
-            raise BadRequest(str(exc)) from None
-        raise BadRequest("The request target cannot be routed.")
-
-    def _slash_redirect(self, request: Request) -> str | None:
-        """The other trailing-slash form of the path, if that one is routed."""
-        path, segments = routing_path(request.scope)
-        if segments is None:
-            segments = path[1:].split("/") if path != "/" else []
-        if not segments:
-            return None
-        # Segment-wise, so an encoded "%2F" at the end is not taken for a trailing slash.
-        trailing = segments[-1] == ""
-        others = segments[:-1] if trailing else [*segments, ""]
-        other = "/" + "/".join(others)
-        if other.startswith("//"):  # "//host" would be read as another site: never send it
-            return None
-        match = self._tree.lookup(other, others)
-        if match is None or match.endpoint is None:
-            return None
-        # From raw_path (root_path included, as servers send it), so "%3F" stays encoded.
-        raw: bytes | None = request.scope.get("raw_path")
-        if raw and raw.isascii():
-            target = raw.split(b"?", 1)[0].decode("ascii")
-            target = target[:-1] if trailing else target + "/"
-        else:
-            root_path: str = request.scope.get("root_path", "")
-            target = root_path + other
-        query = request.scope.get("query_string", b"").decode("latin-1")
-        # Relative (no scheme, no host): never downgrades https behind a proxy.
-        return target + (f"?{query}" if query else "")
-
-    async def _handle_exception(
-        self, request: Request, exc: Exception, pipeline: Pipeline | None
-    ) -> Response:
-        handler = self._lookup_exception_handler(type(exc))
-        if handler is not None:
-            if not isinstance(exc, HTTPError) and _catches_everything(
-                    type(exc), self.exception_handlers):
-                # A handler for Exception renders the 500; the error is still unexpected,
-                # so its traceback is logged whoever renders the response.
-                self._log_unhandled(request, exc, pipeline,
-                                    f" (rendered by exception handler {describe(handler)})")
-            try:
-                result = handler(request, exc)
-                if inspect.isawaitable(result):
-                    result = await result
-                return result if isinstance(result, Response) else _error_value_response(
-                    result, exc, handler)
-            except Exception as handler_exc:
-                logger.error("Exception handler %s failed", describe(handler),
-                             exc_info=handler_exc)
-                exc = handler_exc
-        if isinstance(exc, HTTPError):
-            return ProblemResponse.from_error(exc)
-        self._log_unhandled(request, exc, pipeline, "")
-        detail = "".join(traceback.format_exception(exc)) if self.debug else None
-        return ProblemResponse(
-            {"type": "about:blank", "title": "Internal Server Error", "status": 500,
-             **({"detail": detail} if detail else {})},
-            status_code=500,
-        )
-
-    @staticmethod
-    def _log_unhandled(request: Request, exc: Exception, pipeline: Pipeline | None,
-                       note: str) -> None:
-        route = getattr(pipeline, "__joey_route__", None)
-        where = describe(route.endpoint) if route is not None else "middleware"
-        logger.error(
-            "Unhandled %s in %s for %s %s%s", type(exc).__name__, where, request.method,
-            request.path, note, exc_info=exc,
-        )
-
-    def _lookup_exception_handler(self, exc_type: type[BaseException]) -> ExceptionHandler | None:
-        if not self.exception_handlers:
-            return None
-        try:
-            return self._handler_cache[exc_type]
-        except KeyError:
-            pass
-        found = None
-        for cls in exc_type.__mro__:
-            if cls in self.exception_handlers:
-                found = self.exception_handlers[cls]
-                break
-        self._handler_cache[exc_type] = found
-        return found
-
-    # -- mounted apps ----------------------------------------------------------------------------
-
-    async def _handle_mount(self, mount: Mount, scope: Scope, receive: Receive, send: Send) -> None:
-        child = dict(scope)
-        child["root_path"] = scope.get("root_path", "") + mount.path
-        await mount.app(child, receive, send)
-
-    # -- WebSocket -----------------------------------------------------------------------------
-
-    async def _handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            path, segments = routing_path(scope)
-            match = self._tree.lookup(path, segments)
-        except BadPath:
-            match = None
-        if match is not None and match.endpoint is None and match.mount is not None:
-            await self._handle_mount(match.mount, scope, receive, send)
-            return
-        compiled = match.endpoint.websocket if match is not None and match.endpoint else None
-        websocket = WebSocket(scope, receive, send, self, match.params if match else {})
-        if compiled is None:
-            # No route: refuse before accepting (the server answers the handshake with 403).
-            await websocket.close(1008)
-            return
-        route, handler = compiled
-        done = asyncio.Event()
-        self._websockets[websocket] = done
-        try:
-            await handler(websocket)
-        except WebSocketDisconnect:
-            pass
-        except OSError:
-            logger.debug("WebSocket %s: the peer went away while we were sending", path)
-        except Exception as exc:
-            where = describe(route.endpoint)
-            if websocket.connection_state is WebSocketState.CONNECTING:
-                logger.error("WebSocket handler %s failed before accepting; refusing the "
-                             "connection", where, exc_info=exc)
-                await _quietly(websocket.close(1008))
-            else:
-                logger.error("WebSocket handler %s failed; closing with 1011", where,
-                             exc_info=exc)
-                await _quietly(websocket.close(1011))
-        else:
-            if websocket.connection_state is not WebSocketState.CLOSED:
-                await _quietly(websocket.close(1000))
-        finally:
-            if websocket.cleanups is not None:
-                await websocket.run_cleanups()
-            del self._websockets[websocket]
-            done.set()
+    # -- open connections -------------------------------------------------------------------
 
     @property
     def open_websockets(self) -> int:
         """How many WebSocket handlers are running right now."""
-        return len(self._websockets)
+        return self._connections.websockets
 
     async def close_websockets(self, code: int = 1001, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Close every open WebSocket with ``code`` (1001: going away) and wait up to
         ``timeout`` seconds for their handlers to finish. Used at shutdown."""
-        waiters = []
-        for websocket, done in list(self._websockets.items()):
-            if websocket.connection_state is WebSocketState.CONNECTED:
-                await _quietly(websocket.close(code, "Server shutting down"))
-            waiters.append(done.wait())
-        if waiters:
-            try:
-                await asyncio.wait_for(asyncio.gather(*waiters), timeout)
-            except TimeoutError:
-                logger.warning("%d WebSocket handler(s) still running after %.1fs at shutdown",
-                               len(self._websockets), timeout)
+        await self._connections.close_websockets(code, timeout)
 
-    # -- lifespan --------------------------------------------------------------------------------
+    def watch_stream(self) -> asyncio.Future[None]:
+        """Count the current task as an open stream until it ends; the returned future
+        completes when streams must end (:meth:`close_streams`). Streaming responses call this."""
+        return self._connections.watch_stream()
 
-    async def _handle_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = await receive()
-        if message["type"] != "lifespan.startup":
-            raise RuntimeError(f"Expected lifespan.startup, got {message['type']!r}")
-        try:
-            await self.startup(scope.get("state"))
-        except Exception as exc:
-            logger.error("Startup failed: %s", exc, exc_info=exc)
-            await send({"type": "lifespan.startup.failed", "message": str(exc)})
-            return
-        await send({"type": "lifespan.startup.complete"})
-        message = await receive()
-        try:
-            await self.shutdown()
-        except Exception as exc:
-            await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
-            return
-        await send({"type": "lifespan.shutdown.complete"})
+    async def close_streams(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Tell every open streaming response to end (an SSE stream sends its last event)
+        and wait up to ``timeout`` seconds for them to finish. Used at shutdown."""
+        await self._connections.close_streams(timeout)
+
+    # -- lifespan: the order of startup and shutdown --------------------------------------------
 
     async def startup(self, lifespan_state: dict[str, Any] | None = None) -> None:
         """Build the app and run every startup step (see :mod:`joey.lifespan`).
 
         The server's lifespan calls this; call it yourself only without a lifespan.
         """
-        self._ensure_built()
+        engine = self._ensure_engine()
         manager = self._lifespan
         if manager.started:
             return
         manager.started = True
+        self._connections.reopen_streams()
         if lifespan_state is not None:
             # The lifespan-state extension: the server copies this mapping into every
             # request's scope["state"], so app.state and request.state share it.
-            lifespan_state.update(self.state._data)
-            object.__setattr__(self.state, "_data", lifespan_state)
+            bind_state(self.state, lifespan_state)
         try:
-            for mount in self._mounts:
-                driver = LifespanDriver(mount.app, self.state._data)
+            for mount in engine.mounts:
+                driver = LifespanDriver(mount.app, state_mapping(self.state))
                 await manager.run_step(f"mounted app at {mount.path or '/'}", driver.startup,
                                        driver.shutdown)
-            for router in self._routers:
+            for router in engine.routers:
                 for hook in router.shutdown_hooks:
-                    manager._undo.append((f"shutdown hook {describe(hook)}", hook))
-            for router in self._routers:
+                    manager.add_undo(f"shutdown hook {describe(hook)}", hook)
+            for router in engine.routers:
                 for hook in router.startup_hooks:
                     await manager.run_step(f"startup hook {describe(hook)}", hook, None)
-            manager._undo.append(("app-scoped dependencies", self._app_values.close))
-            await self._start_app_dependencies(manager)
+            manager.add_undo("app-scoped dependencies", self._app_values.close)
+            for plan in engine.app_scoped:
+                await manager.run_step(f"app-scoped dependency {describe(plan.func)}",
+                                       functools.partial(self._app_values.get, plan), None)
             if self.lifespan_context is not None:
                 yielded = await manager.enter_context(
                     f"lifespan {describe(self.lifespan_context)}", self.lifespan_context(self)
@@ -819,11 +428,6 @@ class App(RouteDecorators):
         except BaseException:
             await manager.shutdown()
             raise
-
-    async def _start_app_dependencies(self, manager: LifespanManager) -> None:
-        for plan in (*self._plans.app_scoped(), *self._ws_plans.app_scoped()):
-            await manager.run_step(f"app-scoped dependency {describe(plan.func)}",
-                                   functools.partial(self._app_values.get, plan), None)
 
     async def shutdown(self) -> None:
         """End open streams, close WebSockets (1001), stop spawned tasks, and undo every
@@ -843,91 +447,3 @@ class App(RouteDecorators):
 
     def __repr__(self) -> str:
         return f"<App routes={len(list(self.router.walk())) - 1}>"
-
-
-class DependencyOverrides(MutableMapping[Callable[..., Any], Callable[..., Any]]):
-    """``app.dependency_overrides``: ``{real: fake}``, a complete mapping.
-
-    Every change (``[k] = v``, ``del``, ``update``, ``pop``, ``popitem``, ``setdefault``,
-    ``clear``, ``|=``) makes the app rebuild its plans before the next request.
-    """
-
-    __slots__ = ("_items", "_on_change")
-
-    def __init__(self, on_change: Callable[[], None]) -> None:
-        self._items: dict[Callable[..., Any], Callable[..., Any]] = {}
-        self._on_change = on_change
-
-    def __getitem__(self, key: Callable[..., Any]) -> Callable[..., Any]:
-        return self._items[key]
-
-    def __setitem__(self, key: Callable[..., Any], value: Callable[..., Any]) -> None:
-        self._items[key] = value
-        self._on_change()
-
-    def __delitem__(self, key: Callable[..., Any]) -> None:
-        del self._items[key]
-        self._on_change()
-
-    def __iter__(self) -> Iterator[Callable[..., Any]]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __ior__(self, other: Mapping[Callable[..., Any], Callable[..., Any]]) -> Self:
-        self.update(other)
-        return self
-
-    def clear(self) -> None:  # one rebuild, not one per key
-        if self._items:
-            self._items.clear()
-            self._on_change()
-
-    def __repr__(self) -> str:
-        return f"DependencyOverrides({self._items!r})"
-
-
-def _catches_everything(exc_type: type[BaseException],
-                        handlers: Mapping[type[BaseException], Any]) -> bool:
-    """Whether the handler for ``exc_type`` is the one registered for ``Exception`` (or
-    ``BaseException``): a catch-all that renders unexpected errors."""
-    for cls in exc_type.__mro__:
-        if cls in handlers:
-            return cls is Exception or cls is BaseException
-    return False
-
-
-def _error_value_response(value: Any, exc: Exception, handler: Callable[..., Any]) -> Response:
-    """What an exception handler returned, when it is not a Response: converted like a route
-    handler's value, with the error's status (500 for errors that are not HTTPError) and
-    headers (``Allow``, ``Retry-After``...)."""
-    status = exc.status_code if isinstance(exc, HTTPError) else 500
-    try:
-        response = to_response(value, status)
-    except TypeError as problem:
-        raise TypeError(
-            f"Exception handler {describe(handler)} returned a {type(value).__name__} for "
-            f"{type(exc).__name__}: {problem}"
-        ) from None
-    if isinstance(exc, HTTPError):
-        for name, header in exc.headers.items():
-            response.headers.setdefault(name, header)
-    return response
-
-
-def _ignore(value: Any) -> None:
-    """WebSocket handlers' return values mean nothing."""
-
-
-async def _quietly(closing: Awaitable[None]) -> None:
-    with contextlib.suppress(OSError, RuntimeError):
-        await closing
-
-
-def _bind(middleware: HandlerMiddleware, call_next: Pipeline) -> Pipeline:
-    async def step(request: Request) -> Response:
-        return await middleware(request, call_next)
-
-    return step
-

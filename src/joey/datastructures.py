@@ -439,6 +439,19 @@ class State:
         return f"State({self._data!r})"
 
 
+def state_mapping(state: State) -> dict[str, Any]:
+    """The dict behind ``state`` (its attributes are its items)."""
+    data: dict[str, Any] = state._data
+    return data
+
+
+def bind_state(state: State, mapping: dict[str, Any]) -> None:
+    """Make ``state`` live in ``mapping`` from now on, keeping what it held: the app's state
+    becomes the ASGI lifespan ``state``, which the server copies into every request."""
+    mapping.update(state._data)
+    object.__setattr__(state, "_data", mapping)
+
+
 class Address:
     """The peer's ``(host, port)``, as the server reports it."""
 

@@ -143,6 +143,10 @@ class LifespanManager:
         if undo is not None:
             self._undo.append((label, undo))
 
+    def add_undo(self, label: str, undo: Callable[[], Any]) -> None:
+        """Remember ``undo`` (sync or async) to run at shutdown, in reverse order of adding."""
+        self._undo.append((label, undo))
+
     async def enter_context(
         self, label: str, context: contextlib.AbstractAsyncContextManager[Any]
     ) -> Any:

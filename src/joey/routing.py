@@ -1,14 +1,10 @@
-"""Routes, route groups and the segment tree that finds a route for a path.
+"""Declaring routes: ``Route``, ``Mount``, and ``Router``, a group of them.
 
-Paths are templates of ``/``-separated segments. A segment is static text or a parameter:
-``{name}`` (one non-empty segment, a ``str``), ``{name:int}``, ``{name:float}``,
-``{name:uuid}``, or a final ``{name:path}`` that takes the rest of the path.
-
-The tree has one node per segment. At each node a lookup tries, in order: the static child
-with exactly this text, the typed parameters (most specific converter first), the catch-all,
-then a mounted app. If a branch fails deeper down, the next option is tried, so a more
-specific route never hides a less specific one. Cost grows with the number of segments in the
-path, not with the number of routes; fully static paths skip the tree through one dict lookup.
+A route says which handler answers which methods at which path template (see
+:mod:`joey.paths` for the template syntax), with what middleware, dependencies and options.
+Routers group routes under a prefix with shared middleware, dependencies, tags and lifespan
+hooks, and include each other. Nothing here runs a request: at startup the app's engine
+flattens the routers (:meth:`Router.walk`) and compiles them into the route tree.
 
 Example::
 
@@ -25,19 +21,14 @@ Example::
 
 from __future__ import annotations
 
-import math
 import sys
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, unquote_to_bytes
+from typing import Any, TypedDict, TypeVar, Unpack
 
-from joey.describe import describe
-from joey.types import ASGIApp, Scope
-
-if TYPE_CHECKING:
-    from joey.app import HandlerMiddleware
+from joey.paths import Segment, parse_template
+from joey.pipelines import HandlerMiddleware
+from joey.types import ASGIApp
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,154 +39,6 @@ class RouteConflict(ValueError):
     """Two routes would answer the same request; raised at startup, naming both."""
 
 
-# --- converters -------------------------------------------------------------------------
-
-
-class Converter:
-    """Turns one path segment into a value, or refuses it (``ValueError`` → no match)."""
-
-    name = "str"
-    #: the Python type of converted values
-    type: type = str
-    #: lower tries first among parameters at the same position
-    priority = 50
-
-    def convert(self, segment: str) -> Any:
-        if not segment:
-            raise ValueError("empty segment")
-        return segment
-
-    def to_string(self, value: Any) -> str:
-        text = str(value)
-        if not text:
-            raise ValueError(f"{value!r} is not a valid {self.name} path segment")
-        return text  # a "/" inside is sent as %2F, which the router reads back as one segment
-
-
-class IntConverter(Converter):
-    name = "int"
-    type = int
-    priority = 10
-
-    def convert(self, segment: str) -> int:
-        # int() alone would accept " 7", "+7" and "1_000"; a URL segment should be plain digits.
-        body = segment[1:] if segment.startswith("-") else segment
-        if not body.isascii() or not body.isdigit() or len(body) > 40:
-            raise ValueError(segment)
-        return int(segment)
-
-    def to_string(self, value: Any) -> str:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{value!r} is not an int")
-        return str(value)
-
-
-class FloatConverter(Converter):
-    name = "float"
-    type = float
-    priority = 30
-
-    def convert(self, segment: str) -> float:
-        if not segment.isascii() or "_" in segment or segment.strip() != segment:
-            raise ValueError(segment)
-        value = float(segment)
-        if not math.isfinite(value):  # "nan", "inf" parse, but are not numbers a URL means
-            raise ValueError(segment)
-        return value
-
-    def to_string(self, value: Any) -> str:
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a finite float")
-        return repr(float(value))
-
-
-class UUIDConverter(Converter):
-    name = "uuid"
-    type = uuid.UUID
-    priority = 20
-
-    def convert(self, segment: str) -> uuid.UUID:
-        if len(segment) not in (32, 36):
-            raise ValueError(segment)
-        return uuid.UUID(segment)
-
-    def to_string(self, value: Any) -> str:
-        return str(uuid.UUID(str(value)))
-
-
-class PathConverter(Converter):
-    name = "path"
-    priority = 90
-
-    def to_string(self, value: Any) -> str:
-        return str(value)
-
-
-CONVERTERS: dict[str, Converter] = {
-    c.name: c for c in (Converter(), IntConverter(), FloatConverter(), UUIDConverter(),
-                        PathConverter())
-}
-
-
-# --- templates ---------------------------------------------------------------------------
-
-
-class _Segment:
-    __slots__ = ("converter", "name", "text")
-
-    def __init__(self, text: str, name: str | None = None, converter: Converter | None = None):
-        self.text = text
-        self.name = name
-        self.converter = converter
-
-    @property
-    def is_param(self) -> bool:
-        return self.converter is not None
-
-    @property
-    def is_catch_all(self) -> bool:
-        return isinstance(self.converter, PathConverter)
-
-
-def parse_template(path: str) -> list[_Segment]:
-    """Split a route template into segments, validating parameter syntax."""
-    if not path.startswith("/"):
-        raise ValueError(f"Route path {path!r} must start with '/'")
-    if path == "/":
-        return []
-    segments: list[_Segment] = []
-    names: set[str] = set()
-    parts = path[1:].split("/")
-    for index, part in enumerate(parts):
-        if part.startswith("{") and part.endswith("}"):
-            name, _, kind = part[1:-1].partition(":")
-            kind = kind or "str"
-            if not name.isidentifier():
-                raise ValueError(f"Route path {path!r}: {name!r} is not a valid parameter name")
-            if name in names:
-                raise ValueError(f"Route path {path!r}: parameter {name!r} appears twice")
-            converter = CONVERTERS.get(kind)
-            if converter is None:
-                raise ValueError(
-                    f"Route path {path!r}: unknown converter {kind!r} "
-                    f"(known: {', '.join(CONVERTERS)})"
-                )
-            if isinstance(converter, PathConverter) and index != len(parts) - 1:
-                raise ValueError(f"Route path {path!r}: {{{name}:path}} must be the last segment")
-            names.add(name)
-            segments.append(_Segment(part, name, converter))
-        elif "{" in part or "}" in part:
-            raise ValueError(
-                f"Route path {path!r}: a parameter must fill a whole segment, got {part!r}"
-            )
-        else:
-            segments.append(_Segment(part))
-    return segments
-
-
-# --- routes and groups -------------------------------------------------------------------
-
-
 class Route:
     """One handler at one path, for one or more methods (or a WebSocket).
 
@@ -204,7 +47,7 @@ class Route:
 
     __slots__ = (
         "dependencies", "endpoint", "max_body_size", "methods", "middleware", "name",
-        "namespace", "path", "status_code", "websocket",
+        "namespace", "path", "segments", "status_code", "tags", "websocket",
     )
 
     def __init__(
@@ -220,10 +63,12 @@ class Route:
         max_body_size: int | EllipsisType | None = ...,  # ``...``: the app's default
         websocket: bool = False,
         namespace: dict[str, Any] | None = None,
+        tags: Sequence[str] = (),
     ) -> None:
-        # "" (like "/") under a router prefix means the prefix itself
-        parse_template(path or "/")  # validate early, so the error points at the decorator
+        # "" (like "/") under a router prefix means the prefix itself; parsed here, once, so
+        # a bad template is an error that points at the decorator
         self.path = path or "/"
+        self.segments: tuple[Segment, ...] = tuple(parse_template(self.path))
         self.endpoint = endpoint
         self.methods = tuple(dict.fromkeys(m.upper() for m in methods)) if not websocket else ()
         for method in self.methods:
@@ -237,14 +82,23 @@ class Route:
         self.websocket = websocket
         #: the local names where the handler was defined, to resolve string annotations
         self.namespace = namespace
+        self.tags = tuple(tags)
+
+    @property
+    def path_params(self) -> dict[str, type]:
+        """The path parameters and the type their converter makes: ``{"id": int}``."""
+        return {s.name: s.converter.type for s in self.segments
+                if s.name is not None and s.converter is not None}
 
     def with_prefix(
         self, prefix: str, middleware: Sequence[HandlerMiddleware], dependencies: Sequence[Any],
-        name_prefix: str,
+        name_prefix: str, tags: Sequence[str] = (),
     ) -> Route:
-        """A copy of this route under a group's prefix, middleware and dependencies."""
+        """A copy of this route under a group's prefix, middleware, dependencies and tags."""
         route = Route.__new__(Route)
         route.path = _join(prefix, self.path)
+        route.segments = (tuple(parse_template(route.path)) if route.path != self.path
+                          else self.segments)
         route.endpoint = self.endpoint
         route.methods = self.methods
         route.name = f"{name_prefix}{self.name}"
@@ -254,6 +108,7 @@ class Route:
         route.max_body_size = self.max_body_size
         route.websocket = self.websocket
         route.namespace = self.namespace
+        route.tags = (*dict.fromkeys((*tags, *self.tags)),)
         return route
 
     def __repr__(self) -> str:
@@ -264,12 +119,13 @@ class Route:
 class Mount:
     """An ASGI app that receives every request and websocket under a path prefix."""
 
-    __slots__ = ("app", "name", "path")
+    __slots__ = ("app", "name", "path", "segments")
 
     def __init__(self, path: str, app: ASGIApp, name: str | None = None) -> None:
         if path != "/" and path.endswith("/"):
             path = path.rstrip("/")
-        for segment in parse_template(path if path else "/"):
+        self.segments = tuple(parse_template(path if path else "/"))
+        for segment in self.segments:
             if segment.is_param:
                 raise ValueError(f"Mount path {path!r} cannot contain parameters")
         self.path = "" if path == "/" else path
@@ -284,6 +140,17 @@ def _join(prefix: str, path: str) -> str:
         raise ValueError(f"Prefix {prefix!r} must start with '/'")
     prefix = prefix.rstrip("/")
     return prefix + path if path not in ("", "/") else (prefix or "/")
+
+
+class RouteOptions(TypedDict, total=False):
+    """The options every route decorator takes (see :meth:`RouteDecorators.route`)."""
+
+    name: str | None
+    status_code: int | None
+    middleware: Sequence[HandlerMiddleware]
+    dependencies: Sequence[Any]
+    max_body_size: int | EllipsisType | None
+    tags: Sequence[str]
 
 
 class RouteDecorators:
@@ -302,8 +169,14 @@ class RouteDecorators:
         middleware: Sequence[HandlerMiddleware] = (),
         dependencies: Sequence[Any] = (),
         max_body_size: int | EllipsisType | None = ...,
+        tags: Sequence[str] = (),
     ) -> Callable[[F], F]:
         """Register the decorated handler at ``path`` for every method in ``methods``.
+
+        ``name`` names the route for ``url_path_for`` (default: the function's name);
+        ``status_code`` is the success status; ``middleware`` and ``dependencies`` apply to
+        this route only; ``max_body_size`` overrides the app's body limit (``None``: none);
+        ``tags`` group the route in the route model (and an API document built from it).
 
         Example::
 
@@ -315,80 +188,43 @@ class RouteDecorators:
             self.add_route(Route(
                 path, func, methods=methods, name=name, status_code=status_code,
                 middleware=middleware, dependencies=dependencies, max_body_size=max_body_size,
-                namespace=_defining_namespace(),
+                namespace=_defining_namespace(), tags=tags,
             ))
             return func
 
         return decorator
 
-    def get(
-        self, path: str, *, name: str | None = None, status_code: int | None = None,
-        middleware: Sequence[HandlerMiddleware] = (), dependencies: Sequence[Any] = (),
-        max_body_size: int | EllipsisType | None = ...,
-    ) -> Callable[[F], F]:
+    def get(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register a ``GET`` handler (``HEAD`` is answered by it too)."""
-        return self.route(path, ["GET"], name=name, status_code=status_code,
-                          middleware=middleware, dependencies=dependencies,
-                          max_body_size=max_body_size)
+        return self.route(path, ["GET"], **options)
 
-    def post(
-        self, path: str, *, name: str | None = None, status_code: int | None = None,
-        middleware: Sequence[HandlerMiddleware] = (), dependencies: Sequence[Any] = (),
-        max_body_size: int | EllipsisType | None = ...,
-    ) -> Callable[[F], F]:
+    def post(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register a ``POST`` handler."""
-        return self.route(path, ["POST"], name=name, status_code=status_code,
-                          middleware=middleware, dependencies=dependencies,
-                          max_body_size=max_body_size)
+        return self.route(path, ["POST"], **options)
 
-    def put(
-        self, path: str, *, name: str | None = None, status_code: int | None = None,
-        middleware: Sequence[HandlerMiddleware] = (), dependencies: Sequence[Any] = (),
-        max_body_size: int | EllipsisType | None = ...,
-    ) -> Callable[[F], F]:
+    def put(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register a ``PUT`` handler."""
-        return self.route(path, ["PUT"], name=name, status_code=status_code,
-                          middleware=middleware, dependencies=dependencies,
-                          max_body_size=max_body_size)
+        return self.route(path, ["PUT"], **options)
 
-    def patch(
-        self, path: str, *, name: str | None = None, status_code: int | None = None,
-        middleware: Sequence[HandlerMiddleware] = (), dependencies: Sequence[Any] = (),
-        max_body_size: int | EllipsisType | None = ...,
-    ) -> Callable[[F], F]:
+    def patch(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register a ``PATCH`` handler."""
-        return self.route(path, ["PATCH"], name=name, status_code=status_code,
-                          middleware=middleware, dependencies=dependencies,
-                          max_body_size=max_body_size)
+        return self.route(path, ["PATCH"], **options)
 
-    def delete(
-        self, path: str, *, name: str | None = None, status_code: int | None = None,
-        middleware: Sequence[HandlerMiddleware] = (), dependencies: Sequence[Any] = (),
-        max_body_size: int | EllipsisType | None = ...,
-    ) -> Callable[[F], F]:
+    def delete(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register a ``DELETE`` handler."""
-        return self.route(path, ["DELETE"], name=name, status_code=status_code,
-                          middleware=middleware, dependencies=dependencies,
-                          max_body_size=max_body_size)
+        return self.route(path, ["DELETE"], **options)
 
-    def head(
-        self, path: str, *, name: str | None = None, status_code: int | None = None,
-        middleware: Sequence[HandlerMiddleware] = (), dependencies: Sequence[Any] = (),
-    ) -> Callable[[F], F]:
+    def head(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register an explicit ``HEAD`` handler (otherwise ``GET`` handlers answer HEAD)."""
-        return self.route(path, ["HEAD"], name=name, status_code=status_code,
-                          middleware=middleware, dependencies=dependencies)
+        return self.route(path, ["HEAD"], **options)
 
-    def options(
-        self, path: str, *, name: str | None = None, status_code: int | None = None,
-        middleware: Sequence[HandlerMiddleware] = (), dependencies: Sequence[Any] = (),
-    ) -> Callable[[F], F]:
+    def options(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register an explicit ``OPTIONS`` handler (otherwise Joey answers with ``Allow``)."""
-        return self.route(path, ["OPTIONS"], name=name, status_code=status_code,
-                          middleware=middleware, dependencies=dependencies)
+        return self.route(path, ["OPTIONS"], **options)
 
     def websocket(
         self, path: str, *, name: str | None = None, dependencies: Sequence[Any] = (),
+        tags: Sequence[str] = (),
     ) -> Callable[[F], F]:
         """Register a WebSocket handler at ``path`` (same tree, parameters and groups).
 
@@ -398,7 +234,7 @@ class RouteDecorators:
 
         def decorator(func: F) -> F:
             self.add_route(Route(path, func, name=name, dependencies=dependencies,
-                                 websocket=True, namespace=_defining_namespace()))
+                                 websocket=True, namespace=_defining_namespace(), tags=tags))
             return func
 
         return decorator
@@ -444,6 +280,7 @@ class Router(RouteDecorators):
         dependencies: Sequence[Any] = (),
         on_startup: Sequence[Callable[[], Any]] = (),
         on_shutdown: Sequence[Callable[[], Any]] = (),
+        tags: Sequence[str] = (),
     ) -> None:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ValueError(f"Router prefix {prefix!r} must start and not end with '/'")
@@ -457,6 +294,7 @@ class Router(RouteDecorators):
         self.startup_hooks: list[Callable[[], Any]] = list(on_startup)
         self.shutdown_hooks: list[Callable[[], Any]] = list(on_shutdown)
         self._listeners: list[Callable[[], None]] = []
+        self.tags: list[str] = list(tags)
 
     def add_route(self, route: Route) -> None:
         self.routes.append(route)
@@ -475,13 +313,18 @@ class Router(RouteDecorators):
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ValueError(f"Include prefix {prefix!r} must start and not end with '/'")
         self.children.append((router, prefix))
-        router._listeners.append(self._changed)
+        router.on_change(self._changed)
         self._changed()
 
     def mount(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
         """Hand every request and websocket under ``path`` to another ASGI app."""
         self.mounts.append(Mount(path, app, name))
         self._changed()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever a route, mount or included router is added here (or
+        to a router included here): the app rebuilds before its next request."""
+        self._listeners.append(listener)
 
     def _changed(self) -> None:
         for listener in self._listeners:
@@ -490,7 +333,7 @@ class Router(RouteDecorators):
     def walk(
         self, prefix: str = "", middleware: tuple[Any, ...] = (),
         dependencies: tuple[Any, ...] = (), name_prefix: str = "",
-        _seen: frozenset[int] = frozenset(),
+        _seen: frozenset[int] = frozenset(), tags: tuple[str, ...] = (),
     ) -> Iterator[Route | Mount | Router]:
         """This router (so the app can collect lifespan hooks), then every route and mount
         with prefixes, middleware and dependencies applied, then the included routers'."""
@@ -500,324 +343,19 @@ class Router(RouteDecorators):
         full_prefix = _join(prefix, self.prefix) if self.prefix else prefix
         middleware = (*middleware, *self.middleware)
         dependencies = (*dependencies, *self.dependencies)
+        tags = (*tags, *self.tags)
         if self.name:
             name_prefix = f"{name_prefix}{self.name}."
         yield self  # parents first, so an app's hooks run before its routers'
         for route in self.routes:
-            yield route.with_prefix(full_prefix, middleware, dependencies, name_prefix)
+            yield route.with_prefix(full_prefix, middleware, dependencies, name_prefix, tags)
         for mount in self.mounts:
             yield Mount(_join(full_prefix, mount.path or "/"), mount.app, mount.name)
         for child, child_prefix in self.children:
             yield from child.walk(
                 _join(full_prefix, child_prefix) if child_prefix else full_prefix,
-                middleware, dependencies, name_prefix, seen,
+                middleware, dependencies, name_prefix, seen, tags,
             )
 
     def __repr__(self) -> str:
         return f"<Router prefix={self.prefix!r} routes={len(self.routes)}>"
-
-
-# --- the tree ------------------------------------------------------------------------------
-
-
-class Endpoint:
-    """What a path resolves to: its handlers by method, and a websocket handler.
-
-    ``handlers`` values are whatever the app compiled for each route (its "plan").
-    """
-
-    __slots__ = ("allow_header", "handlers", "routes", "template", "websocket")
-
-    def __init__(self, template: str) -> None:
-        self.template = template
-        self.routes: dict[str, Route] = {}
-        self.handlers: dict[str, Any] = {}
-        self.websocket: Any = None
-        self.allow_header = ""
-
-    def finish(self) -> None:
-        methods = set(self.routes)
-        if "GET" in methods:
-            methods.add("HEAD")
-        methods.add("OPTIONS")
-        order = {m: i for i, m in enumerate(HTTP_METHODS)}
-        self.allow_header = ", ".join(sorted(methods, key=order.__getitem__))
-
-
-class _Node:
-    __slots__ = ("catch_all", "endpoint", "mount", "params", "static")
-
-    def __init__(self) -> None:
-        self.static: dict[str, _Node] = {}
-        # (converter, parameter name, child): tried in converter priority order
-        self.params: list[tuple[Converter, str, _Node]] = []
-        self.catch_all: tuple[str, Endpoint] | None = None
-        self.endpoint: Endpoint | None = None
-        self.mount: Mount | None = None
-
-
-class Match:
-    """The result of a lookup: an endpoint and its converted path parameters, or a mount."""
-
-    __slots__ = ("endpoint", "mount", "mount_prefix", "params")
-
-    def __init__(
-        self, endpoint: Endpoint | None, params: dict[str, Any], mount: Mount | None = None,
-        mount_prefix: str = "",
-    ) -> None:
-        self.endpoint = endpoint
-        self.params = params
-        self.mount = mount
-        self.mount_prefix = mount_prefix
-
-
-class RouteTree:
-    """The segment tree, built once at startup from the flattened routes."""
-
-    __slots__ = ("_names", "_root", "endpoints", "static_routes")
-
-    def __init__(self) -> None:
-        self._root = _Node()
-        # perf: exact paths without parameters skip the tree walk: one dict lookup.
-        self.static_routes: dict[str, Endpoint] = {}
-        self._names: dict[str, list[tuple[Route, list[_Segment]]]] = {}
-        self.endpoints: list[Endpoint] = []
-
-    def add(self, route: Route) -> Endpoint:
-        """Insert ``route``; raise :class:`RouteConflict` if it clashes with another."""
-        segments = parse_template(route.path)
-        node = self._root
-        shape: list[str] = []
-        for segment in segments:
-            if segment.converter is None:
-                node = node.static.setdefault(segment.text, _Node())
-                shape.append(segment.text)
-                continue
-            assert segment.name is not None
-            if segment.is_catch_all:
-                if node.catch_all is None:
-                    endpoint = Endpoint(route.path)
-                    node.catch_all = (segment.name, endpoint)
-                    self.endpoints.append(endpoint)
-                else:
-                    other_name, endpoint = node.catch_all
-                    if other_name != segment.name:
-                        self._conflict(route, endpoint, "catch-all parameters named "
-                                       f"{other_name!r} and {segment.name!r} at the same place")
-                self._register(endpoint, route)
-                self._names.setdefault(route.name, []).append((route, segments))
-                return endpoint
-            for converter, name, child in node.params:
-                if name != segment.name:
-                    other = _first_endpoint(child)
-                    self._conflict(
-                        route, other, f"parameters named {name!r} and {segment.name!r} at "
-                        f"position {len(shape) + 1} of the path",
-                    )
-                if converter is segment.converter:
-                    node = child
-                    break
-            else:
-                child = _Node()
-                node.params.append((segment.converter, segment.name, child))
-                node.params.sort(key=lambda item: item[0].priority)
-                node = child
-            shape.append(segment.text)
-        if node.endpoint is None:
-            node.endpoint = Endpoint(route.path)
-            self.endpoints.append(node.endpoint)
-            if not any(s.is_param for s in segments):
-                self.static_routes[route.path] = node.endpoint
-        self._register(node.endpoint, route)
-        self._names.setdefault(route.name, []).append((route, segments))
-        return node.endpoint
-
-    def add_mount(self, mount: Mount) -> None:
-        node = self._root
-        for segment in parse_template(mount.path or "/"):
-            node = node.static.setdefault(segment.text, _Node())
-        if node.mount is not None:
-            raise RouteConflict(
-                f"Two apps are mounted at {mount.path or '/'!r}: {describe(node.mount.app)} "
-                f"and {describe(mount.app)}"
-            )
-        node.mount = mount
-
-    def _register(self, endpoint: Endpoint, route: Route) -> None:
-        if route.websocket:
-            if endpoint.websocket is not None:
-                self._conflict(route, endpoint, "two websocket handlers", ws=True)
-            endpoint.websocket = route
-            return
-        for method in route.methods:
-            existing = endpoint.routes.get(method)
-            if existing is not None:
-                raise RouteConflict(
-                    f"{method} {route.path} is registered twice: by "
-                    f"{describe(existing.endpoint)} (path {existing.path!r}) and by "
-                    f"{describe(route.endpoint)}. Remove one, or give them different paths."
-                )
-            endpoint.routes[method] = route
-        endpoint.finish()
-
-    def _conflict(
-        self, route: Route, endpoint: Endpoint | None, why: str, ws: bool = False
-    ) -> None:
-        other: Route | None = None
-        if endpoint is not None:
-            other = endpoint.websocket if ws else next(iter(endpoint.routes.values()), None)
-            if other is None:
-                other = endpoint.websocket
-        where = (
-            f"{describe(other.endpoint)} (path {other.path!r})" if other is not None
-            else "another route"
-        )
-        raise RouteConflict(
-            f"Route {route.path!r} of {describe(route.endpoint)} conflicts with {where}: {why}. "
-            "Use the same parameter name at the same position, or a different static prefix."
-        )
-
-    # -- lookup: the per-request part -------------------------------------------------------
-
-    def lookup(self, path: str, segments: list[str] | None = None) -> Match | None:
-        """Find the endpoint (or mount) for a decoded routing path.
-
-        ``segments`` may be given when the path had to be decoded segment by segment (an
-        encoded ``/`` inside a segment); otherwise they are split from ``path``.
-        """
-        if segments is None:
-            endpoint = self.static_routes.get(path)
-            if endpoint is not None:
-                return Match(endpoint, {})
-        return self.walk(path, segments)
-
-    def walk(self, path: str, segments: list[str] | None) -> Match | None:
-        """The tree walk alone (for callers that already tried the static map)."""
-        if segments is None:
-            segments = path[1:].split("/") if path != "/" else []
-        return _walk(self._root, segments, 0, {})
-
-    def url_path_for(self, name: str, params: dict[str, Any]) -> str:
-        candidates = self._names.get(name)
-        if not candidates:
-            raise LookupError(f"No route named {name!r}")
-        wanted = set(params)
-        for _route, segments in candidates:
-            names = {s.name for s in segments if s.name}
-            if names != wanted:
-                continue
-            parts = []
-            for segment in segments:
-                if segment.converter is None:
-                    parts.append(segment.text)
-                    continue
-                assert segment.name is not None
-                text = segment.converter.to_string(params[segment.name])
-                safe = "/" if segment.is_catch_all else ""
-                parts.append(_quote_segment(text, safe))
-            return "/" + "/".join(parts)
-        expected = " or ".join(
-            "{" + ", ".join(s.name for s in segs if s.name) + "}" for _, segs in candidates
-        )
-        raise LookupError(
-            f"Route {name!r} takes parameters {expected}, got {{{', '.join(sorted(wanted))}}}"
-        )
-
-
-def _quote_segment(text: str, safe: str) -> str:
-    return quote(text, safe=safe + "-._~!$&'()*+,;=:@")
-
-
-def _first_endpoint(node: _Node) -> Endpoint | None:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if current.endpoint is not None:
-            return current.endpoint
-        if current.catch_all is not None:
-            return current.catch_all[1]
-        stack.extend(current.static.values())
-        stack.extend(child for _, _, child in current.params)
-    return None
-
-
-def _walk(node: _Node, segments: list[str], index: int, params: dict[str, Any]) -> Match | None:
-    count = len(segments)
-    # perf: through nodes with nothing but static children there is nothing to fall back to,
-    # so descend in a loop instead of recursing (~0.3 µs on /r9999/items/42)
-    while index < count and not node.params and node.catch_all is None and node.mount is None:
-        child = node.static.get(segments[index])
-        if child is None:
-            return None
-        node = child
-        index += 1
-    if index == count:
-        if node.endpoint is not None:
-            return Match(node.endpoint, params)
-        if node.mount is not None:
-            return Match(None, params, node.mount, "")
-        return None
-    segment = segments[index]
-    child = node.static.get(segment)
-    if child is not None:
-        found = _walk(child, segments, index + 1, params)
-        if found is not None:
-            return found
-    for converter, name, child in node.params:
-        try:
-            params[name] = converter.convert(segment)
-        except ValueError:
-            continue
-        found = _walk(child, segments, index + 1, params)
-        if found is not None:
-            return found
-        del params[name]
-    if node.catch_all is not None:
-        name, endpoint = node.catch_all
-        rest = "/".join(segments[index:])
-        if rest:
-            params[name] = rest
-            return Match(endpoint, params)
-    if node.mount is not None:
-        return Match(None, params, node.mount, "/" + "/".join(segments[index:]))
-    return None
-
-
-# --- turning a request path into routing segments -------------------------------------------
-
-
-class BadPath(ValueError):
-    """The request path cannot be routed: it does not start with ``/`` (``@admin``,
-    ``evil.com/x``, absolute-form ``http://evil.com/x``), or it is not valid UTF-8 once
-    percent-decoded. The app answers 400."""
-
-
-def routing_path(scope: Scope) -> tuple[str, list[str] | None]:
-    """The path to route on, relative to ``root_path``, and its segments when they had to be
-    decoded one by one.
-
-    Servers percent-decode ``path`` for us, but that loses the difference between ``/`` and an
-    encoded ``%2F`` inside a segment, and turns invalid UTF-8 into replacement characters. When
-    ``raw_path`` has any ``%`` escape, segments are decoded from it instead, strictly.
-    """
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        path = path[len(root_path):] or "/"
-    if path[:1] != "/":
-        # Only origin-form targets are routed: "@admin" or "evil.com/x" would otherwise lose
-        # their first character and land on /admin, and could smuggle a host into URLs.
-        raise BadPath("The request target must be a path starting with '/'.")
-    raw_path: bytes | None = scope.get("raw_path")
-    if not raw_path or b"%" not in raw_path:
-        return path, None
-    raw_segments = raw_path.split(b"?", 1)[0].split(b"/")[1:]
-    if root_path:
-        raw_segments = raw_segments[root_path.count("/"):]
-    try:
-        segments = [unquote_to_bytes(s).decode("utf-8") for s in raw_segments]
-    except UnicodeDecodeError:
-        raise BadPath("The request path is not valid UTF-8 once percent-decoded.") from None
-    if segments == [""]:
-        segments = []
-    return path, segments

@@ -1,0 +1,149 @@
+"""The compiler: an app's declarations in, a ready-to-serve :class:`Engine` out.
+
+Run once at startup (and again only when the declarations change). For every route it reads
+the handler's plan (:mod:`joey.params`), lets :func:`~joey.params.run.compile_caller` choose
+how the handler is called, wraps that in the route's handler middleware and body limit, and
+puts the pipeline in the route tree; each path also gets its 405, ``OPTIONS`` and ``HEAD``
+answers. The route model (``app.routes``) is made from the same plans.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from types import EllipsisType
+from typing import Any
+
+from joey._engine.connections import OpenConnections
+from joey._engine.errors import ExceptionHandler, ExceptionPolicy
+from joey._engine.http import Engine
+from joey._engine.tree import Endpoint, RouteTree, WebSocketHandler
+from joey.exceptions import MethodNotAllowed
+from joey.params.plan import PlanBuilder
+from joey.params.returns import return_converter
+from joey.params.run import AppScopedValues, compile_caller
+from joey.pipelines import Pipeline, chain
+from joey.requests import Request
+from joey.responses import ProblemResponse, Response, to_response
+from joey.routeinfo import route_info
+from joey.routing import Mount, Route, Router
+
+
+def compile_engine(
+    app: Any, router: Router, *, overrides: Mapping[Callable[..., Any], Callable[..., Any]],
+    exception_handlers: Mapping[type[BaseException], ExceptionHandler], debug: bool,
+    max_body_size: int | None, redirect_slashes: bool, app_values: AppScopedValues,
+    connections: OpenConnections,
+) -> Engine:
+    """Compile ``router`` (the app's root router, with everything it includes)."""
+    tree = RouteTree()
+    routes: list[tuple[Route, Endpoint]] = []
+    mounts: list[Mount] = []
+    routers: list[Router] = []
+    for item in router.walk():
+        if isinstance(item, Route):
+            routes.append((item, tree.add(item)))
+        elif isinstance(item, Mount):
+            tree.add_mount(item)
+            mounts.append(item)
+        else:
+            routers.append(item)
+    engine = Engine(app, tree, ExceptionPolicy(exception_handlers, debug), connections,
+                    max_body_size=max_body_size, redirect_slashes=redirect_slashes)
+    engine.mounts, engine.routers = mounts, routers
+    compiler = _Compiler(engine, dict(overrides), app_values, router.middleware, max_body_size)
+    for route, endpoint in routes:
+        if route.websocket:
+            endpoint.websocket = compiler.websocket(route)
+        else:
+            pipeline = compiler.http(route)
+            for method in route.methods:
+                endpoint.handlers[method] = pipeline
+    engine.not_found = chain(router.middleware, engine.answer_not_found)
+    engine.bad_target = chain(router.middleware, engine.answer_bad_target)
+    for endpoint in tree.endpoints:
+        compiler.fallbacks(endpoint)
+    engine.app_scoped = [*compiler.http_plans.app_scoped(), *compiler.ws_plans.app_scoped()]
+    return engine
+
+
+class _Compiler:
+    def __init__(self, engine: Engine, overrides: dict[Callable[..., Any], Callable[..., Any]],
+                 app_values: AppScopedValues, app_middleware: list[Any],
+                 max_body_size: int | None) -> None:
+        self.engine = engine
+        self.http_plans = PlanBuilder(overrides)
+        self.ws_plans = PlanBuilder(overrides, websocket=True)
+        self.app_values = app_values
+        self.app_middleware = app_middleware
+        self.max_body_size = max_body_size
+
+    def http(self, route: Route) -> Pipeline:
+        """The route's pipeline: middleware (app → group → route) around the handler."""
+        path_params = route.path_params
+        plan = self.http_plans.build(route.endpoint, path_params, route.dependencies,
+                                     namespace=route.namespace)
+        limit = self.max_body_size if isinstance(route.max_body_size, EllipsisType) else (
+            route.max_body_size)
+        self.engine.routes.append(route_info(route, plan, limit))
+        status_code = route.status_code or 200
+        respond: Callable[[Any], Response] = (
+            to_response if status_code == 200
+            else functools.partial(to_response, status_code=status_code))
+        coerce = return_converter(plan.func, route.namespace)
+        if coerce is not None:
+            # the return annotation decides: a dict returned from `-> Item` becomes an Item
+            send_value = respond
+
+            def respond_converted(value: Any) -> Response:
+                if value is not None and not isinstance(value, Response):
+                    value = coerce(value)
+                return send_value(value)
+
+            respond = respond_converted
+        run_handler = compile_caller(plan, self.app_values, respond, frozenset(path_params))
+        pipeline = chain(route.middleware, run_handler)
+        if limit != self.max_body_size:
+            inner = pipeline
+
+            async def with_limit(request: Request) -> Response:
+                request.max_body_size = limit
+                return await inner(request)
+
+            pipeline = with_limit
+        setattr(pipeline, "__joey_route__", route)  # noqa: B010 - for error messages
+        return pipeline
+
+    def websocket(self, route: Route) -> WebSocketHandler:
+        plan = self.ws_plans.build(route.endpoint, route.path_params, route.dependencies,
+                                   namespace=route.namespace)
+        self.engine.routes.append(route_info(route, plan, None))
+        return route, compile_caller(plan, self.app_values, _ignore)
+
+    def fallbacks(self, endpoint: Endpoint) -> None:
+        """405 for other methods, ``OPTIONS`` with ``Allow``, ``HEAD`` answered by ``GET``."""
+        if not endpoint.routes:  # a websocket-only path: plain HTTP finds nothing here
+            endpoint.fallback = self.engine.not_found
+            return
+        allow = endpoint.allow_header
+        allowed = allow.split(", ")
+        policy = self.engine.policy
+
+        async def method_not_allowed(request: Request) -> Response:
+            error = MethodNotAllowed(allowed, f"{request.method} is not allowed here.")
+            if policy.lookup(MethodNotAllowed) is not None:
+                raise error  # the user's handler decides what a 405 looks like
+            return ProblemResponse.from_error(error)
+
+        async def options(request: Request) -> Response:
+            return Response(b"", status_code=204, headers={"allow": allow})
+
+        endpoint.fallback = chain(self.app_middleware, method_not_allowed)
+        if "OPTIONS" not in endpoint.handlers:
+            endpoint.handlers["OPTIONS"] = chain(self.app_middleware, options)
+        if "HEAD" not in endpoint.handlers and "GET" in endpoint.handlers:
+            endpoint.handlers["HEAD"] = endpoint.handlers["GET"]
+
+
+def _ignore(value: Any) -> None:
+    """WebSocket handlers' return values mean nothing."""

@@ -1,0 +1,118 @@
+"""The exception policy: how an exception raised while serving a request becomes a response.
+
+The app's exception handlers are matched along the exception's MRO; an ``HTTPError`` without
+a handler becomes its problem document; anything else is a 500 whose traceback is logged,
+naming the handler (even when a catch-all handler for ``Exception`` renders it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from joey.describe import describe
+from joey.exceptions import HTTPError
+from joey.pipelines import Pipeline
+from joey.requests import Request
+from joey.responses import ProblemResponse, Response, to_response
+
+logger = logging.getLogger("joey")
+
+ExceptionHandler = Callable[[Request, Any], Any | Awaitable[Any]]
+
+
+class ExceptionPolicy:
+    """Turns exceptions into responses through the app's handlers."""
+
+    def __init__(self, handlers: Mapping[type[BaseException], ExceptionHandler],
+                 debug: bool) -> None:
+        self.handlers = handlers
+        self.debug = debug
+        self._cache: dict[type[BaseException], ExceptionHandler | None] = {}
+
+    def lookup(self, exc_type: type[BaseException]) -> ExceptionHandler | None:
+        """The handler for ``exc_type`` or its nearest base class, if any."""
+        if not self.handlers:
+            return None
+        try:
+            return self._cache[exc_type]
+        except KeyError:
+            pass
+        found = None
+        for cls in exc_type.__mro__:
+            if cls in self.handlers:
+                found = self.handlers[cls]
+                break
+        self._cache[exc_type] = found
+        return found
+
+    async def respond(self, request: Request, exc: Exception,
+                      pipeline: Pipeline | None) -> Response:
+        """The response for ``exc``, raised while ``pipeline`` (if known) served ``request``."""
+        handler = self.lookup(type(exc))
+        if handler is not None:
+            if not isinstance(exc, HTTPError) and _catches_everything(type(exc), self.handlers):
+                # A handler for Exception renders the 500; the error is still unexpected,
+                # so its traceback is logged whoever renders the response.
+                _log_unhandled(request, exc, pipeline,
+                               f" (rendered by exception handler {describe(handler)})")
+            try:
+                result = handler(request, exc)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result if isinstance(result, Response) else _error_value_response(
+                    result, exc, handler)
+            except Exception as handler_exc:
+                logger.error("Exception handler %s failed", describe(handler),
+                             exc_info=handler_exc)
+                exc = handler_exc
+        if isinstance(exc, HTTPError):
+            return ProblemResponse.from_error(exc)
+        _log_unhandled(request, exc, pipeline, "")
+        detail = "".join(traceback.format_exception(exc)) if self.debug else None
+        return ProblemResponse(
+            {"type": "about:blank", "title": "Internal Server Error", "status": 500,
+             **({"detail": detail} if detail else {})},
+            status_code=500,
+        )
+
+
+def _log_unhandled(request: Request, exc: Exception, pipeline: Pipeline | None,
+                   note: str) -> None:
+    route = getattr(pipeline, "__joey_route__", None)
+    where = describe(route.endpoint) if route is not None else "middleware"
+    logger.error(
+        "Unhandled %s in %s for %s %s%s", type(exc).__name__, where, request.method,
+        request.path, note, exc_info=exc,
+    )
+
+
+def _catches_everything(exc_type: type[BaseException],
+                        handlers: Mapping[type[BaseException], Any]) -> bool:
+    """Whether the handler for ``exc_type`` is the one registered for ``Exception`` (or
+    ``BaseException``): a catch-all that renders unexpected errors."""
+    for cls in exc_type.__mro__:
+        if cls in handlers:
+            return cls is Exception or cls is BaseException
+    return False
+
+
+def _error_value_response(value: Any, exc: Exception, handler: Callable[..., Any]) -> Response:
+    """What an exception handler returned, when it is not a Response: converted like a route
+    handler's value, with the error's status (500 for errors that are not HTTPError) and
+    headers (``Allow``, ``Retry-After``...)."""
+    status = exc.status_code if isinstance(exc, HTTPError) else 500
+    try:
+        response = to_response(value, status)
+    except TypeError as problem:
+        raise TypeError(
+            f"Exception handler {describe(handler)} returned a {type(value).__name__} for "
+            f"{type(exc).__name__}: {problem}"
+        ) from None
+    if isinstance(exc, HTTPError):
+        for name, header in exc.headers.items():
+            response.headers.setdefault(name, header)
+    return response

@@ -1,0 +1,64 @@
+"""The WebSocket path: find the route, run its handler, close the socket whatever happens.
+
+A handler that raises before accepting refuses the handshake (1008, the server answers 403);
+after accepting, the socket is closed with 1011 and the error logged with the handler's name.
+A handler that returns without closing closes with 1000.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from joey._engine.connections import OpenConnections, quietly
+from joey._engine.mount import handle_mount
+from joey._engine.tree import RouteTree
+from joey.describe import describe
+from joey.exceptions import WebSocketDisconnect
+from joey.paths import BadPath, routing_path
+from joey.types import Receive, Scope, Send
+from joey.websockets import WebSocket, WebSocketState
+
+logger = logging.getLogger("joey")
+
+
+async def serve_websocket(app: Any, tree: RouteTree, connections: OpenConnections,
+                          scope: Scope, receive: Receive, send: Send) -> None:
+    try:
+        path, segments = routing_path(scope)
+        match = tree.lookup(path, segments)
+    except BadPath:
+        match = None
+    if match is not None and match.endpoint is None and match.mount is not None:
+        await handle_mount(match.mount, scope, receive, send)
+        return
+    compiled = match.endpoint.websocket if match is not None and match.endpoint else None
+    websocket = WebSocket(scope, receive, send, app, match.params if match else {})
+    if compiled is None:
+        # No route: refuse before accepting (the server answers the handshake with 403).
+        await websocket.close(1008)
+        return
+    route, handler = compiled
+    connections.add_websocket(websocket)
+    try:
+        await handler(websocket)
+    except WebSocketDisconnect:
+        pass
+    except OSError:
+        logger.debug("WebSocket %s: the peer went away while we were sending", path)
+    except Exception as exc:
+        where = describe(route.endpoint)
+        if websocket.connection_state is WebSocketState.CONNECTING:
+            logger.error("WebSocket handler %s failed before accepting; refusing the "
+                         "connection", where, exc_info=exc)
+            await quietly(websocket.close(1008))
+        else:
+            logger.error("WebSocket handler %s failed; closing with 1011", where, exc_info=exc)
+            await quietly(websocket.close(1011))
+    else:
+        if websocket.connection_state is not WebSocketState.CLOSED:
+            await quietly(websocket.close(1000))
+    finally:
+        if websocket.cleanups is not None:
+            await websocket.run_cleanups()
+        connections.remove_websocket(websocket)

@@ -1,0 +1,145 @@
+"""The route model: what every route of a built app accepts and returns, read-only.
+
+``app.routes`` lists a :class:`RouteInfo` per route: its methods and path template, the typed
+path parameters, the handler (with its file and line), every parameter with its source, wire
+name, type, default and constraints, the body and the media types it accepts, the return type
+and status code, dependencies (with their own parameters), middleware and tags. It is made
+from the very plans the engine runs, not from a second reading of the signatures, so a tool
+built on it (an API document, ``joey routes``) describes exactly what requests are validated
+against.
+
+Example::
+
+    for route in app.routes:
+        print(route.methods, route.path, route.location)
+        for param in route.all_parameters():
+            print("  ", param.source, param.key, param.annotation, param.required)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from joey.params.info import ParamInfo
+from joey.params.plan import DependencyNode
+from joey.pipelines import HandlerMiddleware
+from joey.routing import Route
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DependencyInfo:
+    """A dependency of a route: what it runs, how long its value lives, what it reads."""
+
+    #: the function called (an override, when ``app.dependency_overrides`` has one)
+    function: Callable[..., Any]
+    #: the function named in ``Depends(...)``
+    declared: Callable[..., Any]
+    #: ``"request"`` or ``"app"``
+    scope: str
+    parameters: tuple[ParamInfo, ...]
+    dependencies: tuple[DependencyInfo, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RouteInfo:
+    """One route of a built app (see the module docstring)."""
+
+    path: str
+    #: the HTTP methods; empty for a WebSocket route
+    methods: tuple[str, ...]
+    websocket: bool
+    name: str
+    handler: Callable[..., Any]
+    #: path parameter → the type its converter makes (``{"id": int}``)
+    path_params: Mapping[str, type]
+    #: the handler's own parameters (dependencies' are in :attr:`dependencies`)
+    parameters: tuple[ParamInfo, ...]
+    #: route, router and app dependencies first, then the handler's, each with its own
+    dependencies: tuple[DependencyInfo, ...]
+    #: the return annotation (``None`` when there is none)
+    return_type: Any
+    #: the success status (the decorator's ``status_code``, 200 by default)
+    status_code: int
+    middleware: tuple[HandlerMiddleware, ...]
+    tags: tuple[str, ...]
+    #: the handler's docstring, cleaned up (``None`` when it has none)
+    description: str | None
+    #: the body limit in bytes for this route (``None``: no limit)
+    max_body_size: int | None
+
+    @property
+    def summary(self) -> str | None:
+        """The first line of the docstring."""
+        return self.description.split("\n", 1)[0].strip() if self.description else None
+
+    @property
+    def location(self) -> str:
+        """``file:line`` of the handler."""
+        target = inspect.unwrap(self.handler)
+        try:
+            return f"{inspect.getsourcefile(target)}:{inspect.getsourcelines(target)[1]}"
+        except (TypeError, OSError):
+            return "?"
+
+    def all_parameters(self) -> list[ParamInfo]:
+        """Every value a request carries for this route, from the handler and from every
+        request-scoped dependency, each once (by source and wire name), dependencies first."""
+        seen: set[tuple[str, str, str]] = set()
+        found: list[ParamInfo] = []
+
+        def visit(parameters: tuple[ParamInfo, ...]) -> None:
+            for param in parameters:
+                identity = (param.source, param.key, param.name if not param.key else "")
+                if param.from_request and identity not in seen:
+                    seen.add(identity)
+                    found.append(param)
+
+        def walk(dependencies: tuple[DependencyInfo, ...]) -> None:
+            for dependency in dependencies:
+                if dependency.scope == "request":
+                    walk(dependency.dependencies)
+                    visit(dependency.parameters)
+
+        walk(self.dependencies)
+        visit(self.parameters)
+        return found
+
+    @property
+    def body(self) -> ParamInfo | None:
+        """The body (or whole form) the route reads, if any."""
+        for param in self.all_parameters():
+            if param.source == "body" or (param.source == "form" and not param.key):
+                return param
+        return None
+
+
+def route_info(route: Route, plan: DependencyNode, max_body_size: int | None) -> RouteInfo:
+    """The model of ``route``, from the plan the engine compiled for it."""
+    memo: dict[int, DependencyInfo] = {}
+
+    def dependency(node: DependencyNode) -> DependencyInfo:
+        known = memo.get(id(node))
+        if known is None:
+            known = memo[id(node)] = DependencyInfo(
+                node.func, node.key, node.scope, tuple(node.params),
+                tuple(dependency(inner) for _, inner in node.dependencies),
+            )
+        return known
+
+    try:
+        return_type = typing.get_type_hints(route.endpoint, localns=route.namespace,
+                                            include_extras=True).get("return")
+    except Exception:
+        return_type = None
+    return RouteInfo(
+        path=route.path, methods=route.methods, websocket=route.websocket, name=route.name,
+        handler=route.endpoint, path_params=route.path_params, parameters=tuple(plan.params),
+        dependencies=tuple(dependency(node) for _, node in plan.dependencies),
+        return_type=return_type, status_code=route.status_code or 200,
+        middleware=route.middleware, tags=route.tags,
+        description=inspect.getdoc(route.endpoint), max_body_size=max_body_size,
+    )
