@@ -178,13 +178,21 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 15
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    break
+        while not self._ready():  # accepting connections, and done loading its AOF
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 pytest.fail(f"redis-server did not start on port {self.port}")
             time.sleep(0.02)
+
+    def _ready(self) -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            if sock.connect_ex(("127.0.0.1", self.port)) != 0:
+                return False
+            try:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")  # "-LOADING" while it loads
+            except OSError:
+                return False
 
     def stop(self) -> None:
         """SIGTERM: redis-server writes its AOF and exits."""
