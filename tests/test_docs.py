@@ -13,11 +13,13 @@ line just above a block, change that (they show in the page's source, next to th
         fails, but not run. The reason is required.
 
 Examples read secrets from the environment as an app should; the runner sets
-``SESSION_SECRET``. Anything else that is fenced ```python runs. Code that is not Python is
-fenced with its own language (```bash, ```text, ```js). Older pages fence pseudo-code
-listings (decorator lists, signatures with ``...``) as ```py-skip; those are not Python and are
-not read, so an example a reader could copy belongs in a ```python block, with a fragment
-marker if need be.
+``SESSION_SECRET``, and it puts back the log levels an example changes. Anything else that is
+fenced ```python runs. Code that is not Python is fenced with its own language (```bash,
+```text, ```js).
+
+There is no way to skip a Python block: a fence the runner would not read but that looks like
+Python (```py, ```py-skip, ```python3, ```pycon, ```python with more after it, an indented
+or ~~~ fence) fails the page, with a message saying how to mark the block instead.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ CONTINUE = "<!-- docs-test: continue -->"
 FRAGMENT = re.compile(r"<!--\s*docs-test:\s*fragment\b:?(.*?)-->\Z", re.DOTALL)
 MARKER = re.compile(r"<!--\s*docs-test\b(.*?)-->\Z", re.DOTALL)
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+# Any fence opening (indented, ``` or ~~~, any info string), to find Python the runner would skip.
+ANY_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([^\n]*)$", re.MULTILINE)
+PYTHONISH = re.compile(r"[{.\s]*i?py", re.IGNORECASE)  # py, py-skip, python3, pycon, {.python}
 
 
 class Block:
@@ -59,8 +64,26 @@ class Block:
         return blocks[::-1]
 
 
-def python_blocks(page: str) -> list[Block]:
+def _refuse_skipped_python(page: str, text: str) -> None:
+    """A block that looks like Python but is not fenced exactly ```python would not run."""
+    for match in ANY_FENCE.finditer(text):
+        opening = match.group(0).rstrip()
+        if opening == "```python" or not PYTHONISH.match(match.group(2)):
+            continue
+        line = text.count("\n", 0, match.start()) + 1
+        raise AssertionError(
+            f"{page}:{line}: {opening.strip()!r} is not run by tests/test_docs.py. Fence "
+            "Python as ```python, unindented, with nothing after it; mark the block "
+            "<!-- docs-test: continue --> to continue the block before it, or "
+            "<!-- docs-test: fragment: <why it cannot run> --> to only compile it. "
+            "Fence what is not Python as ```text."
+        )
+
+
+def python_blocks(page: str, *, refuse_skipped: bool = True) -> list[Block]:
     text = (ROOT / page).read_text(encoding="utf-8")
+    if refuse_skipped:
+        _refuse_skipped_python(page, text)
     blocks: list[Block] = []
     for match in FENCE.finditer(text):
         if match.group(1).strip() != "python":
@@ -85,7 +108,10 @@ def python_blocks(page: str) -> list[Block]:
     return blocks
 
 
-ALL_BLOCKS = [block for page in TESTED_PAGES for block in python_blocks(page)]
+# A skipped block fails test_no_page_skips_python, not the collection of every example.
+ALL_BLOCKS = [
+    block for page in TESTED_PAGES for block in python_blocks(page, refuse_skipped=False)
+]
 
 
 def test_every_page_is_tested() -> None:
@@ -111,6 +137,39 @@ def test_markers_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     page.write_text("<!-- docs-test: skip -->\n```python\nx\n```\n", encoding="utf-8")
     with pytest.raises(AssertionError, match="unknown marker"):
         python_blocks("page.md")
+
+
+@pytest.mark.parametrize("fence", [
+    "```py-skip", "```py", "```python3", "```pycon", "```Python", "```python title=app.py",
+    "```{.python}", "  ```python", "~~~python", "````python",
+])
+def test_python_that_would_not_run_is_refused(
+    fence: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = tmp_path / "page.md"
+    closing = fence.strip()[:4] if fence.strip().startswith("````") else fence.strip()[:3]
+    page.write_text(f"Text.\n\n```python\nx = 1\n```\n\n{fence}\nx = 2\n{closing}\n",
+                    encoding="utf-8")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    with pytest.raises(AssertionError, match=r"page\.md:7: .* is not run by tests/test_docs\.py"
+                       r".*docs-test: continue.*docs-test: fragment.*```text"):
+        python_blocks("page.md")
+
+
+def test_other_languages_and_python_fences_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```python \nx = 1\n```\n```bash\npip install joey\n```\n"
+                    "```text\nGET /py\n```\n```js\nnew WebSocket(url)\n```\n```\nplain\n```\n",
+                    encoding="utf-8")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert [block.code for block in python_blocks("page.md")] == ["x = 1\n"]
+
+
+@pytest.mark.parametrize("page", TESTED_PAGES)
+def test_no_page_skips_python(page: str) -> None:
+    _refuse_skipped_python(page, (ROOT / page).read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[f"{b.page}:{b.line}" for b in ALL_BLOCKS])
