@@ -110,6 +110,12 @@ class EventSourceResponse(StreamingResponse):
     pings). When the client disconnects, the producer is cancelled at its current ``await``
     and closed, so its ``finally`` blocks run.
 
+    When the server shuts down (under ``joey.serve``, or wherever ``App.close_streams`` runs)
+    the producer is cancelled and closed the same way, then ``shutdown_event`` (if any) and a
+    ``retry: shutdown_retry`` field go out and the response ends cleanly: the browser's
+    ``EventSource`` reconnects after ``shutdown_retry`` milliseconds (None: its own default,
+    a few seconds), sending ``Last-Event-ID`` if events had ids.
+
     Headers: ``text/event-stream; charset=utf-8``, ``Cache-Control: no-cache`` and
     ``X-Accel-Buffering: no`` (so nginx passes events on at once). ``Connection`` is left to
     the server (it is forbidden in HTTP/2).
@@ -125,7 +131,7 @@ class EventSourceResponse(StreamingResponse):
             return EventSourceResponse(ticks())
     """
 
-    __slots__ = ("ping_interval", "producer")
+    __slots__ = ("ping_interval", "producer", "shutdown_event", "shutdown_retry")
 
     def __init__(
         self,
@@ -134,12 +140,27 @@ class EventSourceResponse(StreamingResponse):
         headers: Mapping[str, str] | None = None,
         ping_interval: float | None = 15.0,
         background: Callable[[], Awaitable[None]] | None = None,
+        *,
+        shutdown_event: EventItem | None = None,
+        shutdown_retry: int | None = 1000,
     ) -> None:
+        if shutdown_retry is not None and (not isinstance(shutdown_retry, int)
+                                           or shutdown_retry < 0):
+            raise ValueError("shutdown_retry must be a non-negative number of milliseconds.")
         self.producer = content
         self.ping_interval = ping_interval
+        self.shutdown_event = shutdown_event
+        self.shutdown_retry = shutdown_retry
         super().__init__(self._frames(), status_code, headers, "text/event-stream", background)
         self.headers.setdefault("cache-control", "no-cache")
         self.headers.setdefault("x-accel-buffering", "no")
+
+    def last_chunk(self) -> bytes:
+        """``shutdown_event`` and the ``retry:`` hint, sent when the stream ends at shutdown."""
+        last = b"" if self.shutdown_event is None else _encode_item(self.shutdown_event)
+        if self.shutdown_retry is not None:
+            last += ServerSentEvent(retry=self.shutdown_retry).encode()
+        return last
 
     async def _frames(self) -> AsyncIterator[bytes]:
         iterator = aiter(self.producer)
