@@ -51,22 +51,62 @@ class Library:
         return book_id
 
 
+class Member:
+    """One socket in a room, with its own outbox: a bounded queue that a sender task of its
+    own drains. A broadcast only puts into outboxes, so it never waits on a member."""
+
+    OUTBOX_SIZE = 1000  # messages (at most 1000 characters each) a member may fall behind
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(self.OUTBOX_SIZE)
+        self.too_slow: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def send_outbox(self) -> None:
+        while True:
+            await self.websocket.send_text(await self.outbox.get())
+
+
 class Room:
-    """A chat room: every message goes to every member, in one order for all."""
+    """A chat room: every message goes to every member, in one order for all.
+
+    ``broadcast`` does not await, so nobody joins or leaves while it walks the members, and
+    a member that stops reading fills only its own outbox: when that is full the member is
+    dropped (closed with 1008), never the room.
+    """
 
     def __init__(self) -> None:
-        self.members: set[WebSocket] = set()
-        self._lock = asyncio.Lock()
+        self.members: set[Member] = set()
 
-    async def broadcast(self, text: str) -> None:
-        async with self._lock:
-            gone = []
-            for member in self.members:
-                try:
-                    await member.send_text(text)
-                except (OSError, RuntimeError):  # the peer left mid-broadcast
-                    gone.append(member)
-            self.members.difference_update(gone)
+    def broadcast(self, text: str) -> None:
+        for member in list(self.members):
+            try:
+                member.outbox.put_nowait(text)
+            except asyncio.QueueFull:
+                self.members.discard(member)
+                member.too_slow.set_result(None)
+
+    async def serve(self, websocket: WebSocket) -> None:
+        """Relay ``websocket``'s messages to the room, and the room's to it, until it leaves
+        or falls too far behind."""
+        member = Member(websocket)
+        self.members.add(member)
+        sender = asyncio.ensure_future(member.send_outbox())
+        receiver = asyncio.ensure_future(self._relay(websocket))
+        try:
+            await asyncio.wait({sender, receiver, member.too_slow},
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.members.discard(member)
+            for task in (sender, receiver):
+                task.cancel()
+            await asyncio.gather(sender, receiver, return_exceptions=True)
+        if member.too_slow.done():
+            await websocket.close(1008, "Too slow: messages were not read")
+
+    async def _relay(self, websocket: WebSocket) -> None:
+        async for text in websocket.iter_text():
+            self.broadcast(text[:1000])
 
 
 @asynccontextmanager
@@ -149,14 +189,8 @@ async def chat_page() -> HTMLResponse:
 @app.websocket("/ws/chat/{room}")
 async def chat(websocket: WebSocket, room: str) -> None:
     rooms: dict[str, Room] = websocket.app.state.rooms
-    members = rooms.setdefault(room, Room())
     await websocket.accept()
-    members.members.add(websocket)
-    try:
-        async for text in websocket.iter_text():
-            await members.broadcast(text[:1000])
-    finally:
-        members.members.discard(websocket)
+    await rooms.setdefault(room, Room()).serve(websocket)
 
 
 @app.websocket("/ws/echo")
