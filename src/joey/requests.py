@@ -24,7 +24,6 @@ from joey.exceptions import BadRequest, PayloadTooLarge
 from joey.types import Message, Receive, Scope
 
 if TYPE_CHECKING:
-    from joey.app import App
     from joey.forms import FormData, FormLimits
 
 
@@ -50,11 +49,12 @@ class HTTPConnection:
     )
 
     def __init__(
-        self, scope: Scope, app: App | None = None, path_params: dict[str, Any] | None = None
+        self, scope: Scope, app: Any = None, path_params: dict[str, Any] | None = None
     ) -> None:
         self.scope = scope
-        #: the App serving this connection
-        self.app: App = app if app is not None else scope["app"]
+        #: the App serving this connection (typed ``Any`` so that requests do not depend on
+        #: the app module; ``cast(App, request.app)`` gives the full type)
+        self.app: Any = app if app is not None else scope["app"]
         self.path_params: dict[str, Any] = path_params if path_params is not None else {}
         self._headers: Headers | None = None
         self._query: QueryParams | None = None
@@ -160,7 +160,7 @@ class Request(HTTPConnection):
         self,
         scope: Scope,
         receive: Receive,
-        app: App | None = None,
+        app: Any = None,
         path_params: dict[str, Any] | None = None,
         max_body_size: int | None = None,
     ) -> None:

@@ -32,7 +32,6 @@ from joey.requests import HTTPConnection
 from joey.types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from joey.app import App
     from joey.responses import Response
 
 
@@ -65,7 +64,7 @@ class WebSocket(HTTPConnection):
         scope: Scope,
         receive: Receive,
         send: Send,
-        app: App | None = None,
+        app: Any = None,
         path_params: dict[str, Any] | None = None,
     ) -> None:
         HTTPConnection.__init__(self, scope, app, path_params)

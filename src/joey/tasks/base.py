@@ -489,3 +489,8 @@ def _source_of(fn: Any) -> str:
     if code is None:
         return name
     return f"{name} ({code.co_filename}:{code.co_firstlineno})"
+
+
+def periodic_tasks(backend: TaskBackend) -> list[TaskDef]:
+    """The tasks of ``backend`` declared with ``cron=`` or ``every=``."""
+    return [defn for defn in backend.registered.values() if defn.schedule is not None]

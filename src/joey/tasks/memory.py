@@ -34,9 +34,10 @@ from .base import (
     cancel_and_wait,
     error_text,
     logger,
+    periodic_tasks,
     resolve_timeout,
 )
-from .periodic import periodic_tasks, run_schedules
+from .periodic import run_schedules
 from .state import FINAL_STATES, TaskInfo, TaskState, can_move
 
 __all__ = ["InMemoryTasks"]
@@ -198,7 +199,7 @@ class InMemoryTasks(TaskBackend):
         self._stopped = asyncio.Event()
         if periodic_tasks(self):
             self._periodic = asyncio.create_task(
-                run_schedules(self, self._claim_tick), name="joey-tasks-periodic"
+                run_schedules(periodic_tasks(self), self._claim_tick), name="joey-tasks-periodic"
             )
 
     async def stop(self) -> None:

@@ -17,12 +17,9 @@ import calendar
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .base import TaskBackend, TaskDef
+from typing import Any, Protocol
 
 __all__ = ["Cron", "Every", "Schedule", "make_schedule", "run_schedules"]
 
@@ -177,15 +174,20 @@ def make_schedule(cron: str | None, every: float | timedelta | None) -> Schedule
     return None
 
 
-Claim = Callable[["TaskDef", float], Awaitable[bool]]
+class Periodic(Protocol):
+    """What the schedule loop needs of a task definition."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def schedule(self) -> Schedule | None: ...
 
 
-def periodic_tasks(backend: TaskBackend) -> list[TaskDef]:
-    return [defn for defn in backend.registered.values() if defn.schedule is not None]
+Claim = Callable[[Any, float], Awaitable[bool]]
 
 
 async def run_schedules(
-    backend: TaskBackend,
+    tasks: Sequence[Periodic],
     claim: Claim,
     *,
     clock: Callable[[], float] = time.time,
@@ -196,7 +198,6 @@ async def run_schedules(
     The first tick of each task is the first one after the loop starts. When the loop wakes,
     each task whose next tick has passed gets one claim for the latest tick that passed.
     """
-    tasks = periodic_tasks(backend)
     if not tasks:
         return
     now = clock()
@@ -225,5 +226,5 @@ async def run_schedules(
             due[defn.name] = defn.schedule.next_after(now)
 
 
-def _due(tasks: Iterable[TaskDef], due: dict[str, float], now: float) -> list[TaskDef]:
+def _due(tasks: Iterable[Periodic], due: dict[str, float], now: float) -> list[Periodic]:
     return [defn for defn in tasks if due[defn.name] <= now]

@@ -61,9 +61,10 @@ from .base import (
     cancel_and_wait,
     error_text,
     logger,
+    periodic_tasks,
     resolve_timeout,
 )
-from .periodic import periodic_tasks, run_schedules
+from .periodic import run_schedules
 from .state import FINAL_STATES, TaskInfo, TaskState
 
 __all__ = ["RedisTasks"]
@@ -702,7 +703,7 @@ class RedisTasks(TaskBackend):
 
     async def _periodic_loop(self) -> None:
         """Claim each periodic task's ticks as they come due (see `_claim_tick`)."""
-        await run_schedules(self, self._claim_tick)
+        await run_schedules(periodic_tasks(self), self._claim_tick)
 
     async def _claim_tick(self, defn: TaskDef, tick: float) -> bool:
         """Enqueue the run of `defn` for `tick` unless another worker claimed it already."""
