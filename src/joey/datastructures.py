@@ -123,16 +123,17 @@ def parse_query_string(query_string: bytes) -> list[tuple[str, str]]:
             if not piece:
                 continue
             key, _, value = piece.partition(b"=")
-            pairs.append((_unquote_plus(key), _unquote_plus(value)))
+            pairs.append((unquote_plus(key).decode("utf-8"),
+                          unquote_plus(value).decode("utf-8")))
     except UnicodeDecodeError:
         raise BadRequest("The query string is not valid UTF-8 once percent-decoded.") from None
     return pairs
 
 
-def _unquote_plus(raw: bytes) -> str:
-    if b"%" in raw or b"+" in raw:
-        raw = unquote_to_bytes(raw.replace(b"+", b" "))
-    return raw.decode("utf-8")
+def unquote_plus(raw: bytes | bytearray) -> bytes:
+    """``application/x-www-form-urlencoded`` unescaping: ``+`` is a space, ``%XX`` a byte."""
+    data = bytes(raw).replace(b"+", b" ")
+    return unquote_to_bytes(data) if b"%" in data else data
 
 
 # perf: the names Joey itself asks for, encoded once

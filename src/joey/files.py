@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from joey.datastructures import Headers
 from joey.exceptions import NotFound
-from joey.responses import Response
+from joey.responses import Response, wait_for_disconnect
 from joey.types import Receive, Scope, Send
 
 __all__ = ["FileResponse"]
@@ -271,7 +271,7 @@ def _read_at(file: IO[bytes], offset: int, size: int) -> bytes:
 async def _until_disconnect(body: Awaitable[None], receive: Receive) -> bool:
     """Run ``body``; stop it if the client disconnects first. True if it ran to the end."""
     sending = asyncio.ensure_future(body)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    watcher = asyncio.ensure_future(wait_for_disconnect(receive))
     try:
         done, _ = await asyncio.wait({sending, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -283,11 +283,6 @@ async def _until_disconnect(body: Awaitable[None], receive: Receive) -> bool:
     ):
         raise error
     return sending in done and not sending.cancelled() and sending.exception() is None
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 def _guess_type(name: str) -> str:

@@ -31,9 +31,8 @@ from collections.abc import AsyncIterable, Callable
 from io import BytesIO
 from types import ModuleType
 from typing import IO, Any, TypeVar
-from urllib.parse import unquote_to_bytes
 
-from joey.datastructures import Headers, MultiDict
+from joey.datastructures import Headers, MultiDict, unquote_plus
 from joey.exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 __all__ = ["FormData", "FormLimits", "UploadFile", "parse_form"]
@@ -401,12 +400,7 @@ class _UrlencodedParser(_FormParser):
         self.value += data[start:end]
 
     def on_field_end(self) -> None:
-        self.add_field(_unquote_plus(self.name), _unquote_plus(self.value))
-
-
-def _unquote_plus(raw: bytearray) -> bytes:
-    data = bytes(raw).replace(b"+", b" ")
-    return unquote_to_bytes(data) if b"%" in data else data
+        self.add_field(unquote_plus(self.name), unquote_plus(self.value))
 
 
 class _MultipartParser(_FormParser):

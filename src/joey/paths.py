@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import uuid
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 from joey.types import Scope
 
@@ -174,6 +174,31 @@ class BadPath(ValueError):
     percent-decoded. The app answers 400."""
 
 
+def relative_path(scope: Scope, *, strict: bool = False) -> str:
+    """The request path below the mount point.
+
+    Two ASGI conventions exist for a mounted app: ``path`` already stripped of ``root_path``,
+    or ``path`` still starting with it. When ``path`` starts with ``root_path`` the raw path
+    (what the client sent) tells them apart, so ``/static/static/x`` under a ``/static``
+    mount still means ``static/x``. A path that starts with the root's text without being
+    below it (``/staticfoo`` under ``/static``) is returned whole, or, ``strict``, refused
+    with :class:`BadPath`.
+    """
+    path: str = scope.get("path", "/")
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    rest = path[len(root):]
+    if rest and not rest.startswith("/") and not root.endswith("/"):
+        if strict:
+            raise BadPath("The request path is not below the app's root path.")
+        return path  # "/staticfoo" is not below "/static"
+    raw = scope.get("raw_path")
+    if raw is not None and unquote(raw.decode("latin-1")) == root + path:
+        return path  # already stripped: the client really asked for root + path
+    return rest
+
+
 def routing_path(scope: Scope) -> tuple[str, list[str] | None]:
     """The path to route on, relative to ``root_path``, and its segments when they had to be
     decoded one by one.
@@ -182,10 +207,10 @@ def routing_path(scope: Scope) -> tuple[str, list[str] | None]:
     encoded ``%2F`` inside a segment, and turns invalid UTF-8 into replacement characters. When
     ``raw_path`` has any ``%`` escape, segments are decoded from it instead, strictly.
     """
-    path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        path = path[len(root_path):] or "/"
+    path = relative_path(scope, strict=True)
+    if not path and root_path:
+        path = "/"  # the mount point itself
     if path[:1] != "/":
         # Only origin-form targets are routed: "@admin" or "evil.com/x" would otherwise lose
         # their first character and land on /admin, and could smuggle a host into URLs.

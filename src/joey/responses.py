@@ -352,7 +352,7 @@ class StreamingResponse(Response):
             logger.debug("Client disconnected before %r started", self)
             return
         stream = asyncio.ensure_future(self._send_body(send))
-        watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+        watcher = asyncio.ensure_future(wait_for_disconnect(receive))
         waiting: set[asyncio.Future[None]] = {stream, watcher}
         # The app's "streams, end now" signal: one future shared by every open stream, so
         # watching for shutdown costs no task of its own.
@@ -407,7 +407,8 @@ def _next_or_none(iterator: Iterator[str | bytes]) -> str | bytes | None:
     return next(iterator, None)
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return once the client has disconnected (reading, and dropping, anything else)."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

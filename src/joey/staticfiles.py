@@ -21,10 +21,11 @@ import asyncio
 import os
 import re
 import stat
-from urllib.parse import quote, unquote, unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from joey.exceptions import BadRequest, HTTPError, MethodNotAllowed, NotFound
 from joey.files import FileResponse
+from joey.paths import relative_path
 from joey.responses import ProblemResponse, RedirectResponse
 from joey.types import Receive, Scope, Send
 
@@ -89,7 +90,7 @@ class StaticFiles:
             await _send_error(MethodNotAllowed(["GET", "HEAD"]), scope, receive, send)
             return
         try:
-            path = _relative_path(scope)
+            path = relative_path(scope)
             segments = _safe_segments(path, scope.get("raw_path"))
         except HTTPError as error:
             await _send_error(error, scope, receive, send)
@@ -138,27 +139,6 @@ class StaticFiles:
 
     def __repr__(self) -> str:
         return f"StaticFiles({self.directory!r}, html={self.html!r})"
-
-
-def _relative_path(scope: Scope) -> str:
-    """The request path below the mount point.
-
-    Two ASGI conventions exist for a mounted app: ``path`` already stripped of ``root_path``,
-    or ``path`` still starting with it. When ``path`` starts with ``root_path`` the raw path
-    (what the client sent) tells them apart, so ``/static/static/x`` under a ``/static``
-    mount still means ``static/x``.
-    """
-    path: str = scope.get("path", "/")
-    root: str = scope.get("root_path", "")
-    if not root or not path.startswith(root):
-        return path
-    rest = path[len(root):]
-    if rest and not rest.startswith("/") and not root.endswith("/"):
-        return path  # "/staticfoo" is not below "/static"
-    raw = scope.get("raw_path")
-    if raw is not None and unquote(raw.decode("latin-1")) == root + path:
-        return path  # already stripped: the client really asked for root + path
-    return rest
 
 
 def _safe_segments(path: str, raw_path: bytes | None) -> list[str]:
