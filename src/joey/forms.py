@@ -135,8 +135,7 @@ class UploadFile:
         return getattr(self.file, "_rolled", True) is False
 
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
-        # perf: a call on an in-memory buffer takes microseconds; sending it to a thread
-        # would cost ~50 µs of hand-off for nothing.
+        # perf: a call on an in-memory buffer is far cheaper than handing it to a thread
         if self.in_memory:
             return function(*args)
         return await asyncio.to_thread(function, *args)

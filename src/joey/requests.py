@@ -235,7 +235,7 @@ class Request(HTTPConnection):
         if self._body is None:
             if not self._stream_started and not self._pending:
                 # perf: most bodies arrive in one message; read it without the async
-                # generator of stream() (~1 µs a request)
+                # generator of stream()
                 limit = self.max_body_size
                 if limit is not None:
                     self._check_declared_length(limit)

@@ -249,7 +249,7 @@ def _first_endpoint(node: _Node) -> Endpoint | None:
 def _walk(node: _Node, segments: list[str], index: int, params: dict[str, Any]) -> Match | None:
     count = len(segments)
     # perf: through nodes with nothing but static children there is nothing to fall back to,
-    # so descend in a loop instead of recursing (~0.3 µs on /r9999/items/42)
+    # so descend in a loop instead of recursing
     while index < count and not node.params and node.catch_all is None and node.mount is None:
         child = node.static.get(segments[index])
         if child is None:

@@ -102,7 +102,7 @@ def _text_extractor(info: ParamInfo, lookup: Callable[[Any], Any], many: bool) -
         if plain:
             return raw
         if plain_int and raw.isascii() and raw.isdigit() and len(raw) < 19:
-            return int(raw)  # perf: what msgspec would do for plain digits, several times faster
+            return int(raw)  # perf: what msgspec would do for plain digits, without its call
         return convert_or_report(raw, annotation, location, key, issues)
 
     return extract
