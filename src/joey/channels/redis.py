@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from typing import Any
 
@@ -76,11 +77,14 @@ class _RedisBackend(Backend):
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-            self._reader = None
-        await self._drop_connection()
+        await self._before_stop()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            # Cancel until it is done: a cancellation can be lost in a read's own timeout.
+            while not reader.done():
+                reader.cancel()
+                await asyncio.wait({reader}, timeout=0.5)
+            await asyncio.gather(reader, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -88,20 +92,12 @@ class _RedisBackend(Backend):
             await self._pool.disconnect()
             self._pool = None
 
-    async def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        self._connected.clear()
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.disconnect(nowait=True)
-
     async def _run(self) -> None:
         delay = 0.05
         failing = False
         while not self._stopping:
+            conn = self._pool.make_connection()
             try:
-                assert self._pool is not None
-                conn = self._pool.make_connection()
                 await conn.connect()
                 await self._on_connect(conn)
                 self._conn = conn
@@ -111,8 +107,6 @@ class _RedisBackend(Backend):
                     logger.warning("Channels: reconnected to Redis at %s", self.url)
                 failing, delay = False, 0.05
                 await self._listen_loop(conn)
-            except asyncio.CancelledError:
-                raise
             except _DOWN as exc:
                 if not failing:
                     logger.warning("Channels: lost the Redis connection at %s (%s); "
@@ -121,9 +115,16 @@ class _RedisBackend(Backend):
             except Exception:
                 logger.exception("Channels: unexpected error while listening to Redis")
                 failing = True
-            await self._drop_connection()
+            finally:
+                self._conn = None
+                self._connected.clear()
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
+
+    async def _before_stop(self) -> None:
+        pass
 
     async def _on_connect(self, conn: Any) -> None:
         raise NotImplementedError
@@ -185,6 +186,10 @@ class RedisPubSubBackend(_RedisBackend):
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
+    async def _before_stop(self) -> None:
+        if self._background:  # pending UNSUBSCRIBEs: let them go out first
+            await asyncio.gather(*self._background, return_exceptions=True)
+
     async def _unsubscribe(self, conn: Any, key: str) -> None:
         with contextlib.suppress(*_DOWN):
             if key not in self._channels:  # not re-listened meanwhile
@@ -199,7 +204,7 @@ class RedisPubSubBackend(_RedisBackend):
         assert deliver is not None
         skip = self._skip
         while True:
-            reply = await conn.read_response(timeout=float("inf"))
+            reply = await conn.read_response(timeout=math.inf, push_request=True)
             kind = reply[0]
             if kind == b"message":
                 deliver(Message(reply[1][skip:].decode(), reply[2]))
@@ -307,7 +312,7 @@ class RedisStreamsBackend(_RedisBackend):
         positions = self._positions
         skip = self._skip
         block_ms = int(self.block * 1000)
-        while True:
+        while not self._stopping:
             if not positions:
                 self._changed.clear()
                 await self._changed.wait()
@@ -317,12 +322,16 @@ class RedisStreamsBackend(_RedisBackend):
             await conn.send_command("XREAD", "COUNT", 1000, "BLOCK", block_ms, "STREAMS",
                                     *keys, *(positions[k] for k in keys), check_health=False)
             try:
-                reply = await conn.read_response(timeout=self.block + self.timeout + 1)
+                # Bounded, so a frozen or silently gone Redis is noticed; a timeout drops the
+                # connection (redis-py disconnects a read it cannot finish) and reconnects.
+                reply = await asyncio.wait_for(conn.read_response(timeout=math.inf),
+                                               self.block + self.timeout + 1)
             finally:
                 self._reading = set()
             if not reply:
                 continue  # timed out or unblocked: read again with the current streams
-            for key, entries in reply:
+            # RESP3 (redis-py's default from 8) answers a map, RESP2 a list of pairs
+            for key, entries in (reply.items() if isinstance(reply, dict) else reply):
                 last = positions.get(key)
                 if last is None:
                     continue  # nobody here listens any more
