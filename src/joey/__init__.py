@@ -35,7 +35,7 @@ from joey.exceptions import (
     UnsupportedMediaType,
     WebSocketDisconnect,
 )
-from joey.params import Body, Cookie, Depends, Form, Header, Query
+from joey.params import Body, Cookie, Depends, Form, Header, ParamInfo, Query
 from joey.requests import Request
 from joey.responses import (
     HTMLResponse,
@@ -47,6 +47,7 @@ from joey.responses import (
     StreamingResponse,
     TextResponse,
 )
+from joey.routeinfo import DependencyInfo, RouteInfo
 from joey.routing import Route, RouteConflict, Router
 from joey.websockets import WebSocket, WebSocketState
 
@@ -99,6 +100,7 @@ __all__ = [
     "CallNext",
     "Conflict",
     "Cookie",
+    "DependencyInfo",
     "Depends",
     "EventSourceResponse",
     "FileResponse",
@@ -120,6 +122,7 @@ __all__ = [
     "MutableHeaders",
     "NotAcceptable",
     "NotFound",
+    "ParamInfo",
     "PayloadTooLarge",
     "PlainTextResponse",
     "ProblemResponse",
@@ -131,6 +134,7 @@ __all__ = [
     "Response",
     "Route",
     "RouteConflict",
+    "RouteInfo",
     "Router",
     "ServerSentEvent",
     "ServiceUnavailable",
