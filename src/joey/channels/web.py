@@ -142,4 +142,5 @@ async def event_source(
         finally:
             await subscription.close()
 
-    return EventSourceResponse(events(), ping_interval=ping_interval)
+    # At server shutdown the response itself ends the stream with a `retry:` hint.
+    return EventSourceResponse(events(), ping_interval=ping_interval, shutdown_retry=retry)
