@@ -1,7 +1,10 @@
 """The example app that `make run` serves: route groups, path parameters, JSON, errors, and a
 small WebSocket chat room at http://127.0.0.1:8000/chat.
 
-Run it with `make run`, `python examples/app.py`, or `uvicorn examples.app:app`.
+Run it with `make run`, `python examples/app.py`, or `uvicorn examples.app:app`. The chat runs
+on :mod:`joey.channels`: in memory (one process) by default; with ``REDIS_URL`` set (for
+instance ``redis://127.0.0.1:6379/0``) on Redis Streams, so rooms span every worker process
+(``uvicorn examples.app:app --workers 4``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from joey import (
     WebSocket,
     serve,
 )
+from joey.channels import Channels, ChannelsUnavailable, InMemoryBackend
+from joey.sse import EventSourceResponse
 
 HERE = pathlib.Path(__file__).parent
 
@@ -51,73 +56,29 @@ class Library:
         return book_id
 
 
-class Member:
-    """One socket in a room, with its own outbox: a bounded queue that a sender task of its
-    own drains. A broadcast only puts into outboxes, so it never waits on a member."""
+def make_channels() -> Channels:
+    """Redis Streams when ``REDIS_URL`` is set (rooms shared by every process, resumable),
+    else in memory (one process), keeping the last 1000 messages per room for resume."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        from joey.channels import RedisStreamsBackend
 
-    OUTBOX_SIZE = 1000  # messages (at most 1000 characters each) a member may fall behind
-
-    def __init__(self, websocket: WebSocket) -> None:
-        self.websocket = websocket
-        self.outbox: asyncio.Queue[str] = asyncio.Queue(self.OUTBOX_SIZE)
-        self.too_slow: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    async def send_outbox(self) -> None:
-        while True:
-            await self.websocket.send_text(await self.outbox.get())
+        return Channels(RedisStreamsBackend(url, prefix="joey-example", max_len=10_000))
+    return Channels(InMemoryBackend(history=1000))
 
 
-class Room:
-    """A chat room: every message goes to every member, in one order for all.
-
-    ``broadcast`` does not await, so nobody joins or leaves while it walks the members, and
-    a member that stops reading fills only its own outbox: when that is full the member is
-    dropped (closed with 1008), never the room.
-    """
-
-    def __init__(self) -> None:
-        self.members: set[Member] = set()
-
-    def broadcast(self, text: str) -> None:
-        for member in list(self.members):
-            try:
-                member.outbox.put_nowait(text)
-            except asyncio.QueueFull:
-                self.members.discard(member)
-                member.too_slow.set_result(None)
-
-    async def serve(self, websocket: WebSocket) -> None:
-        """Relay ``websocket``'s messages to the room, and the room's to it, until it leaves
-        or falls too far behind."""
-        member = Member(websocket)
-        self.members.add(member)
-        sender = asyncio.ensure_future(member.send_outbox())
-        receiver = asyncio.ensure_future(self._relay(websocket))
-        try:
-            await asyncio.wait({sender, receiver, member.too_slow},
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self.members.discard(member)
-            for task in (sender, receiver):
-                task.cancel()
-            await asyncio.gather(sender, receiver, return_exceptions=True)
-        if member.too_slow.done():
-            await websocket.close(1008, "Too slow: messages were not read")
-
-    async def _relay(self, websocket: WebSocket) -> None:
-        async for text in websocket.iter_text():
-            self.broadcast(text[:1000])
+ROOM_QUEUE = 1000  # messages a member may fall behind before it is dropped (closed with 1008)
 
 
 @asynccontextmanager
 async def lifespan(app: App) -> AsyncIterator[dict[str, Any]]:
-    yield {"library": Library(), "rooms": {}}
+    yield {"library": Library()}
     marker = os.environ.get("JOEY_EXAMPLE_SHUTDOWN_MARKER")
     if marker:  # lets the integration tests see that shutdown ran
         await asyncio.to_thread(pathlib.Path(marker).write_text, "shutdown complete")
 
 
-app = App(lifespan=lifespan)
+app = App(lifespan=lifespan, channels=make_channels())
 
 
 @app.get("/")
@@ -187,10 +148,34 @@ async def chat_page() -> HTMLResponse:
 
 
 @app.websocket("/ws/chat/{room}")
-async def chat(websocket: WebSocket, room: str) -> None:
-    rooms: dict[str, Room] = websocket.app.state.rooms
+async def chat(websocket: WebSocket, room: str, channels: Channels) -> None:
+    """Every message goes to every member of the room, in every worker, in one order for all.
+    A member that falls ``ROOM_QUEUE`` messages behind is dropped, never the room."""
     await websocket.accept()
-    await rooms.setdefault(room, Room()).serve(websocket)
+    name = f"room:{room}"
+    async with channels.subscribe(name, max_queue=ROOM_QUEUE,
+                                  overflow="disconnect") as subscription:
+        async for text in channels.relay(websocket, subscription):
+            if not isinstance(text, str):
+                continue
+            try:
+                await channels.publish(name, text[:1000])
+            except ChannelsUnavailable:
+                await websocket.send_text("(not sent: the chat service is unavailable)")
+
+
+@app.post("/chat/{room}/messages", status_code=202)
+async def post_to_room(room: str, request: Request, channels: Channels) -> dict[str, str | None]:
+    """Say something in a room over HTTP (a 503 with Retry-After while Redis is down)."""
+    text = (await request.body()).decode("utf-8", "replace")[:1000]
+    return {"id": await channels.publish(f"room:{room}", text)}
+
+
+@app.get("/chat/{room}/events")
+async def room_events(room: str, request: Request, channels: Channels) -> EventSourceResponse:
+    """The room as server-sent events; a client that reconnects (``Last-Event-ID``) to any
+    worker gets what it missed first."""
+    return await channels.event_source(request, f"room:{room}", event="message")
 
 
 @app.websocket("/ws/echo")
@@ -215,7 +200,7 @@ async def json_echo(websocket: WebSocket) -> None:
 
 @app.get("/stats")
 async def stats(request: Request) -> dict[str, int]:
-    return {"open_websockets": request.app.open_websockets}
+    return {"open_websockets": request.app.open_websockets, "pid": os.getpid()}
 
 
 if __name__ == "__main__":

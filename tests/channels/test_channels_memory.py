@@ -319,3 +319,11 @@ async def test_sse_bad_last_event_id_is_a_400() -> None:
         response = await client.get("/rooms/s1/events", headers={"last-event-id": "nope"})
         assert response.status_code == 400
         assert "Last-Event-ID" in response.json()["detail"]
+
+
+async def test_channels_start_again_after_a_stop() -> None:
+    app = make_app()
+    for _ in range(2):  # an app's lifespan may run twice (tests do)
+        async with AsyncTestClient(app) as client, app.channels.subscribe("again") as sub:
+            await client.post("/rooms/again", content=b"once more")
+            assert (await anext(sub)).text == "once more"

@@ -26,13 +26,18 @@ import asyncio
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from joey.exceptions import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from joey.requests import Request
+    from joey.sse import EventSourceResponse
+    from joey.websockets import WebSocket
 
 logger = logging.getLogger("joey.channels")
 
@@ -389,11 +394,11 @@ class Channels:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect the backend (idempotent; publish and subscribe also start it on first use)."""
+        """Connect the backend (idempotent; publish and subscribe also start it on first use,
+        unless stopped). Channels stopped can be started again (an app's lifespan may run twice).
+        """
         if self._state == "running":
             return
-        if self._state == "stopped":
-            raise RuntimeError("These channels were stopped; make a new Channels")
         if self._starting is None:
             self._starting = asyncio.get_running_loop().create_future()
             self._state = "starting"
@@ -416,6 +421,7 @@ class Channels:
             return
         was_started = self._state != "new"
         self._state = "stopped"
+        self._starting = None
         for subscribers in self._subscribers.values():
             for subscription in subscribers:
                 subscription._end()
@@ -514,8 +520,9 @@ class Channels:
 
     # -- the web: WebSockets and server-sent events -----------------------------------------
 
-    def relay(self, websocket: Any, subscription: Subscription, *,
-              transform: Callable[[Message], str | bytes | None] | None = None) -> Any:
+    def relay(self, websocket: WebSocket, subscription: Subscription, *,
+              transform: Callable[[Message], str | bytes | None] | None = None,
+              ) -> AsyncIterator[str | bytes]:
         """Relay ``subscription`` to ``websocket`` while you read what the client sends.
 
         Returns an async iterator of the client's messages (text, or bytes). Meanwhile each
@@ -526,7 +533,8 @@ class Channels:
 
         return relay(websocket, subscription, transform=transform)
 
-    async def event_source(self, request: Any, *channels: str, **options: Any) -> Any:
+    async def event_source(self, request: Request, *channels: str,
+                           **options: Any) -> EventSourceResponse:
         """An :class:`~joey.sse.EventSourceResponse` of ``channels``, resumable with
         ``Last-Event-ID``. See :func:`joey.channels.web.event_source`."""
         from joey.channels.web import event_source

@@ -43,13 +43,21 @@ async def relay(websocket: WebSocket, subscription: Subscription, *,
                     await channels.publish(room, text)
     """
     pump = asyncio.ensure_future(_pump(websocket, subscription, transform))
+    too_slow: list[SubscriberTooSlow] = []
+
+    def overflowed(exc: SubscriberTooSlow) -> None:
+        # The sender may be stuck in a send to a client that stopped reading: stop it now.
+        too_slow.append(exc)
+        pump.cancel()
+
+    subscription._on_overflow = overflowed
     receiving: asyncio.Future[Any] | None = None
     try:
         while True:
             receiving = asyncio.ensure_future(websocket.receive())
             await asyncio.wait((receiving, pump), return_when=asyncio.FIRST_COMPLETED)
             if not receiving.done():
-                return  # the subscription ended and the socket is closed
+                break  # the subscription ended (or the client is gone)
             message = receiving.result()
             receiving = None
             if message["type"] == "websocket.disconnect":
@@ -57,18 +65,23 @@ async def relay(websocket: WebSocket, subscription: Subscription, *,
             text = message.get("text")
             yield text if text is not None else message.get("bytes", b"")
     finally:
+        subscription._on_overflow = None
         for task in (receiving, pump):
             if task is not None and not task.done():
                 task.cancel()
         await asyncio.gather(*(t for t in (receiving, pump) if t is not None),
                              return_exceptions=True)
+    ended = None if pump.cancelled() else pump.result()
+    if too_slow:
+        ended = too_slow[0].code, too_slow[0].reason
+    if ended is not None:
+        await _close(websocket, *ended)
 
 
 async def _pump(websocket: WebSocket, subscription: Subscription,
-                transform: Transform | None) -> None:
-    from joey.websockets import WebSocketState
-
-    code, reason = GOING_AWAY, "Server shutting down"
+                transform: Transform | None) -> tuple[int, str] | None:
+    """Send the subscription to the socket; how to close it when the subscription ends
+    (``None``: the client is gone)."""
     try:
         async for message in subscription:
             out = message.text if transform is None else transform(message)
@@ -79,10 +92,16 @@ async def _pump(websocket: WebSocket, subscription: Subscription,
             else:
                 await websocket.send_text(out)
     except SubscriberTooSlow as exc:
-        code, reason = exc.code, exc.reason
+        return exc.code, exc.reason
     except (OSError, WebSocketDisconnect, RuntimeError):
-        return  # the client is gone (or the socket closed): nothing to tell it
-    if subscription.closed and websocket.connection_state is WebSocketState.CONNECTED:
+        return None  # the client is gone (or the socket closed): nothing to tell it
+    return GOING_AWAY, "Server shutting down"
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    from joey.websockets import WebSocketState
+
+    if websocket.connection_state is WebSocketState.CONNECTED:
         with contextlib.suppress(OSError, RuntimeError):
             await websocket.close(code, reason)
 
