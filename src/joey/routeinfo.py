@@ -70,6 +70,16 @@ class RouteInfo:
     description: str | None
     #: the body limit in bytes for this route (``None``: no limit)
     max_body_size: int | None
+    # For the API document (:mod:`joey.openapi`), as the route decorator declared them:
+    deprecated: bool = False
+    #: ``False``: the route is left out of the API document
+    include_in_schema: bool = True
+    #: exception classes the handler declares it raises
+    raises: tuple[type[BaseException], ...] = ()
+    #: more responses: status → a type, or an OpenAPI response object (a dict)
+    responses: Mapping[int, Any] = dataclasses.field(default_factory=dict)
+    #: raw OpenAPI merged into the route's operation
+    openapi_extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def summary(self) -> str | None:
@@ -142,4 +152,6 @@ def route_info(route: Route, plan: DependencyNode, max_body_size: int | None) ->
         return_type=return_type, status_code=route.status_code or 200,
         middleware=route.middleware, tags=route.tags,
         description=inspect.getdoc(route.endpoint), max_body_size=max_body_size,
+        deprecated=route.deprecated, include_in_schema=route.include_in_schema,
+        raises=route.raises, responses=route.responses, openapi_extra=route.openapi_extra,
     )

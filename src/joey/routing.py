@@ -22,7 +22,7 @@ Example::
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import EllipsisType
 from typing import Any, TypedDict, TypeVar, Unpack
 
@@ -46,8 +46,9 @@ class Route:
     """
 
     __slots__ = (
-        "dependencies", "endpoint", "max_body_size", "methods", "middleware", "name",
-        "namespace", "path", "segments", "status_code", "tags", "websocket",
+        "dependencies", "deprecated", "endpoint", "include_in_schema", "max_body_size",
+        "methods", "middleware", "name", "namespace", "openapi_extra", "path", "raises",
+        "responses", "segments", "status_code", "tags", "websocket",
     )
 
     def __init__(
@@ -64,6 +65,11 @@ class Route:
         websocket: bool = False,
         namespace: dict[str, Any] | None = None,
         tags: Sequence[str] = (),
+        deprecated: bool = False,
+        include_in_schema: bool = True,
+        raises: Sequence[type[BaseException]] = (),
+        responses: Mapping[int, Any] | None = None,
+        openapi_extra: Mapping[str, Any] | None = None,
     ) -> None:
         # "" (like "/") under a router prefix means the prefix itself; parsed here, once, so
         # a bad template is an error that points at the decorator
@@ -83,6 +89,12 @@ class Route:
         #: the local names where the handler was defined, to resolve string annotations
         self.namespace = namespace
         self.tags = tuple(tags)
+        # For the API document only (see joey.openapi); nothing here changes how requests run.
+        self.deprecated = deprecated
+        self.include_in_schema = include_in_schema
+        self.raises = tuple(raises)
+        self.responses: Mapping[int, Any] = dict(responses or {})
+        self.openapi_extra: Mapping[str, Any] = dict(openapi_extra or {})
 
     @property
     def path_params(self) -> dict[str, type]:
@@ -109,6 +121,9 @@ class Route:
         route.websocket = self.websocket
         route.namespace = self.namespace
         route.tags = (*dict.fromkeys((*tags, *self.tags)),)
+        route.deprecated, route.include_in_schema = self.deprecated, self.include_in_schema
+        route.raises, route.responses = self.raises, self.responses
+        route.openapi_extra = self.openapi_extra
         return route
 
     def __repr__(self) -> str:
@@ -151,6 +166,11 @@ class RouteOptions(TypedDict, total=False):
     dependencies: Sequence[Any]
     max_body_size: int | EllipsisType | None
     tags: Sequence[str]
+    deprecated: bool
+    include_in_schema: bool
+    raises: Sequence[type[BaseException]]
+    responses: Mapping[int, Any] | None
+    openapi_extra: Mapping[str, Any] | None
 
 
 class RouteDecorators:
@@ -170,6 +190,11 @@ class RouteDecorators:
         dependencies: Sequence[Any] = (),
         max_body_size: int | EllipsisType | None = ...,
         tags: Sequence[str] = (),
+        deprecated: bool = False,
+        include_in_schema: bool = True,
+        raises: Sequence[type[BaseException]] = (),
+        responses: Mapping[int, Any] | None = None,
+        openapi_extra: Mapping[str, Any] | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated handler at ``path`` for every method in ``methods``.
 
@@ -177,6 +202,10 @@ class RouteDecorators:
         ``status_code`` is the success status; ``middleware`` and ``dependencies`` apply to
         this route only; ``max_body_size`` overrides the app's body limit (``None``: none);
         ``tags`` group the route in the route model (and an API document built from it).
+        For the API document only (:mod:`joey.openapi`): ``deprecated``, ``include_in_schema``
+        (``False`` leaves the route out), ``raises`` (exception classes the handler raises,
+        documented as its handler renders them), ``responses`` (more responses: status → a
+        type or an OpenAPI response object) and ``openapi_extra`` (merged into the operation).
 
         Example::
 
@@ -188,7 +217,9 @@ class RouteDecorators:
             self.add_route(Route(
                 path, func, methods=methods, name=name, status_code=status_code,
                 middleware=middleware, dependencies=dependencies, max_body_size=max_body_size,
-                namespace=_defining_namespace(), tags=tags,
+                namespace=_defining_namespace(), tags=tags, deprecated=deprecated,
+                include_in_schema=include_in_schema, raises=raises, responses=responses,
+                openapi_extra=openapi_extra,
             ))
             return func
 
