@@ -35,8 +35,8 @@ from joey.lifespan import LifespanFailed as LifespanError
 from joey.types import ASGIApp, Message, Scope
 
 __all__ = [
-    "ASGITransport", "AsyncTestClient", "AsyncWebSocketSession", "LifespanError", "TestClient",
-    "WebSocketDenied", "WebSocketSession",
+    "ASGITransport", "AsyncTestClient", "AsyncWebSocketSession", "LifespanError",
+    "RenderedTemplate", "TestClient", "WebSocketDenied", "WebSocketSession", "rendered",
 ]
 
 T = TypeVar("T")
@@ -62,7 +62,7 @@ def _http_scope(request: httpx.Request, root_path: str, state: dict[str, Any] | 
         "headers": [(k.lower(), v) for k, v in request.headers.raw],
         "client": ("testclient", 50000),
         "server": (request.url.host, port),
-        "extensions": {},
+        "extensions": {"http.response.debug": {}},  # template responses say what they render
     }
     if state is not None:
         scope["state"] = dict(state)
@@ -152,6 +152,8 @@ class ASGITransport(httpx.AsyncBaseTransport):
                     chunks.put_nowait(bytes(body))
                 if not message.get("more_body", False):
                     chunks.put_nowait(None)
+            elif kind == "http.response.debug":
+                request.extensions["joey.rendered"] = message.get("info", {})  # see rendered()
 
         task = asyncio.ensure_future(self.app(scope, receive, send))
         task.add_done_callback(lambda _: chunks.put_nowait(_DONE))
@@ -465,6 +467,7 @@ class _SyncTransport(httpx.BaseTransport):
             request.method, request.url, headers=request.headers, content=body,
         )
         response = self._portal.call(self._transport.handle_async_request(async_request))
+        request.extensions.update(async_request.extensions)  # what rendered() reads
         assert isinstance(response.stream, httpx.AsyncByteStream)
         return httpx.Response(
             status_code=response.status_code,
@@ -564,3 +567,38 @@ class TestClient(httpx.Client):
             portal._thread.join(timeout=1)
             if not portal._thread.is_alive():
                 portal.loop.close()
+
+class RenderedTemplate:
+    """What a template response was rendered from: see :func:`rendered`."""
+
+    __slots__ = ("context", "name", "template")
+
+    def __init__(self, template: Any, context: dict[str, Any]) -> None:
+        #: the ``jinja2.Template``
+        self.template = template
+        #: its name, as given to ``Templates.render`` (``"items/show.html"``)
+        self.name: str = template.name
+        #: everything the template saw: ``request``, context processors' values, the context
+        self.context = context
+
+    def __repr__(self) -> str:
+        return f"<RenderedTemplate {self.name!r}>"
+
+
+def rendered(response: httpx.Response) -> RenderedTemplate:
+    """The template and context a test client response was rendered from.
+
+    Example::
+
+        page = rendered(client.get("/items/1"))
+        assert page.name == "item.html" and page.context["id"] == 1
+
+    Raises ``AssertionError`` when the response did not come from
+    ``joey.templating.Templates.render``.
+    """
+    info = response.request.extensions.get("joey.rendered")
+    if not info:
+        request = response.request
+        raise AssertionError(f"{request.method} {request.url.path} answered "
+                             f"{response.status_code} without rendering a template")
+    return RenderedTemplate(info["template"], info["context"])

@@ -1,0 +1,216 @@
+"""Templates: HTML pages rendered with Jinja2 (``pip install 'joey[templates]'``).
+
+``Templates`` builds one Jinja2 environment when it is created (at import time of the app
+module, like the routes): autoescaping on, async rendering, and ``url_for`` as a global.
+Each request only renders: ``await templates.render(request, name, context)`` returns a
+:class:`TemplateResponse`, whose body is complete before the handler returns, so an error in
+a template is an error of the handler (a 500, logged with the template's file and line; the
+debug page in ``App(debug=True)``).
+
+Every template sees ``request`` and ``url_for(name, **params)`` (the route's path, with the
+app's ``root_path``), plus what the context processors return, plus the handler's context.
+Async rendering means a template may call async functions and loop over async iterables
+from its context; Jinja2 awaits them.
+
+The response keeps ``template`` and ``context``; the test client exposes them
+(:func:`joey.testing.rendered`), so a test can check what a page was rendered from.
+
+Example::
+
+    from joey import App, Request
+    from joey.templating import TemplateResponse, Templates
+
+    app = App()
+    templates = Templates("templates")
+
+    @app.get("/items/{id:int}", name="item")
+    async def item(request: Request, id: int) -> TemplateResponse:
+        return await templates.render(request, "item.html", {"id": id})
+
+This module imports without Jinja2; creating ``Templates`` needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from joey.requests import Request
+from joey.responses import BackgroundCallable, HTMLResponse
+from joey.types import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    import jinja2
+
+__all__ = ["ContextProcessor", "TemplateResponse", "Templates"]
+
+#: ``processor(request) -> mapping``: values every template rendered for ``request`` sees
+ContextProcessor = Callable[[Request], Mapping[str, Any]]
+
+# The ASGI extension a test client sets to be told which template a response came from.
+_DEBUG_EXTENSION = "http.response.debug"
+# Jinja2 rewrites a traceback so that template code shows as frames at the template's file
+# and line; those frames (and only those) have this global (jinja2.debug).
+_JINJA_FRAME = "__jinja_exception__"
+
+
+class TemplateResponse(HTMLResponse):
+    """An HTML page rendered from a template; made by :meth:`Templates.render`.
+
+    ``template`` (the ``jinja2.Template``) and ``context`` (what it was rendered with) stay on
+    the response for middleware and tests; the body is already rendered.
+    """
+
+    __slots__ = ("context", "template")
+
+    def __init__(
+        self,
+        template: jinja2.Template,
+        context: dict[str, Any],
+        content: str,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundCallable | None = None,
+    ) -> None:
+        super().__init__(content, status_code, headers, media_type, background)
+        self.template = template
+        self.context = context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if _DEBUG_EXTENSION in scope.get("extensions", ()):
+            # Only a test client asks: real servers never see this message.
+            await send({"type": _DEBUG_EXTENSION,
+                        "info": {"template": self.template, "context": self.context}})
+        await super().__call__(scope, receive, send)
+
+
+class Templates:
+    """A directory (or several) of Jinja2 templates and the environment that renders them.
+
+    Args:
+        directory: where templates are looked up (a path or a list of paths, searched in
+            order); may be omitted when ``loader`` or ``env`` is given.
+        context_processors: ``processor(request) -> mapping`` called for every render; what
+            they return is in every template's context (the handler's context wins).
+        env: a ready ``jinja2.Environment`` to use instead (it must have
+            ``enable_async=True``); ``url_for`` is added to its globals.
+        **options: more ``jinja2.Environment`` options (``loader``, ``undefined``,
+            ``trim_blocks``...). ``autoescape`` defaults to on for every template except
+            ``.txt`` files.
+
+    Example::
+
+        templates = Templates("templates", context_processors=[lambda request: {"site": "Joey"}])
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        *,
+        context_processors: Sequence[ContextProcessor] = (),
+        env: jinja2.Environment | None = None,
+        **options: Any,
+    ) -> None:
+        jinja = _import_jinja2()
+        if env is None:
+            if directory is None and "loader" not in options:
+                raise TypeError("Templates needs a directory, a loader= or an env=")
+            if directory is not None:
+                options.setdefault("loader", jinja.FileSystemLoader(directory))
+            options.setdefault("autoescape", jinja.select_autoescape(
+                disabled_extensions=("txt",), default_for_string=True, default=True))
+            options["enable_async"] = True
+            env = jinja.Environment(**options)
+        elif directory is not None or options:
+            raise TypeError("Templates(env=...) takes no directory or environment options: "
+                            "configure the environment you pass")
+        elif not env.is_async:
+            raise ValueError("Templates(env=...) needs jinja2.Environment(enable_async=True): "
+                             "Joey renders templates asynchronously")
+        env.globals.setdefault("url_for", _url_for)
+        self.env = env
+        self.context_processors = tuple(context_processors)
+
+    def get_template(self, name: str) -> jinja2.Template:
+        """The template called ``name`` (loaded once, then cached by Jinja2)."""
+        try:
+            return self.env.get_template(name)
+        except Exception as exc:
+            _locate(exc)
+            raise
+
+    async def render(
+        self,
+        request: Request,
+        name: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundCallable | None = None,
+    ) -> TemplateResponse:
+        """Render template ``name`` for ``request`` into a :class:`TemplateResponse`.
+
+        The template sees ``request``, ``url_for``, what the context processors return and
+        ``context``. An error while loading or rendering it propagates with a note naming
+        the template's file and line.
+        """
+        template = self.get_template(name)
+        values: dict[str, Any] = {"request": request}
+        for processor in self.context_processors:
+            values.update(processor(request))
+        if context:
+            values.update(context)
+        try:
+            content = await template.render_async(values)
+        except Exception as exc:
+            _locate(exc)
+            raise
+        return TemplateResponse(template, values, content, status_code, headers, media_type,
+                                background)
+
+
+def _url_for(context: Mapping[str, Any], name: str, /, **params: Any) -> str:
+    request = context.get("request")
+    if not isinstance(request, Request):
+        raise RuntimeError("url_for() in a template needs the request in its context: "
+                           "render it with Templates.render(request, ...)")
+    return request.url_for(name, **params)
+
+
+def _import_jinja2() -> Any:
+    try:
+        import jinja2
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            "joey.templating needs Jinja2: pip install 'joey[templates]' (or pip install jinja2)",
+            name=exc.name,
+        ) from exc
+    # Marked once here rather than decorated at import time, so this module loads without it.
+    if not getattr(_url_for, "jinja_pass_arg", None):
+        jinja2.pass_context(_url_for)
+    return jinja2
+
+
+def _locate(exc: BaseException) -> None:
+    """Add a note to ``exc`` naming the template file and line it came from, if any (a
+    missing template's message already names the search path)."""
+    import jinja2
+
+    where: str | None = None
+    if isinstance(exc, jinja2.TemplateSyntaxError) and exc.lineno:
+        where = f"{exc.filename or exc.name}, line {exc.lineno}"
+    else:
+        tb: TracebackType | None = exc.__traceback__
+        while tb is not None:
+            if _JINJA_FRAME in tb.tb_frame.f_globals:
+                where = f"{tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno}"
+            tb = tb.tb_next
+    if where is not None:
+        note = f"in template: {where}"
+        if note not in getattr(exc, "__notes__", ()):
+            exc.add_note(note)
