@@ -310,7 +310,7 @@ async def test_a_loop_that_hits_a_redis_error_is_logged_and_restarted(
 ) -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    monkeypatch.setattr("joey.tasks.redis._RESTART_DELAY", 0.01)
+    monkeypatch.setattr("joey.tasks.redis.consumer._RESTART_DELAY", 0.01)
     tasks = RedisTasks(redis_url, prefix=prefix)
 
     @tasks.task(name="after")

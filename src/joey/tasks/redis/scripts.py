@@ -5,7 +5,7 @@ Each script keeps to the task-state rules of `state.py`. A worker's *run token* 
 only while the task is RUNNING under that token, so a commit retried after a Redis blip (that
 may have been applied already) or one from a worker whose task was taken over is a no-op.
 
-Key layout: see the docstring of `redis.py`.
+Key layout: see the docstring of `joey.tasks.redis`.
 """
 
 from __future__ import annotations

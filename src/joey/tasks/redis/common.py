@@ -1,0 +1,127 @@
+"""What both sides of the Redis backend share: the options, the key names, the client, and how an
+outage is told apart and reported (`TasksUnavailable`) to the public API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections import Counter
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..base import TaskBackend, TasksNotRunning, TasksUnavailable, WhenFull, error_text
+
+GROUP = "workers"  # the consumer group every worker reads the stream through
+# What an unreachable, restarting or frozen Redis raises (BusyLoadingError, while it reloads
+# its AOF, is a ConnectionError; TimeoutError is our own `asyncio.timeout` running out).
+OUTAGE = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+_T = TypeVar("_T")
+
+
+class RedisTasksBase(TaskBackend):
+    """The configuration and connection of `RedisTasks` (see its docstring for the options)."""
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "joey:tasks",
+        consume: bool = True,
+        max_concurrency: int = 10,
+        max_queue: int = 100_000,
+        when_full: WhenFull = "wait",
+        visibility_timeout: float = 30.0,
+        max_deliveries: int = 5,
+        shutdown_timeout: float = 10.0,
+        enqueue_timeout: float = 2.0,
+        retry_after: int = 5,
+        redis_timeout: float = 5.0,
+        commit_timeout: float = 300.0,
+        result_ttl: int = 86_400,
+        dead_ttl: int = 7 * 86_400,
+        keep_dead: int = 1_000,
+        poll_interval: float = 1.0,
+    ) -> None:
+        super().__init__(max_concurrency=max_concurrency, shutdown_timeout=shutdown_timeout)
+        if visibility_timeout <= 0:
+            raise ValueError(f"visibility_timeout must be > 0, got {visibility_timeout}")
+        if when_full not in ("wait", "raise"):
+            raise ValueError(f'when_full must be "wait" or "raise", got {when_full!r}')
+        if max_deliveries < 1:
+            raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
+        for option, value in (
+            ("enqueue_timeout", enqueue_timeout),
+            ("redis_timeout", redis_timeout),
+            ("commit_timeout", commit_timeout),
+        ):
+            if not value > 0:
+                raise ValueError(f"{option} must be > 0 seconds, got {value}")
+        self.url = url
+        self.prefix = prefix
+        self.consume = consume
+        self.max_queue = max_queue
+        self.when_full: WhenFull = when_full
+        self.visibility_timeout = visibility_timeout
+        self.max_deliveries = max_deliveries
+        self.enqueue_timeout = enqueue_timeout
+        self.retry_after = retry_after
+        self.redis_timeout = redis_timeout
+        self.commit_timeout = commit_timeout
+        self.result_ttl = result_ttl
+        self.dead_ttl = dead_ttl
+        self.keep_dead = keep_dead
+        self.poll_interval = poll_interval
+        self._stream = f"{prefix}:stream"
+        self._delayed = f"{prefix}:delayed"
+        self._dead = f"{prefix}:dead"
+        self._periodic = f"{prefix}:periodic"
+        self._stats_key = f"{prefix}:stats"
+        self._task_prefix = f"{prefix}:task:"
+        self._unique_prefix = f"{prefix}:unique:"
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._inflight: dict[bytes, tuple[str, asyncio.Task[None]]] = {}  # entry id -> task
+        self._names: dict[bytes, str] = {}  # entry id -> task name, for the shutdown report
+        self._cancelled: set[bytes] = set()  # entries whose attempt stop() cancelled
+        self._stats: Counter[str] = Counter()  # "name|kind" -> count, flushed by the heartbeat
+        self._seconds: dict[str, float] = {}  # task name -> run seconds, flushed likewise
+        self._slot_free: asyncio.Event | None = None
+        self._wake_promoter: asyncio.Event | None = None
+        self._running = False
+        self._closing = False
+        self._consuming = False
+        self._stopped: asyncio.Event | None = None
+        self._max_block_ms: int | None = None
+
+    def _unavailable(self, exc: BaseException) -> TasksUnavailable:
+        reason = (
+            f"no reply within {self.enqueue_timeout:g}s"
+            if isinstance(exc, TimeoutError)
+            else error_text(exc)
+        )
+        return TasksUnavailable(
+            f"The task queue is unavailable (Redis: {reason}).", retry_after=self.retry_after
+        )
+
+    async def _guarded(self, call: Awaitable[_T]) -> _T:
+        """Await a Redis call for the public API: bounded by `enqueue_timeout`, and an outage
+        raised as `TasksUnavailable`."""
+        try:
+            async with asyncio.timeout(self.enqueue_timeout):
+                return await call
+        except OUTAGE as exc:
+            raise self._unavailable(exc) from exc
+
+    def _require_client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise TasksNotRunning("RedisTasks is not running: call start() first")
+        return self._client
