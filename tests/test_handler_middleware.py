@@ -150,7 +150,8 @@ def test_exceptions_reach_middleware_and_exception_handlers(
     async def fine() -> str:
         return "never"
 
-    with caplog.at_level(logging.ERROR, logger="joey"), TestClient(app) as client:
+    with caplog.at_level(logging.ERROR, logger="joey"), \
+            TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/key").json() == {"caught_by_middleware": "'missing'"}
         assert client.get("/teapot").status_code == 418
         bug = client.get("/mw-bug")
@@ -205,7 +206,8 @@ def test_typed_forms_and_upload_files() -> None:
         bad = client.post("/profile", data={"name": "ann", "age": "old"})
         assert bad.status_code == 422
         assert bad.json()["errors"] == [
-            {"loc": "form", "name": "$.age", "message": "Expected `int`, got `str`"}]
+            {"loc": "form", "name": "$.age", "message": "Expected `int`, got `str`",
+             "type": "type", "location": ["form", "age"]}]
         assert client.post("/profile", json={"name": "ann", "age": 1}).status_code == 415
         uploaded = client.post("/upload", files={"avatar": ("me.png", b"\x89PNG" * 10)},
                                data={"caption": "hi"})
@@ -213,4 +215,5 @@ def test_typed_forms_and_upload_files() -> None:
         missing = client.post("/upload", data={"caption": "hi"})
         assert missing.status_code == 422
         assert missing.json()["errors"] == [
-            {"loc": "form", "name": "avatar", "message": "Field required"}]
+            {"loc": "form", "name": "avatar", "message": "Field required",
+             "type": "missing", "location": ["form", "avatar"]}]

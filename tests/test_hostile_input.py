@@ -83,7 +83,8 @@ def test_deeply_nested_json_is_a_client_error(path: str, status: int, shape: str
         assert problem["detail"] == "Invalid JSON body: it is nested too deeply."
     else:
         assert problem["errors"] == [
-            {"loc": "body", "name": "$", "message": "Invalid JSON body: it is nested too deeply."}
+            {"loc": "body", "name": "$", "message": "Invalid JSON body: it is nested too deeply.",
+             "type": "invalid", "location": ["body"]}
         ]
 
 

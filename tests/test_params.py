@@ -126,10 +126,13 @@ def test_every_failing_field_is_reported_at_once() -> None:
                                ("query", "order")}
         assert "<= 100" in errors[("query", "limit")]
         missing = client.get("/required").json()["errors"]
-        assert missing == [{"loc": "query", "name": "q", "message": "Field required"},
-                           {"loc": "query", "name": "n", "message": "Field required"}]
+        assert missing == [{"loc": "query", "name": "q", "message": "Field required",
+                            "type": "missing", "location": ["query", "q"]},
+                           {"loc": "query", "name": "n", "message": "Field required",
+                            "type": "missing", "location": ["query", "n"]}]
         assert client.get("/typed-path/abc").json()["errors"] == [
-            {"loc": "path", "name": "value", "message": "Expected `int`, got `str`"}]
+            {"loc": "path", "name": "value", "message": "Expected `int`, got `str`",
+             "type": "type", "location": ["path", "value"]}]
 
 
 def test_headers_and_cookies() -> None:
@@ -235,7 +238,8 @@ def test_body_validation_errors_carry_json_paths() -> None:
         response = client.post("/struct", json={"name": "pen", "price": "cheap"})
         assert response.status_code == 422
         assert response.json()["errors"] == [
-            {"loc": "body", "name": "$.price", "message": "Expected `float`, got `str`"}]
+            {"loc": "body", "name": "$.price", "message": "Expected `float`, got `str`",
+             "type": "type", "location": ["body", "price"]}]
         nested = client.post("/list", json=[{"name": "a", "price": 1}, {"name": 2, "price": 1}])
         assert nested.json()["errors"][0]["name"] == "$[1].name"
         pyd = client.post("/pydantic", json={"name": "x", "age": -1})
@@ -244,7 +248,8 @@ def test_body_validation_errors_carry_json_paths() -> None:
         missing = client.post("/struct")
         assert missing.status_code == 422
         assert missing.json()["errors"] == [
-            {"loc": "body", "name": "$", "message": "A JSON body is required"}]
+            {"loc": "body", "name": "$", "message": "A JSON body is required",
+             "type": "missing", "location": ["body"]}]
         both = client.post("/with-query/3?dry_run=perhaps", json={"name": 1, "price": 2})
         assert {e["loc"] for e in both.json()["errors"]} == {"query", "body"}
 
@@ -290,7 +295,8 @@ def test_extractors_as_a_power_tool() -> None:
         refused = client.post("/search?x=1", content=b"")
         assert refused.status_code == 422
         assert refused.json()["errors"] == [
-            {"loc": "query", "name": "filters", "message": "give at least one f.<field> filter"}]
+            {"loc": "query", "name": "filters", "message": "give at least one f.<field> filter",
+             "type": "invalid", "location": ["query", "filters"]}]
 
 
 # --- injection by type ---------------------------------------------------------------------------
@@ -582,7 +588,7 @@ def test_return_annotation_decides_serialization(caplog: pytest.LogCaptureFixtur
     async def wrong() -> Item:
         return {"name": "pen"}  # type: ignore[return-value]
 
-    with TestClient(app) as client:
+    with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/from-dict").json() == {"name": "pen", "price": 2.0, "tags": []}
         assert client.get("/from-object").json() == {"name": "cup", "price": 3.5, "tags": []}
         assert client.get("/pydantic").json() == {"name": "ann", "age": 4}
@@ -850,7 +856,7 @@ def test_return_annotations_convert_at_any_depth(path: str, expected: Any) -> No
 
 
 def test_return_annotation_none_and_invalid_values() -> None:
-    client = TestClient(conversion_app())
+    client = TestClient(conversion_app(), raise_server_exceptions=False)
     assert client.get("/optional?missing=true").status_code == 204
     failed = client.get("/invalid")
     assert failed.status_code == 500

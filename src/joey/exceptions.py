@@ -96,6 +96,11 @@ class Unauthorized(_NamedHTTPError):
     status_code = 401
 
 
+class MissingCredentials(Unauthorized):
+    """401: the request carries no credentials at all. Security schemes raise it; a security
+    dependency whose parameter is annotated ``T | None`` gets ``None`` instead."""
+
+
 class Forbidden(_NamedHTTPError):
     """403: authenticated, but not allowed."""
 

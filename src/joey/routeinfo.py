@@ -45,6 +45,19 @@ class DependencyInfo:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class SecurityRequirement:
+    """A security scheme a route uses, and the scopes it requires of it.
+
+    ``scheme`` is the scheme object (:mod:`joey.security`): ``scheme.scheme_name`` names it,
+    ``scheme.openapi()`` describes it as an OpenAPI security scheme object. ``scopes`` are the
+    scopes of every ``Security(..., scopes=...)`` on the way from the handler to the scheme.
+    """
+
+    scheme: Any
+    scopes: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RouteInfo:
     """One route of a built app (see the module docstring)."""
 
@@ -80,6 +93,12 @@ class RouteInfo:
     responses: Mapping[int, Any] = dataclasses.field(default_factory=dict)
     #: raw OpenAPI merged into the route's operation
     openapi_extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: the security schemes the route uses (:mod:`joey.security`), each with the scopes
+    #: required of it
+    security: tuple[SecurityRequirement, ...] = ()
+    #: every scope a ``Security(..., scopes=...)`` of this route requires: what schemes and
+    #: guards check the credentials against
+    scopes: tuple[str, ...] = ()
 
     @property
     def summary(self) -> str | None:
@@ -140,6 +159,7 @@ def route_info(route: Route, plan: DependencyNode, max_body_size: int | None) ->
             )
         return known
 
+    security, scopes = _security(plan)
     try:
         return_type = typing.get_type_hints(route.endpoint, localns=route.namespace,
                                             include_extras=True).get("return")
@@ -154,4 +174,30 @@ def route_info(route: Route, plan: DependencyNode, max_body_size: int | None) ->
         description=inspect.getdoc(route.endpoint), max_body_size=max_body_size,
         deprecated=route.deprecated, include_in_schema=route.include_in_schema,
         raises=route.raises, responses=route.responses, openapi_extra=route.openapi_extra,
+        security=security, scopes=scopes,
     )
+
+
+def _security(plan: DependencyNode) -> tuple[tuple[SecurityRequirement, ...], tuple[str, ...]]:
+    """The schemes a plan reaches through security edges, with the scopes on the way."""
+    found: dict[int, tuple[Any, list[str]]] = {}
+    every: list[str] = []
+
+    def visit(node: DependencyNode, scopes: tuple[str, ...], secured: bool,
+              seen: frozenset[int]) -> None:
+        if secured and getattr(node.key, "__joey_security__", False) and callable(
+                getattr(node.key, "openapi", None)):
+            known = found.setdefault(id(node.key), (node.key, []))[1]
+            known.extend(scope for scope in scopes if scope not in known)
+        for _, inner in node.dependencies:
+            if id(inner) in seen:
+                continue
+            edge = node.security_edges.get(id(inner))
+            if edge is not None:
+                every.extend(scope for scope in edge if scope not in every)
+            visit(inner, (*scopes, *(edge or ())), secured or edge is not None,
+                  seen | {id(inner)})
+
+    visit(plan, (), False, frozenset({id(plan)}))
+    return (tuple(SecurityRequirement(scheme, tuple(scopes)) for scheme, scopes in
+                  found.values()), tuple(every))

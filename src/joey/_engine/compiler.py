@@ -85,7 +85,8 @@ class _Compiler:
                                      namespace=route.namespace)
         limit = self.max_body_size if isinstance(route.max_body_size, EllipsisType) else (
             route.max_body_size)
-        self.engine.routes.append(route_info(route, plan, limit))
+        info = route_info(route, plan, limit)
+        self.engine.routes.append(info)
         status_code = route.status_code or 200
         respond: Callable[[Any], Response] = (
             to_response if status_code == 200
@@ -101,7 +102,8 @@ class _Compiler:
                 return send_value(value)
 
             respond = respond_converted
-        run_handler = compile_caller(plan, self.app_values, respond, frozenset(path_params))
+        run_handler = compile_caller(plan, self.app_values, respond, frozenset(path_params),
+                                     info)
         pipeline = chain(route.middleware, run_handler)
         if limit != self.max_body_size:
             inner = pipeline
@@ -117,8 +119,9 @@ class _Compiler:
     def websocket(self, route: Route) -> WebSocketHandler:
         plan = self.ws_plans.build(route.endpoint, route.path_params, route.dependencies,
                                    namespace=route.namespace)
-        self.engine.routes.append(route_info(route, plan, None))
-        return route, compile_caller(plan, self.app_values, _ignore)
+        info = route_info(route, plan, None)
+        self.engine.routes.append(info)
+        return route, compile_caller(plan, self.app_values, _ignore, route=info)
 
     def fallbacks(self, endpoint: Endpoint) -> None:
         """405 for other methods, ``OPTIONS`` with ``Allow``, ``HEAD`` answered by ``GET``."""

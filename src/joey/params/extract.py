@@ -14,41 +14,16 @@ from typing import Any, get_args
 import msgspec
 
 from joey.background import BackgroundTasks
-from joey.exceptions import BadRequest, HTTPError, UnprocessableContent, UnsupportedMediaType
+from joey.exceptions import BadRequest, HTTPError, UnsupportedMediaType
 from joey.params.info import ParamInfo
+from joey.params.issues import (
+    ValidationIssue,
+    collect_issues,
+    split_msgspec_error,
+)
 from joey.params.markers import Body, Query
 from joey.params.typeinfo import MISSING, base_type, is_pydantic_model, is_sequence
 from joey.requests import JSON_TOO_DEEP, HTTPConnection, Request
-
-
-class ValidationIssue:
-    """One failing field: where it was looked for, its name or JSON path, and what is wrong."""
-
-    __slots__ = ("location", "message", "name")
-
-    def __init__(self, location: str, name: str, message: str) -> None:
-        self.location = location
-        self.name = name
-        self.message = message
-
-    def to_dict(self) -> dict[str, str]:
-        return {"loc": self.location, "name": self.name, "message": self.message}
-
-
-def validation_error(issues: list[ValidationIssue]) -> UnprocessableContent:
-    """The 422 listing every issue."""
-    count = len(issues)
-    return UnprocessableContent(
-        f"{count} parameter{'s' if count != 1 else ''} failed validation.",
-        extra={"errors": [issue.to_dict() for issue in issues]},
-    )
-
-
-def split_msgspec_error(exc: msgspec.ValidationError) -> tuple[str, str]:
-    """``("Expected `int`, got `str`", "$.items[0].price")`` from a msgspec error."""
-    text = str(exc)
-    message, sep, path = text.partition(" - at `")
-    return message, path.rstrip("`") if sep else "$"
 
 
 def convert_or_report(value: Any, annotation: Any, location: str, key: str,
@@ -82,6 +57,12 @@ def take_background(request: Request, issues: list[ValidationIssue]) -> Backgrou
 
 def take_channels(connection: HTTPConnection, issues: list[ValidationIssue]) -> Any:
     return connection.app.channels
+
+
+def take_route(connection: HTTPConnection, issues: list[ValidationIssue]) -> Any:
+    """Stands for the route's ``RouteInfo``: :func:`~joey.params.run.compile_caller` puts the
+    route's own model in its place, once per route."""
+    raise RuntimeError("take_route is replaced when the route is compiled")  # pragma: no cover
 
 
 # --- text values: query, header, cookie -------------------------------------------------------
@@ -230,8 +211,12 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
         try:
             value = decoder.decode(body)
         except msgspec.ValidationError as exc:
-            message, path = split_msgspec_error(exc)
-            issues.append(ValidationIssue("body", path, message))
+            # msgspec stopped at the first problem; find them all (failed requests only)
+            try:
+                decoded = msgspec.json.decode(body)
+            except msgspec.DecodeError as bad:  # invalid JSON after the first problem
+                raise BadRequest(f"Invalid JSON body: {bad}.") from None
+            issues.extend(collect_issues(decoded, annotation, "body", exc))
             return None
         except msgspec.DecodeError as exc:
             raise BadRequest(f"Invalid JSON body: {exc}.") from None
@@ -257,8 +242,24 @@ def validate_pydantic(model: Any, value: Any, issues: list[ValidationIssue],
             path = "$" + "".join(
                 f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
             )
-            issues.append(ValidationIssue(location, path, error["msg"]))
+            kind = _PYDANTIC_TYPES.get(error["type"], "invalid")
+            context = error.get("ctx") if kind in _BOUNDS else None
+            issues.append(ValidationIssue(location, path, error["msg"], kind, {
+                key: value for key, value in context.items()
+                if isinstance(value, int | float | str)} if context else None))
         return None
+
+
+_BOUNDS = frozenset(("too_small", "too_large", "too_short", "too_long", "pattern", "multiple_of"))
+_PYDANTIC_TYPES = {
+    "missing": "missing", "extra_forbidden": "extra", "greater_than": "too_small",
+    "greater_than_equal": "too_small", "less_than": "too_large", "less_than_equal": "too_large",
+    "string_too_short": "too_short", "too_short": "too_short", "string_too_long": "too_long",
+    "too_long": "too_long", "string_pattern_mismatch": "pattern", "multiple_of": "multiple_of",
+    "enum": "enum", "literal_error": "enum", "int_type": "type", "int_parsing": "type",
+    "float_type": "type", "float_parsing": "type", "string_type": "type", "bool_type": "type",
+    "bool_parsing": "type", "dict_type": "type", "list_type": "type", "model_type": "type",
+}
 
 
 # --- forms ------------------------------------------------------------------------------------
@@ -287,8 +288,7 @@ def form_extractor(info: ParamInfo, whole: bool) -> AsyncExtractor:
             try:
                 return msgspec.convert(data, annotation, strict=False)
             except msgspec.ValidationError as exc:
-                message, path = split_msgspec_error(exc)
-                issues.append(ValidationIssue("form", path, message))
+                issues.extend(collect_issues(data, annotation, "form", exc, strict=False))
                 return None
         values = form.getlist(key)
         if not values:

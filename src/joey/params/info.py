@@ -14,10 +14,10 @@ import msgspec
 
 from joey.params.typeinfo import MISSING, constraints
 
-#: Where a value comes from. ``request``/``websocket``/``background``/``channels`` are
-#: injected by type; the others are read from the request.
+#: Where a value comes from. ``request``/``websocket``/``background``/``channels``/``route``
+#: are injected by type; the others are read from the request.
 Source = Literal["path", "query", "header", "cookie", "body", "form", "request", "websocket",
-                 "background", "channels"]
+                 "background", "channels", "route"]
 
 JSON_MEDIA_TYPES = ("application/json",)
 FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")

@@ -29,18 +29,30 @@ from joey.params.extract import (
     take_background,
     take_channels,
     take_connection,
+    take_route,
 )
 from joey.params.info import FORM_MEDIA_TYPES, JSON_MEDIA_TYPES, ParamInfo, Source
-from joey.params.markers import Body, Cookie, Depends, Form, Header, ParamMarker, Query
+from joey.params.markers import (
+    Body,
+    Cookie,
+    Depends,
+    Form,
+    Header,
+    ParamMarker,
+    Query,
+    Security,
+)
 from joey.params.typeinfo import (
     MISSING,
     base_type,
     has_custom_type,
     is_body_type,
     is_channels,
+    is_route_info,
     is_sequence,
     is_structured,
     is_upload_file,
+    strip_optional,
 )
 from joey.requests import HTTPConnection, Request
 
@@ -49,11 +61,12 @@ class DependencyNode:
     """One callable in the graph (a dependency, or the handler itself) and how to call it."""
 
     __slots__ = (
-        "async_extractors", "call_style", "dependencies", "func", "key", "params", "scope",
-        "sync_extractors",
+        "async_extractors", "call_style", "dependencies", "func", "key", "optional", "params",
+        "scope", "security_edges", "sync_extractors",
     )
 
-    def __init__(self, func: Callable[..., Any], key: Callable[..., Any], scope: str) -> None:
+    def __init__(self, func: Callable[..., Any], key: Callable[..., Any], scope: str,
+                 optional: bool = False) -> None:
         self.func = func
         #: the function the user wrote in Depends(...) (overrides are keyed on it)
         self.key = key
@@ -64,7 +77,20 @@ class DependencyNode:
         self.async_extractors: list[tuple[str, AsyncExtractor]] = []
         #: (parameter name or None for route-level dependencies, node)
         self.dependencies: list[tuple[str | None, DependencyNode]] = []
+        #: id of a dependency reached through ``Security(...)`` (or a security scheme) →
+        #: the scopes that edge requires: those run in the security phase
+        self.security_edges: dict[int, tuple[str, ...]] = {}
+        #: a security dependency whose parameter admits ``None``: missing credentials
+        #: (:class:`MissingCredentials`) pass ``None`` instead of answering 401
+        self.optional = optional
         self.call_style = call_style(func)
+
+
+def is_security(marker: Depends) -> bool:
+    """Whether ``marker`` names a security dependency: ``Security(...)``, or a scheme (an
+    object that says so with ``__joey_security__``)."""
+    return isinstance(marker, Security) or bool(
+        getattr(marker.dependency, "__joey_security__", False))
 
 
 def call_style(func: Callable[..., Any]) -> str:
@@ -89,7 +115,7 @@ class PlanBuilder:
         self.overrides = overrides
         self.websocket = websocket
         self._namespace: dict[str, Any] | None = None
-        self._nodes: dict[tuple[Callable[..., Any], str], DependencyNode] = {}
+        self._nodes: dict[tuple[Callable[..., Any], str, bool], DependencyNode] = {}
 
     def app_scoped(self) -> list[DependencyNode]:
         """Every ``Depends(..., scope="app")`` node the plans built so far use."""
@@ -107,21 +133,25 @@ class PlanBuilder:
             if not isinstance(marker, Depends):
                 raise TypeError(f"{where}: route dependencies must be Depends(...), "
                                 f"got {marker!r}")
-            shared.append((None, self._dependency(marker, path_params, [func], where)))
+            dependency = self._dependency(marker, path_params, [func], where)
+            shared.append((None, dependency))
+            if is_security(marker):
+                _add_security_edge(node, dependency, marker)
         node.dependencies[0:0] = shared  # app's, then the router's, then the route's
         return node
 
     def _dependency(self, marker: Depends, path_params: dict[str, type],
-                    chain: list[Callable[..., Any]], where: str) -> DependencyNode:
+                    chain: list[Callable[..., Any]], where: str, optional: bool = False,
+                    ) -> DependencyNode:
         key = marker.dependency
         if key in chain:
             cycle = " → ".join(getattr(f, "__qualname__", repr(f)) for f in [*chain, key])
             raise TypeError(f"{where}: dependency cycle {cycle}")
-        cached = self._nodes.get((key, marker.scope))
+        cached = self._nodes.get((key, marker.scope, optional))
         if cached is not None:
             return cached
         func = self.overrides.get(key, key)
-        node = self._node(func, key, marker.scope, path_params, [*chain, key], where)
+        node = self._node(func, key, marker.scope, path_params, [*chain, key], where, optional)
         if marker.scope == "app":
             for _, inner in node.dependencies:
                 if inner.scope != "app":
@@ -130,15 +160,21 @@ class PlanBuilder:
             if node.sync_extractors or node.async_extractors:
                 raise TypeError(f"{where}: app-scoped dependency {describe(func)} cannot take "
                                 "request parameters")
-        self._nodes[(key, marker.scope)] = node
+        self._nodes[(key, marker.scope, optional)] = node
         return node
 
     def _node(self, func: Callable[..., Any], key: Callable[..., Any], scope: str,
-              path_params: dict[str, type], chain: list[Callable[..., Any]], where: str
-              ) -> DependencyNode:
-        node = DependencyNode(func, key, scope)
+              path_params: dict[str, type], chain: list[Callable[..., Any]], where: str,
+              optional: bool = False) -> DependencyNode:
+        node = DependencyNode(func, key, scope, optional)
+        # an instance of a class with __call__ (a security scheme): the method holds the
+        # annotations (get_type_hints on the instance would read the class's attributes)
+        method = inspect.getattr_static(type(func), "__call__", None)
+        annotated: Any = method if inspect.isfunction(method) and not (
+            inspect.isroutine(func) or isinstance(func, type)) else func
         try:
-            hints = typing.get_type_hints(func, localns=self._namespace, include_extras=True)
+            hints = typing.get_type_hints(annotated, localns=self._namespace,
+                                          include_extras=True)
             signature = inspect.signature(func)
         except Exception as exc:
             raise TypeError(f"{where}: cannot read the signature of {describe(func)}: {exc}"
@@ -166,8 +202,13 @@ class PlanBuilder:
                 marker, default = default, MISSING  # the `x: T = Depends(fn)` spelling
             name = param.name
             if isinstance(marker, Depends):
-                node.dependencies.append((name, self._dependency(marker, path_params, chain,
-                                                                 where)))
+                security = is_security(marker)
+                dependency = self._dependency(
+                    marker, path_params, chain, where,
+                    optional=security and strip_optional(annotation) is not annotation)
+                node.dependencies.append((name, dependency))
+                if security:
+                    _add_security_edge(node, dependency, marker)
                 continue
             info, extractor = self._parameter(name, annotation, default, marker, path_params,
                                               where)
@@ -202,6 +243,8 @@ class PlanBuilder:
             return info(connection), take_connection
         if is_channels(base):
             return info("channels"), take_channels
+        if is_route_info(base):
+            return info("route"), take_route
         if base is BackgroundTasks:
             if self.websocket:
                 raise TypeError(f"{where}: BackgroundTasks are for HTTP routes")
@@ -281,6 +324,43 @@ def check_convertible(where: str, name: str, annotation: Any, source: str) -> No
             "those; take a structure from the body (no marker, or Body()), from several "
             "parameters, or with Query(extractor=fn) or Depends(fn)."
         )
+
+
+def _add_security_edge(node: DependencyNode, dependency: DependencyNode, marker: Depends) -> None:
+    scopes = marker.scopes if isinstance(marker, Security) else ()
+    known = node.security_edges.get(id(dependency), ())
+    node.security_edges[id(dependency)] = (*known, *(s for s in scopes if s not in known))
+
+
+def security_phase(root: DependencyNode, where: str) -> list[DependencyNode]:
+    """The nodes of ``root``'s plan that run before the rest is read, in call order: every
+    dependency reached through a security edge, and what those depend on.
+
+    A security dependency cannot read the body: it runs before the body is read (refused
+    here, at startup, naming it).
+    """
+    guards: set[int] = set()
+
+    def mark(node: DependencyNode) -> None:
+        if id(node) not in guards:
+            guards.add(id(node))
+            for _, inner in node.dependencies:
+                mark(inner)
+
+    for node in in_call_order(root):
+        for _, dependency in node.dependencies:
+            if id(dependency) in node.security_edges:
+                mark(dependency)
+    ordered = [node for node in in_call_order(root) if id(node) in guards]
+    for node in ordered:
+        if node.async_extractors:
+            names = [name for name, _ in node.async_extractors]
+            raise TypeError(
+                f"{where}: security dependency {describe(node.func)} reads the request body "
+                f"({', '.join(names)}); security runs before the body is read. Take the "
+                "credentials from a header, cookie, query or path parameter, or make it a "
+                "plain Depends(...)")
+    return ordered
 
 
 def in_call_order(root: DependencyNode) -> list[DependencyNode]:

@@ -3,8 +3,10 @@ called.
 
 :func:`compile_caller` looks at a handler's plan once, at startup, and picks the shortest way
 to call it; nothing downstream looks at the plan again. At request time the chosen coroutine
-extracts and validates every value first (phase one, no user code; all problems in one 422),
-then calls each dependency once, in order, and the handler last. Generator dependencies are
+runs the security dependencies first, if the route has any (schemes and guards reached
+through ``Security(...)``: a missing credential is a 401 before anything else is read), then
+extracts and validates every other value (no user code; all problems in one 422), then calls
+each dependency once, in order, and the handler last. Generator dependencies are
 torn down after the response has been sent (:class:`DependencyContext`); app-scoped ones at
 shutdown (:class:`AppScopedValues`).
 """
@@ -18,8 +20,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from joey.params.extract import PathValue, ValidationIssue, take_connection, validation_error
-from joey.params.plan import DependencyNode, in_call_order
+from joey.describe import describe
+from joey.exceptions import MissingCredentials
+from joey.params.extract import Extractor, PathValue, take_connection, take_route
+from joey.params.issues import ValidationIssue, validation_error
+from joey.params.plan import DependencyNode, in_call_order, security_phase
 
 logger = logging.getLogger("joey")
 
@@ -144,16 +149,20 @@ Caller = Callable[[Any], Awaitable[Any]]
 
 def compile_caller(root: DependencyNode, app_values: AppScopedValues,
                    respond: Callable[[Any], Any], path_params: frozenset[str] = frozenset(),
-                   ) -> Caller:
+                   route: Any = None) -> Caller:
     """The coroutine that runs ``root``'s plan for one connection: ``respond(result)``.
 
     ``respond`` turns the handler's result into what the caller wants (for HTTP routes, a
-    ``Response``). Sync handlers run in a worker thread, so they never block the event loop.
+    ``Response``); ``route`` is the route's model (``RouteInfo``), passed to parameters that
+    ask for it. Sync handlers run in a worker thread, so they never block the event loop.
     Each shape of handler gets the shortest closure that can run it; every frame avoided on
     the request path counts (see benchmarks/GAPS.md).
     """
     func = root.func
-    sync_extractors = root.sync_extractors
+    guards = security_phase(root, describe(func))
+    if guards:
+        return _guarded_caller(root, guards, app_values, respond, route)
+    sync_extractors = _bind_route(root.sync_extractors, route)
     if not root.dependencies and not root.async_extractors and root.call_style == "async":
         if not sync_extractors:
             async def call_bare(connection: Any) -> Any:
@@ -204,15 +213,15 @@ def compile_caller(root: DependencyNode, app_values: AppScopedValues,
         return call_extracting
 
     order = in_call_order(root)
+    steps = [(node, _bind_route(node.sync_extractors, route)) for node in order
+             if node.scope != "app"]
 
     async def call_full(connection: Any) -> Any:
         issues: list[ValidationIssue] = []
         arguments: dict[int, dict[str, Any]] = {}
         # Phase one: extract and validate everything; no user code runs.
-        for node in order:
-            if node.scope == "app":
-                continue
-            kwargs = {name: extract(connection, issues) for name, extract in node.sync_extractors}
+        for node, extractors in steps:
+            kwargs = {name: extract(connection, issues) for name, extract in extractors}
             for name, extract_async in node.async_extractors:
                 kwargs[name] = await extract_async(connection, issues)
             arguments[id(node)] = kwargs
@@ -234,6 +243,79 @@ def compile_caller(root: DependencyNode, app_values: AppScopedValues,
         return respond(results[id(root)])
 
     return call_full
+
+
+def _guarded_caller(root: DependencyNode, guards: list[DependencyNode],
+                    app_values: AppScopedValues, respond: Callable[[Any], Any], route: Any,
+                    ) -> Caller:
+    """The caller of a route with security dependencies: they run first, each as soon as
+    its own few values (a header, a cookie) are read, so a request without credentials is
+    refused before its body is read or validated. The rest runs as in ``call_full``."""
+    guard_ids = {id(node) for node in guards}
+    guard_steps = [(node, _bind_route(node.sync_extractors, route)) for node in guards]
+    steps = [(node, _bind_route(node.sync_extractors, route)) for node in in_call_order(root)
+             if id(node) not in guard_ids and node.scope != "app"]
+    order = [node for node in in_call_order(root) if id(node) not in guard_ids]
+
+    async def call_guarded(connection: Any) -> Any:
+        context = DependencyContext(connection)
+        connection.call_on_close(context.close)
+        results: dict[int, Any] = {}
+        # Phase one: security. Schemes and guards, and what they depend on.
+        for node, extractors in guard_steps:
+            if node.scope == "app":
+                results[id(node)] = await app_values.get(node)
+                continue
+            issues: list[ValidationIssue] = []
+            kwargs = {name: extract(connection, issues) for name, extract in extractors}
+            if issues:
+                raise validation_error(issues)
+            for dep_name, dependency in node.dependencies:
+                if dep_name is not None:
+                    kwargs[dep_name] = results[id(dependency)]
+            if node.optional:
+                try:
+                    results[id(node)] = await call_node(node, kwargs, context)
+                except MissingCredentials:
+                    results[id(node)] = None
+            else:
+                results[id(node)] = await call_node(node, kwargs, context)
+        # Phase two: extract and validate everything else; no user code runs.
+        issues = []
+        arguments: dict[int, dict[str, Any]] = {}
+        for node, extractors in steps:
+            kwargs = {name: extract(connection, issues) for name, extract in extractors}
+            for name, extract_async in node.async_extractors:
+                kwargs[name] = await extract_async(connection, issues)
+            arguments[id(node)] = kwargs
+        if issues:
+            raise validation_error(issues)
+        # Phase three: the other dependencies, in order, then the handler.
+        for node in order:
+            if node.scope == "app":
+                results[id(node)] = await app_values.get(node)
+                continue
+            kwargs = arguments[id(node)]
+            for dep_name, dependency in node.dependencies:
+                if dep_name is not None:
+                    kwargs[dep_name] = results[id(dependency)]
+            results[id(node)] = await call_node(node, kwargs, context)
+        return respond(results[id(root)])
+
+    return call_guarded
+
+
+def _bind_route(extractors: list[tuple[str, Extractor]], route: Any,
+                ) -> list[tuple[str, Extractor]]:
+    """``extractors`` with the route's model in place of :func:`take_route` (at startup)."""
+    if all(extract is not take_route for _, extract in extractors):
+        return extractors
+
+    def give_route(connection: Any, issues: list[ValidationIssue]) -> Any:
+        return route
+
+    return [(name, give_route if extract is take_route else extract)
+            for name, extract in extractors]
 
 
 def _takes_only_path_values(node: DependencyNode, route_params: frozenset[str]) -> bool:

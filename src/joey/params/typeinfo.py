@@ -82,6 +82,12 @@ def is_channels(tp: Any) -> bool:
         c.__name__ == "Channels" and c.__module__ == "joey.channels.base" for c in tp.__mro__)
 
 
+def is_route_info(tp: Any) -> bool:
+    # by name: joey.routeinfo is made from plans, so plans cannot import it
+    return isinstance(tp, type) and tp.__name__ == "RouteInfo" and tp.__module__ == (
+        "joey.routeinfo")
+
+
 def has_custom_type(info: Any) -> bool:
     """Whether a msgspec type description holds a type msgspec cannot convert text into."""
     if isinstance(info, msgspec.inspect.CustomType):

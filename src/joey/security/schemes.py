@@ -1,0 +1,345 @@
+"""Security schemes: read credentials from a request, or answer 401 with the right challenge.
+
+A scheme is an object used as a security dependency (``Security(bearer)``): it runs after
+routing and before the request's other parameters and body are read (see
+:mod:`joey.params.run`), and hands the handler typed credentials. Checking them (is this
+token known? whose is it?) is the app's: a function that takes the credentials, itself a
+``Security(...)`` dependency.
+
+* a request without the credential: :class:`~joey.exceptions.MissingCredentials` (401 with
+  the scheme's challenge, no error code: RFC 6750 §3.1). A parameter annotated
+  ``Credentials | None`` gets ``None`` instead: optional authentication;
+* a malformed credential (bad Base64, a token with characters RFC 6750 forbids): 401 with
+  ``error="invalid_request"``/``"invalid_token"``;
+* scopes the credentials lack (:func:`require_scopes`): 403 with
+  ``error="insufficient_scope"`` and the scopes required.
+
+Every scheme describes itself for the API document: ``scheme_name`` and :meth:`openapi`;
+the route model lists the schemes each route uses (``RouteInfo.security``).
+
+Example::
+
+    bearer = HTTPBearer(prefix="Token")
+
+    @app.get("/me")
+    async def me(token: Annotated[BearerCredentials, Security(bearer)]) -> dict[str, str]:
+        return {"token": token.token}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from joey.exceptions import Forbidden, MissingCredentials, Unauthorized
+from joey.requests import HTTPConnection
+from joey.routeinfo import RouteInfo
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BearerCredentials:
+    """A token from ``Authorization: <prefix> <token>``."""
+
+    scheme: str
+    token: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BasicCredentials:
+    """A user name and password from ``Authorization: Basic`` (RFC 7617)."""
+
+    username: str
+    password: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class APIKeyCredentials:
+    """An API key, and where it was found (``header``, ``query`` or ``cookie``)."""
+
+    key: str = dataclasses.field(repr=False)
+    location: str
+    name: str
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class SecurityScheme:
+    """Base of the schemes: a challenge for 401s, a description for the API document.
+
+    Subclasses implement ``__call__(connection)``, returning credentials or raising.
+    """
+
+    #: marks the object as a security dependency: it runs before the request is read
+    __joey_security__ = True
+    #: the OpenAPI ``type`` and the challenge's auth scheme
+    auth_scheme = ""
+    default_name = "auth"
+
+    def __init__(self, *, name: str | None = None, realm: str | None = None,
+                 description: str | None = None) -> None:
+        #: the scheme's name in the API document's ``securitySchemes``
+        self.scheme_name = name or self.default_name
+        self.realm = realm
+        self.description = description
+
+    def challenge(self, error: str | None = None, description: str | None = None,
+                  scopes: Iterable[str] = ()) -> str:
+        """The ``WWW-Authenticate`` value: ``Bearer realm="api", error="invalid_token"``."""
+        params = [f"realm={_quote(self.realm)}"] if self.realm else []
+        params.extend(self.challenge_params())
+        if error:
+            params.append(f"error={_quote(error)}")
+        if description:
+            params.append(f"error_description={_quote(description)}")
+        scope = " ".join(scopes)
+        if scope:
+            params.append(f"scope={_quote(scope)}")
+        return self.auth_scheme + (" " + ", ".join(params) if params else "")
+
+    def challenge_params(self) -> list[str]:
+        """Parameters every challenge of this scheme carries (Basic's ``charset``)."""
+        return []
+
+    def missing(self, detail: str) -> MissingCredentials:
+        """The 401 for a request that sent no credentials."""
+        return MissingCredentials(detail, {"www-authenticate": self.challenge()})
+
+    def invalid(self, detail: str, error: str = "invalid_token") -> Unauthorized:
+        """The 401 for credentials that are malformed or wrong."""
+        return Unauthorized(detail, {"www-authenticate": self.challenge(error, detail)})
+
+    def insufficient_scope(self, required: Iterable[str]) -> Forbidden:
+        """The 403 for credentials without the scopes the route requires."""
+        scopes = tuple(required)
+        return Forbidden(
+            f"This needs the scope{'s' if len(scopes) != 1 else ''} {', '.join(scopes)}.",
+            {"www-authenticate": self.challenge("insufficient_scope", None, scopes)},
+            extra={"required_scopes": list(scopes)},
+        )
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI security scheme object."""
+        described = self.describe()
+        if self.description:
+            described["description"] = self.description
+        return described
+
+    def describe(self) -> dict[str, Any]:
+        raise NotImplementedError  # pragma: no cover - every scheme says what it is
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.scheme_name!r}>"
+
+
+# RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+class HTTPBearer(SecurityScheme):
+    """A token in ``Authorization: Bearer <token>`` (RFC 6750); ``prefix`` changes the word
+    (``HTTPBearer(prefix="Token")`` reads ``Authorization: Token <token>``).
+
+    Gives :class:`BearerCredentials`. No header, or another scheme's: 401 with
+    ``WWW-Authenticate: Bearer``; a token RFC 6750 does not allow: 401 ``invalid_token``.
+    """
+
+    default_name = "bearerAuth"
+
+    def __init__(self, *, prefix: str = "Bearer", bearer_format: str | None = None,
+                 name: str | None = None, realm: str | None = None,
+                 description: str | None = None) -> None:
+        super().__init__(name=name, realm=realm, description=description)
+        self.prefix = prefix
+        self.auth_scheme = prefix
+        self.bearer_format = bearer_format
+
+    def read_token(self, connection: HTTPConnection) -> str:
+        """The token, or the 401 to answer."""
+        header: str | None = connection.headers.get("authorization")
+        if header is None:
+            raise self.missing(f"Send an Authorization: {self.prefix} <token> header.")
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != self.prefix.lower():
+            raise self.missing(f"Send an Authorization: {self.prefix} <token> header.")
+        token = token.strip()
+        if not token:
+            raise self.invalid("The Authorization header has no token.", "invalid_request")
+        if _B64TOKEN.fullmatch(token) is None:
+            raise self.invalid("The token is malformed.")
+        return token
+
+    async def __call__(self, connection: HTTPConnection) -> BearerCredentials:
+        return BearerCredentials(self.prefix, self.read_token(connection))
+
+    def describe(self) -> dict[str, Any]:
+        if self.prefix.lower() != "bearer":
+            # OpenAPI's http "bearer" means the word Bearer: another word is an API key
+            return {"type": "apiKey", "in": "header", "name": "Authorization",
+                    "description": f"{self.prefix} <token>"}
+        described: dict[str, Any] = {"type": "http", "scheme": "bearer"}
+        if self.bearer_format:
+            described["bearerFormat"] = self.bearer_format
+        return described
+
+
+class HTTPBasic(SecurityScheme):
+    """A user name and password in ``Authorization: Basic <base64>`` (RFC 7617).
+
+    Gives :class:`BasicCredentials`; the challenge is ``Basic realm="...", charset="UTF-8"``.
+    Compare the password with :func:`secrets.compare_digest`.
+    """
+
+    auth_scheme = "Basic"
+    default_name = "basicAuth"
+
+    def __init__(self, *, realm: str = "joey", name: str | None = None,
+                 description: str | None = None) -> None:
+        super().__init__(name=name, realm=realm, description=description)
+
+    def challenge_params(self) -> list[str]:
+        return ['charset="UTF-8"']
+
+    def challenge(self, error: str | None = None, description: str | None = None,
+                  scopes: Iterable[str] = ()) -> str:
+        # RFC 7617 defines no error parameters
+        return super().challenge(None, None, ())
+
+    async def __call__(self, connection: HTTPConnection) -> BasicCredentials:
+        header = connection.headers.get("authorization")
+        scheme, _, encoded = (header or "").strip().partition(" ")
+        if header is None or scheme.lower() != "basic":
+            raise self.missing("Send an Authorization: Basic header.")
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise self.invalid("The Basic credentials are not Base64 of UTF-8 text.") from None
+        username, colon, password = decoded.partition(":")
+        if not colon:
+            raise self.invalid("The Basic credentials have no ':' between user and password.")
+        return BasicCredentials(username, password)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "http", "scheme": "basic"}
+
+
+class _APIKey(SecurityScheme):
+    location: Literal["header", "query", "cookie"] = "header"
+    auth_scheme = "APIKey"
+
+    def __init__(self, key_name: str, *, name: str | None = None, realm: str | None = None,
+                 description: str | None = None) -> None:
+        super().__init__(name=name, realm=realm, description=description)
+        self.key_name = key_name
+
+    def challenge_params(self) -> list[str]:
+        return [f"name={_quote(self.key_name)}", f"in={_quote(self.location)}"]
+
+    def lookup(self, connection: HTTPConnection) -> str | None:
+        raise NotImplementedError  # pragma: no cover
+
+    async def __call__(self, connection: HTTPConnection) -> APIKeyCredentials:
+        key = self.lookup(connection)
+        if not key:
+            raise self.missing(f"Send the API key in the {self.key_name!r} {self.location}.")
+        return APIKeyCredentials(key, self.location, self.key_name)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "apiKey", "in": self.location, "name": self.key_name}
+
+
+class APIKeyHeader(_APIKey):
+    """An API key in a header (``APIKeyHeader("X-API-Key")``). Gives
+    :class:`APIKeyCredentials`; without it, 401 with ``WWW-Authenticate: APIKey
+    name="X-API-Key", in="header"``."""
+
+    location = "header"
+    default_name = "apiKeyHeader"
+
+    def lookup(self, connection: HTTPConnection) -> str | None:
+        key: str | None = connection.headers.get(self.key_name.lower())
+        return key
+
+
+class APIKeyQuery(_APIKey):
+    """An API key in the query string (``APIKeyQuery("api_key")``)."""
+
+    location = "query"
+    default_name = "apiKeyQuery"
+
+    def lookup(self, connection: HTTPConnection) -> str | None:
+        key: str | None = connection.query.get(self.key_name)
+        return key
+
+
+class APIKeyCookie(_APIKey):
+    """An API key in a cookie (``APIKeyCookie("session")``)."""
+
+    location = "cookie"
+    default_name = "apiKeyCookie"
+
+    def lookup(self, connection: HTTPConnection) -> str | None:
+        return connection.cookies.get(self.key_name)
+
+
+class OAuth2PasswordBearer(HTTPBearer):
+    """OAuth 2 resource owner password flow: clients get a token at ``token_url`` and send
+    it as ``Authorization: Bearer <token>``. ``scopes`` (name → description) are listed in
+    the API document. Gives :class:`BearerCredentials`."""
+
+    default_name = "oauth2"
+
+    def __init__(self, token_url: str, *, scopes: Mapping[str, str] | None = None,
+                 refresh_url: str | None = None, name: str | None = None,
+                 realm: str | None = None, description: str | None = None) -> None:
+        super().__init__(name=name, realm=realm, description=description)
+        self.token_url = token_url
+        self.scopes = dict(scopes or {})
+        self.refresh_url = refresh_url
+
+    def describe(self) -> dict[str, Any]:
+        flow: dict[str, Any] = {"tokenUrl": self.token_url, "scopes": self.scopes}
+        if self.refresh_url:
+            flow["refreshUrl"] = self.refresh_url
+        return {"type": "oauth2", "flows": {"password": flow}}
+
+
+class OpenIDConnect(HTTPBearer):
+    """OpenID Connect: the provider is described at ``url`` (its discovery document); the
+    client sends the ID or access token as ``Authorization: Bearer <token>``. Gives
+    :class:`BearerCredentials` (verify them with :class:`joey.security.jwt.JWTBearer`)."""
+
+    default_name = "openIdConnect"
+
+    def __init__(self, url: str, *, name: str | None = None, realm: str | None = None,
+                 description: str | None = None) -> None:
+        super().__init__(name=name, realm=realm, description=description)
+        self.url = url
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "openIdConnect", "openIdConnectUrl": self.url}
+
+
+def require_scopes(granted: Iterable[str], route: RouteInfo,
+                   scheme: SecurityScheme | None = None) -> None:
+    """Raise the 403 ``insufficient_scope`` unless ``granted`` holds every scope ``route``
+    requires (``Security(..., scopes=[...])``).
+
+    Example::
+
+        async def current_user(
+            token: Annotated[BearerCredentials, Security(oauth2)], route: RouteInfo,
+        ) -> User:
+            user = await users.by_token(token.token)
+            require_scopes(user.scopes, route, oauth2)
+            return user
+    """
+    have = set(granted)
+    missing = [scope for scope in route.scopes if scope not in have]
+    if missing:
+        raise (scheme or HTTPBearer()).insufficient_scope(route.scopes)
