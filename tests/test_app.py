@@ -308,7 +308,7 @@ def test_failing_exception_handler_is_logged_and_gives_500(
     async def http() -> None:
         raise HTTPError(409)
 
-    client = TestClient(app)
+    client = TestClient(app, raise_server_exceptions=False)
     with caplog.at_level(logging.ERROR, logger="joey"):
         response = client.get("/")
         assert response.status_code == 500
@@ -327,7 +327,7 @@ def test_unhandled_exception_is_500_with_generic_body_and_logged_traceback(
         raise ValueError("secret database password in here")
 
     with caplog.at_level(logging.ERROR, logger="joey"):
-        response = TestClient(app).get("/boom")
+        response = TestClient(app, raise_server_exceptions=False).get("/boom")
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json() == {"type": "about:blank", "title": "Internal Server Error",
@@ -349,7 +349,7 @@ def test_debug_mode_shows_the_traceback() -> None:
     async def explode() -> None:
         raise ValueError("visible in debug")
 
-    response = TestClient(app).get("/boom")
+    response = TestClient(app, raise_server_exceptions=False).get("/boom")
     assert response.status_code == 500
     detail = response.json()["detail"]
     assert "Traceback" in detail
@@ -364,7 +364,7 @@ def test_error_in_middleware_is_attributed_to_middleware(
 
     app = App(middleware=[broken])
     with caplog.at_level(logging.ERROR, logger="joey"):
-        assert TestClient(app).get("/x").status_code == 500
+        assert TestClient(app, raise_server_exceptions=False).get("/x").status_code == 500
     assert "Unhandled RuntimeError in middleware for GET /x" in caplog.text
 
 
@@ -422,7 +422,7 @@ def test_unconvertible_return_value_is_500_naming_the_handler(
         return object()
 
     with caplog.at_level(logging.ERROR, logger="joey"):
-        response = TestClient(app).get("/weird")
+        response = TestClient(app, raise_server_exceptions=False).get("/weird")
     assert response.status_code == 500
     assert "object" not in response.text
     assert "returns_an_object" in caplog.text
@@ -710,7 +710,7 @@ def test_unmatched_exception_with_handlers_registered_is_500() -> None:
     async def index() -> None:
         raise ValueError("not a key error")
 
-    assert TestClient(app).get("/").status_code == 500
+    assert TestClient(app, raise_server_exceptions=False).get("/").status_code == 500
 
 
 async def test_lifespan_must_start_with_startup() -> None:

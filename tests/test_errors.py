@@ -234,7 +234,7 @@ def test_exception_handler_returning_something_unsendable_names_itself(
         raise Conflict("taken")
 
     with caplog.at_level("ERROR", logger="joey"):
-        response = TestClient(app).get("/")
+        response = TestClient(app, raise_server_exceptions=False).get("/")
     assert response.status_code == 500
     assert "Exception handler" in caplog.text and "conflict" in caplog.text
     assert "returned a object for Conflict" in caplog.text
@@ -259,7 +259,7 @@ def test_catch_all_handler_renders_but_the_traceback_is_logged(
         raise Forbidden("no")
 
     with caplog.at_level("ERROR", logger="joey"):
-        response = TestClient(app).get("/boom")
+        response = TestClient(app, raise_server_exceptions=False).get("/boom")
         forbidden = TestClient(app).get("/expected")
     assert (response.status_code, response.json()) == (500, {"oops": True})
     assert forbidden.status_code == 500  # the catch-all renders HTTP errors too, as asked

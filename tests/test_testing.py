@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from joey import App, Request, StreamingResponse
-from joey.testing import AsyncTestClient, LifespanError, TestClient
+from joey import App, JSONResponse, Request, StreamingResponse, WebSocket, WebSocketDisconnect
+from joey.testing import (
+    WEBSOCKET_TIMEOUT,
+    AsyncTestClient,
+    LifespanError,
+    TestClient,
+    WebSocketDenied,
+)
 from joey.types import Receive, Scope, Send
 
 from .asgi import close_test_clients  # noqa: F401 - autouse fixture
@@ -248,3 +255,242 @@ def test_sync_iterator_streaming_through_the_client() -> None:
 
     with TestClient(app) as client, client.stream("GET", "/lines") as response:
         assert list(response.iter_raw()) == [b"a\n", b"b\n"]
+
+
+# -- handler errors are raised in the test (raise_server_exceptions) ----------------------
+
+
+class Boom(Exception):
+    pass
+
+
+def _failing_app() -> App:
+    app = App()
+
+    @app.get("/boom")
+    async def boom() -> str:
+        raise Boom("handler failed")
+
+    @app.get("/stream-boom")
+    async def stream_boom() -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"first"
+            raise Boom("stream failed")
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    @app.get("/http-error")
+    async def http_error() -> str:
+        from joey import NotFound
+
+        raise NotFound("nothing here")
+
+    @app.websocket("/ws/boom")
+    async def ws_boom(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise Boom(await websocket.receive_text())
+
+    @app.websocket("/ws/refuse")
+    async def ws_refuse(websocket: WebSocket) -> None:
+        raise Boom("before accept")
+
+    @app.websocket("/ws/late")
+    async def ws_late(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hello")
+        raise Boom("after the last receive")
+
+    @app.websocket("/ws/silent")
+    async def ws_silent(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.receive_text()  # waits for the client, sends nothing
+
+    return app
+
+
+def test_handler_exception_is_raised_after_the_app_logged_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with TestClient(_failing_app()) as client, pytest.raises(Boom, match="handler failed"):
+        client.get("/boom")
+    # the app's own logging ran first, unchanged, naming the handler
+    [record] = [r for r in caplog.records if r.name == "joey"]
+    assert record.getMessage().startswith("Unhandled Boom in tests.test_testing.")
+    assert record.getMessage().endswith(" for GET /boom")
+    assert record.exc_info is not None and isinstance(record.exc_info[1], Boom)
+
+
+def test_raise_server_exceptions_false_returns_the_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with TestClient(_failing_app(), raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["title"] == "Internal Server Error"
+    assert any("Unhandled Boom" in r.getMessage() for r in caplog.records)
+
+
+def test_http_errors_are_responses_not_exceptions() -> None:
+    with TestClient(_failing_app()) as client:
+        assert client.get("/http-error").status_code == 404
+        assert client.get("/missing").status_code == 404
+
+
+def test_catch_all_handler_still_raises_unless_asked_for_the_response() -> None:
+    app = _failing_app()
+
+    @app.exception_handler(Exception)
+    async def oops(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"oops": str(exc)}, status_code=500)
+
+    with TestClient(app) as client, pytest.raises(Boom):
+        client.get("/boom")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/boom").json() == {"oops": "handler failed"}
+
+
+async def test_async_client_raises_and_can_return_the_500() -> None:
+    app = _failing_app()
+    async with AsyncTestClient(app) as client:
+        with pytest.raises(Boom):
+            await client.get("/boom")
+        assert (await client.get("/http-error")).status_code == 404
+    async with AsyncTestClient(app, raise_server_exceptions=False) as client:
+        assert (await client.get("/boom")).status_code == 500
+
+
+def test_stream_failing_after_it_started_raises_while_reading() -> None:
+    with TestClient(_failing_app()) as client, client.stream("GET", "/stream-boom") as response:
+        assert response.status_code == 200
+        with pytest.raises(Boom, match="stream failed"):
+            response.read()
+
+
+def test_stream_failing_after_it_started_without_raising_is_truncated() -> None:
+    with TestClient(_failing_app(), raise_server_exceptions=False) as client, \
+            client.stream("GET", "/stream-boom") as response, \
+            pytest.raises(httpx.RemoteProtocolError):
+        response.read()
+
+
+def test_app_crashing_before_answering() -> None:
+    async def crash(scope: Scope, receive: Receive, send: Send) -> None:
+        raise Boom("no response at all")
+
+    with TestClient(crash) as client, pytest.raises(Boom):
+        client.get("/")
+    with TestClient(crash, raise_server_exceptions=False) as client:
+        response = client.get("/")
+    assert response.status_code == 500
+    assert response.text == "Internal Server Error"
+
+
+def test_websocket_handler_exception_is_raised_on_receive() -> None:
+    with TestClient(_failing_app()) as client, client.websocket_connect("/ws/boom") as ws:
+        ws.send_text("bad frame")
+        with pytest.raises(Boom, match="bad frame"):
+            ws.receive_text()
+
+
+def test_websocket_handler_exception_before_accept_is_raised_on_connect() -> None:
+    with TestClient(_failing_app()) as client, pytest.raises(Boom, match="before accept"), \
+            client.websocket_connect("/ws/refuse"):
+        pass  # pragma: no cover - the connect raises
+
+
+def test_websocket_handler_exception_after_the_last_receive_is_raised_on_exit() -> None:
+    with TestClient(_failing_app()) as client, \
+            pytest.raises(Boom, match="after the last receive"), \
+            client.websocket_connect("/ws/late") as ws:
+        assert ws.receive_text() == "hello"
+
+
+def test_websocket_without_raising_sees_the_close_codes() -> None:
+    with TestClient(_failing_app(), raise_server_exceptions=False) as client:
+        with client.websocket_connect("/ws/boom") as ws:
+            ws.send_text("bad frame")
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_text()
+            assert closed.value.code == 1011
+        with pytest.raises(WebSocketDenied) as denied, client.websocket_connect("/ws/refuse"):
+            pass  # pragma: no cover - the connect raises
+        assert denied.value.status_code == 403
+
+
+async def test_async_websocket_raises_handler_exception() -> None:
+    async with AsyncTestClient(_failing_app()) as client, \
+            client.websocket_connect("/ws/boom") as ws:
+        await ws.send_text("async frame")
+        with pytest.raises(Boom, match="async frame"):
+            await ws.receive()
+
+
+# -- WebSocket receive timeouts ------------------------------------------------------------
+
+
+def test_websocket_receive_times_out_instead_of_hanging() -> None:
+    with TestClient(_failing_app()) as client, \
+            client.websocket_connect("/ws/silent", timeout=0.2) as ws:
+        assert ws.timeout == 0.2
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"/ws/silent within 0\.2 s"):
+            ws.receive_text()
+        assert 0.15 < time.monotonic() - started < 5
+        # a per-call timeout overrides the session's; the session still works afterwards
+        with pytest.raises(TimeoutError, match=r"within 0\.05 s"):
+            ws.receive(timeout=0.05)
+        ws.timeout = 0.1
+        with pytest.raises(TimeoutError, match=r"within 0\.1 s"):
+            ws.receive_json()
+        ws.send_text("now finish")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_bytes(timeout=5)
+        assert closed.value.code == 1000
+
+
+async def test_async_websocket_receive_times_out_and_keeps_later_messages() -> None:
+    app = App()
+
+    @app.websocket("/ws/slow")
+    async def slow(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.receive_text()
+        await websocket.send_text("late")
+        await websocket.receive_text()
+
+    async with AsyncTestClient(app) as client, \
+            client.websocket_connect("/ws/slow", timeout=0.1) as ws:
+        with pytest.raises(TimeoutError):
+            await ws.receive_text()
+        await ws.send_text("go")
+        # the timed-out receive did not swallow the next message
+        assert await ws.receive_text(timeout=None) == "late"
+
+
+def test_websocket_default_timeout_is_finite() -> None:
+    with TestClient(_failing_app()) as client, client.websocket_connect("/ws/silent") as ws:
+        assert ws.timeout == WEBSOCKET_TIMEOUT == 10.0
+        ws.send_text("bye")
+
+
+def test_raise_server_exceptions_can_be_switched_on_a_client() -> None:
+    with TestClient(_failing_app()) as client:
+        assert client.raise_server_exceptions is True
+        client.raise_server_exceptions = False
+        assert client.get("/boom").status_code == 500
+        client.raise_server_exceptions = True
+        with pytest.raises(Boom):
+            client.get("/boom")
+
+
+async def test_raise_server_exceptions_can_be_switched_on_an_async_client() -> None:
+    async with AsyncTestClient(_failing_app(), raise_server_exceptions=False) as client:
+        assert client.raise_server_exceptions is False
+        async with client.websocket_connect("/ws/boom") as ws:
+            await ws.send_text("x")
+            with pytest.raises(WebSocketDisconnect):
+                await ws.receive_text()
+        client.raise_server_exceptions = True
+        with pytest.raises(Boom):
+            await client.get("/boom")

@@ -149,6 +149,7 @@ async def test_deny_without_the_extension_is_a_plain_403() -> None:
 
 
 def test_raise_before_accept_refuses(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    client.raise_server_exceptions = False
     with caplog.at_level(logging.ERROR, logger="joey"), \
             pytest.raises(WebSocketDenied) as denied, \
             client.websocket_connect("/raise-before-accept"):
@@ -160,6 +161,7 @@ def test_raise_before_accept_refuses(client: TestClient, caplog: pytest.LogCaptu
 def test_exception_after_accept_closes_1011_and_logs(
     client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
+    client.raise_server_exceptions = False
     with caplog.at_level(logging.ERROR, logger="joey"), \
             client.websocket_connect("/raise-after-accept") as ws:
         ws.send_text("trigger")

@@ -4,6 +4,13 @@
 stream response bodies (a ``StreamingResponse`` arrives chunk by chunk), and used as a context
 manager they run the app's lifespan: startup on enter, shutdown on exit.
 
+An exception a handler raises is raised in the test (``raise_server_exceptions=True``, the
+default), after the app logged it and answered its 500 as it would in production: the
+exception policy hands it over through the ``"joey.errors"`` scope extension. Pass
+``raise_server_exceptions=False`` to get the 500 response (or the WebSocket's 1011 close)
+instead. WebSocket receives wait at most ``timeout`` seconds (default 10) and then raise
+``TimeoutError``, so a test never hangs on a message that does not come.
+
 Example::
 
     from joey.testing import TestClient
@@ -30,7 +37,7 @@ from urllib.parse import unquote_to_bytes
 import httpx
 
 from joey.exceptions import WebSocketDisconnect
-from joey.lifespan import LifespanDriver, next_message
+from joey.lifespan import LifespanDriver
 from joey.lifespan import LifespanFailed as LifespanError
 from joey.types import ASGIApp, Message, Scope
 
@@ -41,7 +48,10 @@ __all__ = [
 
 T = TypeVar("T")
 _DONE = object()
+_DEFAULT: Any = object()  # a receive's timeout: the session's
 
+#: how long a WebSocket receive waits for the app by default, in seconds
+WEBSOCKET_TIMEOUT = 10.0
 
 
 def _http_scope(request: httpx.Request, root_path: str, state: dict[str, Any] | None) -> Scope:
@@ -71,11 +81,13 @@ def _http_scope(request: httpx.Request, root_path: str, state: dict[str, Any] | 
 
 class _ResponseStream(httpx.AsyncByteStream):
     def __init__(
-        self, chunks: asyncio.Queue[Any], task: asyncio.Task[None], disconnect: asyncio.Event
+        self, chunks: asyncio.Queue[Any], task: asyncio.Task[None], disconnect: asyncio.Event,
+        errors: list[BaseException] | None,
     ) -> None:
         self._chunks = chunks
         self._task = task
         self._disconnect = disconnect
+        self._errors = errors
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
@@ -84,6 +96,8 @@ class _ResponseStream(httpx.AsyncByteStream):
                 return
             if chunk is _DONE:
                 error = self._task.exception() if not self._task.cancelled() else None
+                if error is None and self._errors:
+                    error = self._errors.pop(0)  # a streamed body failed after it started
                 if error is not None:
                     raise error
                 raise httpx.RemoteProtocolError(
@@ -102,15 +116,26 @@ class _ResponseStream(httpx.AsyncByteStream):
 
 
 class ASGITransport(httpx.AsyncBaseTransport):
-    """An httpx transport that calls an ASGI app directly, with a streamed response body."""
+    """An httpx transport that calls an ASGI app directly, with a streamed response body.
 
-    def __init__(self, app: ASGIApp, root_path: str = "") -> None:
+    With ``raise_server_exceptions`` (the default), an error the app logged as unhandled is
+    raised from the request instead of returning its 500, and so is an exception that escapes
+    the app. Without it, the request returns what a server would send: the app's 500, or a
+    plain 500 when the app crashed before answering.
+    """
+
+    def __init__(self, app: ASGIApp, root_path: str = "", *,
+                 raise_server_exceptions: bool = True) -> None:
         self.app = app
         self.root_path = root_path
+        self.raise_server_exceptions = raise_server_exceptions
         self.lifespan_state: dict[str, Any] | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         scope = _http_scope(request, self.root_path, self.lifespan_state)
+        errors: list[BaseException] | None = None
+        if self.raise_server_exceptions:
+            errors = scope["extensions"]["joey.errors"] = []
         body = request.stream
         request_chunks: AsyncIterator[bytes] | None = (
             body.__aiter__() if isinstance(body, httpx.AsyncByteStream) else None
@@ -161,16 +186,35 @@ class ASGITransport(httpx.AsyncBaseTransport):
         if not started.done():
             started.cancel()
             error = task.exception()
-            if error is not None:
+            if error is None:
+                raise RuntimeError("The app returned without sending a response")
+            if self.raise_server_exceptions:
                 raise error
-            raise RuntimeError("The app returned without sending a response")
+            # What a server answers when the app crashes before starting a response.
+            return httpx.Response(500, headers={"content-type": "text/plain; charset=utf-8"},
+                                  content=b"Internal Server Error", request=request)
+        if errors:
+            # The app logged the error and started its 500; let it finish (cleanups,
+            # background work refused), then raise what the handler raised.
+            await _finish(task, disconnect)
+            raise errors.pop(0)
         start = started.result()
         return httpx.Response(
             status_code=start["status"],
             headers=[(bytes(k), bytes(v)) for k, v in start.get("headers", [])],
-            stream=_ResponseStream(chunks, task, disconnect),
+            stream=_ResponseStream(chunks, task, disconnect, errors),
             request=request,
         )
+
+
+async def _finish(task: asyncio.Task[None], disconnect: asyncio.Event) -> None:
+    """Wait for the app's task to end (10 s at most, then cancel it)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout=10)
+    except TimeoutError:
+        disconnect.set()
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 class WebSocketDenied(Exception):
@@ -186,7 +230,7 @@ class WebSocketDenied(Exception):
 
 def _websocket_scope(
     url: httpx.URL, headers: httpx.Headers, subprotocols: list[str] | None, root_path: str,
-    state: dict[str, Any] | None,
+    state: dict[str, Any] | None, raise_server_exceptions: bool,
 ) -> Scope:
     path_bytes, _, query = url.raw_path.partition(b"?")
     scheme = "wss" if url.scheme in ("https", "wss") else "ws"
@@ -205,20 +249,30 @@ def _websocket_scope(
         "subprotocols": subprotocols or [],
         "extensions": {"websocket.http.response": {}},
     }
+    if raise_server_exceptions:
+        scope["extensions"]["joey.errors"] = []
     if state is not None:
         scope["state"] = dict(state)
     return scope
 
 
 class AsyncWebSocketSession:
-    """One WebSocket conversation with the app, from the client's side."""
+    """One WebSocket conversation with the app, from the client's side.
 
-    def __init__(self, app: ASGIApp, scope: Scope) -> None:
+    A receive waits at most ``timeout`` seconds (``None``: forever) for the app's next
+    message, then raises ``TimeoutError``; each ``receive*`` call can pass its own.
+    """
+
+    def __init__(self, app: ASGIApp, scope: Scope,
+                 timeout: float | None = WEBSOCKET_TIMEOUT) -> None:
         self._app = app
         self._scope = scope
         self._to_app: asyncio.Queue[Message] = asyncio.Queue()
         self._from_app: asyncio.Queue[Message] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        #: the handler errors the app logged (only with ``raise_server_exceptions``)
+        self._errors: list[BaseException] | None = scope["extensions"].get("joey.errors")
+        self.timeout = timeout
         self.subprotocol: str | None = None
         self.accept_headers = httpx.Headers()
 
@@ -226,18 +280,19 @@ class AsyncWebSocketSession:
         self._task = asyncio.ensure_future(self._app(self._scope, self._to_app.get,
                                                      self._from_app_send))
         await self._to_app.put({"type": "websocket.connect"})
-        message = await self._next()
+        message = await self._next(_DEFAULT)
         kind = message["type"]
         if kind == "websocket.accept":
             self.subprotocol = message.get("subprotocol")
             self.accept_headers = httpx.Headers(message.get("headers", []))
             return
         if kind == "websocket.close":
+            self.raise_handler_error()  # the handler failed before accepting
             raise WebSocketDenied(403, [], b"")
         if kind == "websocket.http.response.start":
             body = b""
             while True:
-                part = await self._next()
+                part = await self._next(_DEFAULT)
                 body += part.get("body", b"")
                 if not part.get("more_body", False):
                     break
@@ -252,11 +307,27 @@ class AsyncWebSocketSession:
             await self._to_app.put({"type": "websocket.disconnect",
                                     "code": message.get("code", 1000)})
 
-    async def _next(self) -> Message:
+    def raise_handler_error(self) -> None:
+        """Raise the first error the app logged for this socket and not yet raised, if any."""
+        if self._errors:
+            raise self._errors.pop(0)
+
+    async def _next(self, timeout: float | None) -> Message:  # noqa: ASYNC109
         assert self._task is not None
-        message = await next_message(self._from_app, self._task)
-        if message is not None:
-            return message
+        wait = self.timeout if timeout is _DEFAULT else timeout
+        getter = asyncio.ensure_future(self._from_app.get())
+        try:
+            await asyncio.wait({getter, self._task}, timeout=wait,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()
+                await asyncio.gather(getter, return_exceptions=True)
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        if not self._task.done():
+            raise TimeoutError(f"The app sent nothing on the WebSocket {self._scope['path']} "
+                               f"within {wait} s")
         error = self._task.exception() if not self._task.cancelled() else None
         if error is not None:
             raise error
@@ -271,23 +342,26 @@ class AsyncWebSocketSession:
     async def send_json(self, data: Any) -> None:
         await self.send_text(json.dumps(data))
 
-    async def receive(self) -> Message:
-        """The next message from the app; a close raises :class:`WebSocketDisconnect`."""
-        message = await self._next()
+    async def receive(self, timeout: float | None = _DEFAULT) -> Message:  # noqa: ASYNC109
+        """The next message from the app; a close raises :class:`WebSocketDisconnect` (or
+        the handler's exception, when it closed because the handler failed). Waits at most
+        ``timeout`` seconds (default: the session's) and then raises ``TimeoutError``."""
+        message = await self._next(timeout)
         if message["type"] == "websocket.close":
+            self.raise_handler_error()
             raise WebSocketDisconnect(message.get("code", 1000), message.get("reason") or "")
         return message
 
-    async def receive_text(self) -> str:
-        text: str = (await self.receive())["text"]
+    async def receive_text(self, timeout: float | None = _DEFAULT) -> str:  # noqa: ASYNC109
+        text: str = (await self.receive(timeout))["text"]
         return text
 
-    async def receive_bytes(self) -> bytes:
-        data: bytes = (await self.receive())["bytes"]
+    async def receive_bytes(self, timeout: float | None = _DEFAULT) -> bytes:  # noqa: ASYNC109
+        data: bytes = (await self.receive(timeout))["bytes"]
         return data
 
-    async def receive_json(self) -> Any:
-        message = await self.receive()
+    async def receive_json(self, timeout: float | None = _DEFAULT) -> Any:  # noqa: ASYNC109
+        message = await self.receive(timeout)
         return json.loads(message["text"] if message.get("text") is not None
                           else message["bytes"])
 
@@ -296,11 +370,7 @@ class AsyncWebSocketSession:
         if self._task is None:
             return
         await self._to_app.put({"type": "websocket.disconnect", "code": code, "reason": reason})
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=10)
-        except TimeoutError:
-            self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await _finish(self._task, asyncio.Event())
 
 
 class WebSocketSession:
@@ -327,17 +397,26 @@ class WebSocketSession:
     def send_json(self, data: Any) -> None:
         self._portal.call(self._session.send_json(data))
 
-    def receive(self) -> Message:
-        return self._portal.call(self._session.receive())
+    @property
+    def timeout(self) -> float | None:
+        """Seconds a receive waits for the app by default (``None``: forever)."""
+        return self._session.timeout
 
-    def receive_text(self) -> str:
-        return self._portal.call(self._session.receive_text())
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        self._session.timeout = value
 
-    def receive_bytes(self) -> bytes:
-        return self._portal.call(self._session.receive_bytes())
+    def receive(self, timeout: float | None = _DEFAULT) -> Message:
+        return self._portal.call(self._session.receive(timeout))
 
-    def receive_json(self) -> Any:
-        return self._portal.call(self._session.receive_json())
+    def receive_text(self, timeout: float | None = _DEFAULT) -> str:
+        return self._portal.call(self._session.receive_text(timeout))
+
+    def receive_bytes(self, timeout: float | None = _DEFAULT) -> bytes:
+        return self._portal.call(self._session.receive_bytes(timeout))
+
+    def receive_json(self, timeout: float | None = _DEFAULT) -> Any:
+        return self._portal.call(self._session.receive_json(timeout))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self._portal.call(self._session.close(code, reason))
@@ -346,25 +425,38 @@ class WebSocketSession:
 class AsyncTestClient(httpx.AsyncClient):
     """An ``httpx.AsyncClient`` wired to an ASGI app in-process.
 
-    ``async with AsyncTestClient(app) as client:`` runs the lifespan around the block.
+    ``async with AsyncTestClient(app) as client:`` runs the lifespan around the block. A
+    handler's exception is raised in the test unless ``raise_server_exceptions=False``.
     """
 
     def __init__(
         self, app: ASGIApp, base_url: str = "http://testserver", root_path: str = "",
-        **kwargs: Any,
+        *, raise_server_exceptions: bool = True, **kwargs: Any,
     ) -> None:
         self.app = app
-        self._transport_ = ASGITransport(app, root_path=root_path)
+        self._transport_ = ASGITransport(app, root_path=root_path,
+                                         raise_server_exceptions=raise_server_exceptions)
         self._lifespan = LifespanDriver(app)
         self._root_path = root_path
         super().__init__(transport=self._transport_, base_url=base_url, **kwargs)
+
+    @property
+    def raise_server_exceptions(self) -> bool:
+        """Whether a handler's exception is raised in the test (else: its 500 or 1011)."""
+        return self._transport_.raise_server_exceptions
+
+    @raise_server_exceptions.setter
+    def raise_server_exceptions(self, value: bool) -> None:
+        self._transport_.raise_server_exceptions = value
 
     @contextlib.asynccontextmanager
     async def websocket_connect(
         self, path: str, *, subprotocols: list[str] | None = None,
         headers: dict[str, str] | None = None,
+        timeout: float | None = WEBSOCKET_TIMEOUT,  # noqa: ASYNC109 - the same as TestClient's
     ) -> AsyncIterator[AsyncWebSocketSession]:
         """Open a WebSocket to the app; raises :class:`WebSocketDenied` if it refuses.
+        Receives wait at most ``timeout`` seconds (``None``: forever).
 
         Example::
 
@@ -375,12 +467,14 @@ class AsyncTestClient(httpx.AsyncClient):
         url = self.base_url.join(path)
         request_headers = httpx.Headers({"host": url.host, **(headers or {})})
         session = AsyncWebSocketSession(self.app, _websocket_scope(
-            url, request_headers, subprotocols, self._root_path, self._lifespan.state or None))
+            url, request_headers, subprotocols, self._root_path, self._lifespan.state or None,
+            self.raise_server_exceptions), timeout)
         await session.connect()
         try:
             yield session
         finally:
             await session.close()
+        session.raise_handler_error()  # the handler failed after the last receive
 
     async def __aenter__(self) -> AsyncTestClient:
         await super().__aenter__()
@@ -485,29 +579,41 @@ class TestClient(httpx.Client):
     """An ``httpx.Client`` wired to an ASGI app in-process, for synchronous tests.
 
     The app runs on an event loop in a background thread. ``with TestClient(app) as client:``
-    runs the lifespan startup on enter and shutdown on exit.
+    runs the lifespan startup on enter and shutdown on exit. A handler's exception is raised
+    in the test unless ``raise_server_exceptions=False`` (then the app's 500 is returned).
     """
 
     __test__ = False  # not a pytest test class
 
     def __init__(
         self, app: ASGIApp, base_url: str = "http://testserver", root_path: str = "",
-        **kwargs: Any,
+        *, raise_server_exceptions: bool = True, **kwargs: Any,
     ) -> None:
         self.app = app
         self.portal = _Portal()
-        self._asgi = ASGITransport(app, root_path=root_path)
+        self._asgi = ASGITransport(app, root_path=root_path,
+                                   raise_server_exceptions=raise_server_exceptions)
         self._lifespan = self.portal.call(_make_driver(app))
         self._root_path = root_path
         super().__init__(transport=_SyncTransport(self.portal, self._asgi), base_url=base_url,
                          **kwargs)
 
+    @property
+    def raise_server_exceptions(self) -> bool:
+        """Whether a handler's exception is raised in the test (else: its 500 or 1011)."""
+        return self._asgi.raise_server_exceptions
+
+    @raise_server_exceptions.setter
+    def raise_server_exceptions(self, value: bool) -> None:
+        self._asgi.raise_server_exceptions = value
+
     @contextlib.contextmanager
     def websocket_connect(
         self, path: str, *, subprotocols: list[str] | None = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, timeout: float | None = WEBSOCKET_TIMEOUT,
     ) -> Iterator[WebSocketSession]:
         """Open a WebSocket to the app; raises :class:`WebSocketDenied` if it refuses.
+        Receives wait at most ``timeout`` seconds (``None``: forever).
 
         Example::
 
@@ -518,10 +624,10 @@ class TestClient(httpx.Client):
         url = self.base_url.join(path)
         request_headers = httpx.Headers({"host": url.host, **(headers or {})})
         scope = _websocket_scope(url, request_headers, subprotocols, self._root_path,
-                                 self._lifespan.state or None)
+                                 self._lifespan.state or None, self.raise_server_exceptions)
 
         async def open_session() -> AsyncWebSocketSession:
-            session = AsyncWebSocketSession(self.app, scope)
+            session = AsyncWebSocketSession(self.app, scope, timeout)
             await session.connect()
             return session
 
@@ -530,6 +636,7 @@ class TestClient(httpx.Client):
             yield WebSocketSession(self.portal, session)
         finally:
             self.portal.call(session.close())
+        session.raise_handler_error()  # the handler failed after the last receive
 
     def __enter__(self) -> TestClient:
         super().__enter__()

@@ -453,7 +453,7 @@ async def test_a_store_bug_is_a_500_not_a_503(caplog: pytest.LogCaptureFixture) 
     cookie = await _login(app)
     store.down |= {"load", "save"}
     with caplog.at_level(logging.ERROR):
-        async with AsyncTestClient(app) as c:
+        async with AsyncTestClient(app, raise_server_exceptions=False) as c:
             loaded = await c.get("/me", headers={"cookie": cookie})
             saved = await c.post("/login")
     for r in (loaded, saved):

@@ -3,6 +3,11 @@
 The app's exception handlers are matched along the exception's MRO; an ``HTTPError`` without
 a handler becomes its problem document; anything else is a 500 whose traceback is logged,
 naming the handler (even when a catch-all handler for ``Exception`` renders it).
+
+Unexpected errors (those logged with their traceback) are also handed to whoever serves the
+scope and asked for them: :func:`record_unhandled` appends them to the list a test client
+puts under ``scope["extensions"]["joey.errors"]``, so the test raises what the handler raised
+after the logs and the 500 are exactly as in production.
 """
 
 from __future__ import annotations
@@ -88,6 +93,16 @@ def _log_unhandled(request: Request, exc: Exception, pipeline: Pipeline | None,
         "Unhandled %s in %s for %s %s%s", type(exc).__name__, where, request.method,
         request.path, note, exc_info=exc,
     )
+    record_unhandled(request.scope, exc)
+
+
+def record_unhandled(scope: Mapping[str, Any], exc: BaseException) -> None:
+    """Hand an unexpected error, already logged, to the server of ``scope`` if it asked for
+    them (the test client does, to raise it in the test): the ``"joey.errors"`` extension is
+    a list to append to. Only on error paths; nothing else looks at it."""
+    sink = (scope.get("extensions") or {}).get("joey.errors")
+    if sink is not None:
+        sink.append(exc)
 
 
 def _catches_everything(exc_type: type[BaseException],

@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 from joey._engine.connections import OpenConnections
-from joey._engine.errors import ExceptionPolicy
+from joey._engine.errors import ExceptionPolicy, record_unhandled
 from joey._engine.mount import handle_mount
 from joey._engine.tree import RouteTree
 from joey._engine.websocket import serve_websocket
@@ -155,6 +155,7 @@ class Engine:
                     "Error while sending the response to %s %s after it had started",
                     scope.get("method"), scope.get("path"), exc_info=exc,
                 )
+                record_unhandled(scope, exc)
             else:
                 error_response = await self.policy.respond(request, exc, None)
                 await error_response(scope, receive, send)

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from joey._engine.connections import OpenConnections, quietly
+from joey._engine.errors import record_unhandled
 from joey._engine.mount import handle_mount
 from joey._engine.tree import RouteTree
 from joey.describe import describe
@@ -47,6 +48,7 @@ async def serve_websocket(app: Any, tree: RouteTree, connections: OpenConnection
     except OSError:
         logger.debug("WebSocket %s: the peer went away while we were sending", path)
     except Exception as exc:
+        record_unhandled(scope, exc)  # before the close a test client waits for
         where = describe(route.endpoint)
         if websocket.connection_state is WebSocketState.CONNECTING:
             logger.error("WebSocket handler %s failed before accepting; refusing the "
