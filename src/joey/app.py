@@ -103,12 +103,15 @@ class App(RouteDecorators):
     """A Joey application.
 
     Args:
-        debug: show tracebacks in 500 responses (never in production).
+        debug: show unhandled errors: a debug page (traceback with source, request, route)
+            for browsers, the traceback in the problem document for API clients. Never in
+            production.
         middleware: handler middleware for every route, outermost first.
         dependencies: ``Depends(...)`` run for every route.
         asgi_middleware: ASGI middleware around the whole app, outermost first.
         exception_handlers: ``{ExceptionType: handler(request, exc) -> Response}``.
-        on_startup / on_shutdown: callables (sync or async) run by the lifespan.
+        on_startup: callables (sync or async) run by the lifespan at startup.
+        on_shutdown: callables (sync or async) run by the lifespan at shutdown.
         lifespan: an async context manager factory ``lifespan(app)``; a mapping it yields
             becomes the lifespan state (``app.state`` and ``request.state``).
         max_body_size: default request body limit in bytes (``None``: no limit).
