@@ -47,9 +47,10 @@ BENCH_VENV := benchmarks/.venv
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
 # Peers pinned in benchmarks/requirements.txt + editable Joey; reinstalled only when those change.
-$(BENCH_STAMP): benchmarks/requirements.txt pyproject.toml
+$(BENCH_STAMP): benchmarks/requirements.txt benchmarks/requirements-nodeps.txt pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q -r benchmarks/requirements.txt
+	$(BENCH_VENV)/bin/pip install -q --no-deps -r benchmarks/requirements-nodeps.txt
 	$(BENCH_VENV)/bin/pip install -q -e .
 	touch $@
 

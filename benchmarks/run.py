@@ -26,6 +26,7 @@ sys.path.insert(0, str(HERE))
 import endtoend  # noqa: E402
 import report  # noqa: E402
 import startup  # noqa: E402
+import tasks_bench  # noqa: E402
 from apps import FRAMEWORKS, IMPORTS, JOEY, PEERS, RAW  # noqa: E402
 from scenarios import BY_KEY, ROUTE_COUNTS, SCENARIOS, Scenario  # noqa: E402
 
@@ -308,7 +309,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="Joey + raw, few iterations, no wrk")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
-    parser.add_argument("--skip", default="", help="sections to skip: inprocess,e2e,startup")
+    parser.add_argument(
+        "--skip", default="", help="sections to skip: inprocess,e2e,startup,tasks,channels"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="in-process rounds (interleaved)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per worker")
     parser.add_argument("--target-ms", type=float, default=100.0, help="duration of one repeat")
@@ -323,7 +326,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.smoke:
         args.frameworks = f"{RAW},{JOEY}"
-        args.skip = ",".join(filter(None, [args.skip, "e2e"]))
+        args.skip = ",".join(filter(None, [args.skip, "e2e", "tasks", "channels"]))
         args.rounds, args.repeats, args.target_ms, args.ws_messages = 1, 1, 5.0, 20
         args.import_runs = 2
     elif args.output is None:
@@ -371,6 +374,19 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(table.markdown() + extra)
         print(sections[-1], flush=True)
     goals = targets(inproc, e2e, imports) if JOEY in frameworks else []
+    if "tasks" not in skip:
+        # Issue 17: Joey's Redis queue against saq, arq and taskiq (tasks_bench.py).
+        tasks_args = tasks_bench.parse([])
+        tasks_results = tasks_bench.measure(tasks_args)
+        sections.append(tasks_bench.table(tasks_results, tasks_args))
+        print(sections[-1], flush=True)
+        goals += ["", "### Targets (issue 17, background tasks)", "",
+                  *tasks_bench.targets(tasks_results)]  # fmt: skip
+        errors["tasks"] = {
+            queue: {"run": {"status": "error", "detail": r["error"]}}
+            for queue, r in tasks_results.items()
+            if "error" in r
+        }
     trouble = report.problems(errors)
     minutes = (time.monotonic() - started) / 60
     print(

@@ -1,11 +1,26 @@
-"""Background-task benchmark: enqueue-to-start latency and throughput, both backends.
+"""Task queues side by side: Joey's RedisTasks, saq, arq and taskiq on one local redis-server.
 
-    python benchmarks/tasks_bench.py [--redis-url redis://127.0.0.1:6379/0] [--tasks 5000]
+    benchmarks/.venv/bin/python benchmarks/tasks_bench.py [--tasks 3000] [--rounds 300]
 
-Without --redis-url it starts a throwaway redis-server on a free loopback port if one is on
-PATH, otherwise it skips the Redis rows. Latency: one task at a time, time from just before
-`enqueue` to the first line of the task. Throughput: `--tasks` no-op tasks enqueued at once,
-until the last one has run. The Redis backend consumes in this same process.
+Starts its own redis-server on a free loopback port (no persistence) and, per queue and run,
+its own worker processes (forked, plain asyncio loop, `--concurrency` tasks at once each).
+Every run starts on an emptied Redis (FLUSHALL). Measured per queue, in rotated order over
+`--repeats` rounds (best figure kept, median for latency):
+
+- enqueue: `--tasks` enqueues awaited one after the other by one producer, no worker running;
+- end to end: the same enqueues with 1 (then 2) worker processes consuming, from the first
+  enqueue until the workers ran the last task (workers count into shared memory, so the
+  measurement adds no Redis command);
+- enqueue→start: one task at a time into an idle worker, from just before the enqueue call to
+  the first line of the task (one monotonic clock across processes); bounded by
+  `--latency-seconds` per queue and round (arq polls, `poll_delay` 0.5 s by default);
+- Redis commands per task, after the 1-worker end-to-end run: 500 more tasks the same way
+  (not timed) under MONITOR, which tells the commands clients sent (idle polling and
+  heartbeats included) from those Lua scripts ran.
+
+Each queue runs with its defaults except its concurrency (saq `concurrency`, arq `max_jobs`,
+taskiq `max_async_tasks`, Joey `max_concurrency`); taskiq uses its Redis Streams broker
+(acknowledged delivery, like Joey), no result backend.
 """
 
 from __future__ import annotations
@@ -13,68 +28,366 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
+import threading
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.sharedctypes import RawArray
+from typing import Any
 
-from joey.tasks import InMemoryTasks, RedisTasks, TaskBackend
+QUEUES = ("joey", "saq", "arq", "taskiq")
+TASK = "bench"
+MAX_WORKERS = 2
 
 
-async def _latency(tasks: TaskBackend, rounds: int) -> list[float]:
-    started = asyncio.Event()
-    samples: list[float] = []
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
-    @tasks.task(name="bench.latency")
-    async def mark() -> None:
-        started.set()
+
+# --- shared memory between the bench and its workers ------------------------------------------
+
+
+@dataclass
+class Shared:
+    """Counters the workers write and the bench reads: no Redis traffic for measuring."""
+
+    latency_slots: int
+    done: Any = field(init=False)  # tasks run, one slot per worker process
+    latency: Any = field(init=False)  # ns from before enqueue to task start, by sequence number
+
+    def __post_init__(self) -> None:
+        self.done = RawArray("q", MAX_WORKERS)
+        self.latency = RawArray("q", self.latency_slots)
+
+    def total(self) -> int:
+        return sum(self.done)
+
+    def reset(self) -> None:
+        for i in range(MAX_WORKERS):
+            self.done[i] = 0
+        for i in range(self.latency_slots):
+            self.latency[i] = 0
+
+
+def _recorder(shared: Shared, slot: int) -> Callable[[int, int], None]:
+    def record(seq: int, t0: int) -> None:
+        if seq >= 0:
+            shared.latency[seq] = time.monotonic_ns() - t0
+        shared.done[slot] += 1
+
+    return record
+
+
+# --- workers: one function per queue, each the queue's documented way to run tasks ------------
+
+
+async def _joey_worker(url: str, concurrency: int, record: Callable[[int, int], None]) -> None:
+    from joey.tasks import RedisTasks
+
+    tasks = RedisTasks(url, max_concurrency=concurrency)
+
+    @tasks.task(name=TASK)
+    async def bench(seq: int, t0: int) -> None:
+        record(seq, t0)
 
     async with tasks:
-        for _ in range(rounds):
-            started.clear()
-            t0 = time.perf_counter()
-            await tasks.enqueue(mark)
-            await started.wait()
-            samples.append(time.perf_counter() - t0)
-    return samples
+        await asyncio.Event().wait()
 
 
-async def _throughput(tasks: TaskBackend, count: int) -> float:
-    remaining = count
-    all_done = asyncio.Event()
+async def _saq_worker(url: str, concurrency: int, record: Callable[[int, int], None]) -> None:
+    from saq import Queue, Worker
 
-    @tasks.task(name="bench.noop")
-    async def noop(i: int) -> None:
-        nonlocal remaining
-        remaining -= 1
-        if remaining == 0:
-            all_done.set()
+    async def bench(ctx: Any, *, seq: int, t0: int) -> None:
+        record(seq, t0)
 
-    async with tasks:
-        t0 = time.perf_counter()
-        for i in range(count):
-            await tasks.enqueue(noop, i)
-        await all_done.wait()
-        return count / (time.perf_counter() - t0)
+    queue = Queue.from_url(url)
+    await Worker(queue, functions=[(TASK, bench)], concurrency=concurrency).start()
 
 
-def _row(name: str, samples: list[float], rate: float) -> str:
-    ordered = sorted(samples)
-    p50 = statistics.median(ordered) * 1e6
-    p99 = ordered[int(len(ordered) * 0.99) - 1] * 1e6
-    return f"| {name:<12} | {p50:>10.0f} | {p99:>10.0f} | {rate:>10.0f} |"
+async def _arq_worker(url: str, concurrency: int, record: Callable[[int, int], None]) -> None:
+    from arq.connections import RedisSettings
+    from arq.worker import Worker, func
+
+    async def bench(ctx: Any, seq: int, t0: int) -> None:
+        record(seq, t0)
+
+    worker = Worker(
+        functions=[func(bench, name=TASK)],
+        redis_settings=RedisSettings.from_dsn(url),
+        max_jobs=concurrency,
+        handle_signals=False,
+    )
+    await worker.async_run()
+
+
+async def _taskiq_worker(url: str, concurrency: int, record: Callable[[int, int], None]) -> None:
+    from taskiq.api import run_receiver_task
+    from taskiq_redis import RedisStreamBroker
+
+    broker = RedisStreamBroker(url)
+
+    async def bench(seq: int, t0: int) -> None:
+        record(seq, t0)
+
+    broker.register_task(bench, task_name=TASK)
+    broker.is_worker_process = True
+    await broker.startup()
+    await run_receiver_task(broker, max_async_tasks=concurrency, run_startup=False)
+
+
+WORKERS = {
+    "joey": _joey_worker,
+    "saq": _saq_worker,
+    "arq": _arq_worker,
+    "taskiq": _taskiq_worker,
+}
+
+
+def _worker_main(queue: str, url: str, concurrency: int, shared: Shared, slot: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    asyncio.run(WORKERS[queue](url, concurrency, _recorder(shared, slot)))
+
+
+# --- producers --------------------------------------------------------------------------------
+
+Enqueue = Callable[[int, int], Awaitable[Any]]
+
+
+@contextlib.asynccontextmanager
+async def _producer(queue: str, url: str) -> Any:
+    if queue == "joey":
+        from joey.tasks import RedisTasks
+
+        tasks = RedisTasks(url, consume=False)
+        async with tasks:
+            yield lambda seq, t0: tasks.enqueue(TASK, seq, t0)
+    elif queue == "saq":
+        from saq import Queue
+
+        saq_queue = Queue.from_url(url)
+        await saq_queue.connect()
+        try:
+            yield lambda seq, t0: saq_queue.enqueue(TASK, seq=seq, t0=t0)
+        finally:
+            await saq_queue.disconnect()
+    elif queue == "arq":
+        from arq.connections import RedisSettings, create_pool
+
+        pool = await create_pool(RedisSettings.from_dsn(url))
+        try:
+            yield lambda seq, t0: pool.enqueue_job(TASK, seq, t0)
+        finally:
+            await pool.aclose()
+    else:
+        from taskiq_redis import RedisStreamBroker
+
+        broker = RedisStreamBroker(url)
+
+        async def bench(seq: int, t0: int) -> None:  # the worker's; here only its name counts
+            raise AssertionError("runs in the worker")
+
+        task = broker.register_task(bench, task_name=TASK)
+        await broker.startup()
+        try:
+            yield lambda seq, t0: task.kiq(seq, t0)
+        finally:
+            await broker.shutdown()
+
+
+# --- one run ----------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def _local_redis() -> Iterator[str | None]:
+def _workers(queue: str, url: str, count: int, concurrency: int, shared: Shared) -> Iterator[None]:
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=_worker_main, args=(queue, url, concurrency, shared, slot), daemon=True)
+        for slot in range(count)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+
+
+async def _wait_done(shared: Shared, target: int, deadline: float) -> bool:
+    while shared.total() < target:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.001)
+    return True
+
+
+class _Monitor:
+    """Counts the commands Redis runs while it is open (MONITOR, in a thread): those clients
+    sent, and those Lua scripts ran (MONITOR tags them ``[0 lua]``). Slows Redis down, so it
+    is only open during a run that is not timed."""
+
+    def __init__(self, url: str) -> None:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(url)
+        self._sock = socket.create_connection((parsed.hostname, parsed.port or 6379))
+        self._sock.sendall(b"MONITOR\r\n")
+        self.sent = self.scripted = 0
+        self._buffer = b""
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        first = True
+        with contextlib.suppress(OSError):
+            while chunk := self._sock.recv(65536):
+                self._buffer += chunk
+                *lines, self._buffer = self._buffer.split(b"\r\n")
+                for line in lines:
+                    if first:  # +OK
+                        first = False
+                    elif b" lua] " in line:
+                        self.scripted += 1
+                    elif line.startswith(b"+"):
+                        self.sent += 1
+
+    def close(self) -> None:
+        time.sleep(0.1)  # the last lines
+        self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join(5)
+
+
+def _flush(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushall()
+        client.config_resetstat()
+    finally:
+        client.close()
+
+
+Result = dict[str, Any]
+
+
+async def _enqueue_only(queue: str, url: str, count: int) -> Result:
+    async with _producer(queue, url) as enqueue:
+        t0 = time.perf_counter()
+        for _ in range(count):
+            await enqueue(-1, 0)
+        return {"enqueue_rate": count / (time.perf_counter() - t0)}
+
+
+async def _end_to_end(queue: str, url: str, count: int, shared: Shared, limit: float) -> Result:
+    warmup = 20
+    async with _producer(queue, url) as enqueue:
+        for _ in range(warmup):
+            await enqueue(-1, 0)
+        if not await _wait_done(shared, warmup, time.monotonic() + 30):
+            return {"error": "workers ran no task within 30 s"}
+        t0 = time.perf_counter()
+        for _ in range(count):
+            await enqueue(-1, 0)
+        if not await _wait_done(shared, warmup + count, time.monotonic() + limit):
+            return {"error": f"{shared.total() - warmup} of {count} ran within {limit:g} s"}
+        elapsed = time.perf_counter() - t0
+        # Commands per task, in a separate run that is not timed (MONITOR slows Redis).
+        counted = min(count, 500)
+        monitor = _Monitor(url)
+        try:
+            for _ in range(counted):
+                await enqueue(-1, 0)
+            if not await _wait_done(shared, warmup + count + counted, time.monotonic() + limit):
+                return {"error": "the counted run did not finish"}
+        finally:
+            monitor.close()
+    return {
+        "rate": count / elapsed,
+        "sent_per_task": monitor.sent / counted,
+        "executed_per_task": (monitor.sent + monitor.scripted) / counted,
+    }
+
+
+async def _latency(queue: str, url: str, rounds: int, shared: Shared, budget: float) -> Result:
+    async with _producer(queue, url) as enqueue:
+        for _ in range(5):  # warm up connections and the worker
+            await enqueue(-1, 0)
+        base = 5
+        if not await _wait_done(shared, base, time.monotonic() + 30):
+            return {"error": "worker ran no task within 30 s"}
+        stop_at = time.monotonic() + budget
+        taken = 0
+        for seq in range(rounds):
+            if time.monotonic() > stop_at:
+                break
+            await asyncio.sleep(0.002)  # the worker is idle again (blocked on its read)
+            await enqueue(seq, time.monotonic_ns())
+            if not await _wait_done(shared, base + seq + 1, time.monotonic() + 10):
+                return {"error": f"task {seq} did not start within 10 s"}
+            taken += 1
+    samples = sorted(shared.latency[i] / 1e3 for i in range(taken))
+    return {
+        "p50_us": statistics.median(samples),
+        "p99_us": samples[max(0, int(len(samples) * 0.99) - 1)],
+        "samples": taken,
+    }
+
+
+def run_queue(queue: str, url: str, args: argparse.Namespace, shared: Shared) -> Result:
+    """One round of every measurement for one queue."""
+    out: Result = {}
+
+    def fresh() -> None:
+        _flush(url)
+        shared.reset()
+
+    try:
+        fresh()
+        out.update(asyncio.run(_enqueue_only(queue, url, args.tasks)))
+        for workers, key in ((1, "e2e_1"), (2, "e2e_2")):
+            fresh()
+            with _workers(queue, url, workers, args.concurrency, shared):
+                got = asyncio.run(_end_to_end(queue, url, args.tasks, shared, args.timeout))
+            if "error" in got:
+                return {**out, "error": f"{key}: {got['error']}"}
+            out[key] = got["rate"]
+            if workers == 1:
+                out["sent_per_task"] = got["sent_per_task"]
+                out["executed_per_task"] = got["executed_per_task"]
+        fresh()
+        with _workers(queue, url, 1, args.concurrency, shared):
+            got = asyncio.run(_latency(queue, url, args.rounds, shared, args.latency_seconds))
+        if "error" in got:
+            return {**out, "error": f"latency: {got['error']}"}
+        out.update(got)
+    except Exception as exc:  # a peer that breaks shows as an error, the others still run
+        return {**out, "error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+# --- the whole section ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def local_redis() -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
-        yield None
-        return
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -101,41 +414,125 @@ def _local_redis() -> Iterator[str | None]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _run(redis_url: str | None, count: int, rounds: int, concurrency: int) -> None:
-    print(f"{count} tasks for throughput, {rounds} rounds for latency, "
-          f"max_concurrency={concurrency}")  # fmt: skip
-    print("| backend      | p50 µs     | p99 µs     | tasks/s    |")
-    print("|--------------|------------|------------|------------|")
+def _merge(rounds: list[Result]) -> Result:
+    ok = [r for r in rounds if "error" not in r]
+    if not ok:
+        return {"error": rounds[-1].get("error", "no round ran")}
+    merged: Result = {}
+    for key in ("enqueue_rate", "e2e_1", "e2e_2"):
+        merged[key] = max(r[key] for r in ok)
+    for key in ("p50_us", "p99_us", "sent_per_task", "executed_per_task"):
+        merged[key] = statistics.median(r[key] for r in ok)
+    merged["samples"] = sum(r["samples"] for r in ok)
+    failed = [r["error"] for r in rounds if "error" in r]
+    if failed:
+        merged["note"] = f"{len(failed)} round(s) failed: {failed[0]}"
+    return merged
 
-    lat = await _latency(InMemoryTasks(max_concurrency=concurrency), rounds)
-    rate = await _throughput(InMemoryTasks(max_concurrency=concurrency, max_queue=count), count)
-    print(_row("in-memory", lat, rate))
 
-    if redis_url is None:
-        print("| redis        | skipped: no --redis-url and no redis-server on PATH  |")
-        return
+def measure(args: argparse.Namespace) -> dict[str, Result]:
+    queues = [q for q in args.queues.split(",") if q in QUEUES]
+    collected: dict[str, list[Result]] = {q: [] for q in queues}
+    shared = Shared(args.rounds)
+    with local_redis() as url:
+        for round_no in range(args.repeats):
+            order = queues[round_no % len(queues) :] + queues[: round_no % len(queues)]
+            for queue in order:
+                _say(f"tasks round {round_no + 1}/{args.repeats}: {queue}")
+                collected[queue].append(run_queue(queue, url, args, shared))
+    return {q: _merge(rounds) for q, rounds in collected.items()}
 
-    def redis_tasks() -> RedisTasks:
-        prefix = f"joey-bench:{uuid.uuid4().hex[:8]}"
-        return RedisTasks(redis_url, prefix=prefix, max_concurrency=concurrency)
 
-    lat = await _latency(redis_tasks(), rounds)
-    rate = await _throughput(redis_tasks(), count)
-    print(_row("redis", lat, rate))
+ROWS = (
+    ("enqueue (tasks/s, higher is better)", "enqueue_rate", 0, True),
+    ("end to end, 1 worker process (tasks/s)", "e2e_1", 0, True),
+    ("end to end, 2 worker processes (tasks/s)", "e2e_2", 0, True),
+    ("enqueue→start p50 (µs, lower is better)", "p50_us", 0, False),
+    ("enqueue→start p99 (µs)", "p99_us", 0, False),
+    ("Redis commands per task, sent", "sent_per_task", 1, False),
+    ("Redis commands per task, executed (with scripts')", "executed_per_task", 1, False),
+)
+
+
+def table(results: dict[str, Result], args: argparse.Namespace) -> str:
+    queues = list(results)
+    lines = [
+        "### Background tasks on Redis (Joey, saq, arq, taskiq)",
+        "",
+        f"One local redis-server; {args.tasks:,} no-op tasks per run, concurrency"
+        f" {args.concurrency} per worker process, forked workers, plain asyncio loops;"
+        f" {args.repeats} rounds in rotated order (best rate, median latency and counts);"
+        f" latency: up to {args.rounds} single tasks into an idle worker per round (at most"
+        f" {args.latency_seconds:g} s). Defaults otherwise (arq polls every 0.5 s).",
+        "",
+        "| measure | " + " | ".join(queues) + " |",
+        "|---" * (len(queues) + 1) + "|",
+    ]
+    for label, key, digits, _ in ROWS:
+        cells = []
+        for q in queues:
+            value = results[q].get(key)
+            cells.append("error" if value is None else f"{value:,.{digits}f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    notes = [f"- {q}: {r['error'] if 'error' in r else r['note']}" for q, r in results.items()
+             if "error" in r or "note" in r]  # fmt: skip
+    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
+
+
+def targets(results: dict[str, Result]) -> list[str]:
+    """Issue 17's targets, met or missed, with the figures."""
+    joey, taskiq = results.get("joey", {}), results.get("taskiq", {})
+
+    def mark(ok: bool | None, text: str) -> str:
+        return f"- [{'not measured' if ok is None else 'met' if ok else 'missed'}] {text}"
+
+    lines = []
+    if "p50_us" in joey and "p50_us" in taskiq:
+        lines.append(mark(joey["p50_us"] <= taskiq["p50_us"],
+                          f"tasks: enqueue→start p50 at or below taskiq's ({joey['p50_us']:.0f}"
+                          f" µs vs {taskiq['p50_us']:.0f} µs)"))  # fmt: skip
+    else:
+        lines.append(mark(None, "tasks: enqueue→start p50 at or below taskiq's"))
+    for key, label in (("e2e_1", "1 worker process"), ("e2e_2", "2 worker processes")):
+        if key in joey and key in taskiq:
+            ratio = joey[key] / taskiq[key]
+            lines.append(mark(ratio >= 1.5, f"tasks: end to end with {label} at least 1.5x"
+                                            f" taskiq's ({ratio:.2f}x)"))  # fmt: skip
+        else:
+            lines.append(mark(None, f"tasks: end to end with {label} at least 1.5x taskiq's"))
+    if "sent_per_task" in joey:
+        lines.append(mark(joey["sent_per_task"] <= 8,
+                          f"tasks: at most 8 Redis commands per task ({joey['sent_per_task']:.1f}"
+                          f" sent; {joey['executed_per_task']:.1f} executed counting those"
+                          " inside Joey's scripts)"))  # fmt: skip
+    else:
+        lines.append(mark(None, "tasks: at most 8 Redis commands per task"))
+    return lines
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", type=int, default=3000, help="tasks per timed run")
+    parser.add_argument("--rounds", type=int, default=300,
+                        help="single tasks timed for enqueue→start, per round")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3, help="rounds over every queue")
+    parser.add_argument("--concurrency", type=int, default=50, help="per worker process")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="longest one end-to-end run may take")  # fmt: skip
+    parser.add_argument("--queues", default=",".join(QUEUES))
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return parser.parse_args(argv)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--redis-url", default=None, help="an existing Redis (loopback)")
-    parser.add_argument("--tasks", type=int, default=5000, help="tasks for the throughput run")
-    parser.add_argument("--rounds", type=int, default=500, help="samples for the latency run")
-    parser.add_argument("--concurrency", type=int, default=50, help="max_concurrency")
-    args = parser.parse_args()
-    if args.redis_url:
-        asyncio.run(_run(args.redis_url, args.tasks, args.rounds, args.concurrency))
-        return
-    with _local_redis() as url:
-        asyncio.run(_run(url, args.tasks, args.rounds, args.concurrency))
+    args = parse()
+    results = measure(args)
+    print(table(results, args))
+    print("\n".join(targets(results)))
 
 
 if __name__ == "__main__":
