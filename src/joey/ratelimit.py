@@ -1,0 +1,331 @@
+"""Rate limits: at most ``limit`` requests per ``window`` seconds, per client or per key.
+
+A :class:`RateLimit` is a security dependency: declared for the app, a router or a route
+(``dependencies=[Security(limit)]``) it runs in the security phase, after routing and before
+the body is read, so a client over its limit costs one counter update. Over the limit the
+request is answered ``429 Too Many Requests`` through the app's exception handlers
+(:class:`RateLimitExceeded`), with ``Retry-After`` and the IETF ``RateLimit`` and
+``RateLimit-Policy`` headers (draft-ietf-httpapi-ratelimit-headers)::
+
+    RateLimit-Policy: "api";q=100;w=60
+    RateLimit: "api";r=0;t=17
+
+Policies:
+
+* ``fixed``: a counter per window (``0-60 s``, ``60-120 s``...): exactly ``limit`` per window;
+* ``sliding``: the current window's count plus the previous one's, weighted by how much of it
+  is still inside the last ``window`` seconds: no burst of twice ``limit`` at a boundary;
+* ``token_bucket``: ``limit`` tokens, refilled at ``limit / window`` per second: bursts up to
+  ``limit``, then a steady rate.
+
+Backends: :class:`InMemoryRateLimits` (one process) and :class:`RedisRateLimits`, which holds
+the counts in Redis for every worker process and machine: one atomic script, one round trip
+per request, the time taken from the Redis server so that clocks of the machines do not
+matter. When Redis fails, ``fail_open=True`` (the default) lets requests through (and logs
+it); ``fail_open=False`` answers 503 with ``Retry-After``: never a 500.
+
+The key is the client's address by default; ``key=fn`` takes ``fn(connection)``, and
+``key=Security(current_user)`` (or ``Depends``) the value of a dependency, so a limit can be
+per user. Each :class:`RateLimit` is one budget, named by ``name`` in the backend: give two
+limits that must count separately two names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Protocol
+
+from joey.exceptions import ServiceUnavailable, TooManyRequests
+from joey.params.markers import Depends, Security
+from joey.requests import HTTPConnection
+from joey.routeinfo import RouteInfo
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+logger = logging.getLogger("joey")
+
+Policy = Literal["fixed", "sliding", "token_bucket"]
+POLICIES = ("fixed", "sliding", "token_bucket")
+
+
+class Decision(NamedTuple):
+    """What a backend decided for one request."""
+
+    allowed: bool
+    #: requests (or tokens) left after this one
+    remaining: int
+    #: seconds until the quota is available again (the window's end, or the next token)
+    reset: float
+
+
+class RateLimitBackend(Protocol):
+    async def hit(self, key: str, limit: int, window: float, policy: Policy) -> Decision:
+        """Count one request for ``key`` and say whether it is allowed."""
+
+
+class RateLimitExceeded(TooManyRequests):
+    """429: the client is over its limit; carries ``Retry-After`` and the RateLimit
+    headers."""
+
+
+class RateLimitUnavailable(ServiceUnavailable):
+    """503: the rate limit's backend failed and the limit is configured to fail closed."""
+
+
+# --- in memory ------------------------------------------------------------------------------
+
+
+class InMemoryRateLimits:
+    """Counts in this process (one worker). ``clock`` returns seconds (monotonic by default).
+
+    Keys of windows that have passed are dropped as the table grows, so memory stays bounded
+    by the clients seen in the last window.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic,
+                 sweep_every: int = 10_000) -> None:
+        self._clock = clock
+        self._entries: dict[str, tuple[float, float, float]] = {}
+        self._sweep_every = sweep_every
+        self._hits = 0
+
+    async def hit(self, key: str, limit: int, window: float, policy: Policy) -> Decision:
+        now = self._clock()
+        self._hits += 1
+        if self._hits % self._sweep_every == 0:
+            self._sweep(now, window)
+        if policy == "token_bucket":
+            return self._token_bucket(key, limit, window, now)
+        start = now - (now % window)
+        # an entry: (window start, count in it, count in the window before)
+        began, count, previous = self._entries.get(key, (start, 0.0, 0.0))
+        if began != start:
+            previous = count if began == start - window else 0.0
+            count = 0.0
+        elapsed = now - start
+        estimate = count + (previous * (window - elapsed) / window if policy == "sliding" else 0)
+        if estimate + 1 > limit:
+            self._entries[key] = (start, count, previous)
+            return Decision(False, 0, _sliding_retry(previous, count, limit, window, elapsed)
+                            if policy == "sliding" else window - elapsed)
+        self._entries[key] = (start, count + 1, previous)
+        return Decision(True, max(0, math.floor(limit - estimate - 1)), window - elapsed)
+
+    def _token_bucket(self, key: str, limit: int, window: float, now: float) -> Decision:
+        rate = limit / window
+        _, tokens, last = self._entries.get(key, (0.0, float(limit), now))
+        tokens = min(float(limit), tokens + (now - last) * rate)
+        if tokens >= 1:
+            self._entries[key] = (0.0, tokens - 1, now)
+            return Decision(True, math.floor(tokens - 1), (limit - tokens + 1) / rate)
+        self._entries[key] = (0.0, tokens, now)
+        return Decision(False, 0, (1 - tokens) / rate)
+
+    def _sweep(self, now: float, window: float) -> None:
+        start = now - (now % window)
+        for key in [k for k, (began, _, last) in self._entries.items()
+                    if began < start - window and last < now - window]:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _sliding_retry(previous: float, count: float, limit: int, window: float,
+                   elapsed: float) -> float:
+    """Seconds until the weighted count leaves room for one more request."""
+    if count + 1 > limit or previous <= 0:
+        return window - elapsed
+    # previous * (window - elapsed - t) / window + count + 1 <= limit
+    needed = (previous * (window - elapsed) / window + count + 1 - limit) * window / previous
+    return max(0.0, min(needed, window - elapsed))
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+# One script per policy; time from the server (TIME), milliseconds; returns
+# {allowed, remaining, reset_ms}. Scripts run atomically: concurrent workers never race.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+"""
+_FIXED = _NOW + """
+local start = now - (now % window)
+local key = KEYS[1] .. ':' .. start
+local count = redis.call('INCR', key)
+if count == 1 then redis.call('PEXPIRE', key, window) end
+local reset = start + window - now
+if count > limit then return {0, 0, reset} end
+return {1, limit - count, reset}
+"""
+_SLIDING = _NOW + """
+local start = now - (now % window)
+local current_key = KEYS[1] .. ':' .. start
+local count = tonumber(redis.call('GET', current_key) or '0')
+local previous = tonumber(redis.call('GET', KEYS[1] .. ':' .. (start - window)) or '0')
+local elapsed = now - start
+local estimate = count + previous * (window - elapsed) / window
+if estimate + 1 > limit then
+  local retry = window - elapsed
+  if count + 1 <= limit and previous > 0 then
+    retry = math.min(retry, math.ceil((estimate + 1 - limit) * window / previous))
+  end
+  return {0, 0, retry}
+end
+redis.call('INCR', current_key)
+redis.call('PEXPIRE', current_key, window * 2)
+return {1, math.floor(limit - estimate - 1), window - elapsed}
+"""
+_TOKEN_BUCKET = _NOW + """
+local rate = limit / window
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or limit
+local last = tonumber(state[2]) or now
+tokens = math.min(limit, tokens + math.max(0, now - last) * rate)
+local allowed = 0
+local reset = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+  reset = math.ceil((limit - tokens) / rate)
+else
+  reset = math.ceil((1 - tokens) / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], window)
+return {allowed, math.floor(tokens), reset}
+"""
+_SCRIPTS = {"fixed": _FIXED, "sliding": _SLIDING, "token_bucket": _TOKEN_BUCKET}
+
+
+class RedisRateLimits:
+    """Counts in Redis, shared by every worker and machine (``redis.asyncio`` client, yours
+    to create and close). Each request is one ``EVALSHA`` (atomic); ``timeout`` bounds it, so
+    a Redis that hangs fails like one that is down.
+
+    Example::
+
+        from redis.asyncio import Redis
+
+        limits = RedisRateLimits(Redis.from_url(os.environ["REDIS_URL"]))
+        api_limit = RateLimit(100, 60, backend=limits, name="api")
+    """
+
+    def __init__(self, client: Redis, *, prefix: str = "joey:ratelimit:",
+                 timeout: float = 0.5) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._timeout = timeout
+        self._scripts = {policy: client.register_script(source)
+                         for policy, source in _SCRIPTS.items()}
+
+    async def hit(self, key: str, limit: int, window: float, policy: Policy) -> Decision:
+        window_ms = max(1, round(window * 1000))
+        async with asyncio.timeout(self._timeout):
+            allowed, remaining, reset_ms = await self._scripts[policy](
+                keys=[self._prefix + key], args=[limit, window_ms])
+        return Decision(bool(allowed), int(remaining), int(reset_ms) / 1000)
+
+
+# --- the dependency ---------------------------------------------------------------------------
+
+KeyFunction = Callable[[HTTPConnection], "str | Awaitable[str]"]
+
+
+def client_address(connection: HTTPConnection) -> str:
+    """The default key: the client's IP address (behind a proxy, make the server trust its
+    forwarded headers, e.g. uvicorn's ``--forwarded-allow-ips``)."""
+    client = connection.client
+    return client.host if client is not None else "unknown"
+
+
+class RateLimit:
+    """At most ``limit`` requests per ``window`` seconds for each key (see the module
+    docstring). Declare it with ``dependencies=[Security(limit)]`` on the app, a router or a
+    route.
+
+    Example::
+
+        per_client = RateLimit(10, 60, name="login")
+
+        @app.post("/login", dependencies=[Security(per_client)])
+        async def login(form: Annotated[LoginForm, Form()]) -> Response: ...
+    """
+
+    __joey_security__ = True
+
+    def __init__(self, limit: int, window: float, *, policy: Policy = "fixed",
+                 backend: RateLimitBackend | None = None,
+                 key: KeyFunction | Depends = client_address, name: str | None = None,
+                 fail_open: bool = True, retry_after: int = 5) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("RateLimit needs limit >= 1 and window > 0 seconds")
+        if policy not in POLICIES:
+            raise ValueError(f"RateLimit policy must be one of {POLICIES}, not {policy!r}")
+        self.limit = limit
+        self.window = window
+        self.policy: Policy = policy
+        self.backend: RateLimitBackend = backend if backend is not None else (
+            InMemoryRateLimits())
+        self.name = name or f"{policy}-{limit}-per-{window:g}s"
+        self.fail_open = fail_open
+        self.retry_after = retry_after
+        self.policy_header = f'"{self.name}";q={limit};w={math.ceil(window)}'
+        if isinstance(key, Depends):
+            # the key is a dependency's value: give __call__ a parameter that asks for it
+            marker = key if isinstance(key, Security) else Security(key.dependency)
+            self.key_function: KeyFunction | None = None
+            self.__class__ = _with_key_dependency(marker)
+        else:
+            self.key_function = key
+
+    async def __call__(self, connection: HTTPConnection, route: RouteInfo) -> None:
+        assert self.key_function is not None
+        key = self.key_function(connection)
+        if inspect.isawaitable(key):
+            key = await key
+        await self.check(str(key))
+
+    async def check(self, key: str) -> Decision:
+        """Count a request for ``key``; raise the 429 (or the 503) when it is refused."""
+        try:
+            decision = await self.backend.hit(f"{self.name}:{key}", self.limit, self.window,
+                                              self.policy)
+        except Exception as exc:
+            if isinstance(exc, RateLimitExceeded):  # pragma: no cover - a backend's own
+                raise
+            if self.fail_open:
+                logger.warning("Rate limit %r: backend failed (%s); letting the request "
+                               "through", self.name, exc or type(exc).__name__)
+                return Decision(True, self.limit, self.window)
+            raise RateLimitUnavailable("The rate limit cannot be checked right now.",
+                                       retry_after=self.retry_after) from exc
+        if not decision.allowed:
+            seconds = max(1, math.ceil(decision.reset))
+            raise RateLimitExceeded(
+                f"Too many requests: at most {self.limit} per {self.window:g} seconds.",
+                {"retry-after": str(seconds), "ratelimit-policy": self.policy_header,
+                 "ratelimit": f'"{self.name}";r=0;t={seconds}'},
+            )
+        return decision
+
+    def __repr__(self) -> str:
+        return f"<RateLimit {self.name!r} {self.limit}/{self.window:g}s {self.policy}>"
+
+
+def _with_key_dependency(marker: Depends) -> type[RateLimit]:
+    async def __call__(self: RateLimit, connection: HTTPConnection, route: RouteInfo,
+                       key: Any) -> None:
+        await self.check(str(key))
+
+    __call__.__annotations__ = {"connection": HTTPConnection, "route": RouteInfo,
+                                "key": Annotated[Any, marker], "return": None}
+    return type("RateLimit", (RateLimit,), {"__call__": __call__})
