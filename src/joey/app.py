@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from joey._engine.compiler import compile_engine
 from joey._engine.connections import OpenConnections
@@ -45,11 +45,13 @@ from joey.requests import Request
 from joey.responses import Response
 from joey.routeinfo import RouteInfo
 from joey.routing import Route, RouteDecorators, Router
+from joey.stack import Middleware, build_stack
 from joey.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from joey.channels import Channels
-    from joey.tasks import Backoff, TaskBackend
+    from joey.tasks import TaskBackend
+    from joey.tasks.base import TaskDecorator
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "App", "CallNext", "DependencyOverrides",
            "HandlerMiddleware", "Middleware"]
@@ -59,44 +61,8 @@ E = TypeVar("E", bound=BaseException)
 MiddlewareT = TypeVar("MiddlewareT", bound=HandlerMiddleware)
 HookT = TypeVar("HookT", bound=Callable[[], Any])
 
-FuncT = TypeVar("FuncT", bound=Callable[..., Any])
-
-
-class TaskDecorator(Protocol):
-    """The type of ``app.task``: a decorator, bare or with options; keeps the signature."""
-
-    @overload
-    def __call__(self, fn: FuncT, /) -> FuncT: ...
-    @overload
-    def __call__(
-        self, fn: None = None, /, *, name: str | None = None, timeout: float | None = None,
-        retries: int = 0, backoff: Backoff | None = None,
-    ) -> Callable[[FuncT], FuncT]: ...
-
-
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 """1 MiB: the default body limit; raise it per route (``max_body_size=``) for uploads."""
-
-
-class Middleware:
-    """An ASGI middleware class and its options, instantiated once when the app starts.
-
-    Example::
-
-        App(asgi_middleware=[Middleware(GZipMiddleware, minimum_size=500)])
-    """
-
-    __slots__ = ("cls", "options")
-
-    def __init__(self, cls: Callable[..., ASGIApp], /, **options: Any) -> None:
-        self.cls = cls
-        self.options = options
-
-    def wrap(self, app: ASGIApp) -> ASGIApp:
-        return self.cls(app, **self.options)
-
-    def __repr__(self) -> str:
-        return f"Middleware({getattr(self.cls, '__name__', self.cls)!r}, **{self.options!r})"
 
 
 class App(RouteDecorators):
@@ -323,10 +289,7 @@ class App(RouteDecorators):
                 app_values=self._app_values, connections=self._connections,
             )
         if self._stack is None:
-            stack: ASGIApp = self._dispatch
-            for middleware in reversed(self.asgi_middleware):
-                stack = middleware.wrap(stack)
-            self._stack = stack
+            self._stack = build_stack(self.asgi_middleware, self._dispatch)
         # perf: without ASGI middleware, HTTP requests go straight to the engine
         self._serve_http = None if self.asgi_middleware else engine.handle_http
         return engine

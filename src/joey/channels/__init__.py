@@ -6,13 +6,14 @@
 
 Layout:
 
-* :mod:`joey.channels.base`: :class:`Message`, :class:`Subscription` (a bounded queue with a
-  slow-subscriber policy) and :class:`Channels`, the per-process hub that fans messages out;
+* :mod:`joey.channels.backend`: :class:`Message`, ids, errors, and the :class:`Backend`
+  contract;
+* :mod:`joey.channels.base`: :class:`Subscription` (a bounded queue with a slow-subscriber
+  policy), :class:`Channels`, the per-process hub that fans messages out, and on the web
+  :func:`relay` (WebSocket) and :func:`event_source` (SSE with ``Last-Event-ID`` resume);
 * :mod:`joey.channels.memory`: :class:`InMemoryBackend` (one process; the default);
 * :mod:`joey.channels.redis`: :class:`RedisPubSubBackend` and :class:`RedisStreamsBackend`
-  (needs the ``redis`` extra, imported only when used);
-* :mod:`joey.channels.web`: :func:`relay` (WebSocket) and :func:`event_source` (SSE with
-  ``Last-Event-ID`` resume).
+  (needs the ``redis`` extra, imported only when used).
 
 ``App(channels=Channels(...))`` starts and stops them with the lifespan, and a handler gets them
 by taking a parameter annotated ``Channels``. See docs/channels.md.
@@ -20,26 +21,22 @@ by taking a parameter annotated ``Channels``. See docs/channels.md.
 
 from typing import TYPE_CHECKING, Any
 
-from joey.channels.base import (
+from joey.channels.backend import (
     Backend,
-    Channels,
     ChannelsUnavailable,
     Message,
     Overflow,
     SubscriberTooSlow,
-    Subscription,
 )
+from joey.channels.base import Channels, Subscription, event_source, relay
 from joey.channels.memory import InMemoryBackend
 
 if TYPE_CHECKING:
     from joey.channels.redis import RedisPubSubBackend, RedisStreamsBackend
-    from joey.channels.web import event_source, relay
 
 _LAZY = {
     "RedisPubSubBackend": "joey.channels.redis",
     "RedisStreamsBackend": "joey.channels.redis",
-    "event_source": "joey.channels.web",
-    "relay": "joey.channels.web",
 }
 
 

@@ -23,144 +23,30 @@ backend for the history between ``since`` and that position.
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-import msgspec
-
-from joey.exceptions import ServiceUnavailable
+from joey.channels.backend import (
+    OVERFLOWS,
+    Backend,
+    ChannelsUnavailable,
+    Message,
+    Overflow,
+    SubscriberTooSlow,
+    check_id,
+    encode_data,
+    id_key,
+    logger,
+)
+from joey.exceptions import BadRequest, WebSocketDisconnect
 
 if TYPE_CHECKING:
     from joey.requests import Request
-    from joey.sse import EventSourceResponse
+    from joey.sse import EventSourceResponse, ServerSentEvent
     from joey.websockets import WebSocket
-
-logger = logging.getLogger("joey.channels")
-
-Overflow = Literal["drop_oldest", "drop_newest", "disconnect"]
-_OVERFLOWS = ("drop_oldest", "drop_newest", "disconnect")
-_ID = re.compile(r"\d{1,20}-\d{1,20}")
-
-
-class ChannelsUnavailable(ServiceUnavailable):
-    """The channels backend cannot be reached (Redis down, frozen or restarting).
-
-    Raised by :meth:`Channels.publish` and by opening a subscription. It is a
-    :class:`joey.ServiceUnavailable`, so unhandled in a handler it becomes a 503 with
-    ``Retry-After``.
-    """
-
-
-class SubscriberTooSlow(Exception):
-    """A subscription with ``overflow="disconnect"`` fell ``max_queue`` messages behind.
-
-    ``code`` and ``reason`` are what :meth:`Channels.relay` closes the WebSocket with.
-    """
-
-    code = 1008  # policy violation: the client broke the "keep up" contract
-
-    def __init__(self, channel: str, max_queue: int) -> None:
-        self.channel = channel
-        self.reason = f"Too slow: more than {max_queue} messages behind"
-        super().__init__(f"Subscriber of {channel!r} fell behind: {self.reason}")
-
-
-class Message:
-    """One published message: its ``channel``, its ``data`` (bytes) and, with a backend that
-    keeps history, its ``id`` (ordered within the channel; ``None`` with Redis pub/sub)."""
-
-    __slots__ = ("channel", "data", "id")
-
-    def __init__(self, channel: str, data: bytes, id: str | None = None) -> None:
-        self.channel = channel
-        self.data = data
-        self.id = id
-
-    @property
-    def text(self) -> str:
-        """The data decoded as UTF-8."""
-        return self.data.decode("utf-8", "replace")
-
-    def json(self) -> Any:
-        """The data decoded as JSON."""
-        return msgspec.json.decode(self.data)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Message) and (self.channel, self.data, self.id) == (
-            other.channel, other.data, other.id)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Message({self.channel!r}, {self.data!r}, id={self.id!r})"
-
-
-def encode_data(data: Any) -> bytes:
-    """What goes on the wire: bytes as they are, text as UTF-8, anything else as JSON."""
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str):
-        return data.encode("utf-8")
-    if isinstance(data, bytearray | memoryview):
-        return bytes(data)
-    return msgspec.json.encode(data)
-
-
-def id_key(event_id: str) -> tuple[int, int]:
-    """An event id (``"<milliseconds>-<sequence>"``) as a sortable pair."""
-    ms, _, seq = event_id.partition("-")
-    return int(ms), int(seq)
-
-
-def check_id(event_id: str) -> str:
-    if not _ID.fullmatch(event_id):
-        raise ValueError(f"{event_id!r} is not an event id (expected <milliseconds>-<sequence>)")
-    return event_id
-
-
-Deliver = Callable[[Message], None]
-
-
-class Backend:
-    """How messages travel between processes. Subclasses implement the methods below;
-    ``Channels`` calls them, never user code.
-
-    ``history``: whether messages get ids and can be replayed (``since=``).
-    """
-
-    history = False
-
-    async def start(self, deliver: Deliver) -> None:
-        """Connect; from now on call ``deliver(message)`` for every message of a listened
-        channel, in publish order per channel."""
-
-    async def stop(self) -> None:
-        """Stop delivering and close connections."""
-
-    async def publish(self, channel: str, data: bytes) -> str | None:
-        """Send ``data`` to every process listening to ``channel``; the new id, if any.
-        Raises :class:`ChannelsUnavailable` when the message cannot be sent."""
-        raise NotImplementedError
-
-    async def listen(self, channel: str) -> None:
-        """Start delivering ``channel`` (called for the first local subscriber). Returns once
-        every message published afterwards will be delivered."""
-
-    def unlisten(self, channel: str) -> None:
-        """Stop delivering ``channel`` (its last local subscriber left)."""
-
-    def position(self, channel: str) -> str | None:
-        """The id of the last message delivered (or to be skipped) on a listened channel."""
-        return None
-
-    async def replay(self, channel: str, after: str, until: str) -> list[Message]:
-        """The messages with ``after < id <= until``, oldest first."""
-        return []
-
 
 class Subscription:
     """A subscriber: an async context manager and an async iterator of :class:`Message`.
@@ -184,8 +70,8 @@ class Subscription:
             raise ValueError("subscribe() needs at least one channel")
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
-        if overflow not in _OVERFLOWS:
-            raise ValueError(f"overflow must be one of {_OVERFLOWS}, not {overflow!r}")
+        if overflow not in OVERFLOWS:
+            raise ValueError(f"overflow must be one of {OVERFLOWS}, not {overflow!r}")
         self._hub = hub
         self.channels = channels
         self._since = _parse_since(channels, since)
@@ -381,8 +267,8 @@ class Channels:
             backend = InMemoryBackend()
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
-        if overflow not in _OVERFLOWS:
-            raise ValueError(f"overflow must be one of {_OVERFLOWS}, not {overflow!r}")
+        if overflow not in OVERFLOWS:
+            raise ValueError(f"overflow must be one of {OVERFLOWS}, not {overflow!r}")
         self.backend = backend
         self.max_queue = max_queue
         self.overflow: Overflow = overflow
@@ -527,19 +413,167 @@ class Channels:
 
         Returns an async iterator of the client's messages (text, or bytes). Meanwhile each
         message of the subscription goes to the socket, through ``transform`` if given (return
-        ``None`` to skip one). See :func:`joey.channels.web.relay`.
+        ``None`` to skip one). See :func:`relay`.
         """
-        from joey.channels.web import relay
-
         return relay(websocket, subscription, transform=transform)
 
     async def event_source(self, request: Request, *channels: str,
                            **options: Any) -> EventSourceResponse:
         """An :class:`~joey.sse.EventSourceResponse` of ``channels``, resumable with
-        ``Last-Event-ID``. See :func:`joey.channels.web.event_source`."""
-        from joey.channels.web import event_source
-
+        ``Last-Event-ID``. See :func:`event_source`."""
         return await event_source(self, request, *channels, **options)
 
     def __repr__(self) -> str:
         return f"<Channels {type(self.backend).__name__} {self._state}>"
+
+
+# --- on the web: relay a subscription to a WebSocket, or serve it as server-sent events ------
+#
+# Both keep the handler in control: it authenticates, picks the channels, and decides what the
+# client's messages become (relay hands them to the handler rather than publishing them);
+# ``transform`` filters or rewrites what goes out.
+
+
+Transform = Callable[[Message], str | bytes | None]
+GOING_AWAY = 1001
+
+
+async def relay(websocket: WebSocket, subscription: Subscription, *,
+                transform: Transform | None = None) -> AsyncIterator[str | bytes]:
+    """Send every message of ``subscription`` to ``websocket`` (as text, or as bytes if
+    ``transform`` returns bytes; ``None`` skips a message) and yield what the client sends.
+
+    The loop ends when the client disconnects. When the subscription ends, the socket is
+    closed and the loop ends too: with 1001 when the channels shut down, with 1008 and a
+    reason when the subscriber fell too far behind (``overflow="disconnect"``).
+
+    Example::
+
+        @app.websocket("/rooms/{room}")
+        async def room(websocket: WebSocket, room: str, channels: Channels) -> None:
+            await websocket.accept()
+            async with channels.subscribe(room) as subscription:
+                async for text in channels.relay(websocket, subscription):
+                    await channels.publish(room, text)
+    """
+    pump = asyncio.ensure_future(_pump(websocket, subscription, transform))
+    too_slow: list[SubscriberTooSlow] = []
+
+    def overflowed(exc: SubscriberTooSlow) -> None:
+        # The sender may be stuck in a send to a client that stopped reading: stop it now.
+        too_slow.append(exc)
+        pump.cancel()
+
+    subscription._on_overflow = overflowed
+    receiving: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            receiving = asyncio.ensure_future(websocket.receive())
+            await asyncio.wait((receiving, pump), return_when=asyncio.FIRST_COMPLETED)
+            if not receiving.done():
+                break  # the subscription ended (or the client is gone)
+            message = receiving.result()
+            receiving = None
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            yield text if text is not None else message.get("bytes", b"")
+    finally:
+        subscription._on_overflow = None
+        for task in (receiving, pump):
+            if task is not None and not task.done():
+                task.cancel()
+        await asyncio.gather(*(t for t in (receiving, pump) if t is not None),
+                             return_exceptions=True)
+    ended = None if pump.cancelled() else pump.result()
+    if too_slow:
+        ended = too_slow[0].code, too_slow[0].reason
+    if ended is not None:
+        await _close(websocket, *ended)
+
+
+async def _pump(websocket: WebSocket, subscription: Subscription,
+                transform: Transform | None) -> tuple[int, str] | None:
+    """Send the subscription to the socket; how to close it when the subscription ends
+    (``None``: the client is gone)."""
+    try:
+        async for message in subscription:
+            out = message.text if transform is None else transform(message)
+            if out is None:
+                continue
+            if isinstance(out, bytes):
+                await websocket.send_bytes(out)
+            else:
+                await websocket.send_text(out)
+    except SubscriberTooSlow as exc:
+        return exc.code, exc.reason
+    except (OSError, WebSocketDisconnect, RuntimeError):
+        return None  # the client is gone (or the socket closed): nothing to tell it
+    return GOING_AWAY, "Server shutting down"
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    from joey.websockets import WebSocketState
+
+    if websocket.connection_state is WebSocketState.CONNECTED:
+        with contextlib.suppress(OSError, RuntimeError):
+            await websocket.close(code, reason)
+
+
+async def event_source(
+    channels: Channels,
+    request: Request,
+    *names: str,
+    event: str | None = None,
+    transform: Callable[[Message], Any] | None = None,
+    retry: int | None = 2000,
+    ping_interval: float | None = 15.0,
+    max_queue: int | None = None,
+) -> EventSourceResponse:
+    """Serve ``names`` as server-sent events; each event's id is the subscriber's position,
+    so a client that reconnects (``Last-Event-ID``, sent by ``EventSource`` on its own) to any
+    process gets what it missed from the history first, then live events, none twice.
+
+    Subscribes before returning, so a backend outage is a 503 (:class:`ChannelsUnavailable`)
+    and a malformed ``Last-Event-ID`` a 400. ``transform(message)`` gives the event's data
+    (default: the message's text); ``event`` names the events; ``retry`` (ms) is the
+    reconnection delay sent first and at shutdown. A subscriber that falls ``max_queue``
+    messages behind is disconnected (and resumes from history when it reconnects).
+
+    Example::
+
+        @app.get("/rooms/{room}/events")
+        async def room_events(room: str, request: Request,
+                              channels: Channels) -> EventSourceResponse:
+            return await channels.event_source(request, room)
+    """
+    from joey.sse import EventSourceResponse, ServerSentEvent
+
+    last_id = request.headers.get("last-event-id") or None
+    try:
+        subscription = channels.subscribe(*names, since=last_id, max_queue=max_queue,
+                                          overflow="disconnect")
+    except ValueError as exc:
+        raise BadRequest(f"Last-Event-ID: {exc}") from None
+    await subscription.open()
+    request.call_on_close(subscription.close)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        try:
+            if retry is not None:
+                yield ServerSentEvent(retry=retry)
+            try:
+                async for message in subscription:
+                    data = message.text if transform is None else transform(message)
+                    if data is None:
+                        continue
+                    yield ServerSentEvent(data, event=event, id=subscription.position)
+            except SubscriberTooSlow as exc:
+                yield ServerSentEvent(comment=exc.reason, retry=retry)
+                return
+            yield ServerSentEvent(comment="Server shutting down", retry=retry)
+        finally:
+            await subscription.close()
+
+    # At server shutdown the response itself ends the stream with a `retry:` hint.
+    return EventSourceResponse(events(), ping_interval=ping_interval, shutdown_retry=retry)

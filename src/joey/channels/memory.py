@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from joey.channels.base import Backend, Deliver, Message, id_key
+from joey.channels.backend import Backend, Deliver, Message, id_key
 
 
 class InMemoryBackend(Backend):

@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from joey.channels.base import Backend, ChannelsUnavailable, Deliver, Message, id_key, logger
+from joey.channels.backend import Backend, ChannelsUnavailable, Deliver, Message, id_key, logger
 
 __all__ = ["RedisPubSubBackend", "RedisStreamsBackend"]
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, Self, TypeVar, overload
+from typing import Any, Literal, ParamSpec, Protocol, Self, TypeVar, overload
 
 import msgspec
 
@@ -494,3 +494,18 @@ def _source_of(fn: Any) -> str:
 def periodic_tasks(backend: TaskBackend) -> list[TaskDef]:
     """The tasks of ``backend`` declared with ``cron=`` or ``every=``."""
     return [defn for defn in backend.registered.values() if defn.schedule is not None]
+
+
+FuncT = TypeVar("FuncT", bound=Callable[..., Any])
+
+
+class TaskDecorator(Protocol):
+    """The type of ``app.task``: a decorator, bare or with options; keeps the signature."""
+
+    @overload
+    def __call__(self, fn: FuncT, /) -> FuncT: ...
+    @overload
+    def __call__(
+        self, fn: None = None, /, *, name: str | None = None, timeout: float | None = None,
+        retries: int = 0, backoff: Backoff | None = None,
+    ) -> Callable[[FuncT], FuncT]: ...

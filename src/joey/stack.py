@@ -1,0 +1,42 @@
+"""The ASGI middleware stack: ``Middleware(cls, **options)`` declared on the app, built once.
+
+Example::
+
+    App(asgi_middleware=[Middleware(CompressionMiddleware, minimum_size=500)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from joey.types import ASGIApp
+
+
+class Middleware:
+    """An ASGI middleware class and its options, instantiated once when the app starts.
+
+    Example::
+
+        App(asgi_middleware=[Middleware(GZipMiddleware, minimum_size=500)])
+    """
+
+    __slots__ = ("cls", "options")
+
+    def __init__(self, cls: Callable[..., ASGIApp], /, **options: Any) -> None:
+        self.cls = cls
+        self.options = options
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        return self.cls(app, **self.options)
+
+    def __repr__(self) -> str:
+        return f"Middleware({getattr(self.cls, '__name__', self.cls)!r}, **{self.options!r})"
+
+
+def build_stack(middleware: Sequence[Middleware], app: ASGIApp) -> ASGIApp:
+    """``app`` wrapped in ``middleware``, the first one outermost."""
+    stack = app
+    for item in reversed(middleware):
+        stack = item.wrap(stack)
+    return stack
