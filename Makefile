@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck pytest clean
+.PHONY: run test lint typecheck pytest clean docs
 
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
