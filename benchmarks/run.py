@@ -23,6 +23,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import channels_bench  # noqa: E402
 import endtoend  # noqa: E402
 import report  # noqa: E402
 import startup  # noqa: E402
@@ -385,6 +386,19 @@ def main(argv: list[str] | None = None) -> int:
         errors["tasks"] = {
             queue: {"run": {"status": "error", "detail": r["error"]}}
             for queue, r in tasks_results.items()
+            if "error" in r
+        }
+    if "channels" not in skip:
+        # Issue 16: Channels fan-out against Litestar Channels and broadcaster.
+        channels_args = channels_bench.parse([])
+        channels_results = channels_bench.measure(channels_args)
+        sections.append(channels_bench.table(channels_results, channels_args))
+        print(sections[-1], flush=True)
+        goals += ["", "### Targets (issue 16, channels)", "",
+                  *channels_bench.targets(channels_results)]  # fmt: skip
+        errors["channels"] = {
+            name: {"fan-out": {"status": "error", "detail": r["error"]}}
+            for name, r in channels_results.items()
             if "error" in r
         }
     trouble = report.problems(errors)

@@ -1,0 +1,144 @@
+"""Rate limits on a real redis-server: one budget across two uvicorn worker processes, every
+policy atomic, and a Redis outage answered as configured (open or 503), never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.servers import free_port, run_server, uvicorn_argv
+
+redis_asyncio = pytest.importorskip("redis.asyncio")
+
+
+class RedisServer:
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:  # the test machines are Debian and we run as root
+            subprocess.run(["apt-get", "install", "-y", "redis-server"], check=True,
+                           capture_output=True, timeout=300,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            binary = shutil.which("redis-server")
+        assert binary is not None, "redis-server is needed"
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = tempfile.mkdtemp(prefix="joey-ratelimit-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.workdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 15
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline or self.process.poll() is not None:
+                        pytest.fail(f"redis-server did not start on port {self.port}")
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+def env(server: RedisServer, **values: str) -> dict[str, str]:
+    return {"REDIS_URL": server.url, "PREFIX": f"t{uuid.uuid4().hex[:8]}:", **values}
+
+
+async def burst(base_url: str, count: int) -> list[httpx.Response]:
+    # one connection per request, so the requests spread over both workers
+    async def one() -> httpx.Response:
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            return await client.get("/")
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_the_limit_holds_across_two_worker_processes(
+        redis_server: RedisServer, tmp_path: Path, http: str) -> None:
+    argv = uvicorn_argv("tests.security.ratelimit_app:asgi", "--workers", "2", "--http", http)
+    with run_server(argv, tmp_path, env=env(redis_server, LIMIT="25", WINDOW="600"),
+                    ready_path="/health") as server:
+        responses = asyncio.run(burst(server.base_url, 80))
+        allowed = [r for r in responses if r.status_code == 200]
+        refused = [r for r in responses if r.status_code == 429]
+        # (the ready probe's 404 is no route: app dependencies run for routes only)
+        assert len(allowed) == 25, server.output
+        assert len(refused) == 55
+        assert len({r.headers["x-pid"] for r in responses}) == 2  # both workers served
+        assert all(r.headers["ratelimit-policy"] == '"shared";q=25;w=600' for r in refused)
+        assert all(1 <= int(r.headers["retry-after"]) <= 600 for r in refused)
+
+
+@pytest.mark.parametrize("policy", ["sliding", "token_bucket"])
+def test_every_policy_is_atomic_across_processes(
+        redis_server: RedisServer, tmp_path: Path, policy: str) -> None:
+    argv = uvicorn_argv("tests.security.ratelimit_app:app", "--workers", "2")
+    with run_server(argv, tmp_path, env=env(redis_server, LIMIT="20", WINDOW="600",
+                                            POLICY=policy), ready_path="/health") as server:
+        responses = asyncio.run(burst(server.base_url, 60))
+    assert sum(r.status_code == 200 for r in responses) == 20
+    assert {r.status_code for r in responses} == {200, 429}
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_redis_stopped_mid_test_answers_as_configured(
+        redis_server: RedisServer, tmp_path: Path, fail_open: bool) -> None:
+    argv = uvicorn_argv("tests.security.ratelimit_app:app")
+    values = env(redis_server, LIMIT="3", WINDOW="600", FAIL_OPEN="1" if fail_open else "0")
+    with run_server(argv, tmp_path, env=values, ready_path="/health") as server, \
+            httpx.Client(base_url=server.base_url, timeout=10) as client:
+        assert [client.get("/").status_code for _ in range(4)] == [200, 200, 200, 429]
+        redis_server.stop()
+        started = time.monotonic()
+        during = [client.get("/") for _ in range(3)]
+        assert time.monotonic() - started < 5  # bounded by the backend's timeout
+        if fail_open:
+            assert [r.status_code for r in during] == [200, 200, 200]
+            assert "letting the request through" in server.output
+        else:
+            assert [r.status_code for r in during] == [503, 503, 503]
+            assert all(r.headers["retry-after"] == "3" for r in during)
+            assert during[0].headers["content-type"] == "application/problem+json"
+        assert "Traceback" not in server.output
+        redis_server.start()  # back: the budget is counted again (a fresh, empty Redis)
+        deadline = time.monotonic() + 10
+        statuses: list[int] = []
+        while time.monotonic() < deadline:
+            statuses = [client.get("/").status_code for _ in range(4)]
+            if statuses == [200, 200, 200, 429]:
+                break
+            time.sleep(0.2)
+        assert statuses == [200, 200, 200, 429]
