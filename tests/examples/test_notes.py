@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,11 +15,12 @@ from examples.notes.database import get_session
 from examples.notes.models import Note
 from examples.notes.settings import Settings, SettingsError
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from joey import App, Conflict, Depends
 from joey.channels import ChannelsUnavailable
-from joey.testing import TestClient, WebSocketDenied
+from joey.testing import TestClient, WebSocketDenied, rendered
 
 from .conftest import signup
 
@@ -338,6 +340,11 @@ def test_the_page_shows_public_notes_escaped(client: TestClient) -> None:
     assert "a &amp; b" in page.text and "by ann" in page.text
     assert "my secret" not in page.text
     assert "Older notes" not in page.text
+    template = rendered(page)  # what the page was rendered from
+    assert template.name == "home.html"
+    assert [note["title"] for note in template.context["notes"]] == [
+        "<script>alert('x')</script>"]
+    assert template.context["older"] is None
 
 
 def test_the_page_is_paginated(client: TestClient) -> None:
@@ -510,3 +517,29 @@ def test_two_apps_are_independent(tmp_path: Path) -> None:
     with TestClient(first) as one, TestClient(second) as two:
         signup(one, "ann")
         assert two.post("/users", json={"name": "ann"}).status_code == 201
+
+
+def test_an_upload_whose_commit_fails_leaves_no_file(
+    app: App, client: TestClient, settings: Settings
+) -> None:
+    auth = signup(client, "ann")
+    note = new_note(client, auth)
+    database = app.state.database
+
+    async def session_that_cannot_commit() -> AsyncIterator[AsyncSession]:
+        async with database.sessions() as session:
+            async def commit() -> None:
+                raise OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
+
+            session.commit = commit  # type: ignore[method-assign]
+            yield session
+
+    app.dependency_overrides[get_session] = session_that_cannot_commit
+    try:
+        response = client.post(f"/notes/{note['id']}/attachments", headers=auth,
+                                files={"file": ("a.txt", b"data")})
+    finally:
+        app.dependency_overrides.clear()
+    assert response.status_code == 503
+    assert list(settings.upload_dir.iterdir()) == []
+    assert client.get(f"/notes/{note['id']}", headers=auth).json()["attachments"] == []
