@@ -50,6 +50,7 @@ from joey.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from joey.channels import Channels
+    from joey.openapi import OpenAPI
     from joey.tasks import TaskBackend
     from joey.tasks.base import TaskDecorator
 
@@ -86,6 +87,8 @@ class App(RouteDecorators):
         shutdown_timeout: seconds open WebSockets and streams get to end at shutdown.
         tasks: the background task queue (default: in memory, made on first use).
         channels: publish/subscribe (default: in memory, made on first use).
+        openapi: serve the API document and its docs pages (``OpenAPI(title=...)``, see
+            :mod:`joey.openapi`); ``None`` (default): no such routes.
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class App(RouteDecorators):
         shutdown_timeout: float = 10.0,
         tasks: TaskBackend | None = None,
         channels: Channels | None = None,
+        openapi: OpenAPI | None = None,
     ) -> None:
         self.debug = debug
         self.router = Router(middleware=middleware, dependencies=dependencies,
@@ -124,6 +128,12 @@ class App(RouteDecorators):
         self._app_values = AppScopedValues()
         self._tasks = tasks
         self._channels = channels
+        #: exception type → (schema type, media type) its handler's responses have (for the
+        #: API document: see ``exception_handler(..., schema=...)``)
+        self.exception_schemas: dict[type[BaseException], tuple[Any, str]] = {}
+        self.openapi = openapi
+        if openapi is not None:
+            openapi.attach(self)
         # Compiled once, at startup or on the first request; again after a change.
         self._engine: Engine | None = None
         self._stack: ASGIApp | None = None
@@ -217,7 +227,9 @@ class App(RouteDecorators):
         self.router.middleware.append(middleware)
         self._invalidate()
 
-    def exception_handler(self, exc_type: type[E]) -> Callable[
+    def exception_handler(
+        self, exc_type: type[E], *, schema: Any = None, media_type: str = "application/json",
+    ) -> Callable[
         [Callable[[Request, E], Response | Awaitable[Response]]],
         Callable[[Request, E], Response | Awaitable[Response]],
     ]:
@@ -228,12 +240,20 @@ class App(RouteDecorators):
             @app.exception_handler(KeyError)
             async def missing(request: Request, exc: KeyError) -> Response:
                 return JSONResponse({"missing": str(exc)}, status_code=404)
+
+        ``schema`` (a type: Struct, dataclass, TypedDict...) with ``media_type`` says what the
+        handler's responses look like, so the API document shows them instead of a problem
+        document wherever ``exc_type`` can be raised.
         """
 
         def decorator(
             func: Callable[[Request, E], Response | Awaitable[Response]],
         ) -> Callable[[Request, E], Response | Awaitable[Response]]:
             self.exception_handlers[exc_type] = func
+            if schema is not None:
+                self.exception_schemas[exc_type] = (schema, media_type)
+            else:
+                self.exception_schemas.pop(exc_type, None)
             self._invalidate()
             return func
 
