@@ -1,0 +1,134 @@
+"""CSRF: Origin / Sec-Fetch-Site and a signed double-submit token; in a real browser too."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from joey import App, Request
+from joey.middleware.csrf import CSRFMiddleware, csrf_token
+from joey.testing import TestClient
+from tests.integration.servers import run_server, uvicorn_argv
+
+from ..asgi import close_test_clients  # noqa: F401 - autouse fixture
+
+
+def build(**options: object) -> CSRFMiddleware:
+    app = App()
+
+    @app.get("/form")
+    async def form(request: Request) -> str:
+        return csrf_token(request)
+
+    @app.post("/save")
+    async def save(request: Request) -> str:
+        return (await request.body()).decode()
+
+    @app.post("/webhooks/github")
+    async def hook() -> str:
+        return "ok"
+
+    return CSRFMiddleware(app, secret="s3cret", exempt=["/webhooks/"],
+                          **options)  # type: ignore[arg-type]
+
+
+def test_token_cookie_is_issued_and_checked() -> None:
+    with TestClient(build()) as client:
+        first = client.get("/form")
+        token = first.text
+        assert first.headers["set-cookie"].startswith(f"csrftoken={token}; Path=/; SameSite=Lax")
+        assert "set-cookie" not in client.get("/form").headers  # already has a valid one
+        assert client.get("/form").text == token
+        missing = client.post("/save", content=b"x")
+        assert missing.status_code == 403
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert client.post("/save", content=b"x", headers={"x-csrf-token": "nope"}
+                           ).status_code == 403
+        ok = client.post("/save", content=b"x", headers={"x-csrf-token": token})
+        assert ok.status_code == 200
+        form = client.post("/save", data={"csrf_token": token, "a": "1"})
+        assert form.status_code == 200
+        assert "a=1" in form.text  # the body reached the app unchanged
+        multipart = client.post("/save", data={"csrf_token": token},
+                                files={"f": ("a.txt", b"data")})
+        assert multipart.status_code == 200
+        assert client.post("/save", files={"f": ("a.txt", b"data")}).status_code == 403
+        assert client.post("/webhooks/github").status_code == 200  # exempt
+
+
+def test_cross_site_requests_are_refused_even_with_the_token() -> None:
+    with TestClient(build(trusted_origins=["https://app.example.com"])) as client:
+        token = client.get("/form").text
+        good = {"x-csrf-token": token}
+        assert client.post("/save", headers={**good, "origin": "https://evil.example"}
+                           ).status_code == 403
+        assert client.post("/save", headers={**good, "origin": "null"}).status_code == 403
+        assert client.post("/save", headers={**good, "sec-fetch-site": "cross-site"}
+                           ).status_code == 403
+        assert client.post("/save", headers={**good, "origin": "http://testserver"}
+                           ).status_code == 200
+        assert client.post("/save", headers={**good, "origin": "https://app.example.com"}
+                           ).status_code == 200
+        assert client.post("/save", headers={**good, "sec-fetch-site": "same-origin"}
+                           ).status_code == 200
+
+
+def test_forged_cookie_and_oversized_form() -> None:
+    with TestClient(build(max_form_size=100)) as client:
+        client.cookies.set("csrftoken", "forged.value")
+        refused = client.post("/save", headers={"x-csrf-token": "forged.value"})
+        assert refused.status_code == 403
+        token = client.get("/form").text  # a fresh, signed one replaces the forged cookie
+        client.cookies.set("csrftoken", token)
+        big = client.post("/save", data={"csrf_token": token, "x": "y" * 200})
+        assert big.status_code == 413
+
+
+def test_configuration() -> None:
+    with pytest.raises(ValueError, match="needs a secret"):
+        CSRFMiddleware(App(), secret="")
+    app = App()
+
+    @app.get("/")
+    async def index(request: Request) -> str:
+        return csrf_token(request)
+
+    with TestClient(app) as client, pytest.raises(RuntimeError, match="needs CSRFMiddleware"):
+        client.get("/")
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.fail("chromium is needed for the browser test (apt-get install chromium)")
+    return found
+
+
+def test_in_headless_chromium_cross_site_form_refused_same_site_works(
+        tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    executable = _chromium()
+    with run_server(uvicorn_argv("tests.security.csrf_app:app"), tmp_path) as site:
+        # another site: "localhost" is not the same site as "127.0.0.1"
+        target = {"TARGET": site.base_url}
+        with run_server(uvicorn_argv("tests.security.csrf_app:attacker"), tmp_path,
+                        env=target) as evil, playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=executable, headless=True,
+                                        args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(site.base_url + "/")
+                with page.expect_navigation():
+                    page.evaluate("document.getElementById('f').submit()")
+                assert page.inner_text("#done") == "sent 5 for ann"
+                page.goto(f"http://localhost:{evil.port}/")
+                with page.expect_navigation():
+                    page.evaluate("document.getElementById('f').submit()")
+                assert "Cross-site request refused" in page.content()
+            finally:
+                browser.close()
+        import httpx
+
+        assert httpx.get(site.base_url + "/transfers").json() == ["5"]
