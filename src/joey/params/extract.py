@@ -216,6 +216,12 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
                 decoded = msgspec.json.decode(body)
             except msgspec.DecodeError as bad:  # invalid JSON after the first problem
                 raise BadRequest(f"Invalid JSON body: {bad}.") from None
+            fixed = integral_floats_as_ints(decoded)
+            if fixed is not decoded and pydantic_model is None:
+                try:
+                    return msgspec.convert(fixed, annotation)
+                except msgspec.ValidationError as again:
+                    decoded, exc = fixed, again
             issues.extend(collect_issues(decoded, annotation, "body", exc))
             return None
         except msgspec.DecodeError as exc:
@@ -228,6 +234,21 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
         return validate_pydantic(pydantic_model, value, issues, "body")
 
     return extract_json
+
+
+def integral_floats_as_ints(value: Any) -> Any:
+    """``value`` (JSON decoded untyped) with every integral float an int; ``value`` itself
+    when it holds none. JSON Schema, and so the API document, counts ``1.0`` as the integer
+    1; msgspec refuses it for ``int``. Only bodies that failed validation come here."""
+    if type(value) is float:
+        return int(value) if value.is_integer() else value
+    if type(value) is list:
+        items = [integral_floats_as_ints(item) for item in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    if type(value) is dict:
+        fixed = {key: integral_floats_as_ints(item) for key, item in value.items()}
+        return fixed if any(fixed[k] is not v for k, v in value.items()) else value
+    return value
 
 
 def validate_pydantic(model: Any, value: Any, issues: list[ValidationIssue],
