@@ -15,7 +15,7 @@ import pathlib
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -31,15 +31,39 @@ from joey import (
     serve,
 )
 from joey.channels import Channels, ChannelsUnavailable, InMemoryBackend
+from joey.openapi import OpenAPI
 from joey.sse import EventSourceResponse
 
 HERE = pathlib.Path(__file__).parent
 
 
 class Book(msgspec.Struct):
+    """A book in the library."""
+
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200, examples=["Dune"])]
+    author: Annotated[str, msgspec.Meta(min_length=1, max_length=200,
+                                        examples=["Frank Herbert"])]
+    year: Annotated[int, msgspec.Meta(ge=-3000, le=3000, description="year of publication")
+                    ] | None = None
+
+
+class BookEntry(msgspec.Struct):
+    """A book with its id."""
+
+    id: int
     title: str
     author: str
     year: int | None = None
+
+
+class BookList(msgspec.Struct):
+    books: list[BookEntry]
+
+
+class Created(msgspec.Struct):
+    """The id of what was created (its URL is in the ``Location`` header)."""
+
+    id: int
 
 
 class Library:
@@ -78,7 +102,11 @@ async def lifespan(app: App) -> AsyncIterator[dict[str, Any]]:
         await asyncio.to_thread(pathlib.Path(marker).write_text, "shutdown complete")
 
 
-app = App(lifespan=lifespan, channels=make_channels())
+app = App(lifespan=lifespan, channels=make_channels(), openapi=OpenAPI(
+    title="Joey example", version="1.0.0",
+    description="Books (typed JSON in and out), a chat room over WebSockets and SSE, streams.",
+    tags=[{"name": "books", "description": "The library: list, read and add books."}],
+))
 
 
 @app.get("/")
@@ -88,19 +116,20 @@ async def index() -> dict[str, Any]:
 
 # --- a route group: /books ------------------------------------------------------------------
 
-books = Router(prefix="/books", name="books")
+books = Router(prefix="/books", name="books", tags=["books"])
 
 
 @books.get("")
-async def list_books(request: Request) -> dict[str, Any]:
+async def list_books(request: Request, author: str | None = None) -> BookList:
+    """List the books, or only those by ``author``."""
     library: Library = request.app.state.library
-    author = request.query.get("author")
-    found = {i: b for i, b in library.books.items() if author is None or b.author == author}
-    return {"books": [{"id": i, **msgspec.structs.asdict(b)} for i, b in found.items()]}
+    return BookList([BookEntry(i, b.title, b.author, b.year) for i, b in library.books.items()
+                     if author is None or b.author == author])
 
 
-@books.get("/{book_id:int}")
+@books.get("/{book_id:int}", raises=[NotFound])
 async def get_book(request: Request, book_id: int) -> Book:
+    """One book, by id."""
     library: Library = request.app.state.library
     book = library.books.get(book_id)
     if book is None:
@@ -108,16 +137,15 @@ async def get_book(request: Request, book_id: int) -> Book:
     return book
 
 
-@books.post("", status_code=201)
-async def add_book(request: Request) -> JSONResponse:
-    try:
-        book = msgspec.json.decode(await request.body(), type=Book)
-    except msgspec.ValidationError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=422)
-    except msgspec.DecodeError as exc:
-        return JSONResponse({"error": f"Invalid JSON: {exc}"}, status_code=400)
+LOCATION = {"Location": {"required": True, "description": "the new book's URL",
+                         "schema": {"type": "string"}}}
+
+
+@books.post("", status_code=201, responses={201: {"headers": LOCATION}})
+async def add_book(request: Request, book: Book) -> Created | JSONResponse:
+    """Add a book; the answer has its id, and its URL in ``Location``."""
     book_id = request.app.state.library.add(book)
-    return JSONResponse({"id": book_id}, status_code=201,
+    return JSONResponse(Created(book_id), status_code=201,
                         headers={"location": request.url_for("books.get_book", book_id=book_id)})
 
 
@@ -134,7 +162,7 @@ async def stream() -> StreamingResponse:
     return StreamingResponse(count(), media_type="text/plain")
 
 
-@app.get("/boom")
+@app.get("/boom", include_in_schema=False)  # a deliberate bug is no part of the API
 async def boom() -> None:
     raise RuntimeError("this is a bug: the client sees a generic 500, the log the traceback")
 
