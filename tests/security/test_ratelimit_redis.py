@@ -92,11 +92,17 @@ def test_the_limit_holds_across_two_worker_processes(
     with run_server(argv, tmp_path, env=env(redis_server, LIMIT="25", WINDOW="600"),
                     ready_path="/health") as server:
         responses = asyncio.run(burst(server.base_url, 80))
+        # which worker accepts a connection is the kernel's choice: go on (bounded) until
+        # both have answered, so the budget is shown shared, not per process
+        deadline = time.monotonic() + 20
+        while len({r.headers["x-pid"] for r in responses}) < 2 and (
+                time.monotonic() < deadline):
+            responses += asyncio.run(burst(server.base_url, 20))
         allowed = [r for r in responses if r.status_code == 200]
         refused = [r for r in responses if r.status_code == 429]
         # (the ready probe's 404 is no route: app dependencies run for routes only)
         assert len(allowed) == 25, server.output
-        assert len(refused) == 55
+        assert len(refused) == len(responses) - 25
         assert len({r.headers["x-pid"] for r in responses}) == 2  # both workers served
         assert all(r.headers["ratelimit-policy"] == '"shared";q=25;w=600' for r in refused)
         assert all(1 <= int(r.headers["retry-after"]) <= 600 for r in refused)

@@ -1,0 +1,179 @@
+"""Every scheme's credentials, challenge and failure modes, under a real uvicorn (httptools
+and h11) with a real HTTP client; the schemes in the route model."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from tests.integration.servers import Server, run_server, uvicorn_argv
+
+from .schemes_app import SECRET, app, jwt_auth
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           ) -> Iterator[Server]:
+    argv = uvicorn_argv("tests.security.schemes_app:app", "--http", request.param)
+    with run_server(argv, tmp_path_factory.mktemp("schemes")) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        yield http
+
+
+def test_bearer(client: httpx.Client) -> None:
+    ok = client.get("/bearer", headers={"authorization": "Bearer abc.DEF-123_~+/="})
+    assert ok.json() == {"scheme": "Bearer", "token": "abc.DEF-123_~+/="}
+    assert client.get("/bearer", headers={"authorization": "bearer x"}).json()["token"] == "x"
+    missing = client.get("/bearer")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="api"'
+    assert missing.headers["content-type"] == "application/problem+json"
+    other = client.get("/bearer", headers={"authorization": "Basic eDp5"})
+    assert other.headers["www-authenticate"] == 'Bearer realm="api"'
+    empty = client.get("/bearer", headers={"authorization": "Bearer"})
+    assert empty.status_code == 401
+    assert 'error="invalid_request"' in empty.headers["www-authenticate"]
+    bad = client.get("/bearer", headers={"authorization": "Bearer a,b"})
+    assert bad.status_code == 401
+    assert bad.headers["www-authenticate"] == (
+        'Bearer realm="api", error="invalid_token", error_description="The token is malformed."')
+
+
+def test_bearer_with_another_prefix(client: httpx.Client) -> None:
+    assert client.get("/token", headers={"authorization": "Token t1"}).text == "t1"
+    refused = client.get("/token", headers={"authorization": "Bearer t1"})
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == "Token"
+
+
+def test_basic(client: httpx.Client) -> None:
+    ok = client.get("/basic", auth=("ann", "pä:ss"))
+    assert ok.json() == ["ann", "pä:ss"]
+    missing = client.get("/basic")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Basic realm="admin", charset="UTF-8"'
+    for broken in ("Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode(),
+                   "Basic " + base64.b64encode(b"\xff:x").decode()):
+        answer = client.get("/basic", headers={"authorization": broken})
+        assert answer.status_code == 401, broken
+        assert answer.headers["www-authenticate"] == 'Basic realm="admin", charset="UTF-8"'
+
+
+def test_api_keys_in_header_query_and_cookie(client: httpx.Client) -> None:
+    assert client.get("/keys").json() == [None, None, None]  # all optional here
+    assert client.get("/keys?api_key=q1", headers={"x-api-key": "h1", "cookie": "key=c1"}
+                      ).json() == ["h1", "q1", "c1"]
+    missing = client.get("/header-key")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'APIKey name="X-API-Key", in="header"'
+    assert client.get("/header-key", headers={"x-api-key": "k"}).text == "k"
+
+
+def test_oauth2_scopes_and_order_of_evaluation(client: httpx.Client) -> None:
+    bad_body = {"title": 3}
+    anonymous = client.post("/notes", json=bad_body)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    wrong = client.post("/notes", json=bad_body, headers={"authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
+    reader = client.post("/notes", json=bad_body, headers={"authorization": "Bearer r"})
+    assert reader.status_code == 403
+    assert reader.headers["www-authenticate"] == (
+        'Bearer error="insufficient_scope", scope="notes:write"')
+    invalid = client.post("/notes", json=bad_body, headers={"authorization": "Bearer w"})
+    assert invalid.status_code == 422
+    assert [(e["location"], e["type"]) for e in invalid.json()["errors"]] == [
+        (["body", "title"], "type")]
+    ok = client.post("/notes", json={"title": "t"}, headers={"authorization": "Bearer w"})
+    assert (ok.status_code, ok.json()) == (201, ["w", "t"])
+
+
+def test_openid_connect(client: httpx.Client) -> None:
+    assert client.get("/oidc", headers={"authorization": "Bearer id"}).text == "id"
+    assert client.get("/oidc").status_code == 401
+
+
+def token(**claims: object) -> str:
+    now = int(time.time())
+    body: dict[str, object] = {"sub": "ann", "aud": "joey-tests",
+                               "iss": "https://id.example.com/", "exp": now + 60,
+                               "scope": "notes:write notes:read", **claims}
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, SECRET,
+                      algorithm="HS256")
+
+
+def test_jwt(client: httpx.Client) -> None:
+    def post(value: str, body: object = None) -> httpx.Response:
+        return client.post("/jwt", json=body if body is not None else {"title": "t"},
+                           headers={"authorization": f"Bearer {value}"})
+
+    ok = post(token())
+    assert ok.status_code == 201
+    assert ok.json() == {"sub": "ann", "title": "t", "scopes": ["notes:read", "notes:write"]}
+    assert post(token(scope=None, scp=["notes:write"])).status_code == 201
+    assert post(token(exp=int(time.time()) - 3)).status_code == 201  # within the leeway
+    expired = post(token(exp=int(time.time()) - 60), {"title": 3})
+    assert expired.status_code == 401
+    assert 'error_description="The token has expired."' in expired.headers["www-authenticate"]
+    for bad in (token(aud="other"), token(iss="https://evil.example/"), token(exp=None),
+                jwt.encode({"sub": "x"}, "another-secret-that-is-long-enough-32", "HS256"),
+                jwt.encode({"sub": "x", "exp": time.time() + 60}, None, "none")):
+        answer = post(bad, {"title": 3})
+        assert answer.status_code == 401, bad
+        assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+    no_scope = post(token(scope="notes:read"), {"title": 3})
+    assert no_scope.status_code == 403
+    assert 'scope="notes:write"' in no_scope.headers["www-authenticate"]
+    assert post(token(), {"title": 3}).status_code == 422
+    assert client.post("/jwt", json={"title": 3}).status_code == 401
+
+
+def test_jwt_configuration_is_explicit() -> None:
+    from joey.security.jwt import JWTBearer
+
+    with pytest.raises(ValueError, match="needs the algorithms"):
+        JWTBearer(SECRET, algorithms=[])
+    with pytest.raises(ValueError, match="refuses the 'none' algorithm"):
+        JWTBearer(SECRET, algorithms=["none"])
+
+
+def test_schemes_in_the_route_model(tmp_path: Path) -> None:
+    routes = {route.path: route for route in app.routes}
+    (bearer,) = routes["/bearer"].security
+    assert bearer.scheme.scheme_name == "bearerAuth"
+    assert bearer.scheme.openapi() == {"type": "http", "scheme": "bearer"}
+    assert bearer.scopes == ()
+    (oauth,) = routes["/notes"].security
+    assert oauth.scopes == ("notes:write",)
+    assert routes["/notes"].scopes == ("notes:write",)
+    assert oauth.scheme.openapi() == {"type": "oauth2", "flows": {"password": {
+        "tokenUrl": "/token", "scopes": {"notes:write": "Write notes"}}}}
+    assert [r.scheme.openapi() for r in routes["/keys"].security] == [
+        {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        {"type": "apiKey", "in": "query", "name": "api_key"},
+        {"type": "apiKey", "in": "cookie", "name": "key"}]
+    assert routes["/token"].security[0].scheme.openapi() == {
+        "type": "apiKey", "in": "header", "name": "Authorization",
+        "description": "Token <token>"}
+    assert routes["/basic"].security[0].scheme.openapi() == {"type": "http",
+                                                             "scheme": "basic"}
+    assert routes["/oidc"].security[0].scheme.openapi() == {
+        "type": "openIdConnect",
+        "openIdConnectUrl": "https://id.example.com/.well-known/openid-configuration"}
+    (jwt_requirement,) = routes["/jwt"].security
+    assert jwt_requirement.scheme is jwt_auth
+    assert jwt_requirement.scheme.openapi() == {"type": "http", "scheme": "bearer",
+                                                "bearerFormat": "JWT"}
+    assert repr(jwt_auth) == "<JWTBearer 'bearerAuth'>"
