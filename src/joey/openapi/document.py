@@ -468,8 +468,10 @@ def _path_converters(template: str) -> dict[str, str]:
 
 def _validated(route: RouteInfo, param: ParamInfo) -> bool:
     """Whether ``param`` can fail validation (a 422)."""
-    if param.custom or param.source in ("body", "form"):
+    if param.custom or param.source == "form":
         return True
+    if param.source == "body":  # raw bytes and text are never invalid
+        return base_type(param.annotation) not in (bytes, str)
     annotation = strip_none(param.annotation)
     if param.source == "path":
         return annotation is not Any and annotation is not route.path_params.get(param.key)

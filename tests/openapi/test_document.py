@@ -1,0 +1,544 @@
+"""The OpenAPI document: made from the route model, valid OpenAPI 3.1, and true to what the
+app answers (every response checked here is one the app really sends)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple, TypedDict
+
+import msgspec
+import pydantic
+import pytest
+from msgspec import Meta
+from openapi_spec_validator import validate
+
+from joey import (
+    App,
+    Body,
+    Cookie,
+    Form,
+    Header,
+    HTMLResponse,
+    JSONResponse,
+    NotFound,
+    Query,
+    RedirectResponse,
+    Request,
+    Router,
+    UploadFile,
+)
+from joey.exceptions import Conflict
+from joey.openapi import Assets, OpenAPI
+from joey.routeinfo import RouteInfo
+from joey.security import BearerCredentials, HTTPBearer, Security, require_scopes
+from joey.sse import EventSourceResponse
+from joey.testing import TestClient
+
+from ..asgi import close_test_clients  # noqa: F401 - autouse fixture
+from . import models_a, models_b
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Cat(msgspec.Struct, tag=True):
+    name: str
+
+
+class Dog(msgspec.Struct, tag=True):
+    barks: bool
+
+
+class Node(msgspec.Struct):
+    value: int
+    children: list[Node] = []
+
+
+class Patch(msgspec.Struct, omit_defaults=True):
+    title: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class Rich(msgspec.Struct, rename="camel"):
+    """A book, described."""
+
+    book_title: Annotated[str, Meta(min_length=1, max_length=50, title="Title",
+                                    description="the title", examples=["Dune"])]
+    when: Annotated[Any, Meta()] = None
+    pet: Cat | Dog | None = None
+    kind: Literal["a", "b"] = "a"
+    tags: Annotated[list[str], Meta(max_length=3)] = []
+    code: Annotated[str, Meta(pattern="^[A-Z]{3}$")] = "ABC"
+    id: uuid.UUID | None = None
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Size(TypedDict):
+    width: int
+
+
+class Pair(NamedTuple):
+    left: int
+    right: str
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int = 0
+
+
+class Signup(msgspec.Struct):
+    email: str
+    newsletter: bool = False
+
+
+class TeapotError(Exception):
+    status_code = 418
+
+
+class MyError(msgspec.Struct):
+    code: str
+    message: str
+
+
+def build_app() -> App:
+    app = App(openapi=OpenAPI(
+        title="Shop", version="2.0", description="The shop.", contact={"name": "Ops"},
+        license={"name": "MIT", "identifier": "MIT"},
+        tags=[{"name": "items", "description": "Things for sale."}],
+    ))
+    items = Router(prefix="/items", name="items", tags=["items"])
+
+    @items.get("/{item_id:int}", raises=[Conflict])
+    async def get_item(item_id: int, verbose: bool = False) -> models_a.Item:
+        """Read one item.
+
+        More words here."""
+        if item_id == 0:
+            raise NotFound("no item 0")
+        return models_a.Item("x")
+
+    @items.post("", status_code=201)
+    async def add_item(item: models_b.Item) -> models_b.Item:
+        return item
+
+    app.include_router(items)
+
+    @app.get("/search")
+    async def search(
+        q: Annotated[str, Query("query"), Meta(description="what to find", min_length=1)],
+        tags: list[str] | None = None,
+        page: Annotated[int, Meta(ge=1, extra={"deprecated": True})] = 1,
+        token: Annotated[str | None, Header("x-token")] = None,
+        session: Annotated[str | None, Cookie()] = None,
+    ) -> list[Rich]:
+        return []
+
+    @app.put("/things/{thing_id:uuid}/{name}", deprecated=True)
+    async def put_thing(thing_id: uuid.UUID, name: str, body: Rich) -> None:
+        return None
+
+    @app.post("/shapes")
+    async def shapes(body: Annotated[Cat | Dog, Body()]) -> Node:
+        return Node(1)
+
+    @app.post("/misc")
+    async def misc(body: Point) -> tuple[Size, Pair]:
+        return ({"width": 1}, Pair(1, "a"))
+
+    @app.patch("/patch")
+    async def patch(body: Patch) -> Person:
+        return Person(name="x")
+
+    @app.post("/people")
+    async def people(person: Person) -> Person:
+        return person
+
+    @app.post("/upload")
+    async def upload(file: UploadFile, note: Annotated[str, Form()] = "") -> dict[str, str]:
+        return {"name": file.filename or ""}
+
+    @app.post("/signup")
+    async def signup(form: Annotated[Signup, Form()]) -> str:
+        return form.email
+
+    @app.post("/raw")
+    async def raw(data: bytes) -> bytes:
+        return data
+
+    @app.get("/events")
+    async def events() -> EventSourceResponse:
+        raise NotImplementedError
+
+    @app.get("/old")
+    async def old() -> RedirectResponse:
+        return RedirectResponse("/new")
+
+    @app.get("/page")
+    async def page() -> HTMLResponse:
+        return HTMLResponse("<p>hi</p>")
+
+    @app.get("/hidden", include_in_schema=False)
+    async def hidden() -> str:
+        return "no"
+
+    @app.route("/both", methods=["GET", "POST"], openapi_extra={"x-speed": "fast"},
+               responses={202: {"description": "Later"}, 299: Size})
+    async def both() -> dict[str, int]:
+        return {}
+
+    @app.get("/teapot", raises=[TeapotError])
+    async def teapot(request: Request) -> str:
+        raise TeapotError()
+
+    @app.exception_handler(TeapotError, schema=MyError)
+    async def teapot_error(request: Request, exc: TeapotError) -> JSONResponse:
+        return JSONResponse({"code": "teapot", "message": "short and stout"}, status_code=418)
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    app = build_app()
+    assert app.openapi is not None
+    doc = app.openapi.document(app)
+    validate(doc)
+    return doc
+
+
+def op(document: dict[str, Any], path: str, method: str = "get") -> dict[str, Any]:
+    operation: dict[str, Any] = document["paths"][path][method]
+    return operation
+
+
+def resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+# -- the document as a whole ----------------------------------------------------------------
+
+
+def test_document_info_tags_and_what_is_left_out(document: dict[str, Any]) -> None:
+    assert document["openapi"] == "3.1.0"
+    assert document["info"] == {"title": "Shop", "version": "2.0", "description": "The shop.",
+                                "contact": {"name": "Ops"},
+                                "license": {"name": "MIT", "identifier": "MIT"}}
+    assert document["tags"] == [{"name": "items", "description": "Things for sale."}]
+    assert "/hidden" not in document["paths"]
+    for own in ("/openapi.json", "/docs", "/redoc", "/scalar"):
+        assert own not in document["paths"]
+    assert "/items/{item_id}" in document["paths"]  # converters are not in OpenAPI paths
+
+
+def test_every_example_app_document_is_valid() -> None:
+    for module_name in ("examples.app", "examples.notes.main"):
+        app = importlib.import_module(module_name).app
+        config = app.openapi if isinstance(app.openapi, OpenAPI) else OpenAPI()
+        validate(config.document(app))
+
+
+# -- operations -----------------------------------------------------------------------------
+
+
+def test_operations_ids_docs_tags_deprecated_extra(document: dict[str, Any]) -> None:
+    get_item = op(document, "/items/{item_id}")
+    assert get_item["operationId"] == "items.get_item"
+    assert get_item["summary"] == "Read one item."
+    assert get_item["description"] == "Read one item.\n\nMore words here."
+    assert get_item["tags"] == ["items"]
+    assert op(document, "/things/{thing_id}/{name}", "put")["deprecated"] is True
+    assert "deprecated" not in get_item
+    both_get, both_post = op(document, "/both"), op(document, "/both", "post")
+    assert (both_get["operationId"], both_post["operationId"]) == ("both_get", "both_post")
+    assert both_get["x-speed"] == "fast"
+    assert both_get["responses"]["202"] == {"description": "Later"}
+    size = both_get["responses"]["299"]["content"]["application/json"]["schema"]
+    assert resolve(document, size)["properties"] == {"width": {"type": "integer"}}
+    ids = [o["operationId"] for item in document["paths"].values() for o in item.values()]
+    assert len(ids) == len(set(ids))
+
+
+def test_two_routes_with_one_name_get_distinct_operation_ids() -> None:
+    app = App()
+    for prefix in ("/a", "/b"):
+        @app.get(prefix)
+        async def same() -> str:
+            return ""
+    doc = OpenAPI().document(app)
+    assert [doc["paths"][p]["get"]["operationId"] for p in ("/a", "/b")] == ["same", "same_2"]
+
+
+# -- parameters -----------------------------------------------------------------------------
+
+
+def test_parameters(document: dict[str, Any]) -> None:
+    params = {p["name"]: p for p in op(document, "/search")["parameters"]}
+    assert params["query"] == {"name": "query", "in": "query", "required": True,
+                               "description": "what to find",
+                               "schema": {"type": "string", "minLength": 1,
+                                          "description": "what to find"}}
+    assert params["tags"]["schema"] == {"type": "array", "items": {"type": "string"}}
+    assert (params["tags"]["style"], params["tags"]["explode"]) == ("form", True)
+    assert params["page"]["deprecated"] is True
+    assert params["page"]["schema"]["minimum"] == 1 and params["page"]["schema"]["default"] == 1
+    assert "required" not in params["page"]
+    assert params["x-token"]["in"] == "header" and params["session"]["in"] == "cookie"
+    assert params["x-token"]["schema"] == {"type": "string"}  # never null: sent or absent
+    path = {p["name"]: p for p in op(document, "/things/{thing_id}/{name}", "put")["parameters"]}
+    assert path["thing_id"] == {"name": "thing_id", "in": "path", "required": True,
+                                "schema": {"type": "string", "format": "uuid"}}
+    assert path["name"]["schema"] == {"type": "string", "minLength": 1}
+    item = op(document, "/items/{item_id}")["parameters"]
+    assert item[0]["schema"] == {"type": "integer"}
+
+
+# -- bodies and schemas ---------------------------------------------------------------------
+
+
+def test_bodies(document: dict[str, Any]) -> None:
+    upload = op(document, "/upload", "post")["requestBody"]
+    assert list(upload["content"]) == ["multipart/form-data"]
+    schema = upload["content"]["multipart/form-data"]["schema"]
+    assert schema["properties"]["file"]["format"] == "binary"
+    assert schema["required"] == ["file"] and upload["required"] is True
+    signup = op(document, "/signup", "post")["requestBody"]["content"]
+    assert set(signup) == {"application/x-www-form-urlencoded", "multipart/form-data"}
+    raw = op(document, "/raw", "post")
+    assert list(raw["requestBody"]["content"]) == ["application/octet-stream"]
+    assert "application/octet-stream" in raw["responses"]["200"]["content"]
+    people = op(document, "/people", "post")
+    body = people["requestBody"]["content"]["application/json"]["schema"]
+    assert resolve(document, body)["properties"]["age"]["default"] == 0  # pydantic's own schema
+
+
+def test_msgspec_schemas_keep_everything_meta_says(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    rich = schemas["Rich"]
+    assert rich["description"] == "A book, described."
+    title = rich["properties"]["bookTitle"]  # renamed fields
+    assert title == {"title": "Title", "description": "the title", "examples": ["Dune"],
+                     "type": "string", "minLength": 1, "maxLength": 50}
+    assert rich["required"] == ["bookTitle"]
+    assert rich["properties"]["tags"]["maxItems"] == 3
+    assert rich["properties"]["code"]["pattern"] == "^[A-Z]{3}$"
+    assert rich["properties"]["kind"]["enum"] == ["a", "b"]
+    pet = rich["properties"]["pet"]["anyOf"]
+    assert pet[0]["discriminator"]["propertyName"] == "type"
+    assert {"type": "null"} in pet
+    shapes = op(document, "/shapes", "post")
+    union = shapes["requestBody"]["content"]["application/json"]["schema"]
+    assert set(union["discriminator"]["mapping"]) == {"Cat", "Dog"}
+    node = schemas["Node"]["properties"]["children"]["items"]
+    assert node == {"$ref": "#/components/schemas/Node"}  # recursive, by reference
+    assert schemas["Patch"]["required"] == []  # UNSET: optional
+    assert {"Point", "Size", "Pair", "Person"} <= set(schemas)
+    # two classes named Item, from two modules: two components
+    names = [n for n in schemas if n.endswith("Item")]
+    assert sorted(names) == ["tests.openapi.models_a.Item", "tests.openapi.models_b.Item"]
+
+
+# -- responses ------------------------------------------------------------------------------
+
+
+def test_success_responses(document: dict[str, Any]) -> None:
+    assert op(document, "/things/{thing_id}/{name}", "put")["responses"]["204"] == {
+        "description": "No Content"}
+    add = op(document, "/items", "post")["responses"]
+    assert "201" in add and "200" not in add
+    assert "text/event-stream" in op(document, "/events")["responses"]["200"]["content"]
+    old = op(document, "/old")["responses"]["307"]
+    assert old["headers"]["Location"]["required"] is True
+    assert "text/html" in op(document, "/page")["responses"]["200"]["content"]
+    assert "text/plain" in op(document, "/signup", "post")["responses"]["200"]["content"]
+
+
+def test_errors_are_the_ones_the_route_can_produce(document: dict[str, Any]) -> None:
+    def codes(path: str, method: str = "get") -> list[str]:
+        return sorted(op(document, path, method)["responses"])
+
+    # a path parameter (404), a typed query value (422), declared Conflict (409)
+    assert codes("/items/{item_id}") == ["200", "404", "409", "422"]
+    # a JSON body: bad JSON 400, too large 413, wrong type 415, invalid 422
+    assert codes("/items", "post") == ["201", "400", "413", "415", "422"]
+    assert codes("/raw", "post") == ["200", "413"]  # bytes: never parsed, never invalid
+    assert codes("/page") == ["200"]  # nothing read: nothing can fail
+    problem = op(document, "/items", "post")["responses"]["415"]["content"]
+    assert problem == {"application/problem+json": {
+        "schema": {"$ref": "#/components/schemas/Problem"}}}
+    invalid = op(document, "/items", "post")["responses"]["422"]["content"]
+    assert invalid["application/problem+json"]["schema"]["$ref"].endswith("ValidationProblem")
+    teapot = op(document, "/teapot")["responses"]["418"]
+    assert teapot["content"] == {"application/json": {
+        "schema": {"$ref": "#/components/schemas/MyError"}}}
+
+
+def test_documented_errors_are_what_the_app_sends(document: dict[str, Any]) -> None:
+    client = TestClient(build_app())
+    schemas = document["components"]["schemas"]
+    cases = [
+        ("GET", "/items/abc", {}, 404, "application/problem+json", "Problem"),
+        ("GET", "/items/1?verbose=maybe", {}, 422, "application/problem+json",
+         "ValidationProblem"),
+        ("POST", "/items", {"content": b"{", "headers": {"content-type": "application/json"}},
+         400, "application/problem+json", "Problem"),
+        ("POST", "/items", {"content": b"{}", "headers": {"content-type": "text/plain"}},
+         415, "application/problem+json", "Problem"),
+        ("POST", "/items", {"content": b"x" * (1024 * 1024 + 1),
+                            "headers": {"content-type": "application/json"}},
+         413, "application/problem+json", "Problem"),
+        ("GET", "/teapot", {}, 418, "application/json", "MyError"),
+    ]
+    for method, path, options, status, media_type, schema in cases:
+        response = client.request(method, path, **options)
+        assert response.status_code == status, (path, response.text)
+        assert response.headers["content-type"].startswith(media_type)
+        required = schemas[schema]["required"]
+        assert set(required) <= set(response.json()), (path, response.json())
+
+
+def test_a_handler_without_a_declared_schema_is_not_claimed_to_send_a_problem() -> None:
+    app = App()
+
+    @app.get("/items/{item_id:int}")
+    async def item(item_id: int) -> str:
+        return ""
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"missing": True}, status_code=404)
+
+    doc = OpenAPI().document(app)
+    assert doc["paths"]["/items/{item_id}"]["get"]["responses"]["404"] == {
+        "description": "Not Found"}
+    assert "components" not in doc
+
+
+# -- security (schemes from the route model) ------------------------------------------------
+
+
+def test_security_schemes_and_their_errors() -> None:
+    app = App()
+    bearer = HTTPBearer(name="token")
+
+    @app.get("/me")
+    async def me(credentials: Annotated[Any, Security(bearer)]) -> str:
+        return "me"
+
+    async def user(token: Annotated[BearerCredentials, Security(bearer)],
+                   route: RouteInfo) -> str:
+        require_scopes(["read"], route, bearer)
+        return "user"
+
+    @app.get("/admin")
+    async def admin(who: Annotated[str, Security(user, scopes=["admin"])]) -> str:
+        return who
+
+    doc = OpenAPI().document(app)
+    validate(doc)
+    assert doc["components"]["securitySchemes"] == {"token": {"type": "http",
+                                                              "scheme": "bearer"}}
+    me_op, admin_op = doc["paths"]["/me"]["get"], doc["paths"]["/admin"]["get"]
+    assert me_op["security"] == [{"token": []}]
+    assert sorted(me_op["responses"]) == ["200", "401"]
+    assert admin_op["security"] == [{"token": ["admin"]}]
+    assert sorted(admin_op["responses"]) == ["200", "401", "403"]
+    assert "WWW-Authenticate" in me_op["responses"]["401"]["headers"]
+
+
+# -- serving: the document, the pages, caching ----------------------------------------------
+
+
+def test_served_document_pages_and_root_path() -> None:
+    app = build_app()
+    client = TestClient(app)
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["info"]["title"] == "Shop" and "servers" not in response.json()
+    behind = TestClient(app, root_path="/shop")
+    assert behind.get("/openapi.json").json()["servers"] == [{"url": "/shop"}]
+    for url, needle in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js"),
+                        ("/scalar", "@scalar/api-reference")):
+        page = client.get(url)
+        assert page.status_code == 200 and needle in page.text
+        assert "/openapi.json" in page.text
+    assert '"/shop/openapi.json"' in behind.get("/docs").text
+
+
+def test_pages_load_assets_from_where_they_are_told() -> None:
+    app = App(openapi=OpenAPI(assets=Assets.local("/static/npm"), redoc_url=None,
+                              scalar_url="/reference"))
+    client = TestClient(app)
+    assert '/static/npm/swagger-ui-dist/swagger-ui-bundle.js' in client.get("/docs").text
+    assert client.get("/redoc").status_code == 404
+    assert "/static/npm/@scalar/api-reference/dist/browser/standalone.js" in client.get(
+        "/reference").text
+    with pytest.raises(ValueError, match="openapi_url"):
+        OpenAPI(openapi_url=None)
+    off = App(openapi=OpenAPI(openapi_url=None, docs_url=None, redoc_url=None, scalar_url=None))
+    assert TestClient(off).get("/openapi.json").status_code == 404
+
+
+def test_document_is_cached_until_routes_change() -> None:
+    app = App(openapi=OpenAPI())
+    assert app.openapi is not None
+    client = TestClient(app)
+    first = app.openapi.document(app)
+    assert app.openapi.document(app) is first
+    assert client.get("/openapi.json").json()["paths"] == {}
+
+    @app.get("/late")
+    async def late() -> str:
+        return ""
+
+    assert "/late" in app.openapi.document(app)["paths"]
+    assert "/late" in client.get("/openapi.json").json()["paths"]
+
+
+def test_a_thousand_routes_in_well_under_a_second() -> None:
+    app = App()
+    for n in range(1000):
+        @app.post(f"/r{n}/{{item_id:int}}", name=f"r{n}")
+        async def handler(item_id: int, body: models_a.Item, q: int = 0) -> models_b.Item:
+            return models_b.Item(1.0)
+    app.routes  # noqa: B018 - compile the app first: only the document is timed
+    started = time.perf_counter()
+    doc = OpenAPI().document(app)
+    elapsed = time.perf_counter() - started
+    assert len(doc["paths"]) == 1000
+    assert elapsed < 1.0, elapsed
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def test_joey_openapi_command(tmp_path: Path) -> None:
+    out = tmp_path / "openapi.json"
+    run = subprocess.run([sys.executable, "-m", "joey", "openapi", "examples.app:app", "-o",
+                          str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(out.read_text())
+    validate(doc)
+    assert doc["info"]["title"] == "Joey example"
+    yaml_run = subprocess.run([sys.executable, "-m", "joey", "openapi", "examples.app:app",
+                               "--yaml"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                              check=False)
+    assert yaml_run.returncode == 0 and yaml_run.stdout.startswith("openapi: 3.1.0")
+    assert "&id" not in yaml_run.stdout  # no YAML anchors: each part written out
+    bad = subprocess.run([sys.executable, "-m", "joey", "openapi", "examples.app:nope"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "has no attribute 'nope'" in bad.stderr
