@@ -47,7 +47,7 @@ from joey.responses import (
     StreamingResponse,
     TextResponse,
 )
-from joey.routeinfo import DependencyInfo, RouteInfo
+from joey.routeinfo import DependencyInfo, MountInfo, RouteInfo
 from joey.routing import Route, RouteConflict, Router
 from joey.websockets import WebSocket, WebSocketState
 
@@ -118,6 +118,7 @@ __all__ = [
     "JSONResponse",
     "MethodNotAllowed",
     "Middleware",
+    "MountInfo",
     "MultiDict",
     "MutableHeaders",
     "NotAcceptable",

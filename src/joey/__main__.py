@@ -1,8 +1,9 @@
 """The `joey` command line.
 
+    joey run [module:app] [--reload | --workers N] [--host H] [--port P] [--server uvicorn|granian]
+    joey routes [module:app] [--json]
     joey worker module:app [--concurrency N] [--app-dir DIR] [--log-level LEVEL]
     joey tasks module:app [show | metrics | requeue ID... | drop ID...] [--all] [--app-dir DIR]
-    joey openapi module:app [--yaml] [-o FILE] [--app-dir DIR]
 
 also runnable as ``python -m joey ...``. Each command is a `_parser` entry and a function
 that takes the parsed arguments and returns the exit status (see `_COMMANDS`).
@@ -24,6 +25,22 @@ if TYPE_CHECKING:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="joey", description="The Joey web framework.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from joey.cli.run import add_parser as add_run
+
+    add_run(commands)
+    routes = commands.add_parser(
+        "routes",
+        help="list every route (methods, path, name, handler file:line, middleware, guards, "
+             "dependencies), WebSocket routes and mounts",
+        description="Import the app and print its route model (app.routes, app.mounts).",
+    )
+    routes.add_argument("app", nargs="?", default=None,
+                        help="module:attribute (default: main:app or app:app)")
+    routes.add_argument("--json", action="store_true", help="JSON for tools, one object per "
+                        "route or mount")
+    routes.add_argument(
+        "--app-dir", default=".", help="directory put first on sys.path (default: current)"
+    )
     worker = commands.add_parser(
         "worker",
         help="run background tasks from a Redis queue (no web server)",
@@ -59,9 +76,6 @@ def _parser() -> argparse.ArgumentParser:
     tasks.add_argument(
         "--app-dir", default=".", help="directory put first on sys.path (default: current)"
     )
-    from joey.openapi.cli import add_parser as add_openapi
-
-    add_openapi(commands)
     return parser
 
 
@@ -69,6 +83,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `joey` script; returns the process exit status."""
     args = _parser().parse_args(argv)
     return _COMMANDS[args.command](args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from joey.cli.run import run
+
+    return run(args)
+
+
+def _routes(args: argparse.Namespace) -> int:
+    from joey.cli import TargetError, load_app, resolve_target
+    from joey.cli.routes import as_json, as_table
+
+    try:
+        app = load_app(resolve_target(args.app, args.app_dir), args.app_dir)
+        routes, mounts = app.routes, app.mounts
+    except TargetError as exc:
+        print(f"joey routes: {exc}", file=sys.stderr)
+        return 2
+    except AttributeError:
+        print(f"joey routes: {args.app or 'the app'} is not a joey.App (no route model)",
+              file=sys.stderr)
+        return 2
+    print(as_json(routes, mounts) if args.json else as_table(routes, mounts))
+    return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -154,13 +192,7 @@ async def _tasks_action(backend: RedisTasks, args: argparse.Namespace) -> int:
         await backend.stop()
 
 
-def _openapi(args: argparse.Namespace) -> int:
-    from joey.openapi.cli import run
-
-    return run(args)
-
-
-_COMMANDS = {"worker": _worker, "tasks": _tasks, "openapi": _openapi}
+_COMMANDS = {"run": _run, "routes": _routes, "worker": _worker, "tasks": _tasks}
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from joey.params.run import AppScopedValues
 from joey.pipelines import CallNext, HandlerMiddleware
 from joey.requests import Request
 from joey.responses import Response
-from joey.routeinfo import RouteInfo
+from joey.routeinfo import MountInfo, RouteInfo
 from joey.routing import Route, RouteDecorators, Router
 from joey.stack import Middleware, build_stack
 from joey.types import ASGIApp, Receive, Scope, Send
@@ -290,6 +290,12 @@ class App(RouteDecorators):
         """The route model: a :class:`~joey.routeinfo.RouteInfo` for every route, made from
         the plans that validate requests (see :mod:`joey.routeinfo`). Builds the app."""
         return list(self._ensure_engine().routes)
+
+    @property
+    def mounts(self) -> list[MountInfo]:
+        """The mounted ASGI apps (:meth:`mount`) with their full path prefixes: the app's
+        own, then those of included routers. Builds the app."""
+        return [MountInfo(m.path, m.app, m.name) for m in self._ensure_engine().mounts]
 
     # -- compiling the engine ------------------------------------------------------------
 

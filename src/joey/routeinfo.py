@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from joey.params.info import ParamInfo
-from joey.params.plan import DependencyNode
+from joey.params.plan import DependencyNode, security_phase
 from joey.pipelines import HandlerMiddleware
 from joey.routing import Route
 
@@ -42,6 +42,19 @@ class DependencyInfo:
     scope: str
     parameters: tuple[ParamInfo, ...]
     dependencies: tuple[DependencyInfo, ...]
+    #: runs in the security phase, before the request is read (reached through
+    #: ``Security(...)``: a scheme, what checks its credentials, a guard)
+    security: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MountInfo:
+    """An ASGI app mounted under a path prefix (``app.mount(...)``): ``app.mounts``."""
+
+    #: the full prefix (``""`` for the root), router prefixes included
+    path: str
+    app: Any
+    name: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -149,6 +162,7 @@ class RouteInfo:
 def route_info(route: Route, plan: DependencyNode, max_body_size: int | None) -> RouteInfo:
     """The model of ``route``, from the plan the engine compiled for it."""
     memo: dict[int, DependencyInfo] = {}
+    guarding = {id(node) for node in security_phase(plan, route.name)}
 
     def dependency(node: DependencyNode) -> DependencyInfo:
         known = memo.get(id(node))
@@ -156,6 +170,7 @@ def route_info(route: Route, plan: DependencyNode, max_body_size: int | None) ->
             known = memo[id(node)] = DependencyInfo(
                 node.func, node.key, node.scope, tuple(node.params),
                 tuple(dependency(inner) for _, inner in node.dependencies),
+                id(node) in guarding,
             )
         return known
 
