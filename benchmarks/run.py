@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 
 import channels_bench  # noqa: E402
 import endtoend  # noqa: E402
+import openapi_bench  # noqa: E402
 import report  # noqa: E402
 import startup  # noqa: E402
 import tasks_bench  # noqa: E402
@@ -311,7 +312,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="Joey + raw, few iterations, no wrk")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     parser.add_argument(
-        "--skip", default="", help="sections to skip: inprocess,e2e,startup,tasks,channels"
+        "--skip", default="", help="sections to skip: inprocess,e2e,startup,tasks,channels,openapi"
     )
     parser.add_argument("--rounds", type=int, default=3, help="in-process rounds (interleaved)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per worker")
@@ -401,6 +402,13 @@ def main(argv: list[str] | None = None) -> int:
             for name, r in channels_results.items()
             if "error" in r
         }
+    if "openapi" not in skip:
+        # Issue 14: building the OpenAPI document of a 1,000-route app (openapi_bench.py).
+        openapi_result = openapi_bench.measure(1 if args.smoke else 5)
+        sections.append(openapi_bench.table(openapi_result))
+        print(sections[-1], flush=True)
+        goals += ["", "### Targets (issue 14, OpenAPI)", "",
+                  *openapi_bench.targets(openapi_result)]  # fmt: skip
     trouble = report.problems(errors)
     minutes = (time.monotonic() - started) / 60
     print(
