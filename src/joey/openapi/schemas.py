@@ -35,28 +35,36 @@ class SchemaRegistry:
         self._msgspec: list[tuple[Any, dict[str, Any]]] = []
         self._pydantic: list[tuple[Any, str, dict[str, Any]]] = []
         self.components: dict[str, Any] = {}
+        # perf: a type repeats on many routes; ask msgspec about each one once
+        self._knows: dict[Any, bool] = {}
 
     def schema(self, tp: Any, *, mode: str = "validation") -> dict[str, Any]:
         """A placeholder for ``tp``'s schema, filled in by :meth:`finish`. ``mode``
         (``"validation"`` or ``"serialization"``) matters to pydantic models only."""
         placeholder: dict[str, Any] = {}
+        try:
+            hash(tp)
+        except TypeError:
+            return placeholder  # not a type any library describes: anything
         if tp is Any or tp is None:
             return placeholder  # anything
         if holds(tp, is_pydantic_model):
             self._pydantic.append((tp, mode, placeholder))
         elif holds(tp, is_upload_file):
             placeholder.update(_upload_schema(tp))
-        elif _msgspec_knows(tp):
+        elif self._msgspec_knows(tp):
             self._msgspec.append((tp, placeholder))
         return placeholder
 
     def finish(self) -> None:
         """Make every schema asked for and the components they share."""
         if self._msgspec:
+            unique = list(dict.fromkeys(tp for tp, _ in self._msgspec))
             schemas, components = msgspec.json.schema_components(
-                [tp for tp, _ in self._msgspec], ref_template=REF_PREFIX + "{name}")
-            for (_, placeholder), schema in zip(self._msgspec, schemas, strict=True):
-                placeholder.update(schema)
+                unique, ref_template=REF_PREFIX + "{name}")
+            by_type = dict(zip(unique, schemas, strict=True))
+            for tp, placeholder in self._msgspec:
+                placeholder.update(by_type[tp])
             self.components.update(components)
         if self._pydantic:
             self._finish_pydantic()
@@ -83,12 +91,17 @@ class SchemaRegistry:
         for index, (_, mode, placeholder) in enumerate(self._pydantic):
             placeholder.update(_rename_refs(schemas[(index, mode)], renames))  # type: ignore[index]
 
-
-def _msgspec_knows(tp: Any) -> bool:
-    try:
-        return not has_custom_type(msgspec.inspect.type_info(tp))
-    except (TypeError, ValueError):
-        return False
+    def _msgspec_knows(self, tp: Any) -> bool:
+        try:
+            return self._knows[tp]
+        except KeyError:
+            pass
+        try:
+            known = not has_custom_type(msgspec.inspect.type_info(tp))
+        except (TypeError, ValueError):
+            known = False
+        self._knows[tp] = known
+        return known
 
 
 def _upload_schema(tp: Any) -> dict[str, Any]:
