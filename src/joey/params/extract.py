@@ -216,6 +216,7 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
                 decoded = msgspec.json.decode(body)
             except msgspec.DecodeError as bad:  # invalid JSON after the first problem
                 raise BadRequest(f"Invalid JSON body: {bad}.") from None
+            first: msgspec.ValidationError = exc
             fixed = integral_floats_as_ints(decoded)
             if fixed is not decoded and pydantic_model is None:
                 try:
