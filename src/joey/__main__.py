@@ -4,6 +4,7 @@
     joey routes [module:app] [--json]
     joey worker module:app [--concurrency N] [--app-dir DIR] [--log-level LEVEL]
     joey tasks module:app [show | metrics | requeue ID... | drop ID...] [--all] [--app-dir DIR]
+    joey openapi module:app [--yaml] [-o FILE] [--app-dir DIR]
 
 also runnable as ``python -m joey ...``. Each command is a `_parser` entry and a function
 that takes the parsed arguments and returns the exit status (see `_COMMANDS`).
@@ -76,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     tasks.add_argument(
         "--app-dir", default=".", help="directory put first on sys.path (default: current)"
     )
+    from joey.openapi.cli import add_parser as add_openapi
+
+    add_openapi(commands)
     return parser
 
 
@@ -192,7 +196,14 @@ async def _tasks_action(backend: RedisTasks, args: argparse.Namespace) -> int:
         await backend.stop()
 
 
-_COMMANDS = {"run": _run, "routes": _routes, "worker": _worker, "tasks": _tasks}
+def _openapi(args: argparse.Namespace) -> int:
+    from joey.openapi.cli import run
+
+    return run(args)
+
+
+_COMMANDS = {"run": _run, "routes": _routes, "worker": _worker, "tasks": _tasks,
+             "openapi": _openapi}
 
 
 if __name__ == "__main__":
