@@ -861,3 +861,83 @@ def test_return_annotation_none_and_invalid_values() -> None:
     failed = client.get("/invalid")
     assert failed.status_code == 500
     assert "not a number" not in failed.text
+
+
+# --- Body(embed=True): a parameter read from one key of the JSON body ---------------------------
+
+
+class Credentials(msgspec.Struct):
+    email: Annotated[str, Meta(min_length=3)]
+    password: str
+
+
+def embed_app() -> App:
+    app = App()
+
+    @app.post("/login")
+    async def login(
+        user: Annotated[Credentials, Body(embed=True)],
+        remember: Annotated[bool, Body(embed=True)] = False,
+        device: Annotated[str, Body("device-name", embed=True)] = "unknown",
+    ) -> dict[str, Any]:
+        return {"email": user.email, "remember": remember, "device": device}
+
+    @app.post("/count")
+    async def count(n: Annotated[int, Body(embed=True)]) -> int:
+        return n
+
+    return app
+
+
+def test_embedded_body_parameters_read_their_keys() -> None:
+    client = TestClient(embed_app())
+    ok = client.post("/login", json={"user": {"email": "a@b.c", "password": "x"},
+                                     "remember": True, "device-name": "phone", "other": 1})
+    assert ok.status_code == 200, ok.text
+    assert ok.json() == {"email": "a@b.c", "remember": True, "device": "phone"}
+    defaults = client.post("/login", json={"user": {"email": "a@b.c", "password": "x"}})
+    assert defaults.json() == {"email": "a@b.c", "remember": False, "device": "unknown"}
+    assert client.post("/count", json={"n": 3.0}).json() == 3  # an integral float is an int
+
+
+def test_embedded_body_errors_are_located_at_the_key() -> None:
+    client = TestClient(embed_app())
+    missing = client.post("/login", json={"remember": True})
+    assert missing.status_code == 422
+    assert [e["name"] for e in missing.json()["errors"]] == ["$.user"]
+    short = client.post("/login", json={"user": {"email": "a", "password": "x"}})
+    assert [e["name"] for e in short.json()["errors"]] == ["$.user.email"]
+    not_object = client.post("/count", json=[1])
+    assert not_object.status_code == 422
+
+
+def test_embedded_body_declarations_are_checked() -> None:
+    with pytest.raises(ValueError, match="choose one"):
+        Body(embed=True, decoder=bytes)
+    with pytest.raises(ValueError, match="use it with embed=True"):
+        Body("key")
+    app = App()
+
+    @app.post("/mixed")
+    async def mixed(whole: Item, part: Annotated[int, Body(embed=True)]) -> str:
+        return "never"
+
+    with pytest.raises(LifespanError, match=r"several body parameters.*Body\(embed=True\)"), \
+            TestClient(app):
+        pass
+    twice = App()
+
+    @twice.post("/twice")
+    async def dup(a: Annotated[int, Body("k", embed=True)],
+                  b: Annotated[int, Body("k", embed=True)]) -> str:
+        return "never"
+
+    with pytest.raises(LifespanError, match="reads the body key 'k' twice"), TestClient(twice):
+        pass
+
+
+def test_embedded_body_in_the_route_model() -> None:
+    [login] = [r for r in embed_app().routes if r.path == "/login"]
+    body = [(p.name, p.source, p.key) for p in login.parameters]
+    assert body == [("user", "body", "user"), ("remember", "body", "remember"),
+                    ("device", "body", "device-name")]

@@ -605,3 +605,28 @@ def test_joey_openapi_yaml_needs_pyyaml(capsys: pytest.CaptureFixture[str],
     monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
     assert main(["openapi", "examples.app:app", "--yaml"]) == 2
     assert "--yaml needs PyYAML" in capsys.readouterr().err
+
+
+def test_embedded_body_parameters_are_one_json_object() -> None:
+    from joey import App
+    from joey.openapi import OpenAPI
+
+    class Login(msgspec.Struct):
+        email: str
+
+    app = App(openapi=OpenAPI(title="t", version="1"))
+
+    @app.post("/login")
+    async def login(user: Annotated[Login, Body(embed=True)],
+                    remember: Annotated[bool, Body(embed=True)] = False) -> str:
+        return "ok"
+
+    with TestClient(app) as client:
+        document = client.get("/openapi.json").json()
+    operation = document["paths"]["/login"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["type"] == "object" and schema["required"] == ["user"]
+    assert set(schema["properties"]) == {"user", "remember"}
+    assert schema["properties"]["remember"] == {"type": "boolean"}
+    assert operation["requestBody"]["required"] is True
+    assert {"400", "413", "415", "422"} <= set(operation["responses"])

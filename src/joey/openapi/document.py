@@ -212,6 +212,15 @@ class _Builder:
     def request_body(self, params: list[ParamInfo]) -> dict[str, Any] | None:
         body = next((p for p in params if p.source == "body"), None)
         fields = [p for p in params if p.source == "form"]
+        embedded = [p for p in params if p.source == "body" and p.key]
+        if embedded:  # Body(embed=True): each parameter is one key of a JSON object
+            schema = {"type": "object", "properties": {
+                p.key: self.registry.schema(p.annotation) for p in embedded}}
+            needed = [p.key for p in embedded if p.required]
+            if needed:
+                schema["required"] = needed
+            return {"content": {"application/json": {"schema": schema}},
+                    "required": bool(needed)}
         if body is not None:
             schema = {} if body.custom else self.registry.schema(body.annotation)
             media_types = body.media_types or ("application/json",)
@@ -334,9 +343,10 @@ class _Builder:
             found.append(UnprocessableContent)
         body = next((p for p in params if p.source == "body"), None)
         form = any(p.source == "form" for p in params)
-        text_body = body is not None and not body.custom and base_type(body.annotation) is str
-        json_body = body is not None and not body.custom and base_type(body.annotation) not in (
-            bytes, str)
+        text_body = (body is not None and not body.custom and not body.key
+                     and base_type(body.annotation) is str)
+        json_body = body is not None and not body.custom and (
+            bool(body.key) or base_type(body.annotation) not in (bytes, str))
         if json_body or form or text_body:
             found.append(BadRequest)
         if (body is not None or form) and route.max_body_size is not None:

@@ -177,7 +177,7 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
 
     annotation, default = info.annotation, info.default
     base = base_type(annotation)
-    if base is bytes or base is str:
+    if (base is bytes or base is str) and not info.key:
         async def extract_raw(request: Request, issues: list[ValidationIssue]) -> Any:
             if base is bytes:
                 return await request.body()
@@ -186,13 +186,21 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
         return extract_raw
 
     pydantic_model = base if is_pydantic_model(base) else None
+    target = Any if pydantic_model is not None else annotation
+    embedded = info.key
+    if embedded:
+        # Body(embed=True): the body is an object and this parameter is one of its keys;
+        # a one-field Struct made here decodes it (and locates errors at "$.key...").
+        field: Any = (("value", target) if default is MISSING
+                      else ("value", target, default))
+        target = msgspec.defstruct(f"Body_{info.name}", [field], rename={"value": embedded})
     try:
-        decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
-            Any if pydantic_model is not None else annotation
-        )
+        decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(target)
     except TypeError as exc:
         raise TypeError(f"{where}: body parameter {info.name!r} has a type msgspec cannot "
                         f"decode ({annotation!r}): {exc}") from exc
+    if embedded:
+        annotation = target
 
     async def extract_json(request: Request, issues: list[ValidationIssue]) -> Any:
         body = await request.body()
@@ -220,16 +228,19 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
             fixed = integral_floats_as_ints(decoded)
             if fixed is not decoded and pydantic_model is None:
                 try:
-                    return msgspec.convert(fixed, annotation)
+                    converted = msgspec.convert(fixed, annotation)
+                    return converted.value if embedded else converted
                 except msgspec.ValidationError as again:
-                    decoded, exc = fixed, again
-            issues.extend(collect_issues(decoded, annotation, "body", exc))
+                    decoded, first = fixed, again
+            issues.extend(collect_issues(decoded, annotation, "body", first))
             return None
         except msgspec.DecodeError as exc:
             raise BadRequest(f"Invalid JSON body: {exc}.") from None
         except RecursionError:
             issues.append(ValidationIssue("body", "$", JSON_TOO_DEEP))
             return None
+        if embedded:
+            value = value.value
         if pydantic_model is None:
             return value
         return validate_pydantic(pydantic_model, value, issues, "body")

@@ -67,15 +67,25 @@ class Cookie(ParamMarker):
 class Body(ParamMarker):
     """This parameter is the request body, decoded from JSON into its type.
 
-    ``decoder=fn`` hands ``fn`` the raw body bytes instead (no Content-Type check) and passes
-    in what it returns; an exception it raises is a 422.
+    ``embed=True`` reads it from one key of a JSON object body instead (the parameter's
+    name, or ``alias``): ``user: Annotated[User, Body(embed=True)]`` takes
+    ``{"user": {...}}`` without a wrapper class, and several embedded parameters share one
+    body. ``decoder=fn`` hands ``fn`` the raw body bytes instead (no Content-Type check) and
+    passes in what it returns; an exception it raises is a 422.
     """
 
-    __slots__ = ("decoder",)
+    __slots__ = ("decoder", "embed")
     location = "body"
 
-    def __init__(self, *, decoder: Callable[[bytes], Any] | None = None) -> None:
-        super().__init__(None)
+    def __init__(self, alias: str | None = None, *, embed: bool = False,
+                 decoder: Callable[[bytes], Any] | None = None) -> None:
+        if decoder is not None and embed:
+            raise ValueError("Body(embed=True) reads a key of a JSON body; a decoder reads "
+                             "the raw body: choose one")
+        if alias is not None and not embed:
+            raise ValueError("Body(alias=...) names a key of the body: use it with embed=True")
+        super().__init__(alias)
+        self.embed = embed
         self.decoder = decoder
 
 

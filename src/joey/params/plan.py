@@ -179,7 +179,7 @@ class PlanBuilder:
         except Exception as exc:
             raise TypeError(f"{where}: cannot read the signature of {describe(func)}: {exc}"
                             ) from exc
-        body_params: list[str] = []
+        body_params: list[ParamInfo] = []
         for param in signature.parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise TypeError(f"{where}: {describe(func)} has *args/**kwargs; handlers and "
@@ -216,12 +216,18 @@ class PlanBuilder:
             if inspect.iscoroutinefunction(extractor):
                 node.async_extractors.append((name, extractor))
                 if info.source == "body":
-                    body_params.append(name)
+                    body_params.append(info)
             else:
                 node.sync_extractors.append((name, extractor))
-        if len(body_params) > 1:
+        if len(body_params) > 1 and not all(p.key for p in body_params):
+            names = [p.name for p in body_params]
             raise TypeError(f"{where}: {describe(func)} has several body parameters "
-                            f"{body_params}; combine them into one Struct")
+                            f"{names}; combine them into one Struct, or read each from its "
+                            "own key of the body with Body(embed=True)")
+        keys = [p.key for p in body_params]
+        if len(set(keys)) < len(keys):
+            raise TypeError(f"{where}: {describe(func)} reads the body key "
+                            f"{max(keys, key=keys.count)!r} twice")
         return node
 
     def _parameter(self, name: str, annotation: Any, default: Any, marker: Any,
@@ -271,7 +277,9 @@ class PlanBuilder:
             self._refuse_on_websocket(where, name, "body")
             body = marker if isinstance(marker, Body) else None
             custom = body is not None and body.decoder is not None
-            parameter = info("body", "", _body_media_types(base, custom), custom)
+            key = (body.alias or name) if body is not None and body.embed else ""
+            parameter = info("body", key, _body_media_types(base if not key else dict, custom),
+                             custom)
             return parameter, body_extractor(parameter, body, where)
         if marker is None and name in path_params:
             parameter = info("path", name)
