@@ -675,6 +675,7 @@ class TestClient(httpx.Client):
             if not portal._thread.is_alive():
                 portal.loop.close()
 
+
 class RenderedTemplate:
     """What a template response was rendered from: see :func:`rendered`."""
 
