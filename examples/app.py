@@ -32,6 +32,7 @@ from joey import (
 )
 from joey.channels import Channels, ChannelsUnavailable, InMemoryBackend
 from joey.openapi import OpenAPI
+from joey.security import BearerCredentials, HTTPBearer, Security
 from joey.sse import EventSourceResponse
 
 HERE = pathlib.Path(__file__).parent
@@ -147,6 +148,28 @@ async def add_book(request: Request, book: Book) -> Created | JSONResponse:
     book_id = request.app.state.library.add(book)
     return JSONResponse(Created(book_id), status_code=201,
                         headers={"location": request.url_for("books.get_book", book_id=book_id)})
+
+
+# Changing a book needs the librarian's token (a demo: set JOEY_EXAMPLE_TOKEN in production).
+bearer = HTTPBearer(description="The librarian's token (JOEY_EXAMPLE_TOKEN).")
+
+
+async def librarian(token: Annotated[BearerCredentials, Security(bearer)]) -> str:
+    if token.token != os.environ.get("JOEY_EXAMPLE_TOKEN", "librarian-token"):
+        raise bearer.invalid("Unknown token.")
+    return "librarian"
+
+
+@books.put("/{book_id:int}", raises=[NotFound])
+async def replace_book(request: Request, book_id: int, book: Book,
+                       who: Annotated[str, Security(librarian)]) -> Book:
+    """Replace a book (the librarian only). Security runs first: an anonymous client gets
+    401, whatever its body."""
+    library: Library = request.app.state.library
+    if book_id not in library.books:
+        raise NotFound(f"No book with id {book_id}.")
+    library.books[book_id] = book
+    return book
 
 
 app.include_router(books)

@@ -51,7 +51,7 @@ def test_errors_are_problem_details(example_server: Server) -> None:
         assert client.get("/books/abc").status_code == 404  # unconvertible: no route
         not_allowed = client.delete("/books/1")
         assert not_allowed.status_code == 405
-        assert not_allowed.headers["allow"] == "GET, HEAD, OPTIONS"
+        assert not_allowed.headers["allow"] == "GET, HEAD, PUT, OPTIONS"  # PUT: the librarian only
         bug = client.get("/boom")
         assert bug.status_code == 500
         assert bug.json() == {"type": "about:blank", "title": "Internal Server Error",
@@ -107,3 +107,25 @@ def test_streaming_arrives_in_chunks(example_server: Server) -> None:
         assert "content-length" not in response.headers
         lines = list(response.iter_lines())
     assert lines == [f"tick {i}" for i in range(5)]
+
+
+def test_protected_write_route_checks_the_token_before_the_body(example_server: Server) -> None:
+    with httpx.Client(base_url=example_server.base_url) as client:
+        anonymous = client.put("/books/1", content=b"{not json",
+                               headers={"content-type": "application/json"})
+        assert anonymous.status_code == 401
+        assert anonymous.headers["www-authenticate"].startswith("Bearer")
+        wrong = client.put("/books/1", json={"title": ""},
+                           headers={"authorization": "Bearer not-the-token"})
+        assert wrong.status_code == 401
+        librarian = {"authorization": "Bearer librarian-token"}
+        invalid = client.put("/books/1", json={"title": ""}, headers=librarian)
+        assert invalid.status_code == 422
+        assert [e["name"] for e in invalid.json()["errors"]] == ["$.title", "$.author"]
+        replaced = client.put("/books/1", json={"title": "Dune Messiah",
+                                                "author": "Frank Herbert"}, headers=librarian)
+        assert replaced.status_code == 200
+        assert client.get("/books/1").json()["title"] == "Dune Messiah"
+        document = client.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert document["paths"]["/books/{book_id}"]["put"]["security"] == [{"bearerAuth": []}]

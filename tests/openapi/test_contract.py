@@ -32,12 +32,17 @@ def test_schemathesis_finds_nothing(http: str, tmp_path: Path) -> None:
         result = subprocess.run(
             [sys.executable, "-m", "schemathesis.cli", "run", f"{server.base_url}/openapi.json",
              "--checks", "all", "--mode", "all", "--max-examples", "15", "--seed", "14",
-             "--workers", "2", "--request-timeout", "5", "--max-response-time", "5",
+             # one worker: under CPython 3.11 two of them parse source in two threads at
+             # once and hit "AST constructor recursion depth mismatch" (CPython gh-106905)
+             "--workers", "1", "--request-timeout", "5", "--max-response-time", "5",
              "--exclude-path", "/chat/{room}/events", "--no-color",
+             # the librarian's token, so valid requests to the protected PUT are accepted
+             # (the 401s of anonymous clients are tested in tests/integration/test_http.py)
+             "-H", "Authorization: Bearer librarian-token",
              "--report", "junit", "--report-dir", str(tmp_path / "report")],
             capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False,
         )
         server_log = server.output
     summary = result.stdout[-6000:]
     assert result.returncode == 0, f"{summary}\n--- server ---\n{server_log[-3000:]}"
-    assert "Tested: 8" in result.stdout, summary  # every documented operation but the stream
+    assert "Tested: 9" in result.stdout, summary  # every documented operation but the stream
