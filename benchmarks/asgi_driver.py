@@ -149,6 +149,7 @@ def http_scope(scenario: Scenario) -> Scope:
         headers.append((b"content-length", str(len(scenario.body)).encode()))
     if scenario.content_type:
         headers.append((b"content-type", scenario.content_type.encode()))
+    headers.extend(scenario.headers)
     return {
         "type": "http",
         "asgi": _ASGI,

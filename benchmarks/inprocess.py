@@ -51,6 +51,11 @@ class Worker:
             app = self.module.build_routes_app(scenario.routes)
         elif scenario.app == "middleware":
             app = self.module.build_middleware_app()
+        elif scenario.app in ("security", "ratelimit"):
+            build = getattr(self.module, f"build_{scenario.app}_app", None)
+            if build is None:  # a framework without built-in security schemes or rate limits
+                raise NotImplementedError
+            app = build()
         else:
             app = self.module.build_app()
         lifespan = driver.Lifespan(app)

@@ -10,11 +10,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AppKind = Literal["main", "routes", "middleware"]
+AppKind = Literal["main", "routes", "middleware", "security", "ratelimit"]
 
 ITEM = {"name": "widget", "price": 9.5, "tags": ["a", "b"]}
 WS_MESSAGE = "hello, websocket"
 ROUTE_COUNTS = (20, 1_000, 10_000)
+BEARER = b"Bearer bench-token"  # the token the security app's scheme accepts
 PARAM_ID = 42
 
 
@@ -105,6 +106,21 @@ SCENARIOS: tuple[Scenario, ...] = (
         text="Hello, World!",
     ),
     Scenario("ws_echo", "WebSocket echo, per message", "main", "/ws", websocket=True),
+    Scenario(
+        "auth",
+        "bearer token checked -> JSON",
+        "security",
+        "/me",
+        json={"user": "bench"},
+        headers=((b"authorization", BEARER),),
+    ),
+    Scenario(
+        "rate_limited",
+        "rate-limited (in memory) plaintext",
+        "ratelimit",
+        "/limited",
+        text="Hello, World!",
+    ),
 )
 
 BY_KEY = {s.key: s for s in SCENARIOS}

@@ -86,3 +86,28 @@ def build_middleware_app() -> FastAPI:
     for _ in range(3):
         app.add_middleware(NoOpMiddleware)
     return app
+
+
+def build_security_app() -> FastAPI:
+    """FastAPI's own HTTPBearer scheme as a dependency (it has no built-in rate limit: that
+    scenario is "n/a" for FastAPI)."""
+    from typing import Annotated
+
+    from fastapi import Depends, HTTPException
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+    bearer = HTTPBearer()
+    app = FastAPI()
+
+    async def current_user(
+        token: Annotated[HTTPAuthorizationCredentials, Depends(bearer)],
+    ) -> str:
+        if token.credentials != "bench-token":
+            raise HTTPException(401, "Unknown token.", {"www-authenticate": "Bearer"})
+        return "bench"
+
+    @app.get("/me")
+    async def me(user: Annotated[str, Depends(current_user)]) -> dict[str, str]:
+        return {"user": user}
+
+    return app

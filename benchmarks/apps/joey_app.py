@@ -74,3 +74,38 @@ def build_middleware_app() -> App:
         return TextResponse("Hello, World!")
 
     return app
+
+
+def build_security_app() -> App:
+    """A bearer scheme checked before the handler, as docs/security.md shows it."""
+    from typing import Annotated
+
+    from joey.security import BearerCredentials, HTTPBearer, Security
+
+    bearer = HTTPBearer()
+    app = App()
+
+    async def current_user(token: Annotated[BearerCredentials, Security(bearer)]) -> str:
+        if token.token != "bench-token":
+            raise bearer.invalid("Unknown token.")
+        return "bench"
+
+    @app.get("/me")
+    async def me(user: Annotated[str, Security(current_user)]) -> dict[str, str]:
+        return {"user": user}
+
+    return app
+
+
+def build_ratelimit_app() -> App:
+    """An in-memory rate limit that the benchmark never exceeds: the cost of counting."""
+    from joey.ratelimit import RateLimit
+    from joey.security import Security
+
+    app = App()
+
+    @app.get("/limited", dependencies=[Security(RateLimit(1_000_000_000, 60))])
+    async def limited() -> TextResponse:
+        return TextResponse("Hello, World!")
+
+    return app
