@@ -110,3 +110,10 @@ def test_no_private_name_is_imported_from_another_module() -> None:
 def test_the_app_module_stays_a_declaration() -> None:
     lines = (PACKAGE / "app.py").read_text(encoding="utf-8").count("\n")
     assert lines < 450, f"app.py has {lines} lines: move serving code into joey._engine"
+
+
+def test_no_module_holds_two_concepts_worth_of_code() -> None:
+    """Past ~600 lines a module usually holds two concepts (STYLE.md): split by concept."""
+    long = {str(path.relative_to(SRC)): lines for path in PACKAGE.rglob("*.py")
+            if (lines := path.read_text(encoding="utf-8").count("\n")) > 600}
+    assert long == {}
