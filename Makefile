@@ -72,3 +72,26 @@ bench: $(BENCH_STAMP)
 
 bench-smoke: $(DEV_STAMP)
 	$(PY) benchmarks/run.py --smoke
+
+# The optional compiled build (hatch_build.py): `make compiled` builds a wheel whose request-path
+# modules are compiled by mypyc into dist/ (about 45 s); `make test-compiled` installs it into
+# its own venv, with the dev tools, and runs the whole suite against it (no coverage: compiled
+# code is invisible to it). Pure Python, `make test`, stays the reference.
+COMPILED_VENV  := .venv-compiled
+COMPILED_STAMP := $(COMPILED_VENV)/.installed-dev
+
+.PHONY: compiled test-compiled
+compiled:
+	rm -f dist/joey-*-cp*.whl
+	JOEY_COMPILE=1 $(PYTHON) -m pip wheel --quiet --disable-pip-version-check --no-deps -w dist .
+
+# The dev tools once (redone when pyproject.toml changes); the compiled wheel on every run.
+$(COMPILED_STAMP): pyproject.toml
+	test -x $(COMPILED_VENV)/bin/python || $(PYTHON) -m venv $(COMPILED_VENV)
+	$(COMPILED_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '.[dev]'
+	touch $@
+
+test-compiled: compiled $(COMPILED_STAMP)
+	$(COMPILED_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--force-reinstall --no-deps dist/joey-*-cp*.whl
+	JOEY_EXPECT_COMPILED=1 $(COMPILED_VENV)/bin/python -m pytest -q -p no:cacheprovider
