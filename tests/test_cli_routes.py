@@ -223,3 +223,19 @@ def test_mounts_are_in_the_model_with_their_full_prefix() -> None:
     app.include_router(api)
     app.mount("/", static)
     assert app.mounts == [MountInfo("", static, None), MountInfo("/api/files", static, "files")]
+
+
+def test_the_example_app_every_route(capsys: pytest.CaptureFixture[str]) -> None:
+    """``joey routes examples.app:app``: one record per route of the example, as its model."""
+    from examples.app import app
+
+    assert main(["routes", "examples.app:app", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    expected = [(route.path, list(route.methods), route.name) for route in app.routes]
+    assert [(r["path"], r["methods"], r["name"]) for r in records
+            if r["kind"] != "mount"] == expected
+    put = next(r for r in records if r["path"] == "/books/{book_id:int}"
+               and r["methods"] == ["PUT"])
+    assert put["guards"] == ["bearerAuth", "librarian"]
+    assert {"/books", "/books/{book_id:int}", "/ws/chat/{room}", "/openapi.json"} <= {
+        r["path"] for r in records}
