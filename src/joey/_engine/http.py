@@ -125,17 +125,38 @@ class Engine:
     async def send(
         self, response: Response, request: Request, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        """Send ``response``; a failure before it started is answered through the policy."""
+        """Send ``response``; a failure before it started is answered through the policy.
+
+        Then, even after a failure, run what waits for the response to be gone. (Spelled
+        without ``await`` in a ``finally:``, which the compiled build mishandles: see "Compiled
+        build" in docs/deployment.md.)
+        """
         if type(response).__call__ is Response.__call__:
             # perf: a complete body cannot fail half-way; no need to track the start message.
             try:
                 await response(scope, receive, send)
             except OSError:
                 logger.debug("Client went away before the response was sent")
-            finally:
+            except BaseException:
                 if request.cleanups is not None:
                     await request.run_cleanups()
+                raise
+            if request.cleanups is not None:
+                await request.run_cleanups()
             return
+        try:
+            await self.send_tracking_start(response, request, scope, receive, send)
+        except BaseException:
+            if request.cleanups is not None:
+                await request.run_cleanups()
+            raise
+        if request.cleanups is not None:
+            await request.run_cleanups()
+
+    async def send_tracking_start(
+        self, response: Response, request: Request, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Send a response that may fail after it started (a stream, a file)."""
         started = False
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -159,9 +180,6 @@ class Engine:
             else:
                 error_response = await self.policy.respond(request, exc, None)
                 await error_response(scope, receive, send)
-        finally:
-            if request.cleanups is not None:
-                await request.run_cleanups()
 
     # -- 404 and 400 ------------------------------------------------------------------------
 

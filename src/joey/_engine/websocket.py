@@ -8,6 +8,7 @@ A handler that returns without closing closes with 1000.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from joey._engine.connections import OpenConnections, quietly
@@ -17,6 +18,7 @@ from joey._engine.tree import RouteTree
 from joey.describe import describe
 from joey.exceptions import WebSocketDisconnect
 from joey.paths import BadPath, routing_path
+from joey.routing import Route
 from joey.types import Receive, Scope, Send
 from joey.websockets import WebSocket, WebSocketState
 
@@ -42,6 +44,18 @@ async def serve_websocket(app: Any, tree: RouteTree, connections: OpenConnection
     route, handler = compiled
     connections.add_websocket(websocket)
     try:
+        await run_handler(route, handler, websocket, path)
+    except BaseException:
+        await finish(websocket, connections)
+        raise
+    await finish(websocket, connections)
+
+
+async def run_handler(route: Route, handler: Callable[[WebSocket], Awaitable[Any]],
+                      websocket: WebSocket, path: str) -> None:
+    """Run the handler; close the socket as the module docstring says, whatever happens."""
+    scope = websocket.scope
+    try:
         await handler(websocket)
     except WebSocketDisconnect:
         pass
@@ -60,7 +74,11 @@ async def serve_websocket(app: Any, tree: RouteTree, connections: OpenConnection
     else:
         if websocket.connection_state is not WebSocketState.CLOSED:
             await quietly(websocket.close(1000))
-    finally:
-        if websocket.cleanups is not None:
-            await websocket.run_cleanups()
-        connections.remove_websocket(websocket)
+
+
+async def finish(websocket: WebSocket, connections: OpenConnections) -> None:
+    """After the handler, even a failed one. (Not a ``finally:`` with an ``await``, which the
+    compiled build mishandles: see "Compiled build" in docs/deployment.md.)"""
+    if websocket.cleanups is not None:
+        await websocket.run_cleanups()
+    connections.remove_websocket(websocket)
