@@ -47,13 +47,13 @@ from joey.responses import (
     StreamingResponse,
     TextResponse,
 )
-from joey.routeinfo import DependencyInfo, MountInfo, RouteInfo
 from joey.routing import Route, RouteConflict, Router
 from joey.websockets import WebSocket, WebSocketState
 
 if TYPE_CHECKING:
     from joey.files import FileResponse
     from joey.forms import FormData, FormLimits, UploadFile
+    from joey.routeinfo import DependencyInfo, MountInfo, RouteInfo
     from joey.server import serve
     from joey.sse import EventSourceResponse, ServerSentEvent
     from joey.staticfiles import StaticFiles
@@ -63,6 +63,7 @@ __version__ = "0.1.0"
 
 # perf: optional parts load on first use, so `import joey` stays small (see benchmarks/).
 _LAZY = {
+    **dict.fromkeys(("DependencyInfo", "MountInfo", "RouteInfo"), "joey.routeinfo"),
     "FileResponse": "joey.files",
     "FormData": "joey.forms",
     "FormLimits": "joey.forms",

@@ -29,28 +29,27 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from joey._engine.compiler import compile_engine
 from joey._engine.connections import OpenConnections
-from joey._engine.errors import ExceptionHandler
-from joey._engine.http import Engine
 from joey._engine.lifespan import serve_lifespan
 from joey.datastructures import State, bind_state, state_mapping
 from joey.describe import describe
 from joey.lifespan import LifespanDriver, LifespanFailed, LifespanManager
 from joey.overrides import DependencyOverrides
 from joey.params import Depends
-from joey.params.run import AppScopedValues
 from joey.pipelines import CallNext, HandlerMiddleware
 from joey.requests import Request
 from joey.responses import Response
-from joey.routeinfo import MountInfo, RouteInfo
 from joey.routing import Route, RouteDecorators, Router
 from joey.stack import Middleware, build_stack
 from joey.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
+    from joey._engine.errors import ExceptionHandler
+    from joey._engine.http import Engine
     from joey.channels import Channels
     from joey.openapi import OpenAPI
+    from joey.params.run import AppScopedValues
+    from joey.routeinfo import MountInfo, RouteInfo
     from joey.tasks import TaskBackend
     from joey.tasks.base import TaskDecorator
 
@@ -125,7 +124,7 @@ class App(RouteDecorators):
         self._lifespan = LifespanManager()
         self._connections = OpenConnections()  # kept across rebuilds, like app-scoped values
         self._overrides = DependencyOverrides(self._invalidate)
-        self._app_values = AppScopedValues()
+        self._app_values: AppScopedValues | None = None  # made with the first engine
         self._tasks = tasks
         self._channels = channels
         #: exception type → (schema type, media type) its handler's responses have (for the
@@ -295,6 +294,7 @@ class App(RouteDecorators):
     def mounts(self) -> list[MountInfo]:
         """The mounted ASGI apps (:meth:`mount`) with their full path prefixes: the app's
         own, then those of included routers. Builds the app."""
+        from joey.routeinfo import MountInfo
         return [MountInfo(m.path, m.app, m.name) for m in self._ensure_engine().mounts]
 
     # -- compiling the engine ------------------------------------------------------------
@@ -308,6 +308,12 @@ class App(RouteDecorators):
     def _ensure_engine(self) -> Engine:
         engine = self._engine
         if engine is None:
+            # perf: the compiler and the parameter machinery load with the first build
+            from joey._engine.compiler import compile_engine
+            from joey.params.run import AppScopedValues
+
+            if self._app_values is None:
+                self._app_values = AppScopedValues()
             engine = self._engine = compile_engine(
                 self, self.router, overrides=self._overrides,
                 exception_handlers=self.exception_handlers, debug=self.debug,
@@ -401,10 +407,12 @@ class App(RouteDecorators):
             for router in engine.routers:
                 for hook in router.startup_hooks:
                     await manager.run_step(f"startup hook {describe(hook)}", hook, None)
-            manager.add_undo("app-scoped dependencies", self._app_values.close)
+            app_values = self._app_values
+            assert app_values is not None  # made by _ensure_engine
+            manager.add_undo("app-scoped dependencies", app_values.close)
             for plan in engine.app_scoped:
                 await manager.run_step(f"app-scoped dependency {describe(plan.func)}",
-                                       functools.partial(self._app_values.get, plan), None)
+                                       functools.partial(app_values.get, plan), None)
             if self.lifespan_context is not None:
                 yielded = await manager.enter_context(
                     f"lifespan {describe(self.lifespan_context)}", self.lifespan_context(self)

@@ -18,11 +18,12 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import msgspec
 
 from joey.params.info import ParamInfo
 from joey.params.plan import DependencyNode, security_phase
@@ -30,8 +31,7 @@ from joey.pipelines import HandlerMiddleware
 from joey.routing import Route
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class DependencyInfo:
+class DependencyInfo(msgspec.Struct, frozen=True):
     """A dependency of a route: what it runs, how long its value lives, what it reads."""
 
     #: the function called (an override, when ``app.dependency_overrides`` has one)
@@ -47,8 +47,7 @@ class DependencyInfo:
     security: bool = False
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class MountInfo:
+class MountInfo(msgspec.Struct, frozen=True):
     """An ASGI app mounted under a path prefix (``app.mount(...)``): ``app.mounts``."""
 
     #: the full prefix (``""`` for the root), router prefixes included
@@ -57,8 +56,7 @@ class MountInfo:
     name: str | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class SecurityRequirement:
+class SecurityRequirement(msgspec.Struct, frozen=True):
     """A security scheme a route uses, and the scopes it requires of it.
 
     ``scheme`` is the scheme object (:mod:`joey.security`): ``scheme.scheme_name`` names it,
@@ -70,8 +68,7 @@ class SecurityRequirement:
     scopes: tuple[str, ...]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RouteInfo:
+class RouteInfo(msgspec.Struct, frozen=True):
     """One route of a built app (see the module docstring)."""
 
     path: str
@@ -103,9 +100,9 @@ class RouteInfo:
     #: exception classes the handler declares it raises
     raises: tuple[type[BaseException], ...] = ()
     #: more responses: status → a type, or an OpenAPI response object (a dict)
-    responses: Mapping[int, Any] = dataclasses.field(default_factory=dict)
+    responses: Mapping[int, Any] = msgspec.field(default_factory=dict)
     #: raw OpenAPI merged into the route's operation
-    openapi_extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    openapi_extra: Mapping[str, Any] = msgspec.field(default_factory=dict)
     #: the security schemes the route uses (:mod:`joey.security`), each with the scopes
     #: required of it
     security: tuple[SecurityRequirement, ...] = ()

@@ -18,7 +18,6 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from joey._engine.debugpage import debug_response, prefers_html
 from joey.describe import describe
 from joey.exceptions import HTTPError
 from joey.pipelines import Pipeline
@@ -78,8 +77,12 @@ class ExceptionPolicy:
         if isinstance(exc, HTTPError):
             return ProblemResponse.from_error(exc)
         _log_unhandled(request, exc, pipeline, "")
-        if self.debug and prefers_html(request):  # a browser gets the debug page
-            return debug_response(request, exc, getattr(pipeline, "__joey_route__", None))
+        if self.debug:
+            # loaded only by debug apps, so production imports never pay for it
+            from joey._engine.debugpage import debug_response, prefers_html
+
+            if prefers_html(request):  # a browser gets the debug page
+                return debug_response(request, exc, getattr(pipeline, "__joey_route__", None))
         detail = "".join(traceback.format_exception(exc)) if self.debug else None
         return ProblemResponse(
             {"type": "about:blank", "title": "Internal Server Error", "status": 500,

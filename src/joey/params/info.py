@@ -7,7 +7,6 @@ OpenAPI document, ``joey routes``) describes exactly what requests are validated
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal
 
 import msgspec
@@ -23,8 +22,7 @@ JSON_MEDIA_TYPES = ("application/json",)
 FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ParamInfo:
+class ParamInfo(msgspec.Struct, frozen=True):
     """One parameter of a handler or dependency.
 
     Attributes:
