@@ -19,7 +19,6 @@ Example::
 from __future__ import annotations
 
 import inspect
-import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -172,11 +171,7 @@ def route_info(route: Route, plan: DependencyNode, max_body_size: int | None) ->
         return known
 
     security, scopes = _security(plan)
-    try:
-        return_type = typing.get_type_hints(route.endpoint, localns=route.namespace,
-                                            include_extras=True).get("return")
-    except Exception:
-        return_type = None
+    return_type = plan.returns
     return RouteInfo(
         path=route.path, methods=route.methods, websocket=route.websocket, name=route.name,
         handler=route.endpoint, path_params=route.path_params, parameters=tuple(plan.params),

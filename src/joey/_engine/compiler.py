@@ -91,7 +91,7 @@ class _Compiler:
         respond: Callable[[Any], Response] = (
             to_response if status_code == 200
             else functools.partial(to_response, status_code=status_code))
-        coerce = return_converter(plan.func, route.namespace)
+        coerce = return_converter(plan.func, plan.returns)
         if coerce is not None:
             # the return annotation decides: a dict returned from `-> Item` becomes an Item
             send_value = respond

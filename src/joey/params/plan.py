@@ -62,7 +62,7 @@ class DependencyNode:
 
     __slots__ = (
         "async_extractors", "call_style", "dependencies", "func", "key", "optional", "params",
-        "scope", "security_edges", "sync_extractors",
+        "returns", "scope", "security_edges", "sync_extractors",
     )
 
     def __init__(self, func: Callable[..., Any], key: Callable[..., Any], scope: str,
@@ -84,6 +84,8 @@ class DependencyNode:
         #: (:class:`MissingCredentials`) pass ``None`` instead of answering 401
         self.optional = optional
         self.call_style = call_style(func)
+        #: the return annotation (``None`` when there is none), read with the parameters
+        self.returns: Any = None
 
 
 def is_security(marker: Depends) -> bool:
@@ -179,6 +181,7 @@ class PlanBuilder:
         except Exception as exc:
             raise TypeError(f"{where}: cannot read the signature of {describe(func)}: {exc}"
                             ) from exc
+        node.returns = hints.get("return")
         body_params: list[ParamInfo] = []
         for param in signature.parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):

@@ -19,24 +19,19 @@ from joey.describe import describe
 from joey.params.typeinfo import holds, is_pydantic_model, is_structured_class
 
 
-def return_converter(
-    func: Callable[..., Any], namespace: dict[str, Any] | None
-) -> Callable[[Any], Any] | None:
-    """When ``func``'s return annotation holds a structured type (msgspec ``Struct``,
-    dataclass, ``TypedDict``, pydantic model), anywhere inside lists, tuples, sets, dicts,
-    unions or ``Optional``: a function that converts what the handler returns into it,
-    validating it and reading objects' attributes (an ORM row becomes the declared type).
-    ``None`` for any other annotation: the value itself decides how it is sent.
+def return_converter(func: Callable[..., Any], annotation: Any) -> Callable[[Any], Any] | None:
+    """When ``func``'s return annotation (read with its parameters: ``annotation``) holds a
+    structured type (msgspec ``Struct``, dataclass, ``TypedDict``, pydantic model), anywhere
+    inside lists, tuples, sets, dicts, unions or ``Optional``: a function that converts what
+    the handler returns into it, validating it and reading objects' attributes (an ORM row
+    becomes the declared type). ``None`` for any other annotation: the value itself decides
+    how it is sent.
 
     A value that already is an instance of a declared class passes through untouched, so
     the common case costs one ``isinstance``. ``Response`` members of a union are left out:
     a response returned by the handler is sent as it is.
     """
-    try:
-        hints = typing.get_type_hints(func, localns=namespace, include_extras=True)
-    except Exception:
-        return None
-    target = _without_responses(hints.get("return"))
+    target = _without_responses(annotation)
     if target is None or not holds(target, is_structured_class):
         return None
     where = describe(func)
