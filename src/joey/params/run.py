@@ -231,18 +231,26 @@ def compile_caller(root: DependencyNode, app_values: AppScopedValues,
         context = DependencyContext(connection)
         connection.call_on_close(context.close)
         results: dict[int, Any] = {}
-        for node in order:
-            if node.scope == "app":
-                results[id(node)] = await app_values.get(node)
-                continue
-            kwargs = arguments[id(node)]
-            for dep_name, dependency in node.dependencies:
-                if dep_name is not None:
-                    kwargs[dep_name] = results[id(dependency)]
-            results[id(node)] = await call_node(node, kwargs, context)
+        await _call_in_order(order, arguments, results, app_values, context)
         return respond(results[id(root)])
 
     return call_full
+
+
+async def _call_in_order(order: list[DependencyNode], arguments: dict[int, dict[str, Any]],
+                         results: dict[int, Any], app_values: AppScopedValues,
+                         context: DependencyContext) -> None:
+    """Call each node once, in order (dependencies before their dependents), with the values
+    extracted for it and the results of its dependencies; app-scoped ones come from the app."""
+    for node in order:
+        if node.scope == "app":
+            results[id(node)] = await app_values.get(node)
+            continue
+        kwargs = arguments[id(node)]
+        for dep_name, dependency in node.dependencies:
+            if dep_name is not None:
+                kwargs[dep_name] = results[id(dependency)]
+        results[id(node)] = await call_node(node, kwargs, context)
 
 
 def _guarded_caller(root: DependencyNode, guards: list[DependencyNode],
@@ -291,15 +299,7 @@ def _guarded_caller(root: DependencyNode, guards: list[DependencyNode],
         if issues:
             raise validation_error(issues)
         # Phase three: the other dependencies, in order, then the handler.
-        for node in order:
-            if node.scope == "app":
-                results[id(node)] = await app_values.get(node)
-                continue
-            kwargs = arguments[id(node)]
-            for dep_name, dependency in node.dependencies:
-                if dep_name is not None:
-                    kwargs[dep_name] = results[id(dependency)]
-            results[id(node)] = await call_node(node, kwargs, context)
+        await _call_in_order(order, arguments, results, app_values, context)
         return respond(results[id(root)])
 
     return call_guarded
