@@ -941,3 +941,38 @@ def test_embedded_body_in_the_route_model() -> None:
     body = [(p.name, p.source, p.key) for p in login.parameters]
     assert body == [("user", "body", "user"), ("remember", "body", "remember"),
                     ("device", "body", "device-name")]
+
+
+class Cat(msgspec.Struct, tag=True):
+    meow: str
+
+
+class Dog(msgspec.Struct, tag=True):
+    bark: str
+
+
+def test_a_union_of_structures_is_a_body() -> None:
+    app = App()
+
+    @app.post("/pets")
+    async def add_pet(pet: Cat | Dog) -> dict[str, str]:
+        return {"kind": type(pet).__name__}
+
+    client = TestClient(app)
+    assert client.post("/pets", json={"type": "Dog", "bark": "woof"}).json() == {"kind": "Dog"}
+    assert client.post("/pets", json={"type": "Cat", "meow": "mew"}).json() == {"kind": "Cat"}
+    assert client.post("/pets", json={"type": "Cow"}).status_code == 422
+    [route] = app.routes
+    assert route.body is not None and route.body.source == "body"
+
+
+def test_a_union_of_structures_from_the_query_is_a_startup_error() -> None:
+    app = App()
+
+    @app.get("/pets")
+    async def pets(pet: Annotated[Cat | Dog, Query()]) -> str:
+        return "never"
+
+    with pytest.raises(LifespanError, match="structured type is a request body"), \
+            TestClient(app):
+        pass

@@ -47,11 +47,15 @@ def is_structured_class(tp: Any) -> bool:
 
 
 def is_structured(annotation: Any) -> bool:
-    """Struct, dataclass, TypedDict, pydantic model, or dict: a body, not a query value."""
+    """Struct, dataclass, TypedDict, pydantic model, or dict (or a union of them, such as
+    tagged Structs ``Cat | Dog``): a body, not a query value."""
     base = base_type(annotation)
     origin = get_origin(base) or base
     if origin is dict or origin is typing.Mapping:
         return True
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in get_args(base) if a is not type(None)]
+        return bool(members) and all(is_structured(member) for member in members)
     return is_structured_class(base)
 
 
