@@ -14,8 +14,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.channels.conftest import RedisServer
 from tests.integration.servers import Server, run_server, uvicorn_argv
+from tests.redis_server import RedisServer
 
 HTTP = pytest.mark.parametrize("http", ["h11", "httptools"])
 

@@ -4,10 +4,6 @@ policy atomic, and a Redis outage answered as configured (open or 503), never a 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,60 +12,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.servers import free_port, run_server, uvicorn_argv
+from tests.integration.servers import run_server, uvicorn_argv
+from tests.redis_server import RedisServer
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
 
 
-class RedisServer:
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:  # the test machines are Debian and we run as root
-            subprocess.run(["apt-get", "install", "-y", "redis-server"], check=True,
-                           capture_output=True, timeout=300,
-                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-            binary = shutil.which("redis-server")
-        assert binary is not None, "redis-server is needed"
-        self.binary = binary
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = tempfile.mkdtemp(prefix="joey-ratelimit-redis-")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        import redis
-
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.workdir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 15
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.process.poll() is not None:
-                        pytest.fail(f"redis-server did not start on port {self.port}")
-                    time.sleep(0.05)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
+    server = RedisServer(prefix="joey-ratelimit-redis-")
     server.start()
     yield server
-    server.stop()
-    shutil.rmtree(server.workdir, ignore_errors=True)
+    server.close()
 
 
 def env(server: RedisServer, **values: str) -> dict[str, str]:

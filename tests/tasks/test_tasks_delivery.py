@@ -14,7 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from joey.tasks import RedisTasks, TaskState
-from tests.tasks.conftest import RedisServer, WorkerFactory, stop_gracefully
+from tests.redis_server import RedisServer
+from tests.tasks.conftest import WorkerFactory, stop_gracefully
 from tests.tasks.test_tasks_worker import pending_of, wait_started
 
 

@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from joey import App, Request, ServiceUnavailable
 from joey.tasks import InMemoryTasks, RedisTasks, TaskState, TasksUnavailable
 from joey.testing import TestClient
-from tests.tasks.conftest import RedisServer
+from tests.redis_server import RedisServer
 
 
 def deep_list(levels: int) -> list[Any]:
