@@ -376,30 +376,22 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(table.markdown() + extra)
         print(sections[-1], flush=True)
     goals = targets(inproc, e2e, imports) if JOEY in frameworks else []
-    if "tasks" not in skip:
-        # Issue 17: Joey's Redis queue against saq, arq and taskiq (tasks_bench.py).
-        tasks_args = tasks_bench.parse([])
-        tasks_results = tasks_bench.measure(tasks_args)
-        sections.append(tasks_bench.table(tasks_results, tasks_args))
+    # Issue 17: Joey's Redis queue against saq, arq and taskiq (tasks_bench.py); issue 16:
+    # Channels fan-out against Litestar Channels and broadcaster (channels_bench.py).
+    for key, bench, heading, scenario in (
+        ("tasks", tasks_bench, "issue 17, background tasks", "run"),
+        ("channels", channels_bench, "issue 16, channels", "fan-out"),
+    ):
+        if key in skip:
+            continue
+        bench_args = bench.parse([])
+        results = bench.measure(bench_args)
+        sections.append(bench.table(results, bench_args))
         print(sections[-1], flush=True)
-        goals += ["", "### Targets (issue 17, background tasks)", "",
-                  *tasks_bench.targets(tasks_results)]  # fmt: skip
-        errors["tasks"] = {
-            queue: {"run": {"status": "error", "detail": r["error"]}}
-            for queue, r in tasks_results.items()
-            if "error" in r
-        }
-    if "channels" not in skip:
-        # Issue 16: Channels fan-out against Litestar Channels and broadcaster.
-        channels_args = channels_bench.parse([])
-        channels_results = channels_bench.measure(channels_args)
-        sections.append(channels_bench.table(channels_results, channels_args))
-        print(sections[-1], flush=True)
-        goals += ["", "### Targets (issue 16, channels)", "",
-                  *channels_bench.targets(channels_results)]  # fmt: skip
-        errors["channels"] = {
-            name: {"fan-out": {"status": "error", "detail": r["error"]}}
-            for name, r in channels_results.items()
+        goals += ["", f"### Targets ({heading})", "", *bench.targets(results)]
+        errors[key] = {
+            name: {scenario: {"status": "error", "detail": r["error"]}}
+            for name, r in results.items()
             if "error" in r
         }
     if "openapi" not in skip:
