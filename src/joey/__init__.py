@@ -11,7 +11,7 @@ Example::
         return {"hello": name}
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from joey import status
 from joey.app import App, CallNext, Middleware
@@ -35,6 +35,7 @@ from joey.exceptions import (
     UnsupportedMediaType,
     WebSocketDisconnect,
 )
+from joey.lazy import lazy_attributes
 from joey.params import Body, Cookie, Depends, Form, Header, ParamInfo, Query
 from joey.requests import Request
 from joey.responses import (
@@ -81,15 +82,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'joey' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, globals(), _LAZY)
 
 __all__ = [
     "URL",

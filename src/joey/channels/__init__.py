@@ -19,7 +19,7 @@ Layout:
 by taking a parameter annotated ``Channels``. See docs/channels.md.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from joey.channels.backend import (
     Backend,
@@ -30,6 +30,7 @@ from joey.channels.backend import (
 )
 from joey.channels.base import Channels, Subscription, event_source, relay
 from joey.channels.memory import InMemoryBackend
+from joey.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from joey.channels.redis import RedisPubSubBackend, RedisStreamsBackend
@@ -40,15 +41,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'joey.channels' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, globals(), _LAZY)
 
 
 __all__ = [

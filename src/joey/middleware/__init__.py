@@ -4,8 +4,9 @@ Each is a plain ASGI 3 class, ``Cls(app, **options)``, usable around a Joey app 
 app. See ``docs/middleware-builtins.md`` for options and the recommended order.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from joey.lazy import lazy_attributes
 from joey.middleware.accesslog import AccessLogMiddleware
 from joey.middleware.compression import DEFAULT_EXCLUDED_MEDIA_TYPES, CompressionMiddleware
 from joey.middleware.cors import CORSMiddleware
@@ -35,15 +36,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'joey.middleware' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, globals(), _LAZY)
 
 
 __all__ = [
