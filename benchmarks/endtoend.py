@@ -1,8 +1,9 @@
-"""End to end: requests per second under uvicorn, driven by ``wrk``, on loopback only.
+"""End to end: requests per second under uvicorn or granian, driven by ``wrk``, on loopback only.
 
 The server runs pinned to CPU 0 and wrk (one thread) to CPU 1 when the machine has two CPUs and
 ``taskset`` exists, so the load generator never steals the server's core. Each server is checked to
-answer every scenario correctly before it is loaded.
+answer every scenario correctly before it is loaded. Each framework's server runs under its
+column's interpreter (:func:`apps.interpreter`: compiled Joey under its own venv).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from apps import interpreter
 from scenarios import Scenario, check_http
 
 HOST = "127.0.0.1"  # loopback only, always
@@ -106,11 +108,12 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
             server.wait(5)
 
 
-def _start(framework: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _start(framework: str, server_name: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    command = [interpreter(framework), str(HERE / "serve.py"), framework, str(port)]
     with log.open("ab") as log_file:
         server = subprocess.Popen(
-            [*_pin(0), sys.executable, str(HERE / "serve.py"), framework, str(port)],
+            [*_pin(0), *command, "--server", server_name],
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
@@ -130,8 +133,10 @@ def run_all(
     warmup: float,
     connections: int,
     logs: Path,
+    server_name: str = "uvicorn",
 ) -> dict[str, dict[str, Result]]:
-    """Load every framework's server with every scenario; return results by framework and key.
+    """Load every framework's server (``server_name``: uvicorn or granian) with every scenario;
+    return results by framework and key.
 
     All servers start together (idle ones cost nothing) so that the measurements can be
     interleaved: each round loads every framework in turn, scenario by scenario, and the best
@@ -148,9 +153,13 @@ def run_all(
     try:
         for fw in frameworks:
             try:
-                servers[fw] = _start(fw, logs / f"serve-{fw}.log")
+                log = logs / f"serve-{server_name}-{fw}.log"
+                servers[fw] = _start(fw, server_name, log)
             except Exception as exc:
-                detail = f"server did not start: {type(exc).__name__}: {exc}"[:200]
+                said = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+                detail = f"server did not start: {type(exc).__name__}: {exc}"[:200] + (
+                    f"; its last words: {said[-1][-300:]}" if said else ""
+                )
                 results[fw] = {s.key: {"status": "error", "detail": detail} for s in scenarios}
                 continue
             for scenario in scenarios:
@@ -173,7 +182,10 @@ def run_all(
             for scenario in scenarios:
                 for fw in order:
                     if fw in servers and scenario.key not in results[fw]:
-                        _log(f"end to end round {round_no + 1}/{rounds}: {scenario.key} {fw}")
+                        _log(
+                            f"end to end ({server_name}) round {round_no + 1}/{rounds}:"
+                            f" {scenario.key} {fw}"
+                        )
                         sample = _wrk(servers[fw][1], scenario, seconds, connections)
                         samples.setdefault((fw, scenario.key), []).append(sample)
     finally:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from apps import DISTRIBUTIONS, JOEY, PEERS, RAW
+from apps import DISTRIBUTIONS, JOEY, JOEY_BUILDS, PEERS, RAW
 
 Result = dict[str, Any]
 Cell = float | str  # a figure, or "error" / "n/a" / "-"
@@ -40,9 +40,17 @@ class Table:
         pick = min if self.lower_is_better else max
         return pick(figures, key=lambda pair: pair[1])
 
-    def ratios(self, cells: dict[str, Cell]) -> tuple[float | None, tuple[str, float] | None]:
-        """Joey's figure divided by raw's, and by the best peer's (with that peer's name)."""
-        joey = cells.get(JOEY)
+    @property
+    def subjects(self) -> list[str]:
+        """The Joey columns of this table (pure, compiled): each gets its ratio columns."""
+        return [fw for fw in JOEY_BUILDS if fw in self.frameworks]
+
+    def ratios(
+        self, cells: dict[str, Cell], subject: str = JOEY
+    ) -> tuple[float | None, tuple[str, float] | None]:
+        """``subject``'s figure (a Joey build) divided by raw's, and by the best peer's (with
+        that peer's name)."""
+        joey = cells.get(subject)
         if not isinstance(joey, float):
             return None, None
         raw = cells.get(RAW)
@@ -52,15 +60,14 @@ class Table:
         return to_raw, to_peer
 
     def markdown(self) -> str:
-        show_ratios = JOEY in self.frameworks
         head = ["scenario", *self.frameworks]
-        if show_ratios:
-            head += ["Joey ÷ raw", "Joey ÷ best peer"]
+        for subject in self.subjects:
+            head += [f"{subject} ÷ raw", f"{subject} ÷ best peer"]
         lines = [f"### {self.title}", "", self.note, "", _row(head), _row(["---"] * len(head))]
         for label, cells in self.rows:
             row = [label, *(self._fmt(cells.get(fw)) for fw in self.frameworks)]
-            if show_ratios:
-                to_raw, to_peer = self.ratios(cells)
+            for subject in self.subjects:
+                to_raw, to_peer = self.ratios(cells, subject)
                 row.append(f"{to_raw:.2f}x" if to_raw is not None else "-")
                 row.append(f"{to_peer[1]:.2f}x ({to_peer[0]})" if to_peer else "-")
             lines.append(_row(row))

@@ -6,6 +6,12 @@
 Prints one table per section, each figure with Joey's ratio to the raw ASGI baseline and to the
 best peer, and writes benchmarks/RESULTS.md (not in smoke mode). No figure is ever asserted on;
 ``--smoke`` exits non-zero only when a Joey scenario errors, so the harness cannot rot.
+
+Joey has two columns (issue 19): "joey", the pure build this interpreter imports, and
+"joey-compiled", the wheel of ``make compiled`` in ``benchmarks/.venv-compiled`` (``make
+bench-compiled``), whose workers and servers run under that venv's Python. Before measuring,
+each column's interpreter is asked which build it imports; a wrong one stops the run. Smoke
+mode skips the compiled column, saying so, when its venv is missing.
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import builds  # noqa: E402
 import channels_bench  # noqa: E402
 import endtoend  # noqa: E402
 import openapi_bench  # noqa: E402
 import report  # noqa: E402
 import startup  # noqa: E402
 import tasks_bench  # noqa: E402
-from apps import FRAMEWORKS, IMPORTS, JOEY, PEERS, RAW  # noqa: E402
+from apps import FRAMEWORKS, IMPORTS, JOEY, JOEY_BUILDS, JOEY_COMPILED, PEERS, RAW, interpreter  # noqa: E402
 from scenarios import BY_KEY, ROUTE_COUNTS, SCENARIOS, Scenario  # noqa: E402
 
 Result = dict[str, Any]
@@ -51,7 +58,7 @@ def _worker(
 ) -> dict[str, Result]:
     out = tmp / f"{framework}-{time.monotonic_ns()}.json"
     command = [
-        sys.executable,
+        interpreter(framework),
         str(HERE / "inprocess.py"),
         framework,
         "--out",
@@ -145,15 +152,31 @@ def inprocess_table(
 # --- end to end --------------------------------------------------------------------------------
 
 
-def run_endtoend(args: argparse.Namespace, frameworks: list[str], tmp: Path) -> ByFramework:
+# How each server is run (serve.py): the same settings where both have them.
+SERVER_NOTES = {
+    "uvicorn": "uvicorn, httptools + uvloop, 1 worker",
+    "granian": "granian (ASGI interface), HTTP/1.1, uvloop, 1 worker with 1 runtime thread",
+}
+
+
+def run_endtoend(
+    args: argparse.Namespace, frameworks: list[str], tmp: Path, server: str
+) -> ByFramework:
     scenarios: list[Scenario] = [s for s in SCENARIOS if s.end_to_end]
     return endtoend.run_all(
-        frameworks, scenarios, args.e2e_rounds, args.duration, args.warmup, args.connections, tmp
+        frameworks,
+        scenarios,
+        args.e2e_rounds,
+        args.duration,
+        args.warmup,
+        args.connections,
+        tmp,
+        server,
     )
 
 
 def endtoend_table(
-    results: ByFramework, frameworks: list[str], args: argparse.Namespace
+    results: ByFramework, frameworks: list[str], args: argparse.Namespace, server: str
 ) -> report.Table:
     rows = [
         (s.title, {fw: report.cell(results[fw].get(s.key), "rps") for fw in frameworks})
@@ -161,8 +184,8 @@ def endtoend_table(
         if s.end_to_end
     ]
     return report.Table(
-        "End to end under uvicorn (requests/s, higher is better)",
-        f"uvicorn, httptools + uvloop, 1 worker on CPU 0; wrk -t1 -c{args.connections} on CPU 1,"
+        f"End to end under {server} (requests/s, higher is better)",
+        f"{SERVER_NOTES[server]} on CPU 0; wrk -t1 -c{args.connections} on CPU 1,"
         f" {args.duration:g} s per run after a {args.warmup:g} s warm-up; all servers up at once,"
         f" runs interleaved across frameworks, best of {args.e2e_rounds} rounds."
         " Ratios: Joey's requests/s ÷ the other's (above 1.00x, Joey is faster).",
@@ -181,7 +204,9 @@ def run_startup(args: argparse.Namespace, frameworks: list[str]) -> ByFramework:
     for framework in frameworks:
         _say(f"startup: {framework}")
         results[framework] = {
-            "import": startup.measure_import(IMPORTS[framework], args.import_runs)
+            "import": startup.measure_import(
+                IMPORTS[framework], args.import_runs, interpreter(framework)
+            )
         }
     return results
 
@@ -314,6 +339,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--skip", default="", help="sections to skip: inprocess,e2e,startup,tasks,channels,openapi"
     )
+    parser.add_argument("--servers", default=",".join(SERVER_NOTES), help="end-to-end servers")
     parser.add_argument("--rounds", type=int, default=3, help="in-process rounds (interleaved)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per worker")
     parser.add_argument("--target-ms", type=float, default=100.0, help="duration of one repeat")
@@ -327,7 +353,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=None, help="default: benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.frameworks = f"{RAW},{JOEY}"
+        args.frameworks = f"{RAW},{JOEY},{JOEY_COMPILED}"  # compiled: when its venv exists
         args.skip = ",".join(filter(None, [args.skip, "e2e", "tasks", "channels"]))
         args.rounds, args.repeats, args.target_ms, args.ws_messages = 1, 1, 5.0, 20
         args.import_runs = 2
@@ -340,9 +366,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     started = time.monotonic()
     frameworks = [fw for fw in args.frameworks.split(",") if fw in FRAMEWORKS]
+    frameworks, joey_files = builds.check(frameworks, args.smoke)
+    servers = [s for s in args.servers.split(",") if s in SERVER_NOTES]
     skip = set(args.skip.split(","))
     sections: list[str] = []
-    inproc = e2e = None
+    inproc: report.Table | None = None
+    e2e: dict[str, report.Table] = {}
     inproc_results: ByFramework = {}
     errors: dict[str, ByFramework] = {}
     with tempfile.TemporaryDirectory(prefix="joey-bench-") as tmp_name:
@@ -354,11 +383,11 @@ def main(argv: list[str] | None = None) -> int:
             inproc = inprocess_table(inproc_results, frameworks, overheads)
             sections.append(inproc.markdown())
             print(sections[-1], flush=True)
-        if "e2e" not in skip:
-            e2e_results = run_endtoend(args, frameworks, tmp)
-            errors["end to end"] = e2e_results
-            e2e = endtoend_table(e2e_results, frameworks, args)
-            sections.append(e2e.markdown())
+        for server in servers if "e2e" not in skip else []:
+            e2e_results = run_endtoend(args, frameworks, tmp, server)
+            errors[f"end to end ({server})"] = e2e_results
+            e2e[server] = endtoend_table(e2e_results, frameworks, args, server)
+            sections.append(e2e[server].markdown())
             print(sections[-1], flush=True)
     imports: ByFramework = {}
     if "startup" not in skip:
@@ -375,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         sections.append(table.markdown() + extra)
         print(sections[-1], flush=True)
-    goals = targets(inproc, e2e, imports) if JOEY in frameworks else []
+    goals = targets(inproc, e2e.get("uvicorn"), imports) if JOEY in frameworks else []
+    if JOEY_COMPILED in frameworks and not args.smoke:
+        goals += ["", "### Targets (issue 19, compiled build)", "", *builds.targets(inproc, e2e)]
     # Issue 17: Joey's Redis queue against saq, arq and taskiq (tasks_bench.py); issue 16:
     # Channels fan-out against Litestar Channels and broadcaster (channels_bench.py).
     for key, bench, heading, scenario in (
@@ -410,9 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     _say(f"total: {minutes:.1f} min")
     if args.output is not None:
-        _write(args.output, args, frameworks, sections, goals, trouble, minutes)
+        _write(args.output, args, frameworks, joey_files, sections, goals, trouble, minutes)
         _say(f"wrote {args.output}")
-    joey_broken = [line for line in trouble if f"/ {JOEY} /" in line]
+    joey_broken = [line for line in trouble if any(f"/ {fw} /" in line for fw in JOEY_BUILDS)]
     return 1 if args.smoke and joey_broken else 0
 
 
@@ -420,6 +451,7 @@ def _write(
     path: Path,
     args: argparse.Namespace,
     frameworks: list[str],
+    joey_files: dict[str, str],
     sections: list[str],
     goals: list[str],
     trouble: list[str],
@@ -444,6 +476,12 @@ def _write(
             "- Frameworks: raw (a hand-written ASGI function with msgspec), Joey,"
             f" {', '.join(peers)}; each written idiomatically (`benchmarks/apps/`), each answer"
             " checked before timing.",
+            *(
+                f"- {fw}: {_BUILD_NOTES[fw]}; `{PROBE}` is `{path}`."
+                for fw, path in joey_files.items()
+            ),
+            f"- End to end under {', '.join(args.servers.split(','))}: every framework's app"
+            " under each server in turn, the same settings where both servers have them.",
             "- In-process: the app is called directly with a fresh scope per request;"
             f" {args.rounds} rounds, each framework in a fresh interpreter per round, order"
             f" rotated; {args.repeats} repeats of ~{args.target_ms:g} ms per round; the best"
@@ -465,6 +503,14 @@ def _write(
         ]
     )
     path.write_text(text)
+
+
+_BUILD_NOTES = {
+    JOEY: "the pure build (editable install of src/ in benchmarks/.venv)",
+    JOEY_COMPILED: "the wheel `make compiled` builds (mypyc), in benchmarks/.venv-compiled, its"
+    " in-process workers and servers run by that venv's Python",
+}
+PROBE = "joey._engine.tree.__file__"
 
 
 def _gaps() -> list[str]:

@@ -2,7 +2,8 @@
 
 The import is timed inside the child (interpreter start-up excluded), best of several runs; memory
 is the growth of peak RSS across the import, plus the peak of Python allocations (tracemalloc, in
-a separate run because tracing slows the import down).
+a separate run because tracing slows the import down). Each framework is imported by its
+column's interpreter (compiled Joey by its own venv's).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ print(json.dumps({{"peak": tracemalloc.get_traced_memory()[1]}}))
 _IMPORTTIME = "import {module}"
 
 
-def _child(code: str) -> dict[str, Any]:
+def _child(code: str, python: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+        [python, "-c", code], capture_output=True, text=True, timeout=120, check=True,
         env=_env(),
     )
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -59,12 +60,13 @@ def compile_sources() -> None:
     compileall.compile_dir(str(source), quiet=1)
 
 
-def measure_import(statement: str, runs: int) -> dict[str, Any]:
-    """Best import time (ms), median RSS growth and tracemalloc peak (MiB) of ``statement``."""
+def measure_import(statement: str, runs: int, python: str = sys.executable) -> dict[str, Any]:
+    """Best import time (ms), median RSS growth and tracemalloc peak (MiB) of ``statement``,
+    run by ``python``."""
     compile_sources()
     try:
-        timed = [_child(_TIMED.format(statement=statement)) for _ in range(runs)]
-        traced = _child(_TRACED.format(statement=statement))
+        timed = [_child(_TIMED.format(statement=statement), python) for _ in range(runs)]
+        traced = _child(_TRACED.format(statement=statement), python)
     except (subprocess.SubprocessError, ValueError, IndexError) as exc:
         stderr = getattr(exc, "stderr", "") or ""
         return {"status": "error", "detail": f"{type(exc).__name__}: {stderr.strip()[-200:]}"}
