@@ -89,7 +89,7 @@ class RedisTasks(RedisConsumer):
             name: client.register_script(getattr(scripts, name.upper()))
             for name in (
                 "enqueue", "start", "finish", "promote", "hand_back", "requeue", "drop",
-                "reap", "tick",
+                "reap", "tick", "heartbeat",
             )
         }  # fmt: skip
         try:

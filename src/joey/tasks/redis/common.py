@@ -92,6 +92,10 @@ class RedisTasksBase(TaskBackend):
         self._inflight: dict[bytes, tuple[str, asyncio.Task[None]]] = {}  # entry id -> task
         self._names: dict[bytes, str] = {}  # entry id -> task name, for the shutdown report
         self._cancelled: set[bytes] = set()  # entries whose attempt stop() cancelled
+        self._starting: set[asyncio.Task[None]] = set()  # the task sending starts, if any
+        self._to_start: list[Any] = []  # runs begun whose start is not sent yet (`_Run`s)
+        self._next_start: asyncio.Future[None] | None = None  # done when those are answered
+        self._lost: set[bytes] = set()  # running entries another worker took over (warned once)
         self._stats: Counter[str] = Counter()  # "name|kind" -> count, flushed by the heartbeat
         self._seconds: dict[str, float] = {}  # task name -> run seconds, flushed likewise
         self._slot_free: asyncio.Event | None = None

@@ -9,7 +9,7 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 
 import msgspec
@@ -45,6 +45,9 @@ class RedisConsumer(RedisTasksBase):
         if runs:
             _, late = await asyncio.wait(runs, timeout=self.shutdown_timeout)
             await cancel_and_wait(late, every=1.0)  # gentler: task code may clean up
+        if self._starting:  # the starts of runs cancelled before they answered
+            _, late_starts = await asyncio.wait(self._starting, timeout=self.redis_timeout)
+            await cancel_and_wait(late_starts)
         await cancel_and_wait([heartbeat])
         self._loops = []
         await self._flush_stats(client)
@@ -141,7 +144,7 @@ class RedisConsumer(RedisTasksBase):
                         count=self._free(),
                     )
                 if claimed:
-                    await self._start_runs(client, claimed)
+                    await self._start_runs(client, claimed, reclaimed=True)
                 if not self._free():
                     continue
             block = max(1, int((next_reclaim - time.monotonic()) * 1000))
@@ -162,78 +165,125 @@ class RedisConsumer(RedisTasksBase):
         return self.max_concurrency - len(self._inflight)
 
     async def _start_runs(
-        self, client: aioredis.Redis, entries: list[tuple[bytes, dict[bytes, bytes]]]
+        self,
+        client: aioredis.Redis,
+        entries: list[tuple[bytes, dict[bytes, bytes]]],
+        reclaimed: bool = False,
     ) -> None:
-        """Mark every task of one read RUNNING in one script, then run them.
+        """Start every task of one read with one start script, and run them.
 
-        If the script fails (Redis went away), the entries stay pending here unstarted and
-        are taken over once idle past `visibility_timeout`, by this worker or another.
+        First deliveries begin at once: their runs are spawned before the script is sent,
+        which the read loop does not wait for (it reads again); each run makes sure its start
+        was recorded before it commits (`_Run.started`). Reclaimed entries, and entries
+        written by an older version (the id only: name, payload and options come back from
+        the script), wait for the script first: the `max_deliveries` check precedes the run.
+
+        If the awaited script fails (Redis went away), those entries stay pending here
+        unstarted and are taken over once idle past `visibility_timeout`, by this worker or
+        another.
         """
-        keys = [self._stream, self._dead]
-        args: list[Any] = [
-            repr(time.time()),
-            self.consumer,
-            self.max_deliveries,
-            GROUP,
-            self.dead_ttl,
-            self.keep_dead,
-        ]
-        runnable: list[tuple[bytes, dict[bytes, bytes], str]] = []
+        runs: list[tuple[_Run, int]] = []
         for entry_id, fields in entries:
             raw = (fields or {}).get(b"id")
             if raw is None:  # pragma: no cover - an entry not written by this module
                 continue
-            task_id = raw.decode()
-            keys.append(self._task_prefix + task_id)
-            args += (entry_id, task_id)
-            runnable.append((entry_id, fields, task_id))
-        if not runnable:
+            if entry_id in self._inflight:
+                # Our own entry, reclaimed by our own XAUTOCLAIM after missed heartbeats: its
+                # run goes on here, and its start stays the one it recorded.
+                continue
+            mode = (1 if reclaimed else 0) + (0 if b"name" in fields else 2)
+            runs.append((_Run(self, entry_id, raw.decode(), fields), mode))
+        if any(mode for _, mode in runs):
+            async with asyncio.timeout(self.redis_timeout):
+                answers = await self._start_script(runs)
+            for (run, _), answer in zip(runs, answers, strict=True):
+                if run.accept(answer):
+                    self._spawn(run)
             return
-        async with asyncio.timeout(self.redis_timeout):
-            started = await self._scripts["start"](keys=keys, args=args)
-        for (entry_id, fields, task_id), answer in zip(runnable, started, strict=True):
-            if answer[0] == b"run":
-                self._spawn(entry_id, task_id, fields, int(answer[1]), int(answer[2]))
-            elif answer[0] == b"lost":
-                name = fields.get(b"name", b"?").decode()
-                self._count(name, "dead")
-                logger.error(
-                    "task %s %s is dead: delivered %d times, each time its worker stopped "
-                    "responding (max_deliveries)",
-                    name, task_id, self.max_deliveries,
-                )  # fmt: skip
+        for run, _ in runs:
+            self._spawn(run)
+        # One start script in flight at a time: the runs of reads that come meanwhile go
+        # together in the next one (under load a start covers many reads; idle, it leaves at
+        # once). Their runs have begun already, so the wait costs them nothing.
+        if not self._to_start:
+            self._next_start = asyncio.get_running_loop().create_future()
+        for run, _ in runs:
+            run.starting = self._next_start
+            self._to_start.append(run)
+        if not self._starting:
+            starter = asyncio.create_task(self._send_starts())
+            self._starting.add(starter)
+            starter.add_done_callback(self._starting.discard)
 
-    def _spawn(
-        self,
-        entry_id: bytes,
-        task_id: str,
-        fields: dict[bytes, bytes],
-        attempts: int,
-        failures: int,
-    ) -> None:
-        run = asyncio.create_task(self._run(entry_id, task_id, fields, attempts, failures))
-        self._inflight[entry_id] = (task_id, run)
-        run.add_done_callback(lambda _: self._release(entry_id))
+    async def _send_starts(self) -> None:
+        while self._to_start:
+            runs, self._to_start, done = self._to_start, [], self._next_start
+            assert done is not None
+            try:
+                await self._send_start(runs)
+            finally:
+                done.set_result(None)
+
+    async def _send_start(self, runs: list[_Run]) -> None:
+        """The start script of runs that began without it; a run whose start answers
+        otherwise than 'run' (its task was final already: replaced while the worker read it,
+        or expired) is cancelled. On failure each run retries its own start before it
+        commits."""
+        try:
+            async with asyncio.timeout(self.redis_timeout):
+                answers = await self._start_script([(run, 0) for run in runs])
+        except OUTAGE as exc:
+            logger.warning(
+                "task backend: the start of %d task(s) is not recorded yet (%s); each records "
+                "it before its result",
+                len(runs), error_text(exc) if not isinstance(exc, TimeoutError) else "timeout",
+            )  # fmt: skip
+            return
+        for run, answer in zip(runs, answers, strict=True):
+            if not run.accept(answer) and run.task is not None:
+                run.task.cancel()
+
+    def _start_script(self, runs: list[tuple[_Run, int]]) -> Awaitable[list[list[Any]]]:
+        """The start script for these runs, each with its mode (see `scripts.START`)."""
+        keys = [self._stream, self._dead]
+        args: list[Any] = [
+            repr(time.time()), self.consumer, self.max_deliveries, GROUP, self.dead_ttl,
+            self.keep_dead,
+        ]  # fmt: skip
+        for run, mode in runs:
+            keys.append(self._task_prefix + run.task_id)
+            args += (run.entry_id, run.task_id, mode)
+        return cast(Awaitable[list[list[Any]]], self._scripts["start"](keys=keys, args=args))
+
+    def _spawn(self, run: _Run) -> None:
+        entry_id = run.entry_id
+        self._names[entry_id] = run.name
+        task = run.task = asyncio.create_task(self._run(run))
+        self._inflight[entry_id] = (run.task_id, task)
+        task.add_done_callback(lambda _: self._release(entry_id))
         if not self._free():
             assert self._slot_free is not None
             self._slot_free.clear()
 
     def _release(self, entry_id: bytes) -> None:
         self._inflight.pop(entry_id, None)
+        self._lost.discard(entry_id)
         if self._slot_free is not None:
             self._slot_free.set()
 
-    async def _run(
-        self,
-        entry_id: bytes,
-        task_id: str,
-        fields: dict[bytes, bytes],
-        attempts: int,
-        failures: int,
-    ) -> None:
-        name = fields.get(b"name", b"").decode()
-        self._names[entry_id] = name
-        run = _Run(self, entry_id, task_id, name, attempts, failures)
+    async def _run(self, run: _Run) -> None:
+        try:
+            await self._execute(run)
+        except asyncio.CancelledError:
+            if run.revoked:  # its start answered 'skip': nothing to record, nothing to hand back
+                self._names.pop(run.entry_id, None)
+            else:
+                self._cancelled.add(run.entry_id)  # stop() hands it back
+            raise
+        self._names.pop(run.entry_id, None)
+
+    async def _execute(self, run: _Run) -> None:
+        name, task_id, fields = run.name, run.task_id, run.fields
         defn = self._by_name.get(name)
         if defn is None:
             await run.dead(
@@ -247,9 +297,7 @@ class RedisConsumer(RedisTasksBase):
         except BAD_PAYLOAD as exc:
             # Retrying cannot help: the same bytes fail the same way.
             reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            error = f"BadPayload: the task's arguments cannot be decoded: {reason}"
-            logger.error("task %s %s is dead: %s", name, task_id, error)
-            await run.dead(0, error)
+            await run.dead(0, f"BadPayload: the task's arguments cannot be decoded: {reason}")
             return
         retries = options.retries if options.retries is not None else defn.retries
         run.max_attempts = retries + 1
@@ -260,25 +308,24 @@ class RedisConsumer(RedisTasksBase):
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
-                self._cancelled.add(entry_id)  # stop() hands it back
                 raise
             await run.failed(defn, options, retries, exc, time.monotonic() - began)
         except Exception as exc:
             await run.failed(defn, options, retries, exc, time.monotonic() - began)
         else:
-            self._add_seconds(name, time.monotonic() - began)
+            seconds = time.monotonic() - began
             try:
                 encoded = encode(result)
             except (TypeError, msgspec.EncodeError, RecursionError):
                 logger.debug("task %s %s: result not kept, msgspec cannot encode it", name, task_id)
                 encoded = b""
-            await run.succeeded(encoded)
-        self._names.pop(entry_id, None)
+            await run.succeeded(encoded, seconds)
 
-    async def _commit(self, what: str, keys: list[Any], args: list[Any]) -> bool:
-        """Run the finish script, retrying through a Redis outage with backoff until it is back
-        or `commit_timeout` has passed. The script is idempotent, so a retry of a commit that
-        was applied before the connection dropped changes nothing. True once recorded."""
+    async def _commit(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a commit script (a finish, or a start a run makes sure of), retrying through a
+        Redis outage with backoff until it is back or `commit_timeout` has passed. Both
+        scripts are idempotent, so a retry of one that was applied before the connection
+        dropped changes nothing. The script's reply, or None if it was not recorded."""
         pause = 0.05
         give_up = time.monotonic() + self.commit_timeout
         tries = 0
@@ -286,7 +333,7 @@ class RedisConsumer(RedisTasksBase):
             tries += 1
             try:
                 async with asyncio.timeout(self.redis_timeout):
-                    await self._scripts["finish"](keys=keys, args=args)
+                    reply = await call()
             except OUTAGE as exc:
                 if time.monotonic() + pause > give_up:
                     logger.error(
@@ -294,7 +341,7 @@ class RedisConsumer(RedisTasksBase):
                         "task runs again once another worker takes it over",
                         what, self.commit_timeout, error_text(exc),
                     )  # fmt: skip
-                    return False
+                    return None
                 if tries == 1:
                     logger.warning(
                         "%s: Redis unreachable (%s), retrying until it is back",
@@ -305,7 +352,7 @@ class RedisConsumer(RedisTasksBase):
                 continue
             if tries > 1:
                 logger.warning("%s: recorded after %d tries", what, tries)
-            return True
+            return reply
 
     def _count(self, name: str, kind: str) -> None:
         self._stats[f"{name}|{kind}"] += 1
@@ -382,12 +429,10 @@ class RedisConsumer(RedisTasksBase):
             try:
                 async with asyncio.timeout(self.redis_timeout):
                     if self._inflight:
-                        # Re-claiming our own entries resets their idle time (JUSTID: without
-                        # counting a delivery), so XAUTOCLAIM elsewhere leaves them alone.
-                        await client.xclaim(
-                            self._stream, GROUP, self.consumer, 0, list(self._inflight),
-                            justid=True,
-                        )  # fmt: skip
+                        lost = await self._scripts["heartbeat"](
+                            keys=[self._stream], args=[GROUP, self.consumer, *self._inflight]
+                        )
+                        self._taken_over(lost)
                     if beats % 3 == 0:
                         # Consumers of killed workers, once their entries were taken over.
                         await self._scripts["reap"](
@@ -403,58 +448,121 @@ class RedisConsumer(RedisTasksBase):
             beat = self.visibility_timeout / 3
             await self._flush_stats(client)
 
+    def _taken_over(self, entries: list[bytes]) -> None:
+        """Warn about runs whose entries another worker took over (this one missed heartbeats
+        for `visibility_timeout`): they run on here, but only the new owner records a result."""
+        for entry_id in entries:
+            held = self._inflight.get(entry_id)
+            if held is not None and entry_id not in self._lost:
+                self._lost.add(entry_id)
+                logger.warning(
+                    "task %s %s was taken over by another worker (no heartbeat reached Redis "
+                    "for visibility_timeout=%gs): its result here will not be recorded",
+                    self._names.get(entry_id, "?"), held[0], self.visibility_timeout,
+                )  # fmt: skip
+
 
 class _Run:
-    """One delivered run of a task, and the three ways its commit can go.
+    """One delivered run of a task: its start (sent with or before the run), and the three
+    ways its commit can go.
 
-    Each commit is the finish script with this run's token (consumer, attempts), retried
-    through outages by `RedisTasks._commit`.
+    Each commit first makes sure the start was recorded (`started`), then runs the finish
+    script with this run's token (its entry, pending for this consumer, and the delivery its
+    start recorded), both retried through outages by `RedisConsumer._commit`.
     """
 
-    __slots__ = ("attempts", "backend", "entry_id", "failures", "max_attempts", "name", "task_id")
+    __slots__ = (
+        "attempts", "backend", "delivery", "entry_id", "failures", "fields", "max_attempts",
+        "name", "revoked", "starting", "task", "task_id",
+    )  # fmt: skip
 
     def __init__(
-        self,
-        backend: RedisConsumer,
-        entry_id: bytes,
-        task_id: str,
-        name: str,
-        attempts: int,
-        failures: int,
+        self, backend: RedisConsumer, entry_id: bytes, task_id: str, fields: dict[bytes, bytes]
     ) -> None:
         self.backend = backend
         self.entry_id = entry_id
         self.task_id = task_id
-        self.name = name
-        self.attempts = attempts
-        self.failures = failures
+        self.fields = fields
+        self.name = fields.get(b"name", b"").decode()
+        self.attempts = 0
+        self.failures = 0
         self.max_attempts = 1  # set once the task's options are known
+        self.delivery: bytes | None = None  # the run token, once the start answered 'run'
+        self.revoked = False  # the start answered 'skip', 'lost' or 'gone': record nothing
+        self.starting: asyncio.Future[None] | None = None  # done once its start answered
+        self.task: asyncio.Task[None] | None = None
+
+    def accept(self, answer: list[Any]) -> bool:
+        """Take the start script's answer for this run; True if it may run and commit."""
+        if answer[0] == b"run":
+            self.attempts, self.failures, self.delivery = int(answer[1]), int(answer[2]), answer[3]
+            if len(answer) > 4:  # an entry of an older version: the task's fields, from its hash
+                self.fields = {b"name": answer[4], b"payload": answer[5], b"options": answer[6]}
+                self.name = answer[4].decode()
+            return True
+        self.revoked = True
+        if answer[0] == b"lost":
+            self.backend._count(self.name or "?", "dead")
+            logger.error(
+                "task %s %s is dead: delivered %d times, each time its worker stopped "
+                "responding (max_deliveries)",
+                self.name or "?", self.task_id, self.backend.max_deliveries,
+            )  # fmt: skip
+        elif self.task is not None:
+            logger.info(
+                "task %s %s: not run, it was final (%s) when its start was recorded",
+                self.name, self.task_id, answer[0].decode(),
+            )  # fmt: skip
+        return False
+
+    async def started(self, what: str) -> bool:
+        """Make sure this run's start is recorded before its result: wait for the start sent
+        beside the run, and if that did not reach Redis, send it again (it is idempotent per
+        delivery). False if the task must not be recorded (see `accept`)."""
+        if self.delivery is None and not self.revoked and self.starting is not None:
+            await asyncio.wait((self.starting,))  # never cancels the start: others share it
+        if self.delivery is None and not self.revoked:
+            answers = await self.backend._commit(
+                f"{what}: its start", lambda: self.backend._start_script([(self, 0)])
+            )
+            if answers is None:
+                return False
+            self.accept(answers[0])
+        return not self.revoked
 
     async def _finish(
         self, outcome: str, ttl: int, error: str, result: bytes, run_at: str, failures: int
     ) -> None:
         b = self.backend
-        await b._commit(
-            f"task {self.name} {self.task_id} ({outcome})",
-            [b._task_prefix + self.task_id, b._stream, b._delayed, b._dead],
-            [
-                GROUP, self.entry_id, self.task_id, outcome, b.consumer, self.attempts,
-                repr(time.time()), ttl, b.keep_dead, error, result, run_at, failures,
-                self.max_attempts,
-            ],
-        )  # fmt: skip
+        what = f"task {self.name} {self.task_id} ({outcome})"
+        keys = [b._task_prefix + self.task_id, b._stream, b._delayed, b._dead]
+        args = [
+            GROUP, self.entry_id, self.task_id, outcome, b.consumer, self.delivery,
+            repr(time.time()), ttl, b.keep_dead, error, result, run_at, failures,
+            self.max_attempts,
+        ]  # fmt: skip
+        await b._commit(what, lambda: b._scripts["finish"](keys=keys, args=args))
 
-    async def succeeded(self, result: bytes) -> None:
+    async def succeeded(self, result: bytes, seconds: float) -> None:
+        if not await self.started(f"task {self.name} {self.task_id} (ok)"):
+            return
+        self.backend._add_seconds(self.name, seconds)
         self.backend._count(self.name, "succeeded")
         await self._finish("ok", self.backend.result_ttl, "", result, "", self.failures)
 
     async def dead(self, failures: int, error: str) -> None:
+        if not await self.started(f"task {self.name} {self.task_id} (dead)"):
+            return
+        if failures == 0:  # dead before running: not registered here, or a bad payload
+            logger.error("task %s %s is dead: %s", self.name, self.task_id, error)
         self.backend._count(self.name, "dead")
         await self._finish("dead", self.backend.dead_ttl, error, b"", "", failures)
 
     async def failed(
         self, defn: TaskDef, options: Options, retries: int, exc: BaseException, seconds: float
     ) -> None:
+        if not await self.started(f"task {self.name} {self.task_id} (failed)"):
+            return
         b = self.backend
         b._add_seconds(self.name, seconds)
         b._count(self.name, "failed")

@@ -1,9 +1,12 @@
 """The Lua scripts of the Redis backend: every state change is one atomic script.
 
-Each script keeps to the task-state rules of `state.py`. A worker's *run token* is the pair
-(`worker`, `attempts`) its start wrote into the task's hash: the finish script applies a result
-only while the task is RUNNING under that token, so a commit retried after a Redis blip (that
-may have been applied already) or one from a worker whose task was taken over is a no-op.
+Each script keeps to the task-state rules of `state.py`. A worker's *run token* is the stream
+entry's ownership in the consumer group's pending list (PEL): the finish script applies a result
+only while the entry is pending for this worker's consumer and the task RUNNING under the
+delivery its start recorded. XAUTOCLAIM by another worker moves the ownership, and an applied
+finish acks the entry, so a commit retried after a Redis blip (that may have been applied
+already) or one from a worker whose task was taken over is a no-op. The PEL is persisted
+(AOF/RDB) with the hashes.
 
 Key layout: see the docstring of `joey.tasks.redis`.
 """
@@ -69,12 +72,20 @@ local function release_unique(unique, id)
 end
 """
 
-# Starts the tasks one read delivered, all in one round trip. Per task it answers {'run',
-# attempts, failures}, {'skip'} (already final, or its record expired: the entry is acked) or
-# {'lost'}: delivered `max_deliveries` times without any run reporting back (each worker died),
-# so it is dead-lettered here.
+# Starts the tasks one read delivered, all in one round trip, and is idempotent per delivery: a
+# delivery is the entry id and its delivery count in the group's PEL, recorded in the hash as
+# `delivery`, so a start re-sent after a blip (applied or not) answers the same. Per entry:
+# * {'run', attempts, failures, delivery} - started (or already started by this very delivery);
+#   with mode 2 or 3 followed by the task's name, payload and options from its hash (an entry
+#   written by an older version holds only the id);
+# * {'skip'} - the task is already final, or its record expired: the entry is acked;
+# * {'lost'} - a reclaimed entry (mode 1 or 3) delivered `max_deliveries` times without any run
+#   reporting back (each worker died): dead-lettered here;
+# * {'gone'} - the entry is no longer pending for this consumer (taken over, or finished):
+#   nothing is changed.
 # KEYS: stream, dead list, then one task key per delivered entry
-# ARGV: now, consumer, max_deliveries, group, dead_ttl, keep_dead, then (entry id, task id) pairs
+# ARGV: now, consumer, max_deliveries, group, dead_ttl, keep_dead, then per entry its id, the
+#       task id and a mode: 0 first delivery, 1 reclaimed, +2 the entry carries only the id
 START = (
     _RELEASE_UNIQUE
     + """
@@ -82,34 +93,51 @@ local out = {}
 local max = tonumber(ARGV[3])
 for i = 3, #KEYS do
   local key = KEYS[i]
-  local entry = ARGV[5 + (i - 2) * 2]
-  local id = ARGV[6 + (i - 2) * 2]
-  local f = redis.call('HMGET', key, 'state', 'attempts', 'failures', 'deliveries', 'unique')
-  local st = f[1]
-  if not st or st == 'succeeded' or st == 'dead' or st == 'cancelled' then
-    redis.call('XACK', KEYS[1], ARGV[4], entry)
-    redis.call('XDEL', KEYS[1], entry)
-    out[#out + 1] = {'skip'}
+  local at = 7 + (i - 3) * 3
+  local entry, id, mode = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
+  local p = redis.call('XPENDING', KEYS[1], ARGV[4], entry, entry, 1, ARGV[2])
+  local answer
+  if #p == 0 then
+    answer = {'gone'}
   else
-    local deliveries = tonumber(f[4] or '0') + 1
-    if deliveries > max then
-      redis.call('HSET', key, 'state', 'dead', 'finished_at', ARGV[1], 'run_at', '',
-                 'error', 'WorkerLost: delivered ' .. max .. ' times, and each time its ' ..
-                 'worker stopped responding before the run ended (max_deliveries)')
-      redis.call('EXPIRE', key, ARGV[5])
-      redis.call('LPUSH', KEYS[2], id)
-      redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+    local delivery = entry .. '/' .. p[1][4]
+    local f = redis.call('HMGET', key, 'state', 'attempts', 'failures', 'deliveries', 'unique',
+                         'delivery', 'name', 'payload', 'options')
+    local st = f[1]
+    if st == 'running' and f[6] == delivery then
+      answer = {'run', tonumber(f[2]), tonumber(f[3] or '0'), delivery}
+    elseif not st or st == 'succeeded' or st == 'dead' or st == 'cancelled' then
       redis.call('XACK', KEYS[1], ARGV[4], entry)
       redis.call('XDEL', KEYS[1], entry)
-      release_unique(f[5], id)
-      out[#out + 1] = {'lost'}
+      answer = {'skip'}
     else
-      local attempts = tonumber(f[2] or '0') + 1
-      redis.call('HSET', key, 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[2],
-                 'run_at', '', 'attempts', attempts, 'deliveries', deliveries)
-      out[#out + 1] = {'run', attempts, tonumber(f[3] or '0')}
+      local deliveries = tonumber(f[4] or '0') + 1
+      if mode % 2 == 1 and deliveries > max then
+        redis.call('HSET', key, 'state', 'dead', 'finished_at', ARGV[1], 'run_at', '',
+                   'error', 'WorkerLost: delivered ' .. max .. ' times, and each time its ' ..
+                   'worker stopped responding before the run ended (max_deliveries)')
+        redis.call('EXPIRE', key, ARGV[5])
+        redis.call('LPUSH', KEYS[2], id)
+        redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+        redis.call('XACK', KEYS[1], ARGV[4], entry)
+        redis.call('XDEL', KEYS[1], entry)
+        release_unique(f[5], id)
+        answer = {'lost'}
+      else
+        local attempts = tonumber(f[2] or '0') + 1
+        redis.call('HSET', key, 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[2],
+                   'run_at', '', 'attempts', attempts, 'deliveries', deliveries,
+                   'delivery', delivery)
+        answer = {'run', attempts, tonumber(f[3] or '0'), delivery}
+      end
+    end
+    if answer[1] == 'run' and mode >= 2 then
+      answer[5] = f[7] or ''
+      answer[6] = f[8] or ''
+      answer[7] = f[9] or ''
     end
   end
+  out[#out + 1] = answer
 end
 return out
 """
@@ -117,26 +145,30 @@ return out
 
 # Records how a run ended and releases its stream entry, atomically and idempotently.
 # outcome 'ok' -> SUCCEEDED, 'retry' -> FAILED (due again at run_at), 'dead' -> DEAD.
-# Applied only while the task is RUNNING under this worker's run token; the entry is acked
-# whenever the token is ours (a second ack is a no-op). Returns 1 if applied, else 0.
+# The run token is the entry's ownership: applied only while the entry is pending for this
+# consumer (XAUTOCLAIM by another worker moves it; a finish that was applied acked it, so a
+# replay is a no-op) and the task RUNNING under the delivery this run's start recorded.
+# Returns 1 if applied, else 0.
 # KEYS: task, stream, delayed, dead list
-# ARGV: group, entry id, task id, outcome, consumer, attempts (the token), now, ttl,
+# ARGV: group, entry id, task id, outcome, consumer, delivery (from the start), now, ttl,
 #       keep_dead, error, result, run_at, failures, max_attempts
 FINISH = (
     _RELEASE_UNIQUE
     + """
-local f = redis.call('HMGET', KEYS[1], 'state', 'worker', 'attempts', 'unique')
-if f[2] ~= ARGV[5] or f[3] ~= ARGV[6] then return 0 end
+if #redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[5]) == 0 then
+  return 0
+end
+local f = redis.call('HMGET', KEYS[1], 'state', 'delivery', 'unique')
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
-if f[1] ~= 'running' then return 0 end
+if f[1] ~= 'running' or f[2] ~= ARGV[6] then return 0 end
 local outcome = ARGV[4]
 if outcome == 'ok' then
   redis.call('HSET', KEYS[1], 'state', 'succeeded', 'result', ARGV[11], 'error', '',
              'finished_at', ARGV[7], 'failures', ARGV[13], 'entry', '',
              'max_attempts', ARGV[14])
   redis.call('EXPIRE', KEYS[1], ARGV[8])
-  release_unique(f[4], ARGV[3])
+  release_unique(f[3], ARGV[3])
 elseif outcome == 'retry' then
   redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[10], 'run_at', ARGV[12],
              'failures', ARGV[13], 'deliveries', 0, 'entry', '', 'max_attempts', ARGV[14])
@@ -147,7 +179,7 @@ else
   redis.call('EXPIRE', KEYS[1], ARGV[8])
   redis.call('LPUSH', KEYS[4], ARGV[3])
   redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[9]) - 1)
-  release_unique(f[4], ARGV[3])
+  release_unique(f[3], ARGV[3])
 end
 return 1
 """
@@ -228,6 +260,24 @@ for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
   end
 end
 return removed
+"""
+
+# The heartbeat: re-claims the entries this worker runs, resetting their idle time (JUSTID:
+# without counting a delivery) so XAUTOCLAIM elsewhere leaves them alone. Only those still
+# pending for this consumer: one another worker took over after missed beats stays with it
+# (claiming it back would steal the run token from the worker now running it). Returns the
+# entries that were taken over.
+# KEYS: stream. ARGV: group, consumer, then the entry ids
+HEARTBEAT = """
+local lost = {}
+for i = 3, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
 """
 
 # Claims one tick of a periodic task and enqueues its run, atomically: of any number of
