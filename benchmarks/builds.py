@@ -177,7 +177,10 @@ def _inprocess(inproc: Table, mark: Mark) -> None:
     rows = dict(inproc.rows)
     for key, limit in TO_RAW.items():
         label = BY_KEY[key].title
-        cells = rows.get(label, {})
+        if label not in rows:
+            mark(None, f"compiled, {label}: within {limit:g}x of raw (not run)")
+            continue
+        cells = rows[label]
         to_raw, _ = inproc.ratios(cells, JOEY_COMPILED)
         figure = cells.get(JOEY_COMPILED)
         failed = not isinstance(figure, float)

@@ -255,7 +255,8 @@ def startup_table(
 def targets(
     inproc: report.Table | None, e2e: report.Table | None, imports: ByFramework
 ) -> list[str]:
-    """Issue 7's targets, each marked met or missed, with the measured figure.
+    """Issue 7's targets for the pure build (end to end: under uvicorn), each marked met or missed,
+    with the measured figure.
 
     A Joey error is a miss; a target whose comparison figure (raw, peers) is missing is
     "not measured".
@@ -315,7 +316,7 @@ def targets(
                 else None
                 if to_raw is None
                 else to_raw >= 0.95 and ahead,
-                f"end to end, {label}: >= 0.95x raw and ahead of every peer"
+                f"end to end under uvicorn, {label}: >= 0.95x raw and ahead of every peer"
                 f" ({ratio_text(to_raw, cells)} raw"
                 + (f", {to_peer[1]:.2f}x {to_peer[0]})" if to_peer else ")"),
             )
