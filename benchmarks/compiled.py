@@ -33,9 +33,14 @@ def _is_compiled(python: Path) -> bool:
     return not out.endswith(".py")
 
 
-def _round(python: Path, scenarios: str, out: Path, repeats: int) -> dict[str, float]:
+# The app module's column names: "joey-compiled" must (and "joey" must not) import the wheel.
+COLUMNS = {"pure": "joey", "compiled": "joey-compiled"}
+
+
+def _round(python: Path, column: str, scenarios: str, out: Path, repeats: int
+           ) -> dict[str, float]:
     subprocess.run(
-        [str(python), str(HERE / "inprocess.py"), "joey", "--out", str(out),
+        [str(python), str(HERE / "inprocess.py"), column, "--out", str(out),
          "--repeats", str(repeats), *(["--scenarios", scenarios] if scenarios else [])],
         check=True, cwd=HERE, timeout=900,
     )
@@ -62,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(args.rounds):
             order = list(builds) if index % 2 == 0 else list(reversed(builds))
             for name in order:
-                figures = _round(builds[name], args.scenarios, Path(tmp) / "r.json",
-                                 args.repeats)
+                figures = _round(builds[name], COLUMNS[name], args.scenarios,
+                                 Path(tmp) / "r.json", args.repeats)
                 for key, ns in figures.items():
                     best[name][key] = min(ns, best[name].get(key, ns))
     titles = {s.key: s.title for s in SCENARIOS}

@@ -1,6 +1,9 @@
-"""Small containers used by requests and responses: headers, query parameters, URLs, state.
+"""Small containers used by requests and responses: headers, query parameters, URLs.
 
-Everything here is parsed lazily from the raw ASGI data and never does I/O.
+Everything here is parsed lazily from the raw ASGI data and never does I/O. The compiled build
+compiles this module; every public class allows Python subclasses (``mypyc_attr``). ``State``
+(an attribute bag: ``__getattr__``/``__setattr__`` tricks) lives in :mod:`joey.state`, which
+stays interpreted, and is re-exported here.
 """
 
 from __future__ import annotations
@@ -10,12 +13,17 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote_to_bytes
 
+from joey.compiled import mypyc_attr
 from joey.exceptions import BadRequest
+from joey.state import State as State
+from joey.state import bind_state as bind_state
+from joey.state import state_mapping as state_mapping
 
 RawHeaders = list[tuple[bytes, bytes]]
 _V = TypeVar("_V")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class MultiDict(Mapping[str, _V], Generic[_V]):
     """An immutable mapping where a key may carry several values, in order.
 
@@ -82,6 +90,7 @@ class MultiDict(Mapping[str, _V], Generic[_V]):
         return f"{type(self).__name__}({self._items!r})"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class QueryParams(MultiDict[str]):
     """The parsed query string: ``+`` and ``%xx`` decoded, repeated keys kept.
 
@@ -142,6 +151,7 @@ _ENCODED_NAMES = {name: name.encode("latin-1") for name in (
 )}
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Headers(Mapping[str, str]):
     """Case-insensitive, multi-valued, read-only view of raw ASGI headers.
 
@@ -230,6 +240,7 @@ def encode_header(name: str | bytes, value: str | bytes) -> tuple[bytes, bytes]:
     return raw_name.lower(), raw_value
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class MutableHeaders:
     """Response headers: ordered, repeatable (``set-cookie``), validated on every write.
 
@@ -325,6 +336,7 @@ def parse_cookies(cookie_header: str) -> dict[str, str]:
     return cookies
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class URL:
     """The request URL, rebuilt from the ASGI scope.
 
@@ -407,52 +419,7 @@ def split_host(value: str) -> tuple[str, int | None] | None:
     return (match.group(1), port) if port <= 65535 else None
 
 
-class State:
-    """An attribute bag: ``app.state.db = pool``; ``request.state.user``.
-
-    Backed by a plain dict so it can share the ASGI lifespan ``state`` mapping.
-    """
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: dict[str, Any] | None = None) -> None:
-        object.__setattr__(self, "_data", data if data is not None else {})
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._data[name]
-        except KeyError:
-            raise AttributeError(f"State has no attribute {name!r}") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self._data[name] = value
-
-    def __delattr__(self, name: str) -> None:
-        try:
-            del self._data[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._data
-
-    def __repr__(self) -> str:
-        return f"State({self._data!r})"
-
-
-def state_mapping(state: State) -> dict[str, Any]:
-    """The dict behind ``state`` (its attributes are its items)."""
-    data: dict[str, Any] = state._data
-    return data
-
-
-def bind_state(state: State, mapping: dict[str, Any]) -> None:
-    """Make ``state`` live in ``mapping`` from now on, keeping what it held: the app's state
-    becomes the ASGI lifespan ``state``, which the server copies into every request."""
-    mapping.update(state._data)
-    object.__setattr__(state, "_data", mapping)
-
-
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Address:
     """The peer's ``(host, port)``, as the server reports it."""
 

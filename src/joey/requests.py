@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from joey.compiled import mypyc_attr
 from joey.datastructures import URL, Address, Headers, QueryParams, State, parse_cookies
 from joey.describe import describe
 from joey.exceptions import BadRequest, PayloadTooLarge
@@ -37,6 +38,7 @@ class ClientDisconnect(Exception):
     """The client went away while its request body was being read."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class HTTPConnection:
     """What HTTP requests and WebSockets share: the scope, read lazily.
 
@@ -77,7 +79,8 @@ class HTTPConnection:
         is logged and does not stop the others. The app calls this after the response."""
         cleanups = self.cleanups or []
         self.cleanups = None
-        for cleanup in reversed(cleanups):
+        cleanups.reverse()  # (not `reversed(...)`: mypyc 2.4 fails on it over callables)
+        for cleanup in cleanups:
             try:
                 result = cleanup()
                 if inspect.isawaitable(result):
@@ -148,6 +151,7 @@ class HTTPConnection:
         return root_path + path
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Request(HTTPConnection):
     """An incoming HTTP request (see :class:`HTTPConnection` for headers, query, cookies...)."""
 
@@ -179,46 +183,14 @@ class Request(HTTPConnection):
 
     # -- body -----------------------------------------------------------------------------
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    def stream(self) -> AsyncIterator[bytes]:
         """The body, chunk by chunk, as it arrives; cut off with 413 past ``max_body_size``.
 
         The body can be streamed once. ``body()``, ``json()`` and ``form()`` keep what they
         read, so they may be called again; calling ``stream()`` after one of them yields the
         kept body.
         """
-        if self._body is not None:
-            yield self._body
-            return
-        if self._stream_started:
-            raise RuntimeError(
-                "The request body was already streamed; it can only be read once. "
-                "Use `await request.body()` if you need it more than once."
-            )
-        self._stream_started = True
-        limit = self.max_body_size
-        if limit is not None:
-            self._check_declared_length(limit)
-        received = 0
-        while True:
-            if self._pending:
-                message = self._pending.pop(0)
-            else:
-                message = await self._receive()
-            kind = message["type"]
-            if kind == "http.request":
-                chunk: bytes = message.get("body", b"")
-                if chunk:
-                    received += len(chunk)
-                    if limit is not None and received > limit:
-                        raise PayloadTooLarge(
-                            f"The body is larger than this endpoint accepts ({limit} bytes)."
-                        )
-                    yield chunk
-                if not message.get("more_body", False):
-                    return
-            elif kind == "http.disconnect":
-                self._disconnected = True
-                raise ClientDisconnect()
+        return _BodyStream(self)
 
     def _check_declared_length(self, limit: int) -> None:
         declared = self.headers.get("content-length")
@@ -323,3 +295,66 @@ class Request(HTTPConnection):
 
     def __repr__(self) -> str:
         return f"<Request {self.scope.get('method')} {self.scope.get('path')}>"
+
+
+class _BodyStream:
+    """What :meth:`Request.stream` returns: the body's chunks, read from ``receive``.
+
+    An async iterator class rather than an async generator, so that the compiled build can
+    compile it with the request (mypyc compiles ``__anext__``, not async generators). Like a
+    generator, it starts on the first ``__anext__`` and is finished after any error.
+    """
+
+    __slots__ = ("_done", "_limit", "_received", "_request", "_started")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._started = False
+        self._done = False
+        self._limit: int | None = None
+        self._received = 0
+
+    def __aiter__(self) -> _BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        request = self._request
+        if not self._started:
+            self._started = True
+            self._done = True  # and so it stays after the kept body, or if starting fails
+            if request._body is not None:
+                return request._body
+            if request._stream_started:
+                raise RuntimeError(
+                    "The request body was already streamed; it can only be read once. "
+                    "Use `await request.body()` if you need it more than once."
+                )
+            request._stream_started = True
+            self._limit = request.max_body_size
+            if self._limit is not None:
+                request._check_declared_length(self._limit)
+            self._done = False
+        limit = self._limit
+        while True:
+            pending = request._pending
+            message = pending.pop(0) if pending else await request._receive()
+            kind = message["type"]
+            if kind == "http.request":
+                chunk: bytes = message.get("body", b"")
+                self._done = not message.get("more_body", False)
+                if chunk:
+                    self._received += len(chunk)
+                    if limit is not None and self._received > limit:
+                        self._done = True
+                        raise PayloadTooLarge(
+                            f"The body is larger than this endpoint accepts ({limit} bytes)."
+                        )
+                    return chunk
+                if self._done:
+                    raise StopAsyncIteration
+            elif kind == "http.disconnect":
+                request._disconnected = True
+                self._done = True
+                raise ClientDisconnect()
