@@ -45,10 +45,10 @@ from joey.responses import (
     ProblemResponse,
     RedirectResponse,
     Response,
-    StreamingResponse,
     TextResponse,
 )
 from joey.routing import Route, RouteConflict, Router
+from joey.streaming import StreamingResponse
 from joey.websockets import WebSocket, WebSocketState
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-from joey.responses import StreamingResponse, json_encode
+from joey.responses import json_encode
+from joey.streaming import StreamingResponse
 
 __all__ = ["EventSourceResponse", "ServerSentEvent"]
 
