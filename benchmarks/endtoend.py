@@ -9,6 +9,7 @@ column's interpreter (:func:`apps.interpreter`: compiled Joey under its own venv
 from __future__ import annotations
 
 import http.client
+import math
 import os
 import re
 import shutil
@@ -77,7 +78,7 @@ def _wrk(port: int, scenario: Scenario, seconds: float, connections: int) -> Res
         "wrk",
         "-t1",
         f"-c{connections}",
-        f"-d{seconds:g}s",
+        f"-d{max(1, math.ceil(seconds))}s",  # wrk takes whole seconds only
         f"http://{HOST}:{port}{scenario.target}",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
