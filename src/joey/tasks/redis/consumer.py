@@ -220,7 +220,10 @@ class RedisConsumer(RedisTasksBase):
             runs, self._to_start, done = self._to_start, [], self._next_start
             assert done is not None
             try:
-                await self._send_start(runs)
+                # A run that succeeded meanwhile needs no start: its finish records it.
+                runs = [run for run in runs if not run.committing]
+                if runs:
+                    await self._send_start(runs)
             finally:
                 done.set_result(None)
 
@@ -240,7 +243,7 @@ class RedisConsumer(RedisTasksBase):
             )  # fmt: skip
             return
         for run, answer in zip(runs, answers, strict=True):
-            if not run.accept(answer) and run.task is not None:
+            if not run.accept(answer) and run.task is not None and not run.committing:
                 run.task.cancel()
 
     def _start_script(self, runs: list[tuple[_Run, int]]) -> Awaitable[list[list[Any]]]:
@@ -466,14 +469,16 @@ class _Run:
     """One delivered run of a task: its start (sent with or before the run), and the three
     ways its commit can go.
 
-    Each commit first makes sure the start was recorded (`started`), then runs the finish
-    script with this run's token (its entry, pending for this consumer, and the delivery its
-    start recorded), both retried through outages by `RedisConsumer._commit`.
+    The run token is the entry's ownership: the finish script applies only while the entry is
+    pending for this consumer. A success is recorded at once, whether or not the start sent
+    beside the run has answered (the finish records a start it finds missing); a failure
+    first makes sure of the start (`started`), whose answer holds the failures so far. Both
+    scripts are retried through outages by `RedisConsumer._commit`.
     """
 
     __slots__ = (
-        "attempts", "backend", "delivery", "entry_id", "failures", "fields", "max_attempts",
-        "name", "revoked", "starting", "task", "task_id",
+        "attempts", "backend", "began", "committing", "delivery", "entry_id", "failures",
+        "fields", "max_attempts", "name", "revoked", "starting", "task", "task_id",
     )  # fmt: skip
 
     def __init__(
@@ -487,8 +492,10 @@ class _Run:
         self.attempts = 0
         self.failures = 0
         self.max_attempts = 1  # set once the task's options are known
-        self.delivery: bytes | None = None  # the run token, once the start answered 'run'
+        self.delivery: bytes | None = None  # the delivery its start recorded, once 'run'
         self.revoked = False  # the start answered 'skip', 'lost' or 'gone': record nothing
+        self.committing = False  # its success is being recorded: the finish decides
+        self.began = repr(time.time())
         self.starting: asyncio.Future[None] | None = None  # done once its start answered
         self.task: asyncio.Task[None] | None = None
 
@@ -508,10 +515,10 @@ class _Run:
                 "responding (max_deliveries)",
                 self.name or "?", self.task_id, self.backend.max_deliveries,
             )  # fmt: skip
-        elif self.task is not None:
+        elif answer[0] == b"skip" and self.task is not None:
             logger.info(
-                "task %s %s: not run, it was final (%s) when its start was recorded",
-                self.name, self.task_id, answer[0].decode(),
+                "task %s %s: cancelled, it was final already when its start was recorded",
+                self.name, self.task_id,
             )  # fmt: skip
         return False
 
@@ -532,23 +539,24 @@ class _Run:
 
     async def _finish(
         self, outcome: str, ttl: int, error: str, result: bytes, run_at: str, failures: int
-    ) -> None:
+    ) -> bool:
         b = self.backend
         what = f"task {self.name} {self.task_id} ({outcome})"
         keys = [b._task_prefix + self.task_id, b._stream, b._delayed, b._dead]
         args = [
-            GROUP, self.entry_id, self.task_id, outcome, b.consumer, self.delivery,
-            repr(time.time()), ttl, b.keep_dead, error, result, run_at, failures,
-            self.max_attempts,
+            GROUP, self.entry_id, self.task_id, outcome, b.consumer, repr(time.time()), ttl,
+            b.keep_dead, error, result, run_at, failures, self.max_attempts, self.began,
         ]  # fmt: skip
-        await b._commit(what, lambda: b._scripts["finish"](keys=keys, args=args))
+        return bool(await b._commit(what, lambda: b._scripts["finish"](keys=keys, args=args)))
 
     async def succeeded(self, result: bytes, seconds: float) -> None:
-        if not await self.started(f"task {self.name} {self.task_id} (ok)"):
+        # perf: no wait for the start sent beside the run; the finish records it if needed.
+        if self.revoked:
             return
-        self.backend._add_seconds(self.name, seconds)
-        self.backend._count(self.name, "succeeded")
-        await self._finish("ok", self.backend.result_ttl, "", result, "", self.failures)
+        self.committing = True
+        if await self._finish("ok", self.backend.result_ttl, "", result, "", self.failures):
+            self.backend._add_seconds(self.name, seconds)
+            self.backend._count(self.name, "succeeded")
 
     async def dead(self, failures: int, error: str) -> None:
         if not await self.started(f"task {self.name} {self.task_id} (dead)"):

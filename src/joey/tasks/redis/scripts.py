@@ -147,39 +147,45 @@ return out
 # outcome 'ok' -> SUCCEEDED, 'retry' -> FAILED (due again at run_at), 'dead' -> DEAD.
 # The run token is the entry's ownership: applied only while the entry is pending for this
 # consumer (XAUTOCLAIM by another worker moves it; a finish that was applied acked it, so a
-# replay is a no-op) and the task RUNNING under the delivery this run's start recorded.
-# Returns 1 if applied, else 0.
+# replay is a no-op). A task still QUEUED is one whose start has not been recorded (sent beside
+# the run, or lost in a blip): this script records it; one already final (replaced while the
+# worker read it) is left as it is. Returns 1 if applied, else 0.
 # KEYS: task, stream, delayed, dead list
-# ARGV: group, entry id, task id, outcome, consumer, delivery (from the start), now, ttl,
-#       keep_dead, error, result, run_at, failures, max_attempts
+# ARGV: group, entry id, task id, outcome, consumer, now, ttl, keep_dead, error, result,
+#       run_at, failures (of 'retry' and 'dead'), max_attempts, started_at (if QUEUED)
 FINISH = (
     _RELEASE_UNIQUE
     + """
 if #redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[5]) == 0 then
   return 0
 end
-local f = redis.call('HMGET', KEYS[1], 'state', 'delivery', 'unique')
+local f = redis.call('HMGET', KEYS[1], 'state', 'unique')
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
-if f[1] ~= 'running' or f[2] ~= ARGV[6] then return 0 end
+if f[1] == 'queued' then
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
+  redis.call('HSET', KEYS[1], 'started_at', ARGV[14], 'worker', ARGV[5])
+elseif f[1] ~= 'running' then
+  return 0
+end
 local outcome = ARGV[4]
 if outcome == 'ok' then
-  redis.call('HSET', KEYS[1], 'state', 'succeeded', 'result', ARGV[11], 'error', '',
-             'finished_at', ARGV[7], 'failures', ARGV[13], 'entry', '',
-             'max_attempts', ARGV[14])
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
-  release_unique(f[3], ARGV[3])
+  redis.call('HSET', KEYS[1], 'state', 'succeeded', 'result', ARGV[10], 'error', '',
+             'finished_at', ARGV[6], 'entry', '', 'max_attempts', ARGV[13])
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
+  release_unique(f[2], ARGV[3])
 elseif outcome == 'retry' then
-  redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[10], 'run_at', ARGV[12],
-             'failures', ARGV[13], 'deliveries', 0, 'entry', '', 'max_attempts', ARGV[14])
-  redis.call('ZADD', KEYS[3], ARGV[12], ARGV[3])
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[9], 'run_at', ARGV[11],
+             'failures', ARGV[12], 'deliveries', 0, 'entry', '', 'max_attempts', ARGV[13])
+  redis.call('ZADD', KEYS[3], ARGV[11], ARGV[3])
 else
-  redis.call('HSET', KEYS[1], 'state', 'dead', 'error', ARGV[10], 'finished_at', ARGV[7],
-             'failures', ARGV[13], 'entry', '', 'max_attempts', ARGV[14])
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
+  redis.call('HSET', KEYS[1], 'state', 'dead', 'error', ARGV[9], 'finished_at', ARGV[6],
+             'failures', ARGV[12], 'entry', '', 'max_attempts', ARGV[13])
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
   redis.call('LPUSH', KEYS[4], ARGV[3])
-  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[9]) - 1)
-  release_unique(f[3], ARGV[3])
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[8]) - 1)
+  release_unique(f[2], ARGV[3])
 end
 return 1
 """

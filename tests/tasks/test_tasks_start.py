@@ -1,0 +1,313 @@
+"""How a Redis worker starts a run and who may record it (issue #17): a first delivery begins
+before its start script answers, the start is made sure of before the result, the run token is
+the entry's ownership in the consumer group, and entries of older versions still run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from joey.tasks import Backoff, RedisTasks, TaskState
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    redis = aioredis.Redis.from_url(redis_url)
+    yield redis
+    await redis.aclose()
+
+
+async def owner(client: aioredis.Redis, prefix: str) -> list[str]:
+    """The consumers the stream's pending entries belong to."""
+    pending = await client.xpending_range(f"{prefix}:stream", "workers", "-", "+", 100)
+    return [cast(bytes, item["consumer"]).decode() for item in pending]
+
+
+async def test_a_first_delivery_runs_before_its_start_is_recorded_and_commits_once(
+    redis_url: str, prefix: str
+) -> None:
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
+    order: list[str] = []
+    seen: list[TaskState] = []
+    gate = asyncio.Event()
+
+    @tasks.task(name="early")
+    async def early() -> str:
+        order.append("began")
+        info = await tasks.status(task_id)
+        assert info is not None
+        seen.append(info.state)
+        gate.set()
+        return "done"
+
+    async with tasks:
+        real = tasks._scripts["start"]
+
+        async def slow_start(**kwargs: Any) -> Any:
+            await gate.wait()  # the start answers only once the function has begun
+            reply = await real(**kwargs)
+            order.append("start recorded")
+            return reply
+
+        tasks._scripts["start"] = slow_start
+        task_id = await tasks.enqueue(early)
+        async with asyncio.timeout(10):
+            info = await tasks.wait(task_id)
+    assert order == ["began", "start recorded"]
+    assert seen == [TaskState.QUEUED]  # for that first moment, status() still says QUEUED
+    assert (info.state, info.result, info.attempts) == (TaskState.SUCCEEDED, "done", 1)
+    assert info.started_at is not None
+
+
+def flaky_start(tasks: RedisTasks, applied: list[bool]) -> None:
+    """Make the next start scripts fail, one per item of `applied`: the connection drops
+    before the script ran (False) or after it was applied (True)."""
+    real = tasks._scripts["start"]
+    failures = list(applied)
+
+    async def flaky(**kwargs: Any) -> Any:
+        if failures:
+            if failures.pop(0):
+                await real(**kwargs)
+            raise RedisConnectionError("Connection reset by peer")
+        return await real(**kwargs)
+
+    tasks._scripts["start"] = flaky
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["lost", "applied"])
+async def test_a_start_that_fails_is_recorded_by_the_finish_and_counted_once(
+    redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture, applied: bool
+) -> None:
+    # visibility_timeout=30: a run that is not recorded now would only come back in 30 s.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
+    runs: list[int] = []
+
+    @tasks.task(name="once")
+    async def once() -> str:
+        runs.append(1)
+        await asyncio.sleep(0.1)  # long enough for its start to be sent (and fail)
+        return "done"
+
+    async with tasks:
+        flaky_start(tasks, [applied])
+        with caplog.at_level(logging.WARNING, logger="joey.tasks"):
+            async with asyncio.timeout(10):
+                info = await tasks.wait(await tasks.enqueue(once))
+    assert (info.state, info.result, info.attempts) == (TaskState.SUCCEEDED, "done", 1)
+    assert info.started_at is not None and info.started_at <= cast(float, info.finished_at)
+    assert runs == [1]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("the start of 1 task(s) is not recorded yet" in m for m in messages)
+
+
+async def test_a_failed_run_makes_sure_of_its_start_before_recording_the_failure(
+    redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
+    runs: list[int] = []
+
+    @tasks.task(name="flaky", retries=1, backoff=Backoff(base=0.0, jitter=0.0))
+    async def flaky() -> str:
+        runs.append(1)
+        if len(runs) == 1:
+            raise ValueError("first time")
+        return "second time"
+
+    async with tasks:
+        # The start beside the run fails; sent again before the failure is recorded, it
+        # fails once after it was applied, then once more: the start counts one attempt.
+        flaky_start(tasks, [False, True, False])
+        with caplog.at_level(logging.WARNING, logger="joey.tasks"):
+            async with asyncio.timeout(10):
+                info = await tasks.wait(await tasks.enqueue(flaky))
+    assert (info.state, info.result, info.attempts) == (TaskState.SUCCEEDED, "second time", 2)
+    assert runs == [1, 1]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("(failed): its start: recorded after 3 tries" in m for m in messages)
+    assert any("failed (attempt 1 of 2)" in m for m in messages)
+
+
+async def test_a_start_that_finds_the_task_replaced_cancels_the_run_and_records_nothing(
+    redis_url: str, prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The race a first delivery opens: the worker read the entry, the function began, and a
+    # unique enqueue with replace=True cancelled the task before its start was recorded.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
+    began: list[int] = []
+    cancelled: list[int] = []
+    gate = asyncio.Event()
+
+    @tasks.task(name="reindex")
+    async def reindex(n: int) -> int:
+        began.append(n)
+        if n == 1:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(n)
+                raise
+        return n
+
+    async with tasks:
+        real = tasks._scripts["start"]
+
+        async def gated(**kwargs: Any) -> Any:
+            await gate.wait()
+            return await real(**kwargs)
+
+        tasks._scripts["start"] = gated
+        unique = tasks.options(unique="index")
+        with caplog.at_level(logging.INFO, logger="joey.tasks"):
+            first = await unique.enqueue(reindex, 1)
+            async with asyncio.timeout(10):
+                while not began:  # noqa: ASYNC110 - the task runs on this loop
+                    await asyncio.sleep(0.005)
+                second = await tasks.options(unique="index", replace=True).enqueue(reindex, 2)
+                assert second != first  # the first had not started, as far as Redis knew
+                gate.set()
+                assert (await tasks.wait(second)).result == 2
+                while not cancelled:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+                await asyncio.sleep(0.1)
+            info = await tasks.status(first)
+    assert info is not None and info.state is TaskState.CANCELLED
+    assert info.error is not None and info.error.startswith("Replaced: by task " + second)
+    assert info.result is None and info.started_at is None
+    assert began == [1, 2] and cancelled == [1]
+    assert await owner(client, prefix) == []  # the entry was acked, not handed back
+    assert any(
+        f"task reindex {first}: cancelled, it was final already" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_the_finish_of_a_worker_whose_entry_was_taken_over_is_a_no_op(
+    redis_url: str, prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Heartbeats every 0.5 s; XAUTOCLAIM takes entries idle for 1.5 s.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=1.5)
+    release = asyncio.Event()
+    began = asyncio.Event()
+
+    @tasks.task(name="slow")
+    async def slow() -> str:
+        began.set()
+        await release.wait()
+        return "late"
+
+    async with tasks:
+        task_id = await tasks.enqueue(slow)
+        async with asyncio.timeout(10):
+            await began.wait()
+            for _ in range(500):  # the start is recorded in Redis, beside the run
+                if await client.hget(f"{prefix}:task:{task_id}", "state") == b"running":
+                    break
+                await asyncio.sleep(0.01)
+            # Another worker takes the entry over, as its XAUTOCLAIM would after this worker
+            # missed its heartbeats.
+            [(entry_id, _)] = cast(list[Any], await client.xrange(f"{prefix}:stream"))
+            await client.xclaim(f"{prefix}:stream", "workers", "other", 0, [entry_id])
+            with caplog.at_level(logging.WARNING, logger="joey.tasks"):
+                await asyncio.sleep(1.2)  # two heartbeats: they must not claim it back
+                assert await owner(client, prefix) == ["other"]
+                release.set()
+                while tasks._inflight:  # noqa: ASYNC110 - the run commits on this loop
+                    await asyncio.sleep(0.01)
+            info = await tasks.status(task_id)
+            assert await owner(client, prefix) == ["other"]  # still the new owner's to finish
+    assert info is not None and info.state is TaskState.RUNNING and info.result is None
+    assert any(
+        f"task slow {task_id} was taken over by another worker" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_a_replayed_finish_is_a_no_op(redis_url: str, prefix: str) -> None:
+    tasks = RedisTasks(redis_url, prefix=prefix)
+    calls: list[dict[str, Any]] = []
+    replies: list[int] = []
+
+    @tasks.task(name="once")
+    async def once() -> str:
+        return "done"
+
+    async with tasks:
+        real = tasks._scripts["finish"]
+
+        async def recording(**kwargs: Any) -> Any:
+            calls.append(kwargs)
+            replies.append(reply := await real(**kwargs))
+            return reply
+
+        tasks._scripts["finish"] = recording
+        async with asyncio.timeout(10):
+            task_id = await tasks.enqueue(once)
+            info = await tasks.wait(task_id)
+            while not replies:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        [call] = calls
+        assert await real(**call) == 0  # the same commit again, after the first was applied
+        args = list(call["args"])
+        args[3] = "dead"  # ... or a different outcome under the same token
+        assert await real(keys=call["keys"], args=args) == 0
+        after = await tasks.status(task_id)
+        assert await tasks.dead_letters() == []
+    assert replies == [1]
+    assert info.state is TaskState.SUCCEEDED
+    assert after is not None and (after.state, after.result) == (TaskState.SUCCEEDED, "done")
+
+
+async def write_old_style(
+    client: aioredis.Redis, prefix: str, task_id: str, name: str, *args: Any
+) -> None:
+    """A task as the previous version enqueued it: its hash, and a stream entry with the id
+    only (no name, payload or options)."""
+    encode = msgspec.msgpack.encode
+    await client.hset(
+        f"{prefix}:task:{task_id}",
+        mapping={"name": name, "payload": encode((list(args), {})), "options": encode([]),
+                 "state": "queued", "attempts": 0, "failures": 0, "deliveries": 0,
+                 "max_attempts": 1, "enqueued_at": repr(time.time()), "run_at": ""},
+    )  # fmt: skip
+    await client.xadd(f"{prefix}:stream", {"id": task_id})
+
+
+async def test_entries_written_by_the_previous_version_run(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
+    await client.xgroup_create(f"{prefix}:stream", "workers", id="0", mkstream=True)
+    await write_old_style(client, prefix, "old-1", "add", 2, 3)
+    await write_old_style(client, prefix, "old-2", "gone.away", 1)
+    await write_old_style(client, prefix, "old-3", "add", 10, 20)
+    # A worker of the previous version read those three and was killed: they are reclaimed.
+    # The fourth is delivered for the first time.
+    await client.xreadgroup("workers", "killed-old-worker", {f"{prefix}:stream": ">"}, count=3)
+    await write_old_style(client, prefix, "old-4", "add", 1, 1)
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=0.3)
+
+    @tasks.task(name="add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    async with tasks:
+        async with asyncio.timeout(10):
+            infos = [await tasks.wait(f"old-{i}") for i in range(1, 5)]
+    assert [(i.state, i.result, i.attempts) for i in infos] == [
+        (TaskState.SUCCEEDED, 5, 1),
+        (TaskState.DEAD, None, 1),
+        (TaskState.SUCCEEDED, 30, 1),
+        (TaskState.SUCCEEDED, 2, 1),
+    ]
+    assert infos[1].error == (
+        "TaskNotRegistered: no task named 'gone.away' in worker " + tasks.consumer
+    )
+    assert await client.xlen(f"{prefix}:stream") == 0
