@@ -80,7 +80,8 @@ def check(frameworks: list[str], smoke: bool) -> tuple[list[str], dict[str, str]
                 f" but {python} imports {PROBE_MODULE} from {path}"
             )
         _say(f"{framework}: {python} imports {PROBE_MODULE} from {path}")
-        found[framework] = path
+        root = str(HERE.parent) + "/"
+        found[framework] = path.removeprefix(root)  # relative to the repository when inside it
         kept.append(framework)
     return kept, found
 
