@@ -56,7 +56,8 @@ def _wait_listening(port: int, server: subprocess.Popen[bytes], timeout: float =
     raise TimeoutError(f"server not listening after {timeout:.0f} s")
 
 
-def _verify(port: int, scenario: Scenario) -> str | None:
+def verify(port: int, scenario: Scenario) -> str | None:
+    """Why the server's answer to ``scenario`` is wrong, or None when it is right."""
     conn = http.client.HTTPConnection(HOST, port, timeout=5)
     try:
         conn.request(scenario.method, scenario.target, body=scenario.body or None)
@@ -99,7 +100,8 @@ def _wrk(port: int, scenario: Scenario, seconds: float, connections: int) -> Res
     return result
 
 
-def _stop(server: subprocess.Popen[bytes]) -> None:
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """Stop a server as Ctrl-C would; killed when it takes more than 10 s."""
     if server.poll() is None:
         server.send_signal(signal.SIGINT)
         try:
@@ -109,7 +111,9 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
             server.wait(5)
 
 
-def _start(framework: str, server_name: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start(framework: str, server_name: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``framework``'s app under ``server_name`` on a free port, under its column's
+    interpreter, output to ``log``; return the process once it listens, and the port."""
     port = free_port()
     command = [interpreter(framework), str(HERE / "serve.py"), framework, str(port)]
     with log.open("ab") as log_file:
@@ -121,7 +125,7 @@ def _start(framework: str, server_name: str, log: Path) -> tuple[subprocess.Pope
     try:
         _wait_listening(port, server)
     except BaseException:
-        _stop(server)
+        stop(server)
         raise
     return server, port
 
@@ -155,7 +159,7 @@ def run_all(
         for fw in frameworks:
             try:
                 log = logs / f"serve-{server_name}-{fw}.log"
-                servers[fw] = _start(fw, server_name, log)
+                servers[fw] = start(fw, server_name, log)
             except Exception as exc:
                 said = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
                 detail = f"server did not start: {type(exc).__name__}: {exc}"[:200] + (
@@ -165,7 +169,7 @@ def run_all(
                 continue
             for scenario in scenarios:
                 try:
-                    problem = _verify(servers[fw][1], scenario)
+                    problem = verify(servers[fw][1], scenario)
                 except Exception as exc:
                     problem = f"{type(exc).__name__}: {exc}"
                 if problem:
@@ -191,7 +195,7 @@ def run_all(
                         samples.setdefault((fw, scenario.key), []).append(sample)
     finally:
         for server, _ in servers.values():
-            _stop(server)
+            stop(server)
     for (fw, key), runs in samples.items():
         failed = [r for r in runs if r["status"] != "ok"]
         if failed:

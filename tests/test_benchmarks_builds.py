@@ -76,12 +76,12 @@ def test_a_server_of_the_other_build_is_an_error_with_its_reason(
 
 @pytest.mark.parametrize("server", ["uvicorn", "granian"])
 def test_both_servers_answer_every_end_to_end_scenario(server: str, tmp_path: Path) -> None:
-    process, port = endtoend._start(JOEY, server, tmp_path / "serve.log")
+    process, port = endtoend.start(JOEY, server, tmp_path / "serve.log")
     try:
         for scenario in (s for s in SCENARIOS if s.end_to_end):
-            assert endtoend._verify(port, scenario) is None, scenario.key
+            assert endtoend.verify(port, scenario) is None, scenario.key
     finally:
-        endtoend._stop(process)
+        endtoend.stop(process)
     assert process.returncode is not None
 
 
