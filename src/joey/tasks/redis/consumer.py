@@ -48,6 +48,7 @@ class RedisConsumer(RedisTasksBase):
         if self._starting:  # the starts of runs cancelled before they answered
             _, late_starts = await asyncio.wait(self._starting, timeout=self.redis_timeout)
             await cancel_and_wait(late_starts)
+        self._to_start, self._next_start = [], None
         await cancel_and_wait([heartbeat])
         self._loops = []
         await self._flush_stats(client)
