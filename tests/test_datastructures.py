@@ -244,3 +244,13 @@ def test_address() -> None:
     assert address != "127.0.0.1:8000"
     assert hash(address) == hash(("127.0.0.1", 8000))
     assert repr(address) == "Address(host='127.0.0.1', port=8000)"
+
+
+def test_state_is_importable_from_datastructures_as_before() -> None:
+    import joey
+    import joey.datastructures
+    import joey.state
+
+    assert joey.datastructures.State is joey.state.State is joey.State
+    assert joey.datastructures.bind_state is joey.state.bind_state
+    assert joey.datastructures.state_mapping is joey.state.state_mapping

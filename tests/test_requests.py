@@ -377,6 +377,58 @@ async def test_stream_raises_payload_too_large_directly() -> None:
     assert chunks == [b"123"]
 
 
+async def test_stream_starts_on_first_iteration_like_a_generator() -> None:
+    # stream() is an async-iterator class (so that the compiled build compiles it); it keeps
+    # the async generator's behaviour: nothing is read or checked before the first __anext__.
+    request, recorder = _request(b"ab", headers=[(b"content-length", b"99")], limit=5)
+    stream = request.stream()
+    assert recorder.received == 0
+    with pytest.raises(PayloadTooLarge, match="at most 5"):
+        await anext(stream)
+    assert recorder.received == 0
+    with pytest.raises(StopAsyncIteration):  # finished after an error, as a generator is
+        await anext(stream)
+
+
+async def test_a_stream_made_before_body_yields_the_kept_body() -> None:
+    request, recorder = _request(b"ab", b"cd")
+    stream = request.stream()
+    assert await request.body() == b"abcd"
+    assert [chunk async for chunk in stream] == [b"abcd"]
+    assert [chunk async for chunk in stream] == []
+    assert recorder.received == 2
+
+
+@pytest.mark.parametrize(
+    ("messages", "error"),
+    [
+        ([{"type": "http.request", "body": b"123456", "more_body": True}], PayloadTooLarge),
+        ([{"type": "http.disconnect"}], ClientDisconnect),
+    ],
+)
+async def test_a_stream_is_finished_after_it_raised(
+    messages: list[dict[str, Any]], error: type[Exception]
+) -> None:
+    recorder = Recorder([*messages, *body_messages(b"never read")])
+    request = Request(http_scope("/", method="POST"), recorder.receive, app=App(),
+                      max_body_size=5)
+    stream = request.stream()
+    with pytest.raises(error):
+        await anext(stream)
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    assert recorder.received == 1
+
+
+async def test_a_second_stream_fails_once_then_is_finished() -> None:
+    request, _ = _request(b"ab")
+    assert [chunk async for chunk in request.stream()] == [b"ab"]
+    again = request.stream()
+    with pytest.raises(RuntimeError, match="already streamed"):
+        await anext(again)
+    assert [chunk async for chunk in again] == []
+
+
 # --- disconnects ----------------------------------------------------------------------------------
 
 

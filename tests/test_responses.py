@@ -553,3 +553,18 @@ def test_str_subclass_content_is_encoded() -> None:
         pass
 
     assert HTMLResponse(Markup("<b>é</b>")).body == "<b>é</b>".encode()
+
+
+# --- where the classes live -----------------------------------------------------------------------
+
+
+def test_streaming_response_is_importable_from_responses_as_before() -> None:
+    import joey
+    import joey.responses
+    import joey.streaming
+    from joey.responses import StreamingResponse as FromResponses
+
+    assert FromResponses is joey.streaming.StreamingResponse is joey.StreamingResponse
+    assert issubclass(FromResponses, joey.responses.Response)
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchResponse'"):
+        joey.responses.NoSuchResponse  # noqa: B018

@@ -34,6 +34,7 @@ logger = logging.getLogger("joey")
 JSON_TOO_DEEP = "Invalid JSON body: it is nested too deeply."
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ClientDisconnect(Exception):
     """The client went away while its request body was being read."""
 
