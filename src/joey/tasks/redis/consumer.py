@@ -145,7 +145,7 @@ class RedisConsumer(RedisTasksBase):
                         count=self._free(),
                     )
                 if claimed:
-                    await self._start_runs(client, claimed, reclaimed=True)
+                    await self._start_runs(claimed, reclaimed=True)
                 if not self._free():
                     continue
             block = max(1, int((next_reclaim - time.monotonic()) * 1000))
@@ -160,22 +160,20 @@ class RedisConsumer(RedisTasksBase):
                 return  # what this read got stays pending here: stop() hands it back
             for _, entries in reply or ():
                 if entries:
-                    await self._start_runs(client, entries)
+                    await self._start_runs(entries)
 
     def _free(self) -> int:
         return self.max_concurrency - len(self._inflight)
 
     async def _start_runs(
-        self,
-        client: aioredis.Redis,
-        entries: list[tuple[bytes, dict[bytes, bytes]]],
-        reclaimed: bool = False,
+        self, entries: list[tuple[bytes, dict[bytes, bytes]]], reclaimed: bool = False
     ) -> None:
         """Start every task of one read with one start script, and run them.
 
         First deliveries begin at once: their runs are spawned before the script is sent,
-        which the read loop does not wait for (it reads again); each run makes sure its start
-        was recorded before it commits (`_Run.started`). Reclaimed entries, and entries
+        which the read loop does not wait for (it reads again). A success's finish records a
+        start it finds missing; a failure makes sure of it first (`_Run.started`). Reclaimed
+        entries, and entries
         written by an older version (the id only: name, payload and options come back from
         the script), wait for the script first: the `max_deliveries` check precedes the run.
 
