@@ -3,10 +3,12 @@
     make test-compiled   # or: make compiled, and install dist/joey-*-cp*.whl into .venv-compiled
     .venv/bin/python benchmarks/compiled.py [--rounds 3 --scenarios plaintext,json]
 
-Runs ``inprocess.py joey`` under two interpreters, the pure one (an editable install of src/)
-and the compiled one (the wheel ``make compiled`` builds), in alternating rounds on the same
-machine, so that drift in the machine's load hits both alike. Prints the best time per scenario
-of each and the speed-up. Not part of ``make bench`` yet; no figure is asserted on.
+Runs ``inprocess.py`` under two interpreters, the pure one (an editable install of src/, the
+``joey`` column) and the compiled one (the wheel ``make compiled`` builds, the
+``joey-compiled`` column), in alternating rounds on the same machine, so that drift in the
+machine's load hits both alike. Prints the best time per scenario of each and the speed-up.
+``make bench`` shows both columns beside the peers; this is the quicker A/B of the two builds
+alone. No figure is asserted on.
 """
 
 from __future__ import annotations
