@@ -311,3 +311,86 @@ async def test_entries_written_by_the_previous_version_run(
         "TaskNotRegistered: no task named 'gone.away' in worker " + tasks.consumer
     )
     assert await client.xlen(f"{prefix}:stream") == 0
+
+
+@pytest.mark.parametrize("name", ["fails", "not.registered"])
+async def test_a_failure_whose_start_cannot_be_recorded_records_nothing(
+    redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    # Redis stays unreachable for the start past commit_timeout: the failure is not recorded
+    # (the task is not counted failed, nor dead-lettered); it runs again once taken over.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30, commit_timeout=0.3)
+
+    @tasks.task(name="fails")
+    async def fails() -> None:
+        raise ValueError("no")
+
+    async with tasks:
+        flaky_start(tasks, [False] * 1000)
+        with caplog.at_level(logging.ERROR, logger="joey.tasks"):
+            task_id = await tasks.enqueue(name)
+            async with asyncio.timeout(10):
+                for _ in range(500):  # the worker logs on this loop
+                    if any("not recorded" in r.getMessage() for r in caplog.records):
+                        break
+                    await asyncio.sleep(0.02)
+            info = await tasks.status(task_id)
+            assert await tasks.dead_letters() == []
+    assert info is not None and (info.state, info.attempts) == (TaskState.QUEUED, 0)
+    assert any(
+        f"task {name} {task_id} (" in r.getMessage()
+        and "its start: not recorded, Redis unreachable for commit_timeout=0.3s" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_a_worker_that_missed_its_own_heartbeats_does_not_run_its_task_twice(
+    redis_url: str, prefix: str
+) -> None:
+    # Its own XAUTOCLAIM takes its entry back once idle past visibility_timeout: the run
+    # already going on here goes on, alone, and records its result.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=0.3)
+    runs: list[int] = []
+
+    @tasks.task(name="slow")
+    async def slow() -> str:
+        runs.append(1)
+        await asyncio.sleep(1.0)
+        return "once"
+
+    async with tasks:
+
+        async def no_heartbeat(**kwargs: Any) -> list[bytes]:
+            return []
+
+        tasks._scripts["heartbeat"] = no_heartbeat
+        async with asyncio.timeout(10):
+            info = await tasks.wait(await tasks.enqueue(slow))
+    assert (info.state, info.result, info.attempts) == (TaskState.SUCCEEDED, "once", 1)
+    assert runs == [1]
+
+
+async def test_stop_with_a_start_in_flight_hands_the_task_back(redis_url: str, prefix: str) -> None:
+    tasks = RedisTasks(redis_url, prefix=prefix, shutdown_timeout=0.1, redis_timeout=0.3)
+    began = asyncio.Event()
+
+    @tasks.task(name="hangs")
+    async def hangs() -> None:
+        began.set()
+        await asyncio.Event().wait()
+
+    await tasks.start()
+    real = tasks._scripts["start"]
+
+    async def never(**kwargs: Any) -> Any:
+        await asyncio.Event().wait()
+        return await real(**kwargs)  # pragma: no cover - never answers
+
+    tasks._scripts["start"] = never
+    task_id = await tasks.enqueue(hangs)
+    async with asyncio.timeout(10):
+        await began.wait()
+        await tasks.stop()
+    async with RedisTasks(redis_url, prefix=prefix, consume=False) as reader:
+        info = await reader.status(task_id)
+    assert info is not None and (info.state, info.attempts) == (TaskState.QUEUED, 0)

@@ -549,9 +549,8 @@ class _Run:
         return bool(await b._commit(what, lambda: b._scripts["finish"](keys=keys, args=args)))
 
     async def succeeded(self, result: bytes, seconds: float) -> None:
-        # perf: no wait for the start sent beside the run; the finish records it if needed.
-        if self.revoked:
-            return
+        # perf: no wait for the start sent beside the run; the finish records it if needed
+        # (and is a no-op if the start found the task final or the entry taken over).
         self.committing = True
         if await self._finish("ok", self.backend.result_ttl, "", result, "", self.failures):
             self.backend._add_seconds(self.name, seconds)
