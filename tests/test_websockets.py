@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -296,3 +297,51 @@ def test_shutdown_closes_open_sockets_with_1001() -> None:
     client.__exit__()
     assert app.open_websockets == 0
     assert finished == [1001]
+
+
+async def test_a_handler_still_sending_when_shutdown_closes_its_socket_ends_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Seen under granian: the client had the message while the server's send had not yet
+    # returned; shutdown closed the socket (1001), then the handler's loop asked for the
+    # next message. That receive must end the loop, not fail the handler with 1011.
+    app = App(shutdown_timeout=5)
+    ended: list[str] = []
+
+    @app.websocket("/ws")
+    async def handler(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hello")
+        async for text in websocket.iter_text():
+            await websocket.send_text(text)
+        ended.append("loop ended")
+
+    sent: list[dict[str, Any]] = []
+    sending = asyncio.Event()
+    release = asyncio.Event()
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "websocket.connect"})
+
+    async def receive() -> dict[str, Any]:
+        return await inbox.get()
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message.get("text") == "hello":
+            sending.set()
+            await release.wait()  # the server's send has not returned yet
+
+    scope: dict[str, Any] = {"type": "websocket", "path": "/ws", "raw_path": b"/ws",
+                             "query_string": b"", "headers": [], "asgi": {"version": "3.0"}}
+    with caplog.at_level(logging.DEBUG, logger="joey"):
+        running = asyncio.ensure_future(app(scope, receive, send))
+        await asyncio.wait_for(sending.wait(), 5)
+        closing = asyncio.ensure_future(app.close_websockets(1001, 5))
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(running, closing), 5)
+    assert ended == ["loop ended"]
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert sent[-1]["code"] == 1001
+    assert "1011" not in caplog.text and "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

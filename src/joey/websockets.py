@@ -6,8 +6,9 @@ The connection is a small state machine, written here as data. The app side move
     CONNECTING --close() / deny()------------> CLOSED      (refused: 403 or a real response)
     CONNECTED  --close() / peer disconnects--> CLOSED
 
-Receiving is allowed in CONNECTED; sending only in CONNECTED (anything else is a clear
-``RuntimeError``). A receive after the peer has gone raises :class:`WebSocketDisconnect`.
+Receiving and sending are allowed in CONNECTED (anything else is a clear ``RuntimeError``),
+except that a receive once the socket is closed, by either side, raises
+:class:`WebSocketDisconnect` with the close code.
 
 Example::
 
@@ -147,7 +148,14 @@ class WebSocket(HTTPConnection):
     # -- receiving -------------------------------------------------------------------------
 
     async def receive(self) -> Message:
-        """The next raw ASGI message (``websocket.receive`` or ``websocket.disconnect``)."""
+        """The next raw ASGI message (``websocket.receive`` or ``websocket.disconnect``).
+
+        Once the socket is closed, by either side, it is ``websocket.disconnect`` with the close
+        code: a handler whose loop asks for more after the app closed the socket (shutdown's
+        1001 may land while the handler is still sending) ends like one whose peer left.
+        """
+        if self.state_ is WebSocketState.CLOSED:
+            return {"type": "websocket.disconnect", "code": self.close_code or 1000}
         if self.state_ is not WebSocketState.CONNECTED:
             self._move("receive")
         message = await self._receive()
