@@ -14,6 +14,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from joey.tasks import Backoff, RedisTasks, TaskState
 
@@ -132,29 +133,27 @@ async def test_a_failed_run_makes_sure_of_its_start_before_recording_the_failure
     assert (info.state, info.result, info.attempts) == (TaskState.SUCCEEDED, "second time", 2)
     assert runs == [1, 1]
     messages = [r.getMessage() for r in caplog.records]
-    assert any("(failed): its start: recorded after 3 tries" in m for m in messages)
+    # The failure waited for its start: sent again by the run itself (and, in the
+    # background, by the worker), three failures in all before one got through.
+    assert any("(failed): its start: Redis unreachable" in m for m in messages)
     assert any("failed (attempt 1 of 2)" in m for m in messages)
 
 
-async def test_a_start_that_finds_the_task_replaced_cancels_the_run_and_records_nothing(
-    redis_url: str, prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+async def test_a_task_a_worker_has_read_is_not_replaced_even_before_its_start_is_recorded(
+    redis_url: str, prefix: str, client: aioredis.Redis
 ) -> None:
-    # The race a first delivery opens: the worker read the entry, the function began, and a
-    # unique enqueue with replace=True cancelled the task before its start was recorded.
+    # A first delivery runs before its start says RUNNING: a unique enqueue with
+    # replace=True in that moment must see the task as started (its entry is pending in the
+    # group), not cancel it while it runs and then report it cancelled after it completed.
     tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
     began: list[int] = []
-    cancelled: list[int] = []
     gate = asyncio.Event()
 
     @tasks.task(name="reindex")
     async def reindex(n: int) -> int:
         began.append(n)
         if n == 1:
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                cancelled.append(n)
-                raise
+            await gate.wait()
         return n
 
     async with tasks:
@@ -165,29 +164,162 @@ async def test_a_start_that_finds_the_task_replaced_cancels_the_run_and_records_
             return await real(**kwargs)
 
         tasks._scripts["start"] = gated
-        unique = tasks.options(unique="index")
+        first = await tasks.options(unique="index").enqueue(reindex, 1)
+        async with asyncio.timeout(10):
+            while not began:  # noqa: ASYNC110 - the task runs on this loop
+                await asyncio.sleep(0.005)
+            assert await client.hget(f"{prefix}:task:{first}", "state") == b"queued"
+            second = await tasks.options(unique="index", replace=True).enqueue(reindex, 2)
+            assert second != first
+            gate.set()
+            done = [await tasks.wait(first), await tasks.wait(second)]
+    assert [(i.state, i.result) for i in done] == [(TaskState.SUCCEEDED, 1),
+                                                   (TaskState.SUCCEEDED, 2)]
+    assert sorted(began) == [1, 2]
+    assert await owner(client, prefix) == []
+
+
+async def test_a_start_that_finds_the_task_gone_cancels_the_run_and_records_nothing(
+    redis_url: str, prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The function began on the read; by the time its start reached Redis the task's record
+    # was gone (expired, or removed by hand): nothing to run for, nothing to record.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
+    began = asyncio.Event()
+    cancelled: list[int] = []
+    gate = asyncio.Event()
+
+    @tasks.task(name="orphan")
+    async def orphan() -> None:
+        began.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(1)
+            raise
+
+    async with tasks:
+        real = tasks._scripts["start"]
+
+        async def gated(**kwargs: Any) -> Any:
+            await gate.wait()
+            return await real(**kwargs)
+
+        tasks._scripts["start"] = gated
         with caplog.at_level(logging.INFO, logger="joey.tasks"):
-            first = await unique.enqueue(reindex, 1)
+            task_id = await tasks.enqueue(orphan)
             async with asyncio.timeout(10):
-                while not began:  # noqa: ASYNC110 - the task runs on this loop
-                    await asyncio.sleep(0.005)
-                second = await tasks.options(unique="index", replace=True).enqueue(reindex, 2)
-                assert second != first  # the first had not started, as far as Redis knew
+                await began.wait()
+                await client.delete(f"{prefix}:task:{task_id}")
                 gate.set()
-                assert (await tasks.wait(second)).result == 2
                 while not cancelled:  # noqa: ASYNC110
                     await asyncio.sleep(0.005)
-                await asyncio.sleep(0.1)
-            info = await tasks.status(first)
-    assert info is not None and info.state is TaskState.CANCELLED
-    assert info.error is not None and info.error.startswith("Replaced: by task " + second)
-    assert info.result is None and info.started_at is None
-    assert began == [1, 2] and cancelled == [1]
+                while tasks._inflight:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+    assert cancelled == [1]
+    assert await client.exists(f"{prefix}:task:{task_id}") == 0  # nothing recorded
     assert await owner(client, prefix) == []  # the entry was acked, not handed back
     assert any(
-        f"task reindex {first}: cancelled, it was final already" in r.getMessage()
+        f"task orphan {task_id}: cancelled, it was final already" in r.getMessage()
         for r in caplog.records
     )
+
+
+async def test_a_start_lost_in_an_outage_is_sent_again_while_the_task_runs(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
+    # Without a second try the task would read QUEUED (attempts 0, no worker) for its whole
+    # run, and a worker death meanwhile would not count towards max_deliveries.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
+    release = asyncio.Event()
+
+    @tasks.task(name="long")
+    async def long() -> str:
+        await release.wait()
+        return "done"
+
+    async with tasks:
+        flaky_start(tasks, [False])
+        task_id = await tasks.enqueue(long)
+        async with asyncio.timeout(10):
+            while await client.hget(f"{prefix}:task:{task_id}", "state") != b"running":  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            running = await tasks.status(task_id)
+            release.set()
+            info = await tasks.wait(task_id)
+    assert running is not None and (running.state, running.attempts) == (TaskState.RUNNING, 1)
+    assert running.started_at is not None
+    assert (info.state, info.result, info.attempts) == (TaskState.SUCCEEDED, "done", 1)
+
+
+async def test_a_start_refused_by_redis_is_logged_sent_again_and_the_run_recorded(
+    redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Not an outage: Redis answered with an error (out of memory, a read-only replica).
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
+    release = asyncio.Event()
+
+    @tasks.task(name="refused")
+    async def refused() -> str:
+        await release.wait()
+        return "done"
+
+    async with tasks:
+        real = tasks._scripts["start"]
+        calls: list[int] = []
+
+        async def oom_once(**kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                raise ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+            return await real(**kwargs)
+
+        tasks._scripts["start"] = oom_once
+        with caplog.at_level(logging.WARNING, logger="joey.tasks"):
+            task_id = await tasks.enqueue(refused)
+            async with asyncio.timeout(10):
+                while len(calls) < 2:  # noqa: ASYNC110 - sent again while it runs
+                    await asyncio.sleep(0.01)
+                release.set()
+                info = await tasks.wait(task_id)
+    assert (info.state, info.result, info.attempts) == (TaskState.SUCCEEDED, "done", 1)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage().split(" (")[0] for r in errors] == [
+        "task backend: the start of 1 task(s) is not recorded yet"
+    ]
+
+
+async def test_a_sender_that_finishes_leaves_no_trace_a_read_in_the_same_turn_could_trip_on(
+    redis_url: str, prefix: str
+) -> None:
+    # One start script is in flight at a time: a read queues its runs' starts and starts a
+    # sender only if none is running. A sender that had returned but was still listed (its
+    # removal waited for a done callback, one loop turn later) made a read answered in that
+    # turn queue starts that no sender would ever send; a failing run then waited forever.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
+    seen: list[list[bool]] = []
+
+    @tasks.task(name="quick")
+    async def quick() -> None:
+        await asyncio.sleep(0.05)  # running still when its start is sent
+
+    async with tasks:
+        real = tasks._send_start
+
+        async def watched(runs: Any) -> bool:
+            sent = await real(runs)
+            # Runs before the sender's done callbacks: what a read in this turn would see.
+            asyncio.get_running_loop().call_soon(
+                lambda: seen.append([s.done() for s in tasks._starting])
+            )
+            return sent
+
+        tasks._send_start = watched  # type: ignore[method-assign]
+        async with asyncio.timeout(10):
+            await tasks.wait(await tasks.enqueue(quick))
+            while not seen:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+    assert seen and all(done == [] for done in seen)
 
 
 async def test_the_finish_of_a_worker_whose_entry_was_taken_over_is_a_no_op(

@@ -36,7 +36,8 @@ each blocking read and each commit is bounded by one `asyncio.timeout` instead.
 
 The modules, by concept: `backend` (`RedisTasks`, the public API: start and stop, enqueue,
 status, dead letters), `consumer` (the worker side: read, start, run, commit, reclaim,
-heartbeat, delayed and periodic tasks, hand-back at shutdown), `common` (options, key names,
+hand-back at shutdown), `upkeep` (the loops beside it: heartbeat, delayed and periodic tasks,
+counters), `common` (options, key names,
 the client, outages), `records` (how arguments, options and results are encoded, and the
 `TaskInfo` read back), `scripts` (the Lua scripts), `operations` (counts per task name and
 place, the Prometheus text).

@@ -204,6 +204,7 @@ class RedisTasks(RedisConsumer):
             repr(now),
             0 if retries is None else retries + 1,
             self.result_ttl,
+            GROUP,
         ]
         keys = [self._task_prefix + task_id, self._stream, self._delayed, unique_key]
         pause = 0.01

@@ -1,13 +1,14 @@
 """The consuming side of the Redis backend: read, start, run and record tasks; reclaim the tasks of
-dead workers; heartbeats, delayed tasks, periodic ticks; hand work back at shutdown.
+dead workers; hand work back at shutdown. The loops beside the reading (heartbeats, delayed
+tasks, periodic ticks, counters) are in `upkeep`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
@@ -16,23 +17,22 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ..base import TaskDef, cancel_and_wait, error_text, logger, periodic_tasks, resolve_timeout
-from ..periodic import run_schedules
-from .common import GROUP, OUTAGE, RedisTasksBase
+from ..base import TaskDef, cancel_and_wait, error_text, logger, resolve_timeout
+from .common import GROUP, OUTAGE
 from .records import (
     BAD_PAYLOAD,
-    NO_OPTIONS,
     Options,
     decode_options,
     decode_payload,
     encode,
 )
+from .upkeep import RedisUpkeep
 
 _RESTART_DELAY = 1.0  # seconds before a loop that hit a Redis error runs again
 _Read = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None  # an XREADGROUP reply
 
 
-class RedisConsumer(RedisTasksBase):
+class RedisConsumer(RedisUpkeep):
     """The worker loops of `RedisTasks`; `start()` runs them when this process consumes."""
 
     async def _stop_consuming(self, client: aioredis.Redis) -> None:
@@ -204,46 +204,71 @@ class RedisConsumer(RedisTasksBase):
         # One start script in flight at a time: the runs of reads that come meanwhile go
         # together in the next one (under load a start covers many reads; idle, it leaves at
         # once). Their runs have begun already, so the wait costs them nothing.
-        if not self._to_start:
-            self._next_start = asyncio.get_running_loop().create_future()
-        for run, _ in runs:
-            run.starting = self._next_start
-            self._to_start.append(run)
+        self._queue_starts([run for run, _ in runs])
         if not self._starting:
             starter = asyncio.create_task(self._send_starts())
             self._starting.add(starter)
             starter.add_done_callback(self._starting.discard)
 
-    async def _send_starts(self) -> None:
-        while self._to_start:
-            runs, self._to_start, done = self._to_start, [], self._next_start
-            assert done is not None
-            try:
-                # A run that succeeded meanwhile needs no start: its finish records it.
-                runs = [run for run in runs if not run.committing]
-                if runs:
-                    await self._send_start(runs)
-            finally:
-                done.set_result(None)
+    def _queue_starts(self, runs: list[_Run]) -> None:
+        if not self._to_start:
+            self._next_start = asyncio.get_running_loop().create_future()
+        for run in runs:
+            run.starting = self._next_start
+            self._to_start.append(run)
 
-    async def _send_start(self, runs: list[_Run]) -> None:
+    async def _send_starts(self) -> None:
+        pause = 0.05
+        try:
+            while self._to_start:
+                runs, self._to_start, done = self._to_start, [], self._next_start
+                assert done is not None
+                try:
+                    # A run that succeeded meanwhile needs no start: its finish records it.
+                    runs = [run for run in runs if not run.committing]
+                    sent = await self._send_start(runs) if runs else True
+                finally:
+                    done.set_result(None)
+                if sent:
+                    pause = 0.05
+                    continue
+                # Redis is away: send them again once it is back, so that `status()` and the
+                # delivery count are right while they still run (a failure does not wait for
+                # this: it retries its own start before its result).
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                again = [run for run in runs if run.needs_start()]
+                if again and not self._closing:
+                    self._queue_starts(again)
+        finally:
+            # Leave the set before returning, not one loop turn later in a done callback: a
+            # read answered in the same turn must see that no sender is left and start one.
+            current = asyncio.current_task()
+            if current is not None:
+                self._starting.discard(current)
+
+    async def _send_start(self, runs: list[_Run]) -> bool:
         """The start script of runs that began without it; a run whose start answers
         otherwise than 'run' (its task was final already: replaced while the worker read it,
-        or expired) is cancelled. On failure each run retries its own start before it
-        commits."""
+        or expired) is cancelled. False if it did not reach Redis: the caller sends it again,
+        and each run makes sure of its start before its result anyway."""
         try:
             async with asyncio.timeout(self.redis_timeout):
                 answers = await self._start_script([(run, 0) for run in runs])
-        except OUTAGE as exc:
-            logger.warning(
-                "task backend: the start of %d task(s) is not recorded yet (%s); each records "
-                "it before its result",
+        except Exception as exc:
+            outage = isinstance(exc, OUTAGE)
+            logger.log(
+                logging.WARNING if outage else logging.ERROR,
+                "task backend: the start of %d task(s) is not recorded yet (%s); sent again "
+                "shortly, and each records it before its result",
                 len(runs), error_text(exc) if not isinstance(exc, TimeoutError) else "timeout",
+                exc_info=None if outage else exc,
             )  # fmt: skip
-            return
+            return False
         for run, answer in zip(runs, answers, strict=True):
             if not run.accept(answer) and run.task is not None and not run.committing:
                 run.task.cancel()
+        return True
 
     def _start_script(self, runs: list[tuple[_Run, int]]) -> Awaitable[list[list[Any]]]:
         """The start script for these runs, each with its mode (see `scripts.START`)."""
@@ -356,113 +381,6 @@ class RedisConsumer(RedisTasksBase):
                 logger.warning("%s: recorded after %d tries", what, tries)
             return reply
 
-    def _count(self, name: str, kind: str) -> None:
-        self._stats[f"{name}|{kind}"] += 1
-
-    def _add_seconds(self, name: str, seconds: float) -> None:
-        self._seconds[name] = self._seconds.get(name, 0.0) + seconds
-
-    async def _flush_stats(self, client: aioredis.Redis) -> None:
-        """Add this process's counters to `{prefix}:stats` (one pipeline; kept on failure)."""
-        if not self._stats and not self._seconds:
-            return
-        stats, seconds = self._stats, self._seconds
-        self._stats, self._seconds = Counter(), {}
-        try:
-            async with asyncio.timeout(self.redis_timeout):
-                async with client.pipeline(transaction=False) as pipe:
-                    for field, n in stats.items():
-                        pipe.hincrby(self._stats_key, field, n)
-                    for name, total in seconds.items():
-                        pipe.hincrbyfloat(self._stats_key, f"{name}|seconds", total)
-                    await pipe.execute()
-        except OUTAGE:
-            self._stats.update(stats)
-            for name, total in seconds.items():
-                self._add_seconds(name, total)
-
-    async def _promote_loop(self) -> None:
-        assert self._wake_promoter is not None and self._client is not None
-        wake = self._wake_promoter
-        # Another process may add a task due sooner than the next one known here, so the sleep
-        # is capped at `poll_interval`; tasks scheduled by this process wake it at once.
-        while not self._closing:
-            wake.clear()
-            async with asyncio.timeout(self.redis_timeout):
-                moved, next_due = await self._scripts["promote"](
-                    keys=[self._delayed, self._stream],
-                    args=[repr(time.time()), self._task_prefix, 500],
-                )
-            if moved >= 500:
-                continue
-            pause = self.poll_interval
-            if next_due:
-                pause = min(pause, max(float(next_due) - time.time(), 0.0))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(pause):
-                    await wake.wait()
-
-    async def _periodic_loop(self) -> None:
-        """Claim each periodic task's ticks as they come due (see `_claim_tick`)."""
-        await run_schedules(periodic_tasks(self), self._claim_tick)
-
-    async def _claim_tick(self, defn: TaskDef, tick: float) -> bool:
-        """Enqueue the run of `defn` for `tick` unless another worker claimed it already."""
-        assert self._client is not None
-        task_id = uuid.uuid4().hex
-        async with asyncio.timeout(self.redis_timeout):
-            claimed = await self._scripts["tick"](
-                keys=[self._periodic, self._task_prefix + task_id, self._stream],
-                args=[
-                    defn.name, repr(tick), task_id, encode(([], {})), NO_OPTIONS,
-                    repr(time.time()), defn.retries + 1,
-                ],
-            )  # fmt: skip
-        return bool(claimed)
-
-    async def _heartbeat_loop(self) -> None:
-        assert self._client is not None
-        client = self._client
-        beat = self.visibility_timeout / 3
-        beats = 0
-        while not self._closing:
-            await asyncio.sleep(beat)
-            beats += 1
-            try:
-                async with asyncio.timeout(self.redis_timeout):
-                    if self._inflight:
-                        lost = await self._scripts["heartbeat"](
-                            keys=[self._stream], args=[GROUP, self.consumer, *self._inflight]
-                        )
-                        self._taken_over(lost)
-                    if beats % 3 == 0:
-                        # Consumers of killed workers, once their entries were taken over.
-                        await self._scripts["reap"](
-                            keys=[self._stream],
-                            args=[GROUP, int(self.visibility_timeout * 3000), self.consumer],
-                        )
-            except OUTAGE as exc:
-                # Beat again soon: a missed beat for longer than visibility_timeout would let
-                # another worker take over tasks that are still running here.
-                logger.debug("task backend: heartbeat failed: %s", error_text(exc))
-                beat = min(0.1, self.visibility_timeout / 3)
-                continue
-            beat = self.visibility_timeout / 3
-            await self._flush_stats(client)
-
-    def _taken_over(self, entries: list[bytes]) -> None:
-        """Warn about runs whose entries another worker took over (this one missed heartbeats
-        for `visibility_timeout`): they run on here, but only the new owner records a result."""
-        for entry_id in entries:
-            held = self._inflight.get(entry_id)
-            if held is not None and entry_id not in self._lost:
-                self._lost.add(entry_id)
-                logger.warning(
-                    "task %s %s was taken over by another worker (no heartbeat reached Redis "
-                    "for visibility_timeout=%gs): its result here will not be recorded",
-                    self._names.get(entry_id, "?"), held[0], self.visibility_timeout,
-                )  # fmt: skip
-
 
 class _Run:
     """One delivered run of a task: its start (sent with or before the run), and the three
@@ -520,6 +438,13 @@ class _Run:
                 self.name, self.task_id,
             )  # fmt: skip
         return False
+
+    def needs_start(self) -> bool:
+        """Still running with no start recorded (and no success on its way, which records it)."""
+        return (
+            self.delivery is None and not self.revoked and not self.committing
+            and self.task is not None and not self.task.done()
+        )  # fmt: skip
 
     async def started(self, what: str) -> bool:
         """Make sure this run's start is recorded before its result: wait for the start sent

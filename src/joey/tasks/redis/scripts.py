@@ -16,15 +16,25 @@ from __future__ import annotations
 # Adds a task. Returns {1, id} (added), {0} (the queue holds `max_queue` tasks) or {2, id} (a
 # task with the same unique key is queued or running: its id). With a unique key in 'replace'
 # mode, a task with that key that has not started yet is cancelled and this one takes its place.
+# A task whose entry a worker has read counts as started, RUNNING or not yet: its run begins
+# before its start is recorded.
 # KEYS: task, stream, delayed, unique (the task key again when there is none)
 # ARGV: id, limit, run_at ('' = now), name, payload, options, unique mode ('', keep, replace),
-#       task key prefix, now, max_attempts, ttl of a replaced task's record
+#       task key prefix, now, max_attempts, ttl of a replaced task's record, group
 ENQUEUE = """
 local id = ARGV[1]
 local old, old_state
 if ARGV[7] ~= '' then
   old = redis.call('GET', KEYS[4])
   if old then old_state = redis.call('HGET', ARGV[8] .. old, 'state') end
+  if old_state == 'queued' then
+    -- A worker that read the entry runs it already (its start follows the run): running.
+    local e = redis.call('HGET', ARGV[8] .. old, 'entry')
+    if e and e ~= '' then
+      local p = redis.pcall('XPENDING', KEYS[2], ARGV[12], e, e, 1)
+      if type(p) == 'table' and p[1] then old_state = 'running' end
+    end
+  end
   if old_state == 'queued' or old_state == 'running' or old_state == 'failed' then
     if ARGV[7] == 'keep' then return {2, old} end
   else
