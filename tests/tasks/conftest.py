@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from joey.tasks import InMemoryTasks
 from tests.redis_server import RedisServer
@@ -25,6 +26,15 @@ def redis_url() -> Iterator[str]:
     server.start()
     yield server.url
     server.close()
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A plain client of the test Redis, to look at (or tamper with) what the backend wrote.
+    No socket timeout: a blocking read's own timeout bounds its wait."""
+    redis = aioredis.Redis.from_url(redis_url, socket_timeout=None)
+    yield redis
+    await redis.aclose()
 
 
 @pytest.fixture

@@ -26,13 +26,6 @@ async def producer(redis_url: str, prefix: str) -> AsyncIterator[RedisTasks]:
         yield tasks
 
 
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    redis = aioredis.Redis.from_url(redis_url)
-    yield redis
-    await redis.aclose()
-
-
 async def consumers(client: aioredis.Redis, prefix: str) -> list[str]:
     return [c["name"].decode() for c in await client.xinfo_consumers(f"{prefix}:stream", "workers")]
 

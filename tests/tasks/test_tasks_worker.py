@@ -23,14 +23,6 @@ async def producer(redis_url: str, prefix: str) -> AsyncIterator[RedisTasks]:
         yield tasks
 
 
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    # No socket timeout: BLPOP's own timeout bounds the waits (redis-py's default is 5 s).
-    redis = aioredis.Redis.from_url(redis_url, socket_timeout=None)
-    yield redis
-    await redis.aclose()
-
-
 async def wait_started(client: aioredis.Redis, prefix: str, key: str) -> int:
     """Block (in Redis, bounded) until a task announces its start; returns the worker's pid."""
     reply = await client.blpop([f"{prefix}:{key}:started"], timeout=20)
