@@ -518,3 +518,49 @@ async def test_stop_with_a_start_in_flight_hands_the_task_back(redis_url: str, p
     async with RedisTasks(redis_url, prefix=prefix, consume=False) as reader:
         info = await reader.status(task_id)
     assert info is not None and (info.state, info.attempts) == (TaskState.QUEUED, 0)
+
+
+async def test_a_start_sent_again_after_the_worker_reclaimed_its_own_entry_counts_once(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
+    # The start was applied but its reply lost; meanwhile the worker's own XAUTOCLAIM took
+    # the entry again (its event loop stalled past visibility_timeout), which bumps the
+    # entry's delivery count. The start sent again is the same run's: no second attempt.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
+    began, bumped, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    calls: list[int] = []
+
+    @tasks.task(name="stalled")
+    async def stalled() -> str:
+        began.set()
+        await release.wait()
+        return "done"
+
+    async with tasks:
+        real = tasks._scripts["start"]
+
+        async def lost_reply_then_wait(**kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                await real(**kwargs)
+                raise RedisConnectionError("Connection reset by peer")
+            await bumped.wait()
+            return await real(**kwargs)
+
+        tasks._scripts["start"] = lost_reply_then_wait
+        task_id = await tasks.enqueue(stalled)
+        key = f"{prefix}:task:{task_id}"
+        async with asyncio.timeout(10):
+            await began.wait()
+            while await client.hget(key, "state") != b"running":  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            [(entry_id, _)] = cast(list[Any], await client.xrange(f"{prefix}:stream"))
+            await client.xclaim(f"{prefix}:stream", "workers", tasks.consumer, 0, [entry_id])
+            bumped.set()
+            while len(calls) < 2:  # noqa: ASYNC110 - the start is sent again
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+            assert await client.hget(key, "attempts") == b"1"
+            release.set()
+            info = await tasks.wait(task_id)
+    assert (info.state, info.result, info.attempts) == (TaskState.SUCCEEDED, "done", 1)

@@ -85,7 +85,8 @@ end
 # Starts the tasks one read delivered, all in one round trip, and is idempotent per delivery: a
 # delivery is the entry id and its delivery count in the group's PEL, recorded in the hash as
 # `delivery`, so a start re-sent after a blip (applied or not) answers the same. Per entry:
-# * {'run', attempts, failures, delivery} - started (or already started by this very delivery);
+# * {'run', attempts, failures, delivery} - started (or already started by this very delivery,
+#   or, for mode 0, by this worker's run of this entry before its own XAUTOCLAIM took it again);
 #   with mode 2 or 3 followed by the task's name, payload and options from its hash (an entry
 #   written by an older version holds only the id);
 # * {'skip'} - the task is already final, or its record expired: the entry is acked;
@@ -112,10 +113,13 @@ for i = 3, #KEYS do
   else
     local delivery = entry .. '/' .. p[1][4]
     local f = redis.call('HMGET', key, 'state', 'attempts', 'failures', 'deliveries', 'unique',
-                         'delivery', 'name', 'payload', 'options')
+                         'delivery', 'name', 'payload', 'options', 'worker')
     local st = f[1]
-    if st == 'running' and f[6] == delivery then
-      answer = {'run', tonumber(f[2]), tonumber(f[3] or '0'), delivery}
+    -- The same run's start again: the same delivery, or (mode 0, a run that is going on here)
+    -- the same entry under this worker after its own XAUTOCLAIM bumped the delivery count.
+    if st == 'running' and (f[6] == delivery or (mode == 0 and f[10] == ARGV[2] and f[6]
+        and string.sub(f[6], 1, #entry + 1) == entry .. '/')) then
+      answer = {'run', tonumber(f[2]), tonumber(f[3] or '0'), f[6]}
     elseif not st or st == 'succeeded' or st == 'dead' or st == 'cancelled' then
       redis.call('XACK', KEYS[1], ARGV[4], entry)
       redis.call('XDEL', KEYS[1], entry)
