@@ -76,6 +76,17 @@ def flaky_start(tasks: RedisTasks, applied: list[bool]) -> None:
     tasks._scripts["start"] = flaky
 
 
+def gate_start(tasks: RedisTasks, gate: asyncio.Event) -> None:
+    """Hold every start script until `gate` is set."""
+    real = tasks._scripts["start"]
+
+    async def gated(**kwargs: Any) -> Any:
+        await gate.wait()
+        return await real(**kwargs)
+
+    tasks._scripts["start"] = gated
+
+
 @pytest.mark.parametrize("applied", [False, True], ids=["lost", "applied"])
 async def test_a_start_that_fails_is_recorded_by_the_finish_and_counted_once(
     redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture, applied: bool
@@ -149,13 +160,7 @@ async def test_a_task_a_worker_has_read_is_not_replaced_even_before_its_start_is
         return n
 
     async with tasks:
-        real = tasks._scripts["start"]
-
-        async def gated(**kwargs: Any) -> Any:
-            await gate.wait()
-            return await real(**kwargs)
-
-        tasks._scripts["start"] = gated
+        gate_start(tasks, gate)
         first = await tasks.options(unique="index").enqueue(reindex, 1)
         async with asyncio.timeout(10):
             while not began:  # noqa: ASYNC110 - the task runs on this loop
@@ -191,13 +196,7 @@ async def test_a_start_that_finds_the_task_gone_cancels_the_run_and_records_noth
             raise
 
     async with tasks:
-        real = tasks._scripts["start"]
-
-        async def gated(**kwargs: Any) -> Any:
-            await gate.wait()
-            return await real(**kwargs)
-
-        tasks._scripts["start"] = gated
+        gate_start(tasks, gate)
         with caplog.at_level(logging.INFO, logger="joey.tasks"):
             task_id = await tasks.enqueue(orphan)
             async with asyncio.timeout(10):

@@ -131,21 +131,15 @@ class Engine:
         without ``await`` in a ``finally:``, which the compiled build mishandles: see "Compiled
         build" in docs/deployment.md.)
         """
-        if type(response).__call__ is Response.__call__:
-            # perf: a complete body cannot fail half-way; no need to track the start message.
-            try:
-                await response(scope, receive, send)
-            except OSError:
-                logger.debug("Client went away before the response was sent")
-            except BaseException:
-                if request.cleanups is not None:
-                    await request.run_cleanups()
-                raise
-            if request.cleanups is not None:
-                await request.run_cleanups()
-            return
         try:
-            await self.send_tracking_start(response, request, scope, receive, send)
+            if type(response).__call__ is Response.__call__:
+                # perf: a complete body cannot fail half-way; no need to track the start message.
+                try:
+                    await response(scope, receive, send)
+                except OSError:
+                    logger.debug("Client went away before the response was sent")
+            else:
+                await self.send_tracking_start(response, request, scope, receive, send)
         except BaseException:
             if request.cleanups is not None:
                 await request.run_cleanups()

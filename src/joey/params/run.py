@@ -217,16 +217,8 @@ def compile_caller(root: DependencyNode, app_values: AppScopedValues,
              if node.scope != "app"]
 
     async def call_full(connection: Any) -> Any:
-        issues: list[ValidationIssue] = []
-        arguments: dict[int, dict[str, Any]] = {}
         # Phase one: extract and validate everything; no user code runs.
-        for node, extractors in steps:
-            kwargs = {name: extract(connection, issues) for name, extract in extractors}
-            for name, extract_async in node.async_extractors:
-                kwargs[name] = await extract_async(connection, issues)
-            arguments[id(node)] = kwargs
-        if issues:
-            raise validation_error(issues)
+        arguments = await _extract_all(steps, connection)
         # Phase two: call each dependency once, in order, then the handler.
         context = DependencyContext(connection)
         connection.call_on_close(context.close)
@@ -235,6 +227,21 @@ def compile_caller(root: DependencyNode, app_values: AppScopedValues,
         return respond(results[id(root)])
 
     return call_full
+
+
+async def _extract_all(steps: list[tuple[DependencyNode, list[tuple[str, Extractor]]]],
+                       connection: Any) -> dict[int, dict[str, Any]]:
+    """Every node's values, read and validated; all problems at once in one 422."""
+    issues: list[ValidationIssue] = []
+    arguments: dict[int, dict[str, Any]] = {}
+    for node, extractors in steps:
+        kwargs = {name: extract(connection, issues) for name, extract in extractors}
+        for name, extract_async in node.async_extractors:
+            kwargs[name] = await extract_async(connection, issues)
+        arguments[id(node)] = kwargs
+    if issues:
+        raise validation_error(issues)
+    return arguments
 
 
 async def _call_in_order(order: list[DependencyNode], arguments: dict[int, dict[str, Any]],
@@ -289,15 +296,7 @@ def _guarded_caller(root: DependencyNode, guards: list[DependencyNode],
             else:
                 results[id(node)] = await call_node(node, kwargs, context)
         # Phase two: extract and validate everything else; no user code runs.
-        issues = []
-        arguments: dict[int, dict[str, Any]] = {}
-        for node, extractors in steps:
-            kwargs = {name: extract(connection, issues) for name, extract in extractors}
-            for name, extract_async in node.async_extractors:
-                kwargs[name] = await extract_async(connection, issues)
-            arguments[id(node)] = kwargs
-        if issues:
-            raise validation_error(issues)
+        arguments = await _extract_all(steps, connection)
         # Phase three: the other dependencies, in order, then the handler.
         await _call_in_order(order, arguments, results, app_values, context)
         return respond(results[id(root)])
