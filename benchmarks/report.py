@@ -116,18 +116,39 @@ def _version(distribution: str) -> str:
         return "not installed"
 
 
-def _git_revision() -> str:
+def git_revision(cwd: str | None = None) -> str:
+    """The checkout's `git describe --always --dirty`: a `-dirty` suffix means uncommitted code."""
     try:
         done = subprocess.run(
             ["git", "describe", "--always", "--dirty"],
             capture_output=True,
             text=True,
             timeout=10,
-            cwd=os.path.dirname(os.path.abspath(__file__)),
+            cwd=cwd or os.path.dirname(os.path.abspath(__file__)),
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return done.stdout.strip() or "no commit yet"
+
+
+class UncommittedCode(RuntimeError):
+    """RESULTS.md records only committed code: figures of a dirty tree name no revision."""
+
+
+def committed_revision(cwd: str | None = None) -> str:
+    """The revision to record, or `UncommittedCode` when the tree has uncommitted changes.
+
+    Checked before the run (so 18 minutes are not spent on figures that cannot be recorded)
+    and again before writing (an edit or a commit during the run would misname the figures).
+    """
+    revision = git_revision(cwd)
+    if revision.endswith("-dirty") or revision in ("unknown", "no commit yet"):
+        raise UncommittedCode(
+            f"benchmarks/RESULTS.md records only committed code, and this tree is {revision!r}: "
+            "commit (or stash) your changes and run `make bench` again, or pass --output FILE "
+            "to write the figures somewhere else"
+        )
+    return revision
 
 
 def machine() -> list[str]:
@@ -145,7 +166,7 @@ def machine() -> list[str]:
         f"- CPU: {_cpu_model()}, {os.cpu_count()} logical CPUs ({platform.machine()})",
         f"- OS: {platform.system()} {platform.release()}",
         f"- Python: {platform.python_implementation()} {platform.python_version()}",
-        f"- Joey revision: {_git_revision()}",
+        f"- Joey revision: {git_revision()}",
         f"- Packages: {packages}",
         f"- Load generator: {wrk}",
     ]

@@ -366,6 +366,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     started = time.monotonic()
+    # Issue 23: the default output is the committed record, so it takes committed code only.
+    recording = args.output == HERE / "RESULTS.md"
+    revision = report.committed_revision() if recording else None
     frameworks = [fw for fw in args.frameworks.split(",") if fw in FRAMEWORKS]
     frameworks, joey_files = builds.check(frameworks, args.smoke)
     servers = [s for s in args.servers.split(",") if s in SERVER_NOTES]
@@ -441,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     _say(f"total: {minutes:.1f} min")
+    if recording and report.committed_revision() != revision:
+        raise report.UncommittedCode(
+            f"the checkout moved from {revision} during the run: RESULTS.md not written"
+        )
     if args.output is not None:
         _write(args.output, args, frameworks, joey_files, sections, goals, trouble, minutes)
         _say(f"wrote {args.output}")

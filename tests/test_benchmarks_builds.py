@@ -195,3 +195,38 @@ def test_make_bench_builds_the_compiled_wheel_into_its_venv_before_running() -> 
     )  # fmt: skip
     run = next(i for i, line in enumerate(plan) if "benchmarks/run.py" in line)
     assert wheel < install < run, plan
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_results_record_only_committed_code(tmp_path: Path) -> None:
+    """Issue 23: RESULTS.md was once written from a `-dirty` tree; such figures name no code."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, timeout=30)
+
+    git("init", "-q")
+    with pytest.raises(report.UncommittedCode, match="committed code"):
+        report.committed_revision(str(tmp_path))  # no commit yet
+    (tmp_path / "app.py").write_text("x = 1\n")
+    git("add", "app.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    revision = report.committed_revision(str(tmp_path))
+    assert revision and not revision.endswith("-dirty")
+    (tmp_path / "app.py").write_text("x = 2\n")
+    with pytest.raises(report.UncommittedCode, match=r"-dirty.*commit \(or stash\)"):
+        report.committed_revision(str(tmp_path))
+
+
+def test_a_results_run_on_a_dirty_tree_stops_before_measuring(tmp_path: Path) -> None:
+    """`make bench` refuses at once (not after 18 minutes) when it would record uncommitted code.
+
+    Runs only where this checkout is dirty (a developer's tree mid-change); on a clean clone the
+    refusal is covered by the test above.
+    """
+    if not report.git_revision().endswith("-dirty"):
+        pytest.skip("this checkout is clean")
+    import run
+
+    with pytest.raises(report.UncommittedCode):
+        run.main(["--skip", "inprocess,e2e,startup,tasks,channels,openapi"])
