@@ -8,9 +8,11 @@ Layout:
 
 * :mod:`joey.channels.backend`: :class:`Message`, ids, errors, and the :class:`Backend`
   contract;
-* :mod:`joey.channels.base`: :class:`Subscription` (a bounded queue with a slow-subscriber
-  policy), :class:`Channels`, the per-process hub that fans messages out, and on the web
-  :func:`relay` (WebSocket) and :func:`event_source` (SSE with ``Last-Event-ID`` resume);
+* :mod:`joey.channels.subscription`: :class:`Subscription` (a bounded queue with a
+  slow-subscriber policy, and resuming from history);
+* :mod:`joey.channels.hub`: :class:`Channels`, the per-process hub that fans messages out;
+* :mod:`joey.channels.web`: :func:`relay` (WebSocket) and :func:`event_source` (SSE with
+  ``Last-Event-ID`` resume);
 * :mod:`joey.channels.memory`: :class:`InMemoryBackend` (one process; the default);
 * :mod:`joey.channels.redis`: :class:`RedisPubSubBackend` and :class:`RedisStreamsBackend`
   (needs the ``redis`` extra, imported only when used).
@@ -28,8 +30,10 @@ from joey.channels.backend import (
     Overflow,
     SubscriberTooSlow,
 )
-from joey.channels.base import Channels, Subscription, event_source, relay
+from joey.channels.hub import Channels
 from joey.channels.memory import InMemoryBackend
+from joey.channels.subscription import Subscription
+from joey.channels.web import event_source, relay
 from joey.lazy import lazy_attributes
 
 if TYPE_CHECKING:

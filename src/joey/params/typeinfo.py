@@ -83,7 +83,7 @@ def is_upload_file(tp: Any) -> bool:
 def is_channels(tp: Any) -> bool:
     # by name, so that plans never import joey.channels for apps without it
     return isinstance(tp, type) and any(
-        c.__name__ == "Channels" and c.__module__ == "joey.channels.base" for c in tp.__mro__)
+        c.__name__ == "Channels" and c.__module__ == "joey.channels.hub" for c in tp.__mro__)
 
 
 def is_route_info(tp: Any) -> bool:
