@@ -25,10 +25,8 @@ from collections.abc import Sequence
 from joey.middleware._common import RawHeaders, merge_vary, raw_headers, send_plain
 from joey.types import ASGIApp, Message, Receive, Scope, Send
 
-# Fetch standard: methods a browser sends cross-origin without a preflight, and the request
-# headers it never asks permission for (content-type only with a form-like value, but a
-# browser that asks for it must be allowed, hence always allowed here).
-SAFELISTED_METHODS = frozenset({"GET", "HEAD", "POST"})
+# Fetch standard: the request headers a browser never asks permission for (content-type only
+# with a form-like value, but a browser that asks for it must be allowed, hence always allowed).
 SAFELISTED_HEADERS = frozenset({"accept", "accept-language", "content-language", "content-type"})
 
 _ORIGIN_SHAPE = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s]+$")
@@ -64,7 +62,6 @@ class CORSMiddleware:
         "_allow_all_headers",
         "_allow_all_methods",
         "_allow_all_origins",
-        "_allow_credentials",
         "_allowed_headers",
         "_allowed_methods",
         "_app",
@@ -102,7 +99,6 @@ class CORSMiddleware:
             _normalize_origin(origin) for origin in allow_origins if origin != "*"
         )
         self._origin_regex = re.compile(allow_origin_regex) if allow_origin_regex else None
-        self._allow_credentials = allow_credentials
 
         methods = [method.upper() for method in allow_methods]
         self._allow_all_methods = "*" in methods
