@@ -78,6 +78,18 @@ def test_sessions_without_itsdangerous_names_the_extra() -> None:
     assert "pip install itsdangerous" in result.stderr
 
 
+def test_session_mapping_and_stores_import_without_itsdangerous() -> None:
+    """Issue 24: the session module split; a custom store needs no signing library."""
+    result = _run_without_extras("""
+        from joey.middleware import MemoryStore, Session, SessionStore, SessionStoreError
+        assert isinstance(MemoryStore(), SessionStore)
+        assert "joey.middleware.sessions" not in sys.modules
+        print("ok")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 def test_sessions_names_resolve_lazily() -> None:
     import joey.middleware as middleware
     from joey.middleware import sessions

@@ -290,7 +290,7 @@ async def test_redis_store_sets_expiry_and_survives_garbage(redis_client: Redis)
 async def test_memory_store_expires_and_sweeps(monkeypatch: pytest.MonkeyPatch) -> None:
     store = MemoryStore()
     now = [1000.0]
-    monkeypatch.setattr("joey.middleware.sessions.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("joey.middleware.session_stores.time.monotonic", lambda: now[0])
     await store.save("a", {"x": 1}, 10)
     await store.save("forever", {"x": 2}, None)
     loaded = await store.load("a")

@@ -16,23 +16,25 @@ from joey.middleware.security import SecurityHeadersMiddleware
 from joey.middleware.trustedhost import TrustedHostMiddleware
 
 if TYPE_CHECKING:
-    from joey.middleware.sessions import (
+    from joey.middleware.session_data import Session
+    from joey.middleware.session_stores import (
         MemoryStore,
         RedisStore,
-        Session,
-        SessionMiddleware,
         SessionStore,
         SessionStoreError,
     )
+    from joey.middleware.sessions import SessionMiddleware
 
-# Sessions need itsdangerous (the ``sessions`` extra): loaded on first use, so every other
-# middleware imports with only its own extras.
+# The session middleware needs itsdangerous (the ``sessions`` extra): loaded on first use, so
+# every other middleware imports with only its own extras (the session mapping and the stores
+# need no extra).
 _LAZY = {
-    name: "joey.middleware.sessions"
-    for name in (
-        "MemoryStore", "RedisStore", "Session", "SessionMiddleware", "SessionStore",
-        "SessionStoreError",
-    )
+    "MemoryStore": "joey.middleware.session_stores",
+    "RedisStore": "joey.middleware.session_stores",
+    "SessionStore": "joey.middleware.session_stores",
+    "SessionStoreError": "joey.middleware.session_stores",
+    "Session": "joey.middleware.session_data",
+    "SessionMiddleware": "joey.middleware.sessions",
 }
 
 

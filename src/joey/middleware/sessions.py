@@ -21,14 +21,10 @@ never touch the session are served as usual during the outage.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import secrets
-import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
-
-import msgspec
+from typing import TYPE_CHECKING, Any, Literal
 
 try:
     from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
@@ -40,244 +36,32 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 from joey.datastructures import parse_cookies
 from joey.exceptions import ServiceUnavailable
 from joey.middleware._common import raw_headers
+from joey.middleware.session_data import Session, UnavailableSession
+from joey.middleware.session_stores import (
+    MemoryStore,
+    RedisStore,
+    SessionStore,
+    SessionStoreError,
+)
 from joey.responses import format_cookie
 from joey.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from joey.responses import Response
 
 logger = logging.getLogger("joey.sessions")
 
 _COOKIE_SIZE_LIMIT = 4093  # the smallest per-cookie limit among current browsers
 
-
-class Session(dict[str, Any]):
-    """The session mapping handlers see: a dict that knows whether it was changed.
-
-    Changes through dict methods are noticed at once. A value changed in place
-    (``session["cart"].append(item)``) is noticed too, by comparing lists and dicts with a copy
-    taken when the session was loaded.
-
-    ``regenerate_id()`` asks for a fresh session id (with a store), which is what to do after
-    a login so that an id planted before it (session fixation) is worthless.
-    """
-
-    __slots__ = ("_modified", "_regenerate", "_snapshot")
-
-    def __init__(self, data: dict[str, Any] | None = None) -> None:
-        super().__init__(data or {})
-        self._modified = False
-        self._regenerate = False
-        # Only mutable values can change behind our back; copy just those.
-        self._snapshot = {
-            key: copy.deepcopy(value)
-            for key, value in self.items()
-            if isinstance(value, list | dict)
-        }
-
-    @property
-    def modified(self) -> bool:
-        """True when the session differs from what the request brought."""
-        if self._modified or self._regenerate:
-            return True
-        return any(self.get(key) != value for key, value in self._snapshot.items())
-
-    def regenerate_id(self) -> None:
-        """Use a new session id from this response on (the data is kept)."""
-        self._regenerate = True
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._modified = True
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self._modified = True
-        super().__delitem__(key)
-
-    def clear(self) -> None:
-        self._modified = True
-        super().clear()
-
-    def pop(self, key: str, *default: Any) -> Any:
-        self._modified = self._modified or key in self
-        return super().pop(key, *default)
-
-    def popitem(self) -> tuple[str, Any]:
-        self._modified = True
-        return super().popitem()
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        if key not in self:
-            self._modified = True
-        return super().setdefault(key, default)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        self._modified = True
-        super().update(*args, **kwargs)
-
-    def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
-        self._modified = True
-        super().update(other)
-        return self
-
-
-class _UnavailableSession(Session):
-    """The session of a request whose store failed to load it: any use raises the failure.
-
-    So the error surfaces in the handler that needs the session, where the app's exception
-    handlers turn it into a response, and a request that never touches it is served as usual.
-    """
-
-    __slots__ = ("_error",)
-
-    def __init__(self, error: Exception) -> None:
-        dict.__init__(self)  # not Session.__init__: it would read the (failing) items
-        self._error = error
-        self._modified = self._regenerate = False
-        self._snapshot: dict[str, Any] = {}
-
-    def _fail(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._error.with_traceback(None)  # a fresh traceback at each use
-
-    def __repr__(self) -> str:
-        return f"<Session unavailable: {self._error!r}>"
-
-    modified = property(_fail)
-
-
-for _name in (
-    "__getitem__", "__setitem__", "__delitem__", "__contains__", "__iter__", "__len__",
-    "__reversed__", "__eq__", "__ne__", "__or__", "__ror__", "__ior__", "get", "keys", "values",
-    "items", "pop", "popitem", "setdefault", "update", "clear", "copy", "regenerate_id",
-):
-    setattr(_UnavailableSession, _name, _UnavailableSession._fail)
-
-
-class SessionStoreError(Exception):
-    """A session store could not do its job (its backend is down, full, refusing...).
-
-    Raise it from a custom :class:`SessionStore` for a backend failure; the middleware answers
-    503 with ``Retry-After`` and leaves the client's cookie alone. ``OSError`` (which includes
-    ``ConnectionError`` and ``TimeoutError``) counts as such a failure too. Any other exception
-    from a store is a bug and is answered 500 by the app's exception handlers.
-    """
-
-
-@runtime_checkable
-class SessionStore(Protocol):
-    """Where server-side sessions live, keyed by session id.
-
-    ``max_age`` is the lifetime in seconds the store should keep the data (None: no expiry).
-    ``load`` returns None for an unknown or expired id. Implement these three coroutines to use
-    any database; data is a JSON-compatible dict. Raise :class:`SessionStoreError` when the
-    backend fails.
-    """
-
-    async def load(self, session_id: str) -> dict[str, Any] | None: ...
-
-    async def save(self, session_id: str, data: dict[str, Any], max_age: int | None) -> None: ...
-
-    async def delete(self, session_id: str) -> None: ...
-
-
-class MemoryStore:
-    """Sessions in this process's memory: for tests, development and single-process apps.
-
-    Data is stored encoded, so a handler changing a dict it loaded never changes the store.
-
-    Example::
-
-        app = SessionMiddleware(app, secret_key=SECRET, store=MemoryStore())
-    """
-
-    __slots__ = ("_data", "_writes")
-
-    def __init__(self) -> None:
-        self._data: dict[str, tuple[float | None, bytes]] = {}
-        self._writes = 0
-
-    async def load(self, session_id: str) -> dict[str, Any] | None:
-        entry = self._data.get(session_id)
-        if entry is None:
-            return None
-        expires, payload = entry
-        if expires is not None and expires <= time.monotonic():
-            del self._data[session_id]
-            return None
-        data: dict[str, Any] = msgspec.json.decode(payload)
-        return data
-
-    async def save(self, session_id: str, data: dict[str, Any], max_age: int | None) -> None:
-        expires = None if max_age is None else time.monotonic() + max_age
-        self._data[session_id] = (expires, msgspec.json.encode(data))
-        self._writes += 1
-        if self._writes % 1000 == 0:
-            self._sweep()
-
-    async def delete(self, session_id: str) -> None:
-        self._data.pop(session_id, None)
-
-    def _sweep(self) -> None:
-        # Expired sessions nobody asks for again would otherwise stay forever.
-        now = time.monotonic()
-        for key in [k for k, (exp, _) in self._data.items() if exp is not None and exp <= now]:
-            del self._data[key]
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
-class RedisStore:
-    """Sessions in Redis (``redis.asyncio``), shared by every process and machine of the app.
-
-    Keys are ``prefix + session_id`` with a Redis expiry of the session's ``max_age``. The
-    client is yours: create it at startup and close it at shutdown. A Redis error is raised as
-    :class:`SessionStoreError` (the request gets a 503, the user stays logged in).
-
-    Example::
-
-        from redis.asyncio import Redis
-
-        redis = Redis.from_url("redis://localhost:6379/0")
-        app = SessionMiddleware(app, secret_key=SECRET, store=RedisStore(redis))
-    """
-
-    __slots__ = ("_client", "_errors", "_prefix")
-
-    def __init__(self, client: Redis, *, prefix: str = "joey:session:") -> None:
-        from redis.exceptions import RedisError
-
-        self._client = client
-        self._prefix = prefix
-        self._errors = RedisError
-
-    async def load(self, session_id: str) -> dict[str, Any] | None:
-        try:
-            payload = await self._client.get(self._prefix + session_id)
-        except self._errors as exc:
-            raise SessionStoreError(f"Redis failed to load a session: {exc}") from exc
-        if payload is None:
-            return None
-        try:
-            data = msgspec.json.decode(payload)
-        except msgspec.DecodeError:
-            return None  # not ours, or corrupted: treat as no session
-        return data if isinstance(data, dict) else None
-
-    async def save(self, session_id: str, data: dict[str, Any], max_age: int | None) -> None:
-        payload = msgspec.json.encode(data)  # outside the try: unencodable data is a bug, a 500
-        try:
-            await self._client.set(self._prefix + session_id, payload, ex=max_age)
-        except self._errors as exc:
-            raise SessionStoreError(f"Redis failed to save a session: {exc}") from exc
-
-    async def delete(self, session_id: str) -> None:
-        try:
-            await self._client.delete(self._prefix + session_id)
-        except self._errors as exc:
-            raise SessionStoreError(f"Redis failed to delete a session: {exc}") from exc
+# The mapping and the stores live in their own modules; importable from here as before.
+__all__ = [
+    "MemoryStore",
+    "RedisStore",
+    "Session",
+    "SessionMiddleware",
+    "SessionStore",
+    "SessionStoreError",
+]
 
 
 class SessionMiddleware:
@@ -373,7 +157,7 @@ class SessionMiddleware:
                 session_id, data = await self._load(cookie)
             except Exception as exc:
                 # Raised where the session is used; the response never touches the cookie.
-                scope["session"] = _UnavailableSession(self._store_failure("load", exc))
+                scope["session"] = UnavailableSession(self._store_failure("load", exc))
                 await self._app(scope, receive, send)
                 return
         session = Session(data)
@@ -429,7 +213,7 @@ class SessionMiddleware:
             value = self._serializer.dumps(dict(session))
         else:
             new_id = session_id
-            if new_id is None or session._regenerate:
+            if new_id is None or session.regenerating:
                 # Never reuse an id the client offered that the store did not know.
                 new_id = secrets.token_urlsafe(32)
             async with asyncio.timeout(self._store_timeout):
