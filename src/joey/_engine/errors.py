@@ -46,11 +46,8 @@ class ExceptionPolicy:
             return self._cache[exc_type]
         except KeyError:
             pass
-        found = None
-        for cls in exc_type.__mro__:
-            if cls in self.handlers:
-                found = self.handlers[cls]
-                break
+        registered = handled_as(exc_type, self.handlers)
+        found = None if registered is None else self.handlers[registered]
         self._cache[exc_type] = found
         return found
 
@@ -111,14 +108,22 @@ def record_unhandled(scope: Mapping[str, Any], exc: BaseException) -> None:
         sink.append(exc)
 
 
+def handled_as(exc_type: type[BaseException],
+               handlers: Mapping[type[BaseException], Any]) -> type[BaseException] | None:
+    """The class under which ``handlers`` has a handler for ``exc_type``: the nearest along
+    its MRO, or ``None``. The one reading of "which handler catches this", for the engine and
+    for the OpenAPI document alike."""
+    for cls in exc_type.__mro__:
+        if cls in handlers:
+            return cls
+    return None
+
+
 def _catches_everything(exc_type: type[BaseException],
                         handlers: Mapping[type[BaseException], Any]) -> bool:
     """Whether the handler for ``exc_type`` is the one registered for ``Exception`` (or
     ``BaseException``): a catch-all that renders unexpected errors."""
-    for cls in exc_type.__mro__:
-        if cls in handlers:
-            return cls is Exception or cls is BaseException
-    return False
+    return handled_as(exc_type, handlers) in (Exception, BaseException)
 
 
 def _error_value_response(value: Any, exc: Exception, handler: Callable[..., Any]) -> Response:
