@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from joey._json import JSONTooDeep, decode_json
 from joey.compiled import mypyc_attr
 from joey.datastructures import URL, Address, Headers, QueryParams, State, parse_cookies
 from joey.describe import describe
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("joey")
 
-#: The message for JSON nested deeper than the decoder can follow (Python's recursion limit).
+#: The message for JSON nested deeper than the decoder can follow (see :mod:`joey._json`).
 JSON_TOO_DEEP = "Invalid JSON body: it is nested too deeply."
 
 
@@ -248,11 +249,11 @@ class Request(HTTPConnection):
         """The body parsed as JSON; a 400 says what is wrong if it is not valid JSON."""
         body = await self.body()
         try:
-            return msgspec.json.decode(body)
+            return decode_json(body)
+        except JSONTooDeep:
+            raise BadRequest(JSON_TOO_DEEP) from None
         except msgspec.DecodeError as exc:
             raise BadRequest(f"Invalid JSON body: {exc}.") from None
-        except RecursionError:  # ~1,000 nested arrays are enough to reach Python's limit
-            raise BadRequest(JSON_TOO_DEEP) from None
 
     async def form(self, limits: FormLimits | None = None) -> FormData:
         """The body parsed as a form (urlencoded or multipart), within ``limits``.

@@ -140,3 +140,35 @@ def test_deep_json_is_a_client_error(servers: Servers, path: str, status: int,
     assert got == status, payload
     assert headers["content-type"] == "application/problem+json"
     assert b"nested too deeply" in payload
+
+
+# Deep JSON that fails validation at its first element: the pass that looks for every other
+# problem must survive the depth too (it was a 500 from about 1,000 levels).
+FIRST_ELEMENT = {
+    "struct": (["body"], "Expected `object`, got `array`"),
+    "structs": (["body", 0], "Expected `object`, got `array`"),
+    "dataclass": (["body"], "Expected `object`, got `array`"),
+    "typeddict": (["body"], "Expected `object`, got `array`"),
+    "union": (["body", 0], "Expected `object`, got `array`"),
+    "pydantic": (["body"], "Invalid JSON body: it is nested too deeply."),  # decoded untyped
+}
+
+
+@pytest.mark.parametrize("depth", [1_000, 10_000, 100_000])
+@pytest.mark.parametrize("embedded", [False, True])
+@pytest.mark.parametrize("kind", sorted(FIRST_ELEMENT))
+def test_deep_json_failing_at_its_first_element_is_a_422(servers: Servers, kind: str,
+                                                         embedded: bool, depth: int) -> None:
+    body = b"[" * depth + b"]" * depth
+    path = f"/typed/{kind}"
+    location, message = FIRST_ELEMENT[kind]
+    if embedded:
+        body, path = b'{"value": ' + body + b"}", f"/embedded/{kind}"
+        location = ["body", "value", *location[1:]] if kind != "pydantic" else location
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    got, headers, payload = exchange(servers.plain, head, body)
+    assert got == 422, payload
+    assert headers["content-type"] == "application/problem+json"
+    [issue] = json.loads(payload)["errors"]
+    assert (issue["location"], issue["message"]) == (location, message)

@@ -281,8 +281,10 @@ async def test_redis_store_sets_expiry_and_survives_garbage(redis_client: Redis)
     assert await store.load("abc") == {"n": 1}
     await redis_client.set("t:junk", b"\xff not json")
     await redis_client.set("t:list", b"[1]")
+    await redis_client.set("t:deep", b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
     assert await store.load("junk") is None
     assert await store.load("list") is None
+    assert await store.load("deep") is None  # nested too deeply to decode: not a session
     await store.delete("abc")
     assert await redis_client.exists("t:abc") == 0
 

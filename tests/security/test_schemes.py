@@ -12,6 +12,7 @@ import httpx
 import jwt
 import pytest
 
+from joey.testing import TestClient
 from tests.integration.servers import Server, run_server, uvicorn_argv
 
 from .schemes_app import SECRET, app, jwt_auth
@@ -138,6 +139,29 @@ def test_jwt(client: httpx.Client) -> None:
     assert 'scope="notes:write"' in no_scope.headers["www-authenticate"]
     assert post(token(), {"title": 3}).status_code == 422
     assert client.post("/jwt", json={"title": 3}).status_code == 401
+
+
+def deep_jwt(depth: int) -> str:
+    """A token whose header is JSON nested ``depth`` deep: decoded before any signature check,
+    so anyone can send it."""
+    header = base64.urlsafe_b64encode(b"[" * depth + b"]" * depth).rstrip(b"=").decode()
+    return f"Bearer {header}.e30.c2ln"
+
+
+def test_jwt_with_a_deeply_nested_header_is_a_401(client: httpx.Client) -> None:
+    # 1,000 levels: a 2.7 kB header every server accepts (larger ones: in memory, below)
+    answer = client.post("/jwt", json={"title": "t"}, headers={"authorization": deep_jwt(1_000)})
+    assert answer.status_code == 401, answer.text
+    assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize("depth", [1_000, 10_000, 100_000])
+def test_jwt_with_a_deeply_nested_header_is_a_401_at_any_depth(depth: int) -> None:
+    with TestClient(app) as local:
+        answer = local.post("/jwt", json={"title": "t"},
+                            headers={"authorization": deep_jwt(depth)})
+    assert answer.status_code == 401, answer.text
+    assert 'error="invalid_token"' in answer.headers["www-authenticate"]
 
 
 def test_jwt_configuration_is_explicit() -> None:

@@ -37,6 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "SessionMiddleware needs itsdangerous (Joey's 'sessions' extra): pip install itsdangerous"
     ) from exc
 
+from joey._json import decode_json
 from joey.datastructures import parse_cookies
 from joey.exceptions import ServiceUnavailable
 from joey.middleware._common import raw_headers
@@ -261,8 +262,8 @@ class RedisStore:
         if payload is None:
             return None
         try:
-            data = msgspec.json.decode(payload)
-        except msgspec.DecodeError:
+            data = decode_json(payload)
+        except msgspec.DecodeError:  # too deep included
             return None  # not ours, or corrupted: treat as no session
         return data if isinstance(data, dict) else None
 
