@@ -17,6 +17,8 @@ from joey import App, BadRequest, Body, HTTPError, Request, Response, WebSocketD
 from joey.channels import Message
 from joey.datastructures import URL, split_host
 from joey.middleware import HTTPSRedirectMiddleware
+from joey.middleware.csrf import CSRFMiddleware
+from joey.requests import host_header
 from joey.responses import JSONResponse
 from joey.testing import TestClient
 from joey.websockets import WebSocket
@@ -406,6 +408,106 @@ def test_valid_hosts_are_used(host: str, expected: tuple[str, int | None]) -> No
     assert split_host(host) == expected
     url = URL.from_scope({"scheme": "http", "path": "/p", "server": ("s", 1)}, host)
     assert url.hostname == expected[0]
+
+
+TWO_HOSTS = [[(b"host", b"127.0.0.1"), (b"host", b"evil.com")],
+             [(b"host", b"evil.com"), (b"accept", b"*/*"), (b"host", b"127.0.0.1")],
+             [(b"host", b"127.0.0.1"), (b"Host", b"127.0.0.1")]]  # even the same one twice
+
+
+def host_app() -> tuple[App, list[str]]:
+    app = App()
+    reached: list[str] = []
+
+    @app.get("/url")
+    async def url(request: Request) -> str:
+        return str(request.url)
+
+    @app.get("/plain")
+    async def plain() -> str:
+        reached.append("plain")
+        return "no host needed"
+
+    return app, reached
+
+
+@pytest.mark.parametrize("headers", TWO_HOSTS)
+async def test_two_host_headers_are_a_400_where_the_host_is_read(
+        headers: list[tuple[bytes, bytes]]) -> None:
+    app, reached = host_app()
+    recorder = await call(app, http_scope("/url", headers=headers))
+    assert recorder.status == 400
+    assert recorder.header(b"content-type") == [b"application/problem+json"]
+    assert msgspec.json.decode(recorder.body)["detail"] == (
+        "The request has more than one Host header.")
+    # Checked where a host is read, never per request (the scan would cost every request):
+    # a route that reads no host has none to be confused about.
+    recorder = await call(app, http_scope("/plain", headers=headers))
+    assert (recorder.status, reached) == (200, ["plain"])
+
+
+async def test_two_host_headers_go_through_the_exception_handlers() -> None:
+    app, _ = host_app()
+
+    @app.exception_handler(HTTPError)
+    async def ours(request: Request, exc: HTTPError) -> Response:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    recorder = await call(app, http_scope("/url", headers=TWO_HOSTS[0]))
+    assert recorder.status == 400
+    assert msgspec.json.decode(recorder.body) == {
+        "error": "The request has more than one Host header."}
+
+
+@pytest.mark.parametrize("headers", TWO_HOSTS)
+async def test_https_redirect_refuses_two_host_headers(
+        headers: list[tuple[bytes, bytes]]) -> None:
+    app, reached = host_app()
+    recorder = await call(HTTPSRedirectMiddleware(app), http_scope("/plain", headers=headers))
+    assert (recorder.status, recorder.header(b"location"), reached) == (400, [], [])
+
+
+async def test_csrf_origin_check_refuses_two_host_headers() -> None:
+    app, _ = host_app()
+
+    @app.post("/save")
+    async def save() -> str:
+        return "saved"
+
+    csrf = CSRFMiddleware(app, secret="s3cret")
+    token = csrf.new_token()
+    cookie = (b"cookie", f"csrftoken={token}".encode())
+    own = [(b"origin", b"http://127.0.0.1"), cookie, (b"x-csrf-token", token.encode())]
+    recorder = await call(csrf, http_scope("/save", method="POST",
+                                           headers=[(b"host", b"127.0.0.1"), *own]))
+    assert recorder.status == 200
+    recorder = await call(csrf, http_scope("/save", method="POST",
+                                           headers=[*TWO_HOSTS[0], *own]))
+    assert recorder.status == 400
+    assert msgspec.json.decode(recorder.body)["detail"] == (
+        "The request has more than one Host header.")
+
+
+async def test_the_debug_page_survives_two_host_headers() -> None:
+    app = App(debug=True)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    scope = http_scope("/boom", headers=[*TWO_HOSTS[0], (b"accept", b"text/html")])
+    recorder = await call(app, scope)
+    assert recorder.status == 500
+    assert b"/boom (The request has more than one Host header.)" in recorder.body
+
+
+def test_host_header_reads_the_only_host() -> None:
+    assert host_header([(b"accept", b"*/*"), (b"host", b"example.com")]) == b"example.com"
+    assert host_header([(b"HOST", b"example.com")]) == b"example.com"
+    assert host_header([(b"accept", b"*/*")]) is None
+    for headers in TWO_HOSTS:
+        with pytest.raises(BadRequest, match="more than one Host header"):
+            host_header(headers)
 
 
 def test_url_path_always_starts_with_slash() -> None:

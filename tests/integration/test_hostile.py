@@ -129,6 +129,26 @@ def test_bad_host_never_ends_up_in_the_url(servers: Servers, host: str) -> None:
                                 "host": "127.0.0.1"}
 
 
+@pytest.mark.parametrize("hosts", [("127.0.0.1", "evil.com"), ("evil.com", "127.0.0.1"),
+                                   ("127.0.0.1", "127.0.0.1")])
+def test_two_host_headers_are_a_400(servers: Servers, hosts: tuple[str, str]) -> None:
+    head = (f"GET /url HTTP/1.1\r\nHost: {hosts[0]}\r\nAccept: */*\r\nHost: {hosts[1]}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    for server in (servers.plain, servers.custom, servers.redirecting):
+        status, headers, body = exchange(server, head)
+        assert status == 400, body
+        assert "location" not in headers
+        assert b"evil.com" not in body
+    if servers.parser == "h11":  # h11 refuses the request itself: the app never sees it
+        assert body == b"Invalid HTTP request received."
+        return
+    # httptools passes both: Joey refuses, through the app's exception handlers
+    assert json.loads(exchange(servers.plain, head)[2])["detail"] == (
+        "The request has more than one Host header.")
+    assert json.loads(exchange(servers.custom, head)[2]) == {
+        "error": "The request has more than one Host header.", "status": 400}
+
+
 @pytest.mark.parametrize("depth", [1_000, 100_000])
 @pytest.mark.parametrize(("path", "status"), [("/json", 400), ("/typed", 422)])
 def test_deep_json_is_a_client_error(servers: Servers, path: str, status: int,

@@ -19,7 +19,8 @@ Render the token into forms with :func:`csrf_token`::
 
 Routes for other machines (webhooks, token-authenticated APIs) are listed in ``exempt`` (a
 path, or a prefix ending in ``/``): every other unsafe request needs the token. A refused
-request is a ``403`` problem document; a form over ``max_form_size`` a ``413``.
+request is a ``403`` problem document; a form over ``max_form_size`` a ``413``; an ``Origin``
+checked against a request with more than one ``Host`` header a ``400``.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qs
 
 from joey.datastructures import parse_cookies
-from joey.exceptions import Forbidden, PayloadTooLarge
+from joey.exceptions import BadRequest, Forbidden, PayloadTooLarge
 from joey.middleware._common import get_header
-from joey.requests import HTTPConnection
+from joey.requests import HTTPConnection, host_header
 from joey.responses import ProblemResponse
 from joey.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -108,7 +109,7 @@ class CSRFMiddleware:
         if scope["method"] not in self.safe_methods and not self._exempt(scope):
             try:
                 problem, receive = await self._check(scope, receive, token)
-            except PayloadTooLarge as exc:
+            except (PayloadTooLarge, BadRequest) as exc:  # a form too large, two Hosts
                 await ProblemResponse.from_error(exc)(scope, receive, send)
                 return
             if problem is not None:
@@ -157,7 +158,7 @@ class CSRFMiddleware:
         origin = origin.rstrip("/").lower()
         if origin in self.trusted_origins:
             return True
-        host = get_header(scope["headers"], b"host")
+        host = host_header(scope["headers"])  # more than one: a 400
         if host is None or origin == "null":
             return False
         own = f"{scope.get('scheme', 'http')}://{host.decode('latin-1')}".lower()
