@@ -10,6 +10,7 @@ import pydantic
 
 from joey import App, Body, HTTPError, Request, Response
 from joey.middleware import HTTPSRedirectMiddleware
+from joey.middleware.csrf import CSRFMiddleware
 from joey.responses import JSONResponse
 
 app = App()
@@ -86,3 +87,4 @@ async def our_format(request: Request, exc: HTTPError) -> Response:
 
 
 redirecting = HTTPSRedirectMiddleware(app)
+protected = CSRFMiddleware(app, secret="hostile-tests")

@@ -30,9 +30,11 @@ def servers(request: pytest.FixtureRequest,
           run_server(uvicorn_argv("tests.integration.hostile_app:custom", "--http",
                                   request.param), tmp, ready_path="/admin") as custom,
           run_server(uvicorn_argv("tests.integration.hostile_app:redirecting", "--http",
-                                  request.param), tmp, expect_ready=False) as redirecting):
-        yield Servers(request.param, plain, custom, redirecting)
-        for server in (plain, custom, redirecting):
+                                  request.param), tmp, expect_ready=False) as redirecting,
+          run_server(uvicorn_argv("tests.integration.hostile_app:protected", "--http",
+                                  request.param), tmp, ready_path="/admin") as protected):
+        yield Servers(request.param, plain, custom, redirecting, protected)
+        for server in (plain, custom, redirecting, protected):
             assert "Traceback" not in server.output, server.output
 
 
@@ -42,6 +44,7 @@ class Servers:
     plain: Server
     custom: Server
     redirecting: Server
+    protected: Server  # behind CSRFMiddleware
 
 
 def exchange(server: Server, head: bytes, body: bytes = b"") -> tuple[int, dict[str, str],
@@ -192,3 +195,20 @@ def test_deep_json_failing_at_its_first_element_is_a_422(servers: Servers, kind:
     assert headers["content-type"] == "application/problem+json"
     [issue] = json.loads(payload)["errors"]
     assert (issue["location"], issue["message"]) == (location, message)
+
+
+@pytest.mark.parametrize("bad", [b"abc.\xc3\xa9", b"\xc3\xa9.\xc3\xa9", b"x.\xe9"])
+def test_non_ascii_csrf_tokens_are_refused_not_a_500(servers: Servers, bad: bytes) -> None:
+    server = servers.protected
+    status, headers, _ = exchange(server, b"GET /admin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                  b"Cookie: csrftoken=" + bad + b"\r\nConnection: close\r\n\r\n")
+    assert status == 200
+    token = headers["set-cookie"].split(";")[0].partition("=")[2]  # a valid one replaces it
+    for cookie, sent in ((bad, bad), (token.encode(), bad)):
+        body = b"{}"
+        status, headers, payload = exchange(
+            server, b"POST /json HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: csrftoken=" + cookie
+            + b"\r\nX-CSRF-Token: " + sent + b"\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\nConnection: close\r\n\r\n", body)
+        assert status == 403, payload
+        assert headers["content-type"] == "application/problem+json"

@@ -36,6 +36,7 @@ from joey.exceptions import BadRequest, Forbidden, PayloadTooLarge
 from joey.middleware._common import get_header
 from joey.requests import HTTPConnection, host_header
 from joey.responses import ProblemResponse
+from joey.security.schemes import constant_time_compare
 from joey.types import ASGIApp, Message, Receive, Scope, Send
 
 SCOPE_KEY = "joey.csrf_token"
@@ -86,13 +87,16 @@ class CSRFMiddleware:
         return f"{nonce}.{self._sign(nonce)}"
 
     def _sign(self, nonce: str) -> str:
-        return hmac.new(self._key, nonce.encode(), hashlib.sha256).hexdigest()[:32]
+        data = nonce.encode("utf-8", "surrogatepass")  # what a client sent: never raises
+        return hmac.new(self._key, data, hashlib.sha256).hexdigest()[:32]
 
     def valid(self, token: str | None) -> bool:
+        """Whether ``token`` is one this middleware signed (any text: a forged, non-ASCII
+        one is simply not valid)."""
         if not token or "." not in token:
             return False
         nonce, _, signature = token.rpartition(".")
-        return hmac.compare_digest(signature, self._sign(nonce))
+        return constant_time_compare(signature, self._sign(nonce))
 
     # -- the middleware ------------------------------------------------------------------------
 
@@ -150,7 +154,7 @@ class CSRFMiddleware:
         else:
             submitted, receive = await self._form_token(scope, receive)
         assert token is not None
-        if submitted is None or not hmac.compare_digest(submitted, token):
+        if submitted is None or not constant_time_compare(submitted, token):
             return "CSRF token missing or wrong.", receive
         return None, receive
 
