@@ -44,9 +44,10 @@ def host_header(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     header list. More than one raises :class:`~joey.exceptions.BadRequest` (RFC 9112 §3.2):
     a proxy, a cache and the app could each take a different one for the authority.
 
-    Joey reads the ``Host`` only through this, and only where it needs it (``request.url``,
-    the CSRF origin check, the HTTPS redirect): a request nobody asks the host of never pays
-    for the scan, and one that is asked is refused before any host is used.
+    Joey reads the ``Host`` through this, and only where it needs it (``request.url``, the
+    CSRF origin check, the HTTPS redirect; ``TrustedHostMiddleware`` counts them itself): a
+    request nobody asks the host of never pays for the scan, and one that is asked is refused
+    before any host is used. ``request.headers`` stays the raw, multi-valued view.
 
     Example::
 
