@@ -6,14 +6,19 @@ The same requests over real servers (uvicorn with httptools and with h11) are in
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import dataclasses
+from typing import Annotated, Any, TypedDict
 
 import msgspec
+import pydantic
 import pytest
 
 from joey import App, BadRequest, Body, HTTPError, Request, Response, WebSocketDisconnect
+from joey.channels import Message
 from joey.datastructures import URL, split_host
 from joey.middleware import HTTPSRedirectMiddleware
+from joey.middleware.csrf import CSRFMiddleware
+from joey.requests import host_header
 from joey.responses import JSONResponse
 from joey.testing import TestClient
 from joey.websockets import WebSocket
@@ -21,7 +26,7 @@ from tests.asgi import body_messages, call, close_test_clients, http_scope
 
 __all__ = ["close_test_clients"]
 
-DEPTHS = [1_000, 100_000]
+DEPTHS = [1_000, 10_000, 100_000]
 
 
 def nested_array(depth: int) -> bytes:
@@ -88,6 +93,128 @@ def test_deeply_nested_json_is_a_client_error(path: str, status: int, shape: str
         ]
 
 
+# -- deep JSON failing validation at its first element: the second pass that looks for every
+# problem (decode untyped, walk the type) must survive the depth too --------------------------
+
+
+class Point(msgspec.Struct):
+    x: int
+
+
+@dataclasses.dataclass
+class PointDC:
+    x: int
+
+
+class PointTD(TypedDict):
+    x: int
+
+
+class PointModel(pydantic.BaseModel):
+    x: int
+
+
+class Tree(msgspec.Struct):
+    c: list[Tree]  # short, so 100,000 levels fit in the body limit
+    size: int = 0
+
+
+def typed_app() -> App:
+    """One route per kind of body type; each answers 200 only for a valid body."""
+    app = App()
+    kinds: dict[str, Any] = {
+        "struct": Point, "structs": list[Point], "dataclass": PointDC, "typeddict": PointTD,
+        "pydantic": PointModel, "union": Point | list[Point], "tree": Tree,
+        "ints": list[list[int]],
+    }
+    for name, kind in kinds.items():
+        def add(name: str = name, kind: Any = kind) -> None:
+            @app.post(f"/{name}")
+            async def whole(body: Annotated[kind, Body()]) -> str:
+                return "ok"
+
+            @app.post(f"/embedded/{name}")
+            async def embedded(value: Annotated[kind, Body(embed=True)],
+                               other: Annotated[int, Body(embed=True)] = 0) -> str:
+                return "ok"
+
+        add()
+    return app
+
+
+# (route, where msgspec stops in a body of nested arrays, what it says)
+FIRST_ELEMENT = [
+    ("/struct", ["body"], "Expected `object`, got `array`"),
+    ("/structs", ["body", 0], "Expected `object`, got `array`"),
+    ("/dataclass", ["body"], "Expected `object`, got `array`"),
+    ("/typeddict", ["body"], "Expected `object`, got `array`"),
+    ("/union", ["body", 0], "Expected `object`, got `array`"),
+    ("/ints", ["body", 0, 0], "Expected `int`, got `array`"),
+    ("/embedded/struct", ["body", "value"], "Expected `object`, got `array`"),
+    ("/embedded/structs", ["body", "value", 0], "Expected `object`, got `array`"),
+    ("/embedded/dataclass", ["body", "value"], "Expected `object`, got `array`"),
+    ("/embedded/typeddict", ["body", "value"], "Expected `object`, got `array`"),
+    ("/embedded/union", ["body", "value", 0], "Expected `object`, got `array`"),
+]
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+@pytest.mark.parametrize(("path", "location", "message"), FIRST_ELEMENT)
+def test_deep_json_failing_at_its_first_element_is_that_422(
+        path: str, location: list[Any], message: str, depth: int) -> None:
+    body = nested_array(depth)
+    if path.startswith("/embedded/"):
+        body = b'{"value": ' + body + b"}"
+    client = TestClient(typed_app())
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    first, *others = response.json()["errors"]
+    assert (first["location"], first["type"], first["message"]) == (location, "type", message)
+    # the other embedded parameter's decoder skips the value, and meets its depth
+    assert [issue["message"] for issue in others] == (
+        ["Invalid JSON body: it is nested too deeply."] if path.startswith("/embedded/") else [])
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+@pytest.mark.parametrize("path", ["/pydantic", "/embedded/pydantic", "/tree", "/embedded/tree"])
+def test_deep_json_for_untyped_or_recursive_types_is_too_deep(path: str, depth: int) -> None:
+    # A pydantic model's body is decoded untyped, a recursive Struct follows the nesting:
+    # either decoder reaches the limit itself.
+    body = nested_array(depth) if "pydantic" in path else (
+        b'{"c":[' * depth + b"]}" * depth)
+    if path.startswith("/embedded/"):
+        body = b'{"value": ' + body + b"}"
+    client = TestClient(typed_app())
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert {issue["message"] for issue in response.json()["errors"]} == {
+        "Invalid JSON body: it is nested too deeply."}
+
+
+@pytest.mark.parametrize("depth", range(100, 1_001, 100))
+@pytest.mark.parametrize("path", ["/tree", "/ints", "/embedded/tree", "/embedded/ints"])
+def test_json_decodable_but_too_deep_to_walk_is_still_a_422(path: str, depth: int) -> None:
+    # Around the limit, the untyped decode can succeed where the walk in Python (two frames
+    # a level) cannot: the 422 then names the problem msgspec found first.
+    if path.endswith("tree"):  # valid down to the last node, whose size is not an int
+        body = b'{"c":[' * depth + b'{"c": [], "size": "x"}' + b"]}" * depth
+        last = ["c", 0] * depth + ["size"]
+    else:  # floats, integral or not, where ints are expected, deep in the first element
+        body = b"[" * depth + b"1.0, 1.5" + b"]" * depth
+        last = [0, 0]
+    if path.startswith("/embedded/"):
+        body = b'{"value": ' + body + b"}"
+        last = ["value", *last]
+    client = TestClient(typed_app())
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    issues = response.json()["errors"]
+    assert issues[0]["type"] in ("type", "invalid")
+    if "nested too deeply" not in issues[0]["message"]:
+        assert issues[0]["location"] == ["body", *last]
+
+
 def test_moderately_nested_json_still_works() -> None:
     client = TestClient(json_app())
     response = client.post("/list", content=nested_array(100),
@@ -116,6 +243,15 @@ def test_websocket_receive_json_too_deep_closes_1007(depth: int) -> None:
             session.receive()
     assert (closed.value.code, closed.value.reason) == (1007, "JSON nested too deeply")
     assert seen == ["WebSocketDisconnect"]
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_channel_message_too_deep_is_a_decode_error(depth: int) -> None:
+    # What a WebSocket client sent may be published as it is; a subscriber's .json() then
+    # raises what it raises for any other bad JSON, never a RecursionError.
+    with pytest.raises(msgspec.DecodeError, match="nested too deeply"):
+        Message("room", nested_array(depth)).json()
+    assert Message("room", b"[[1]]").json() == [[1]]
 
 
 # -- request targets that are not paths -------------------------------------------------------
@@ -272,6 +408,106 @@ def test_valid_hosts_are_used(host: str, expected: tuple[str, int | None]) -> No
     assert split_host(host) == expected
     url = URL.from_scope({"scheme": "http", "path": "/p", "server": ("s", 1)}, host)
     assert url.hostname == expected[0]
+
+
+TWO_HOSTS = [[(b"host", b"127.0.0.1"), (b"host", b"evil.com")],
+             [(b"host", b"evil.com"), (b"accept", b"*/*"), (b"host", b"127.0.0.1")],
+             [(b"host", b"127.0.0.1"), (b"Host", b"127.0.0.1")]]  # even the same one twice
+
+
+def host_app() -> tuple[App, list[str]]:
+    app = App()
+    reached: list[str] = []
+
+    @app.get("/url")
+    async def url(request: Request) -> str:
+        return str(request.url)
+
+    @app.get("/plain")
+    async def plain() -> str:
+        reached.append("plain")
+        return "no host needed"
+
+    return app, reached
+
+
+@pytest.mark.parametrize("headers", TWO_HOSTS)
+async def test_two_host_headers_are_a_400_where_the_host_is_read(
+        headers: list[tuple[bytes, bytes]]) -> None:
+    app, reached = host_app()
+    recorder = await call(app, http_scope("/url", headers=headers))
+    assert recorder.status == 400
+    assert recorder.header(b"content-type") == [b"application/problem+json"]
+    assert msgspec.json.decode(recorder.body)["detail"] == (
+        "The request has more than one Host header.")
+    # Checked where a host is read, never per request (the scan would cost every request):
+    # a route that reads no host has none to be confused about.
+    recorder = await call(app, http_scope("/plain", headers=headers))
+    assert (recorder.status, reached) == (200, ["plain"])
+
+
+async def test_two_host_headers_go_through_the_exception_handlers() -> None:
+    app, _ = host_app()
+
+    @app.exception_handler(HTTPError)
+    async def ours(request: Request, exc: HTTPError) -> Response:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    recorder = await call(app, http_scope("/url", headers=TWO_HOSTS[0]))
+    assert recorder.status == 400
+    assert msgspec.json.decode(recorder.body) == {
+        "error": "The request has more than one Host header."}
+
+
+@pytest.mark.parametrize("headers", TWO_HOSTS)
+async def test_https_redirect_refuses_two_host_headers(
+        headers: list[tuple[bytes, bytes]]) -> None:
+    app, reached = host_app()
+    recorder = await call(HTTPSRedirectMiddleware(app), http_scope("/plain", headers=headers))
+    assert (recorder.status, recorder.header(b"location"), reached) == (400, [], [])
+
+
+async def test_csrf_origin_check_refuses_two_host_headers() -> None:
+    app, _ = host_app()
+
+    @app.post("/save")
+    async def save() -> str:
+        return "saved"
+
+    csrf = CSRFMiddleware(app, secret="s3cret")
+    token = csrf.new_token()
+    cookie = (b"cookie", f"csrftoken={token}".encode())
+    own = [(b"origin", b"http://127.0.0.1"), cookie, (b"x-csrf-token", token.encode())]
+    recorder = await call(csrf, http_scope("/save", method="POST",
+                                           headers=[(b"host", b"127.0.0.1"), *own]))
+    assert recorder.status == 200
+    recorder = await call(csrf, http_scope("/save", method="POST",
+                                           headers=[*TWO_HOSTS[0], *own]))
+    assert recorder.status == 400
+    assert msgspec.json.decode(recorder.body)["detail"] == (
+        "The request has more than one Host header.")
+
+
+async def test_the_debug_page_survives_two_host_headers() -> None:
+    app = App(debug=True)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    scope = http_scope("/boom", headers=[*TWO_HOSTS[0], (b"accept", b"text/html")])
+    recorder = await call(app, scope)
+    assert recorder.status == 500
+    assert b"/boom (The request has more than one Host header.)" in recorder.body
+
+
+def test_host_header_reads_the_only_host() -> None:
+    assert host_header([(b"accept", b"*/*"), (b"host", b"example.com")]) == b"example.com"
+    assert host_header([(b"HOST", b"example.com")]) == b"example.com"
+    assert host_header([(b"accept", b"*/*")]) is None
+    for headers in TWO_HOSTS:
+        with pytest.raises(BadRequest, match="more than one Host header"):
+            host_header(headers)
 
 
 def test_url_path_always_starts_with_slash() -> None:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from joey._json import JSONTooDeep, decode_json
 from joey.compiled import mypyc_attr
 from joey.datastructures import URL, Address, Headers, QueryParams, State, parse_cookies
 from joey.describe import describe
@@ -30,8 +31,36 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("joey")
 
-#: The message for JSON nested deeper than the decoder can follow (Python's recursion limit).
+#: The message for JSON nested deeper than the decoder can follow (see :mod:`joey._json`).
 JSON_TOO_DEEP = "Invalid JSON body: it is nested too deeply."
+
+
+#: The 400 for a request with more than one ``Host`` header.
+TWO_HOSTS = "The request has more than one Host header."
+
+
+def host_header(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The value of the request's ``Host`` header (``None`` without one), from the raw ASGI
+    header list. More than one raises :class:`~joey.exceptions.BadRequest` (RFC 9112 §3.2):
+    a proxy, a cache and the app could each take a different one for the authority.
+
+    Joey reads the ``Host`` through this, and only where it needs it (``request.url``, the
+    CSRF origin check, the HTTPS redirect; ``TrustedHostMiddleware`` counts them itself): a
+    request nobody asks the host of never pays for the scan, and one that is asked is refused
+    before any host is used. ``request.headers`` stays the raw, multi-valued view.
+
+    Example::
+
+        host_header([(b"host", b"example.com")])  # b"example.com"
+    """
+    found: bytes | None = None
+    for name, value in headers:
+        # ASGI names are lowercase; a hand-built scope's may not be (4 bytes: cheap to check)
+        if len(name) == 4 and name.lower() == b"host":
+            if found is not None:
+                raise BadRequest(TWO_HOSTS)
+            found = value
+    return found
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -96,7 +125,11 @@ class HTTPConnection:
 
     @property
     def url(self) -> URL:
-        return URL.from_scope(self.scope, self.headers.get("host"))
+        """The URL the client asked for: the ``Host`` header's authority (the server's own
+        address when it is missing or not a valid ``host[:port]``), the path and the query.
+        More than one ``Host`` header is a 400 (see :func:`host_header`)."""
+        host = host_header(self.scope["headers"])
+        return URL.from_scope(self.scope, host.decode("latin-1") if host is not None else None)
 
     @property
     def headers(self) -> Headers:
@@ -248,11 +281,11 @@ class Request(HTTPConnection):
         """The body parsed as JSON; a 400 says what is wrong if it is not valid JSON."""
         body = await self.body()
         try:
-            return msgspec.json.decode(body)
+            return decode_json(body)
+        except JSONTooDeep:
+            raise BadRequest(JSON_TOO_DEEP) from None
         except msgspec.DecodeError as exc:
             raise BadRequest(f"Invalid JSON body: {exc}.") from None
-        except RecursionError:  # ~1,000 nested arrays are enough to reach Python's limit
-            raise BadRequest(JSON_TOO_DEEP) from None
 
     async def form(self, limits: FormLimits | None = None) -> FormData:
         """The body parsed as a form (urlencoded or multipart), within ``limits``.

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from joey._json import JSONTooDeep, decode_json
 from joey.datastructures import encode_header
 from joey.exceptions import WebSocketDisconnect
 from joey.requests import HTTPConnection
@@ -207,10 +208,9 @@ class WebSocket(HTTPConnection):
         if payload is None:
             payload = message.get("bytes", b"")
         try:
-            return msgspec.json.decode(payload)
-        except (msgspec.DecodeError, RecursionError) as exc:  # too deep: Python's limit
-            reason = "JSON nested too deeply" if isinstance(exc, RecursionError) else (
-                "Invalid JSON")
+            return decode_json(payload)
+        except msgspec.DecodeError as exc:
+            reason = "JSON nested too deeply" if isinstance(exc, JSONTooDeep) else "Invalid JSON"
             await self.close(1007, reason)
             raise WebSocketDisconnect(1007, reason) from None
 

@@ -30,9 +30,11 @@ def servers(request: pytest.FixtureRequest,
           run_server(uvicorn_argv("tests.integration.hostile_app:custom", "--http",
                                   request.param), tmp, ready_path="/admin") as custom,
           run_server(uvicorn_argv("tests.integration.hostile_app:redirecting", "--http",
-                                  request.param), tmp, expect_ready=False) as redirecting):
-        yield Servers(request.param, plain, custom, redirecting)
-        for server in (plain, custom, redirecting):
+                                  request.param), tmp, expect_ready=False) as redirecting,
+          run_server(uvicorn_argv("tests.integration.hostile_app:protected", "--http",
+                                  request.param), tmp, ready_path="/admin") as protected):
+        yield Servers(request.param, plain, custom, redirecting, protected)
+        for server in (plain, custom, redirecting, protected):
             assert "Traceback" not in server.output, server.output
 
 
@@ -42,6 +44,7 @@ class Servers:
     plain: Server
     custom: Server
     redirecting: Server
+    protected: Server  # behind CSRFMiddleware
 
 
 def exchange(server: Server, head: bytes, body: bytes = b"") -> tuple[int, dict[str, str],
@@ -129,6 +132,26 @@ def test_bad_host_never_ends_up_in_the_url(servers: Servers, host: str) -> None:
                                 "host": "127.0.0.1"}
 
 
+@pytest.mark.parametrize("hosts", [("127.0.0.1", "evil.com"), ("evil.com", "127.0.0.1"),
+                                   ("127.0.0.1", "127.0.0.1")])
+def test_two_host_headers_are_a_400(servers: Servers, hosts: tuple[str, str]) -> None:
+    head = (f"GET /url HTTP/1.1\r\nHost: {hosts[0]}\r\nAccept: */*\r\nHost: {hosts[1]}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    for server in (servers.plain, servers.custom, servers.redirecting):
+        status, headers, body = exchange(server, head)
+        assert status == 400, body
+        assert "location" not in headers
+        assert b"evil.com" not in body
+    if servers.parser == "h11":  # h11 refuses the request itself: the app never sees it
+        assert body == b"Invalid HTTP request received."
+        return
+    # httptools passes both: Joey refuses, through the app's exception handlers
+    assert json.loads(exchange(servers.plain, head)[2])["detail"] == (
+        "The request has more than one Host header.")
+    assert json.loads(exchange(servers.custom, head)[2]) == {
+        "error": "The request has more than one Host header.", "status": 400}
+
+
 @pytest.mark.parametrize("depth", [1_000, 100_000])
 @pytest.mark.parametrize(("path", "status"), [("/json", 400), ("/typed", 422)])
 def test_deep_json_is_a_client_error(servers: Servers, path: str, status: int,
@@ -140,3 +163,52 @@ def test_deep_json_is_a_client_error(servers: Servers, path: str, status: int,
     assert got == status, payload
     assert headers["content-type"] == "application/problem+json"
     assert b"nested too deeply" in payload
+
+
+# Deep JSON that fails validation at its first element: the pass that looks for every other
+# problem must survive the depth too (it was a 500 from about 1,000 levels).
+FIRST_ELEMENT = {
+    "struct": (["body"], "Expected `object`, got `array`"),
+    "structs": (["body", 0], "Expected `object`, got `array`"),
+    "dataclass": (["body"], "Expected `object`, got `array`"),
+    "typeddict": (["body"], "Expected `object`, got `array`"),
+    "union": (["body", 0], "Expected `object`, got `array`"),
+    "pydantic": (["body"], "Invalid JSON body: it is nested too deeply."),  # decoded untyped
+}
+
+
+@pytest.mark.parametrize("depth", [1_000, 10_000, 100_000])
+@pytest.mark.parametrize("embedded", [False, True])
+@pytest.mark.parametrize("kind", sorted(FIRST_ELEMENT))
+def test_deep_json_failing_at_its_first_element_is_a_422(servers: Servers, kind: str,
+                                                         embedded: bool, depth: int) -> None:
+    body = b"[" * depth + b"]" * depth
+    path = f"/typed/{kind}"
+    location, message = FIRST_ELEMENT[kind]
+    if embedded:
+        body, path = b'{"value": ' + body + b"}", f"/embedded/{kind}"
+        location = ["body", "value", *location[1:]] if kind != "pydantic" else location
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    got, headers, payload = exchange(servers.plain, head, body)
+    assert got == 422, payload
+    assert headers["content-type"] == "application/problem+json"
+    [issue] = json.loads(payload)["errors"]
+    assert (issue["location"], issue["message"]) == (location, message)
+
+
+@pytest.mark.parametrize("bad", [b"abc.\xc3\xa9", b"\xc3\xa9.\xc3\xa9", b"x.\xe9"])
+def test_non_ascii_csrf_tokens_are_refused_not_a_500(servers: Servers, bad: bytes) -> None:
+    server = servers.protected
+    status, headers, _ = exchange(server, b"GET /admin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                  b"Cookie: csrftoken=" + bad + b"\r\nConnection: close\r\n\r\n")
+    assert status == 200
+    token = headers["set-cookie"].split(";")[0].partition("=")[2]  # a valid one replaces it
+    for cookie, sent in ((bad, bad), (token.encode(), bad)):
+        body = b"{}"
+        status, headers, payload = exchange(
+            server, b"POST /json HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: csrftoken=" + cookie
+            + b"\r\nX-CSRF-Token: " + sent + b"\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\nConnection: close\r\n\r\n", body)
+        assert status == 403, payload
+        assert headers["content-type"] == "application/problem+json"

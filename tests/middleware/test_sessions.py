@@ -106,6 +106,30 @@ async def test_bad_cookie_gives_empty_session_and_is_deleted(cookie: str) -> Non
     assert "Max-Age=0" in r.headers.get("set-cookie", "Max-Age=0")
 
 
+# Cookie bytes arrive as latin-1 text: any of them can be non-ASCII (the signatures are
+# compared as bytes by itsdangerous: no TypeError from a str compare_digest).
+NON_ASCII = [b"abc.\xc3\xa9", b"\xc3\xa9.\xc3\xa9.\xc3\xa9", b"\xe9" * 100,
+             URLSafeTimedSerializer(SECRET, salt="joey.session").dumps({"a": 1}).encode()
+             + b"\xe9"]
+
+
+@pytest.mark.parametrize("cookie", NON_ASCII)
+async def test_non_ascii_cookie_gives_empty_session(cookie: bytes) -> None:
+    async with client(mw()) as c:
+        r = await c.get("/", headers={"cookie": b"session=" + cookie})
+    assert r.status_code == 200 and r.text == "[]"
+
+
+@pytest.mark.parametrize("cookie", [
+    *NON_ASCII,
+    TimestampSigner(SECRET, salt="joey.session.id").sign("\u00e9").decode().encode("utf-8"),
+])
+async def test_non_ascii_session_id_cookie_gives_empty_session(cookie: bytes) -> None:
+    async with client(mw(store=MemoryStore())) as c:
+        r = await c.get("/", headers={"cookie": b"session=" + cookie})
+    assert r.status_code == 200 and r.text == "[]"
+
+
 async def test_signed_with_another_key_is_rejected() -> None:
     forged = URLSafeTimedSerializer("other-key", salt="joey.session").dumps({"admin": True})
     async with client(mw()) as c:
@@ -281,8 +305,10 @@ async def test_redis_store_sets_expiry_and_survives_garbage(redis_client: Redis)
     assert await store.load("abc") == {"n": 1}
     await redis_client.set("t:junk", b"\xff not json")
     await redis_client.set("t:list", b"[1]")
+    await redis_client.set("t:deep", b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
     assert await store.load("junk") is None
     assert await store.load("list") is None
+    assert await store.load("deep") is None  # nested too deeply to decode: not a session
     await store.delete("abc")
     assert await redis_client.exists("t:abc") == 0
 

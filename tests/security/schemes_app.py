@@ -19,6 +19,7 @@ from joey.security import (
     HTTPBearer,
     OAuth2PasswordBearer,
     OpenIDConnect,
+    constant_time_compare,
     require_scopes,
 )
 from joey.security.jwt import JWTBearer, JWTCredentials
@@ -97,3 +98,28 @@ async def with_jwt(
     note: Note, c: Annotated[JWTCredentials, Security(jwt_auth, scopes=["notes:write"])],
 ) -> dict[str, object]:
     return {"sub": c.subject, "title": note.title, "scopes": sorted(c.scopes)}
+
+
+# Checking credentials as the docs say: with constant_time_compare, whatever text a client sends.
+ADMIN_PASSWORD = "s\u00e9same"
+API_KEY = "k\u00e9y-1"
+
+
+@app.get("/checked/basic")
+async def checked_basic(c: Annotated[BasicCredentials, Security(basic)]) -> str:
+    if not (constant_time_compare(c.username, "admin")
+            and constant_time_compare(c.password, ADMIN_PASSWORD)):
+        raise basic.invalid("Wrong user name or password.")
+    return c.username
+
+
+@app.get("/checked/keys")
+async def checked_keys(
+    h: Annotated[APIKeyCredentials | None, Security(header_key)],
+    q: Annotated[APIKeyCredentials | None, Security(query_key)],
+    c: Annotated[APIKeyCredentials | None, Security(cookie_key)],
+) -> list[str]:
+    given = [k for k in (h, q, c) if k is not None]
+    if not given or not all(constant_time_compare(k.key, API_KEY) for k in given):
+        raise header_key.invalid("Unknown API key.")
+    return [k.location for k in given]

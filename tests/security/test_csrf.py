@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -12,7 +13,7 @@ from joey.middleware.csrf import CSRFMiddleware, csrf_token
 from joey.testing import TestClient
 from tests.integration.servers import run_server, uvicorn_argv
 
-from ..asgi import close_test_clients  # noqa: F401 - autouse fixture
+from ..asgi import body_messages, call, close_test_clients, http_scope  # noqa: F401
 
 
 def build(**options: object) -> CSRFMiddleware:
@@ -84,6 +85,50 @@ def test_forged_cookie_and_oversized_form() -> None:
         client.cookies.set("csrftoken", token)
         big = client.post("/save", data={"csrf_token": token, "x": "y" * 200})
         assert big.status_code == 413
+
+
+# A cookie, header or form value is whatever bytes a client sends: non-ASCII text compared with
+# hmac.compare_digest raised TypeError (a 500, for GET requests too).
+NON_ASCII = ["abc.\u00e9", "\u00e9.\u00e9", "\u00e9", "x.\udcff", "\u00e9" * 40]
+
+
+async def send(app: CSRFMiddleware, method: str, headers: list[tuple[bytes, bytes]],
+               body: bytes = b"") -> tuple[int, dict[bytes, bytes]]:
+    scope = http_scope("/save" if method == "POST" else "/form", method=method,
+                       headers=[(b"host", b"testserver"), *headers])
+    recorder = await call(app, scope, body_messages(body))
+    return recorder.status, dict(recorder.headers)
+
+
+def raw(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+@pytest.mark.parametrize("bad", NON_ASCII)
+async def test_non_ascii_token_cookie_is_replaced_not_a_500(bad: str) -> None:
+    app = build()
+    status, headers = await send(app, "GET", [(b"cookie", b"csrftoken=" + raw(bad))])
+    assert status == 200
+    assert headers[b"set-cookie"].startswith(b"csrftoken=")  # a valid one replaces it
+    status, _ = await send(app, "POST", [(b"cookie", b"csrftoken=" + raw(bad)),
+                                         (b"x-csrf-token", raw(bad))])
+    assert status == 403
+
+
+@pytest.mark.parametrize("bad", NON_ASCII)
+async def test_non_ascii_submitted_token_is_a_403(bad: str) -> None:
+    app = build()
+    token = app.new_token()
+    cookie = (b"cookie", f"csrftoken={token}".encode())
+    assert (await send(app, "POST", [cookie, (b"x-csrf-token", token.encode())]))[0] == 200
+    assert (await send(app, "POST", [cookie, (b"x-csrf-token", raw(bad))]))[0] == 403
+    form = (b"content-type", b"application/x-www-form-urlencoded")
+    body = b"csrf_token=" + quote(raw(bad)).encode()
+    assert (await send(app, "POST", [cookie, form], body))[0] == 403
+    multipart = (b"content-type", b"multipart/form-data; boundary=b")
+    body = (b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+            + raw(bad) + b"\r\n--b--\r\n")
+    assert (await send(app, "POST", [cookie, multipart], body))[0] == 403
 
 
 def test_configuration() -> None:

@@ -12,6 +12,8 @@ import httpx
 import jwt
 import pytest
 
+from joey.security import constant_time_compare
+from joey.testing import TestClient
 from tests.integration.servers import Server, run_server, uvicorn_argv
 
 from .schemes_app import SECRET, app, jwt_auth
@@ -80,6 +82,59 @@ def test_api_keys_in_header_query_and_cookie(client: httpx.Client) -> None:
     assert client.get("/header-key", headers={"x-api-key": "k"}).text == "k"
 
 
+# Header and cookie bytes arrive as latin-1 text, the query and Basic credentials as UTF-8:
+# a client can make any of them non-ASCII.
+NON_ASCII = ["\u00e9", "k\u00e9y-2", "s\u00e9same!", "\u00ff" * 64]
+
+
+@pytest.mark.parametrize("bad", NON_ASCII)
+def test_non_ascii_basic_credentials_are_a_401(client: httpx.Client, bad: str) -> None:
+    assert client.get("/checked/basic", auth=("admin", "s\u00e9same")).text == "admin"
+    for user, password in (("admin", bad), (bad, "s\u00e9same"), (bad, bad)):
+        answer = client.get("/checked/basic", auth=(user, password))
+        assert answer.status_code == 401, answer.text
+        assert answer.headers["www-authenticate"] == 'Basic realm="admin", charset="UTF-8"'
+    latin1 = base64.b64encode(b"admin:" + bad.encode("latin-1", "replace")).decode()
+    answer = client.get("/checked/basic", headers={"authorization": f"Basic {latin1}"})
+    assert answer.status_code == 401  # not UTF-8: malformed, or wrong
+
+
+@pytest.mark.parametrize("bad", NON_ASCII)
+def test_non_ascii_api_keys_are_a_401(client: httpx.Client, bad: str) -> None:
+    key = "k\u00e9y-1"
+    # headers and cookies are latin-1 on the wire (é is one byte), the query UTF-8
+    assert client.get("/checked/keys", headers={"x-api-key": key.encode("latin-1")}
+                      ).json() == ["header"]
+    assert client.get("/checked/keys", headers={"cookie": b"key=" + key.encode("latin-1")}
+                      ).json() == ["cookie"]
+    assert client.get("/checked/keys", params={"api_key": key}).json() == ["query"]
+    raw = bad.encode()  # UTF-8 bytes: non-ASCII once read as latin-1
+    for answer in (client.get("/checked/keys", headers={"x-api-key": raw}),
+                   client.get("/checked/keys", params={"api_key": bad}),
+                   client.get("/checked/keys", headers={"cookie": b"key=" + raw})):
+        assert answer.status_code == 401, answer.text
+        assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize("bad", NON_ASCII)
+def test_non_ascii_bearer_tokens_are_a_401(client: httpx.Client, bad: str) -> None:
+    authorization = {"authorization": b"Bearer " + bad.encode()}
+    for answer in (client.get("/bearer", headers=authorization),
+                   client.post("/jwt", json={"title": "t"}, headers=authorization)):
+        assert answer.status_code == 401, answer.text
+        assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+
+
+def test_constant_time_compare_takes_any_text() -> None:
+    assert constant_time_compare("s\u00e9same", "s\u00e9same")
+    assert constant_time_compare(b"key", "key") and constant_time_compare("key", b"key")
+    assert not constant_time_compare("s\u00e9same", "sesame")
+    assert not constant_time_compare("\u00e9", b"\xe9")  # text is UTF-8, not latin-1
+    assert constant_time_compare("x\udcff", "x\udcff")  # even a lone surrogate
+    assert not constant_time_compare("x\udcff", "x\udcfe")
+    assert not constant_time_compare("", "\u00e9")
+
+
 def test_oauth2_scopes_and_order_of_evaluation(client: httpx.Client) -> None:
     bad_body = {"title": 3}
     anonymous = client.post("/notes", json=bad_body)
@@ -138,6 +193,29 @@ def test_jwt(client: httpx.Client) -> None:
     assert 'scope="notes:write"' in no_scope.headers["www-authenticate"]
     assert post(token(), {"title": 3}).status_code == 422
     assert client.post("/jwt", json={"title": 3}).status_code == 401
+
+
+def deep_jwt(depth: int) -> str:
+    """A token whose header is JSON nested ``depth`` deep: decoded before any signature check,
+    so anyone can send it."""
+    header = base64.urlsafe_b64encode(b"[" * depth + b"]" * depth).rstrip(b"=").decode()
+    return f"Bearer {header}.e30.c2ln"
+
+
+def test_jwt_with_a_deeply_nested_header_is_a_401(client: httpx.Client) -> None:
+    # 1,000 levels: a 2.7 kB header every server accepts (larger ones: in memory, below)
+    answer = client.post("/jwt", json={"title": "t"}, headers={"authorization": deep_jwt(1_000)})
+    assert answer.status_code == 401, answer.text
+    assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize("depth", [1_000, 10_000, 100_000])
+def test_jwt_with_a_deeply_nested_header_is_a_401_at_any_depth(depth: int) -> None:
+    with TestClient(app) as local:
+        answer = local.post("/jwt", json={"title": "t"},
+                            headers={"authorization": deep_jwt(depth)})
+    assert answer.status_code == 401, answer.text
+    assert 'error="invalid_token"' in answer.headers["www-authenticate"]
 
 
 def test_jwt_configuration_is_explicit() -> None:

@@ -19,6 +19,7 @@ import traceback
 from typing import Any
 
 from joey.describe import describe
+from joey.exceptions import BadRequest
 from joey.requests import Request
 from joey.responses import HTMLResponse
 
@@ -163,13 +164,20 @@ def _request_section(request: Request) -> str:
     client = request.client
     rows = [
         ("Method", request.method),
-        ("URL", str(request.url)),
+        ("URL", _url(request)),
         ("Client", f"{client.host}:{client.port}" if client else "-"),
         *(("Query: " + name, value) for name, value in request.query.multi_items()),
         *(("Header: " + name, "(masked)" if name.lower() in _MASKED else value)
           for name, value in request.headers.items()),
     ]
     return "<section><h2>Request</h2>" + _table(rows) + "</section>"
+
+
+def _url(request: Request) -> str:
+    try:
+        return str(request.url)
+    except BadRequest as exc:  # more than one Host: no URL to show, and no second error
+        return f"{request.path} ({exc.detail})"
 
 
 def _table(rows: list[tuple[str, str]]) -> str:

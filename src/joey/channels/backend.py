@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from joey._json import decode_json
 from joey.exceptions import ServiceUnavailable
 
 logger = logging.getLogger("joey.channels")
@@ -62,8 +63,9 @@ class Message:
         return self.data.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        """The data decoded as JSON."""
-        return msgspec.json.decode(self.data)
+        """The data decoded as JSON: ``msgspec.DecodeError`` if it is not JSON, or is nested
+        too deeply to decode (:class:`joey._json.JSONTooDeep`, never a ``RecursionError``)."""
+        return decode_json(self.data)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Message) and (self.channel, self.data, self.id) == (

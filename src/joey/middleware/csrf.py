@@ -19,7 +19,8 @@ Render the token into forms with :func:`csrf_token`::
 
 Routes for other machines (webhooks, token-authenticated APIs) are listed in ``exempt`` (a
 path, or a prefix ending in ``/``): every other unsafe request needs the token. A refused
-request is a ``403`` problem document; a form over ``max_form_size`` a ``413``.
+request is a ``403`` problem document; a form over ``max_form_size`` a ``413``; an ``Origin``
+checked against a request with more than one ``Host`` header a ``400``.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qs
 
 from joey.datastructures import parse_cookies
-from joey.exceptions import Forbidden, PayloadTooLarge
+from joey.exceptions import BadRequest, Forbidden, PayloadTooLarge
 from joey.middleware._common import get_header
-from joey.requests import HTTPConnection
+from joey.requests import HTTPConnection, host_header
 from joey.responses import ProblemResponse
+from joey.security.schemes import constant_time_compare
 from joey.types import ASGIApp, Message, Receive, Scope, Send
 
 SCOPE_KEY = "joey.csrf_token"
@@ -85,13 +87,16 @@ class CSRFMiddleware:
         return f"{nonce}.{self._sign(nonce)}"
 
     def _sign(self, nonce: str) -> str:
-        return hmac.new(self._key, nonce.encode(), hashlib.sha256).hexdigest()[:32]
+        data = nonce.encode("utf-8", "surrogatepass")  # what a client sent: never raises
+        return hmac.new(self._key, data, hashlib.sha256).hexdigest()[:32]
 
     def valid(self, token: str | None) -> bool:
+        """Whether ``token`` is one this middleware signed (any text: a forged, non-ASCII
+        one is simply not valid)."""
         if not token or "." not in token:
             return False
         nonce, _, signature = token.rpartition(".")
-        return hmac.compare_digest(signature, self._sign(nonce))
+        return constant_time_compare(signature, self._sign(nonce))
 
     # -- the middleware ------------------------------------------------------------------------
 
@@ -108,7 +113,7 @@ class CSRFMiddleware:
         if scope["method"] not in self.safe_methods and not self._exempt(scope):
             try:
                 problem, receive = await self._check(scope, receive, token)
-            except PayloadTooLarge as exc:
+            except (PayloadTooLarge, BadRequest) as exc:  # a form too large, two Hosts
                 await ProblemResponse.from_error(exc)(scope, receive, send)
                 return
             if problem is not None:
@@ -149,7 +154,7 @@ class CSRFMiddleware:
         else:
             submitted, receive = await self._form_token(scope, receive)
         assert token is not None
-        if submitted is None or not hmac.compare_digest(submitted, token):
+        if submitted is None or not constant_time_compare(submitted, token):
             return "CSRF token missing or wrong.", receive
         return None, receive
 
@@ -157,7 +162,7 @@ class CSRFMiddleware:
         origin = origin.rstrip("/").lower()
         if origin in self.trusted_origins:
             return True
-        host = get_header(scope["headers"], b"host")
+        host = host_header(scope["headers"])  # more than one: a 400
         if host is None or origin == "null":
             return False
         own = f"{scope.get('scheme', 'http')}://{host.decode('latin-1')}".lower()

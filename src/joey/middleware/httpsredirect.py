@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
+from joey.exceptions import BadRequest
 from joey.middleware._common import send_plain
+from joey.requests import host_header
 from joey.types import ASGIApp, Receive, Scope, Send
 
 # A host (name, IPv4 or bracketed IPv6) with an optional port: nothing that could smuggle a
@@ -39,12 +41,12 @@ class HTTPSRedirectMiddleware:
         self._https_port = https_port
 
     def location(self, scope: Scope) -> bytes | None:
-        """The secure URL for this request, or None when ``Host`` is unusable."""
-        host: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value
-                break
+        """The secure URL for this request, or None when ``Host`` is unusable (not a
+        ``host[:port]``, or more than one)."""
+        try:
+            host = host_header(scope["headers"])
+        except BadRequest:
+            return None  # more than one Host: the client's own is not known
         if host is None:
             server = scope.get("server")
             if not server:

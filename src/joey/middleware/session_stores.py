@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
+from joey._json import decode_json
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
@@ -123,8 +125,8 @@ class RedisStore:
         if payload is None:
             return None
         try:
-            data = msgspec.json.decode(payload)
-        except msgspec.DecodeError:
+            data = decode_json(payload)
+        except msgspec.DecodeError:  # too deep included
             return None  # not ours, or corrupted: treat as no session
         return data if isinstance(data, dict) else None
 

@@ -180,6 +180,10 @@ class SessionMiddleware:
     async def _load(self, cookie: str) -> tuple[str | None, dict[str, Any] | None]:
         """Returns (session id, data); bad or expired cookies give no data, a store failure
         raises."""
+        if not cookie.isascii():
+            # Never one of ours (itsdangerous would drop the non-ASCII characters of a
+            # signature and accept what remains)
+            return None, None
         try:
             if self._store is None:
                 data = self._serializer.loads(cookie, max_age=self._max_age)

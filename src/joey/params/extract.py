@@ -13,12 +13,14 @@ from typing import Any, get_args
 
 import msgspec
 
+from joey._json import JSONTooDeep, decode_json
 from joey.background import BackgroundTasks
 from joey.exceptions import BadRequest, HTTPError, UnsupportedMediaType
 from joey.params.info import ParamInfo
 from joey.params.issues import (
     ValidationIssue,
     collect_issues,
+    from_msgspec,
     split_msgspec_error,
 )
 from joey.params.markers import Body, Query
@@ -219,24 +221,12 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
         try:
             value = decoder.decode(body)
         except msgspec.ValidationError as exc:
-            # msgspec stopped at the first problem; find them all (failed requests only)
-            try:
-                decoded = msgspec.json.decode(body)
-            except msgspec.DecodeError as bad:  # invalid JSON after the first problem
-                raise BadRequest(f"Invalid JSON body: {bad}.") from None
-            first: msgspec.ValidationError = exc
-            fixed = integral_floats_as_ints(decoded)
-            if fixed is not decoded and pydantic_model is None:
-                try:
-                    converted = msgspec.convert(fixed, annotation)
-                    return converted.value if embedded else converted
-                except msgspec.ValidationError as again:
-                    decoded, first = fixed, again
-            issues.extend(collect_issues(decoded, annotation, "body", first))
-            return None
+            value = revalidate(body, annotation, exc, pydantic_model is None, issues)
+            if value is MISSING:
+                return None
         except msgspec.DecodeError as exc:
             raise BadRequest(f"Invalid JSON body: {exc}.") from None
-        except RecursionError:
+        except RecursionError:  # too deep (see joey._json); perf: caught here, no call per body
             issues.append(ValidationIssue("body", "$", JSON_TOO_DEEP))
             return None
         if embedded:
@@ -246,6 +236,34 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
         return validate_pydantic(pydantic_model, value, issues, "body")
 
     return extract_json
+
+
+def revalidate(body: bytes, annotation: Any, first: msgspec.ValidationError,
+               integral_floats: bool, issues: list[ValidationIssue]) -> Any:
+    """After the typed decode of ``body`` failed at ``first``: the value after all if only
+    integral floats were wrong (and ``integral_floats`` allows them), else ``MISSING`` with
+    every problem reported, not only the one msgspec stopped at. Failed requests only.
+
+    The body is decoded again untyped and walked in Python: a body nested deeper than that
+    can go (the typed decode may have stopped at its first element) is reported by
+    ``first`` alone, never a ``RecursionError``.
+    """
+    try:
+        decoded = decode_json(body)
+        fixed = integral_floats_as_ints(decoded)
+        reported = first
+        if fixed is not decoded and integral_floats:
+            try:
+                return msgspec.convert(fixed, annotation)
+            except msgspec.ValidationError as again:
+                decoded, reported = fixed, again
+        found = collect_issues(decoded, annotation, "body", reported)
+    except (JSONTooDeep, RecursionError):
+        found = [from_msgspec("body", first)]
+    except msgspec.DecodeError as bad:  # invalid JSON after the first problem
+        raise BadRequest(f"Invalid JSON body: {bad}.") from None
+    issues.extend(found)
+    return MISSING
 
 
 def integral_floats_as_ints(value: Any) -> Any:

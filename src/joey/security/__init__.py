@@ -17,7 +17,9 @@ any 422 about the body it sent.
 * guards: a security dependency that returns nothing and raises to refuse, declared for the
   app, a router or a route with ``dependencies=[Security(guard)]``; a parameter typed
   :class:`joey.RouteInfo` gives it the route's declared metadata (scopes, tags, name);
-* :mod:`joey.security.jwt` (the ``jwt`` extra): ``JWTBearer`` verifies JSON Web Tokens.
+* :mod:`joey.security.jwt` (the ``jwt`` extra): ``JWTBearer`` verifies JSON Web Tokens;
+* :func:`constant_time_compare`: compare a password, key or token with the expected one
+  (``secrets.compare_digest`` raises on non-ASCII text, which any client can send).
 
 Example::
 
@@ -46,11 +48,13 @@ from joey.security.schemes import (
     OAuth2PasswordBearer,
     OpenIDConnect,
     SecurityScheme,
+    constant_time_compare,
     require_scopes,
 )
 
 __all__ = [
     "APIKeyCookie", "APIKeyCredentials", "APIKeyHeader", "APIKeyQuery", "BasicCredentials",
     "BearerCredentials", "HTTPBasic", "HTTPBearer", "MissingCredentials",
-    "OAuth2PasswordBearer", "OpenIDConnect", "Security", "SecurityScheme", "require_scopes",
+    "OAuth2PasswordBearer", "OpenIDConnect", "Security", "SecurityScheme",
+    "constant_time_compare", "require_scopes",
 ]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hmac
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -63,6 +64,29 @@ class APIKeyCredentials:
     key: str = dataclasses.field(repr=False)
     location: str
     name: str
+
+
+def constant_time_compare(given: str | bytes, expected: str | bytes) -> bool:
+    """Whether two secrets are equal, in a time that does not tell where they differ.
+
+    Text is compared as UTF-8, so any string works: ``hmac.compare_digest`` and
+    ``secrets.compare_digest`` raise ``TypeError`` for a ``str`` with a non-ASCII character,
+    which a client can put in any header, cookie, query value or Basic password (a 500).
+
+    Example::
+
+        async def admin(c: Annotated[BasicCredentials, Security(basic)]) -> str:
+            if not (constant_time_compare(c.username, "admin")
+                    and constant_time_compare(c.password, ADMIN_PASSWORD)):
+                raise basic.invalid("Wrong user name or password.")
+            return c.username
+    """
+    return hmac.compare_digest(_as_bytes(given), _as_bytes(expected))
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    # surrogatepass: even a lone surrogate encodes (one to one), so nothing here raises
+    return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
 
 
 def _quote(value: str) -> str:
@@ -192,7 +216,8 @@ class HTTPBasic(SecurityScheme):
     """A user name and password in ``Authorization: Basic <base64>`` (RFC 7617).
 
     Gives :class:`BasicCredentials`; the challenge is ``Basic realm="...", charset="UTF-8"``.
-    Compare the password with :func:`secrets.compare_digest`.
+    Compare the password with :func:`constant_time_compare` (``secrets.compare_digest``
+    fails on a non-ASCII password, which UTF-8 Basic credentials may carry).
     """
 
     auth_scheme = "Basic"
