@@ -37,7 +37,14 @@ from joey import (
 from joey.exceptions import Conflict
 from joey.openapi import Assets, OpenAPI
 from joey.routeinfo import RouteInfo
-from joey.security import BearerCredentials, HTTPBearer, Security, require_scopes
+from joey.security import (
+    BasicCredentials,
+    BearerCredentials,
+    HTTPBasic,
+    HTTPBearer,
+    Security,
+    require_scopes,
+)
 from joey.sse import EventSourceResponse
 from joey.testing import TestClient
 
@@ -456,6 +463,65 @@ def test_security_schemes_and_their_errors() -> None:
     assert admin_op["security"] == [{"token": ["admin"]}]
     assert sorted(admin_op["responses"]) == ["200", "401", "403"]
     assert "WWW-Authenticate" in me_op["responses"]["401"]["headers"]
+
+
+def test_optional_credentials_are_documented_as_optional() -> None:
+    """``Credentials | None`` serves anonymous requests: the document offers "no
+    credentials" (``{}``) as an alternative, and says so exactly where the app answers an
+    anonymous request with 200 (issue #23)."""
+    app = App()
+    token = HTTPBearer(name="Token")
+    basic = HTTPBasic(name="basic")
+
+    @app.get("/maybe")
+    async def maybe(cred: Annotated[BearerCredentials | None, Security(token)]) -> str:
+        return "anonymous" if cred is None else cred.token
+
+    async def reader(cred: Annotated[BearerCredentials | None, Security(token)]) -> str:
+        return "anonymous" if cred is None else cred.token
+
+    @app.get("/through")  # optional in a dependency of the handler's
+    async def through(who: Annotated[str, Security(reader)]) -> str:
+        return who
+
+    async def strict(cred: Annotated[BearerCredentials, Security(token)]) -> str:
+        return cred.token
+
+    @app.get("/strict-inside")  # optional outside, but the scheme itself is required
+    async def strict_inside(who: Annotated[str | None, Security(strict)]) -> str:
+        return str(who)
+
+    @app.get("/both")  # optional here, required there: required
+    async def both(cred: Annotated[BearerCredentials | None, Security(token)],
+                   who: Annotated[str, Security(strict)]) -> str:
+        return who
+
+    @app.get("/mixed")  # basic required, Token optional (with a scope)
+    async def mixed(user: Annotated[BasicCredentials, Security(basic)],
+                    cred: Annotated[BearerCredentials | None,
+                                    Security(token, scopes=["read"])]) -> str:
+        return user.username
+
+    doc = OpenAPI().document(app)
+    validate(doc)
+    security = {path: item["get"]["security"] for path, item in doc["paths"].items()}
+    assert security == {
+        "/maybe": [{}, {"Token": []}],
+        "/through": [{}, {"Token": []}],
+        "/strict-inside": [{"Token": []}],
+        "/both": [{"Token": []}],
+        "/mixed": [{"basic": []}, {"basic": [], "Token": ["read"]}],
+    }
+    # a malformed token is still a 401; a scope makes a 403 possible
+    assert sorted(doc["paths"]["/maybe"]["get"]["responses"]) == ["200", "401"]
+    assert sorted(doc["paths"]["/mixed"]["get"]["responses"]) == ["200", "401", "403"]
+    client = TestClient(app)
+    for path, requirements in security.items():
+        anonymous = client.get(path)
+        assert (anonymous.status_code == 200) == ({} in requirements), path
+    assert client.get("/maybe", headers={"authorization": "Bearer !"}).status_code == 401
+    signed = client.get("/mixed", headers={"authorization": "Basic YW5uOnB3"})  # ann:pw
+    assert signed.status_code == 200  # the basic scheme alone: the first alternative
 
 
 # -- serving: the document, the pages, caching ----------------------------------------------

@@ -12,7 +12,7 @@ decided from what the plan reads:
 413    any body, when the route has a body limit
 415    a JSON body (without ``Body(decoder=...)``) or a form, for another ``Content-Type``
 404    a path parameter (the segment may not match the converter)
-401/3  security schemes (from the route model's security requirements)
+401/3  security schemes, optional ones too (from the route model's security requirements)
 =====  =====================================================================================
 
 plus the exceptions the route declares it ``raises``. Each error is documented as the app
@@ -355,10 +355,10 @@ class _Builder:
             found.append(UnsupportedMediaType)
         if route.path_params or _path_converters(route.path):
             found.append(NotFound)
-        requirement = self.security(route)
-        if requirement:
+        requirements = self.security(route)
+        if requirements:  # optional credentials too: malformed ones are still a 401
             found.append(Unauthorized)
-            if any(requirement[0].values()):
+            if any(scopes for requirement in requirements for scopes in requirement.values()):
                 found.append(Forbidden)
         found.extend(route.raises)
         return found
@@ -392,11 +392,16 @@ class _Builder:
     # -- security (issue #15: schemes in the route model) ------------------------------------
 
     def security(self, route: RouteInfo) -> list[dict[str, list[str]]] | None:
-        """The route's security requirement: every scheme of ``RouteInfo.security`` (each a
+        """The route's security requirements: every scheme of ``RouteInfo.security`` (each a
         scheme object with ``scheme_name`` and ``openapi()``, and the scopes required of it),
-        all of them required together; their scheme objects go to
-        ``components/securitySchemes``."""
-        requirement: dict[str, list[str]] = {}
+        its scheme objects going to ``components/securitySchemes``.
+
+        The required schemes are one requirement, all of them together. Optional ones
+        (``Credentials | None``: an anonymous request is served) make alternatives: the
+        required schemes alone (``{}`` when there are none), then with each optional
+        scheme, so ``[{}, {"Token": []}]`` says "a Token, or nothing"."""
+        required: dict[str, list[str]] = {}
+        optional: dict[str, list[str]] = {}
         for needed in getattr(route, "security", ()):
             scheme = needed.scheme
             name = str(scheme.scheme_name)
@@ -404,9 +409,13 @@ class _Builder:
             if known != scheme.openapi():
                 raise ValueError(f"Two different security schemes are named {name!r} "
                                  f"({route.location}): give one another name=")
-            scopes = requirement.setdefault(name, [])
+            scopes = (optional if needed.optional else required
+                      ).setdefault(name, [])
             scopes.extend(s for s in needed.scopes if s not in scopes)
-        return [requirement] if requirement else None
+        if not optional:
+            return [required] if required else None
+        return [required, *({**required, name: scopes} for name, scopes in optional.items()
+                             if name not in required)]
 
 
 def build_document(
