@@ -26,6 +26,7 @@ from joey import (
     Form,
     Header,
     HTMLResponse,
+    HTTPError,
     JSONResponse,
     NotFound,
     Query,
@@ -463,6 +464,31 @@ def test_security_schemes_and_their_errors() -> None:
     assert admin_op["security"] == [{"token": ["admin"]}]
     assert sorted(admin_op["responses"]) == ["200", "401", "403"]
     assert "WWW-Authenticate" in me_op["responses"]["401"]["headers"]
+
+
+@pytest.mark.parametrize("schema", [None, MyError])
+def test_a_401_keeps_its_challenge_under_the_apps_own_error_handler(schema: Any) -> None:
+    """With a handler for every ``HTTPError``, a 401 still carries ``WWW-Authenticate``
+    (the handler's value gets the error's headers), and the document says so (issue #23)."""
+    app = App()
+    bearer = HTTPBearer(name="token")
+
+    @app.get("/me")
+    async def me(credentials: Annotated[BearerCredentials, Security(bearer)]) -> str:
+        return credentials.token
+
+    @app.exception_handler(HTTPError, schema=schema)
+    async def our_format(request: Request, exc: HTTPError) -> dict[str, Any]:
+        return {"code": exc.title, "message": exc.detail}
+
+    doc = OpenAPI().document(app)
+    validate(doc)
+    documented = doc["paths"]["/me"]["get"]["responses"]["401"]
+    assert documented["headers"] == {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    assert ("content" in documented) == (schema is not None)
+    sent = TestClient(app).get("/me")
+    assert sent.status_code == 401 and sent.headers["www-authenticate"] == "Bearer"
+    assert sent.json()["code"] == "Unauthorized"
 
 
 def test_optional_credentials_are_documented_as_optional() -> None:

@@ -385,7 +385,7 @@ class _Builder:
         if code in (429, 503):
             response["headers"] = {"Retry-After": {"schema": {"type": "integer", "minimum": 0},
                                                    "description": "seconds to wait"}}
-        if code == 401 and handled is None:
+        if code == 401:  # the challenge; an app's own handler keeps the error's headers too
             response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
         return response
 
