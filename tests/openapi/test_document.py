@@ -295,9 +295,8 @@ def test_two_routes_with_one_name_get_distinct_operation_ids() -> None:
 def test_parameters(document: dict[str, Any]) -> None:
     params = {p["name"]: p for p in op(document, "/search")["parameters"]}
     assert params["query"] == {"name": "query", "in": "query", "required": True,
-                               "description": "what to find",
-                               "schema": {"type": "string", "minLength": 1,
-                                          "description": "what to find"}}
+                               "description": "what to find",  # on the parameter only
+                               "schema": {"type": "string", "minLength": 1}}
     assert params["tags"]["schema"] == {"type": "array", "items": {"type": "string"}}
     assert (params["tags"]["style"], params["tags"]["explode"]) == ("form", True)
     assert params["page"]["deprecated"] is True
@@ -311,6 +310,57 @@ def test_parameters(document: dict[str, Any]) -> None:
     assert path["name"]["schema"] == {"type": "string", "minLength": 1}
     item = op(document, "/items/{item_id}")["parameters"]
     assert item[0]["schema"] == {"type": "integer"}
+
+
+def test_a_described_parameter_is_documented_as_what_is_validated() -> None:
+    """A ``Meta`` that only describes (issue #23): no 422 the app never sends, the
+    converter's ``minLength: 1`` kept, the description on the parameter and not in its
+    schema. A ``Meta`` that checks keeps its 422 and adds its bounds to the converter's."""
+    app = App()
+
+    @app.get("/notes/{slug}")
+    async def note(slug: Annotated[str, Meta(description="the note's slug")]) -> str:
+        return slug
+
+    @app.get("/pages/{number:int}")
+    async def page(number: Annotated[int, Meta(ge=1, description="from 1")]) -> int:
+        return number
+
+    @app.get("/codes/{code}")
+    async def code(code: Annotated[str, Meta(pattern="^[A-Z]*$", min_length=0,
+                                             title="Code")]) -> str:
+        return code
+
+    @app.get("/search")
+    async def search(q: Annotated[str | None, Meta(description="words")] = None) -> str:
+        return q or ""
+
+    doc = OpenAPI().document(app)
+    validate(doc)
+
+    def parameter(path: str) -> tuple[dict[str, Any], list[str]]:
+        operation = doc["paths"][path]["get"]
+        return operation["parameters"][0], sorted(operation["responses"])
+
+    assert parameter("/notes/{slug}") == (
+        {"name": "slug", "in": "path", "required": True, "description": "the note's slug",
+         "schema": {"type": "string", "minLength": 1}}, ["200", "404"])
+    assert parameter("/pages/{number}") == (
+        {"name": "number", "in": "path", "required": True, "description": "from 1",
+         "schema": {"type": "integer", "minimum": 1}}, ["200", "404", "422"])
+    assert parameter("/codes/{code}") == (
+        {"name": "code", "in": "path", "required": True,
+         "schema": {"type": "string", "minLength": 1, "pattern": "^[A-Z]*$",
+                    "title": "Code"}}, ["200", "404", "422"])
+    assert parameter("/search") == (
+        {"name": "q", "in": "query", "description": "words", "schema": {"type": "string"}},
+        ["200"])
+    client = TestClient(app)  # what the app answers is what the document says
+    assert client.get("/notes/-").status_code == 200
+    assert client.get("/notes/").status_code == 404
+    assert client.get("/pages/0").status_code == 422
+    assert client.get("/codes/abc").status_code == 422
+    assert client.get("/search?q=").status_code == 200
 
 
 # -- bodies and schemas ---------------------------------------------------------------------

@@ -27,7 +27,7 @@ import copy
 import re
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 import msgspec
 
@@ -183,7 +183,7 @@ class _Builder:
         else:
             if param.required:
                 parameter["required"] = True
-            schema = self.registry.schema(strip_none(param.annotation))
+            schema = self.registry.schema(_undescribed(strip_none(param.annotation)))
             if not param.required and param.default is not None and _encodable(param.default):
                 schema["default"] = msgspec.to_builtins(param.default)
             parameter["schema"] = schema
@@ -192,11 +192,21 @@ class _Builder:
         return parameter
 
     def path_schema(self, route: RouteInfo, param: ParamInfo) -> dict[str, Any]:
+        """The converter's schema (a ``str`` segment is never empty) with the constraints of
+        the parameter's ``msgspec.Meta``; the type's own schema when the handler asks for
+        another type than the converter makes (``{id}`` read as ``id: int``)."""
         converter = _path_converters(route.path).get(param.key, "str")
         produced = route.path_params.get(param.key, str)
-        if param.annotation is Any or param.annotation is produced:
-            return dict(_PATH_TYPES[converter])
-        return self.registry.schema(strip_none(param.annotation))
+        base = base_type(param.annotation)
+        if base is not Any and base is not produced:
+            return self.registry.schema(_undescribed(strip_none(param.annotation)))
+        schema = dict(_PATH_TYPES[converter])
+        metas = [_undescribed_meta(meta) for meta in param.constraints]
+        if metas:  # the converter's type (no components), so asked of msgspec right here
+            schema.update(msgspec.json.schema(Annotated[(produced, *metas)]))
+            if "minLength" in _PATH_TYPES[converter]:
+                schema["minLength"] = max(1, schema.get("minLength", 1))
+        return schema
 
     def untyped_path_parameters(self, route: RouteInfo,
                                 params: list[ParamInfo]) -> list[dict[str, Any]]:
@@ -491,7 +501,7 @@ def _validated(route: RouteInfo, param: ParamInfo) -> bool:
         return True
     if param.source == "body":  # raw bytes and text are never invalid
         return base_type(param.annotation) not in (bytes, str)
-    annotation = strip_none(param.annotation)
+    annotation = _checked(param.annotation)
     if param.source == "path":
         return annotation is not Any and annotation is not route.path_params.get(param.key)
     if param.required:
@@ -499,6 +509,39 @@ def _validated(route: RouteInfo, param: ParamInfo) -> bool:
     if annotation is str or annotation is Any:
         return False
     return not (is_sequence(annotation) and get_args(annotation) == (str,))
+
+
+#: the ``msgspec.Meta`` fields that check a value (the others only document it)
+_CHECKS = ("gt", "ge", "lt", "le", "multiple_of", "pattern", "min_length", "max_length", "tz")
+_META_FIELDS = (*_CHECKS, "title", "description", "examples", "extra_json_schema", "extra")
+
+
+def _checked(annotation: Any) -> Any:
+    """The type a value is validated against: ``T`` for ``T | None``, and without the
+    ``msgspec.Meta`` that check nothing (``Annotated[str, Meta(description=...)]`` is
+    ``str``: no value is refused for it)."""
+    annotation = strip_none(annotation)
+    if get_origin(annotation) is not Annotated:
+        return annotation
+    inner, *extras = get_args(annotation)
+    kept = [extra for extra in extras if not isinstance(extra, msgspec.Meta)
+            or any(getattr(extra, check) is not None for check in _CHECKS)]
+    return Annotated[(inner, *kept)] if kept else inner
+
+
+def _undescribed_meta(meta: msgspec.Meta) -> msgspec.Meta:
+    """``meta`` without its description (a parameter's goes on the parameter object)."""
+    return msgspec.Meta(**{field: getattr(meta, field) for field in _META_FIELDS
+                           if field != "description" and getattr(meta, field) is not None})
+
+
+def _undescribed(annotation: Any) -> Any:
+    """``annotation`` with its ``Meta`` descriptions left out, the rest kept."""
+    if get_origin(annotation) is not Annotated:
+        return annotation
+    inner, *extras = get_args(annotation)
+    return Annotated[(inner, *(_undescribed_meta(extra) if isinstance(extra, msgspec.Meta)
+                               else extra for extra in extras))]
 
 
 def _holds_upload(tp: Any) -> bool:
