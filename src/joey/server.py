@@ -45,15 +45,46 @@ def serve(
     ``workers=N`` runs N processes sharing the port; ``reload=True`` restarts the server
     when a file under ``reload_dirs`` (default: the current directory) changes. Extra
     keyword arguments go to ``uvicorn.Config`` (``log_level``, ``http``, ``reload_dirs``,
-    ``timeout_graceful_shutdown``...). Exits with status 3 if the app fails to start.
-    Needs the ``server`` extra (``pip install joey[server]``).
+    ``timeout_graceful_shutdown``...). Exits with status 3 if the app fails to start, or a
+    worker does (as when this call is not under ``if __name__ == "__main__":``, which
+    workers need: they import the script again). Needs the ``server`` extra
+    (``pip install joey[server]``).
     """
+    refuse_unguarded_call("joey.serve(...)")
     config = make_config(app, host=host, port=port, workers=workers, reload=reload, **options)
     from joey._serving import run
 
     status = run(config)
     if status:
         sys.exit(status)
+
+
+def refuse_unguarded_call(call: str) -> None:
+    """Stop a worker process that runs into ``call`` while it imports the main script.
+
+    Worker processes (``workers=N``, the reloader's child) are spawned: each imports the
+    script that started the server again, as ``__mp_main__``. A ``serve`` call at the top of
+    that script, not under ``if __name__ == "__main__":``, would then start servers of its
+    own in every worker, which fail, and their supervisor would start them again. Instead
+    the worker says what to change and exits with status 3 (its supervisor then stops: a
+    worker that failed to start)."""
+    import multiprocessing
+
+    # multiprocessing's own flag for "still importing the parent's main module" (its
+    # spawn.py refuses to start processes while it is set, for the same reason)
+    if not getattr(multiprocessing.current_process(), "_inheriting", False):
+        return
+    script = "the script"
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "__mp_main__":
+            script = str(frame.f_globals.get("__file__", script))
+            break
+        frame = frame.f_back  # type: ignore[assignment]
+    print(f"joey: {call} ran again in a worker process, which imports {script} as every "
+          f"worker does: put the call under `if __name__ == \"__main__\":` in {script}, so "
+          f"that only the process you started runs it.", file=sys.stderr, flush=True)
+    raise SystemExit(3)
 
 
 def make_config(

@@ -204,6 +204,36 @@ def test_an_app_that_cannot_be_built_exits_3_with_one_clear_line(
     assert len(output.splitlines()) == 1, output
 
 
+@pytest.mark.parametrize("server_args", SERVERS)
+def test_workers_that_die_before_serving_stop_the_server(tmp_path: Path,
+                                                         server_args: list[str]) -> None:
+    """The app imports in joey run's own process, but not in the workers: each dies before
+    it serves (status 1, not uvicorn's 3). That is a failed startup, not a crash to restart
+    again and again (issue #23); Granian stops on its own."""
+    (tmp_path / "main.py").write_text(textwrap.dedent("""
+        import multiprocessing
+
+        from joey import App
+
+        if multiprocessing.parent_process() is not None:
+            raise RuntimeError("settings missing in this worker")
+
+        app = App()
+
+
+        @app.get("/")
+        async def index() -> str:
+            return "hello"
+    """))
+    argv = run_argv("--app-dir", str(tmp_path), "--workers", "2", *server_args)
+    with run_server(argv, tmp_path, expect_ready=False) as server:
+        status = server.process.wait(30)
+        output = server.output
+    assert status == (3 if server_args[1] == "uvicorn" else 1), output
+    assert "settings missing in this worker" in output
+    assert "starting another" not in output
+
+
 @pytest.mark.parametrize("target", ["tests.integration.apps:nothing", "tests.nowhere:app"])
 def test_a_wrong_target_exits_2_before_serving(tmp_path: Path, target: str) -> None:
     with run_server(run_argv(target), tmp_path, expect_ready=False) as server:
