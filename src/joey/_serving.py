@@ -97,9 +97,6 @@ def run(config: uvicorn.Config) -> int:
     """Serve ``config`` in this process, under the reloader or as ``config.workers``
     processes, until SIGINT or SIGTERM. Returns the exit status (0, or 3 when the app
     failed to start). Quiet on Ctrl+C."""
-    from joey.server import refuse_unguarded_call
-
-    refuse_unguarded_call("joey._serving.run(...)")
     if config.should_reload:
         sock = config.bind_socket()
         ChangeReload(config, target=JoeyServer(config).run, sockets=[sock]).run()

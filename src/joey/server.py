@@ -50,7 +50,6 @@ def serve(
     workers need: they import the script again). Needs the ``server`` extra
     (``pip install joey[server]``).
     """
-    refuse_unguarded_call("joey.serve(...)")
     config = make_config(app, host=host, port=port, workers=workers, reload=reload, **options)
     from joey._serving import run
 
@@ -59,8 +58,8 @@ def serve(
         sys.exit(status)
 
 
-def refuse_unguarded_call(call: str) -> None:
-    """Stop a worker process that runs into ``call`` while it imports the main script.
+def _refuse_unguarded_call() -> None:
+    """Stop a worker process that runs into ``serve`` while it imports the main script.
 
     Worker processes (``workers=N``, the reloader's child) are spawned: each imports the
     script that started the server again, as ``__mp_main__``. A ``serve`` call at the top of
@@ -81,9 +80,10 @@ def refuse_unguarded_call(call: str) -> None:
             script = str(frame.f_globals.get("__file__", script))
             break
         frame = frame.f_back  # type: ignore[assignment]
-    print(f"joey: {call} ran again in a worker process, which imports {script} as every "
-          f"worker does: put the call under `if __name__ == \"__main__\":` in {script}, so "
-          f"that only the process you started runs it.", file=sys.stderr, flush=True)
+    print(f"joey: the server was started again in a worker process, which imports {script} "
+          f"as every worker does: put the joey.serve(...) call under "
+          f"`if __name__ == \"__main__\":` in {script}, so that only the process you started "
+          f"runs it.", file=sys.stderr, flush=True)
     raise SystemExit(3)
 
 
@@ -98,6 +98,7 @@ def make_config(
 ) -> uvicorn.Config:
     """The ``uvicorn.Config`` that :func:`serve` runs, after checking the options (a
     ``ValueError`` says what is wrong). ``joey._serving.run(config)`` serves it."""
+    _refuse_unguarded_call()
     try:
         import uvicorn
     except ImportError:  # pragma: no cover - depends on the install

@@ -115,7 +115,7 @@ def test_workers_without_the_main_guard_stop_and_say_why(tmp_path: Path, target:
                     expect_ready=False) as server:
         assert server.process.wait(30) == 3
         output = server.output
-    assert f'put the call under `if __name__ == "__main__":` in {script}' in output, output
+    assert f'joey.serve(...) call under `if __name__ == "__main__":` in {script}' in output, output
     assert "failed to start" in output and "starting another" not in output
     assert "Traceback" not in output
 
