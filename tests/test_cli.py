@@ -5,6 +5,7 @@ tests/integration/test_run.py."""
 from __future__ import annotations
 
 import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +133,32 @@ def test_run_with_a_wrong_target_says_so(project: Path,
     assert "joey run: No app given, and neither main.py nor app.py" in capsys.readouterr().err
     assert main(["run", "missing_mod:app"]) == 2
     assert "joey run: No module named 'missing_mod'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("command", "status"), [
+    (["routes"], 3), (["openapi"], 3), (["worker"], 1)])
+def test_commands_say_in_a_line_that_the_app_cannot_start(
+    project: Path, capsys: pytest.CaptureFixture[str], command: list[str], status: int,
+) -> None:
+    """An app that cannot be built (here a bad signature) is one line naming the handler
+    and its file:line, not a traceback through the command (issue #23). ``joey worker``
+    keeps the status of its other failed startups."""
+    name = _module(project, textwrap.dedent("""
+        from joey import App
+        from joey.tasks.redis import RedisTasks
+
+        app = App(tasks=RedisTasks("redis://127.0.0.1:1/0"))  # never connected
+
+
+        @app.get("/items")
+        async def items(*names: str) -> list[str]:
+            return list(names)
+    """))
+    assert main([*command, f"{name}:app"]) == status
+    err = capsys.readouterr().err
+    assert err.startswith(f"joey {command[0]}: {name}:app cannot start: TypeError: "), err
+    assert f"{name}.items ({project / name}.py:" in err and "has *args/**kwargs" in err
+    assert len(err.splitlines()) == 1, err
 
 
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:

@@ -96,15 +96,28 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _routes(args: argparse.Namespace) -> int:
-    from joey.cli import TargetError, load_app, resolve_target
+    from joey.cli import (
+        STARTUP_FAILURE,
+        StartupError,
+        TargetError,
+        build_app,
+        load_app,
+        resolve_target,
+    )
     from joey.cli.routes import as_json, as_table
 
     try:
-        app = load_app(resolve_target(args.app, args.app_dir), args.app_dir)
-        routes, mounts = app.routes, app.mounts
+        target = resolve_target(args.app, args.app_dir)
+        app = load_app(target, args.app_dir)
     except TargetError as exc:
         print(f"joey routes: {exc}", file=sys.stderr)
         return 2
+    try:
+        build_app(app)
+        routes, mounts = app.routes, app.mounts
+    except StartupError as exc:
+        print(f"joey routes: {target} cannot start: {exc}", file=sys.stderr)
+        return STARTUP_FAILURE
     except AttributeError:
         print(f"joey routes: {args.app or 'the app'} is not a joey.App (no route model)",
               file=sys.stderr)
@@ -115,6 +128,7 @@ def _routes(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from joey.app import App
+    from joey.cli import StartupError, build_app
     from joey.lifespan import LifespanFailed
     from joey.tasks.worker import configure_logging, find_backend, load_target, run_worker
 
@@ -133,6 +147,11 @@ def _worker(args: argparse.Namespace) -> int:
         backend.max_concurrency = args.concurrency
     # A joey.App runs its startup and shutdown around the worker (see run_worker).
     app = target if isinstance(target, App) else None
+    try:
+        build_app(app)
+    except StartupError as exc:  # a bad signature, a route conflict: as a failed startup
+        print(f"joey worker: {args.app} cannot start: {exc}", file=sys.stderr)
+        return 1
     try:
         asyncio.run(run_worker(backend, app=app))
     except asyncio.CancelledError:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import multiprocessing
 import multiprocessing.process
 import os
 import signal
@@ -36,6 +37,8 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import ChangeReload
 
 logger = logging.getLogger("uvicorn.error")
+#: uvicorn starts its worker processes with spawn: their events come from the same context
+_SPAWN = multiprocessing.get_context("spawn")
 
 
 class _Drains(Protocol):
@@ -44,6 +47,14 @@ class _Drains(Protocol):
     async def close_streams(self, timeout: float = ...) -> None: ...  # noqa: ASYNC109
 
     async def close_websockets(self, code: int = ..., timeout: float = ...) -> None: ...  # noqa: ASYNC109
+
+
+class _Flag(Protocol):
+    """A ``multiprocessing`` event, as a worker and its supervisor share it."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
 
 
 def _joey_app(app: Any) -> _Drains | None:
@@ -55,7 +66,20 @@ def _joey_app(app: Any) -> _Drains | None:
 
 
 class JoeyServer(uvicorn.Server):
-    """``uvicorn.Server`` whose shutdown first ends the app's streams and WebSockets."""
+    """``uvicorn.Server`` whose shutdown first ends the app's streams and WebSockets.
+
+    ``serving``, when given, is set once the server has started (the app's startup done, the
+    socket listening): how a supervisor tells a worker that failed to start from one that
+    served and then died."""
+
+    def __init__(self, config: uvicorn.Config, serving: _Flag | None = None) -> None:
+        super().__init__(config)
+        self.serving = serving
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.serving is not None:
+            self.serving.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app = _joey_app(self.config.loaded_app)
@@ -89,8 +113,10 @@ def run(config: uvicorn.Config) -> int:
 class _Workers:
     """``config.workers`` server processes sharing one listening socket.
 
-    A worker that dies is replaced, unless it failed to start (then the app, the TLS setup
-    or the socket is broken and every replacement would fail too: all stop, status 3).
+    A worker that dies after it started serving is replaced. One that dies before (its
+    import, the app's startup, the TLS setup failed, or it ran into a ``joey.serve`` call
+    that is not under ``if __name__ == "__main__":``) failed to start, whatever its exit
+    status: every replacement would fail the same way, so all stop, status 3.
     SIGINT or SIGTERM stops every worker with SIGTERM and waits for each to shut down
     gracefully; a second signal kills them.
     """
@@ -100,11 +126,15 @@ class _Workers:
         self.sockets = sockets
         self.stopping = threading.Event()
         self.processes: list[multiprocessing.process.BaseProcess] = []
+        #: per worker, set by the worker once it serves (see JoeyServer)
+        self.serving: list[_Flag] = []
 
-    def _start(self) -> multiprocessing.process.BaseProcess:
-        process = get_subprocess(self.config, JoeyServer(self.config).run, self.sockets)
+    def _start(self) -> tuple[multiprocessing.process.BaseProcess, _Flag]:
+        serving = _SPAWN.Event()
+        process = get_subprocess(self.config, JoeyServer(self.config, serving).run,
+                                 self.sockets)
         process.start()
-        return process
+        return process, serving
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         if self.stopping.is_set():
@@ -120,19 +150,24 @@ class _Workers:
         try:
             logger.info("Started parent process [%d] with %d workers", os.getpid(),
                         self.config.workers)
-            self.processes = [self._start() for _ in range(self.config.workers)]
+            for _ in range(self.config.workers):
+                process, serving = self._start()
+                self.processes.append(process)
+                self.serving.append(serving)
             while not self.stopping.wait(0.2):
                 for index, process in enumerate(self.processes):
-                    if process.is_alive():
+                    if process.is_alive() or self.stopping.is_set():
                         continue
-                    if process.exitcode == STARTUP_FAILURE:
-                        logger.error("Worker [%s] failed to start; stopping.", process.pid)
+                    if not self.serving[index].is_set():
+                        logger.error("Worker [%s] failed to start (exit status %s; its "
+                                     "output above says why); stopping.", process.pid,
+                                     process.exitcode)
                         status = STARTUP_FAILURE
                         self.stopping.set()
                         break
                     logger.warning("Worker [%s] exited with %s; starting another.",
                                    process.pid, process.exitcode)
-                    self.processes[index] = self._start()
+                    self.processes[index], self.serving[index] = self._start()
             for process in self.processes:
                 if process.is_alive():
                     process.terminate()

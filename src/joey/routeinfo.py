@@ -61,10 +61,13 @@ class SecurityRequirement(msgspec.Struct, frozen=True):
     ``scheme`` is the scheme object (:mod:`joey.security`): ``scheme.scheme_name`` names it,
     ``scheme.openapi()`` describes it as an OpenAPI security scheme object. ``scopes`` are the
     scopes of every ``Security(..., scopes=...)`` on the way from the handler to the scheme.
+    ``optional``: a request without these credentials is served too (every use of the scheme
+    on the route is annotated ``Credentials | None``, so it gets ``None`` instead of a 401).
     """
 
     scheme: Any
     scopes: tuple[str, ...]
+    optional: bool = False
 
 
 class RouteInfo(msgspec.Struct, frozen=True):
@@ -186,16 +189,18 @@ def route_info(route: Route, plan: DependencyNode, max_body_size: int | None) ->
 
 
 def _security(plan: DependencyNode) -> tuple[tuple[SecurityRequirement, ...], tuple[str, ...]]:
-    """The schemes a plan reaches through security edges, with the scopes on the way."""
-    found: dict[int, tuple[Any, list[str]]] = {}
+    """The schemes a plan reaches through security edges, with the scopes on the way, and
+    whether every node that runs the scheme is optional (one that is not answers 401)."""
+    found: dict[int, tuple[Any, list[str], list[bool]]] = {}
     every: list[str] = []
 
     def visit(node: DependencyNode, scopes: tuple[str, ...], secured: bool,
               seen: frozenset[int]) -> None:
         if secured and getattr(node.key, "__joey_security__", False) and callable(
                 getattr(node.key, "openapi", None)):
-            known = found.setdefault(id(node.key), (node.key, []))[1]
+            _, known, optional = found.setdefault(id(node.key), (node.key, [], [True]))
             known.extend(scope for scope in scopes if scope not in known)
+            optional[0] = optional[0] and node.optional
         for _, inner in node.dependencies:
             if id(inner) in seen:
                 continue
@@ -206,5 +211,5 @@ def _security(plan: DependencyNode) -> tuple[tuple[SecurityRequirement, ...], tu
                   seen | {id(inner)})
 
     visit(plan, (), False, frozenset({id(plan)}))
-    return (tuple(SecurityRequirement(scheme, tuple(scopes)) for scheme, scopes in
-                  found.values()), tuple(every))
+    return (tuple(SecurityRequirement(scheme, tuple(scopes), optional[0])
+                  for scheme, scopes, optional in found.values()), tuple(every))

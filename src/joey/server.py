@@ -45,8 +45,10 @@ def serve(
     ``workers=N`` runs N processes sharing the port; ``reload=True`` restarts the server
     when a file under ``reload_dirs`` (default: the current directory) changes. Extra
     keyword arguments go to ``uvicorn.Config`` (``log_level``, ``http``, ``reload_dirs``,
-    ``timeout_graceful_shutdown``...). Exits with status 3 if the app fails to start.
-    Needs the ``server`` extra (``pip install joey[server]``).
+    ``timeout_graceful_shutdown``...). Exits with status 3 if the app fails to start, or a
+    worker does (as when this call is not under ``if __name__ == "__main__":``, which
+    workers need: they import the script again). Needs the ``server`` extra
+    (``pip install joey[server]``).
     """
     config = make_config(app, host=host, port=port, workers=workers, reload=reload, **options)
     from joey._serving import run
@@ -54,6 +56,35 @@ def serve(
     status = run(config)
     if status:
         sys.exit(status)
+
+
+def _refuse_unguarded_call() -> None:
+    """Stop a worker process that runs into ``serve`` while it imports the main script.
+
+    Worker processes (``workers=N``, the reloader's child) are spawned: each imports the
+    script that started the server again, as ``__mp_main__``. A ``serve`` call at the top of
+    that script, not under ``if __name__ == "__main__":``, would then start servers of its
+    own in every worker, which fail, and their supervisor would start them again. Instead
+    the worker says what to change and exits with status 3 (its supervisor then stops: a
+    worker that failed to start)."""
+    import multiprocessing
+
+    # multiprocessing's own flag for "still importing the parent's main module" (its
+    # spawn.py refuses to start processes while it is set, for the same reason)
+    if not getattr(multiprocessing.current_process(), "_inheriting", False):
+        return
+    script = "the script"
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "__mp_main__":
+            script = str(frame.f_globals.get("__file__", script))
+            break
+        frame = frame.f_back  # type: ignore[assignment]
+    print(f"joey: the server was started again in a worker process, which imports {script} "
+          f"as every worker does: put the joey.serve(...) call under "
+          f"`if __name__ == \"__main__\":` in {script}, so that only the process you started "
+          f"runs it.", file=sys.stderr, flush=True)
+    raise SystemExit(3)
 
 
 def make_config(
@@ -67,6 +98,7 @@ def make_config(
 ) -> uvicorn.Config:
     """The ``uvicorn.Config`` that :func:`serve` runs, after checking the options (a
     ``ValueError`` says what is wrong). ``joey._serving.run(config)`` serves it."""
+    _refuse_unguarded_call()
     try:
         import uvicorn
     except ImportError:  # pragma: no cover - depends on the install

@@ -155,6 +155,85 @@ def test_an_app_that_cannot_start_stops_the_server(tmp_path: Path,
     assert "connect_to_database" in output and "refused the connection" in output
 
 
+#: apps that cannot start: each fails when its routes are built, naming the handler's line
+CANNOT_START = {
+    "signature": ("""
+        from joey import App
+
+        app = App()
+
+
+        @app.get("/items")
+        async def items(*names: str) -> list[str]:
+            return list(names)
+    """, "main.items (", "has *args/**kwargs"),
+    "conflict": ("""
+        from joey import App
+
+        app = App()
+
+
+        @app.get("/items/{item_id}")
+        async def item(item_id: str) -> str:
+            return item_id
+
+
+        @app.get("/items/{name}")
+        async def named(name: str) -> str:
+            return name
+    """, "RouteConflict: Route '/items/{name}' of main.named (", "conflicts with main.item"),
+}
+
+
+@pytest.mark.parametrize("server_args", SERVERS)
+@pytest.mark.parametrize("kind", sorted(CANNOT_START))
+def test_an_app_that_cannot_be_built_exits_3_with_one_clear_line(
+    tmp_path: Path, server_args: list[str], kind: str,
+) -> None:
+    """Issue #23: a bad signature or a route conflict used to come out as a traceback
+    through joey run's own code (it reads the route model for the docs page), status 1."""
+    source, where, what = CANNOT_START[kind]
+    (tmp_path / "main.py").write_text(textwrap.dedent(source))
+    argv = run_argv("--app-dir", str(tmp_path), "--workers", "2", *server_args)
+    with run_server(argv, tmp_path, expect_ready=False) as server:
+        assert server.process.wait(30) == 3
+        output = server.output
+    assert output.startswith("joey run: main:app cannot start: "), output
+    assert where in output and f"{tmp_path / 'main.py'}:" in output and what in output
+    assert "Traceback" not in output and "Joey: serving" not in output
+    assert len(output.splitlines()) == 1, output
+
+
+@pytest.mark.parametrize("server_args", SERVERS)
+def test_workers_that_die_before_serving_stop_the_server(tmp_path: Path,
+                                                         server_args: list[str]) -> None:
+    """The app imports in joey run's own process, but not in the workers: each dies before
+    it serves (status 1, not uvicorn's 3). That is a failed startup, not a crash to restart
+    again and again (issue #23); Granian stops on its own."""
+    (tmp_path / "main.py").write_text(textwrap.dedent("""
+        import multiprocessing
+
+        from joey import App
+
+        if multiprocessing.parent_process() is not None:
+            raise RuntimeError("settings missing in this worker")
+
+        app = App()
+
+
+        @app.get("/")
+        async def index() -> str:
+            return "hello"
+    """))
+    argv = run_argv("--app-dir", str(tmp_path), "--workers", "2", *server_args)
+    with run_server(argv, tmp_path, expect_ready=False) as server:
+        status = server.process.wait(30)
+        output = server.output
+    assert status == (3 if server_args[1] == "uvicorn" else 1), output
+    assert "settings missing in this worker" in output
+    assert "starting another" not in output
+
+
 @pytest.mark.parametrize("target", ["tests.integration.apps:nothing", "tests.nowhere:app"])
 def test_a_wrong_target_exits_2_before_serving(tmp_path: Path, target: str) -> None:
     with run_server(run_argv(target), tmp_path, expect_ready=False) as server:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -86,6 +87,37 @@ def test_workers_stop_when_the_app_cannot_start(tmp_path: Path) -> None:
     with run_server(argv, tmp_path, expect_ready=False) as server:
         assert server.process.wait(30) == 3
         assert "failed to start" in server.output
+
+
+@pytest.mark.parametrize("target", ["app", "'unguarded:app'"])
+def test_workers_without_the_main_guard_stop_and_say_why(tmp_path: Path, target: str) -> None:
+    """Issue #23: each worker imports the script again and ran into joey.serve once more,
+    died, and was replaced, twice a second, forever. A worker that dies before it serves
+    is a failed startup; this one also says what to change."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+
+        import joey
+        from joey import App
+
+        app = App()
+
+
+        @app.get("/")
+        async def index() -> str:
+            return "hello"
+
+
+        joey.serve({target}, port=int(sys.argv[1]), workers=2)
+    """))
+    with run_server([sys.executable, str(script), "{port}"], tmp_path,
+                    expect_ready=False) as server:
+        assert server.process.wait(30) == 3
+        output = server.output
+    assert f'joey.serve(...) call under `if __name__ == "__main__":` in {script}' in output, output
+    assert "failed to start" in output and "starting another" not in output
+    assert "Traceback" not in output
 
 
 async def test_reload_restarts_on_a_change_and_keeps_1001(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from joey import (
     Form,
     Header,
     HTMLResponse,
+    HTTPError,
     JSONResponse,
     NotFound,
     Query,
@@ -37,7 +38,14 @@ from joey import (
 from joey.exceptions import Conflict
 from joey.openapi import Assets, OpenAPI
 from joey.routeinfo import RouteInfo
-from joey.security import BearerCredentials, HTTPBearer, Security, require_scopes
+from joey.security import (
+    BasicCredentials,
+    BearerCredentials,
+    HTTPBasic,
+    HTTPBearer,
+    Security,
+    require_scopes,
+)
 from joey.sse import EventSourceResponse
 from joey.testing import TestClient
 
@@ -287,9 +295,8 @@ def test_two_routes_with_one_name_get_distinct_operation_ids() -> None:
 def test_parameters(document: dict[str, Any]) -> None:
     params = {p["name"]: p for p in op(document, "/search")["parameters"]}
     assert params["query"] == {"name": "query", "in": "query", "required": True,
-                               "description": "what to find",
-                               "schema": {"type": "string", "minLength": 1,
-                                          "description": "what to find"}}
+                               "description": "what to find",  # on the parameter only
+                               "schema": {"type": "string", "minLength": 1}}
     assert params["tags"]["schema"] == {"type": "array", "items": {"type": "string"}}
     assert (params["tags"]["style"], params["tags"]["explode"]) == ("form", True)
     assert params["page"]["deprecated"] is True
@@ -303,6 +310,57 @@ def test_parameters(document: dict[str, Any]) -> None:
     assert path["name"]["schema"] == {"type": "string", "minLength": 1}
     item = op(document, "/items/{item_id}")["parameters"]
     assert item[0]["schema"] == {"type": "integer"}
+
+
+def test_a_described_parameter_is_documented_as_what_is_validated() -> None:
+    """A ``Meta`` that only describes (issue #23): no 422 the app never sends, the
+    converter's ``minLength: 1`` kept, the description on the parameter and not in its
+    schema. A ``Meta`` that checks keeps its 422 and adds its bounds to the converter's."""
+    app = App()
+
+    @app.get("/notes/{slug}")
+    async def note(slug: Annotated[str, Meta(description="the note's slug")]) -> str:
+        return slug
+
+    @app.get("/pages/{number:int}")
+    async def page(number: Annotated[int, Meta(ge=1, description="from 1")]) -> int:
+        return number
+
+    @app.get("/codes/{code}")
+    async def code(code: Annotated[str, Meta(pattern="^[A-Z]*$", min_length=0,
+                                             title="Code")]) -> str:
+        return code
+
+    @app.get("/search")
+    async def search(q: Annotated[str | None, Meta(description="words")] = None) -> str:
+        return q or ""
+
+    doc = OpenAPI().document(app)
+    validate(doc)
+
+    def parameter(path: str) -> tuple[dict[str, Any], list[str]]:
+        operation = doc["paths"][path]["get"]
+        return operation["parameters"][0], sorted(operation["responses"])
+
+    assert parameter("/notes/{slug}") == (
+        {"name": "slug", "in": "path", "required": True, "description": "the note's slug",
+         "schema": {"type": "string", "minLength": 1}}, ["200", "404"])
+    assert parameter("/pages/{number}") == (
+        {"name": "number", "in": "path", "required": True, "description": "from 1",
+         "schema": {"type": "integer", "minimum": 1}}, ["200", "404", "422"])
+    assert parameter("/codes/{code}") == (
+        {"name": "code", "in": "path", "required": True,
+         "schema": {"type": "string", "minLength": 1, "pattern": "^[A-Z]*$",
+                    "title": "Code"}}, ["200", "404", "422"])
+    assert parameter("/search") == (
+        {"name": "q", "in": "query", "description": "words", "schema": {"type": "string"}},
+        ["200"])
+    client = TestClient(app)  # what the app answers is what the document says
+    assert client.get("/notes/-").status_code == 200
+    assert client.get("/notes/").status_code == 404
+    assert client.get("/pages/0").status_code == 422
+    assert client.get("/codes/abc").status_code == 422
+    assert client.get("/search?q=").status_code == 200
 
 
 # -- bodies and schemas ---------------------------------------------------------------------
@@ -456,6 +514,90 @@ def test_security_schemes_and_their_errors() -> None:
     assert admin_op["security"] == [{"token": ["admin"]}]
     assert sorted(admin_op["responses"]) == ["200", "401", "403"]
     assert "WWW-Authenticate" in me_op["responses"]["401"]["headers"]
+
+
+@pytest.mark.parametrize("schema", [None, MyError])
+def test_a_401_keeps_its_challenge_under_the_apps_own_error_handler(schema: Any) -> None:
+    """With a handler for every ``HTTPError``, a 401 still carries ``WWW-Authenticate``
+    (the handler's value gets the error's headers), and the document says so (issue #23)."""
+    app = App()
+    bearer = HTTPBearer(name="token")
+
+    @app.get("/me")
+    async def me(credentials: Annotated[BearerCredentials, Security(bearer)]) -> str:
+        return credentials.token
+
+    @app.exception_handler(HTTPError, schema=schema)
+    async def our_format(request: Request, exc: HTTPError) -> dict[str, Any]:
+        return {"code": exc.title, "message": exc.detail}
+
+    doc = OpenAPI().document(app)
+    validate(doc)
+    documented = doc["paths"]["/me"]["get"]["responses"]["401"]
+    assert documented["headers"] == {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    assert ("content" in documented) == (schema is not None)
+    sent = TestClient(app).get("/me")
+    assert sent.status_code == 401 and sent.headers["www-authenticate"] == "Bearer"
+    assert sent.json()["code"] == "Unauthorized"
+
+
+def test_optional_credentials_are_documented_as_optional() -> None:
+    """``Credentials | None`` serves anonymous requests: the document offers "no
+    credentials" (``{}``) as an alternative, and says so exactly where the app answers an
+    anonymous request with 200 (issue #23)."""
+    app = App()
+    token = HTTPBearer(name="Token")
+    basic = HTTPBasic(name="basic")
+
+    @app.get("/maybe")
+    async def maybe(cred: Annotated[BearerCredentials | None, Security(token)]) -> str:
+        return "anonymous" if cred is None else cred.token
+
+    async def reader(cred: Annotated[BearerCredentials | None, Security(token)]) -> str:
+        return "anonymous" if cred is None else cred.token
+
+    @app.get("/through")  # optional in a dependency of the handler's
+    async def through(who: Annotated[str, Security(reader)]) -> str:
+        return who
+
+    async def strict(cred: Annotated[BearerCredentials, Security(token)]) -> str:
+        return cred.token
+
+    @app.get("/strict-inside")  # optional outside, but the scheme itself is required
+    async def strict_inside(who: Annotated[str | None, Security(strict)]) -> str:
+        return str(who)
+
+    @app.get("/both")  # optional here, required there: required
+    async def both(cred: Annotated[BearerCredentials | None, Security(token)],
+                   who: Annotated[str, Security(strict)]) -> str:
+        return who
+
+    @app.get("/mixed")  # basic required, Token optional (with a scope)
+    async def mixed(user: Annotated[BasicCredentials, Security(basic)],
+                    cred: Annotated[BearerCredentials | None,
+                                    Security(token, scopes=["read"])]) -> str:
+        return user.username
+
+    doc = OpenAPI().document(app)
+    validate(doc)
+    security = {path: item["get"]["security"] for path, item in doc["paths"].items()}
+    assert security == {
+        "/maybe": [{}, {"Token": []}],
+        "/through": [{}, {"Token": []}],
+        "/strict-inside": [{"Token": []}],
+        "/both": [{"Token": []}],
+        "/mixed": [{"basic": []}, {"basic": [], "Token": ["read"]}],
+    }
+    # a malformed token is still a 401; a scope makes a 403 possible
+    assert sorted(doc["paths"]["/maybe"]["get"]["responses"]) == ["200", "401"]
+    assert sorted(doc["paths"]["/mixed"]["get"]["responses"]) == ["200", "401", "403"]
+    client = TestClient(app)
+    for path, requirements in security.items():
+        anonymous = client.get(path)
+        assert (anonymous.status_code == 200) == ({} in requirements), path
+    assert client.get("/maybe", headers={"authorization": "Bearer !"}).status_code == 401
+    signed = client.get("/mixed", headers={"authorization": "Basic YW5uOnB3"})  # ann:pw
+    assert signed.status_code == 200  # the basic scheme alone: the first alternative
 
 
 # -- serving: the document, the pages, caching ----------------------------------------------

@@ -4,7 +4,9 @@ finding the app a command is pointed at.
 A target is ``module:attribute`` (``myproject.main:app``), or ``module`` alone (its ``app``).
 Without one, the app is the ``app`` of ``main.py`` or ``app.py`` in the app directory, as
 ``fastapi dev`` and ``litestar run`` look for it. A wrong target is a :class:`TargetError`
-that says what was looked for, where, and what to pass instead.
+that says what was looked for, where, and what to pass instead. A target that is found but
+cannot be built (a bad handler signature, a route conflict) is a :class:`StartupError`
+(:func:`build_app`): the command says so in a line and exits with :data:`STARTUP_FAILURE`.
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ from typing import Any
 DEFAULT_MODULES = ("main", "app")
 
 
+#: the exit status of a command whose app cannot start (uvicorn's, and ``joey.serve``'s)
+STARTUP_FAILURE = 3
+
+
 class TargetError(Exception):
     """The command's target cannot be found or is not an app (the message says why)."""
+
+
+class StartupError(Exception):
+    """The command's app was found but cannot be built (the message says why)."""
 
 
 def resolve_target(target: str | None, app_dir: str = ".") -> str:
@@ -84,3 +94,18 @@ def _apps_in(module: Any) -> list[str]:
 
     return [f"{module.__name__}:{name}" for name, value in vars(module).items()
             if isinstance(value, App)]
+
+
+def build_app(app: Any) -> None:
+    """Build ``app`` as its startup would, so that an app that cannot start fails here, in
+    the command's own process: a :class:`StartupError` with Joey's message (which names the
+    handler and its file:line), not a traceback through the command. A plain ASGI app has
+    nothing to build."""
+    from joey.app import App
+
+    if not isinstance(app, App):
+        return
+    try:
+        app.routes  # noqa: B018 - compiles the routes and the handler plans
+    except Exception as exc:
+        raise StartupError(f"{type(exc).__name__}: {exc}") from exc

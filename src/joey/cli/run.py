@@ -1,8 +1,9 @@
 """``joey run``: serve an app, for development (``--reload``) or production (``--workers N``),
 under uvicorn (:mod:`joey.server`, the default) or Granian (:mod:`joey.cli.granian`).
 
-The app is imported once in the command's own process first, so a wrong target fails at once
-with a clear message instead of in every worker, and so the command can say where the app
+The app is imported and built once in the command's own process first, so a wrong target
+(status 2) or an app that cannot start (a bad signature, a route conflict: status 3) fails at
+once with a clear message instead of in every worker, and so the command can say where the app
 listens and where its API docs page is (read from the route model: the routes that
 ``App(openapi=...)`` adds). The worker processes, and the reloader's, import it again.
 
@@ -18,7 +19,14 @@ import argparse
 import sys
 from typing import Any
 
-from joey.cli import TargetError, load_app, resolve_target
+from joey.cli import (
+    STARTUP_FAILURE,
+    StartupError,
+    TargetError,
+    build_app,
+    load_app,
+    resolve_target,
+)
 
 #: the docs pages App(openapi=...) can serve, in the order ``joey run`` prefers them
 DOCS_ROUTES = ("openapi.swagger_ui", "openapi.scalar", "openapi.redoc")
@@ -74,7 +82,7 @@ def _url(host: str, port: int, path: str = "") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``joey run``: the exit status (2: wrong options or target; 3: the app failed to
+    """``joey run``: the exit status (2: wrong options or target; 3: the app cannot
     start)."""
     if args.workers < 1:
         print("joey run: --workers must be 1 or more", file=sys.stderr)
@@ -91,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
     except TargetError as exc:
         print(f"joey run: {exc}", file=sys.stderr)
         return 2
+    try:
+        build_app(app)
+    except StartupError as exc:
+        print(f"joey run: {target} cannot start: {exc}", file=sys.stderr)
+        return STARTUP_FAILURE
     mode = "reload" if args.reload else f"{args.workers} worker" + "s" * (args.workers > 1)
     print(f"Joey: serving {target} on {_url(args.host, args.port)} with {args.server} "
           f"({mode})", flush=True)

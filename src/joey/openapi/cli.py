@@ -2,6 +2,7 @@
 
 The app's own :class:`~joey.openapi.OpenAPI` (``App(openapi=...)``) says the title, version
 and the rest; an app without one gets a document with default ``info``. YAML needs PyYAML.
+Exits with 2 for a wrong target, 3 for an app that cannot start (as ``joey run``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from joey.cli import STARTUP_FAILURE, StartupError, build_app
 from joey.openapi.routes import OpenAPI
 
 
@@ -33,11 +35,20 @@ def run(args: argparse.Namespace) -> int:
     sys.path.insert(0, os.path.abspath(args.app_dir))
     try:
         app = _load(args.app)
-        config = getattr(app, "openapi", None)
-        if not isinstance(config, OpenAPI):
-            config = OpenAPI()
+    except Exception as exc:  # a wrong target, or an import error of the app: say it plainly
+        print(f"joey openapi: {exc}", file=sys.stderr)
+        return 2
+    try:
+        build_app(app)
+    except StartupError as exc:
+        print(f"joey openapi: {args.app} cannot start: {exc}", file=sys.stderr)
+        return STARTUP_FAILURE
+    config = getattr(app, "openapi", None)
+    if not isinstance(config, OpenAPI):
+        config = OpenAPI()
+    try:
         document = config.document(app)
-    except Exception as exc:  # an import or a startup error of the app: say it plainly
+    except Exception as exc:  # two security schemes with one name, a type with no schema
         print(f"joey openapi: {exc}", file=sys.stderr)
         return 2
     if args.yaml:
@@ -71,6 +82,8 @@ def _load(target: str) -> Any:
         app = getattr(module, attribute)
     except AttributeError:
         raise ValueError(f"module {module_name!r} has no attribute {attribute!r}") from None
-    if not hasattr(app, "routes") or not hasattr(app, "exception_schemas"):
+    from joey.app import App
+
+    if not isinstance(app, App):  # (not hasattr(app, "routes"): that builds the app)
         raise ValueError(f"{target} is not a joey App")
     return app

@@ -12,7 +12,7 @@ decided from what the plan reads:
 413    any body, when the route has a body limit
 415    a JSON body (without ``Body(decoder=...)``) or a form, for another ``Content-Type``
 404    a path parameter (the segment may not match the converter)
-401/3  security schemes (from the route model's security requirements)
+401/3  security schemes, optional ones too (from the route model's security requirements)
 =====  =====================================================================================
 
 plus the exceptions the route declares it ``raises``. Each error is documented as the app
@@ -27,7 +27,7 @@ import copy
 import re
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 import msgspec
 
@@ -183,7 +183,7 @@ class _Builder:
         else:
             if param.required:
                 parameter["required"] = True
-            schema = self.registry.schema(strip_none(param.annotation))
+            schema = self.registry.schema(_undescribed(strip_none(param.annotation)))
             if not param.required and param.default is not None and _encodable(param.default):
                 schema["default"] = msgspec.to_builtins(param.default)
             parameter["schema"] = schema
@@ -192,11 +192,21 @@ class _Builder:
         return parameter
 
     def path_schema(self, route: RouteInfo, param: ParamInfo) -> dict[str, Any]:
+        """The converter's schema (a ``str`` segment is never empty) with the constraints of
+        the parameter's ``msgspec.Meta``; the type's own schema when the handler asks for
+        another type than the converter makes (``{id}`` read as ``id: int``)."""
         converter = _path_converters(route.path).get(param.key, "str")
         produced = route.path_params.get(param.key, str)
-        if param.annotation is Any or param.annotation is produced:
-            return dict(_PATH_TYPES[converter])
-        return self.registry.schema(strip_none(param.annotation))
+        base = base_type(param.annotation)
+        if base is not Any and base is not produced:
+            return self.registry.schema(_undescribed(strip_none(param.annotation)))
+        schema = dict(_PATH_TYPES[converter])
+        metas = [_undescribed_meta(meta) for meta in param.constraints]
+        if metas:  # the converter's type (no components), so asked of msgspec right here
+            schema.update(msgspec.json.schema(Annotated[(produced, *metas)]))
+            if "minLength" in _PATH_TYPES[converter]:
+                schema["minLength"] = max(1, schema.get("minLength", 1))
+        return schema
 
     def untyped_path_parameters(self, route: RouteInfo,
                                 params: list[ParamInfo]) -> list[dict[str, Any]]:
@@ -355,10 +365,10 @@ class _Builder:
             found.append(UnsupportedMediaType)
         if route.path_params or _path_converters(route.path):
             found.append(NotFound)
-        requirement = self.security(route)
-        if requirement:
+        requirements = self.security(route)
+        if requirements:  # optional credentials too: malformed ones are still a 401
             found.append(Unauthorized)
-            if any(requirement[0].values()):
+            if any(scopes for requirement in requirements for scopes in requirement.values()):
                 found.append(Forbidden)
         found.extend(route.raises)
         return found
@@ -385,18 +395,23 @@ class _Builder:
         if code in (429, 503):
             response["headers"] = {"Retry-After": {"schema": {"type": "integer", "minimum": 0},
                                                    "description": "seconds to wait"}}
-        if code == 401 and handled is None:
+        if code == 401:  # the challenge; an app's own handler keeps the error's headers too
             response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
         return response
 
     # -- security (issue #15: schemes in the route model) ------------------------------------
 
     def security(self, route: RouteInfo) -> list[dict[str, list[str]]] | None:
-        """The route's security requirement: every scheme of ``RouteInfo.security`` (each a
+        """The route's security requirements: every scheme of ``RouteInfo.security`` (each a
         scheme object with ``scheme_name`` and ``openapi()``, and the scopes required of it),
-        all of them required together; their scheme objects go to
-        ``components/securitySchemes``."""
-        requirement: dict[str, list[str]] = {}
+        its scheme objects going to ``components/securitySchemes``.
+
+        The required schemes are one requirement, all of them together. Optional ones
+        (``Credentials | None``: an anonymous request is served) make alternatives: the
+        required schemes alone (``{}`` when there are none), then with each optional
+        scheme, so ``[{}, {"Token": []}]`` says "a Token, or nothing"."""
+        required: dict[str, list[str]] = {}
+        optional: dict[str, list[str]] = {}
         for needed in getattr(route, "security", ()):
             scheme = needed.scheme
             name = str(scheme.scheme_name)
@@ -404,9 +419,13 @@ class _Builder:
             if known != scheme.openapi():
                 raise ValueError(f"Two different security schemes are named {name!r} "
                                  f"({route.location}): give one another name=")
-            scopes = requirement.setdefault(name, [])
+            scopes = (optional if needed.optional else required
+                      ).setdefault(name, [])
             scopes.extend(s for s in needed.scopes if s not in scopes)
-        return [requirement] if requirement else None
+        if not optional:
+            return [required] if required else None
+        return [required, *({**required, name: scopes} for name, scopes in optional.items()
+                             if name not in required)]
 
 
 def build_document(
@@ -482,7 +501,7 @@ def _validated(route: RouteInfo, param: ParamInfo) -> bool:
         return True
     if param.source == "body":  # raw bytes and text are never invalid
         return base_type(param.annotation) not in (bytes, str)
-    annotation = strip_none(param.annotation)
+    annotation = _checked(param.annotation)
     if param.source == "path":
         return annotation is not Any and annotation is not route.path_params.get(param.key)
     if param.required:
@@ -490,6 +509,39 @@ def _validated(route: RouteInfo, param: ParamInfo) -> bool:
     if annotation is str or annotation is Any:
         return False
     return not (is_sequence(annotation) and get_args(annotation) == (str,))
+
+
+#: the ``msgspec.Meta`` fields that check a value (the others only document it)
+_CHECKS = ("gt", "ge", "lt", "le", "multiple_of", "pattern", "min_length", "max_length", "tz")
+_META_FIELDS = (*_CHECKS, "title", "description", "examples", "extra_json_schema", "extra")
+
+
+def _checked(annotation: Any) -> Any:
+    """The type a value is validated against: ``T`` for ``T | None``, and without the
+    ``msgspec.Meta`` that check nothing (``Annotated[str, Meta(description=...)]`` is
+    ``str``: no value is refused for it)."""
+    annotation = strip_none(annotation)
+    if get_origin(annotation) is not Annotated:
+        return annotation
+    inner, *extras = get_args(annotation)
+    kept = [extra for extra in extras if not isinstance(extra, msgspec.Meta)
+            or any(getattr(extra, check) is not None for check in _CHECKS)]
+    return Annotated[(inner, *kept)] if kept else inner
+
+
+def _undescribed_meta(meta: msgspec.Meta) -> msgspec.Meta:
+    """``meta`` without its description (a parameter's goes on the parameter object)."""
+    return msgspec.Meta(**{field: getattr(meta, field) for field in _META_FIELDS
+                           if field != "description" and getattr(meta, field) is not None})
+
+
+def _undescribed(annotation: Any) -> Any:
+    """``annotation`` with its ``Meta`` descriptions left out, the rest kept."""
+    if get_origin(annotation) is not Annotated:
+        return annotation
+    inner, *extras = get_args(annotation)
+    return Annotated[(inner, *(_undescribed_meta(extra) if isinstance(extra, msgspec.Meta)
+                               else extra for extra in extras))]
 
 
 def _holds_upload(tp: Any) -> bool:
