@@ -31,6 +31,7 @@ from typing import Annotated, Any, get_args, get_origin
 
 import msgspec
 
+from joey._engine.errors import handled_as
 from joey.exceptions import (
     BadRequest,
     Forbidden,
@@ -112,10 +113,7 @@ class ErrorRendering:
     def handled_by(self, exc_type: type[BaseException]) -> type[BaseException] | None:
         """The registered class whose handler renders ``exc_type`` (matched along the MRO,
         as the app does), or ``None`` when Joey renders it as a problem document."""
-        for cls in exc_type.__mro__:
-            if cls in self.handlers:
-                return cls
-        return None
+        return handled_as(exc_type, self.handlers)
 
 
 class _Builder:
