@@ -256,7 +256,6 @@ class TaskBackend(ABC):
             async def cleanup() -> None: ...
         """
         _check_timeout(timeout)
-        schedule = make_schedule(cron, every)
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
 
@@ -264,6 +263,10 @@ class TaskBackend(ABC):
             if not callable(func):
                 raise TypeError(f"@task expects a function, got {func!r}")
             task_name = name or f"{func.__module__}.{func.__qualname__}"
+            try:
+                schedule = make_schedule(cron, every)
+            except ValueError as exc:
+                raise ValueError(f"task {task_name!r}, {_source_of(func)}: {exc}") from None
             known = self._by_name.get(task_name)
             if known is not None and known.fn is not func:
                 raise ValueError(
