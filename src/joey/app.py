@@ -280,7 +280,11 @@ class App(RouteDecorators):
 
         Example::
 
-            app.url_path_for("get_user", id=42)   # "/users/42"
+            @app.get("/users/{id:int}")
+            async def get_user(id: int) -> dict[str, int]:
+                return {"id": id}
+
+            assert app.url_path_for("get_user", id=42) == "/users/42"
         """
         return self._ensure_engine().tree.url_path_for(name, params)
 

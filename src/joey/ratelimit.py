@@ -5,10 +5,12 @@ A :class:`RateLimit` is a security dependency: declared for the app, a router or
 the body is read, so a client over its limit costs one counter update. Over the limit the
 request is answered ``429 Too Many Requests`` through the app's exception handlers
 (:class:`RateLimitExceeded`), with ``Retry-After`` and the IETF ``RateLimit`` and
-``RateLimit-Policy`` headers (draft-ietf-httpapi-ratelimit-headers)::
+``RateLimit-Policy`` headers (draft-ietf-httpapi-ratelimit-headers):
 
-    RateLimit-Policy: "api";q=100;w=60
-    RateLimit: "api";r=0;t=17
+```text
+RateLimit-Policy: "api";q=100;w=60
+RateLimit: "api";r=0;t=17
+```
 
 Policies:
 
@@ -220,6 +222,7 @@ class RedisRateLimits:
     to create and close). Each request is one ``EVALSHA`` (atomic); ``timeout`` bounds it, so
     a Redis that hangs fails like one that is down.
 
+    <!-- docs-test: fragment: needs a Redis server -->
     Example::
 
         from redis.asyncio import Redis
@@ -263,10 +266,13 @@ class RateLimit:
 
     Example::
 
+        from joey.security import Security
+
         per_client = RateLimit(10, 60, name="login")
 
         @app.post("/login", dependencies=[Security(per_client)])
-        async def login(form: Annotated[LoginForm, Form()]) -> Response: ...
+        async def login(form: Annotated[dict[str, str], Form()]) -> Response:
+            return Response(status_code=204)
     """
 
     __joey_security__ = True

@@ -29,7 +29,7 @@ class HTTPSRedirectMiddleware:
 
     Example::
 
-        app = HTTPSRedirectMiddleware(app)
+        asgi_app = HTTPSRedirectMiddleware(app)
     """
 
     __slots__ = ("_app", "_https_port")

@@ -189,7 +189,8 @@ class MemoryStore:
 
     Example::
 
-        app = SessionMiddleware(app, secret_key=SECRET, store=MemoryStore())
+        asgi_app = SessionMiddleware(app, secret_key=os.environ["SESSION_SECRET"],
+                                     store=MemoryStore())
     """
 
     __slots__ = ("_data", "_writes")
@@ -240,8 +241,9 @@ class RedisStore:
 
         from redis.asyncio import Redis
 
-        redis = Redis.from_url("redis://localhost:6379/0")
-        app = SessionMiddleware(app, secret_key=SECRET, store=RedisStore(redis))
+        redis = Redis.from_url("redis://localhost:6379/0")  # connects on first use
+        asgi_app = SessionMiddleware(app, secret_key=os.environ["SESSION_SECRET"],
+                                     store=RedisStore(redis))
     """
 
     __slots__ = ("_client", "_errors", "_prefix")
@@ -294,11 +296,12 @@ class SessionMiddleware:
 
     Example::
 
-        app = SessionMiddleware(app, secret_key=os.environ["SESSION_SECRET"], secure=True)
+        asgi_app = SessionMiddleware(app, secret_key=os.environ["SESSION_SECRET"], secure=True)
 
-        # in a handler
-        request.session["user_id"] = 42
-        request.session.clear()          # log out: the cookie is deleted
+        @app.post("/logout")
+        async def logout(request: Request) -> None:
+            user_id = request.session.get("user_id")  # as set at login
+            request.session.clear()  # the cookie is deleted
     """
 
     __slots__ = (

@@ -332,10 +332,23 @@ def require_scopes(granted: Iterable[str], route: RouteInfo,
 
     Example::
 
+        import msgspec
+
+        from joey.security import Security
+
+        class User(msgspec.Struct):
+            name: str
+            scopes: list[str]
+
+        USERS = {"s3cret": User("ann", ["articles:write"])}
+        oauth2 = OAuth2PasswordBearer("/token")
+
         async def current_user(
             token: Annotated[BearerCredentials, Security(oauth2)], route: RouteInfo,
         ) -> User:
-            user = await users.by_token(token.token)
+            user = USERS.get(token.token)
+            if user is None:
+                raise oauth2.invalid("Unknown token.")
             require_scopes(user.scopes, route, oauth2)
             return user
     """

@@ -148,7 +148,8 @@ class InMemoryTasks(TaskBackend):
         async def resize(image_id: int) -> None: ...
 
         async with tasks:
-            info = await tasks.wait(await tasks.enqueue(resize, 7), timeout=10)
+            async with asyncio.timeout(10):
+                info = await tasks.wait(await tasks.enqueue(resize, 7))
     """
 
     def __init__(

@@ -81,8 +81,11 @@ class Cron:
 
     Example::
 
+        from datetime import UTC, datetime
+
         cron = Cron("30 9 * * 1-5")  # 09:30 UTC, Monday to Friday
-        assert cron.next_after(0) == 4 * 86_400 + 9 * 3600 + 1800  # Monday 5 January 1970
+        friday = datetime(2026, 1, 2, 10, 0, tzinfo=UTC).timestamp()
+        assert cron.next_after(friday) == datetime(2026, 1, 5, 9, 30, tzinfo=UTC).timestamp()
     """
 
     __slots__ = ("_hours", "_minutes", "any_day", "any_weekday", "days", "expression", "hours",
