@@ -69,9 +69,8 @@ class App(RouteDecorators):
     """A Joey application.
 
     Args:
-        debug: show unhandled errors: a debug page (traceback with source, request, route)
-            for browsers, the traceback in the problem document for API clients. Never in
-            production.
+        debug: show unhandled errors: a debug page (traceback with source, request, route) for
+            browsers, the traceback in the problem document for API clients. Never in production.
         middleware: handler middleware for every route, outermost first.
         dependencies: ``Depends(...)`` run for every route.
         asgi_middleware: ASGI middleware around the whole app, outermost first.
@@ -81,8 +80,7 @@ class App(RouteDecorators):
         lifespan: an async context manager factory ``lifespan(app)``; a mapping it yields
             becomes the lifespan state (``app.state`` and ``request.state``).
         max_body_size: default request body limit in bytes (``None``: no limit).
-        redirect_slashes: answer ``/x`` with a 308 to ``/x/`` (and back) when only the
-            other form is routed.
+        redirect_slashes: a 308 from ``/x`` to ``/x/`` (and back) when only the other is routed.
         shutdown_timeout: seconds open WebSockets and streams get to end at shutdown.
         tasks: the background task queue (default: in memory, made on first use).
         channels: publish/subscribe (default: in memory, made on first use).
@@ -280,7 +278,9 @@ class App(RouteDecorators):
 
         Example::
 
-            app.url_path_for("get_user", id=42)   # "/users/42"
+            @app.get("/users/{id:int}")
+            async def get_user(id: int) -> None: ...
+            assert app.url_path_for("get_user", id=42) == "/users/42"
         """
         return self._ensure_engine().tree.url_path_for(name, params)
 

@@ -2,7 +2,14 @@
 
 Example::
 
+    import msgspec
+
     from joey import BackgroundTasks
+
+    class NewUser(msgspec.Struct):
+        email: str
+
+    def send_welcome_email(email: str) -> None: ...
 
     @app.post("/signup")
     async def signup(user: NewUser, tasks: BackgroundTasks) -> dict[str, str]:

@@ -8,7 +8,7 @@ the pure one. mypyc reads the decorator when it compiles; at run time it does no
 Example::
 
     @mypyc_attr(allow_interpreted_subclasses=True)
-    class Response: ...
+    class Engine: ...
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ class MultiDict(Mapping[str, _V], Generic[_V]):
     Example::
 
         q = MultiDict([("tag", "a"), ("tag", "b")])
-        q["tag"]            # "b"
-        q.getlist("tag")    # ["a", "b"]
+        assert q["tag"] == "b"
+        assert q.getlist("tag") == ["a", "b"]
     """
 
     __slots__ = ("_items", "_lists")
@@ -342,9 +342,10 @@ class URL:
 
     Example::
 
-        url = request.url
-        url.scheme, url.hostname, url.port, url.path, url.query
-        str(url)  # "https://example.com/items?page=2"
+        @app.get("/items")
+        async def items(request: Request) -> dict[str, str]:
+            url = request.url  # .scheme, .hostname, .port, .path, .query
+            return {"path": url.path, "self": str(url)}  # "https://example.com/items?page=2"
     """
 
     __slots__ = ("hostname", "path", "port", "query", "scheme")

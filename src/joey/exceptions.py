@@ -6,6 +6,8 @@ Example::
 
     from joey import NotFound
 
+    USERS = {1: {"id": 1}}
+
     @app.get("/users/{id:int}")
     async def user(id: int) -> dict[str, int]:
         if id not in USERS:
@@ -175,9 +177,13 @@ class ServiceUnavailable(_NamedHTTPError):
     """503: try again later. ``retry_after`` (seconds) becomes the ``Retry-After`` header.
 
     Raise it (or a subclass) when a backing service is down; the client keeps its state and
-    retries. Example::
+    retries.
 
-        raise ServiceUnavailable("The search index is rebuilding.", retry_after=30)
+    Example::
+
+        @app.get("/search")
+        async def search(q: str) -> list[str]:
+            raise ServiceUnavailable("The search index is rebuilding.", retry_after=30)
     """
 
     status_code = 503

@@ -62,6 +62,10 @@ class FileResponse(Response):
 
     Example::
 
+        from pathlib import Path
+
+        REPORTS = Path("reports")
+
         @app.get("/reports/{year:int}")
         async def report(year: int) -> FileResponse:
             return FileResponse(REPORTS / f"{year}.pdf", filename=f"Bericht {year}.pdf")
@@ -302,8 +306,12 @@ def content_disposition(filename: str, disposition: str = "attachment") -> str:
 
     Example::
 
-        content_disposition("Grüße.txt")
-        # 'attachment; filename="Gruse.txt"; filename*=UTF-8\\'\\'Gr%C3%BC%C3%9Fe.txt'
+        from joey.files import content_disposition
+
+        assert content_disposition("Grüße.txt") == (
+            'attachment; filename="Gru_e.txt"; '  # the ASCII fallback
+            "filename*=UTF-8''Gr%C3%BC%C3%9Fe.txt"
+        )
     """
     # Quotes, backslashes and control characters never go in the quoted fallback: browsers
     # disagree on escapes, and CR/LF would be header injection.

@@ -13,12 +13,18 @@ a limit fails the request as soon as it is crossed, not after the whole body was
 
 Example::
 
-    form = await parse_form(content_type, request.stream(), FormLimits(max_files=1))
-    try:
-        avatar = form["avatar"]          # an UploadFile
-        data = await avatar.read()
-    finally:
-        await form.close()               # deletes the temporary files
+    @app.post("/avatar")
+    async def avatar(request: Request) -> dict[str, int]:
+        content_type = request.headers.get("content-type", "")
+        form = await parse_form(content_type, request.stream(), FormLimits(max_files=1))
+        try:
+            avatar = form["avatar"]          # an UploadFile (a plain field is a str)
+            if not isinstance(avatar, UploadFile):
+                raise BadRequest("avatar must be a file")
+            data = await avatar.read()
+        finally:
+            await form.close()               # deletes the temporary files
+        return {"size": len(data)}
 """
 
 from __future__ import annotations
@@ -96,11 +102,14 @@ class UploadFile:
 
     Example::
 
-        upload = form["avatar"]
-        if upload.content_type != "image/png":
-            raise UnsupportedMediaType("PNG only")
-        head = await upload.read(8)
-        await upload.seek(0)
+        @app.post("/avatar")
+        async def avatar(request: Request) -> dict[str, str]:
+            upload = (await request.form())["avatar"]
+            if not isinstance(upload, UploadFile) or upload.content_type != "image/png":
+                raise UnsupportedMediaType("PNG only")
+            head = await upload.read(8)
+            await upload.seek(0)
+            return {"signature": head.hex()}
     """
 
     __slots__ = ("_in_memory", "content_type", "file", "filename", "headers", "size")
@@ -200,9 +209,12 @@ class FormData(MultiDict[FormValue]):
 
     Example::
 
-        async with await parse_form(content_type, stream, FormLimits()) as form:
-            title = form["title"]                 # "Holidays"
-            photos = form.getlist("photo")        # [UploadFile(...), UploadFile(...)]
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"title=Holidays&tag=sea&tag=sun"
+
+        async with await parse_form("application/x-www-form-urlencoded", chunks()) as form:
+            assert form["title"] == "Holidays"
+            assert form.getlist("tag") == ["sea", "sun"]
     """
 
     __slots__ = ()
@@ -267,7 +279,11 @@ async def parse_form(
 
     Example::
 
-        form = await parse_form(request.headers.get("content-type", ""), request.stream())
+        @app.post("/upload")
+        async def upload(request: Request) -> list[str]:
+            content_type = request.headers.get("content-type", "")
+            async with await parse_form(content_type, request.stream()) as form:
+                return [name for name, _ in form.multi_items()]
     """
     limits = limits if limits is not None else FormLimits()
     if len(content_type) > _MAX_CONTENT_TYPE_LENGTH:

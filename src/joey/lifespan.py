@@ -120,6 +120,10 @@ class LifespanManager:
 
         Example::
 
+            async def poll_prices_forever() -> None:
+                while True:
+                    await asyncio.sleep(60)
+
             @app.on_startup
             async def start_poller() -> None:
                 app.spawn(poll_prices_forever())

@@ -5,10 +5,12 @@ A :class:`RateLimit` is a security dependency: declared for the app, a router or
 the body is read, so a client over its limit costs one counter update. Over the limit the
 request is answered ``429 Too Many Requests`` through the app's exception handlers
 (:class:`RateLimitExceeded`), with ``Retry-After`` and the IETF ``RateLimit`` and
-``RateLimit-Policy`` headers (draft-ietf-httpapi-ratelimit-headers)::
+``RateLimit-Policy`` headers (draft-ietf-httpapi-ratelimit-headers):
 
-    RateLimit-Policy: "api";q=100;w=60
-    RateLimit: "api";r=0;t=17
+```text
+RateLimit-Policy: "api";q=100;w=60
+RateLimit: "api";r=0;t=17
+```
 
 Policies:
 
@@ -84,14 +86,20 @@ class RateLimitUnavailable(ServiceUnavailable):
 class InMemoryRateLimits:
     """Counts in this process (one worker). ``clock`` returns seconds (monotonic by default).
 
-    Keys of windows that have passed are dropped as the table grows, so memory stays bounded
-    by the clients seen in the last window.
+    Each key's state records when it expires, by its own limit's window: a fixed window's
+    count at the window's end, a sliding window's a window later (it still weighs on the next
+    one), a token bucket once it would be full again. Every ``sweep_every`` hits the expired
+    states are dropped, so memory stays bounded by the clients seen lately, and limits of any
+    windows can share one backend.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic,
                  sweep_every: int = 10_000) -> None:
         self._clock = clock
-        self._entries: dict[str, tuple[float, float, float]] = {}
+        # key -> (window start, count in it, count in the window before, expires at)
+        self._windows: dict[str, tuple[float, float, float, float]] = {}
+        # key -> (tokens left, when they were counted, expires at)
+        self._buckets: dict[str, tuple[float, float, float]] = {}
         self._sweep_every = sweep_every
         self._hits = 0
 
@@ -99,42 +107,45 @@ class InMemoryRateLimits:
         now = self._clock()
         self._hits += 1
         if self._hits % self._sweep_every == 0:
-            self._sweep(now, window)
+            self._sweep(now)
         if policy == "token_bucket":
             return self._token_bucket(key, limit, window, now)
         start = now - (now % window)
-        # an entry: (window start, count in it, count in the window before)
-        began, count, previous = self._entries.get(key, (start, 0.0, 0.0))
+        # the previous window's count weighs on a sliding window until this one ends
+        expires = start + (2 * window if policy == "sliding" else window)
+        began, count, previous, _ = self._windows.get(key, (start, 0.0, 0.0, expires))
         if began != start:
             previous = count if began == start - window else 0.0
             count = 0.0
         elapsed = now - start
         estimate = count + (previous * (window - elapsed) / window if policy == "sliding" else 0)
         if estimate + 1 > limit:
-            self._entries[key] = (start, count, previous)
+            self._windows[key] = (start, count, previous, expires)
             return Decision(False, 0, _sliding_retry(previous, count, limit, window, elapsed)
                             if policy == "sliding" else window - elapsed)
-        self._entries[key] = (start, count + 1, previous)
+        self._windows[key] = (start, count + 1, previous, expires)
         return Decision(True, max(0, math.floor(limit - estimate - 1)), window - elapsed)
 
     def _token_bucket(self, key: str, limit: int, window: float, now: float) -> Decision:
         rate = limit / window
-        _, tokens, last = self._entries.get(key, (0.0, float(limit), now))
+        tokens, last, _ = self._buckets.get(key, (float(limit), now, now))
         tokens = min(float(limit), tokens + (now - last) * rate)
-        if tokens >= 1:
-            self._entries[key] = (0.0, tokens - 1, now)
-            return Decision(True, math.floor(tokens - 1), (limit - tokens + 1) / rate)
-        self._entries[key] = (0.0, tokens, now)
+        allowed = tokens >= 1
+        if allowed:
+            tokens -= 1
+        # once full again, a bucket is the same as none
+        self._buckets[key] = (tokens, now, now + (limit - tokens) / rate)
+        if allowed:
+            return Decision(True, math.floor(tokens), (limit - tokens) / rate)
         return Decision(False, 0, (1 - tokens) / rate)
 
-    def _sweep(self, now: float, window: float) -> None:
-        start = now - (now % window)
-        for key in [k for k, (began, _, last) in self._entries.items()
-                    if began < start - window and last < now - window]:
-            del self._entries[key]
+    def _sweep(self, now: float) -> None:
+        for table in (self._windows, self._buckets):
+            for key in [k for k, state in table.items() if state[-1] <= now]:
+                del table[key]
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._windows) + len(self._buckets)
 
 
 def _sliding_retry(previous: float, count: float, limit: int, window: float,
@@ -211,6 +222,7 @@ class RedisRateLimits:
     to create and close). Each request is one ``EVALSHA`` (atomic); ``timeout`` bounds it, so
     a Redis that hangs fails like one that is down.
 
+    <!-- docs-test: fragment: needs a Redis server -->
     Example::
 
         from redis.asyncio import Redis
@@ -254,10 +266,13 @@ class RateLimit:
 
     Example::
 
+        from joey.security import Security
+
         per_client = RateLimit(10, 60, name="login")
 
         @app.post("/login", dependencies=[Security(per_client)])
-        async def login(form: Annotated[LoginForm, Form()]) -> Response: ...
+        async def login(form: Annotated[dict[str, str], Form()]) -> Response:
+            return Response(status_code=204)
     """
 
     __joey_security__ = True

@@ -210,7 +210,8 @@ class RouteDecorators:
         Example::
 
             @app.route("/items", methods=["GET", "POST"])
-            async def items(request: Request) -> list[str]: ...
+            async def items(request: Request) -> list[str]:
+                return [request.method]
         """
 
         def decorator(func: F) -> F:

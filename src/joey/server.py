@@ -15,6 +15,8 @@ of an imported module (``serve`` finds it).
 
 Example::
 
+    import joey
+
     if __name__ == "__main__":
         joey.serve(app, host="127.0.0.1", port=8000, workers=4)
 """

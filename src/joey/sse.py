@@ -33,8 +33,8 @@ class ServerSentEvent:
 
     Example::
 
-        ServerSentEvent({"price": 42}, event="tick", id="17").encode()
-        # b'event: tick\\ndata: {"price":42}\\nid: 17\\n\\n'
+        event = ServerSentEvent({"price": 42}, event="tick", id="17")
+        assert event.encode() == b'event: tick\\ndata: {"price":42}\\nid: 17\\n\\n'
     """
 
     __slots__ = ("comment", "data", "event", "id", "retry")
@@ -125,7 +125,7 @@ class EventSourceResponse(StreamingResponse):
 
         @app.get("/clock")
         async def clock() -> EventSourceResponse:
-            async def ticks():
+            async def ticks() -> AsyncIterator[ServerSentEvent]:
                 while True:
                     yield ServerSentEvent(time.strftime("%X"), event="tick")
                     await asyncio.sleep(1)

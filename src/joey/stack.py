@@ -2,7 +2,9 @@
 
 Example::
 
-    App(asgi_middleware=[Middleware(CompressionMiddleware, minimum_size=500)])
+    from joey.middleware import CompressionMiddleware
+
+    app = App(asgi_middleware=[Middleware(CompressionMiddleware, minimum_size=500)])
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ class Middleware:
 
     Example::
 
-        App(asgi_middleware=[Middleware(GZipMiddleware, minimum_size=500)])
+        from joey.middleware import TrustedHostMiddleware
+
+        app = App(asgi_middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=["a.com"])])
     """
 
     __slots__ = ("cls", "options")

@@ -48,6 +48,7 @@ class StaticFiles:
     Symlinks are followed only while their target stays inside the directory, unless
     ``follow_symlinks=True`` (then any target is served: only for directories you control).
 
+    <!-- docs-test: fragment: needs the directories static/ and site/ -->
     Example::
 
         app.mount("/static", StaticFiles("static"))

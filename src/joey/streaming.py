@@ -31,11 +31,13 @@ class StreamingResponse(Response):
 
     Example::
 
-        async def numbers():
-            for i in range(10):
-                yield f"{i}\\n"
+        @app.get("/numbers")
+        async def numbers() -> StreamingResponse:
+            async def lines() -> AsyncIterator[str]:
+                for i in range(10):
+                    yield f"{i}\\n"
 
-        return StreamingResponse(numbers(), media_type="text/plain")
+            return StreamingResponse(lines(), media_type="text/plain")
     """
 
     __slots__ = ("content",)

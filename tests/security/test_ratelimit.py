@@ -11,6 +11,7 @@ from joey.params.markers import Security
 from joey.ratelimit import (
     Decision,
     InMemoryRateLimits,
+    Policy,
     RateLimit,
     RateLimitExceeded,
     client_address,
@@ -82,6 +83,37 @@ async def test_old_windows_are_swept() -> None:
     clock.now = 10.0
     await backend.hit("e", 1, 1, "fixed")
     assert len(backend) == 1
+
+
+@pytest.mark.parametrize("policy", ["fixed", "sliding", "token_bucket"])
+async def test_limits_of_other_windows_never_reset_a_budget(policy: Policy) -> None:
+    """One backend for a 5-per-hour login limit and a 1-per-second one: each key's state
+    expires by its own limit's window, whichever limit's hit sweeps the table."""
+    clock = Clock(1000.0)
+    backend = InMemoryRateLimits(clock=clock, sweep_every=1)  # a sweep at every hit
+    login = RateLimit(5, 3600, policy=policy, backend=backend, name="login")
+    burst = RateLimit(1, 1, backend=backend, name="burst")
+    for _ in range(5):
+        await login.check("ann")
+    with pytest.raises(RateLimitExceeded):
+        await login.check("ann")
+    for _ in range(3):
+        clock.now += 5  # the one-second windows come and go
+        await burst.check("bob")
+        with pytest.raises(RateLimitExceeded):
+            await login.check("ann")  # the hour's budget stays spent
+    clock.now += 2 * 3600  # every state is out of date: swept (the table stays bounded)
+    await burst.check("bob")
+    assert len(backend) == 1
+
+
+async def test_a_sliding_window_is_kept_while_it_still_weighs() -> None:
+    clock = Clock(0.0)
+    backend = InMemoryRateLimits(clock=clock, sweep_every=1)
+    assert await allowed(backend, "sliding", 4, limit=4) == [True] * 4
+    clock.now = 15.0  # half of the previous window still counts: 2 of the 4
+    await backend.hit("other", 1, 1, "fixed")  # sweeps
+    assert await allowed(backend, "sliding", 3, limit=4) == [True, True, False]
 
 
 def build(limit: RateLimit) -> App:

@@ -104,3 +104,34 @@ def test_redis_stopped_mid_test_answers_as_configured(
                 break
             time.sleep(0.2)
         assert statuses == [200, 200, 200, 429]
+
+
+@pytest.mark.parametrize("policy", ["fixed", "sliding", "token_bucket"])
+async def test_each_limit_expires_by_its_own_window_in_redis(
+        redis_server: RedisServer, policy: str) -> None:
+    """The in-memory backend once swept every key by the caller's window; in Redis each
+    key carries a TTL of its own limit's window: a 1-second limit beside a 5-per-hour one
+    never gives the hour's budget back."""
+    from joey.ratelimit import RateLimit, RateLimitExceeded, RedisRateLimits
+
+    client = redis_asyncio.Redis.from_url(redis_server.url)
+    try:
+        backend = RedisRateLimits(client, prefix="t:")
+        login = RateLimit(5, 3600, policy=policy, backend=backend,  # type: ignore[arg-type]
+                          name="login")
+        burst = RateLimit(1, 1, backend=backend, name="burst")
+        for _ in range(5):
+            await login.check("ann")
+        await burst.check("ann")
+        # A second and more: the burst key expired (its own window), the hour's did not.
+        deadline = time.monotonic() + 10
+        while await client.keys("t:burst:*") and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        assert await client.keys("t:burst:*") == []
+        await burst.check("ann")
+        with pytest.raises(RateLimitExceeded):
+            await login.check("ann")
+        ttls = [await client.pttl(key) for key in await client.keys("t:login:*")]
+        assert ttls and all(1000 < ttl <= 2 * 3600 * 1000 for ttl in ttls), ttls
+    finally:
+        await client.aclose()

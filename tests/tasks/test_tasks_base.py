@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
 from datetime import timedelta
 
 import pytest
 
-from joey.tasks import Backoff, InMemoryTasks, TaskInfo, TaskState
+from joey.tasks import Backoff, InMemoryTasks, TaskInfo, TaskState, base
 from joey.tasks.state import FINAL_STATES, TRANSITIONS, can_move
 
 
@@ -22,6 +25,27 @@ def test_task_decorator_returns_the_function_unchanged() -> None:
     defn = tasks.registered["custom"]
     assert (defn.timeout, defn.retries, defn.is_async) == (5, 2, True)
     assert f"{plain.__module__}.{plain.__qualname__}" in tasks.registered
+
+
+def test_app_task_is_typed_with_every_option_of_task() -> None:
+    """``app.task`` is typed by the `TaskDecorator` protocol, a copy of `TaskBackend.task`'s
+    overloads: a missing option (``cron=``, ``every=``) made correct code fail type checks.
+    (Read from the source: an all-overload protocol method keeps no signatures at run time.)"""
+    tree = ast.parse(inspect.getsource(base))
+
+    def overloads(cls: str, method: str) -> list[str]:
+        (node,) = (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+        return [
+            re.sub(r"\bF\b", "FuncT", ast.unparse(item.args))
+            for item in node.body
+            if isinstance(item, ast.FunctionDef) and item.name == method
+            and any(ast.unparse(d) == "overload" for d in item.decorator_list)
+        ]
+
+    backend = [args.removeprefix("self, ") for args in overloads("TaskBackend", "task")]
+    assert len(backend) == 2 and "cron" in backend[1] and "every" in backend[1]
+    assert [args.removeprefix("self, ")
+            for args in overloads("TaskDecorator", "__call__")] == backend
 
 
 def test_duplicate_task_name_names_both_functions() -> None:

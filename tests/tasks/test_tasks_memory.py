@@ -179,6 +179,39 @@ async def test_cancelled_enqueue_waiter_passes_its_place_on() -> None:
         assert first.cancelled()
 
 
+async def test_unique_key_holds_for_enqueues_waiting_for_a_place() -> None:
+    tasks = InMemoryTasks(max_concurrency=1, max_queue=1, shutdown_timeout=0.5)
+    release, hold = asyncio.Event(), asyncio.Event()
+    ran: list[str] = []
+
+    @tasks.task
+    async def job(label: str) -> None:
+        ran.append(label)
+        await (hold if label.startswith("unique") else release).wait()
+
+    async with tasks:
+        await tasks.enqueue(job, "running")
+        await settle()  # started: it holds no place
+        await tasks.enqueue(job, "queued")  # the only place
+        unique = tasks.options(unique="report:7")
+        first = asyncio.create_task(unique.enqueue(job, "unique 1"))
+        second = asyncio.create_task(unique.enqueue(job, "unique 2"))
+        other = asyncio.create_task(tasks.enqueue(job, "other"))
+        await settle()
+        assert not (first.done() or second.done() or other.done())  # all wait for a place
+        release.set()  # each task that starts frees a place, for one waiter
+        async with asyncio.timeout(5):
+            one, two = await asyncio.gather(first, second)
+        # `second` found the key taken (its task runs) once it had its place...
+        assert one == two
+        async with asyncio.timeout(5):
+            three = await other  # ... and passed the place on (or `other` would wait forever)
+            hold.set()
+            for task_id in (one, three):
+                assert (await tasks.wait(task_id)).state is TaskState.SUCCEEDED
+    assert sorted(ran) == ["other", "queued", "running", "unique 1"]
+
+
 async def test_retries_until_success(memory: InMemoryTasks) -> None:
     calls = 0
 

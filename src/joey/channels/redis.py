@@ -139,7 +139,9 @@ class RedisPubSubBackend(_RedisBackend):
 
     Example::
 
-        Channels(RedisPubSubBackend("redis://127.0.0.1:6379/0"))
+        from joey.channels import Channels
+
+        channels = Channels(RedisPubSubBackend("redis://127.0.0.1:6379/0"))  # connects at start
     """
 
     history = False
@@ -222,7 +224,9 @@ class RedisStreamsBackend(_RedisBackend):
 
     Example::
 
-        Channels(RedisStreamsBackend("redis://127.0.0.1:6379/0", max_len=10_000))
+        from joey.channels import Channels
+
+        channels = Channels(RedisStreamsBackend("redis://127.0.0.1:6379/0", max_len=10_000))
     """
 
     history = True

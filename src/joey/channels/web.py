@@ -44,6 +44,8 @@ async def relay(websocket: WebSocket, subscription: Subscription, *,
 
     Example::
 
+        from joey.channels import Channels
+
         @app.websocket("/rooms/{room}")
         async def room(websocket: WebSocket, room: str, channels: Channels) -> None:
             await websocket.accept()
@@ -136,6 +138,9 @@ async def event_source(
     messages behind is disconnected (and resumes from history when it reconnects).
 
     Example::
+
+        from joey.channels import Channels
+        from joey.sse import EventSourceResponse
 
         @app.get("/rooms/{room}/events")
         async def room_events(room: str, request: Request,

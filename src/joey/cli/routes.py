@@ -2,11 +2,13 @@
 as JSON, read from the route model alone (``app.routes`` and ``app.mounts``): what it prints
 is what the engine serves.
 
-Example::
+Example:
 
-    $ joey routes examples.app:app
-    METHODS  PATH          NAME       HANDLER              MIDDLEWARE  GUARDS  DEPENDENCIES
-    GET      /books/{id}   get_book   examples/app.py:61   -           -       get_db
+```text
+$ joey routes examples.app:app
+METHODS  PATH          NAME       HANDLER              MIDDLEWARE  GUARDS  DEPENDENCIES
+GET      /books/{id}   get_book   examples/app.py:61   -           -       get_db
+```
 """
 
 from __future__ import annotations

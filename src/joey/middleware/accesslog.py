@@ -3,9 +3,11 @@
 The line is written when the response is over: after the last body byte, when the app raised
 (logged as 500 unless a status was already sent) or when the client went away first (499, as
 nginx does, unless a status was already sent). Each record carries the fields as attributes,
-for JSON log formatters, and a readable message for plain ones::
+for JSON log formatters, and a readable message for plain ones:
 
-    127.0.0.1:52341 "GET /items?page=2 HTTP/1.1" 200 1532B 3.1ms id=4bf92f35...
+```text
+127.0.0.1:52341 "GET /items?page=2 HTTP/1.1" 200 1532B 3.1ms id=4bf92f35...
+```
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class AccessLogMiddleware:
 
     Example::
 
-        app = AccessLogMiddleware(app, skip_paths={"/healthz"})
+        asgi_app = AccessLogMiddleware(app, skip_paths={"/healthz"})
         logging.getLogger("joey.access").setLevel(logging.INFO)
     """
 

@@ -138,10 +138,10 @@ class CompressionMiddleware:
 
     Example::
 
-        app = CompressionMiddleware(app, minimum_size=1024)
+        asgi_app = CompressionMiddleware(app, minimum_size=1024)
 
         # only gzip, and also leave PDFs alone:
-        app = CompressionMiddleware(
+        asgi_app = CompressionMiddleware(
             app,
             encodings=["gzip"],
             exclude_media_types=DEFAULT_EXCLUDED_MEDIA_TYPES | {"application/pdf"},

@@ -47,7 +47,7 @@ class CORSMiddleware:
 
     Example::
 
-        app = CORSMiddleware(
+        asgi_app = CORSMiddleware(
             app,
             allow_origins=["https://app.example.com"],
             allow_methods=["GET", "POST", "DELETE"],

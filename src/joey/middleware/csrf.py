@@ -15,7 +15,10 @@ not safe (``GET``, ``HEAD``, ``OPTIONS``, ``TRACE`` by default), with two checks
 
 Render the token into forms with :func:`csrf_token`::
 
-    html = f'<input type="hidden" name="csrf_token" value="{csrf_token(request)}">'
+    @app.get("/comments/new")
+    async def new_comment(request: Request) -> HTMLResponse:
+        token = csrf_token(request)
+        return HTMLResponse(f'<input type="hidden" name="csrf_token" value="{token}">')
 
 Routes for other machines (webhooks, token-authenticated APIs) are listed in ``exempt`` (a
 path, or a prefix ending in ``/``): every other unsafe request needs the token. A refused
@@ -55,7 +58,7 @@ class CSRFMiddleware:
 
     Example::
 
-        app = CSRFMiddleware(app, secret=os.environ["CSRF_SECRET"], exempt=["/webhooks/"])
+        asgi_app = CSRFMiddleware(app, secret=os.environ["CSRF_SECRET"], exempt=["/webhooks/"])
     """
 
     def __init__(

@@ -31,7 +31,7 @@ class HTTPSRedirectMiddleware:
 
     Example::
 
-        app = HTTPSRedirectMiddleware(app)
+        asgi_app = HTTPSRedirectMiddleware(app)
     """
 
     __slots__ = ("_app", "_https_port")

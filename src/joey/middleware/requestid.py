@@ -43,7 +43,7 @@ class RequestIDMiddleware:
 
     Example::
 
-        app = RequestIDMiddleware(app)
+        asgi_app = RequestIDMiddleware(app)
 
         handler = logging.StreamHandler()
         handler.addFilter(RequestIDLogFilter())

@@ -27,7 +27,7 @@ class SecurityHeadersMiddleware:
 
     Example::
 
-        app = SecurityHeadersMiddleware(
+        asgi_app = SecurityHeadersMiddleware(
             app,
             hsts_include_subdomains=True,
             content_security_policy="default-src 'self'; img-src 'self' data:",

@@ -53,7 +53,10 @@ class MemoryStore:
 
     Example::
 
-        app = SessionMiddleware(app, secret_key=SECRET, store=MemoryStore())
+        from joey.middleware import SessionMiddleware
+
+        asgi_app = SessionMiddleware(app, secret_key=os.environ["SESSION_SECRET"],
+                                     store=MemoryStore())
     """
 
     __slots__ = ("_data", "_writes")
@@ -104,8 +107,11 @@ class RedisStore:
 
         from redis.asyncio import Redis
 
-        redis = Redis.from_url("redis://localhost:6379/0")
-        app = SessionMiddleware(app, secret_key=SECRET, store=RedisStore(redis))
+        from joey.middleware import SessionMiddleware
+
+        redis = Redis.from_url("redis://localhost:6379/0")  # connects on first use
+        asgi_app = SessionMiddleware(app, secret_key=os.environ["SESSION_SECRET"],
+                                     store=RedisStore(redis))
     """
 
     __slots__ = ("_client", "_errors", "_prefix")

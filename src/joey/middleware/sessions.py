@@ -78,11 +78,12 @@ class SessionMiddleware:
 
     Example::
 
-        app = SessionMiddleware(app, secret_key=os.environ["SESSION_SECRET"], secure=True)
+        asgi_app = SessionMiddleware(app, secret_key=os.environ["SESSION_SECRET"], secure=True)
 
-        # in a handler
-        request.session["user_id"] = 42
-        request.session.clear()          # log out: the cookie is deleted
+        @app.post("/logout")
+        async def logout(request: Request) -> None:
+            user_id = request.session.get("user_id")  # as set at login
+            request.session.clear()  # the cookie is deleted
     """
 
     __slots__ = (

@@ -24,7 +24,7 @@ class TrustedHostMiddleware:
 
     Example::
 
-        app = TrustedHostMiddleware(app, allowed_hosts=["example.com", "*.example.com"])
+        asgi_app = TrustedHostMiddleware(app, allowed_hosts=["example.com", "*.example.com"])
     """
 
     __slots__ = ("_allow_any", "_app", "_exact", "_suffixes")

@@ -17,6 +17,7 @@ Example::
     async def get_book(book_id: int) -> dict[str, int]:
         return {"id": book_id}
 
+    assert app.openapi is not None
     document = app.openapi.document(app)
     assert "/books/{book_id}" in document["paths"]
 """

@@ -29,14 +29,28 @@ The package, one concept a module:
 
 Example::
 
+    import msgspec
+    from msgspec import Meta
+
+    class Item(msgspec.Struct):
+        id: int
+
+    class Database:
+        async def item(self, item_id: int) -> Item:
+            return Item(id=item_id)
+
+    def get_db() -> Database:
+        return Database()
+
     @app.get("/items/{item_id:int}")
     async def read_item(
         item_id: int,
+        db: Annotated[Database, Depends(get_db)],
         q: str | None = None,
         limit: Annotated[int, Meta(ge=1, le=100)] = 10,
         token: Annotated[str, Header("x-token")] = "",
-        db: Annotated[Database, Depends(get_db)] = ...,
-    ) -> Item: ...
+    ) -> Item:
+        return await db.item(item_id)
 """
 
 from joey.params.info import ParamInfo, Source

@@ -6,11 +6,15 @@
 
 Example::
 
+    def get_titles() -> list[str]:
+        return ["Dune", "Emma"]
+
     async def search(
-        q: str,                                          # the query string, by name
-        token: Annotated[str, Header("x-token")],        # a header
-        db: Annotated[Database, Depends(get_db)],        # a dependency
-    ) -> list[Item]: ...
+        q: str,                                             # the query string, by name
+        token: Annotated[str, Header("x-token")],           # a header
+        titles: Annotated[list[str], Depends(get_titles)],  # a dependency
+    ) -> list[str]:
+        return [title for title in titles if q in title]
 """
 
 from __future__ import annotations
@@ -107,6 +111,12 @@ class Depends:
 
     Example::
 
+        class Session:
+            async def users(self) -> list[str]:
+                return ["ann"]
+
+            async def close(self) -> None: ...
+
         async def get_db() -> AsyncIterator[Session]:
             session = Session()
             try:
@@ -115,7 +125,8 @@ class Depends:
                 await session.close()
 
         @app.get("/users")
-        async def users(db: Annotated[Session, Depends(get_db)]) -> list[User]: ...
+        async def users(db: Annotated[Session, Depends(get_db)]) -> list[str]:
+            return await db.users()
     """
 
     __slots__ = ("dependency", "scope")
@@ -144,11 +155,21 @@ class Security(Depends):
 
     Example::
 
+        import msgspec
+
+        from joey.security import BearerCredentials, HTTPBearer
+
+        class Article(msgspec.Struct):
+            title: str
+
+        bearer = HTTPBearer()
+
         @app.post("/articles")
         async def create(
             article: Article,
             token: Annotated[BearerCredentials, Security(bearer, scopes=["articles:write"])],
-        ) -> Article: ...
+        ) -> Article:
+            return article
     """
 
     __slots__ = ("scopes",)

@@ -23,6 +23,11 @@ any 422 about the body it sent.
 
 Example::
 
+    import msgspec
+
+    class Note(msgspec.Struct):
+        text: str
+
     bearer = HTTPBearer()
 
     async def current_user(token: Annotated[BearerCredentials, Security(bearer)]) -> str:
@@ -31,7 +36,8 @@ Example::
         return "ann"
 
     @app.post("/notes")
-    async def add(note: Note, user: Annotated[str, Security(current_user)]) -> Note: ...
+    async def add(note: Note, user: Annotated[str, Security(current_user)]) -> Note:
+        return note
 """
 
 from joey.exceptions import MissingCredentials

@@ -6,8 +6,12 @@
 issuer and leeway you give (nothing is guessed from the token's header), and checks the
 route's scopes against the token's ``scope`` (space-separated) or ``scp`` claim.
 
+<!-- docs-test: fragment: needs the identity provider's public key -->
 Example::
 
+    from joey.security import Security
+
+    PUBLIC_KEY = os.environ["JWT_PUBLIC_KEY"]  # PEM
     auth = JWTBearer(key=PUBLIC_KEY, algorithms=["RS256"], audience="api",
                      issuer="https://id.example.com/")
 

@@ -75,6 +75,9 @@ def constant_time_compare(given: str | bytes, expected: str | bytes) -> bool:
 
     Example::
 
+        ADMIN_PASSWORD = os.environ.get("ADMIN_PASSWORD", "")
+        basic = HTTPBasic()
+
         async def admin(c: Annotated[BasicCredentials, Security(basic)]) -> str:
             if not (constant_time_compare(c.username, "admin")
                     and constant_time_compare(c.password, ADMIN_PASSWORD)):
@@ -357,10 +360,23 @@ def require_scopes(granted: Iterable[str], route: RouteInfo,
 
     Example::
 
+        import msgspec
+
+        from joey.security import Security
+
+        class User(msgspec.Struct):
+            name: str
+            scopes: list[str]
+
+        USERS = {"s3cret": User("ann", ["articles:write"])}
+        oauth2 = OAuth2PasswordBearer("/token")
+
         async def current_user(
             token: Annotated[BearerCredentials, Security(oauth2)], route: RouteInfo,
         ) -> User:
-            user = await users.by_token(token.token)
+            user = USERS.get(token.token)
+            if user is None:
+                raise oauth2.invalid("Unknown token.")
             require_scopes(user.scopes, route, oauth2)
             return user
     """

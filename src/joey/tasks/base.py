@@ -132,14 +132,22 @@ class EnqueueOptions:
 
     Example::
 
-        await app.tasks.options(delay=30, retries=2).enqueue(send_reminder, user_id)
+        @app.task
+        async def reindex(user_id: int) -> None: ...
+
+        async def reindex_soon(user_id: int) -> None:
+            await app.tasks.options(delay=30, retries=2).enqueue(reindex, user_id)
 
     With `unique`, a second enqueue with the same key while the first task is queued, waiting
     for a retry or running returns the first task's id and queues nothing; with
     ``replace=True`` it cancels the first one instead, if it has not started, and queues the
-    new one (a running one is left to finish)::
+    new one (a running one is left to finish).
 
-        await app.tasks.options(unique=f"reindex:{user_id}").enqueue(reindex, user_id)
+    <!-- docs-test: continue -->
+    Example::
+
+        async def reindex_once(user_id: int) -> None:
+            await app.tasks.options(unique=f"reindex:{user_id}").enqueue(reindex, user_id)
     """
 
     __slots__ = (
@@ -250,13 +258,16 @@ class TaskBackend(ABC):
             async def send_welcome(user_id: int) -> None: ...
 
             @app.task(name="reports.build", timeout=60, retries=3)
-            def build_report(day: str) -> str: ...   # sync: runs in the thread pool
+            def build_report(day: str) -> str:  # sync: runs in the thread pool
+                return f"report of {day}"
 
             @app.task(name="cleanup", cron="0 3 * * *")
             async def cleanup() -> None: ...
+
+            @app.task(name="heartbeat", every=30)
+            async def heartbeat() -> None: ...
         """
         _check_timeout(timeout)
-        schedule = make_schedule(cron, every)
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
 
@@ -264,6 +275,10 @@ class TaskBackend(ABC):
             if not callable(func):
                 raise TypeError(f"@task expects a function, got {func!r}")
             task_name = name or f"{func.__module__}.{func.__qualname__}"
+            try:
+                schedule = make_schedule(cron, every)
+            except ValueError as exc:
+                raise ValueError(f"task {task_name!r}, {_source_of(func)}: {exc}") from None
             known = self._by_name.get(task_name)
             if known is not None and known.fn is not func:
                 raise ValueError(
@@ -308,7 +323,11 @@ class TaskBackend(ABC):
 
         Example::
 
-            task_id = await app.tasks.enqueue(send_welcome, user.id)
+            @app.task
+            async def send_welcome(user_id: int) -> None: ...
+
+            async def signed_up(user_id: int) -> None:
+                task_id = await app.tasks.enqueue(send_welcome, user_id)
         """
         return await self._submit(task, args, kwargs, None)
 
@@ -357,7 +376,9 @@ class TaskBackend(ABC):
 
         Example::
 
-            info = await app.tasks.status(task_id)
+            async def state_of(task_id: str) -> TaskState | None:
+                info = await app.tasks.status(task_id)
+                return None if info is None else info.state
         """
 
     @abstractmethod
@@ -368,9 +389,15 @@ class TaskBackend(ABC):
 
         Example::
 
-            task_id = await app.tasks.enqueue(build_report, "2024-05-01")
-            async with asyncio.timeout(30):
-                info = await app.tasks.wait(task_id)
+            @app.task
+            async def build_report(day: str) -> str:
+                return f"report of {day}"
+
+            async with app.tasks:  # the app starts its tasks itself; a script starts them so
+                task_id = await app.tasks.enqueue(build_report, "2024-05-01")
+                async with asyncio.timeout(30):
+                    info = await app.tasks.wait(task_id)
+            assert info.result == "report of 2024-05-01"
         """
 
     @abstractmethod
@@ -507,5 +534,6 @@ class TaskDecorator(Protocol):
     @overload
     def __call__(
         self, fn: None = None, /, *, name: str | None = None, timeout: float | None = None,
-        retries: int = 0, backoff: Backoff | None = None,
+        retries: int = 0, backoff: Backoff | None = None, cron: str | None = None,
+        every: float | timedelta | None = None,
     ) -> Callable[[FuncT], FuncT]: ...

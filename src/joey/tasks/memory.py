@@ -148,7 +148,8 @@ class InMemoryTasks(TaskBackend):
         async def resize(image_id: int) -> None: ...
 
         async with tasks:
-            info = await tasks.wait(await tasks.enqueue(resize, 7), timeout=10)
+            async with asyncio.timeout(10):
+                info = await tasks.wait(await tasks.enqueue(resize, 7))
     """
 
     def __init__(
@@ -277,16 +278,26 @@ class InMemoryTasks(TaskBackend):
             raise TaskNotRegistered(
                 f"no task named {task!r}; registered: {', '.join(sorted(self._by_name)) or 'none'}"
             )
-        if opts is not None and opts.unique is not None:
-            known = self._unique.get(opts.unique)
-            if known is not None and known.state in _ACTIVE:
-                if not opts.replace:
-                    return known.id
-                if known.state is not _RUNNING:
-                    self._replace(known)
-        if self._pending >= self.max_queue:
+        unique = opts.unique if opts is not None else None
+        woken = False  # handed a freed place by a task that started
+        while True:
+            # The unique check and the reservation below run with no await in between, so no
+            # other enqueue can slip in: after a wait for a place, the key is checked again.
+            if unique is not None:
+                assert opts is not None
+                known = self._unique.get(unique)
+                if known is not None and known.state in _ACTIVE:
+                    if not opts.replace:
+                        if woken and self._pending < self.max_queue:
+                            self._wake_one()  # the place we were woken for: pass it on
+                        return known.id
+                    if known.state is not _RUNNING:
+                        self._replace(known)
+            if self._pending < self.max_queue:
+                break
             when_full = (opts.when_full if opts else None) or self.when_full
             await self._wait_for_space(when_full)
+            woken = True
 
         timeout = defn.timeout
         retries = defn.retries
@@ -301,9 +312,9 @@ class InMemoryTasks(TaskBackend):
         rec = _Record(task_id, defn, args, kwargs, resolve_timeout(timeout), retries + 1, backoff)
         self._records[task_id] = rec
         self._pending += 1
-        if opts is not None and opts.unique is not None:
-            rec.unique = opts.unique
-            self._unique[opts.unique] = rec
+        if unique is not None:
+            rec.unique = unique
+            self._unique[unique] = rec
         if delay:
             self._schedule(rec, delay)
         else:
@@ -329,21 +340,22 @@ class InMemoryTasks(TaskBackend):
         return True
 
     async def _wait_for_space(self, when_full: WhenFull) -> None:
-        while self._pending >= self.max_queue:
-            if when_full == "raise":
-                raise QueueFull(f"the task queue is full ({self.max_queue} tasks waiting to start)")
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._space_waiters.append(fut)
-            try:
-                await fut
-            except asyncio.CancelledError:
-                if fut.cancelled():
-                    self._space_waiters.remove(fut)
-                elif not self._closing:
-                    self._wake_one()  # woken and cancelled at once: pass the place on
-                raise
-            if self._closing:
-                raise TasksNotRunning("the task backend is stopping: no new tasks")
+        """Wait until a task starts and frees a place (or raise `QueueFull`); the caller
+        checks again: the place may be gone by the time it runs."""
+        if when_full == "raise":
+            raise QueueFull(f"the task queue is full ({self.max_queue} tasks waiting to start)")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._space_waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.cancelled():
+                self._space_waiters.remove(fut)
+            elif not self._closing:
+                self._wake_one()  # woken and cancelled at once: pass the place on
+            raise
+        if self._closing:
+            raise TasksNotRunning("the task backend is stopping: no new tasks")
 
     def _wake_one(self) -> None:
         while self._space_waiters:

@@ -13,7 +13,7 @@ passed, once.
 from __future__ import annotations
 
 import asyncio
-import calendar
+import bisect
 import logging
 import math
 import time
@@ -32,8 +32,12 @@ class Every:
     __slots__ = ("seconds",)
 
     def __init__(self, seconds: float) -> None:
-        if not seconds > 0 or math.isinf(seconds):
-            raise ValueError(f"every must be a positive number of seconds, got {seconds}")
+        # The tick arithmetic divides Unix time by the interval: far below a millisecond the
+        # quotient outgrows a float's precision (ticks stop advancing), then its range.
+        if not seconds >= 0.001 or math.isinf(seconds):
+            raise ValueError(
+                f"every must be a positive number of seconds, at least 0.001, got {seconds}"
+            )
         self.seconds = seconds
 
     def next_after(self, t: float) -> float:
@@ -56,6 +60,14 @@ _ALIASES = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")  # fmt: skip
+_LONGEST_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February: in leap years
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MINUTE = timedelta(minutes=1)
+# A guard, never reached by an expression the constructor accepts: the farthest tick of one is
+# 8 years away (February 29 around 2100), a few hundred steps of the searches below.
+_MAX_STEPS = 10_000
 
 
 class Cron:
@@ -64,11 +76,20 @@ class Cron:
     Fields take ``*``, numbers, ranges ``a-b``, steps ``*/n`` or ``a-b/n`` and lists
     ``a,b``; weekday 0 and 7 are Sunday. As in cron, when both day and weekday are
     restricted, a time matches if either does. ``@hourly``, ``@daily``, ``@weekly``,
-    ``@monthly`` and ``@yearly`` are accepted.
+    ``@monthly`` and ``@yearly`` are accepted. An expression that can never match (such as
+    ``"0 0 31 2 *"``, February 31) is refused.
+
+    Example::
+
+        from datetime import UTC, datetime
+
+        cron = Cron("30 9 * * 1-5")  # 09:30 UTC, Monday to Friday
+        friday = datetime(2026, 1, 2, 10, 0, tzinfo=UTC).timestamp()
+        assert cron.next_after(friday) == datetime(2026, 1, 5, 9, 30, tzinfo=UTC).timestamp()
     """
 
-    __slots__ = ("any_day", "any_weekday", "days", "expression", "hours", "minutes", "months",
-                 "weekdays")  # fmt: skip
+    __slots__ = ("_hours", "_minutes", "any_day", "any_weekday", "days", "expression", "hours",
+                 "minutes", "months", "weekdays")  # fmt: skip
 
     def __init__(self, expression: str) -> None:
         self.expression = expression
@@ -86,6 +107,21 @@ class Cron:
         self.weekdays = frozenset(d % 7 for d in weekdays)  # 7 is Sunday, like 0
         self.any_day = parts[2] == "*"
         self.any_weekday = parts[4] == "*"
+        # Sorted, for the searches to jump to the next (or previous) allowed hour and minute.
+        self._hours = sorted(self.hours)
+        self._minutes = sorted(self.minutes)
+        # Only the day field can rule out every time: with the weekday restricted too, a
+        # time matches on either, and every month has every weekday.
+        if self.any_weekday and not any(
+            min(self.days) <= _LONGEST_MONTH[month - 1] for month in self.months
+        ):
+            months = [_MONTHS[month - 1] for month in sorted(self.months)]
+            days = sorted(self.days)
+            raise ValueError(
+                f"cron expression {expression!r} never matches: "
+                f"{_words(months)} {'has' if len(months) == 1 else 'have'} no day "
+                f"{_words([str(day) for day in days], 'or')}"
+            )
 
     def _day_matches(self, moment: datetime) -> bool:
         day_ok = moment.day in self.days
@@ -97,43 +133,71 @@ class Cron:
         return day_ok or weekday_ok
 
     def next_after(self, t: float) -> float:
-        moment = datetime.fromtimestamp(math.floor(t / 60) * 60 + 60, UTC)
-        for _ in range(200_000):  # enough for any valid expression within several years
-            if moment.month not in self.months:
-                year, month = (moment.year + 1, 1) if moment.month == 12 else (
-                    moment.year, moment.month + 1)  # fmt: skip
-                moment = moment.replace(year=year, month=month, day=1, hour=0, minute=0)
-            elif not self._day_matches(moment):
-                moment = (moment + timedelta(days=1)).replace(hour=0, minute=0)
-            elif moment.hour not in self.hours:
-                moment = (moment + timedelta(hours=1)).replace(minute=0)
-            elif moment.minute not in self.minutes:
-                moment += timedelta(minutes=1)
+        """The first tick after `t` (Unix seconds)."""
+        moment = _utc(math.floor(t / 60) * 60 + 60)
+        for _ in range(_MAX_STEPS):
+            if moment.month not in self.months:  # the first minute of the next month
+                year, month = divmod(moment.year * 12 + moment.month, 12)
+                moment = datetime(year, month + 1, 1, tzinfo=UTC)
+            elif (not self._day_matches(moment)
+                  or (hour := _at_or_after(self._hours, moment.hour)) is None):
+                moment = moment.replace(hour=0, minute=0) + timedelta(days=1)  # the next day
+            elif hour != moment.hour:
+                moment = moment.replace(hour=hour, minute=self._minutes[0])
+            elif (minute := _at_or_after(self._minutes, moment.minute)) is None:
+                moment = moment.replace(minute=0) + timedelta(hours=1)
             else:
-                return float(calendar.timegm(moment.utctimetuple()))
-        raise ValueError(f"cron expression {self.expression!r} never matches")
+                return _timestamp(moment.replace(minute=minute))
+        raise RuntimeError(f"{self!r}: no tick found after {t}")  # pragma: no cover - a bug
 
     def last_at_or_before(self, t: float) -> float:
-        """The latest tick at or before `t` (searching back at most one period of a year)."""
-        probe = math.floor(t / 60) * 60
-        tick = self.next_after(probe - 60)
-        if tick <= t:
-            return tick
-        low = probe - 366 * 86_400
-        found = self.next_after(low)
-        if found > t:
-            return -math.inf
-        while True:
-            nxt = self.next_after(found)
-            if nxt > t:
-                return found
-            found = nxt
+        """The latest tick at or before `t` (Unix seconds)."""
+        moment = _utc(math.floor(t / 60) * 60)
+        for _ in range(_MAX_STEPS):
+            if moment.month not in self.months:  # the last minute of the month before
+                moment = moment.replace(day=1, hour=0, minute=0) - _MINUTE
+            elif (not self._day_matches(moment)
+                  or (hour := _at_or_before(self._hours, moment.hour)) is None):
+                moment = moment.replace(hour=0, minute=0) - _MINUTE  # the day before's last
+            elif hour != moment.hour:
+                moment = moment.replace(hour=hour, minute=self._minutes[-1])
+            elif (minute := _at_or_before(self._minutes, moment.minute)) is None:
+                moment = moment.replace(minute=0) - _MINUTE
+            else:
+                return _timestamp(moment.replace(minute=minute))
+        raise RuntimeError(f"{self!r}: no tick found before {t}")  # pragma: no cover - a bug
 
     def __repr__(self) -> str:
         return f"Cron({self.expression!r})"
 
 
 Schedule = Every | Cron
+
+
+def _utc(seconds: float) -> datetime:
+    # Not datetime.fromtimestamp: it refuses times before 1970 on some platforms.
+    return _EPOCH + timedelta(seconds=seconds)
+
+
+def _timestamp(moment: datetime) -> float:
+    return (moment - _EPOCH).total_seconds()
+
+
+def _at_or_after(values: list[int], value: int) -> int | None:
+    """The first of the sorted `values` that is >= `value`, or None."""
+    index = bisect.bisect_left(values, value)
+    return values[index] if index < len(values) else None
+
+
+def _at_or_before(values: list[int], value: int) -> int | None:
+    """The last of the sorted `values` that is <= `value`, or None."""
+    index = bisect.bisect_right(values, value)
+    return values[index - 1] if index else None
+
+
+def _words(items: list[str], joiner: str = "and") -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {joiner} {items[-1]}"
 
 
 def _parse_field(part: str, name: str, low: int, high: int, expression: str) -> frozenset[int]:
@@ -192,11 +256,16 @@ async def run_schedules(
     *,
     clock: Callable[[], float] = time.time,
     retry_pause: float = 0.5,
+    max_retry_pause: float = 10.0,
 ) -> None:
     """Claim every periodic task's ticks as they come, until cancelled.
 
     The first tick of each task is the first one after the loop starts. When the loop wakes,
     each task whose next tick has passed gets one claim for the latest tick that passed.
+
+    A claim that fails (Redis is down) keeps the tick due; the loop tries again after
+    `retry_pause` seconds, doubling the pause at each failure in a row up to `max_retry_pause`.
+    An outage is logged twice: when it begins and when claims succeed again.
     """
     if not tasks:
         return
@@ -205,6 +274,8 @@ async def run_schedules(
     for defn in tasks:
         assert defn.schedule is not None
         due[defn.name] = defn.schedule.next_after(now)
+    failures = 0  # claims failed in a row: the current outage
+    outage_began = 0.0
     while True:
         await asyncio.sleep(max(0.0, min(due.values()) - clock()))
         now = clock()
@@ -214,13 +285,27 @@ async def run_schedules(
             try:
                 won = await claim(defn, tick)
             except Exception as exc:
-                # Redis unreachable: keep the tick due and try again shortly (a tick is
-                # claimed at most once, so trying again is safe).
+                # Keep the tick due and try again later (a tick is claimed at most once, so
+                # trying again is safe); the other due tasks wait too: they need the same store.
+                failures += 1
+                pause = min(max_retry_pause, retry_pause * 2.0 ** min(failures - 1, 30))
+                if failures == 1:
+                    outage_began = clock()
+                    logger.warning(
+                        "periodic tasks: cannot claim ticks (%s: %r); trying again, "
+                        "less and less often (up to every %gs), until it works",
+                        defn.name, exc, max_retry_pause,
+                    )  # fmt: skip
+                else:
+                    logger.debug("periodic task %s: claim failed again: %r", defn.name, exc)
+                await asyncio.sleep(pause)
+                break
+            if failures:
                 logger.warning(
-                    "periodic task %s: tick %.0f not claimed yet: %r", defn.name, tick, exc
-                )
-                await asyncio.sleep(retry_pause)
-                continue
+                    "periodic tasks: claiming ticks again, after %.1fs and %d failed claim(s)",
+                    clock() - outage_began, failures,
+                )  # fmt: skip
+                failures = 0
             if won:
                 logger.debug("periodic task %s: tick %s enqueued here", defn.name, tick)
             due[defn.name] = defn.schedule.next_after(now)

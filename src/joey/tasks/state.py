@@ -1,18 +1,20 @@
 """Task states, the rules for moving between them, and the public snapshot of a task.
 
-The life of a task, as data (both backends follow these rules)::
+The life of a task, as data (both backends follow these rules):
 
-    QUEUED    -> RUNNING     a worker slot picked it up (after its delay, if any)
-    QUEUED    -> CANCELLED   the in-memory backend stopped before it started (reported in the log)
-    RUNNING   -> SUCCEEDED   the function returned
-    RUNNING   -> FAILED      it raised or timed out, and a retry is scheduled after a backoff
-    RUNNING   -> DEAD        it failed its last attempt: moved to the dead-letter list
-    RUNNING   -> CANCELLED   the in-memory backend stopped and `shutdown_timeout` ran out
-    RUNNING   -> QUEUED      the Redis backend stopped: the task is handed back for another worker
-    RUNNING   -> RUNNING     Redis only: its worker vanished and another worker took it over
-    FAILED    -> QUEUED      the backoff elapsed
-    FAILED    -> CANCELLED   the in-memory backend stopped before the retry
-    DEAD      -> QUEUED      `requeue(id)` gave a dead task a fresh set of attempts
+```text
+QUEUED    -> RUNNING     a worker slot picked it up (after its delay, if any)
+QUEUED    -> CANCELLED   the in-memory backend stopped before it started (reported in the log)
+RUNNING   -> SUCCEEDED   the function returned
+RUNNING   -> FAILED      it raised or timed out, and a retry is scheduled after a backoff
+RUNNING   -> DEAD        it failed its last attempt: moved to the dead-letter list
+RUNNING   -> CANCELLED   the in-memory backend stopped and `shutdown_timeout` ran out
+RUNNING   -> QUEUED      the Redis backend stopped: the task is handed back for another worker
+RUNNING   -> RUNNING     Redis only: its worker vanished and another worker took it over
+FAILED    -> QUEUED      the backoff elapsed
+FAILED    -> CANCELLED   the in-memory backend stopped before the retry
+DEAD      -> QUEUED      `requeue(id)` gave a dead task a fresh set of attempts
+```
 
 SUCCEEDED, DEAD and CANCELLED are final: `wait()` returns when a task reaches one of them.
 """
@@ -74,9 +76,10 @@ class TaskInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     Example::
 
-        info = await app.tasks.status(task_id)
-        if info is not None and info.state is TaskState.DEAD:
-            print(info.name, info.attempts, info.error)
+        async def report_if_dead(task_id: str) -> None:
+            info = await app.tasks.status(task_id)
+            if info is not None and info.state is TaskState.DEAD:
+                print(info.name, info.attempts, info.error)
     """
 
     id: str

@@ -64,6 +64,7 @@ async def run_worker(
     backend, consuming, after the app's own startup steps, and ``await app.shutdown()`` stops
     it before the app's shutdown steps undo them.
 
+    <!-- docs-test: fragment: a worker runs until SIGTERM, against a Redis server -->
     Example::
 
         asyncio.run(run_worker(app.tasks, app=app))

@@ -61,7 +61,12 @@ class AsyncTestClient(httpx.AsyncClient):
 
         Example::
 
-            async with client.websocket_connect("/ws") as ws:
+            @app.websocket("/ws")
+            async def echo(websocket: WebSocket) -> None:
+                await websocket.accept()
+                await websocket.send_text(await websocket.receive_text())
+
+            async with AsyncTestClient(app) as client, client.websocket_connect("/ws") as ws:
                 await ws.send_text("hi")
                 assert await ws.receive_text() == "hi"
         """
@@ -184,7 +189,12 @@ class TestClient(httpx.Client):
 
         Example::
 
-            with client.websocket_connect("/ws/lobby") as ws:
+            @app.websocket("/ws/{room}")
+            async def chat(websocket: WebSocket, room: str) -> None:
+                await websocket.accept()
+                await websocket.send_text(f"[{room}] {await websocket.receive_text()}")
+
+            with TestClient(app) as client, client.websocket_connect("/ws/lobby") as ws:
                 ws.send_text("hello")
                 assert ws.receive_text() == "[lobby] hello"
         """
@@ -265,8 +275,10 @@ def rendered(response: httpx.Response) -> RenderedTemplate:
 
     Example::
 
-        page = rendered(client.get("/items/1"))
-        assert page.name == "item.html" and page.context["id"] == 1
+        def test_item_page() -> None:
+            with TestClient(app) as client:
+                page = rendered(client.get("/items/1"))
+                assert page.name == "item.html" and page.context["id"] == 1
 
     Raises ``AssertionError`` when the response did not come from
     ``joey.templating.Templates.render``.

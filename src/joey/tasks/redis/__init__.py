@@ -1,15 +1,17 @@
 """The Redis task backend: one durable queue shared by web processes and worker processes.
 
 Built directly on Redis Streams with a consumer group (see docs/background-tasks.md for why not
-saq, arq or taskiq). Keys, all under `prefix` (default ``joey:tasks``)::
+saq, arq or taskiq). Keys, all under `prefix` (default ``joey:tasks``):
 
-    {prefix}:stream      stream of ready tasks, one entry per delivery: id, name, payload, options
-    {prefix}:delayed     sorted set: task id -> Unix time it is due (delays and retry backoffs)
-    {prefix}:dead        list of dead task ids, newest first, trimmed to `keep_dead`
-    {prefix}:task:<id>   hash: name, encoded arguments, per-call options, state, attempts, ...
-    {prefix}:unique:<k>  the id of the queued or running task enqueued with unique key <k>
-    {prefix}:periodic    hash: periodic task name -> the last tick claimed
-    {prefix}:stats       hash: counters per task name (succeeded, failed, dead, run seconds)
+```text
+{prefix}:stream      stream of ready tasks, one entry per delivery: id, name, payload, options
+{prefix}:delayed     sorted set: task id -> Unix time it is due (delays and retry backoffs)
+{prefix}:dead        list of dead task ids, newest first, trimmed to `keep_dead`
+{prefix}:task:<id>   hash: name, encoded arguments, per-call options, state, attempts, ...
+{prefix}:unique:<k>  the id of the queued or running task enqueued with unique key <k>
+{prefix}:periodic    hash: periodic task name -> the last tick claimed
+{prefix}:stats       hash: counters per task name (succeeded, failed, dead, run seconds)
+```
 
 A task's life in Redis, one Lua script per step (`scripts.py`):
 

@@ -295,11 +295,16 @@ class RedisTasks(RedisConsumer):
         Gauges per task name: ``joey_tasks`` by `state` (queued, running, scheduled, dead);
         counters summed over every worker: ``joey_tasks_finished_total`` by `outcome`
         (succeeded, failed, dead) and ``joey_task_run_seconds_total``. Workers add their
-        counts to Redis once per heartbeat. Example::
+        counts to Redis once per heartbeat.
+
+        Example::
+
+            tasks = RedisTasks("redis://127.0.0.1:6379/0", consume=False)
+            app = App(tasks=tasks)
 
             @app.get("/metrics")
-            async def metrics(request: Request) -> Response:
-                return Response(await app.tasks.metrics(), media_type="text/plain")
+            async def metrics() -> Response:
+                return Response(await tasks.metrics(), media_type="text/plain")
         """
         client = self._require_client()
         overview = await self.overview()
