@@ -298,7 +298,7 @@ class RateLimit:
             # the key is a dependency's value: give __call__ a parameter that asks for it
             marker = key if isinstance(key, Security) else Security(key.dependency)
             self.key_function: KeyFunction | None = None
-            self.__class__ = _with_key_dependency(marker)
+            self.__joey_dependency__ = self._keyed_by(marker)
         else:
             self.key_function = key
 
@@ -332,15 +332,16 @@ class RateLimit:
             )
         return decision
 
+    def _keyed_by(self, marker: Depends) -> Callable[..., Awaitable[None]]:
+        """What runs in this limit's place when its key is a dependency's value: a function
+        whose signature asks for that value (plans read ``__joey_dependency__``)."""
+        async def check_keyed(connection: HTTPConnection, route: RouteInfo, key: Any) -> None:
+            await self.check(str(key))
+
+        check_keyed.__annotations__ = {"connection": HTTPConnection, "route": RouteInfo,
+                                       "key": Annotated[Any, marker], "return": None}
+        check_keyed.__qualname__ = f"RateLimit({self.name!r})"
+        return check_keyed
+
     def __repr__(self) -> str:
         return f"<RateLimit {self.name!r} {self.limit}/{self.window:g}s {self.policy}>"
-
-
-def _with_key_dependency(marker: Depends) -> type[RateLimit]:
-    async def __call__(self: RateLimit, connection: HTTPConnection, route: RouteInfo,
-                       key: Any) -> None:
-        await self.check(str(key))
-
-    __call__.__annotations__ = {"connection": HTTPConnection, "route": RouteInfo,
-                                "key": Annotated[Any, marker], "return": None}
-    return type("RateLimit", (RateLimit,), {"__call__": __call__})

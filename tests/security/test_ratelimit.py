@@ -180,6 +180,25 @@ def test_a_limit_per_user_from_a_dependency() -> None:
         assert client.get("/api/items").status_code == 422
 
 
+def test_a_limit_keyed_by_a_dependency_stays_a_ratelimit_and_may_be_overridden() -> None:
+    """Issue 24: the limit no longer swaps its own class to ask for its key; an override of
+    the limit (by the object the user declared) still replaces it."""
+    async def user(x_user: Annotated[str, Header()]) -> str:
+        return x_user
+
+    limit = RateLimit(1, 60, key=Security(user), name="per-user")
+    assert type(limit) is RateLimit
+    app = build(limit)
+
+    async def no_limit() -> None:
+        return None
+
+    app.dependency_overrides[limit] = no_limit
+    with TestClient(app) as client:
+        for _ in range(3):
+            assert client.get("/api/items", headers={"x-user": "ann"}).status_code == 200
+
+
 def test_a_key_function_may_be_async() -> None:
     async def by_token(connection: object) -> str:
         return "same"

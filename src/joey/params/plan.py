@@ -153,6 +153,9 @@ class PlanBuilder:
         if cached is not None:
             return cached
         func = self.overrides.get(key, key)
+        # An object may name the callable that runs in its place (a RateLimit keyed by a
+        # dependency: a function of its own, whose signature asks for that key).
+        func = getattr(func, "__joey_dependency__", func)
         node = self._node(func, key, marker.scope, path_params, [*chain, key], where, optional)
         if marker.scope == "app":
             for _, inner in node.dependencies:
