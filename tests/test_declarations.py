@@ -3,6 +3,8 @@ attribute is refused with the same message; before the freeze they are plain lis
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +53,17 @@ def test_a_refused_addition_names_what_was_added() -> None:
     assert "Declare things before the app starts" in str(refused.value)
     with pytest.raises(LateDeclaration, match=r"test_declarations\.py:\d+\) refused"):
         items.append(handler)  # a function is named with its file and line
+
+
+@pytest.mark.parametrize("copy_of", [copy.copy, copy.deepcopy,
+                                     lambda items: pickle.loads(pickle.dumps(items))])
+def test_a_copy_of_frozen_declarations_is_open(copy_of: Callable[[Any], Any]) -> None:
+    items = copy_of(DeclaredList.frozen([1], MESSAGE))
+    items.append(2)
+    assert items == [1, 2]
+    mapping = copy_of(DeclaredDict.frozen({"a": 1}, MESSAGE))
+    mapping["b"] = 2
+    assert mapping == {"a": 1, "b": 2}
 
 
 def test_freezing_a_plain_list_makes_a_frozen_copy() -> None:

@@ -60,6 +60,9 @@ class DeclaredList(list[T]):
         declared._refusal = message
         return declared
 
+    def __reduce__(self) -> tuple[Any, ...]:  # a copy (or an unpickled one) is open again
+        return (DeclaredList, (list(self),))
+
     def _check(self, *items: Any) -> None:
         if self._refusal is not None:
             added = ", ".join(describe(item) if callable(item) else repr(item)
@@ -132,6 +135,9 @@ class DeclaredDict(dict[K, V]):
         declared = items if isinstance(items, DeclaredDict) else cls(items)
         declared._refusal = message
         return declared
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a copy (or an unpickled one) is open again
+        return (DeclaredDict, (dict(self),))
 
     def _check(self) -> None:
         if self._refusal is not None:
