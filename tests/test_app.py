@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
-from collections.abc import AsyncIterator
-from typing import Any
+import weakref
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
 import pytest
 
 from joey import (
     App,
+    Depends,
     HTTPError,
     JSONResponse,
     NotFound,
     Request,
     Response,
+    Router,
     StreamingResponse,
     TextResponse,
 )
 from joey.app import Middleware
+from joey.declarations import LateDeclaration
 from joey.testing import TestClient
 from joey.types import ASGIApp, Receive, Scope, Send
 
@@ -685,17 +690,15 @@ def test_app_middleware_and_repr_of_asgi_middleware() -> None:
         return response
 
     app = App(middleware=[outer])
+    app.add_middleware(inner)  # innermost
 
     @app.get("/")
     async def index() -> str:
         return "ok"
 
-    client = TestClient(app)
-    assert client.get("/").text == "ok"
-    app.add_middleware(inner)  # rebuilds: takes effect on the next request
     assert app.handler_middleware == [outer, inner]
-    assert client.get("/").headers["x-inner"] == "1"
-    assert calls == ["outer", "outer", "inner"]
+    assert TestClient(app).get("/").headers["x-inner"] == "1"
+    assert calls == ["outer", "inner"]
     assert repr(Middleware(App, debug=True)) == "Middleware('App', **{'debug': True})"
 
 
@@ -717,7 +720,7 @@ async def test_lifespan_must_start_with_startup() -> None:
     from .asgi import Recorder
 
     app = App()
-    app.url_path_for  # noqa: B018 - built already, so the message is read by the lifespan
+    app.freeze()  # compiled already, so the message is read by the lifespan
     recorder = Recorder([{"type": "lifespan.shutdown"}])
     with pytest.raises(RuntimeError, match=r"Expected lifespan\.startup"):
         await app({"type": "lifespan"}, recorder.receive, recorder.send)
@@ -733,7 +736,7 @@ def test_root_path_not_found_is_not_redirected() -> None:
     assert TestClient(app, follow_redirects=False).get("/").status_code == 404
 
 
-def test_asgi_middleware_is_built_once_even_when_routes_change() -> None:
+def test_asgi_middleware_is_built_once_even_when_overrides_change() -> None:
     instances: list[object] = []
 
     class Counting:
@@ -753,15 +756,330 @@ def test_asgi_middleware_is_built_once_even_when_routes_change() -> None:
     async def a() -> str:
         return "a"
 
+    async def real() -> str:
+        return "real"
+
+    async def fake() -> str:
+        return "fake"
+
+    @app.get("/b")
+    async def b(value: Annotated[str, Depends(real)]) -> str:
+        return value
+
     with TestClient(app) as client:
         assert client.get("/a").text == "a"
-
-        @app.get("/b")
-        async def b() -> str:
-            return "b"
-
-        app.dependency_overrides[a] = b
-        assert client.get("/b").text == "b"
+        app.dependency_overrides[real] = fake  # the plans compile again; the stack stays
+        assert client.get("/b").text == "fake"
         assert client.get("/a").text == "a"
     assert len(instances) == 1
     assert instances[0].requests == 3  # type: ignore[attr-defined]
+
+
+# --- compile once, then freeze ----------------------------------------------------------------
+
+# Module-level, as routers usually are: included into many apps, it must keep none alive.
+shared = Router(prefix="/shared")
+
+
+@shared.get("/ping")
+async def ping() -> str:
+    return "pong"
+
+
+async def test_a_router_included_into_100_apps_keeps_none_of_them_alive() -> None:
+    refs = []
+    for _ in range(100):  # called directly: a TestClient would be kept until the test ends
+        app = App()
+        app.include_router(shared)
+        assert (await call(app, http_scope("/shared/ping"))).body == b"pong"
+        refs.append(weakref.ref(app))
+    del app
+    gc.collect()
+    assert [ref for ref in refs if ref() is not None] == []
+
+
+class Tagging:
+    """ASGI middleware that marks every response, to see whether it runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def tagged(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], (b"x-tagged", b"1")]
+            await send(message)
+
+        await self.app(scope, receive, tagged)  # type: ignore[arg-type]
+
+
+def _started_app() -> tuple[App, TestClient]:
+    app = App()
+
+    @app.get("/")
+    async def index() -> str:
+        return "ok"
+
+    client = TestClient(app)
+    assert client.get("/").text == "ok"  # the first request starts the app
+    return app, client
+
+
+def test_asgi_middleware_appended_after_startup_is_refused_not_ignored() -> None:
+    app, client = _started_app()
+    with pytest.raises(LateDeclaration) as refused:
+        app.asgi_middleware.append(Middleware(Tagging))
+    message = str(refused.value)
+    assert "Middleware('Tagging', **{})" in message
+    assert "the ASGI middleware of the app" in message
+    assert "Declare ASGI middleware before the app starts" in message
+    assert "build a new App" in message
+    with pytest.raises(LateDeclaration, match="'asgi_middleware' of the app"):
+        app.asgi_middleware = [Middleware(Tagging)]
+    assert app.asgi_middleware == []
+    assert "x-tagged" not in client.get("/").headers
+
+
+def test_asgi_middleware_declared_before_startup_runs() -> None:
+    app = App()
+    app.asgi_middleware.append(Middleware(Tagging))
+
+    @app.get("/")
+    async def index() -> str:
+        return "ok"
+
+    assert TestClient(app).get("/").headers["x-tagged"] == "1"
+
+
+async def _handler() -> str:
+    return "late"
+
+
+async def _handler_middleware(request: Request, call_next: Any) -> Response:
+    return await call_next(request)  # type: ignore[no-any-return]
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    return TextResponse("handled")  # pragma: no cover - never registered
+
+
+LATE_DECLARATIONS: dict[str, tuple[Callable[[App], Any], str]] = {
+    "route": (lambda app: app.get("/late")(_handler), "Declare routes before"),
+    "websocket route": (lambda app: app.websocket("/ws")(_handler), "Declare routes before"),
+    "add_route": (lambda app: app.router.add_route(__import__("joey").Route("/r", _handler)),
+                  "Declare routes before"),
+    "include_router": (lambda app: app.include_router(Router(prefix="/more")),
+                       "Declare included routers before"),
+    "mount": (lambda app: app.mount("/static", App()), "Declare mounts before"),
+    "add_middleware": (lambda app: app.add_middleware(_handler_middleware),
+                       "Declare middleware before"),
+    "middleware decorator": (lambda app: app.middleware(_handler_middleware),
+                             "Declare middleware before"),
+    "router middleware": (lambda app: app.router.middleware.insert(0, _handler_middleware),
+                          "Declare middleware before"),
+    "app dependencies": (lambda app: app.router.dependencies.append(Depends(_handler)),
+                         "Declare dependencies before"),
+    "asgi_middleware extend": (lambda app: app.asgi_middleware.extend([Middleware(Tagging)]),
+                               "Declare ASGI middleware before"),
+    "exception_handler": (lambda app: app.exception_handler(KeyError)(_on_error),
+                          "Declare exception handlers before"),
+    "exception_handlers item": (lambda app: app.exception_handlers.update({KeyError: _on_error}),
+                                "Declare exception handlers before"),
+    "exception_handlers del": (lambda app: app.exception_handlers.clear(),
+                               "Declare exception handlers before"),
+    "on_startup": (lambda app: app.on_startup(_handler), "Declare startup hooks before"),
+    "on_shutdown": (lambda app: app.on_shutdown(_handler), "Declare shutdown hooks before"),
+    "debug": (lambda app: setattr(app, "debug", True), "Set debug before"),
+    "max_body_size": (lambda app: setattr(app, "max_body_size", 10), "Set max_body_size before"),
+    "router": (lambda app: setattr(app, "router", Router()), "Set router before"),
+}
+
+
+@pytest.mark.parametrize("declare", LATE_DECLARATIONS, ids=list(LATE_DECLARATIONS))
+def test_a_late_declaration_is_refused_with_what_to_do_instead(declare: str) -> None:
+    app, client = _started_app()
+    routes_before = app.routes
+    change, advice = LATE_DECLARATIONS[declare]
+    with pytest.raises(LateDeclaration) as refused:
+        change(app)
+    message = str(refused.value)
+    assert f"{advice} the app starts" in message
+    assert "in tests, build a new App" in message
+    assert "app.dependency_overrides may change after startup" in message
+    # nothing was half-applied: the app serves and describes what it did before
+    assert [r.path for r in app.routes] == [r.path for r in routes_before]
+    assert client.get("/").text == "ok"
+    assert client.get("/late").status_code == 404
+    assert app.exception_handlers == {}
+    assert app.debug is False
+
+
+def test_the_refusal_names_the_route_and_the_handler_middleware() -> None:
+    app, _ = _started_app()
+    with pytest.raises(LateDeclaration, match=r"<Route GET /late → _handler> refused\. "
+                                              r"Cannot change the routes of the app"):
+        app.get("/late")(_handler)
+    with pytest.raises(LateDeclaration, match=r"test_app\._handler_middleware \(.*test_app\.py:"):
+        app.add_middleware(_handler_middleware)
+
+
+@pytest.mark.parametrize("start", ["first request", "lifespan", "freeze"])
+def test_every_way_of_starting_freezes_the_declarations(start: str) -> None:
+    app = App()
+
+    @app.get("/")
+    async def index() -> str:
+        return "ok"
+
+    if start == "first request":
+        assert TestClient(app).get("/").text == "ok"
+    elif start == "lifespan":
+        with TestClient(app):
+            pass
+    else:
+        app.freeze()
+    assert app.frozen
+    with pytest.raises(LateDeclaration, match="Declare routes before the app starts"):
+        app.get("/late")(_handler)
+
+
+def test_a_router_freezes_with_the_first_app_that_starts_with_it() -> None:
+    child = Router(prefix="/child")
+    parent = Router(prefix="/parent")
+    parent.include_router(child)
+
+    @child.get("/x")
+    async def x() -> str:
+        return "x"
+
+    first, second = App(), App()
+    first.include_router(parent)
+    second.include_router(parent)  # included, not started: both may still change
+    second.include_router(Router(prefix="/own"))
+    assert TestClient(first).get("/parent/child/x").text == "x"
+    for router in (parent, child):
+        with pytest.raises(LateDeclaration, match=r"of <Router prefix='/(parent|child)'.*"
+                                                  r"\(included in an app\)"):
+            router.get("/y")(x)
+    with pytest.raises(LateDeclaration, match="Declare included routers before"):
+        parent.include_router(Router())
+    with pytest.raises(LateDeclaration, match="Set prefix before"):
+        child.prefix = "/moved"
+    # the second app, not started, may still declare its own routes, and serves the shared ones
+    second.get("/late")(_handler)
+    client = TestClient(second)
+    assert client.get("/parent/child/x").text == "x"
+    assert client.get("/late").text == "late"
+
+
+def test_dependency_overrides_set_after_startup_apply_and_unset() -> None:
+    app = App()
+
+    async def real() -> str:
+        return "real"
+
+    async def fake(q: str = "fake") -> str:  # its own parameters: read from the request
+        return q
+
+    @app.get("/")
+    async def index(value: Annotated[str, Depends(real)]) -> str:
+        return value
+
+    with TestClient(app) as client:
+        assert client.get("/").text == "real"
+        app.dependency_overrides[real] = fake
+        assert client.get("/").text == "fake"
+        assert client.get("/?q=other").text == "other"
+        assert app.routes[0].dependencies[0].function is fake
+        del app.dependency_overrides[real]
+        assert client.get("/?q=other").text == "real"
+        app.dependency_overrides = {real: fake}
+        assert client.get("/").text == "fake"
+        app.dependency_overrides.clear()
+        assert client.get("/").text == "real"
+        assert app.routes[0].dependencies[0].function is real
+
+
+def test_reading_the_route_model_before_startup_changes_nothing() -> None:
+    built: list[object] = []
+
+    class Recording(Tagging):
+        def __init__(self, app: ASGIApp) -> None:
+            super().__init__(app)
+            built.append(self)
+
+    app = App(asgi_middleware=[Middleware(Recording)])
+
+    @app.get("/a", name="a")
+    async def a() -> str:
+        return "a"
+
+    assert [route.path for route in app.routes] == ["/a"]
+    assert app.url_path_for("a") == "/a"
+    assert app.mounts == []
+    assert built == []  # no ASGI middleware made
+    assert not app.frozen
+
+    @app.get("/b", name="b")  # still open to declarations
+    async def b() -> str:
+        return "b"
+
+    app.mount("/m", App())
+    assert [route.path for route in app.routes] == ["/a", "/b"]
+    assert [mount.path for mount in app.mounts] == ["/m"]
+    client = TestClient(app)
+    assert client.get("/b").text == "b"
+    assert len(built) == 1
+    # after startup, the model is the one the engine runs: the same objects on every read
+    assert all(x is y for x, y in zip(app.routes, app.routes, strict=True))
+
+
+async def _real() -> str:
+    return "real"
+
+
+async def _fake() -> str:
+    return "fake"
+
+
+def _app_with_shared_routes(*, handles_key_errors: bool) -> App:
+    app = App()
+    app.include_router(shared)
+
+    @app.get("/dep")
+    async def dep(value: Annotated[str, Depends(_real)]) -> str:
+        return value
+
+    @app.get("/boom")
+    async def boom() -> str:
+        raise KeyError("x")
+
+    if handles_key_errors:
+        @app.exception_handler(KeyError)
+        async def keys(request: Request, exc: KeyError) -> Response:
+            return TextResponse("handled", status_code=400)
+
+    return app
+
+
+async def test_two_apps_in_one_process_are_independent() -> None:
+    first = _app_with_shared_routes(handles_key_errors=True)
+    second = _app_with_shared_routes(handles_key_errors=False)
+
+    async def get(app: App, path: str) -> Recorder:  # directly: no client keeps the app alive
+        return await call(app, http_scope(path))
+
+    assert (await get(first, "/shared/ping")).body == b"pong"
+    assert not second.frozen  # the first app starting froze only the first app (and shared)
+    first.dependency_overrides[_real] = _fake
+    assert (await get(first, "/dep")).body == b"fake"
+    assert (await get(second, "/dep")).body == b"real"
+    assert (await get(first, "/boom")).body == b"handled"
+    two = TestClient(second, raise_server_exceptions=False)
+    assert two.get("/boom").status_code == 500
+    ref = weakref.ref(first)
+    del first
+    gc.collect()
+    assert ref() is None
+    assert two.get("/shared/ping").text == "pong"
+    assert two.get("/dep").text == "real"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
-from typing import Any
+import weakref
+from typing import Annotated, Any
 
+import msgspec
 import pytest
 
-from joey import App, Request, Route, RouteConflict, Router
+from joey import App, Depends, Request, Route, RouteConflict, Router, WebSocket
 from joey._engine.tree import RouteTree
+from joey.declarations import LateDeclaration
 from joey.describe import describe
 from joey.paths import (
     BadPath,
@@ -631,18 +635,20 @@ def test_router_prefixes_and_nesting() -> None:
     assert client.get("/inner").status_code == 404
 
 
-def test_routes_added_after_include_are_seen() -> None:
+def test_routes_added_after_include_are_seen_until_the_app_starts() -> None:
     app = App()
     router = Router(prefix="/late")
     app.include_router(router)
-    client = TestClient(app)
-    assert client.get("/late/x").status_code == 404
 
     @router.get("/x")
-    async def late() -> str:
-        return "late"
+    async def x() -> str:
+        return "x"
 
-    assert client.get("/late/x").text == "late"
+    client = TestClient(app)
+    assert client.get("/late/x").text == "x"
+    with pytest.raises(LateDeclaration, match=r"routes of <Router prefix='/late'"):
+        router.get("/y")(x)
+    assert client.get("/late/y").status_code == 404
 
 
 def test_router_prefix_validation_and_cycles() -> None:
@@ -758,3 +764,55 @@ def test_parameter_name_conflicts_find_the_other_route(first: str, second: str) 
 
 def test_routing_path_of_a_mount_root_with_encoded_root_path() -> None:
     assert routing_path(_scope("/a b/", b"/a%20b/", "/a b")) == ("/", [])
+
+
+# --- what a route keeps of the function that declared it ---------------------------------------
+
+
+class _Big:
+    """What a factory or a test holds in its locals: a connection pool, a big cache."""
+
+
+def _declare_in_a_function(app: App) -> weakref.ref[_Big]:
+    big = _Big()  # named by no annotation: a route must not keep it alive
+
+    class Item(msgspec.Struct):  # named by the annotations below: kept, and resolved
+        name: str
+
+    async def current_item(name: str) -> Item:  # a local dependency that names a local class
+        return Item(name)
+
+    @app.get("/items")
+    async def read(item: Annotated[Item, Depends(current_item)]) -> Item:
+        return item
+
+    @app.websocket("/ws")
+    async def socket(websocket: WebSocket, item: Annotated[Item, Depends(current_item)]) -> None:
+        await websocket.accept()
+        await websocket.send_text(item.name)
+        await websocket.close()
+
+    return weakref.ref(big)
+
+
+def test_route_decorators_keep_no_other_local_of_the_defining_function_alive() -> None:
+    app = App()
+    big = _declare_in_a_function(app)
+    gc.collect()
+    assert big() is None
+    client = TestClient(app)
+    assert client.get("/items?name=x").json() == {"name": "x"}
+    with client.websocket_connect("/ws?name=y") as websocket:
+        assert websocket.receive_text() == "y"
+    assert [sorted(route.namespace or {}) for route in app.router.routes] == [
+        ["Item", "current_item"], ["Item", "current_item"]]
+
+
+def test_a_handler_naming_only_builtins_keeps_no_namespace() -> None:
+    router = Router()
+
+    @router.get("/n/{n:int}")
+    async def plus_one(n: int) -> dict[str, int]:
+        return {"n": n + 1}
+
+    assert router.routes[0].namespace is None

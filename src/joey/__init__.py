@@ -17,6 +17,7 @@ from joey import status
 from joey.app import App, CallNext, Middleware
 from joey.background import BackgroundTasks
 from joey.datastructures import URL, Headers, MultiDict, MutableHeaders, QueryParams, State
+from joey.declarations import LateDeclaration
 from joey.exceptions import (
     BadRequest,
     Conflict,
@@ -110,6 +111,7 @@ __all__ = [
     "InMemoryTasks",
     "InternalServerError",
     "JSONResponse",
+    "LateDeclaration",
     "MethodNotAllowed",
     "Middleware",
     "MountInfo",

@@ -1,9 +1,10 @@
 """The application: what an app *is*, declared; and ``__call__``, where a request comes in.
 
 ``App`` holds the declarations: configuration, routes and routers, middleware, dependencies,
-exception handlers, lifespan steps. At startup (or on the first request) they are compiled
-into a private *engine* (:mod:`joey._engine`) that serves every request; a change to the
-declarations makes the app compile a new one before the next request.
+exception handlers, lifespan steps. When the app starts (its lifespan startup, its first
+request, or :meth:`App.freeze`) they are frozen and compiled, once, into a private *engine*
+(:mod:`joey._engine`) that serves every request; a later declaration raises
+:class:`~joey.declarations.LateDeclaration`. Only ``dependency_overrides`` may change after.
 
 To follow a request, read :meth:`App.__call__` below, then the engine's HTTP path,
 :meth:`joey._engine.http.Engine.handle_http`, top to bottom.
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from joey._engine.connections import OpenConnections
 from joey._engine.lifespan import serve_lifespan
 from joey.datastructures import State, bind_state, state_mapping
+from joey.declarations import DeclaredDict, DeclaredList, Frozen
 from joey.describe import describe
 from joey.lifespan import LifespanDriver, LifespanFailed, LifespanManager
 from joey.overrides import DependencyOverrides
@@ -58,6 +60,7 @@ __all__ = ["DEFAULT_MAX_BODY_SIZE", "App", "CallNext", "DependencyOverrides",
 
 Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[Mapping[str, Any] | None]]
 E = TypeVar("E", bound=BaseException)
+HandlerOf = Callable[[Request, E], Response | Awaitable[Response]]  # an exception handler
 MiddlewareT = TypeVar("MiddlewareT", bound=HandlerMiddleware)
 HookT = TypeVar("HookT", bound=Callable[[], Any])
 
@@ -65,7 +68,7 @@ DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 """1 MiB: the default body limit; raise it per route (``max_body_size=``) for uploads."""
 
 
-class App(RouteDecorators):
+class App(Frozen, RouteDecorators):
     """A Joey application.
 
     Args:
@@ -88,6 +91,10 @@ class App(RouteDecorators):
             :mod:`joey.openapi`); ``None`` (default): no such routes.
     """
 
+    declared_attributes = frozenset({
+        "debug", "router", "asgi_middleware", "exception_handlers", "exception_schemas",
+        "lifespan_context", "max_body_size", "redirect_slashes", "openapi"})
+
     def __init__(
         self,
         *,
@@ -109,29 +116,27 @@ class App(RouteDecorators):
         self.debug = debug
         self.router = Router(middleware=middleware, dependencies=dependencies,
                              on_startup=on_startup, on_shutdown=on_shutdown)
-        self.router.on_change(self._invalidate)
-        self.asgi_middleware = list(asgi_middleware)
-        self.exception_handlers: dict[type[BaseException], ExceptionHandler] = dict(
-            exception_handlers or {}
-        )
+        self.asgi_middleware: list[Middleware] = DeclaredList(asgi_middleware)
+        self.exception_handlers: dict[type[BaseException], ExceptionHandler] = DeclaredDict(
+            exception_handlers or {})
         self.lifespan_context = lifespan
         self.max_body_size = max_body_size
         self.redirect_slashes = redirect_slashes
         self.state = State()
         self.shutdown_timeout = shutdown_timeout
         self._lifespan = LifespanManager()
-        self._connections = OpenConnections()  # kept across rebuilds, like app-scoped values
-        self._overrides = DependencyOverrides(self._invalidate)
-        self._app_values: AppScopedValues | None = None  # made with the first engine
+        self._connections = OpenConnections()  # kept across recompiles, like app-scoped values
+        self._overrides = DependencyOverrides(self._drop_engine)
+        self._app_values: AppScopedValues | None = None  # made with the first compile
         self._tasks = tasks
         self._channels = channels
         #: exception type → (schema type, media type) its handler's responses have (for the
         #: API document: see ``exception_handler(..., schema=...)``)
-        self.exception_schemas: dict[type[BaseException], tuple[Any, str]] = {}
+        self.exception_schemas: dict[type[BaseException], tuple[Any, str]] = DeclaredDict()
         self.openapi = openapi
         if openapi is not None:
             openapi.attach(self)
-        # Compiled once, at startup or on the first request; again after a change.
+        # Compiled when the app starts; again (same declarations) when an override changes.
         self._engine: Engine | None = None
         self._stack: ASGIApp | None = None
         self._serve_http: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
@@ -170,8 +175,8 @@ class App(RouteDecorators):
     def dependency_overrides(self) -> DependencyOverrides:
         """``app.dependency_overrides[real] = fake``: swap a dependency (tests, mostly).
 
-        A complete mutable mapping; any change applies from the next request on. Assigning a
-        whole mapping (``app.dependency_overrides = {real: fake}``) replaces the contents.
+        A complete mutable mapping, and the one declaration not frozen at startup: a change
+        applies from the next request on. Assigning a mapping replaces the contents.
         """
         return self._overrides
 
@@ -179,10 +184,7 @@ class App(RouteDecorators):
     def dependency_overrides(
         self, overrides: Mapping[Callable[..., Any], Callable[..., Any]]
     ) -> None:
-        if overrides is not self._overrides:
-            self._overrides.clear()
-            self._overrides.update(overrides)
-            self._invalidate()
+        self._overrides.replace(overrides)
 
     def middleware(self, func: MiddlewareT) -> MiddlewareT:
         """Register app-wide handler middleware (innermost of those already registered).
@@ -212,24 +214,17 @@ class App(RouteDecorators):
         self.router.include_router(router, prefix=prefix)
 
     def mount(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
-        """Send every request and websocket under ``path`` to another ASGI app.
-
-        The mounted app sees ``root_path`` extended by ``path`` and the full ``path``, as the
-        ASGI spec says, so it can route on the rest and build correct absolute URLs.
-        """
+        """Send every request and websocket under ``path`` to another ASGI app; it sees
+        ``root_path`` extended by ``path`` and the full ``path``, as the ASGI spec says."""
         self.router.mount(path, app, name=name)
 
     def add_middleware(self, middleware: HandlerMiddleware) -> None:
         """Add app-wide handler middleware (innermost of those already added)."""
         self.router.middleware.append(middleware)
-        self._invalidate()
 
     def exception_handler(
         self, exc_type: type[E], *, schema: Any = None, media_type: str = "application/json",
-    ) -> Callable[
-        [Callable[[Request, E], Response | Awaitable[Response]]],
-        Callable[[Request, E], Response | Awaitable[Response]],
-    ]:
+    ) -> Callable[[HandlerOf[E]], HandlerOf[E]]:
         """Register a handler for ``exc_type`` and its subclasses (matched along the MRO).
 
         Example::
@@ -243,15 +238,12 @@ class App(RouteDecorators):
         document wherever ``exc_type`` can be raised.
         """
 
-        def decorator(
-            func: Callable[[Request, E], Response | Awaitable[Response]],
-        ) -> Callable[[Request, E], Response | Awaitable[Response]]:
+        def decorator(func: HandlerOf[E]) -> HandlerOf[E]:
             self.exception_handlers[exc_type] = func
             if schema is not None:
                 self.exception_schemas[exc_type] = (schema, media_type)
             else:
                 self.exception_schemas.pop(exc_type, None)
-            self._invalidate()
             return func
 
         return decorator
@@ -260,8 +252,8 @@ class App(RouteDecorators):
         """The response this app's exception handlers give ``exc`` (a problem document if
         none matches): for ASGI middleware around the app that fails after the handler ran,
         e.g. a session store that cannot save. The caller sends it."""
-        return await self._ensure_engine().policy.respond(Request(scope, receive, self), exc,
-                                                          None)
+        return await self._current_engine().policy.respond(Request(scope, receive, self), exc,
+                                                           None)
 
     def on_startup(self, func: HookT) -> HookT:
         """Run ``func`` (sync or async) when the server starts, before the first request."""
@@ -282,49 +274,65 @@ class App(RouteDecorators):
             async def get_user(id: int) -> None: ...
             assert app.url_path_for("get_user", id=42) == "/users/42"
         """
-        return self._ensure_engine().tree.url_path_for(name, params)
+        return self._model().tree.url_path_for(name, params)
 
     @property
     def routes(self) -> list[RouteInfo]:
         """The route model: a :class:`~joey.routeinfo.RouteInfo` for every route, made from
-        the plans that validate requests (see :mod:`joey.routeinfo`). Builds the app."""
-        return list(self._ensure_engine().routes)
+        the plans that validate requests (see :mod:`joey.routeinfo`). Reading it changes
+        nothing: before the app starts it compiles the declarations as they stand."""
+        return list(self._model().routes)
 
     @property
     def mounts(self) -> list[MountInfo]:
         """The mounted ASGI apps (:meth:`mount`) with their full path prefixes: the app's
-        own, then those of included routers. Builds the app."""
+        own, then those of included routers. Reading it changes nothing, like :attr:`routes`."""
         from joey.routeinfo import MountInfo
-        return [MountInfo(m.path, m.app, m.name) for m in self._ensure_engine().mounts]
+        return [MountInfo(m.path, m.app, m.name) for m in self._model().mounts]
 
-    # -- compiling the engine ------------------------------------------------------------
+    # -- compiling the engine: once, when the app starts -----------------------------------
 
-    def _invalidate(self) -> None:
-        # The declarations changed: compile a new engine before the next call. The ASGI
-        # middleware stack is kept: its instances may hold state (connections, counters).
-        self._engine = None
-        self._serve_http = None
+    def freeze(self) -> None:
+        """Freeze the declarations and compile the app, as its lifespan startup or first
+        request does; a later declaration raises :class:`~joey.declarations.LateDeclaration`.
 
-    def _ensure_engine(self) -> Engine:
+        Example::
+
+            app.freeze()                 # in a test: the app as a server starts it
+            app.include_router(admin)    # LateDeclaration: include routers before startup
+        """
+        self._current_engine()
+
+    def _current_engine(self) -> Engine:
+        # Compiled at the first call, which freezes what it reads (the router and what it
+        # includes too), and again from the same declarations after an override changed.
         engine = self._engine
         if engine is None:
-            # perf: the compiler and the parameter machinery load with the first build
-            from joey._engine.compiler import compile_engine
-            from joey.params.run import AppScopedValues
-
-            if self._app_values is None:
-                self._app_values = AppScopedValues()
-            engine = self._engine = compile_engine(
-                self, self.router, overrides=self._overrides,
-                exception_handlers=self.exception_handlers, debug=self.debug,
-                max_body_size=self.max_body_size, redirect_slashes=self.redirect_slashes,
-                app_values=self._app_values, connections=self._connections,
-            )
-        if self._stack is None:
-            self._stack = build_stack(self.asgi_middleware, self._dispatch)
-        # perf: without ASGI middleware, HTTP requests go straight to the engine
-        self._serve_http = None if self.asgi_middleware else engine.handle_http
+            self.freeze_declarations("the app")
+            engine = self._compile()
+            if self._stack is None:
+                self._stack = build_stack(self.asgi_middleware, self._dispatch)
+            self._engine = engine
+            # perf: without ASGI middleware, HTTP requests go straight to the engine
+            self._serve_http = None if self.asgi_middleware else engine.handle_http
         return engine
+
+    def _model(self) -> Engine:
+        # What app.routes reads: the engine once started; before, a preview kept nowhere.
+        return self._current_engine() if self.frozen else self._compile()
+
+    def _compile(self) -> Engine:
+        # perf: the compiler and the parameter machinery load with the first compile
+        from joey._engine.compiler import compile_engine
+        from joey.params.run import AppScopedValues
+
+        self._app_values = self._app_values or AppScopedValues()
+        return compile_engine(self, self._app_values, self._connections)
+
+    def _drop_engine(self) -> None:
+        # An override changed: compile again. The ASGI stack stays (its instances have state).
+        self._engine = None
+        self._serve_http = None
 
     # -- the ASGI entry point ----------------------------------------------------------------
 
@@ -335,19 +343,14 @@ class App(RouteDecorators):
             await serve_http(scope, receive, send)  # the engine's HTTP path
             return
         stack = self._stack
-        if stack is None or self._engine is None:
+        if stack is None:  # the first call: freeze the declarations, compile the engine
             try:
-                self._ensure_engine()
+                self.freeze()
             except Exception:
                 if scope["type"] != "lifespan":
                     raise
-                # A server reads an exception here as "no lifespan support" and serves
-                # anyway; answer lifespan.startup.failed instead (startup rebuilds, fails).
-                await serve_lifespan(self.startup, self.shutdown, scope.get("state"), receive,
-                                     send)
-                return
-            stack = self._stack
-            assert stack is not None
+                # raising would read as "no lifespan support": the lifespan's startup reports it
+            stack = self._stack or self._dispatch
         await stack(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -355,7 +358,7 @@ class App(RouteDecorators):
         if scope["type"] == "lifespan":
             await serve_lifespan(self.startup, self.shutdown, scope.get("state"), receive, send)
         else:
-            await self._ensure_engine().dispatch(scope, receive, send)
+            await self._current_engine().dispatch(scope, receive, send)
 
     # -- open connections -------------------------------------------------------------------
 
@@ -382,11 +385,9 @@ class App(RouteDecorators):
     # -- lifespan: the order of startup and shutdown --------------------------------------------
 
     async def startup(self, lifespan_state: dict[str, Any] | None = None) -> None:
-        """Build the app and run every startup step (see :mod:`joey.lifespan`).
-
-        The server's lifespan calls this; call it yourself only without a lifespan.
-        """
-        engine = self._ensure_engine()
+        """Freeze and compile the app, and run every startup step (see :mod:`joey.lifespan`).
+        The server's lifespan calls this; call it yourself only without a lifespan."""
+        engine = self._current_engine()
         manager = self._lifespan
         if manager.started:
             return
@@ -408,7 +409,7 @@ class App(RouteDecorators):
                 for hook in router.startup_hooks:
                     await manager.run_step(f"startup hook {describe(hook)}", hook, None)
             app_values = self._app_values
-            assert app_values is not None  # made by _ensure_engine
+            assert app_values is not None  # made by _current_engine
             manager.add_undo("app-scoped dependencies", app_values.close)
             for plan in engine.app_scoped:
                 await manager.run_step(f"app-scoped dependency {describe(plan.func)}",
@@ -439,9 +440,8 @@ class App(RouteDecorators):
         if failures:
             raise LifespanFailed("Shutdown failed: " + "; ".join(failures))
 
-    def spawn(
-        self, coro: Coroutine[Any, Any, Any], *, name: str | None = None
-    ) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None,
+              ) -> asyncio.Task[Any]:
         """Start a task that lives until shutdown (then it is cancelled and awaited)."""
         return self._lifespan.spawn(coro, name=name)
 

@@ -1,4 +1,12 @@
-"""``app.dependency_overrides``: swap a dependency for another, for tests mostly."""
+"""``app.dependency_overrides``: swap a dependency for another, for tests mostly.
+
+Overrides are the one part of an app's declarations that is not frozen when the app starts
+(see :mod:`joey.declarations`): tests set and unset them around requests. The plans a route
+runs are compiled with the overrides in place (an override has its own parameters, its own
+security phase), so a change makes the app that owns this mapping compile its engine again,
+from the same frozen declarations, before its next request. Nothing is looked up per
+request, and nothing but the owning app is told: no router or other app holds a reference.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,14 @@ class DependencyOverrides(MutableMapping[Callable[..., Any], Callable[..., Any]]
     """``app.dependency_overrides``: ``{real: fake}``, a complete mapping.
 
     Every change (``[k] = v``, ``del``, ``update``, ``pop``, ``popitem``, ``setdefault``,
-    ``clear``, ``|=``) makes the app rebuild its plans before the next request.
+    ``clear``, ``|=``), before or after startup, makes the app compile its plans again before
+    its next request.
+
+    Example::
+
+        app.dependency_overrides[get_db] = fake_db
+        ...                                   # requests see fake_db
+        del app.dependency_overrides[get_db]  # and get_db again
     """
 
     __slots__ = ("_items", "_on_change")
@@ -40,9 +55,15 @@ class DependencyOverrides(MutableMapping[Callable[..., Any], Callable[..., Any]]
         self.update(other)
         return self
 
-    def clear(self) -> None:  # one rebuild, not one per key
+    def clear(self) -> None:  # one recompile, not one per key
         if self._items:
             self._items.clear()
+            self._on_change()
+
+    def replace(self, items: Mapping[Callable[..., Any], Callable[..., Any]]) -> None:
+        """Make the contents ``items`` (``app.dependency_overrides = {...}`` does this)."""
+        if items is not self:
+            self._items = dict(items)
             self._on_change()
 
     def __repr__(self) -> str:

@@ -3,8 +3,10 @@
 A route says which handler answers which methods at which path template (see
 :mod:`joey.paths` for the template syntax), with what middleware, dependencies and options.
 Routers group routes under a prefix with shared middleware, dependencies, tags and lifespan
-hooks, and include each other. Nothing here runs a request: at startup the app's engine
-flattens the routers (:meth:`Router.walk`) and compiles them into the route tree.
+hooks, and include each other. Nothing here runs a request: when the app starts, its engine
+flattens the routers (:meth:`Router.walk`) and compiles them into the route tree, once; then
+the app freezes them (see :mod:`joey.declarations`). A router holds nothing of the apps that
+include it.
 
 Example::
 
@@ -21,11 +23,15 @@ Example::
 
 from __future__ import annotations
 
+import ast
+import builtins
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import EllipsisType
 from typing import Any, TypedDict, TypeVar, Unpack
 
+from joey.declarations import DeclaredList, Frozen
+from joey.params.markers import Depends
 from joey.paths import Segment, parse_template
 from joey.pipelines import HandlerMiddleware
 from joey.types import ASGIApp
@@ -218,7 +224,7 @@ class RouteDecorators:
             self.add_route(Route(
                 path, func, methods=methods, name=name, status_code=status_code,
                 middleware=middleware, dependencies=dependencies, max_body_size=max_body_size,
-                namespace=_defining_namespace(), tags=tags, deprecated=deprecated,
+                namespace=_defining_namespace(func, dependencies), tags=tags, deprecated=deprecated,
                 include_in_schema=include_in_schema, raises=raises, responses=responses,
                 openapi_extra=openapi_extra,
             ))
@@ -266,30 +272,95 @@ class RouteDecorators:
 
         def decorator(func: F) -> F:
             self.add_route(Route(path, func, name=name, dependencies=dependencies,
-                                 websocket=True, namespace=_defining_namespace(), tags=tags))
+                                 websocket=True, namespace=_defining_namespace(func, dependencies),
+                                 tags=tags))
             return func
 
         return decorator
 
 
-def _defining_namespace() -> dict[str, Any] | None:
-    """The locals of the function that applied the route decorator, if any.
+def _defining_namespace(func: Callable[..., Any], dependencies: Sequence[Any],
+                        ) -> dict[str, Any] | None:
+    """What the handler's string annotations name among the locals of the function that
+    applied the route decorator, and what its dependencies' annotations name, if anything.
 
     With ``from __future__ import annotations``, a handler defined inside a function (a
     factory, a test) has string annotations naming that function's locals, which
-    ``typing.get_type_hints`` cannot see. Keeping them lets the app resolve such names.
+    ``typing.get_type_hints`` cannot see. Only the names those annotations use are kept, so a
+    route keeps neither the frame nor its other locals alive. (The locals are read only when
+    an annotation names something that is not a builtin; CPython before 3.13 then keeps a
+    snapshot of them until that function returns, as for ``locals()``.)
     """
     frame = sys._getframe(2)  # decorator() <- the user's frame
-    if frame.f_locals is frame.f_globals:
-        return None
-    return frame.f_locals
+    local: dict[str, Any] | None = None
+    kept: dict[str, Any] = {}
+    todo: list[Any] = [func, *(d.dependency for d in dependencies if isinstance(d, Depends))]
+    seen: set[int] = set()
+    while todo:  # the handler, then every local function its annotations lead to
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        for name in _annotation_names(item, todo):
+            if name in kept or name in _BUILTINS:
+                continue
+            if local is None:
+                local = frame.f_locals
+                if local is frame.f_globals:  # a module: annotations resolve there anyway
+                    return None
+            if name in local:
+                kept[name] = local[name]
+                todo.append(kept[name])
+    return kept or None
 
 
-class Router(RouteDecorators):
+_BUILTINS = frozenset(dir(builtins))
+
+
+def _annotation_names(item: Any, dependencies: list[Any]) -> set[str]:
+    """The names ``item``'s string annotations use (its ``__init__``'s or ``__call__``'s for
+    a class or a callable instance); the dependencies named by ``Depends(...)`` defaults and
+    evaluated annotations are added to ``dependencies``."""
+    names: set[str] = set()
+    method = getattr(item if isinstance(item, type) else type(item),
+                     "__init__" if isinstance(item, type) else "__call__", None)
+    for owner in (item, method):
+        annotations = getattr(owner, "__annotations__", None)
+        defaults = [*(getattr(owner, "__defaults__", None) or ()),
+                    *(getattr(owner, "__kwdefaults__", None) or {}).values()]
+        if not isinstance(annotations, dict):
+            continue
+        for annotation in annotations.values():
+            if isinstance(annotation, str):
+                names |= _names_in(annotation)
+            else:
+                defaults.extend(getattr(annotation, "__metadata__", ()))
+        dependencies.extend(d.dependency for d in defaults if isinstance(d, Depends))
+    return names
+
+
+def _names_in(source: str) -> set[str]:
+    """The names a string annotation uses (``"Annotated[User, Depends(get_user)]"``)."""
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names |= _names_in(node.value)  # a nested forward reference: list["Item"]
+    return names
+
+
+class Router(Frozen, RouteDecorators):
     """A group of routes with a shared prefix, middleware, dependencies and lifespan hooks.
 
     Include it into an app (or into another router) with ``include_router``. Routes may be
-    added to a router after it was included: the app reads it when it starts.
+    added to a router after it was included, until an app that includes it starts: the app
+    compiles it then, once, and freezes it; a later change raises
+    :class:`~joey.declarations.LateDeclaration`. One router may be included into many apps.
 
     Example::
 
@@ -302,6 +373,10 @@ class Router(RouteDecorators):
         app.include_router(api)
         app.url_path_for("api.health")   # "/api/health"
     """
+
+    declared_attributes = frozenset({
+        "prefix", "name", "middleware", "dependencies", "routes", "mounts", "children",
+        "startup_hooks", "shutdown_hooks", "tags"})
 
     def __init__(
         self,
@@ -318,26 +393,34 @@ class Router(RouteDecorators):
             raise ValueError(f"Router prefix {prefix!r} must start and not end with '/'")
         self.prefix = prefix
         self.name = name
-        self.middleware: list[HandlerMiddleware] = list(middleware)
-        self.dependencies: list[Any] = list(dependencies)
-        self.routes: list[Route] = []
-        self.mounts: list[Mount] = []
-        self.children: list[tuple[Router, str]] = []
-        self.startup_hooks: list[Callable[[], Any]] = list(on_startup)
-        self.shutdown_hooks: list[Callable[[], Any]] = list(on_shutdown)
-        self._listeners: list[Callable[[], None]] = []
-        self.tags: list[str] = list(tags)
+        self.middleware: list[HandlerMiddleware] = DeclaredList(middleware)
+        self.dependencies: list[Any] = DeclaredList(dependencies)
+        self.routes: list[Route] = DeclaredList()
+        self.mounts: list[Mount] = DeclaredList()
+        self.children: list[tuple[Router, str]] = DeclaredList()
+        self.startup_hooks: list[Callable[[], Any]] = DeclaredList(on_startup)
+        self.shutdown_hooks: list[Callable[[], Any]] = DeclaredList(on_shutdown)
+        self.tags: list[str] = DeclaredList(tags)
+
+    def freeze_declarations(self, owner: str | None = None) -> None:
+        """Refuse any further change to this router and to those it includes
+        (:class:`~joey.declarations.LateDeclaration`): an app that includes it has started.
+        The app calls this; ``owner`` names the router in refusals."""
+        if self.frozen:
+            return
+        super().freeze_declarations(owner or f"{self!r} (included in an app)")
+        for child, _ in self.children:
+            child.freeze_declarations()
 
     def add_route(self, route: Route) -> None:
         self.routes.append(route)
-        self._changed()
 
     def include_router(self, router: Router, *, prefix: str = "") -> None:
         """Add every route of ``router`` (and of the routers it includes) under ``prefix``."""
         if router is self:
             raise ValueError("A router cannot include itself")
         stack = [child for child, _ in router.children]
-        while stack:  # a cycle would recurse forever in _changed(), before walk() could tell
+        while stack:  # refused here, naming both, rather than when the app starts
             child = stack.pop()
             if child is self:
                 raise ValueError(f"Including {router!r} into {self!r} would make a cycle")
@@ -345,22 +428,10 @@ class Router(RouteDecorators):
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ValueError(f"Include prefix {prefix!r} must start and not end with '/'")
         self.children.append((router, prefix))
-        router.on_change(self._changed)
-        self._changed()
 
     def mount(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
         """Hand every request and websocket under ``path`` to another ASGI app."""
         self.mounts.append(Mount(path, app, name))
-        self._changed()
-
-    def on_change(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` whenever a route, mount or included router is added here (or
-        to a router included here): the app rebuilds before its next request."""
-        self._listeners.append(listener)
-
-    def _changed(self) -> None:
-        for listener in self._listeners:
-            listener()
 
     def walk(
         self, prefix: str = "", middleware: tuple[Any, ...] = (),

@@ -433,9 +433,8 @@ async def count_notes(session: AsyncSession) -> int:
     return (await session.scalar(select(func.count(Note.id)))) or 0
 
 
-def test_an_error_rolls_the_request_back(app: App, client: TestClient) -> None:
-    signup(client, "ann")
-
+def test_an_error_rolls_the_request_back(app: App) -> None:
+    # the test's routes are declared before the app starts (then its routes are frozen)
     @app.post("/test/fails-after-writing")
     async def fails(session: Annotated[AsyncSession, Depends(get_session)]) -> None:
         session.add(Note(owner_id=1, title="half-done"))
@@ -446,15 +445,15 @@ def test_an_error_rolls_the_request_back(app: App, client: TestClient) -> None:
     async def count(session: Annotated[AsyncSession, Depends(get_session)]) -> int:
         return await count_notes(session)
 
-    assert client.post("/test/fails-after-writing").status_code == 409
-    assert client.get("/test/count").json() == 0
+    with TestClient(app) as client:
+        signup(client, "ann")
+        assert client.post("/test/fails-after-writing").status_code == 409
+        assert client.get("/test/count").json() == 0
 
 
 def test_a_forgotten_commit_is_discarded_and_logged(
-    app: App, client: TestClient, caplog: pytest.LogCaptureFixture
+    app: App, caplog: pytest.LogCaptureFixture
 ) -> None:
-    signup(client, "ann")
-
     @app.post("/test/forgets-to-commit")
     async def forgets(session: Annotated[AsyncSession, Depends(get_session)]) -> str:
         session.add(Note(owner_id=1, title="lost"))
@@ -464,9 +463,11 @@ def test_a_forgotten_commit_is_discarded_and_logged(
     async def count(session: Annotated[AsyncSession, Depends(get_session)]) -> int:
         return await count_notes(session)
 
-    with caplog.at_level(logging.WARNING, logger="notes"):
-        assert client.post("/test/forgets-to-commit").text == "ok"
-    assert client.get("/test/count").json() == 0
+    with TestClient(app) as client:
+        signup(client, "ann")
+        with caplog.at_level(logging.WARNING, logger="notes"):
+            assert client.post("/test/forgets-to-commit").text == "ok"
+        assert client.get("/test/count").json() == 0
     assert "Uncommitted changes discarded" in caplog.text
 
 

@@ -1,6 +1,8 @@
 """The compiler: an app's declarations in, a ready-to-serve :class:`Engine` out.
 
-Run once at startup (and again only when the declarations change). For every route it reads
+Run once, when the app starts (and again, from the same frozen declarations, when
+``dependency_overrides`` change; ``app.routes`` before startup compiles a preview that is kept
+nowhere). For every route it reads
 the handler's plan (:mod:`joey.params`), lets :func:`~joey.params.run.compile_caller` choose
 how the handler is called, wraps that in the route's handler middleware and body limit, and
 puts the pipeline in the route tree; each path also gets its 405, ``OPTIONS`` and ``HEAD``
@@ -12,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from types import EllipsisType
-from typing import Any
+from typing import Any, Protocol
 
 from joey._engine.connections import OpenConnections
 from joey._engine.errors import ExceptionHandler, ExceptionPolicy
@@ -29,13 +31,27 @@ from joey.routeinfo import route_info
 from joey.routing import Mount, Route, Router
 
 
-def compile_engine(
-    app: Any, router: Router, *, overrides: Mapping[Callable[..., Any], Callable[..., Any]],
-    exception_handlers: Mapping[type[BaseException], ExceptionHandler], debug: bool,
-    max_body_size: int | None, redirect_slashes: bool, app_values: AppScopedValues,
-    connections: OpenConnections,
-) -> Engine:
-    """Compile ``router`` (the app's root router, with everything it includes)."""
+class Declarations(Protocol):
+    """What the compiler reads of an app (:class:`joey.App` is one)."""
+
+    @property
+    def router(self) -> Router: ...
+    @property
+    def dependency_overrides(self) -> Mapping[Callable[..., Any], Callable[..., Any]]: ...
+    @property
+    def exception_handlers(self) -> Mapping[type[BaseException], ExceptionHandler]: ...
+    @property
+    def debug(self) -> bool: ...
+    @property
+    def max_body_size(self) -> int | None: ...
+    @property
+    def redirect_slashes(self) -> bool: ...
+
+
+def compile_engine(app: Declarations, app_values: AppScopedValues,
+                   connections: OpenConnections) -> Engine:
+    """Compile ``app``'s root router, with everything it includes, and its options."""
+    router, max_body_size = app.router, app.max_body_size
     tree = RouteTree()
     routes: list[tuple[Route, Endpoint]] = []
     mounts: list[Mount] = []
@@ -48,10 +64,11 @@ def compile_engine(
             mounts.append(item)
         else:
             routers.append(item)
-    engine = Engine(app, tree, ExceptionPolicy(exception_handlers, debug), connections,
-                    max_body_size=max_body_size, redirect_slashes=redirect_slashes)
+    engine = Engine(app, tree, ExceptionPolicy(app.exception_handlers, app.debug), connections,
+                    max_body_size=max_body_size, redirect_slashes=app.redirect_slashes)
     engine.mounts, engine.routers = mounts, routers
-    compiler = _Compiler(engine, dict(overrides), app_values, router.middleware, max_body_size)
+    compiler = _Compiler(engine, dict(app.dependency_overrides), app_values, router.middleware,
+                         max_body_size)
     for route, endpoint in routes:
         if route.websocket:
             endpoint.websocket = compiler.websocket(route)
