@@ -5,6 +5,7 @@ history and resume, and faults (Redis down, frozen, restarted)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
@@ -154,6 +155,30 @@ async def test_streams_wake_a_blocked_reader_for_a_new_channel(
             await channels.publish("second", "quick")
             assert await take(second, 1) == ["quick"]
             assert time.monotonic() - started < 1
+
+
+@BACKENDS
+async def test_an_idle_subscriber_outlasts_the_socket_timeout_and_gets_the_next_message_at_once(
+    make: Make, redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The listening connection's reads wait as long as they must (a Streams XREAD blocks 2 s
+    # here), whatever socket timeout the client has (the URL's here; redis-py's default is 5 s
+    # in redis-py 8, none in 5): they pass their own. Health checks (a PING before a command
+    # on a connection idle past the interval) do not disturb them either. An error would
+    # reconnect, and lose the pub/sub messages published meanwhile.
+    options = {"block": 2.0} if make is streams else {}
+    url = f"{redis_server.url}?socket_timeout=0.3&health_check_interval=1"
+    backend = make(url, prefix, **options)
+    with caplog.at_level(logging.WARNING, logger="joey.channels"):
+        async with Channels(backend) as channels, channels.subscribe("quiet") as subscription:
+            await asyncio.sleep(1.5)  # idle for five socket timeouts
+            published = time.monotonic()
+            await channels.publish("quiet", "still here")
+            assert await take(subscription, 1) == ["still here"]
+            arrived = time.monotonic()
+    assert [r.getMessage() for r in caplog.records] == []
+    assert backend.reconnects == 0  # type: ignore[attr-defined]
+    assert arrived - published < 0.25  # about 1 ms; the bound leaves room for a loaded machine
 
 
 # --- faults -------------------------------------------------------------------------------
