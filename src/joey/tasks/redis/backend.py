@@ -92,8 +92,8 @@ class RedisTasks(RedisConsumer):
         self._scripts = {
             name: client.register_script(getattr(scripts, name.upper()))
             for name in (
-                "enqueue", "start", "finish", "promote", "hand_back", "requeue", "drop",
-                "reap", "tick", "heartbeat",
+                "enqueue", "start", "finish", "foreign", "promote", "hand_back", "requeue",
+                "drop", "reap", "tick", "heartbeat",
             )
         }  # fmt: skip
         try:
