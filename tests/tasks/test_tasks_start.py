@@ -316,8 +316,9 @@ async def test_a_sender_that_finishes_leaves_no_trace_a_read_in_the_same_turn_co
 async def test_the_finish_of_a_worker_whose_entry_was_taken_over_is_a_no_op(
     redis_url: str, prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Heartbeats every 0.5 s; XAUTOCLAIM takes entries idle for 1.5 s.
-    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=1.5)
+    # Heartbeats every second; this worker's own XAUTOCLAIM would take the entry back from
+    # "other" (which never beats) once idle for 3 s: everything below happens before that.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=3)
     release = asyncio.Event()
     began = asyncio.Event()
 
@@ -340,7 +341,12 @@ async def test_the_finish_of_a_worker_whose_entry_was_taken_over_is_a_no_op(
             [(entry_id, _)] = cast(list[Any], await client.xrange(f"{prefix}:stream"))
             await client.xclaim(f"{prefix}:stream", "workers", "other", 0, [entry_id])
             with caplog.at_level(logging.WARNING, logger="joey.tasks"):
-                await asyncio.sleep(1.2)  # two heartbeats: they must not claim it back
+                # The next heartbeat finds the entry taken over: it warns, and must not claim
+                # it back. (Waited for, not slept: a fixed sleep raced the XAUTOCLAIM above.)
+                for _ in range(500):
+                    if any("was taken over" in r.getMessage() for r in caplog.records):
+                        break
+                    await asyncio.sleep(0.01)
                 assert await owner(client, prefix) == ["other"]
                 release.set()
                 while tasks._inflight:  # noqa: ASYNC110 - the run commits on this loop

@@ -331,7 +331,8 @@ return lost
 """
 
 # Claims one tick of a periodic task and enqueues its run, atomically: of any number of
-# workers asking for the same tick, exactly one gets 1. KEYS: periodic hash, task, stream.
+# workers asking for the same tick, exactly one gets 1. The run's record keeps its tick.
+# KEYS: periodic hash, task, stream.
 # ARGV: task name, tick (Unix seconds), id, payload, options, now, max_attempts
 TICK = """
 local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
@@ -342,6 +343,6 @@ local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[3], 'name', ARGV[1],
 redis.call('HSET', KEYS[2], 'name', ARGV[1], 'payload', ARGV[4], 'options', ARGV[5],
            'state', 'queued', 'attempts', 0, 'failures', 0, 'deliveries', 0,
            'max_attempts', ARGV[7], 'enqueued_at', ARGV[6], 'run_at', '', 'unique', '',
-           'entry', entry)
+           'entry', entry, 'tick', ARGV[2])
 return 1
 """
