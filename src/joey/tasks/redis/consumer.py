@@ -188,7 +188,8 @@ class RedisConsumer(RedisUpkeep):
 
         If the awaited script fails (Redis went away), those entries stay pending here
         unstarted and are taken over once idle past `visibility_timeout`, by this worker or
-        another.
+        another. Entries Joey did not write are dead-lettered last, so that a failure there
+        costs the runs nothing (they come back the same way).
         """
         runs: list[tuple[_Run, int]] = []
         foreign: list[tuple[bytes, dict[bytes, bytes], str]] = []
@@ -205,25 +206,25 @@ class RedisConsumer(RedisUpkeep):
                 continue
             mode = (1 if reclaimed else 0) + (0 if b"name" in fields else 2)
             runs.append((_Run(self, entry_id, fields[b"id"].decode(), fields), mode))
-        if foreign:
-            await self._dead_letter_foreign(foreign)
         if any(mode for _, mode in runs):
             async with asyncio.timeout(self.redis_timeout):
                 answers = await self._start_script(runs)
             for (run, _), answer in zip(runs, answers, strict=True):
                 if run.accept(answer):
                     self._spawn(run)
-            return
-        for run, _ in runs:
-            self._spawn(run)
-        # One start script in flight at a time: the runs of reads that come meanwhile go
-        # together in the next one (under load a start covers many reads; idle, it leaves at
-        # once). Their runs have begun already, so the wait costs them nothing.
-        self._queue_starts([run for run, _ in runs])
-        if not self._starting:
-            starter = asyncio.create_task(self._send_starts())
-            self._starting.add(starter)
-            starter.add_done_callback(self._starting.discard)
+        elif runs:
+            for run, _ in runs:
+                self._spawn(run)
+            # One start script in flight at a time: the runs of reads that come meanwhile go
+            # together in the next one (under load a start covers many reads; idle, it leaves
+            # at once). Their runs have begun already, so the wait costs them nothing.
+            self._queue_starts([run for run, _ in runs])
+            if not self._starting:
+                starter = asyncio.create_task(self._send_starts())
+                self._starting.add(starter)
+                starter.add_done_callback(self._starting.discard)
+        if foreign:
+            await self._dead_letter_foreign(foreign)
 
     async def _dead_letter_foreign(
         self, entries: list[tuple[bytes, dict[bytes, bytes], str]]
