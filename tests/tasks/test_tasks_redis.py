@@ -304,6 +304,7 @@ async def test_stop_cancels_again_a_loop_that_swallowed_its_cancellation(
         # a command on a connection idle for longer than the interval)
         ("?socket_timeout=0.3&health_check_interval=1", 1.5),
     ],
+    ids=["redis-py-default", "url-timeout-and-health-checks"],
 )
 async def test_an_idle_worker_never_errors_and_starts_a_new_task_at_once(
     redis_url: str, prefix: str, query: str, idle: float, caplog: pytest.LogCaptureFixture
