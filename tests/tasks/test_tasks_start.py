@@ -316,8 +316,9 @@ async def test_a_sender_that_finishes_leaves_no_trace_a_read_in_the_same_turn_co
 async def test_the_finish_of_a_worker_whose_entry_was_taken_over_is_a_no_op(
     redis_url: str, prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Heartbeats every 0.5 s; XAUTOCLAIM takes entries idle for 1.5 s.
-    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=1.5)
+    # Heartbeats every second; this worker's own XAUTOCLAIM would take the entry back from
+    # "other" (which never beats) once idle for 3 s: everything below happens before that.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=3)
     release = asyncio.Event()
     began = asyncio.Event()
 
@@ -340,7 +341,12 @@ async def test_the_finish_of_a_worker_whose_entry_was_taken_over_is_a_no_op(
             [(entry_id, _)] = cast(list[Any], await client.xrange(f"{prefix}:stream"))
             await client.xclaim(f"{prefix}:stream", "workers", "other", 0, [entry_id])
             with caplog.at_level(logging.WARNING, logger="joey.tasks"):
-                await asyncio.sleep(1.2)  # two heartbeats: they must not claim it back
+                # The next heartbeat finds the entry taken over: it warns, and must not claim
+                # it back. (Waited for, not slept: a fixed sleep raced the XAUTOCLAIM above.)
+                for _ in range(500):
+                    if any("was taken over" in r.getMessage() for r in caplog.records):
+                        break
+                    await asyncio.sleep(0.01)
                 assert await owner(client, prefix) == ["other"]
                 release.set()
                 while tasks._inflight:  # noqa: ASYNC110 - the run commits on this loop
@@ -434,6 +440,94 @@ async def test_entries_written_by_the_previous_version_run(
         "TaskNotRegistered: no task named 'gone.away' in worker " + tasks.consumer
     )
     assert await client.xlen(f"{prefix}:stream") == 0
+
+
+async def test_entries_joey_did_not_write_are_dead_lettered_with_the_reason(
+    redis_url: str, prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Something else shares the stream (another app on the same prefix, a hand-made XADD).
+    # Such entries used to be skipped and never acked: a crash loop for a non-text id, and
+    # for the others a reclaim every visibility_timeout until shutdown.
+    stream = f"{prefix}:stream"
+    await client.xgroup_create(stream, "workers", id="0", mkstream=True)
+    # One read by a worker that was killed: it is reclaimed, past visibility_timeout.
+    held = await client.xadd(stream, {"hello": "world"})
+    await client.xreadgroup("workers", "killed-worker", {stream: ">"}, count=1)
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=0.5)
+
+    @tasks.task(name="add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    with caplog.at_level(logging.ERROR, logger="joey.tasks"):
+        async with tasks:
+            no_id = await client.xadd(stream, {"foo": "bar"})
+            bad_id = await client.xadd(stream, {"id": b"\xff\xfe", "name": "report"})
+            async with asyncio.timeout(10):
+                after = await tasks.wait(await tasks.enqueue(add, 1, 2))  # the worker goes on
+                for _ in range(200):  # polling Redis, bounded by the timeout too
+                    if len(dead := await tasks.dead_letters()) == 3:
+                        break
+                    await asyncio.sleep(0.05)
+            overview = await tasks.overview()
+            assert await tasks.drop(dead[0].id)
+            assert len(await tasks.dead_letters()) == 2
+    assert after.state is TaskState.SUCCEEDED and after.result == 3
+    by_entry = {info.error.split()[3] if info.error else "": info for info in dead}
+    assert set(by_entry) == {held.decode(), no_id.decode(), bad_id.decode()}
+    for entry, name, reason, fields in [
+        (held, "?", "it holds no task id", "b'hello': b'world'"),
+        (no_id, "?", "it holds no task id", "b'foo': b'bar'"),
+        (bad_id, "report", "its task id or name is not UTF-8 text",
+         "b'id': b'\\xff\\xfe', b'name': b'report'"),
+    ]:  # fmt: skip
+        info = by_entry[entry.decode()]
+        assert (info.state, info.name, info.attempts) == (TaskState.DEAD, name, 0)
+        assert info.error == (
+            f"ForeignEntry: stream entry {entry.decode()} was not written by Joey ({reason}) "
+            f"and was not run; its fields: {fields}"
+        )
+    assert overview == {
+        "?": {"queued": 0, "running": 0, "scheduled": 0, "dead": 2},
+        "report": {"queued": 0, "running": 0, "scheduled": 0, "dead": 1},
+    }
+    # Taken off the stream and out of the group's pending list: never delivered again.
+    assert await client.xlen(stream) == 0
+    assert (await client.xpending(stream, "workers"))["pending"] == 0
+    errors = [r.getMessage() for r in caplog.records]
+    assert len(errors) == 3 and all("is dead: ForeignEntry" in line for line in errors), errors
+
+
+async def test_an_entry_joey_did_not_write_pending_at_stop_is_dead_lettered_too(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
+    stream = f"{prefix}:stream"
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
+    await tasks.start()
+    # Pending for this worker, but never handed to its loop: what a read that stop() cut
+    # short leaves. (One transaction, so the worker's own blocking read cannot take it.)
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.xadd(stream, {"foo": "bar"})
+        pipe.xreadgroup("workers", tasks.consumer, {stream: ">"}, count=1)
+        entry_id, _ = await pipe.execute()
+    await tasks.stop()
+    # Dead-lettered, not merely acked (which left it in the stream for good, unread).
+    assert await client.xlen(stream) == 0
+    [task_id] = await client.lrange(f"{prefix}:dead", 0, -1)
+    error = await client.hget(f"{prefix}:task:{task_id.decode()}", "error")
+    assert error is not None
+    assert error.decode().startswith(f"ForeignEntry: stream entry {entry_id.decode()} was not")
+
+
+async def test_the_overview_counts_an_entry_whose_name_is_not_text(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
+    tasks = RedisTasks(redis_url, prefix=prefix, consume=False)
+    async with tasks:
+        await client.xadd(f"{prefix}:stream", {"id": "x", "name": b"\xffname"})
+        assert await tasks.overview() == {
+            "\ufffdname": {"queued": 1, "running": 0, "scheduled": 0, "dead": 0}
+        }
 
 
 @pytest.mark.parametrize("name", ["fails", "not.registered"])

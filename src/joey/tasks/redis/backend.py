@@ -76,20 +76,24 @@ class RedisTasks(RedisConsumer):
         # No socket timeout unless the URL sets one (``?socket_timeout=``): with one, redis-py
         # sends every command through `asyncio.wait_for` (a new task each on 3.11). Waits are
         # bounded by our own `asyncio.timeout` per read or commit instead; keepalive notices a
-        # peer that vanished from the network.
+        # peer that vanished from the network. Said explicitly, never left to redis-py's
+        # default (None in redis-py 5, 5 s in 8: an idle worker's blocking read outlasted it,
+        # failed, and the read loop restarted every few seconds); the URL's options win.
         client = aioredis.Redis.from_url(
             self.url,
             protocol=2,
+            socket_timeout=None,
             socket_keepalive=True,
             socket_connect_timeout=self.redis_timeout,
         )
-        socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        # The one timeout every read on these connections gets: a blocking read stays below it.
+        socket_timeout = client.connection_pool.connection_kwargs["socket_timeout"]
         self._max_block_ms = int(socket_timeout * 500) if socket_timeout else None
         self._scripts = {
             name: client.register_script(getattr(scripts, name.upper()))
             for name in (
-                "enqueue", "start", "finish", "promote", "hand_back", "requeue", "drop",
-                "reap", "tick", "heartbeat",
+                "enqueue", "start", "finish", "foreign", "promote", "hand_back", "requeue",
+                "drop", "reap", "tick", "heartbeat",
             )
         }  # fmt: skip
         try:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
@@ -24,7 +25,9 @@ from .records import (
     Options,
     decode_options,
     decode_payload,
+    describe_entry,
     encode,
+    foreign_reason,
 )
 from .upkeep import RedisUpkeep
 
@@ -66,7 +69,6 @@ class RedisConsumer(RedisUpkeep):
             async with asyncio.timeout(self.redis_timeout):
                 task_id = await self._task_id_of(client, entry_id)
                 if task_id is None:
-                    await client.xack(self._stream, GROUP, entry_id)
                     continue
                 back = await self._scripts["hand_back"](
                     keys=[self._stream, self._task_prefix + task_id],
@@ -90,6 +92,8 @@ class RedisConsumer(RedisUpkeep):
                 await client.xgroup_delconsumer(self._stream, GROUP, self.consumer)
 
     async def _task_id_of(self, client: aioredis.Redis, entry_id: bytes) -> str | None:
+        """The task of an entry pending here, to hand back; None once the entry is settled:
+        acked if it was deleted meanwhile, dead-lettered if Joey did not write it."""
         known = self._inflight.get(entry_id)
         if known is not None:
             return known[0]
@@ -98,9 +102,14 @@ class RedisConsumer(RedisUpkeep):
             await client.xrange(self._stream, entry_id, entry_id),
         )
         if not entries:
+            await client.xack(self._stream, GROUP, entry_id)
             return None
-        raw = entries[0][1].get(b"id")
-        return raw.decode() if raw else None
+        fields = entries[0][1]
+        reason = foreign_reason(fields)
+        if reason is not None:
+            await self._dead_letter_foreign([(entry_id, fields, reason)])
+            return None
+        return fields[b"id"].decode()
 
     # -- consuming ----------------------------------------------------------------------------
 
@@ -179,36 +188,69 @@ class RedisConsumer(RedisUpkeep):
 
         If the awaited script fails (Redis went away), those entries stay pending here
         unstarted and are taken over once idle past `visibility_timeout`, by this worker or
-        another.
+        another. Entries Joey did not write are dead-lettered last, so that a failure there
+        costs the runs nothing (they come back the same way).
         """
         runs: list[tuple[_Run, int]] = []
+        foreign: list[tuple[bytes, dict[bytes, bytes], str]] = []
         for entry_id, fields in entries:
-            raw = (fields or {}).get(b"id")
-            if raw is None:  # pragma: no cover - an entry not written by this module
+            if entry_id is None:  # XAUTOCLAIM on Redis 6.2: deleted while pending, no id left
+                continue
+            reason = foreign_reason(fields)
+            if reason is not None:
+                foreign.append((entry_id, fields, reason))
                 continue
             if entry_id in self._inflight:
                 # Our own entry, reclaimed by our own XAUTOCLAIM after missed heartbeats: its
                 # run goes on here, and its start stays the one it recorded.
                 continue
             mode = (1 if reclaimed else 0) + (0 if b"name" in fields else 2)
-            runs.append((_Run(self, entry_id, raw.decode(), fields), mode))
+            runs.append((_Run(self, entry_id, fields[b"id"].decode(), fields), mode))
         if any(mode for _, mode in runs):
             async with asyncio.timeout(self.redis_timeout):
                 answers = await self._start_script(runs)
             for (run, _), answer in zip(runs, answers, strict=True):
                 if run.accept(answer):
                     self._spawn(run)
-            return
-        for run, _ in runs:
-            self._spawn(run)
-        # One start script in flight at a time: the runs of reads that come meanwhile go
-        # together in the next one (under load a start covers many reads; idle, it leaves at
-        # once). Their runs have begun already, so the wait costs them nothing.
-        self._queue_starts([run for run, _ in runs])
-        if not self._starting:
-            starter = asyncio.create_task(self._send_starts())
-            self._starting.add(starter)
-            starter.add_done_callback(self._starting.discard)
+        elif runs:
+            for run, _ in runs:
+                self._spawn(run)
+            # One start script in flight at a time: the runs of reads that come meanwhile go
+            # together in the next one (under load a start covers many reads; idle, it leaves
+            # at once). Their runs have begun already, so the wait costs them nothing.
+            self._queue_starts([run for run, _ in runs])
+            if not self._starting:
+                starter = asyncio.create_task(self._send_starts())
+                self._starting.add(starter)
+                starter.add_done_callback(self._starting.discard)
+        if foreign:
+            await self._dead_letter_foreign(foreign)
+
+    async def _dead_letter_foreign(
+        self, entries: list[tuple[bytes, dict[bytes, bytes], str]]
+    ) -> None:
+        """Dead-letter entries Joey did not write (see `records.foreign_reason`), each as a task
+        of its own that `dead_letters()` and `joey tasks` show, and take them off the stream:
+        never run, never delivered again."""
+        keys = [self._stream, self._dead]
+        args: list[Any] = [GROUP, self.consumer, repr(time.time()), self.dead_ttl, self.keep_dead]
+        records: list[tuple[str, str, str]] = []
+        for entry_id, fields, reason in entries:
+            task_id = uuid.uuid4().hex
+            name = (fields.get(b"name") or b"?").decode(errors="replace")
+            error = (
+                f"ForeignEntry: stream entry {entry_id.decode()} was not written by Joey "
+                f"({reason}) and was not run; its fields: {describe_entry(fields)}"
+            )
+            keys.append(self._task_prefix + task_id)
+            args += (entry_id, task_id, name, error)
+            records.append((task_id, name, error))
+        async with asyncio.timeout(self.redis_timeout):
+            applied = await self._scripts["foreign"](keys=keys, args=args)
+        for (task_id, name, error), done in zip(records, applied, strict=True):
+            if done:
+                self._count(name, "dead")
+                logger.error("task %s %s is dead: %s", name, task_id, error)
 
     def _queue_starts(self, runs: list[_Run]) -> None:
         if not self._to_start:

@@ -35,7 +35,10 @@ async def count_tasks(
         await client.xrange(stream, "-", "+", count=limit),
     )
     for entry_id, fields in entries:
-        add(fields.get(b"name", b"?").decode(), "running" if entry_id in pending else "queued")
+        # errors="replace": an entry Joey did not write may hold anything (a worker
+        # dead-letters it; until one reads it, it is counted under its name as it can be read)
+        name = fields.get(b"name", b"?").decode(errors="replace")
+        add(name, "running" if entry_id in pending else "queued")
     for place, ids in (
         ("scheduled", await client.zrange(delayed, 0, limit - 1)),
         ("dead", await client.lrange(dead, 0, limit - 1)),

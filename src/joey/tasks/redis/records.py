@@ -46,6 +46,26 @@ def encode_payload(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         ) from exc
 
 
+def foreign_reason(fields: dict[bytes, bytes]) -> str | None:
+    """Why a stream entry cannot be one Joey wrote, or None if it can be: every entry Joey
+    writes holds its task's id (the older ones nothing else), and its name, as text."""
+    task_id = fields.get(b"id")
+    if not task_id:
+        return "it holds no task id"
+    try:
+        task_id.decode()
+        fields.get(b"name", b"").decode()
+    except UnicodeDecodeError:
+        return "its task id or name is not UTF-8 text"
+    return None
+
+
+def describe_entry(fields: dict[bytes, bytes], limit: int = 500) -> str:
+    """A stream entry's fields for an error message, cut at `limit` characters."""
+    text = ", ".join(f"{key!r}: {value!r}" for key, value in fields.items())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _float(raw: bytes | None) -> float | None:
     return float(raw) if raw else None
 

@@ -157,6 +157,36 @@ return out
 """
 )
 
+# Dead-letters stream entries Joey did not write (no task id, or one that is not text): each
+# becomes a dead task record of its own, whose error says what the entry held, and the entry is
+# acked and deleted, so nothing runs it and nothing delivers it again. Only while the entry is
+# pending for this consumer (each entry once, whichever worker holds it). Returns per entry 1
+# if dead-lettered here, else 0.
+# KEYS: stream, dead list, then one new task key per entry
+# ARGV: group, consumer, now, dead_ttl, keep_dead, then per entry its id, the new task id, a
+#       name and the error
+FOREIGN = """
+local out = {}
+for i = 3, #KEYS do
+  local at = 6 + (i - 3) * 4
+  local entry, id = ARGV[at], ARGV[at + 1]
+  out[#out + 1] = 0
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], entry, entry, 1, ARGV[2]) > 0 then
+    redis.call('HSET', KEYS[i], 'name', ARGV[at + 2], 'payload', '', 'options', '',
+               'state', 'dead', 'attempts', 0, 'failures', 0, 'deliveries', 0,
+               'max_attempts', 1, 'enqueued_at', ARGV[3], 'finished_at', ARGV[3],
+               'error', ARGV[at + 3], 'run_at', '', 'unique', '', 'entry', '')
+    redis.call('EXPIRE', KEYS[i], ARGV[4])
+    redis.call('LPUSH', KEYS[2], id)
+    redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
+    redis.call('XACK', KEYS[1], ARGV[1], entry)
+    redis.call('XDEL', KEYS[1], entry)
+    out[#out] = 1
+  end
+end
+return out
+"""
+
 # Records how a run ended and releases its stream entry, atomically and idempotently.
 # outcome 'ok' -> SUCCEEDED, 'retry' -> FAILED (due again at run_at), 'dead' -> DEAD.
 # The run token is the entry's ownership: applied only while the entry is pending for this
@@ -301,7 +331,8 @@ return lost
 """
 
 # Claims one tick of a periodic task and enqueues its run, atomically: of any number of
-# workers asking for the same tick, exactly one gets 1. KEYS: periodic hash, task, stream.
+# workers asking for the same tick, exactly one gets 1. The run's record keeps its tick.
+# KEYS: periodic hash, task, stream.
 # ARGV: task name, tick (Unix seconds), id, payload, options, now, max_attempts
 TICK = """
 local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
@@ -312,6 +343,6 @@ local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[3], 'name', ARGV[1],
 redis.call('HSET', KEYS[2], 'name', ARGV[1], 'payload', ARGV[4], 'options', ARGV[5],
            'state', 'queued', 'attempts', 0, 'failures', 0, 'deliveries', 0,
            'max_attempts', ARGV[7], 'enqueued_at', ARGV[6], 'run_at', '', 'unique', '',
-           'entry', entry)
+           'entry', entry, 'tick', ARGV[2])
 return 1
 """
