@@ -54,12 +54,13 @@ from joey.websockets import WebSocket, WebSocketState
 
 if TYPE_CHECKING:
     from joey.files import FileResponse
-    from joey.forms import FormData, FormLimits, UploadFile
+    from joey.forms import FormData, FormLimits
     from joey.routeinfo import DependencyInfo, MountInfo, RouteInfo
     from joey.server import serve
     from joey.sse import EventSourceResponse, ServerSentEvent
     from joey.staticfiles import StaticFiles
     from joey.tasks import Backoff, InMemoryTasks, QueueFull, TaskBackend, TaskInfo, TaskState
+    from joey.uploads import UploadFile
 
 __version__ = "0.1.0"
 
@@ -69,7 +70,7 @@ _LAZY = {
     "FileResponse": "joey.files",
     "FormData": "joey.forms",
     "FormLimits": "joey.forms",
-    "UploadFile": "joey.forms",
+    "UploadFile": "joey.uploads",
     "serve": "joey.server",
     "EventSourceResponse": "joey.sse",
     "ServerSentEvent": "joey.sse",

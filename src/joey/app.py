@@ -298,8 +298,12 @@ class App(Frozen, RouteDecorators):
 
         Example::
 
-            app.freeze()                 # in a test: the app as a server starts it
-            app.include_router(admin)    # LateDeclaration: include routers before startup
+            admin = Router(prefix="/admin")
+            app.freeze()                     # in a test: the app as a server starts it
+            try:
+                app.include_router(admin)    # include routers before startup
+            except LateDeclaration as refused:
+                print(refused)
         """
         self._current_engine()
 

@@ -14,8 +14,12 @@ Example::
     app = App()
     app.freeze()                      # what the lifespan startup does
 
-    @app.get("/late")                 # raises LateDeclaration: declare routes first
-    async def late() -> str: ...
+    try:
+        @app.get("/late")             # declare routes before the app starts
+        async def late() -> str:
+            return "never served"
+    except LateDeclaration as refused:
+        print(refused)
 """
 
 from __future__ import annotations

@@ -23,6 +23,12 @@ class DependencyOverrides(MutableMapping[Callable[..., Any], Callable[..., Any]]
 
     Example::
 
+        def get_db() -> str:
+            return "postgresql://prod"
+
+        def fake_db() -> str:
+            return "sqlite://"
+
         app.dependency_overrides[get_db] = fake_db
         ...                                   # requests see fake_db
         del app.dependency_overrides[get_db]  # and get_db again

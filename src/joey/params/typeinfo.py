@@ -76,8 +76,8 @@ def is_body_type(annotation: Any) -> bool:
 
 
 def is_upload_file(tp: Any) -> bool:
-    # by name, so that plans never import joey.forms (python-multipart) for apps without it
-    return isinstance(tp, type) and tp.__name__ == "UploadFile" and tp.__module__ == "joey.forms"
+    # by name, so that plans never import joey.uploads for apps without it
+    return isinstance(tp, type) and tp.__name__ == "UploadFile" and tp.__module__ == "joey.uploads"
 
 
 def is_channels(tp: Any) -> bool:
