@@ -298,12 +298,8 @@ class App(Frozen, RouteDecorators):
 
         Example::
 
-            admin = Router(prefix="/admin")
-            app.freeze()                     # in a test: the app as a server starts it
-            try:
-                app.include_router(admin)    # include routers before startup
-            except LateDeclaration as refused:
-                print(refused)
+            app.freeze()   # in a test: the app as a server starts it; after it,
+            # app.include_router(Router()) raises LateDeclaration
         """
         self._current_engine()
 
