@@ -13,6 +13,7 @@ import msgspec
 
 from joey.openapi.responses import Responses, merge
 from joey.openapi.schemas import SchemaRegistry, strip_none
+from joey.params.extract import META_CHECKS
 from joey.params.info import ParamInfo
 from joey.params.typeinfo import base_type, holds, is_sequence, is_upload_file
 from joey.paths import parse_template
@@ -26,9 +27,8 @@ _PATH_TYPES: dict[str, dict[str, Any]] = {
     "float": {"type": "number"},
     "uuid": {"type": "string", "format": "uuid"},
 }
-#: every field of ``msgspec.Meta``: what a parameter's schema keeps of it
-_META_FIELDS = ("gt", "ge", "lt", "le", "multiple_of", "pattern", "min_length", "max_length",
-                "tz", "title", "description", "examples", "extra_json_schema", "extra")
+#: every field of ``msgspec.Meta``: the checks, and what only documents a value
+_META_FIELDS = (*META_CHECKS, "title", "description", "examples", "extra_json_schema", "extra")
 
 
 class Operations:
