@@ -17,6 +17,7 @@ import pytest
 from joey import App, MountInfo
 from joey.__main__ import main
 from joey.cli.routes import dependencies, guards, location, name_of
+from joey.routeinfo import status_of
 
 APP_SOURCE = textwrap.dedent('''
     from typing import Annotated
@@ -123,6 +124,7 @@ def test_json_is_the_route_model(project: tuple[Path, str],
         assert record["guards"] == guards(route)
         assert record["dependencies"] == dependencies(route)
         assert record["scopes"] == list(route.scopes)
+        assert record["errors"] == sorted({status_of(error) for error in route.errors})
     by_path = {(r["path"], r["kind"]): r for r in records}
     note = by_path[("/notes/{id:int}", "http")]
     assert note["dependencies"] == ["get_db", "get_repo"]  # inner first
@@ -137,6 +139,8 @@ def test_json_is_the_route_model(project: tuple[Path, str],
     assert delete["middleware"] == ["timing", "audit"]
     assert delete["guards"] == ["bearerAuth", "current_user", "only_admins"]
     assert delete["scopes"] == ["admin"] and delete["dependencies"] == []
+    assert delete["errors"] == [401, 403, 404]  # the scheme, the scopes, the path
+    assert note["errors"] == [404] and by_path[("/notes", "http")]["errors"] == []
     feed = by_path[("/ws/feed", "websocket")]
     assert feed["methods"] == [] and feed["status_code"] is None
     assert [r for r in records if r["kind"] == "mount"] == [
@@ -153,7 +157,7 @@ def test_table_has_a_row_per_route_and_mount(project: tuple[Path, str],
     assert main(["routes", f"{name}:app", "--app-dir", str(directory)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["METHODS", "PATH", "NAME", "HANDLER", "MIDDLEWARE", "GUARDS",
-                                "DEPENDENCIES"]
+                                "ERRORS", "DEPENDENCIES"]
     rows = {line.split()[1]: line for line in lines[1:]}
     assert set(rows) == {"/notes/{id:int}", "/notes", "/admin/notes/{id:int}", "/ws/feed",
                          "/static/*", "/legacy/*"}
@@ -162,9 +166,10 @@ def test_table_has_a_row_per_route_and_mount(project: tuple[Path, str],
     assert rows["/static/*"].split()[:4] == ["MOUNT", "/static/*", "static", "static_files"]
     admin = rows["/admin/notes/{id:int}"]
     assert "timing, audit" in admin
-    assert "bearerAuth, current_user, only_admins [admin]" in admin
+    assert "bearerAuth, current_user, only_admins [admin]  401 403 404" in admin
     assert f"{name}.py:" in rows["/notes/{id:int}"]  # relative: the project is the cwd
-    assert rows["/notes/{id:int}"].rstrip().endswith("get_db, get_repo")
+    assert rows["/notes/{id:int}"].split()[-3:] == ["404", "get_db,", "get_repo"]
+    assert rows["/notes"].split()[-2:] == ["-", "-"]  # no errors, no dependencies
 
 
 def test_without_a_target_main_py_is_used(project: tuple[Path, str],

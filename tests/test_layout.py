@@ -108,12 +108,23 @@ def test_no_private_name_is_imported_from_another_module() -> None:
 
 
 def test_the_app_module_stays_a_declaration() -> None:
+    """app.py declares the app and hands each request to the engine (issue #24): serving,
+    startup and shutdown, tooling live elsewhere (joey._engine, joey.openapi)."""
     lines = (PACKAGE / "app.py").read_text(encoding="utf-8").count("\n")
-    assert lines < 450, f"app.py has {lines} lines: move serving code into joey._engine"
+    assert lines < 380, (f"app.py has {lines} lines: move what is not the request's journey "
+                         "or the declaration API out (serving: joey._engine; startup and "
+                         "shutdown: joey._engine.lifecycle)")
+
+
+#: modules past 500 lines, still to be split by concept; none of them may pass 600
+LONG_MODULES = {"joey/forms.py", "joey/tasks/base.py", "joey/tasks/memory.py",
+                "joey/tasks/redis/consumer.py"}
 
 
 def test_no_module_holds_two_concepts_worth_of_code() -> None:
-    """Past ~600 lines a module usually holds two concepts (STYLE.md): split by concept."""
-    long = {str(path.relative_to(SRC)): lines for path in PACKAGE.rglob("*.py")
-            if (lines := path.read_text(encoding="utf-8").count("\n")) > 600}
+    """Past ~500 lines a module usually holds two concepts (STYLE.md): split by concept."""
+    sizes = {str(path.relative_to(SRC)): path.read_text(encoding="utf-8").count("\n")
+             for path in PACKAGE.rglob("*.py")}
+    long = {name: lines for name, lines in sizes.items()
+            if lines > (600 if name in LONG_MODULES else 500)}
     assert long == {}

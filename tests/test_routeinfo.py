@@ -10,13 +10,25 @@ import pytest
 from msgspec import Meta
 
 from joey import App, Body, Cookie, Depends, Header, Query, Request, Router, WebSocket
+from joey.exceptions import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    PayloadTooLarge,
+    Unauthorized,
+    UnprocessableContent,
+    UnsupportedMediaType,
+)
 from joey.params import MISSING, ParamInfo
 from joey.pipelines import CallNext
+from joey.ratelimit import RateLimit
 from joey.responses import Response
-from joey.routeinfo import DependencyInfo, RouteInfo
+from joey.routeinfo import DependencyInfo, RouteInfo, status_of
 from joey.testing import TestClient
 
 from .asgi import close_test_clients  # noqa: F401 - autouse fixture
+from .openapi.errors_app import CASES, answered
+from .openapi.errors_app import build as build_every_kind
 
 
 class Note(msgspec.Struct):
@@ -186,3 +198,54 @@ def test_model_objects_are_read_only() -> None:
     param: Any = route.parameters[0]
     with pytest.raises(AttributeError):
         param.name = "x"
+
+
+def test_the_route_model_names_every_error_the_engine_answers() -> None:
+    """Issue #24: ``RouteInfo.errors`` is what each extractor, dependency, scheme and limit of
+    the plan declares, and that is exactly what the engine answers: for a route of every
+    kind, each modelled error is produced by a request, and no request (of a battery of
+    hostile ones) gets an error the model does not name."""
+    app = build_every_kind()
+    routes = {route.path: route for route in app.routes}
+    assert set(routes) == {case.template for case in CASES}
+    client = TestClient(app)
+    for case in CASES:
+        modelled = {status_of(error) for error in routes[case.template].errors}
+        assert modelled == answered(client, case) == set(case.triggers), case.template
+
+
+def test_the_errors_of_the_route_model_are_classes_by_status() -> None:
+    app = build_every_kind()
+    routes = {route.path: route for route in app.routes}
+    assert routes["/json"].errors == (BadRequest, PayloadTooLarge, UnsupportedMediaType,
+                                      UnprocessableContent)
+    strict = routes["/strict"].errors
+    assert [error.__name__ for error in strict] == ["RateLimitExceeded",
+                                                    "RateLimitUnavailable"]
+    assert routes["/scoped"].errors == (Unauthorized, Forbidden)
+    assert routes["/conflict"].errors == (Conflict,)  # declared with raises=
+    assert routes["/plain"].errors == () and routes["/injected"].errors == ()
+
+
+def test_a_websocket_route_has_no_http_errors() -> None:
+    ws = by_path(build())["/ws/{room}"]
+    assert ws.errors == ()  # a failure refuses the handshake instead
+
+
+def test_the_errors_follow_the_plan() -> None:
+    """An override that reads nothing from the request takes its 422 away; one that is a
+    rate limit brings its 429."""
+    app = build_every_kind()
+    limit = RateLimit(5, 60)
+
+    async def no_header() -> int:
+        return 0
+
+    count_header = next(d.declared for r in app.routes if r.path == "/dependency"
+                        for d in r.dependencies)
+    app.dependency_overrides[count_header] = no_header
+    [route] = [r for r in app.routes if r.path == "/dependency"]
+    assert route.errors == ()
+    app.dependency_overrides[count_header] = limit
+    [route] = [r for r in app.routes if r.path == "/dependency"]
+    assert [error.__name__ for error in route.errors] == ["RateLimitExceeded"]

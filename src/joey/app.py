@@ -25,17 +25,13 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from joey._engine.connections import OpenConnections
+from joey._engine.lifecycle import Lifecycle, Lifespan
 from joey._engine.lifespan import serve_lifespan
-from joey.datastructures import State, bind_state, state_mapping
+from joey.datastructures import State
 from joey.declarations import DeclaredDict, DeclaredList, Frozen
-from joey.describe import describe
-from joey.lifespan import LifespanDriver, LifespanFailed, LifespanManager
 from joey.overrides import DependencyOverrides
 from joey.params import Depends
 from joey.pipelines import CallNext, HandlerMiddleware
@@ -50,7 +46,6 @@ if TYPE_CHECKING:
     from joey._engine.http import Engine
     from joey.channels import Channels
     from joey.openapi import OpenAPI
-    from joey.params.run import AppScopedValues
     from joey.routeinfo import MountInfo, RouteInfo
     from joey.tasks import TaskBackend
     from joey.tasks.base import TaskDecorator
@@ -58,7 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "App", "CallNext", "DependencyOverrides",
            "HandlerMiddleware", "Middleware"]
 
-Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[Mapping[str, Any] | None]]
 E = TypeVar("E", bound=BaseException)
 HandlerOf = Callable[[Request, E], Response | Awaitable[Response]]  # an exception handler
 MiddlewareT = TypeVar("MiddlewareT", bound=HandlerMiddleware)
@@ -124,12 +118,9 @@ class App(Frozen, RouteDecorators):
         self.redirect_slashes = redirect_slashes
         self.state = State()
         self.shutdown_timeout = shutdown_timeout
-        self._lifespan = LifespanManager()
-        self._connections = OpenConnections()  # kept across recompiles, like app-scoped values
+        # startup, shutdown, and what lives as long as the app (not one compiled engine)
+        self._lifecycle = Lifecycle(tasks, channels)
         self._overrides = DependencyOverrides(self._drop_engine)
-        self._app_values: AppScopedValues | None = None  # made with the first compile
-        self._tasks = tasks
-        self._channels = channels
         #: exception type → (schema type, media type) its handler's responses have (for the
         #: API document: see ``exception_handler(..., schema=...)``)
         self.exception_schemas: dict[type[BaseException], tuple[Any, str]] = DeclaredDict()
@@ -147,24 +138,14 @@ class App(Frozen, RouteDecorators):
     def tasks(self) -> TaskBackend:
         """The background task queue (an :class:`~joey.tasks.InMemoryTasks` unless
         ``App(tasks=...)`` chose another). It starts and stops with the lifespan."""
-        if self._tasks is None:
-            from joey.tasks import InMemoryTasks
-
-            self._tasks = InMemoryTasks()
-        return self._tasks
+        return self._lifecycle.tasks
 
     @property
     def channels(self) -> Channels:
         """Publish/subscribe (:class:`~joey.channels.Channels`; in-memory unless
         ``App(channels=...)`` chose a backend). They start and stop with the lifespan, and a
         handler parameter annotated ``Channels`` receives them."""
-        if self._channels is None:
-            from joey.channels import Channels
-
-            self._channels = Channels()
-            if self._lifespan.started:  # made after startup: stop them at shutdown all the same
-                self._lifespan.add_undo("channels", self._channels.stop)
-        return self._channels
+        return self._lifecycle.channels
 
     @property
     def task(self) -> TaskDecorator:
@@ -298,8 +279,8 @@ class App(Frozen, RouteDecorators):
 
         Example::
 
-            app.freeze()   # in a test: the app as a server starts it; after it,
-            # app.include_router(Router()) raises LateDeclaration
+            app.freeze()      # in a test: the app as a server starts it
+            assert app.frozen  # app.include_router(...) now raises LateDeclaration
         """
         self._current_engine()
 
@@ -309,7 +290,7 @@ class App(Frozen, RouteDecorators):
         engine = self._engine
         if engine is None:
             self.freeze_declarations("the app")
-            engine = self._compile()
+            engine = self._lifecycle.compile(self)
             if self._stack is None:
                 self._stack = build_stack(self.asgi_middleware, self._dispatch)
             self._engine = engine
@@ -319,15 +300,7 @@ class App(Frozen, RouteDecorators):
 
     def _model(self) -> Engine:
         # What app.routes reads: the engine once started; before, a preview kept nowhere.
-        return self._current_engine() if self.frozen else self._compile()
-
-    def _compile(self) -> Engine:
-        # perf: the compiler and the parameter machinery load with the first compile
-        from joey._engine.compiler import compile_engine
-        from joey.params.run import AppScopedValues
-
-        self._app_values = self._app_values or AppScopedValues()
-        return compile_engine(self, self._app_values, self._connections)
+        return self._current_engine() if self.frozen else self._lifecycle.compile(self)
 
     def _drop_engine(self) -> None:
         # An override changed: compile again. The ASGI stack stays (its instances have state).
@@ -365,85 +338,40 @@ class App(Frozen, RouteDecorators):
     @property
     def open_websockets(self) -> int:
         """How many WebSocket handlers are running right now."""
-        return self._connections.websockets
+        return self._lifecycle.connections.websockets
 
     async def close_websockets(self, code: int = 1001, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Close every open WebSocket with ``code`` (1001: going away) and wait up to
         ``timeout`` seconds for their handlers to finish. Used at shutdown."""
-        await self._connections.close_websockets(code, timeout)
+        await self._lifecycle.connections.close_websockets(code, timeout)
 
     def watch_stream(self) -> asyncio.Future[None]:
         """Count the current task as an open stream until it ends; the returned future
         completes when streams must end (:meth:`close_streams`). Streaming responses call this."""
-        return self._connections.watch_stream()
+        return self._lifecycle.connections.watch_stream()
 
     async def close_streams(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Tell every open streaming response to end (an SSE stream sends its last event)
         and wait up to ``timeout`` seconds for them to finish. Used at shutdown."""
-        await self._connections.close_streams(timeout)
+        await self._lifecycle.connections.close_streams(timeout)
 
-    # -- lifespan: the order of startup and shutdown --------------------------------------------
+    # -- lifespan: startup and shutdown (their order: joey.lifespan) -------------------------
 
     async def startup(self, lifespan_state: dict[str, Any] | None = None) -> None:
         """Freeze and compile the app, and run every startup step (see :mod:`joey.lifespan`).
         The server's lifespan calls this; call it yourself only without a lifespan."""
-        engine = self._current_engine()
-        manager = self._lifespan
-        if manager.started:
-            return
-        manager.started = True
-        self._connections.reopen_streams()
-        if lifespan_state is not None:
-            # The lifespan-state extension: the server copies this mapping into every
-            # request's scope["state"], so app.state and request.state share it.
-            bind_state(self.state, lifespan_state)
-        try:
-            for mount in engine.mounts:
-                driver = LifespanDriver(mount.app, state_mapping(self.state))
-                await manager.run_step(f"mounted app at {mount.path or '/'}", driver.startup,
-                                       driver.shutdown)
-            for router in engine.routers:
-                for hook in router.shutdown_hooks:
-                    manager.add_undo(f"shutdown hook {describe(hook)}", hook)
-            for router in engine.routers:
-                for hook in router.startup_hooks:
-                    await manager.run_step(f"startup hook {describe(hook)}", hook, None)
-            app_values = self._app_values
-            assert app_values is not None  # made by _current_engine
-            manager.add_undo("app-scoped dependencies", app_values.close)
-            for plan in engine.app_scoped:
-                await manager.run_step(f"app-scoped dependency {describe(plan.func)}",
-                                       functools.partial(app_values.get, plan), None)
-            if self.lifespan_context is not None:
-                yielded = await manager.enter_context(
-                    f"lifespan {describe(self.lifespan_context)}", self.lifespan_context(self)
-                )
-                if yielded:
-                    for key, value in yielded.items():
-                        setattr(self.state, key, value)
-            if self._channels is not None:  # before tasks, which may publish
-                await manager.run_step("channels", self._channels.start, self._channels.stop)
-            if self._tasks is not None:  # started last: tasks may use what startup made
-                await manager.run_step("background task queue", self._tasks.start,
-                                       self._tasks.stop)
-        except BaseException:
-            await manager.shutdown()
-            raise
+        await self._lifecycle.start(self, self._current_engine(), lifespan_state)
 
     async def shutdown(self) -> None:
         """End open streams, close WebSockets (1001), stop spawned tasks, and undo every
         startup step in reverse order. Every step runs even if one fails; failures are
         logged and then raised together as :class:`joey.lifespan.LifespanFailed`."""
-        await asyncio.gather(self.close_streams(self.shutdown_timeout),
-                             self.close_websockets(1001, self.shutdown_timeout))
-        failures = await self._lifespan.shutdown()
-        if failures:
-            raise LifespanFailed("Shutdown failed: " + "; ".join(failures))
+        await self._lifecycle.stop(self.shutdown_timeout)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None,
               ) -> asyncio.Task[Any]:
         """Start a task that lives until shutdown (then it is cancelled and awaited)."""
-        return self._lifespan.spawn(coro, name=name)
+        return self._lifecycle.manager.spawn(coro, name=name)
 
     def __repr__(self) -> str:
         return f"<App routes={len(list(self.router.walk())) - 1}>"

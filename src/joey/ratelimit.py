@@ -42,7 +42,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Protocol
 
-from joey.exceptions import ServiceUnavailable, TooManyRequests
+from joey.exceptions import HTTPError, ServiceUnavailable, TooManyRequests
 from joey.params.markers import Depends, Security
 from joey.requests import HTTPConnection
 from joey.routeinfo import RouteInfo
@@ -301,6 +301,14 @@ class RateLimit:
             self.__joey_dependency__ = self._keyed_by(marker)
         else:
             self.key_function = key
+
+    @property
+    def __joey_raises__(self) -> tuple[type[HTTPError], ...]:
+        """What :meth:`check` answers instead of the handler (the route model reads it): the
+        429, and the 503 when the limit fails closed."""
+        if self.fail_open:
+            return (RateLimitExceeded,)
+        return (RateLimitExceeded, RateLimitUnavailable)
 
     async def __call__(self, connection: HTTPConnection, route: RouteInfo) -> None:
         assert self.key_function is not None

@@ -3,10 +3,11 @@
 ``app.routes`` lists a :class:`RouteInfo` per route: its methods and path template, the typed
 path parameters, the handler (with its file and line), every parameter with its source, wire
 name, type, default and constraints, the body and the media types it accepts, the return type
-and status code, dependencies (with their own parameters), middleware and tags. It is made
+and status code, dependencies (with their own parameters), middleware and tags, and every
+error the route can answer instead of its success (:attr:`RouteInfo.errors`). It is made
 from the very plans the engine runs, not from a second reading of the signatures, so a tool
 built on it (an API document, ``joey routes``) describes exactly what requests are validated
-against.
+against, and what they can be refused with.
 
 Example::
 
@@ -24,8 +25,10 @@ from typing import Any
 
 import msgspec
 
+from joey.exceptions import Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from joey.params.extract import raised_by
 from joey.params.info import ParamInfo
-from joey.params.plan import DependencyNode, security_phase
+from joey.params.plan import DependencyNode, in_call_order, security_phase
 from joey.pipelines import HandlerMiddleware
 from joey.routing import Route
 
@@ -111,6 +114,9 @@ class RouteInfo(msgspec.Struct, frozen=True):
     #: every scope a ``Security(..., scopes=...)`` of this route requires: what schemes and
     #: guards check the credentials against
     scopes: tuple[str, ...] = ()
+    #: every error the route can answer instead of its success, by status (see
+    #: :func:`route_errors`); empty for a WebSocket route, which refuses the handshake instead
+    errors: tuple[type[BaseException], ...] = ()
 
     @property
     def summary(self) -> str | None:
@@ -175,6 +181,8 @@ def route_info(route: Route, plan: DependencyNode, max_body_size: int | None) ->
 
     security, scopes = _security(plan)
     return_type = plan.returns
+    errors = () if route.websocket else route_errors(plan, route, max_body_size, security,
+                                                      scopes)
     return RouteInfo(
         path=route.path, methods=route.methods, websocket=route.websocket, name=route.name,
         handler=route.endpoint, path_params=route.path_params, parameters=tuple(plan.params),
@@ -184,8 +192,47 @@ def route_info(route: Route, plan: DependencyNode, max_body_size: int | None) ->
         description=inspect.getdoc(route.endpoint), max_body_size=max_body_size,
         deprecated=route.deprecated, include_in_schema=route.include_in_schema,
         raises=route.raises, responses=route.responses, openapi_extra=route.openapi_extra,
-        security=security, scopes=scopes,
+        security=security, scopes=scopes, errors=errors,
     )
+
+
+def route_errors(plan: DependencyNode, route: Route, max_body_size: int | None,
+                 security: tuple[SecurityRequirement, ...], scopes: tuple[str, ...],
+                 ) -> tuple[type[BaseException], ...]:
+    """What the engine can answer for ``route`` instead of its success, sorted by status,
+    each class once: what each extractor and dependency of the plan declares it raises
+    (:func:`joey.params.extract.raising`: 422 for a value that can be refused, 400/415 for a
+    body that is parsed, a form's 413, a rate limit's 429 and 503), the body limit's 413 for
+    a route that reads the body, the router's 404 for a path parameter (a segment its
+    converter refuses matches no route), 401 for a security scheme (optional credentials
+    too: malformed ones are refused) and 403 when scopes are required, then the route's own
+    ``raises``. Within one status the engine's come first (the class the document renders).
+    """
+    found: list[type[BaseException]] = []
+    reads_body = False
+    for node in in_call_order(plan):
+        if node.scope == "app":
+            continue  # made at startup, never on a request's behalf
+        found.extend(node.raises)
+        for _, extract in (*node.sync_extractors, *node.async_extractors):
+            found.extend(raised_by(extract))
+        reads_body = reads_body or any(p.source in ("body", "form") for p in node.params)
+    if reads_body and max_body_size is not None:
+        found.append(PayloadTooLarge)
+    if route.path_params:
+        found.append(NotFound)
+    if security:
+        found.append(Unauthorized)
+    if scopes:
+        found.append(Forbidden)
+    found.extend(route.raises)
+    return tuple(sorted(dict.fromkeys(found), key=status_of))
+
+
+def status_of(error: type[BaseException]) -> int:
+    """The status an exception class is answered with (500 when it does not say)."""
+    status = getattr(error, "status_code", 500)
+    return status if isinstance(status, int) else 500
 
 
 def _security(plan: DependencyNode) -> tuple[tuple[SecurityRequirement, ...], tuple[str, ...]]:

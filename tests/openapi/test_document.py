@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -51,7 +52,7 @@ from joey.sse import EventSourceResponse
 from joey.testing import TestClient
 
 from ..asgi import close_test_clients  # noqa: F401 - autouse fixture
-from . import models_a, models_b
+from . import errors_app, models_a, models_b
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -468,6 +469,27 @@ def test_documented_errors_are_what_the_app_sends(document: dict[str, Any]) -> N
         assert set(required) <= set(response.json()), (path, response.json())
 
 
+def test_documented_errors_are_every_error_the_app_answers() -> None:
+    """Issue #24: the document reads the errors of the route model, which the engine
+    raises; for a route of every kind, each documented error is one a request gets, and
+    every error a (hostile) request gets is documented. Before, the document re-derived
+    them, and was wrong for a form that refuses no value (a 422 never sent), a form without
+    a body limit (its own limits' 413 left out), a rate limit (429 and 503 left out) and a
+    guard that checks scopes without a scheme (403 left out)."""
+    app = errors_app.build()
+    doc = OpenAPI().document(app)
+    validate(doc)
+    client = TestClient(app)
+    for case in errors_app.CASES:
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", case.template)
+        responses = doc["paths"][path][case.method.lower()]["responses"]
+        documented = {int(code) for code in responses if int(code) >= 400}
+        assert documented == errors_app.answered(client, case), case.template
+        for code in (429, 503):
+            if code in documented:
+                assert "Retry-After" in responses[str(code)]["headers"]
+
+
 def test_a_handler_without_a_declared_schema_is_not_claimed_to_send_a_problem() -> None:
     app = App()
 
@@ -668,12 +690,13 @@ def test_a_thousand_routes_in_well_under_a_second() -> None:
         async def handler(item_id: int, body: models_a.Item, q: int = 0) -> models_b.Item:
             return models_b.Item(1.0)
     app.freeze()  # compile the app first: only the document is timed
-    started = time.perf_counter()
+    # the CPU time of this process: the other processes of a loaded machine do not count
+    started = time.process_time()
     doc = OpenAPI().document(app)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert len(doc["paths"]) == 1000
-    # make bench holds it to the 1 s target (~0.15 s); here coverage tracing on a shared
-    # machine slows it, so this only catches a blow-up (a builder quadratic in routes)
+    # make bench holds it to the 1 s target (~0.15 s); here coverage tracing may slow it,
+    # so this only catches a blow-up (a builder quadratic in routes)
     assert elapsed < 2.0, elapsed
 
 

@@ -1,7 +1,8 @@
 """The ASGI lifespan protocol: startup and shutdown messages in, the app's steps run.
 
-What runs, and in what order, is the app's declaration (``App.startup``/``App.shutdown``,
-see :mod:`joey.lifespan`); this module only speaks the protocol to the server.
+What runs, and in what order, is the app's (``App.startup``/``App.shutdown``, run by
+:mod:`joey._engine.lifecycle` in the order :mod:`joey.lifespan` describes); this module only
+speaks the protocol to the server.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """``joey routes``: every route of an app, its WebSocket routes and its mounts, as a table or
 as JSON, read from the route model alone (``app.routes`` and ``app.mounts``): what it prints
-is what the engine serves.
+is what the engine serves, and the errors it can answer instead (``RouteInfo.errors``, by
+status).
 
 Example:
 
 ```text
 $ joey routes examples.app:app
-METHODS  PATH          NAME       HANDLER              MIDDLEWARE  GUARDS  DEPENDENCIES
-GET      /books/{id}   get_book   examples/app.py:61   -           -       get_db
+METHODS  PATH          NAME       HANDLER              MIDDLEWARE  GUARDS  ERRORS   DEPENDENCIES
+GET      /books/{id}   get_book   examples/app.py:61   -           -       404 422  get_db
 ```
 """
 
@@ -18,9 +19,10 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from joey.routeinfo import DependencyInfo, MountInfo, RouteInfo
+from joey.routeinfo import DependencyInfo, MountInfo, RouteInfo, status_of
 
-COLUMNS = ("METHODS", "PATH", "NAME", "HANDLER", "MIDDLEWARE", "GUARDS", "DEPENDENCIES")
+COLUMNS = ("METHODS", "PATH", "NAME", "HANDLER", "MIDDLEWARE", "GUARDS", "ERRORS",
+           "DEPENDENCIES")
 
 
 def name_of(obj: Any) -> str:
@@ -61,6 +63,11 @@ def dependencies(route: RouteInfo) -> list[str]:
     return [name_of(d.function) for d in _walk(route.dependencies) if not d.security]
 
 
+def error_statuses(route: RouteInfo) -> list[int]:
+    """The statuses of the errors the route can answer instead of its success, each once."""
+    return list(dict.fromkeys(status_of(error) for error in route.errors))
+
+
 def location(route: RouteInfo) -> str:
     """``file:line`` of the handler, relative to the current directory when under it."""
     where = route.location
@@ -86,6 +93,7 @@ def route_record(route: RouteInfo) -> dict[str, Any]:
         "middleware": [name_of(m) for m in route.middleware],
         "guards": guards(route),
         "scopes": list(route.scopes),
+        "errors": error_statuses(route),
         "dependencies": dependencies(route),
         "tags": list(route.tags),
         "status_code": None if route.websocket else route.status_code,
@@ -112,11 +120,12 @@ def as_table(routes: list[RouteInfo], mounts: list[MountInfo]) -> str:
             location(route),
             ", ".join(name_of(m) for m in route.middleware) or "-",
             (", ".join(guards(route)) + scopes) or "-",
+            " ".join(map(str, error_statuses(route))) or "-",
             ", ".join(dependencies(route)) or "-",
         ))
     for mount in mounts:
         path = f"{mount.path}/*" if mount.path else "/*"
-        rows.append(("MOUNT", path, mount.name or "-", name_of(mount.app), "-", "-", "-"))
+        rows.append(("MOUNT", path, mount.name or "-", name_of(mount.app), "-", "-", "-", "-"))
     if not rows:
         return "(no routes)"
     widths = [max(len(row[i]) for row in [COLUMNS, *rows]) for i in range(len(COLUMNS))]

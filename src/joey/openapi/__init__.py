@@ -22,7 +22,8 @@ Example::
     assert "/books/{book_id}" in document["paths"]
 """
 
-from joey.openapi.document import ErrorRendering, build_document
+from joey.openapi.document import build_document
+from joey.openapi.errors import ErrorRendering
 from joey.openapi.pages import Assets
 from joey.openapi.routes import OpenAPI
 

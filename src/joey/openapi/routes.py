@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from joey.openapi.document import ErrorRendering, build_document
+from joey.openapi.document import build_document
+from joey.openapi.errors import ErrorRendering
 from joey.openapi.pages import Assets, redoc_page, scalar_page, swagger_ui_page
 from joey.requests import Request
 from joey.responses import HTMLResponse, Response

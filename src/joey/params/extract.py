@@ -4,18 +4,29 @@ An extractor takes the connection and a list to report problems into, and return
 for one parameter. Every failing field is reported (nothing is raised for a bad value), so the
 client gets one 422 that lists them all. Extractors are built once, at startup, from a
 :class:`~joey.params.info.ParamInfo`.
+
+Each extractor declares, where it is built, the errors it can answer instead of the handler
+(:func:`raising`): a 422 when the value it reads can be refused, a 400/415 for a body it
+parses... The route model reads them from the plan (``RouteInfo.errors``), and the API
+document from the route model: no other code decides which errors a parameter can cause.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, get_args
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import msgspec
 
 from joey._json import JSONTooDeep, decode_json
 from joey.background import BackgroundTasks
-from joey.exceptions import BadRequest, HTTPError, UnsupportedMediaType
+from joey.exceptions import (
+    BadRequest,
+    HTTPError,
+    PayloadTooLarge,
+    UnprocessableContent,
+    UnsupportedMediaType,
+)
 from joey.params.info import ParamInfo
 from joey.params.issues import (
     ValidationIssue,
@@ -24,7 +35,13 @@ from joey.params.issues import (
     split_msgspec_error,
 )
 from joey.params.markers import Body, Query
-from joey.params.typeinfo import MISSING, base_type, is_pydantic_model, is_sequence
+from joey.params.typeinfo import (
+    MISSING,
+    base_type,
+    is_pydantic_model,
+    is_sequence,
+    strip_optional,
+)
 from joey.requests import JSON_TOO_DEEP, HTTPConnection, Request
 
 
@@ -42,6 +59,54 @@ def convert_or_report(value: Any, annotation: Any, location: str, key: str,
 # An extractor takes the connection and the list to report problems into, returns the value.
 Extractor = Callable[[Any, list[ValidationIssue]], Any]
 AsyncExtractor = Callable[[Any, list[ValidationIssue]], Awaitable[Any]]
+AnyExtractor = TypeVar("AnyExtractor", bound=Callable[..., Any])
+
+#: The attribute that holds what a callable run for a request (an extractor, a dependency
+#: such as a rate limit) declares it can answer instead of the handler.
+RAISES = "__joey_raises__"
+
+
+def raising(extractor: AnyExtractor, *errors: type[HTTPError] | None) -> AnyExtractor:
+    """``extractor``, declaring the errors it can answer instead of the handler (``None``s
+    left out: ``raising(extract, UnprocessableContent if checked else None)``). Written
+    next to the code that raises them; read back with :func:`raised_by`."""
+    setattr(extractor, RAISES, tuple(error for error in errors if error is not None))
+    return extractor
+
+
+def raised_by(obj: Any) -> tuple[type[BaseException], ...]:
+    """The errors ``obj`` (an extractor, or a dependency with ``__joey_raises__``) declares
+    it can answer instead of the handler; ``()`` when it declares none."""
+    return tuple(getattr(obj, RAISES, ()))
+
+
+#: the ``msgspec.Meta`` fields that check a value (the others only document it)
+META_CHECKS = ("gt", "ge", "lt", "le", "multiple_of", "pattern", "min_length", "max_length",
+               "tz")
+
+
+def checked_type(annotation: Any) -> Any:
+    """The type a value is really checked against: ``T`` for ``T | None``, without the
+    ``msgspec.Meta`` that check nothing (``Annotated[str, Meta(description=...)]`` is
+    ``str``: no value is refused for it)."""
+    annotation = strip_optional(annotation)
+    if get_origin(annotation) is not Annotated:
+        return annotation
+    inner, *extras = get_args(annotation)
+    inner = checked_type(inner)
+    kept = [extra for extra in extras if not isinstance(extra, msgspec.Meta)
+            or any(getattr(extra, check) is not None for check in META_CHECKS)]
+    return Annotated[(inner, *kept)] if kept else inner
+
+
+def _takes_any_text(annotation: Any) -> bool:
+    """Whether every text value (or list of them) converts to ``annotation``: ``str``,
+    ``Any``, a list or set of ``str``, each maybe optional and only described."""
+    checked = checked_type(annotation)
+    if checked is str or checked is Any:
+        return True
+    return get_origin(checked) in (list, set, frozenset) and len(get_args(checked)) == 1 and (
+        _takes_any_text(get_args(checked)[0]))
 
 
 # --- injected by type -----------------------------------------------------------------------
@@ -88,7 +153,8 @@ def _text_extractor(info: ParamInfo, lookup: Callable[[Any], Any], many: bool) -
             return int(raw)  # perf: what msgspec would do for plain digits, without its call
         return convert_or_report(raw, annotation, location, key, issues)
 
-    return extract
+    refusable = default is MISSING or not _takes_any_text(annotation)
+    return raising(extract, UnprocessableContent if refusable else None)
 
 
 def query_extractor(info: ParamInfo, marker: Query | None) -> Extractor:
@@ -104,7 +170,7 @@ def query_extractor(info: ParamInfo, marker: Query | None) -> Extractor:
                 issues.append(ValidationIssue("query", name, str(exc) or type(exc).__name__))
                 return None
 
-        return extract_custom
+        return raising(extract_custom, UnprocessableContent)
     key = info.key
     if is_sequence(info.annotation):
         return _text_extractor(info, lambda c: c.query.getlist(key), True)
@@ -148,7 +214,11 @@ def path_extractor(info: ParamInfo, produced: type) -> Extractor:
     def extract(connection: Any, issues: list[ValidationIssue]) -> Any:
         return convert_or_report(connection.path_params[name], annotation, "path", name, issues)
 
-    return extract
+    # a Meta that only describes refuses nothing (404 is the router's: a segment its
+    # converter refuses matches no route)
+    checked = checked_type(annotation)
+    refusable = checked is not Any and checked is not produced
+    return raising(extract, UnprocessableContent if refusable else None)
 
 
 # --- the body -----------------------------------------------------------------------------------
@@ -175,7 +245,7 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
                 issues.append(ValidationIssue("body", "$", str(exc) or type(exc).__name__))
                 return None
 
-        return extract_custom
+        return raising(extract_custom, UnprocessableContent)
 
     annotation, default = info.annotation, info.default
     base = base_type(annotation)
@@ -183,9 +253,10 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
         async def extract_raw(request: Request, issues: list[ValidationIssue]) -> Any:
             if base is bytes:
                 return await request.body()
-            return await request.text()
+            return await request.text()  # 400 for an unknown charset or invalid text
 
-        return extract_raw
+        # bytes are never parsed, never invalid (the route's body limit is the route's: 413)
+        return raising(extract_raw, BadRequest if base is str else None)
 
     pydantic_model = base if is_pydantic_model(base) else None
     target = Any if pydantic_model is not None else annotation
@@ -235,7 +306,7 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
             return value
         return validate_pydantic(pydantic_model, value, issues, "body")
 
-    return extract_json
+    return raising(extract_json, BadRequest, UnsupportedMediaType, UnprocessableContent)
 
 
 def revalidate(body: bytes, annotation: Any, first: msgspec.ValidationError,
@@ -352,4 +423,8 @@ def form_extractor(info: ParamInfo, whole: bool) -> AsyncExtractor:
             return raw
         return convert_or_report(raw, annotation, "form", key, issues)
 
-    return extract_form
+    # the form parser answers 400 for a malformed body, 413 past its FormLimits (whatever the
+    # route's body limit)
+    refusable = whole or default is MISSING or not (base is Any or base is str)
+    return raising(extract_form, UnsupportedMediaType, BadRequest, PayloadTooLarge,
+                   UnprocessableContent if refusable else None)

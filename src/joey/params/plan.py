@@ -26,6 +26,7 @@ from joey.params.extract import (
     header_extractor,
     path_extractor,
     query_extractor,
+    raised_by,
     take_background,
     take_channels,
     take_connection,
@@ -62,7 +63,7 @@ class DependencyNode:
 
     __slots__ = (
         "async_extractors", "call_style", "dependencies", "func", "key", "optional", "params",
-        "returns", "scope", "security_edges", "sync_extractors",
+        "raises", "returns", "scope", "security_edges", "sync_extractors",
     )
 
     def __init__(self, func: Callable[..., Any], key: Callable[..., Any], scope: str,
@@ -86,6 +87,9 @@ class DependencyNode:
         self.call_style = call_style(func)
         #: the return annotation (``None`` when there is none), read with the parameters
         self.returns: Any = None
+        #: what the dependency declares it can answer instead of the handler (its
+        #: ``__joey_raises__``: a rate limit's 429); its extractors declare their own
+        self.raises: tuple[type[BaseException], ...] = ()
 
 
 def is_security(marker: Depends) -> bool:
@@ -152,11 +156,12 @@ class PlanBuilder:
         cached = self._nodes.get((key, marker.scope, optional))
         if cached is not None:
             return cached
-        func = self.overrides.get(key, key)
+        runs = self.overrides.get(key, key)
         # An object may name the callable that runs in its place (a RateLimit keyed by a
         # dependency: a function of its own, whose signature asks for that key).
-        func = getattr(func, "__joey_dependency__", func)
+        func = getattr(runs, "__joey_dependency__", runs)
         node = self._node(func, key, marker.scope, path_params, [*chain, key], where, optional)
+        node.raises = raised_by(runs)
         if marker.scope == "app":
             for _, inner in node.dependencies:
                 if inner.scope != "app":
