@@ -45,7 +45,10 @@ def test_the_limit_holds_across_two_worker_processes(
     argv = uvicorn_argv("tests.security.ratelimit_app:asgi", "--workers", "2", "--http", http)
     # windows are aligned on the Redis clock: a window of 11 days keeps the test from
     # straddling a boundary (a new window, a fresh budget) by chance
-    with run_server(argv, tmp_path, env=env(redis_server, LIMIT="25", WINDOW="1000000"),
+    # failing closed, with time to answer: on a loaded machine a slow Redis call must show
+    # as a 503 here, never as one request too many let through
+    with run_server(argv, tmp_path, env=env(redis_server, LIMIT="25", WINDOW="1000000",
+                                            FAIL_OPEN="0", REDIS_TIMEOUT="10"),
                     ready_path="/health") as server:
         responses = asyncio.run(burst(server.base_url, 80))
         # which worker accepts a connection is the kernel's choice: go on (bounded) until
@@ -69,7 +72,8 @@ def test_every_policy_is_atomic_across_processes(
         redis_server: RedisServer, tmp_path: Path, policy: str) -> None:
     argv = uvicorn_argv("tests.security.ratelimit_app:app", "--workers", "2")
     with run_server(argv, tmp_path, env=env(redis_server, LIMIT="20", WINDOW="1000000",
-                                            POLICY=policy), ready_path="/health") as server:
+                                            POLICY=policy, FAIL_OPEN="0", REDIS_TIMEOUT="10"),
+                    ready_path="/health") as server:
         responses = asyncio.run(burst(server.base_url, 60))
     assert sum(r.status_code == 200 for r in responses) == 20
     assert {r.status_code for r in responses} == {200, 429}
@@ -79,7 +83,9 @@ def test_every_policy_is_atomic_across_processes(
 def test_redis_stopped_mid_test_answers_as_configured(
         redis_server: RedisServer, tmp_path: Path, fail_open: bool) -> None:
     argv = uvicorn_argv("tests.security.ratelimit_app:app")
-    values = env(redis_server, LIMIT="3", WINDOW="600", FAIL_OPEN="1" if fail_open else "0")
+    # a stopped server refuses connections at once; the timeout only spares a loaded machine
+    values = env(redis_server, LIMIT="3", WINDOW="600", FAIL_OPEN="1" if fail_open else "0",
+                 REDIS_TIMEOUT="2")
     with run_server(argv, tmp_path, env=values, ready_path="/health") as server, \
             httpx.Client(base_url=server.base_url, timeout=10) as client:
         assert [client.get("/").status_code for _ in range(4)] == [200, 200, 200, 429]
