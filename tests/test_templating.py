@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import jinja2
+import markupsafe
 import pytest
 
 from joey import App, Request
@@ -213,6 +214,68 @@ async def test_a_synchronous_template_refuses_what_needs_awaiting(directory: Pat
     with pytest.raises(TypeError, match="'async_generator' object is not iterable") as raised:
         await nested.render(request, "n.html", {"feed": Feed()})
     assert any("enable_async=True" in note for note in raised.value.__notes__)
+
+
+# Every way a value reaches the page: plain text with each special character, numbers, None,
+# a missing name, markup marked safe (a filter, a Markup value, an object with __html__),
+# filters that escape, a macro's output, a captured block, an attribute and an item.
+TRICKY = textwrap.dedent("""\
+    {%- macro cell(v) %}<td>{{ v }}</td>{% endmacro -%}
+    {%- set captured %}<i>{{ text }}</i>{% endset -%}
+    {{ text }}|{{ number }}|{{ nothing }}|{{ missing }}|{{ markup }}|{{ html_object }}|
+    {{ text | safe }}|{{ text | e }}|{{ text | upper }}|{{ [text, markup] | join(",") }}|
+    {{ cell(text) }}|{{ captured }}|{{ row.message }}|{{ row["id"] }}|{{ "lit<" ~ text }}|
+    {% for t in [text, markup, 3] %}[{{ t }}]{% endfor %}|{{ text if number else markup }}
+    """)
+
+
+class _HTMLObject:
+    def __html__(self) -> str:
+        return "<b>trusted</b>"
+
+
+def _tricky_context() -> dict[str, object]:
+    return {"text": "<a href=\"x\">Tom & Jerry's</a>", "number": 3.5, "nothing": None,
+            "markup": markupsafe.Markup("<em>safe & sound</em>"), "html_object": _HTMLObject(),
+            "row": {"message": "<script>alert('x')</script>", "id": 7}}
+
+
+@pytest.mark.parametrize("enable_async", [False, True])
+async def test_output_escaping_is_markupsafes_without_a_markup_per_value(
+    enable_async: bool
+) -> None:
+    loader = jinja2.DictLoader({"tricky.html": TRICKY})
+    reference = jinja2.Environment(loader=loader, autoescape=True, enable_async=enable_async)
+    expected = await reference.get_template("tricky.html").render_async(_tricky_context()) \
+        if enable_async else reference.get_template("tricky.html").render(_tricky_context())
+    assert "&lt;a href=&#34;x&#34;&gt;Tom &amp; Jerry&#39;s&lt;/a&gt;" in expected
+
+    templates = Templates(loader=loader, enable_async=enable_async)
+    template = templates.get_template("tricky.html")
+    # Output expressions escape to str: no markupsafe.escape, no Markup built per value...
+    assert template.root_render_func.__globals__["escape"] is not markupsafe.escape
+    response = await templates.render(_request(), "tricky.html", _tricky_context())
+    assert response.body.decode() == expected  # ...and the page is the same, byte for byte
+
+
+@pytest.mark.parametrize("text", ["", "plain", "<>&'\"", "a&amp;b", "&#39;", "é<ü>ß — 日本",
+                                  "\x00<\n>", "<<>>&&''\"\""])
+def test_the_python_escaping_is_markupsafes(text: str) -> None:
+    # What output expressions use where markupsafe's C speedups are not built.
+    from joey.templating import _escape_replacing
+
+    assert _escape_replacing(text) == str(markupsafe.escape(text))
+
+
+def test_a_given_environment_keeps_its_own_template_class() -> None:
+    class Custom(jinja2.Template):
+        pass
+
+    env = jinja2.Environment(loader=jinja2.DictLoader({"a.html": "{{ x }}"}), autoescape=True)
+    env.template_class = Custom
+    templates = Templates(env=env)
+    template = templates.get_template("a.html")
+    assert type(template) is Custom and template.render(x="<") == "&lt;"
 
 
 def test_the_response_keeps_template_and_context(directory: Path) -> None:

@@ -134,6 +134,7 @@ class Templates:
             options.setdefault("autoescape", jinja.select_autoescape(
                 disabled_extensions=("txt",), default_for_string=True, default=True))
             env = jinja.Environment(**options)
+            env.template_class = _fast_output_template(jinja)
         elif directory is not None or options:
             raise TypeError("Templates(env=...) takes no directory or environment options: "
                             "configure the environment you pass")
@@ -196,6 +197,57 @@ class Templates:
             raise
         return TemplateResponse(template, values, content, status_code, headers, media_type,
                                 background)
+
+
+def _escape_replacing(text: str) -> str:
+    """markupsafe's escaping of a ``str``, as five replacements (where its C speedup is not
+    built)."""
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("'", "&#39;").replace('"', "&#34;"))
+
+
+def _output_escaper() -> Callable[[Any], str]:
+    """``escape_output(value)``: what an autoescaped ``{{ value }}`` writes, the same text as
+    ``markupsafe.escape(value)`` (an object's ``__html__`` is trusted, anything else is
+    ``str()``-ed and escaped) as a plain ``str``: in output position the result is only ever
+    joined into the page, so the ``Markup`` object is not needed."""
+    import markupsafe
+
+    inner = getattr(markupsafe, "_escape_inner", None)  # its str -> str core (C when built)
+    escape_text: Callable[[str], str] = inner if callable(inner) else _escape_replacing
+
+    def escape_output(value: Any) -> str:
+        if type(value) is str:
+            return escape_text(value)
+        if hasattr(value, "__html__"):
+            return str(value.__html__())
+        return escape_text(str(value))
+
+    return escape_output
+
+
+def _fast_output_template(jinja: Any) -> type[jinja2.Template]:
+    """A ``jinja2.Template`` class whose compiled templates escape their output with
+    :func:`_output_escaper`'s function.
+
+    perf: under autoescaping Jinja2 compiles ``{{ value }}`` to ``escape(value)``, and
+    ``markupsafe.escape`` builds a ``Markup`` per value (a Python-level ``__new__``): most
+    of the rendering time of a page that prints many values. In a compiled template the name
+    ``escape`` serves output expressions only (filters and ``Markup`` import markupsafe's
+    own), so rebinding it in the template's namespace changes the speed, not a byte of the
+    page.
+    """
+    escape_output = _output_escaper()
+
+    class FastOutputTemplate(jinja.Template):  # type: ignore[misc]
+        @classmethod
+        def from_code(cls, environment: Any, code: Any, globals: Any,
+                      uptodate: Any = None) -> Any:
+            template = super().from_code(environment, code, globals, uptodate)
+            template.root_render_func.__globals__["escape"] = escape_output
+            return template
+
+    return FastOutputTemplate
 
 
 # What Python says when synchronous code meets an awaitable: "'coroutine' object is not
