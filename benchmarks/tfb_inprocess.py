@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import sys
 import time
 import traceback
@@ -193,7 +194,7 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=50_000, help="per repeat")
     parser.add_argument("--verify-only", action="store_true", help="check the answers, no timing")
     args = parser.parse_args()
-    if DATABASE_ENV not in __import__("os").environ:
+    if DATABASE_ENV not in os.environ:
         parser.error(f"{DATABASE_ENV} is not set (tfb.py starts a database and sets it)")
     try:
         import uvloop
