@@ -36,6 +36,7 @@ import openapi_bench  # noqa: E402
 import report  # noqa: E402
 import startup  # noqa: E402
 import tasks_bench  # noqa: E402
+import tfb  # noqa: E402
 from apps import FRAMEWORKS, IMPORTS, JOEY, JOEY_BUILDS, JOEY_COMPILED, PEERS, RAW, interpreter  # noqa: E402
 from scenarios import BY_KEY, ROUTE_COUNTS, SCENARIOS, Scenario  # noqa: E402
 
@@ -338,7 +339,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="Joey + raw, few iterations, no wrk")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     parser.add_argument(
-        "--skip", default="", help="sections to skip: inprocess,e2e,startup,tasks,channels,openapi"
+        "--skip",
+        default="",
+        help="sections to skip: inprocess,e2e,startup,tasks,channels,openapi,tfb",
     )
     parser.add_argument("--servers", default=",".join(SERVER_NOTES), help="end-to-end servers")
     parser.add_argument("--rounds", type=int, default=3, help="in-process rounds (interleaved)")
@@ -355,7 +358,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.smoke:
         args.frameworks = f"{RAW},{JOEY},{JOEY_COMPILED}"  # compiled: when its venv exists
-        args.skip = ",".join(filter(None, [args.skip, "e2e", "tasks", "channels"]))
+        args.skip = ",".join(filter(None, [args.skip, "e2e", "tasks", "channels", "tfb"]))
         args.rounds, args.repeats, args.target_ms, args.ws_messages = 1, 1, 5.0, 20
         args.import_runs = 2
     elif args.output is None:
@@ -436,6 +439,18 @@ def main(argv: list[str] | None = None) -> int:
         print(sections[-1], flush=True)
         goals += ["", "### Targets (issue 14, OpenAPI)", "",
                   *openapi_bench.targets(openapi_result)]  # fmt: skip
+    if "tfb" not in skip:
+        # Issue 29: TechEmpower's six tests on a private PostgreSQL (tfb.py).
+        tfb_args = tfb.parse([
+            f"--frameworks={','.join(fw for fw in frameworks if fw in tfb.FRAMEWORKS)}",
+            f"--servers={','.join(servers)}",
+        ])
+        tfb_results = tfb.measure(tfb_args)
+        tfb_tables = tfb.tables(tfb_results, tfb_args)
+        sections.extend(tfb_tables)
+        print("\n".join(tfb_tables), flush=True)
+        goals += ["", "### Targets (issue 29, TechEmpower tests)", "", *tfb.targets(tfb_results)]
+        errors.update(tfb.errors(tfb_results))
     trouble = report.problems(errors)
     minutes = (time.monotonic() - started) / 60
     print(

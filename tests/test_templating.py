@@ -4,6 +4,7 @@ pages served by a real uvicorn (httptools and h11)."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import jinja2
+import markupsafe
 import pytest
 
 from joey import App, Request
@@ -119,7 +121,8 @@ def test_status_headers_and_head(directory: Path) -> None:
 
 
 async def test_async_rendering_awaits_coroutines_and_async_iterables(directory: Path) -> None:
-    templates = Templates(directory)
+    templates = Templates(directory, enable_async=True)
+    assert templates.is_async and templates.env.is_async
     app = App()
 
     async def entries() -> AsyncIterator[str]:
@@ -137,6 +140,142 @@ async def test_async_rendering_awaits_coroutines_and_async_iterables(directory: 
                                  base_url="http://test") as client:
         response = await client.get("/feed")
     assert response.text == "[a][b] done"
+
+
+def _async_frames_below_render() -> int:
+    """How many coroutine or async-generator frames run between ``Templates.render`` and the
+    caller (a function a template calls): none when the template renders synchronously."""
+    frame = sys._getframe(1)
+    count = 0
+    while frame is not None and frame.f_code is not Templates.render.__code__:
+        count += bool(frame.f_code.co_flags & (inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR))
+        frame = frame.f_back  # type: ignore[assignment]
+    assert frame is not None, "not called from Templates.render"
+    return count
+
+
+PROBE = {"probe.html": "{% for i in range(2) %}{{ i }}{% endfor %}|{{ probe() }}|{{ name }}"}
+
+
+@pytest.mark.parametrize("how", ["default", "env", "enable_async=False"])
+async def test_templates_render_synchronously_unless_asked(how: str) -> None:
+    loader = jinja2.DictLoader(PROBE)
+    templates = {
+        "default": lambda: Templates(loader=loader),
+        "env": lambda: Templates(env=jinja2.Environment(loader=loader, autoescape=True)),
+        "enable_async=False": lambda: Templates(loader=loader, enable_async=False),
+    }[how]()
+    assert not templates.is_async and not templates.env.is_async
+    request = _request()
+    response = await templates.render(request, "probe.html",
+                                      {"probe": _async_frames_below_render, "name": "<b>"})
+    assert response.body == b"01|0|&lt;b&gt;"  # no async frame; still escaped
+    assert response.context["name"] == "<b>" and response.template.name == "probe.html"
+    # An async environment does run the template as async code (the probe sees it).
+    streaming = Templates(loader=loader, enable_async=True)
+    response = await streaming.render(request, "probe.html",
+                                      {"probe": _async_frames_below_render, "name": "b"})
+    assert response.body.startswith(b"01|") and response.body != b"01|0|b"
+
+
+async def test_a_synchronous_template_refuses_what_needs_awaiting(directory: Path) -> None:
+    templates = Templates(directory)
+    request = _request()
+
+    async def entries() -> AsyncIterator[str]:
+        yield "a"
+
+    async def title() -> str:
+        return "done"
+
+    with pytest.raises(TypeError, match=r"template 'feed.html' got an async generator function "
+                       r"as 'entries', .* render synchronously: await it in the handler .* "
+                       r"Templates\(\.\.\., enable_async=True\)"):
+        await templates.render(request, "feed.html", {"entries": entries, "title": str})
+    with pytest.raises(TypeError, match="got an async function as 'title'"):
+        await templates.render(request, "feed.html", {"entries": list, "title": title})
+    # A coroutine object is closed when refused: no "never awaited" warning follows (the
+    # suite turns warnings into errors).
+    with pytest.raises(TypeError, match="got an awaitable as 'title'"):
+        await templates.render(request, "feed.html", {"entries": list, "title": title()})
+    with pytest.raises(TypeError, match="got an async iterable as 'entries'"):
+        await templates.render(request, "feed.html", {"entries": entries(), "title": str})
+    by_processor = Templates(directory, context_processors=[lambda r: {"title": title}])
+    with pytest.raises(TypeError, match="got an async function as 'title'"):
+        await by_processor.render(request, "feed.html", {"entries": list})
+
+    # Reached deeper (a method the template calls), the template's own error says what to do.
+    class Feed:
+        async def entries(self) -> AsyncIterator[str]:
+            yield "a"
+
+    nested = Templates(loader=jinja2.DictLoader({"n.html": "{% for e in feed.entries() %}"
+                                                            "{{ e }}{% endfor %}"}))
+    with pytest.raises(TypeError, match="'async_generator' object is not iterable") as raised:
+        await nested.render(request, "n.html", {"feed": Feed()})
+    assert any("enable_async=True" in note for note in raised.value.__notes__)
+
+
+# Every way a value reaches the page: plain text with each special character, numbers, None,
+# a missing name, markup marked safe (a filter, a Markup value, an object with __html__),
+# filters that escape, a macro's output, a captured block, an attribute and an item.
+TRICKY = textwrap.dedent("""\
+    {%- macro cell(v) %}<td>{{ v }}</td>{% endmacro -%}
+    {%- set captured %}<i>{{ text }}</i>{% endset -%}
+    {{ text }}|{{ number }}|{{ nothing }}|{{ missing }}|{{ markup }}|{{ html_object }}|
+    {{ text | safe }}|{{ text | e }}|{{ text | upper }}|{{ [text, markup] | join(",") }}|
+    {{ cell(text) }}|{{ captured }}|{{ row.message }}|{{ row["id"] }}|{{ "lit<" ~ text }}|
+    {% for t in [text, markup, 3] %}[{{ t }}]{% endfor %}|{{ text if number else markup }}
+    """)
+
+
+class _HTMLObject:
+    def __html__(self) -> str:
+        return "<b>trusted</b>"
+
+
+def _tricky_context() -> dict[str, object]:
+    return {"text": "<a href=\"x\">Tom & Jerry's</a>", "number": 3.5, "nothing": None,
+            "markup": markupsafe.Markup("<em>safe & sound</em>"), "html_object": _HTMLObject(),
+            "row": {"message": "<script>alert('x')</script>", "id": 7}}
+
+
+@pytest.mark.parametrize("enable_async", [False, True])
+async def test_output_escaping_is_markupsafes_without_a_markup_per_value(
+    enable_async: bool
+) -> None:
+    loader = jinja2.DictLoader({"tricky.html": TRICKY})
+    reference = jinja2.Environment(loader=loader, autoescape=True, enable_async=enable_async)
+    expected = await reference.get_template("tricky.html").render_async(_tricky_context()) \
+        if enable_async else reference.get_template("tricky.html").render(_tricky_context())
+    assert "&lt;a href=&#34;x&#34;&gt;Tom &amp; Jerry&#39;s&lt;/a&gt;" in expected
+
+    templates = Templates(loader=loader, enable_async=enable_async)
+    template = templates.get_template("tricky.html")
+    # Output expressions escape to str: no markupsafe.escape, no Markup built per value...
+    assert template.root_render_func.__globals__["escape"] is not markupsafe.escape
+    response = await templates.render(_request(), "tricky.html", _tricky_context())
+    assert response.body.decode() == expected  # ...and the page is the same, byte for byte
+
+
+@pytest.mark.parametrize("text", ["", "plain", "<>&'\"", "a&amp;b", "&#39;", "é<ü>ß — 日本",
+                                  "\x00<\n>", "<<>>&&''\"\""])
+def test_the_python_escaping_is_markupsafes(text: str) -> None:
+    # What output expressions use where markupsafe's C speedups are not built.
+    from joey.templating import _escape_replacing
+
+    assert _escape_replacing(text) == str(markupsafe.escape(text))
+
+
+def test_a_given_environment_keeps_its_own_template_class() -> None:
+    class Custom(jinja2.Template):
+        pass
+
+    env = jinja2.Environment(loader=jinja2.DictLoader({"a.html": "{{ x }}"}), autoescape=True)
+    env.template_class = Custom
+    templates = Templates(env=env)
+    template = templates.get_template("a.html")
+    assert type(template) is Custom and template.render(x="<") == "&lt;"
 
 
 def test_the_response_keeps_template_and_context(directory: Path) -> None:
@@ -165,13 +304,20 @@ def test_rendered_refuses_a_response_without_a_template(directory: Path) -> None
         rendered(response)
 
 
-async def test_a_template_error_names_the_file_and_line(directory: Path) -> None:
-    templates = Templates(directory)
+def _request(app: App | None = None) -> Request:
     async def receive() -> Message:
         return {"type": "http.request", "body": b""}
 
-    request = Request({"type": "http", "method": "GET", "path": "/", "headers": [],
-                       "query_string": b""}, receive, app=make_app(directory)[0])
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": [],
+                    "query_string": b""}, receive, app=app or App())
+
+
+@pytest.mark.parametrize("enable_async", [False, True])
+async def test_a_template_error_names_the_file_and_line(
+    directory: Path, enable_async: bool
+) -> None:
+    templates = Templates(directory, enable_async=enable_async)
+    request = _request(make_app(directory)[0])
     with pytest.raises(ZeroDivisionError) as raised:
         await templates.render(request, "item.html", {"id": 1, "divisor": 0})
     assert raised.value.__notes__ == [f"in template: {directory / 'item.html'}, line 5"]
@@ -206,8 +352,6 @@ async def test_a_template_error_is_a_logged_500(
 def test_configuration_errors(directory: Path) -> None:
     with pytest.raises(TypeError, match="needs a directory, a loader= or an env="):
         Templates()
-    with pytest.raises(ValueError, match="enable_async=True"):
-        Templates(env=jinja2.Environment())
     with pytest.raises(TypeError, match="takes no directory"):
         Templates(directory, env=jinja2.Environment(enable_async=True))
 
@@ -233,11 +377,16 @@ def test_a_given_environment_or_loader(directory: Path) -> None:
         assert client.get("/bang").text == "&lt;i&gt;!"
 
 
-async def test_url_for_without_a_request_says_how() -> None:
-    templates = Templates(loader=jinja2.DictLoader({"x.html": "{{ url_for('a') }}"}))
+@pytest.mark.parametrize("enable_async", [False, True])
+async def test_url_for_without_a_request_says_how(enable_async: bool) -> None:
+    templates = Templates(loader=jinja2.DictLoader({"x.html": "{{ url_for('a') }}"}),
+                          enable_async=enable_async)
     template = templates.get_template("x.html")
     with pytest.raises(RuntimeError, match=r"needs the request .* Templates\.render"):
-        await template.render_async({})
+        if enable_async:
+            await template.render_async({})
+        else:
+            template.render({})
 
 
 def test_importable_without_jinja2() -> None:

@@ -1,16 +1,23 @@
 """Templates: HTML pages rendered with Jinja2 (``pip install 'joey[templates]'``).
 
 ``Templates`` builds one Jinja2 environment when it is created (at import time of the app
-module, like the routes): autoescaping on, async rendering, and ``url_for`` as a global.
-Each request only renders: ``await templates.render(request, name, context)`` returns a
-:class:`TemplateResponse`, whose body is complete before the handler returns, so an error in
-a template is an error of the handler (a 500, logged with the template's file and line; the
-debug page in ``App(debug=True)``).
+module, like the routes): autoescaping on, ``url_for`` as a global, and synchronous
+rendering unless asked otherwise. Each request only renders:
+``await templates.render(request, name, context)`` returns a :class:`TemplateResponse`,
+whose body is complete before the handler returns, so an error in a template is an error of
+the handler (a 500, logged with the template's file and line; the debug page in
+``App(debug=True)``).
 
 Every template sees ``request`` and ``url_for(name, **params)`` (the route's path, with the
 app's ``root_path``), plus what the context processors return, plus the handler's context.
-Async rendering means a template may call async functions and loop over async iterables
-from its context; Jinja2 awaits them.
+
+Rendering is synchronous by default: the handler awaits its data, then the template runs as
+plain Python, which is what Jinja2 does fastest. ``Templates(..., enable_async=True)`` (or an
+``env=`` created with it) renders asynchronously instead, so that a template may call async
+functions and loop over async iterables from its context (Jinja2 awaits them), at about
+twice the cost of a synchronous render. A synchronous ``Templates`` refuses a context value
+that would need awaiting (a coroutine, an async function or iterable) with a ``TypeError``
+that says so, rather than printing ``<coroutine object ...>`` into the page.
 
 The response keeps ``template`` and ``context``; the test client exposes them
 (:func:`joey.testing.rendered`), so a test can check what a page was rendered from.
@@ -32,8 +39,10 @@ This module imports without Jinja2; creating ``Templates`` needs it.
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -95,15 +104,17 @@ class Templates:
             order); may be omitted when ``loader`` or ``env`` is given.
         context_processors: ``processor(request) -> mapping`` called for every render; what
             they return is in every template's context (the handler's context wins).
-        env: a ready ``jinja2.Environment`` to use instead (it must have
-            ``enable_async=True``); ``url_for`` is added to its globals.
+        env: a ready ``jinja2.Environment`` to use instead, synchronous or with
+            ``enable_async=True`` (it decides how templates render); ``url_for`` is added to
+            its globals.
         **options: more ``jinja2.Environment`` options (``loader``, ``undefined``,
-            ``trim_blocks``...). ``autoescape`` defaults to on for every template except
-            ``.txt`` files.
+            ``trim_blocks``, ``enable_async``...). ``autoescape`` defaults to on for every
+            template except ``.txt`` files; ``enable_async`` to off (synchronous rendering).
 
     Example::
 
         templates = Templates("templates", context_processors=[lambda request: {"site": "Joey"}])
+        streaming = Templates("templates", enable_async=True)  # templates may await
     """
 
     def __init__(
@@ -122,17 +133,21 @@ class Templates:
                 options.setdefault("loader", jinja.FileSystemLoader(directory))
             options.setdefault("autoescape", jinja.select_autoescape(
                 disabled_extensions=("txt",), default_for_string=True, default=True))
-            options["enable_async"] = True
             env = jinja.Environment(**options)
+            env.template_class = _fast_output_template(jinja)
         elif directory is not None or options:
             raise TypeError("Templates(env=...) takes no directory or environment options: "
                             "configure the environment you pass")
-        elif not env.is_async:
-            raise ValueError("Templates(env=...) needs jinja2.Environment(enable_async=True): "
-                             "Joey renders templates asynchronously")
         env.globals.setdefault("url_for", _url_for)
         self.env = env
         self.context_processors = tuple(context_processors)
+        # Read once: the environment's mode decides how every render runs.
+        self._async = bool(env.is_async)
+
+    @property
+    def is_async(self) -> bool:
+        """Whether templates render asynchronously (``enable_async=True``) and may await."""
+        return self._async
 
     def get_template(self, name: str) -> jinja2.Template:
         """The template called ``name`` (loaded once, then cached by Jinja2)."""
@@ -157,7 +172,8 @@ class Templates:
 
         The template sees ``request``, ``url_for``, what the context processors return and
         ``context``. An error while loading or rendering it propagates with a note naming
-        the template's file and line.
+        the template's file and line. Synchronous templates (the default) refuse a value
+        that needs awaiting, naming it.
         """
         template = self.get_template(name)
         values: dict[str, Any] = {"request": request}
@@ -166,12 +182,107 @@ class Templates:
         if context:
             values.update(context)
         try:
-            content = await template.render_async(values)
+            if self._async:
+                content = await template.render_async(values)
+            else:
+                _refuse_async_values(name, values)
+                # perf: Jinja2's synchronous render is plain generator code; its async render
+                # pays for an async generator per block and an await per output expression.
+                content = template.render(values)
         except Exception as exc:
             _locate(exc)
+            if not self._async and isinstance(exc, TypeError) and _ASYNC_HINT.search(str(exc)):
+                exc.add_note("these Templates render synchronously: create them with "
+                             "Templates(..., enable_async=True) to let templates await")
             raise
         return TemplateResponse(template, values, content, status_code, headers, media_type,
                                 background)
+
+
+def _escape_replacing(text: str) -> str:
+    """markupsafe's escaping of a ``str``, as five replacements (where its C speedup is not
+    built)."""
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("'", "&#39;").replace('"', "&#34;"))
+
+
+def _output_escaper() -> Callable[[Any], str]:
+    """``escape_output(value)``: what an autoescaped ``{{ value }}`` writes, the same text as
+    ``markupsafe.escape(value)`` (an object's ``__html__`` is trusted, anything else is
+    ``str()``-ed and escaped) as a plain ``str``: in output position the result is only ever
+    joined into the page, so the ``Markup`` object is not needed."""
+    import markupsafe
+
+    inner = getattr(markupsafe, "_escape_inner", None)  # its str -> str core (C when built)
+    escape_text: Callable[[str], str] = inner if callable(inner) else _escape_replacing
+
+    def escape_output(value: Any) -> str:
+        if type(value) is str:
+            return escape_text(value)
+        if hasattr(value, "__html__"):
+            return str(value.__html__())
+        return escape_text(str(value))
+
+    return escape_output
+
+
+def _fast_output_template(jinja: Any) -> type[jinja2.Template]:
+    """A ``jinja2.Template`` class whose compiled templates escape their output with
+    :func:`_output_escaper`'s function.
+
+    perf: under autoescaping Jinja2 compiles ``{{ value }}`` to ``escape(value)``, and
+    ``markupsafe.escape`` builds a ``Markup`` per value (a Python-level ``__new__``): most
+    of the rendering time of a page that prints many values. In a compiled template the name
+    ``escape`` serves output expressions only (filters and ``Markup`` import markupsafe's
+    own), so rebinding it in the template's namespace changes the speed, not a byte of the
+    page.
+    """
+    escape_output = _output_escaper()
+
+    class FastOutputTemplate(jinja.Template):  # type: ignore[misc]
+        @classmethod
+        def from_code(cls, environment: Any, code: Any, globals: Any,
+                      uptodate: Any = None) -> Any:
+            template = super().from_code(environment, code, globals, uptodate)
+            template.root_render_func.__globals__["escape"] = escape_output
+            return template
+
+    return FastOutputTemplate
+
+
+# What Python says when synchronous code meets an awaitable: "'coroutine' object is not
+# iterable", "'async_generator' object is not iterable"...
+_ASYNC_HINT = re.compile(r"'(coroutine|async_generator)' object")
+# Context values that are never awaitable: the common case skips the inspection.
+_PLAIN = frozenset({str, int, float, bool, type(None), list, tuple, dict, set, bytes})
+
+
+def _needs_await(value: Any) -> str | None:
+    """What ``value`` is if a template would have to await it (else None)."""
+    if type(value) in _PLAIN:
+        return None
+    if inspect.iscoroutinefunction(value):
+        return "an async function"
+    if inspect.isasyncgenfunction(value):
+        return "an async generator function"
+    if inspect.isawaitable(value):
+        return "an awaitable"
+    if isinstance(value, AsyncIterable):
+        return "an async iterable"
+    return None
+
+
+def _refuse_async_values(name: str, values: Mapping[str, Any]) -> None:
+    """Raise a ``TypeError`` naming the first value a synchronous template cannot await."""
+    for key, value in values.items():
+        if key != "request" and (kind := _needs_await(value)) is not None:
+            if inspect.iscoroutine(value):
+                value.close()  # never awaited: no "coroutine was never awaited" warning later
+            raise TypeError(
+                f"template {name!r} got {kind} as {key!r}, but these Templates render "
+                "synchronously: await it in the handler and pass the result, or create "
+                "Templates(..., enable_async=True) to let templates await"
+            )
 
 
 def _url_for(context: Mapping[str, Any], name: str, /, **params: Any) -> str:
