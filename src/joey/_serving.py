@@ -26,16 +26,20 @@ import multiprocessing.process
 import os
 import signal
 import socket
+import sys
 import threading
 from types import FrameType
 from typing import Any, Protocol
 
 import uvicorn
 from uvicorn._subprocess import get_subprocess
-from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import ChangeReload
 
 logger = logging.getLogger("uvicorn.error")
+
+# The exit status of a server whose app failed to start: uvicorn's, 3 in every supported
+# release. Not imported: uvicorn moved the constant from uvicorn.main to uvicorn.config.
+STARTUP_FAILURE = 3
 
 
 class _Drains(Protocol):
@@ -67,6 +71,15 @@ class JoeyServer(uvicorn.Server):
                 server.close()
             await asyncio.gather(app.close_streams(timeout), app.close_websockets(1001, timeout))
         await super().shutdown(sockets)
+
+    def run_worker(self, sockets: list[socket.socket] | None = None) -> None:
+        """A worker process's whole life. It exits with :data:`STARTUP_FAILURE` when the app
+        did not start, which :class:`_Workers` reads: recent uvicorn releases exit so by
+        themselves, older ones (0.30 among them) return, and the worker would be replaced
+        again and again."""
+        self.run(sockets)
+        if not self.started:
+            sys.exit(STARTUP_FAILURE)
 
 
 def run(config: uvicorn.Config) -> int:
@@ -102,7 +115,7 @@ class _Workers:
         self.processes: list[multiprocessing.process.BaseProcess] = []
 
     def _start(self) -> multiprocessing.process.BaseProcess:
-        process = get_subprocess(self.config, JoeyServer(self.config).run, self.sockets)
+        process = get_subprocess(self.config, JoeyServer(self.config).run_worker, self.sockets)
         process.start()
         return process
 
