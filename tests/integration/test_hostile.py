@@ -129,7 +129,7 @@ def test_bad_host_never_ends_up_in_the_url(servers: Servers, host: str) -> None:
                                 "host": "127.0.0.1"}
 
 
-@pytest.mark.parametrize("depth", [1_000, 100_000])
+@pytest.mark.parametrize("depth", [30_000, 100_000])  # past every supported Python's limit
 @pytest.mark.parametrize(("path", "status"), [("/json", 400), ("/typed", 422)])
 def test_deep_json_is_a_client_error(servers: Servers, path: str, status: int,
                                      depth: int) -> None:
