@@ -52,7 +52,7 @@ docs: $(DEV_STAMP)
 test: lint typecheck docs pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MATRIX) .pytest_cache .mypy_cache .ruff_cache
 
 BENCH_VENV := benchmarks/.venv
 BENCH_STAMP := $(BENCH_VENV)/.installed
@@ -127,10 +127,11 @@ cell_python   = 3.$(patsubst py3%,%,$(lastword $(subst -, ,$(1))))
 find_python   = $(firstword $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)) \
                             $(shell command -v python$(1) 2>/dev/null))
 cell_interpreter = $(call find_python,$(call cell_python,$*))
-# What a dependency's release changes under us: Redis (channels, tasks, sessions, rate limits),
-# the servers and the CLI that starts them, pydantic, Jinja2, PyJWT, forms, compression, the
-# test client (httpx) and the third-party middleware.
-MATRIX_FAST  := tests/channels tests/tasks tests/integration tests/security \
+# What a dependency's release or a Python version changes under us: Redis (channels, tasks,
+# sessions, rate limits), the servers, their signals and the CLI that starts them, asyncio
+# (the same), msgspec, pydantic and typing introspection (parameters, OpenAPI), Jinja2, PyJWT,
+# forms, compression, the test client (httpx) and the third-party middleware.
+MATRIX_FAST  := tests/channels tests/tasks tests/integration tests/security tests/openapi \
                 tests/middleware tests/test_server.py tests/test_cli.py tests/test_forms.py \
                 tests/test_templating.py tests/test_testing.py tests/test_params.py \
                 tests/test_responses.py tests/test_websockets.py tests/test_makefile.py
