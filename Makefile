@@ -30,10 +30,10 @@ run: $(RUN_STAMP)
 	HOST=$(HOST) PORT=$(PORT) $(PY) examples/app.py
 
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff check src tests examples benchmarks constraints
 
 typecheck: $(DEV_STAMP)
-	$(VENV)/bin/mypy --strict src examples
+	$(VENV)/bin/mypy --strict src examples constraints/generate.py
 
 # The whole suite under coverage (the servers and workers it starts included); under 95%
 # branch coverage of src/joey fails (threshold in pyproject.toml).
@@ -52,7 +52,7 @@ docs: $(DEV_STAMP)
 test: lint typecheck docs pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MATRIX) .pytest_cache .mypy_cache .ruff_cache
 
 BENCH_VENV := benchmarks/.venv
 BENCH_STAMP := $(BENCH_VENV)/.installed
@@ -109,3 +109,55 @@ test-compiled: compiled $(COMPILED_STAMP)
 	$(COMPILED_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 		--force-reinstall --no-deps dist/joey-*-cp*.whl
 	JOEY_EXPECT_COMPILED=1 $(COMPILED_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+# The version matrix (docs/deployment.md#supported-versions): the suite on each supported
+# Python with every dependency at its newest release, and on the oldest Python with every
+# supported dependency at the lower bound pyproject.toml declares. Each cell is pinned in
+# constraints/<cell>.txt (`make constraints` regenerates them from pyproject.toml with uv,
+# constraints/generate.py) and installed, exactly, into its own venv .venv-matrix/<cell>.
+# `make test-matrix` runs the whole suite in every cell; `make matrix-<cell>` one cell;
+# MATRIX_SUITE=fast runs only the version-sensitive tests (MATRIX_FAST) instead.
+MATRIX       := .venv-matrix
+UV_VERSION   := 0.13.9
+UV           := $(MATRIX)/uv/bin/uv
+MATRIX_CELLS := $(sort $(basename $(notdir $(wildcard constraints/*-py3*.txt))))
+PYENV_ROOT   ?= $(HOME)/.pyenv
+# A cell's interpreter: pyenv's 3.X.*, else python3.X on PATH. uv never downloads one.
+cell_python   = 3.$(patsubst py3%,%,$(lastword $(subst -, ,$(1))))
+find_python   = $(firstword $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)) \
+                            $(shell command -v python$(1) 2>/dev/null))
+cell_interpreter = $(call find_python,$(call cell_python,$*))
+# What a dependency's release or a Python version changes under us: Redis (channels, tasks,
+# sessions, rate limits), the servers, their signals and the CLI that starts them, asyncio
+# (the same), msgspec, pydantic and typing introspection (parameters, OpenAPI), Jinja2, PyJWT,
+# forms, compression, the test client (httpx) and the third-party middleware.
+MATRIX_FAST  := tests/channels tests/tasks tests/integration tests/security tests/openapi \
+                tests/middleware tests/test_server.py tests/test_cli.py tests/test_forms.py \
+                tests/test_templating.py tests/test_testing.py tests/test_params.py \
+                tests/test_responses.py tests/test_websockets.py tests/test_makefile.py
+MATRIX_SUITE ?= full
+MATRIX_TESTS  = $(if $(filter fast,$(MATRIX_SUITE)),$(MATRIX_FAST),)
+
+$(UV):
+	test -x $(MATRIX)/uv/bin/python || $(PYTHON) -m venv $(MATRIX)/uv
+	$(MATRIX)/uv/bin/python -m pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
+
+.PHONY: constraints test-matrix
+constraints: $(UV)
+	$(PYTHON) constraints/generate.py --uv $(UV)
+
+# uv pip sync: the venv holds exactly the pinned set (a package left from an earlier pin goes).
+$(MATRIX)/%/.installed: constraints/%.txt pyproject.toml | $(UV)
+	@test -n "$(cell_interpreter)" || { echo "make: the $* cell needs" \
+		"python$(call cell_python,$*): pyenv install it, or put it on PATH" >&2; exit 1; }
+	test -x $(MATRIX)/$*/bin/python || $(UV) venv --quiet --no-python-downloads --python $(cell_interpreter) $(MATRIX)/$*
+	$(UV) pip sync --quiet --python $(MATRIX)/$*/bin/python constraints/$*.txt
+	$(UV) pip install --quiet --python $(MATRIX)/$*/bin/python --no-deps -e .
+	touch $@
+
+MATRIX_TARGETS := $(addprefix matrix-,$(MATRIX_CELLS))
+.PHONY: $(MATRIX_TARGETS)
+$(MATRIX_TARGETS): matrix-%: $(MATRIX)/%/.installed
+	$(MATRIX)/$*/bin/python -m pytest -q -p no:cacheprovider $(MATRIX_TESTS)
+
+test-matrix: $(MATRIX_TARGETS)

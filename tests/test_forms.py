@@ -182,6 +182,15 @@ async def test_quoted_boundary_and_extra_parameters() -> None:
     assert form["a"] == "1"
 
 
+async def test_media_and_disposition_types_are_case_insensitive() -> None:
+    # RFC 9110 and RFC 6266; python-multipart 0.0.18 lower-cases neither type.
+    body = multipart_body([("a", "1")]).replace(b"form-data;", b"Form-Data;")
+    form = await parse_form(f"MULTIPART/Form-Data; Boundary={BOUNDARY}", chunks(body))
+    assert form["a"] == "1"
+    urlencoded = await parse_form("Application/X-WWW-Form-Urlencoded", chunks(b"b=2"))
+    assert urlencoded["b"] == "2"
+
+
 # --- multipart -----------------------------------------------------------------------------
 
 async def test_multipart_fields_and_files() -> None:

@@ -26,7 +26,9 @@ from tests.asgi import body_messages, call, close_test_clients, http_scope
 
 __all__ = ["close_test_clients"]
 
-DEPTHS = [1_000, 10_000, 100_000]
+# Past the interpreter's limit on every supported Python: 1,000 levels was enough on 3.11,
+# but on 3.12 and 3.13 msgspec decodes 1,000 (3.13: 5,000) levels of arrays.
+DEPTHS = [30_000, 100_000]
 
 
 def nested_array(depth: int) -> bytes:
@@ -517,7 +519,7 @@ def test_url_path_always_starts_with_slash() -> None:
 
 async def test_deep_json_arriving_in_chunks_is_400() -> None:
     app = json_app()
-    body = nested_array(2000)
+    body = nested_array(DEPTHS[0])
     recorder = await call(app, http_scope("/raw", method="POST", headers=[
         (b"content-type", b"application/json")]), body_messages(body[:1500], body[1500:]))
     assert recorder.status == 400

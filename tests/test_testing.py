@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -150,8 +151,9 @@ def test_client_sends_bodies_and_headers() -> None:
 
     client = TestClient(app)
     response = client.post("/echo?x=1", json={"a": 1})
-    assert response.json() == {"body": '{"a":1}', "ct": "application/json",
-                               "host": "testserver", "query": {"x": "1"}}
+    echoed = response.json()
+    assert json.loads(echoed.pop("body")) == {"a": 1}  # spacing is httpx's (compact since 0.28)
+    assert echoed == {"ct": "application/json", "host": "testserver", "query": {"x": "1"}}
 
 
 async def test_async_client_streams_request_bodies() -> None:

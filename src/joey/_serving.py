@@ -33,12 +33,15 @@ from typing import Any, Protocol
 
 import uvicorn
 from uvicorn._subprocess import get_subprocess
-from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import ChangeReload
 
 logger = logging.getLogger("uvicorn.error")
 #: uvicorn starts its worker processes with spawn: their events come from the same context
 _SPAWN = multiprocessing.get_context("spawn")
+
+# The exit status of a server whose app failed to start: uvicorn's, 3 in every supported
+# release. Not imported: uvicorn moved the constant from uvicorn.main to uvicorn.config.
+STARTUP_FAILURE = 3
 
 
 class _Drains(Protocol):

@@ -138,6 +138,14 @@ def _import_multipart() -> ModuleType:
     return multipart
 
 
+def _options(multipart: ModuleType, value: str | bytes) -> tuple[bytes, dict[bytes, bytes]]:
+    """A header value's type and parameters, both lower-cased: media types, disposition types
+    and parameter names are case-insensitive (RFC 9110, RFC 6266). python-multipart lower-cases
+    the parameter names, and the type only in its recent releases (0.0.18 keeps the case)."""
+    kind, params = multipart.parse_options_header(value)
+    return kind.lower(), {name.lower(): param for name, param in params.items()}
+
+
 async def parse_form(
     content_type: str,
     stream: AsyncIterable[bytes],
@@ -165,7 +173,7 @@ async def parse_form(
         raise BadRequest("The Content-Type header is too long.")
     multipart = _import_multipart()
     try:
-        media_type, params = multipart.parse_options_header(content_type)
+        media_type, params = _options(multipart, content_type)
     except (ValueError, UnicodeError):
         raise BadRequest("The Content-Type header is malformed.") from None
     parser: _FormParser
@@ -370,8 +378,7 @@ class _MultipartParser(_FormParser):
         disposition = next((v for k, v in self.headers if k == b"content-disposition"), None)
         if disposition is None:
             raise BadRequest("A multipart part has no Content-Disposition header.")
-        kind, options = self.multipart.parse_options_header(disposition)
-        params = {key.lower(): value for key, value in options.items()}
+        kind, params = _options(self.multipart, disposition)
         name = params.get(b"name")
         if kind != b"form-data" or name is None:
             raise BadRequest('A multipart part needs "Content-Disposition: form-data; name=...".')

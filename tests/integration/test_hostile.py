@@ -152,7 +152,7 @@ def test_two_host_headers_are_a_400(servers: Servers, hosts: tuple[str, str]) ->
         "error": "The request has more than one Host header.", "status": 400}
 
 
-@pytest.mark.parametrize("depth", [1_000, 100_000])
+@pytest.mark.parametrize("depth", [30_000, 100_000])  # past every supported Python's limit
 @pytest.mark.parametrize(("path", "status"), [("/json", 400), ("/typed", 422)])
 def test_deep_json_is_a_client_error(servers: Servers, path: str, status: int,
                                      depth: int) -> None:

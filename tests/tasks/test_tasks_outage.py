@@ -89,7 +89,7 @@ async def backend(redis_url: str, prefix: str) -> AsyncIterator[RedisTasks]:
     await tasks.stop()
 
 
-@pytest.mark.parametrize("levels", [1_000, 100_000])
+@pytest.mark.parametrize("levels", [30_000, 100_000])  # past every supported Python's limit
 async def test_enqueue_of_an_over_deep_argument_is_a_clear_error(
     backend: RedisTasks, levels: int
 ) -> None:
@@ -103,7 +103,7 @@ async def test_enqueue_of_an_over_deep_argument_is_a_clear_error(
         await backend.enqueue(takes, value={"a": deep_list(levels)})
 
 
-@pytest.mark.parametrize("levels", [1_000, 100_000])
+@pytest.mark.parametrize("levels", [30_000, 100_000])  # past every supported Python's limit
 async def test_a_payload_too_deep_to_decode_is_dead_lettered_and_the_worker_goes_on(
     backend: RedisTasks, redis_url: str, prefix: str, levels: int
 ) -> None:
