@@ -42,9 +42,9 @@ from joey.exceptions import (
     UnprocessableContent,
     UnsupportedMediaType,
 )
-from joey.openapi.schemas import SchemaRegistry, strip_none
+from joey.openapi.schemas import SchemaRegistry
 from joey.params.info import ParamInfo
-from joey.params.typeinfo import base_type, is_sequence, is_upload_file
+from joey.params.typeinfo import base_type, is_sequence, is_upload_file, strip_none
 from joey.paths import parse_template
 from joey.routeinfo import RouteInfo
 
