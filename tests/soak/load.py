@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,6 +34,17 @@ class Sample:
     def minus(self, other: Sample) -> Sample:
         return Sample(self.rss_kib - other.rss_kib, self.fds - other.fds,
                       self.tasks - other.tasks)
+
+
+#: a line at INFO, as uvicorn, Granian and `joey worker` print them
+_INFO = re.compile(r"INFO:|\[INFO\]|\S+ \S+ INFO ")
+
+
+def complaints(log: str) -> list[str]:
+    """Every line of a server's or worker's output that is not at INFO: warnings, errors,
+    tracebacks, and what Joey's loggers print through Python's last-resort handler when the
+    server configured none (a bare message: WARNING and above)."""
+    return [line for line in log.splitlines() if line.strip() and not _INFO.match(line)]
 
 
 async def wait_until(check: Callable[[], Awaitable[bool]], what: str,

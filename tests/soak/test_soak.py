@@ -22,12 +22,14 @@ import httpx
 import pytest
 
 from tests.integration.servers import Server, run_server, uvicorn_argv
-from tests.soak.load import Sample, one_round, sample
+from tests.soak.load import Sample, complaints, one_round, sample
 
 WARM_UP = 2
 MEASURED = 6
 #: the most each may grow from the end of the warm-up to the end of the soak
-MAX_GROWTH = Sample(rss_kib=8 * 1024, fds=6, tasks=6)
+#: (a leak of one per WebSocket, per SSE stream, per upload is 18 to 30 over the soak; one
+#: per request of the leaking handler below, 90)
+MAX_GROWTH = Sample(rss_kib=8 * 1024, fds=10, tasks=10)
 
 
 async def soak(server: Server, warm_up: int, measured: int) -> list[Sample]:
@@ -47,11 +49,6 @@ def over_bounds(samples: list[Sample]) -> list[str]:
     growth = samples[-1].minus(samples[0])
     return [name for name in ("rss_kib", "fds", "tasks")
             if getattr(growth, name) > getattr(MAX_GROWTH, name)]
-
-
-def complaints(log: str) -> list[str]:
-    return [line for line in log.splitlines()
-            if line.startswith(("WARNING", "ERROR", "CRITICAL", "Traceback"))]
 
 
 def soak_argv(http: str) -> list[str]:
