@@ -53,4 +53,8 @@ def test_schemathesis_finds_nothing_in_the_notes_service(http: str, tmp_path: Pa
     assert "Authentication failed" not in result.stdout, summary
     links = re.search(r"API Links:\s+(\d+) covered", result.stdout)
     assert links is not None and int(links.group(1)) > 0, summary  # the stateful phase ran
-    assert "Traceback" not in server_log, server_log[-3000:]
+    # Nothing logged but INFO (the notes service's own warnings are bare lines), except
+    # uvicorn's note of the malformed requests the fuzzer sends on purpose.
+    complaints = [line for line in server_log.splitlines() if line.strip()
+                  and not line.startswith(("INFO:", "WARNING:  Invalid HTTP request received."))]
+    assert complaints == [], server_log[-3000:]
