@@ -20,6 +20,7 @@ from joey import (
     Body,
     Cookie,
     Depends,
+    Form,
     Header,
     HTTPError,
     Query,
@@ -975,3 +976,35 @@ def test_a_union_of_structures_from_the_query_is_a_startup_error() -> None:
     with pytest.raises(LifespanError, match="structured type is a request body"), \
             TestClient(app):
         pass
+
+
+def test_null_in_text_is_text_never_none() -> None:
+    """A query, header, cookie, path or form value is sent or absent, never null (as the API
+    document says): ``?n=null`` for ``n: int | None`` is a 422, not None (msgspec's lax
+    conversion alone turns "null", in any case, into None); a ``str | None`` gets "null"."""
+    app = App()
+
+    @app.get("/text/{p}")
+    async def text(
+        p: int | None, q: Annotated[int, Meta(ge=1)] | None = None,
+        h: Annotated[float | None, Header(alias="x-h")] = None,
+        c: Annotated[bool | None, Cookie()] = None, s: str | None = None,
+    ) -> list[object]:
+        return [p, q, h, c, s]
+
+    @app.post("/form")
+    async def form(n: Annotated[int | None, Form()] = None) -> list[int | None]:
+        return [n]
+
+    with TestClient(app) as client:
+        assert client.get("/text/1?s=null").json() == [1, None, None, None, "null"]
+        sent = client.get("/text/2?q=3", headers={"x-h": "0.5", "cookie": "c=true"})
+        assert sent.json() == [2, 3, 0.5, True, None]
+        refused = client.get("/text/null?q=NULL", headers={"x-h": "null", "cookie": "c=Null"})
+        assert refused.status_code == 422
+        assert {(e["loc"], e["name"], e["type"]) for e in refused.json()["errors"]} == {
+            ("path", "p", "type"), ("query", "q", "type"), ("header", "x-h", "type"),
+            ("cookie", "c", "type")}
+        assert client.post("/form", data={"n": "4"}).json() == [4]
+        assert client.post("/form", data={"other": "x"}).json() == [None]
+        assert client.post("/form", data={"n": "null"}).status_code == 422

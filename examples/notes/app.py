@@ -28,6 +28,7 @@ from examples.notes.database import Database
 from examples.notes.settings import Settings
 from joey import App, ProblemResponse, Request, ServiceUnavailable
 from joey.channels import Channels, InMemoryBackend
+from joey.openapi import OpenAPI
 
 logger = logging.getLogger("notes")
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> App:
         channels=make_channels(settings),
         exception_handlers={OperationalError: database_unavailable,
                             PoolTimeout: database_unavailable},
+        openapi=OpenAPI(title="Notes", version="1.0.0"),
     )
     app.state.settings = settings
     app.state.templates = pages.make_templates()

@@ -4,7 +4,8 @@
 SHA-256, so the token is looked up by hash (one indexed query). Routes take
 ``Annotated[User, Security(current_user)]``: it runs in the security phase, before the body
 is read, so an anonymous client gets its 401 (``WWW-Authenticate: Bearer``, RFC 6750) before
-any 422 about what it sent.
+any 422 about what it sent. A route open to anonymous clients too takes
+``Security(optional_user)`` (None when no token is sent).
 """
 
 from __future__ import annotations
@@ -49,7 +50,18 @@ async def current_user(
     return user
 
 
-@router.post("/users", status_code=201, name="signup")
+async def optional_user(
+    credentials: Annotated[BearerCredentials | None, Security(bearer)],
+    session: Annotated[AsyncSession, Depends(get_session)],
+) -> User | None:
+    """The calling user, or None for an anonymous request (no ``Authorization``); a token
+    nobody has is still a 401, never taken for anonymous."""
+    if credentials is None:
+        return None
+    return await current_user(credentials, session)
+
+
+@router.post("/users", status_code=201, name="signup", raises=[Conflict])
 async def signup(
     data: SignupIn, session: Annotated[AsyncSession, Depends(get_session)],
 ) -> SignupOut:

@@ -1,7 +1,8 @@
 """The notes API: create, list (cursor pagination), read, change, delete, and attach files.
 
-Every route takes the calling user (a 401 without a valid token) and the request's session.
-A note of another user is a 404, as if it did not exist: its id tells nothing. Writes commit,
+Every route takes the calling user (a 401 without a valid token) and the request's session,
+but one: a public note can be read by anyone, with or without a token. A note of another user
+that is not public is a 404, as if it did not exist: its id tells nothing. Writes commit,
 then notify the owner's sockets (:mod:`examples.notes.live`).
 """
 
@@ -20,12 +21,13 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from examples.notes.auth import current_user
+from examples.notes.auth import current_user, optional_user
 from examples.notes.database import get_session
 from examples.notes.live import notify
 from examples.notes.models import Attachment, Note, User
 from examples.notes.schemas import (
     AttachmentOut,
+    Id,
     NoteEvent,
     NoteIn,
     NoteOut,
@@ -36,15 +38,17 @@ from examples.notes.schemas import (
 )
 from examples.notes.settings import Settings
 from joey import (
+    BadRequest,
     Depends,
     FileResponse,
     FormLimits,
     JSONResponse,
     NotFound,
+    PayloadTooLarge,
     Request,
-    Response,
     Router,
     UnprocessableContent,
+    UnsupportedMediaType,
     UploadFile,
 )
 from joey.channels import Channels
@@ -68,7 +72,7 @@ def get_settings(connection: HTTPConnection) -> Settings:
     return settings
 
 
-async def owned_note(note_id: int, user: User_, session: Session) -> Note:
+async def owned_note(note_id: Id, user: User_, session: Session) -> Note:
     """The caller's note ``note_id`` (a path parameter), or a 404."""
     note = await session.get(Note, note_id)
     if note is None or note.owner_id != user.id:
@@ -78,10 +82,14 @@ async def owned_note(note_id: int, user: User_, session: Session) -> Note:
 
 OwnedNote = Annotated[Note, Depends(owned_note)]
 
+#: a created resource's URL, in ``Location`` (and in the API document: clients and fuzzers
+#: follow it from the answer to the next request)
+LOCATION = {"headers": {"Location": {"required": True, "schema": {"type": "string"}}}}
 
-@router.post("", status_code=201, name="create")
+
+@router.post("", status_code=201, name="create", responses={201: LOCATION})
 async def create_note(data: NoteIn, request: Request, user: User_, session: Session,
-                      channels: Channels) -> JSONResponse:
+                      channels: Channels) -> NoteOut | JSONResponse:
     note = Note(owner_id=user.id, title=data.title, body=data.body, public=data.public,
                 attachments=[])
     session.add(note)
@@ -96,7 +104,7 @@ async def create_note(data: NoteIn, request: Request, user: User_, session: Sess
 async def list_notes(
     request: Request, user: User_, session: Session,
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 20,
-    cursor: Annotated[int, msgspec.Meta(ge=1)] | None = None,
+    cursor: Id | None = None,
 ) -> NotePage:
     """The caller's notes, newest first, ``limit`` at a time. ``next`` is the URL of the
     following page: keyset pagination (``id < cursor``), so a note added meanwhile never
@@ -114,7 +122,12 @@ async def list_notes(
 
 
 @router.get("/{note_id:int}", name="read")
-async def read_note(note: OwnedNote, request: Request) -> NoteOut:
+async def read_note(note_id: Id, request: Request, session: Session,
+                    user: Annotated[User | None, Security(optional_user)]) -> NoteOut:
+    """The caller's note, or anyone's public note (no token needed)."""
+    note = await session.get(Note, note_id)
+    if note is None or not (note.public or (user is not None and note.owner_id == user.id)):
+        raise NotFound(f"No note {note_id}.")
     return note_out(note, request.url_for)
 
 
@@ -132,7 +145,7 @@ async def update_note(note: OwnedNote, data: NotePatch, request: Request, sessio
 
 @router.delete("/{note_id:int}", name="delete")
 async def delete_note(note: OwnedNote, session: Session, channels: Channels,
-                      settings: Annotated[Settings, Depends(get_settings)]) -> Response:
+                      settings: Annotated[Settings, Depends(get_settings)]) -> None:
     files = [settings.upload_dir / a.stored_name for a in note.attachments]
     await session.delete(note)
     await session.commit()
@@ -140,13 +153,24 @@ async def delete_note(note: OwnedNote, session: Session, channels: Channels,
     # pointing at a missing file).
     await asyncio.to_thread(_remove, files)
     await notify(channels, note.owner_id, NoteEvent("note.deleted", note.id))
-    return Response(b"", status_code=204)
 
 
-@router.post("/{note_id:int}/attachments", status_code=201, name="attach")
-async def attach_file(note: OwnedNote, request: Request, session: Session,
-                      channels: Channels,
-                      settings: Annotated[Settings, Depends(get_settings)]) -> AttachmentOut:
+#: the attachment route's body, for the API document: the handler reads the form itself, with
+#: limits from the settings, so no parameter describes it
+UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "additionalProperties": False,
+    "properties": {"file": {"type": "string", "format": "binary",
+                            "contentMediaType": "application/octet-stream"}},
+}}}}
+
+
+@router.post("/{note_id:int}/attachments", status_code=201, name="attach",
+             raises=[BadRequest, PayloadTooLarge, UnsupportedMediaType, UnprocessableContent],
+             responses={201: LOCATION}, openapi_extra={"requestBody": UPLOAD_BODY})
+async def attach_file(
+    note: OwnedNote, request: Request, session: Session, channels: Channels,
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> AttachmentOut | JSONResponse:
     """Attach one file, sent as the ``file`` field of a multipart form. Larger than
     ``NOTES_MAX_UPLOAD_SIZE``: a 413, as the bytes arrive."""
     limit = settings.max_upload_size
@@ -155,6 +179,9 @@ async def attach_file(note: OwnedNote, request: Request, session: Session,
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise UnprocessableContent("Send the file as the multipart field 'file'.")
+    others = sorted({name for name, _ in form.multi_items()} - {"file"})
+    if others:  # as documented: a field the service would ignore is a client's mistake
+        raise UnprocessableContent(f"Send only the field 'file', not {others}.")
     filename = PurePosixPath((upload.filename or "").replace("\\", "/")).name[:255]
     if not filename:
         raise UnprocessableContent("The file has no name.")
@@ -174,11 +201,13 @@ async def attach_file(note: OwnedNote, request: Request, session: Session,
         await asyncio.to_thread(_remove, [path])  # no row: no file
         raise
     await notify(channels, note.owner_id, NoteEvent("attachment.added", note.id, note.title))
-    return attachment_out(attachment, request.url_for)
+    out = attachment_out(attachment, request.url_for)
+    return JSONResponse(msgspec.to_builtins(out), status_code=201,
+                        headers={"location": out.url})
 
 
 @router.get("/{note_id:int}/attachments/{attachment_id:int}", name="download")
-async def download(note: OwnedNote, attachment_id: int,
+async def download(note: OwnedNote, attachment_id: Id,
                    settings: Annotated[Settings, Depends(get_settings)]) -> FileResponse:
     attachment = next((a for a in note.attachments if a.id == attachment_id), None)
     if attachment is None:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from examples.notes.database import get_session
 from examples.notes.models import Note, User
-from examples.notes.schemas import utc
+from examples.notes.schemas import Id, utc
 from joey import Depends, Request, Router
 from joey.requests import HTTPConnection
 from joey.templating import TemplateResponse, Templates
@@ -39,7 +39,7 @@ async def home(
     request: Request,
     session: Annotated[AsyncSession, Depends(get_session)],
     templates: Annotated[Templates, Depends(get_templates)],
-    cursor: int | None = None,
+    cursor: Id | None = None,
 ) -> TemplateResponse:
     query = select(Note, User.name).join(User).where(Note.public)
     if cursor is not None:

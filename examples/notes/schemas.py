@@ -16,6 +16,9 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[a-z0
                                    description="lower-case letters, digits and _")]
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Text = Annotated[str, msgspec.Meta(max_length=20_000)]
+#: a row id, in a path or a cursor: what the database's integer column can hold (SQLite's is
+#: 64 bits: a larger number would reach the driver and fail there, a 500, not a 422)
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
 class SignupIn(msgspec.Struct, forbid_unknown_fields=True):

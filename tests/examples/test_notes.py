@@ -95,7 +95,7 @@ def test_no_token_is_a_401_that_says_how_to_authenticate(client: TestClient) -> 
     # authentication runs before the body is read: no 422 about a body for an anonymous
     # client, whatever it sent
     for method, path in [("GET", "/me"), ("GET", "/notes"), ("POST", "/notes"),
-                         ("GET", "/notes/1"), ("DELETE", "/notes/1"),
+                         ("DELETE", "/notes/1"),
                          ("PATCH", "/notes/1"), ("POST", "/notes/1/attachments")]:
         response = client.request(method, path, content=b"{not json",
                                   headers={"content-type": "application/json"})
@@ -134,6 +134,32 @@ def test_another_users_note_is_a_404(client: TestClient) -> None:
     upload = client.post(f"{path}/attachments", files={"file": ("a.txt", b"x")}, headers=bob)
     assert upload.status_code == 404
     assert client.get(path, headers=ann).json()["title"] == "a note"  # untouched
+
+
+def test_a_public_note_is_read_by_anyone_a_private_one_by_its_owner_only(
+    client: TestClient,
+) -> None:
+    """``GET /notes/{id}`` takes an optional token: none reads public notes, a bad one is
+    still a 401 (never taken for anonymous), and the document says the token is optional."""
+    ann, bob = signup(client, "ann"), signup(client, "bob")
+    public, private = new_note(client, ann, public=True), new_note(client, ann)
+    for headers in ({}, bob, ann):
+        assert client.get(f"/notes/{public['id']}", headers=headers).json() == public
+    assert client.get(f"/notes/{private['id']}", headers=ann).json() == private
+    for headers in ({}, bob):
+        response = client.get(f"/notes/{private['id']}", headers=headers)
+        assert response.status_code == 404  # as if it did not exist, for anyone else
+    bad = client.get(f"/notes/{public['id']}", headers={"authorization": "Bearer nobodys"})
+    assert bad.status_code == 401
+    assert bad.headers["www-authenticate"].startswith('Bearer realm="notes", error=')
+    # the other routes of a public note are still its owner's
+    assert client.patch(f"/notes/{public['id']}", json={"title": "x"}).status_code == 401
+    assert client.patch(f"/notes/{public['id']}", json={"title": "x"},
+                        headers=bob).status_code == 404
+    document = client.get("/openapi.json").json()
+    assert document["paths"]["/notes/{note_id}"]["get"]["security"] == [
+        {}, {"bearerAuth": []}]
+    assert document["paths"]["/notes/{note_id}"]["patch"]["security"] == [{"bearerAuth": []}]
 
 
 # --- notes ------------------------------------------------------------------------------------
@@ -231,7 +257,7 @@ def test_the_default_page_and_another_users_notes(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=ten", "cursor=0",
-                                   "cursor=abc"])
+                                   "cursor=abc", "cursor=null", f"cursor={2**63}"])
 def test_a_bad_page_request_is_a_422(client: TestClient, query: str) -> None:
     auth = signup(client, "ann")
     response = client.get(f"/notes?{query}", headers=auth)
@@ -312,6 +338,14 @@ def test_a_bad_upload_is_a_4xx(client: TestClient) -> None:
     assert client.post(path, headers=auth, json={"file": "x"}).status_code == 415
     two = client.post(path, headers=auth, files=[("file", ("a", b"1")), ("file", ("b", b"2"))])
     assert two.status_code == 413
+    # one field, `file`, as documented: another one is refused, not ignored
+    extra = client.post(path, headers=auth, files={"file": ("a.txt", b"x")},
+                        data={"note": "hi"})
+    assert extra.status_code == 422
+    assert extra.json()["detail"] == "Send only the field 'file', not ['note']."
+    created = client.post(path, headers=auth, files={"file": ("a.txt", b"x")})
+    assert created.status_code == 201
+    assert created.headers["location"] == created.json()["url"]
 
 
 def test_deleting_a_note_removes_its_files(client: TestClient, settings: Settings) -> None:
@@ -360,6 +394,43 @@ def test_the_page_is_paginated(client: TestClient) -> None:
     assert "public 1<" in second.text and "public 0<" in second.text
     assert "Older notes" not in second.text
     assert client.get("/?cursor=abc").status_code == 422
+
+
+def test_an_id_the_database_cannot_hold_is_a_422(client: TestClient) -> None:
+    """SQLite's integers are 64 bits: a larger id or cursor is refused before the database
+    (it was an OverflowError in the driver, a 500, found by Schemathesis)."""
+    auth = signup(client, "ann")
+    note = new_note(client, auth)
+    huge = 2**63
+    for method, path in [("GET", f"/notes/{huge}"), ("PATCH", f"/notes/{huge}"),
+                         ("DELETE", f"/notes/{huge}"),
+                         ("GET", f"/notes/{note['id']}/attachments/{huge}"),
+                         ("GET", f"/notes?cursor={huge}")]:
+        response = client.request(method, path, json={"title": "t"}, headers=auth)
+        assert response.status_code == 422, (method, path, response.text)
+    for query in (f"cursor={huge}", "cursor=null", "cursor=0"):
+        assert client.get(f"/?{query}").status_code == 422
+    largest = 2**63 - 1
+    assert client.get(f"/notes/{largest}", headers=auth).status_code == 404
+    assert client.get(f"/?cursor={largest}").status_code == 200
+
+
+def test_the_document_says_what_the_service_answers(client: TestClient) -> None:
+    """What Schemathesis found undocumented: the 204 of a delete, the 409 of a taken name,
+    the upload's multipart body (one field, ``file``) and its 4xx, ``Location`` of what a
+    POST created."""
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "204" in paths["/notes/{note_id}"]["delete"]["responses"]
+    assert "409" in paths["/users"]["post"]["responses"]
+    attach = paths["/notes/{note_id}/attachments"]["post"]
+    body = attach["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert (body["required"], body["additionalProperties"]) == (["file"], False)
+    assert {"201", "400", "401", "404", "413", "415", "422"} <= set(attach["responses"])
+    for path in ("/notes", "/notes/{note_id}/attachments"):
+        created = paths[path]["post"]["responses"]["201"]
+        assert created["headers"]["Location"]["required"] is True
+        assert created["content"]["application/json"]["schema"]["$ref"].startswith(
+            "#/components/schemas/")
 
 
 def test_an_empty_page(client: TestClient) -> None:

@@ -491,6 +491,33 @@ def test_documented_errors_are_every_error_the_app_answers() -> None:
                 assert "Retry-After" in responses[str(code)]["headers"]
 
 
+def test_every_422_a_route_sends_fits_its_documented_schema() -> None:
+    """A route that validates documents its 422 as a ValidationProblem; a 422 its handler
+    raises itself (``UnprocessableContent("...")``, no ``errors``) must fit that schema too
+    (Schemathesis found one on examples/notes that did not: ``errors`` was required)."""
+    from jsonschema import Draft202012Validator
+
+    from joey import UnprocessableContent
+
+    app = App(openapi=OpenAPI())
+
+    @app.get("/slots", raises=[UnprocessableContent])
+    async def slots(day: int) -> str:
+        if day > 31:
+            raise UnprocessableContent("No month has that many days.")
+        return "free"
+
+    client = TestClient(app)
+    document = client.get("/openapi.json").json()
+    schema = {**document["paths"]["/slots"]["get"]["responses"]["422"]["content"][
+        "application/problem+json"]["schema"], "components": document["components"]}
+    validated, raised = client.get("/slots?day=x"), client.get("/slots?day=32")
+    assert validated.status_code == raised.status_code == 422
+    assert "errors" in validated.json() and "errors" not in raised.json()
+    for response in (validated, raised):
+        Draft202012Validator(schema).validate(response.json())
+
+
 def test_a_handler_without_a_declared_schema_is_not_claimed_to_send_a_problem() -> None:
     app = App()
 

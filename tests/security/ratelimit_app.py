@@ -1,7 +1,8 @@
 """An app limited through Redis, for tests under uvicorn with several workers.
 
 Environment: REDIS_URL, REDIS_TIMEOUT (seconds), LIMIT (requests per window), WINDOW
-(seconds), FAIL_OPEN (1/0), POLICY (fixed, sliding, token_bucket), PREFIX (a key prefix of the test's own).
+(seconds), FAIL_OPEN (1/0), POLICY (fixed, sliding, token_bucket), PREFIX (a key prefix
+of the test's own).
 """
 
 from __future__ import annotations

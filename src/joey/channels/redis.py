@@ -2,8 +2,11 @@
 
 Each process keeps two connections, whatever the number of subscribers: one for commands
 (``PUBLISH`` / ``XADD``, history reads) and one that only listens (``SUBSCRIBE`` or a blocking
-``XREAD`` over every listened stream). The listening connection is re-established on its own
-after an error, with a growing delay (up to 2 s):
+``XREAD`` over every listened stream). While nobody listens, the listening connection listens
+all the same, to a channel or stream of its own that nothing is sent to: redis-server closes a
+client that is idle for longer than its ``timeout`` setting, unless it is subscribed or blocked.
+The listening connection is re-established on its own after an error, with a growing delay
+(up to 2 s):
 
 * pub/sub re-subscribes every channel; messages published while it was down are lost (pub/sub
   keeps nothing for absent listeners);
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import math
 import time
+import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -51,6 +55,9 @@ class _RedisBackend(Backend):
         self._reader: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._stopping = False
+        #: what the listening connection listens to while nobody else does (see the module
+        #: docstring); this process's alone, and nothing is ever sent to it
+        self._idle_key = f"{prefix}:idle:{uuid.uuid4().hex}"
         #: times the listening connection was re-established after an error
         self.reconnects = 0
 
@@ -99,8 +106,10 @@ class _RedisBackend(Backend):
             conn = self._pool.make_connection()
             try:
                 await conn.connect()
-                await self._on_connect(conn)
+                # before _on_connect (which awaits): a channel listened from now on is sent
+                # on this connection by listen(), one listened before by _on_connect
                 self._conn = conn
+                await self._on_connect(conn)
                 self._connected.set()
                 if failing:
                     self.reconnects += 1
@@ -198,8 +207,9 @@ class RedisPubSubBackend(_RedisBackend):
                 await conn.send_command("UNSUBSCRIBE", key, check_health=False)
 
     async def _on_connect(self, conn: Any) -> None:
-        if self._channels:
-            await conn.send_command("SUBSCRIBE", *self._channels, check_health=False)
+        # the idle channel too: subscribed to nothing, the connection is an idle client
+        await conn.send_command("SUBSCRIBE", self._idle_key, *self._channels,
+                                check_health=False)
 
     async def _listen_loop(self, conn: Any) -> None:
         deliver = self._deliver
@@ -245,7 +255,6 @@ class RedisStreamsBackend(_RedisBackend):
         self.block = block
         self._positions: dict[bytes, bytes] = {}  # stream key -> last id delivered
         self._reading: set[bytes] = set()
-        self._changed = asyncio.Event()
         self._client_id: int | None = None
 
     async def publish(self, channel: str, data: bytes) -> str | None:
@@ -279,14 +288,15 @@ class RedisStreamsBackend(_RedisBackend):
         except _DOWN as exc:
             raise self._unavailable(exc) from exc
         self._positions[key] = last[0][0] if last else b"0-0"
-        self._changed.set()
-        # The reader may be blocked in an XREAD without this stream: wake it up.
+        # The reader may be blocked in an XREAD without this stream (on the idle key, when
+        # nobody listened): wake it until it reads this stream too. Bounded: a reader that is
+        # reconnecting reads every listened stream once it is back.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         with contextlib.suppress(*_DOWN):
-            for _ in range(3):
-                if key in self._reading or self._client_id is None:
-                    break
-                if await client.client_unblock(self._client_id):
-                    break
+            while (key not in self._reading and self._conn is not None
+                   and self._client_id is not None and loop.time() < deadline):
+                await client.client_unblock(self._client_id)
                 await asyncio.sleep(0.005)
 
     def unlisten(self, channel: str) -> None:
@@ -316,15 +326,15 @@ class RedisStreamsBackend(_RedisBackend):
         positions = self._positions
         skip = self._skip
         block_ms = int(self.block * 1000)
+        idle = [self._idle_key.encode()]
         while not self._stopping:
-            if not positions:
-                self._changed.clear()
-                await self._changed.wait()
-                continue
-            keys = list(positions)
+            # nobody listens: block on the idle key, never wait without a command (an idle
+            # client is closed by redis-server; a blocked one is not)
+            keys = list(positions) or idle
             self._reading = set(keys)
             await conn.send_command("XREAD", "COUNT", 1000, "BLOCK", block_ms, "STREAMS",
-                                    *keys, *(positions[k] for k in keys), check_health=False)
+                                    *keys, *(positions.get(k, b"$") for k in keys),
+                                    check_health=False)
             try:
                 # Bounded, so a frozen or silently gone Redis is noticed; a timeout drops the
                 # connection (redis-py disconnects a read it cannot finish) and reconnects.

@@ -36,7 +36,9 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 VALIDATION_PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "ValidationProblem",
-    "description": "A 422 problem document listing every value that failed validation.",
+    "description": "A 422 problem document: `errors` lists every value that failed "
+                   "validation (a 422 that a handler raises itself may carry a `detail` "
+                   "only).",
     "type": "object",
     "properties": {
         **PROBLEM_SCHEMA["properties"],
@@ -55,7 +57,8 @@ VALIDATION_PROBLEM_SCHEMA: dict[str, Any] = {
             },
         },
     },
-    "required": ["type", "title", "status", "errors"],
+    # not `errors`: `raise UnprocessableContent("...")` in a handler sends none
+    "required": ["type", "title", "status"],
 }
 
 

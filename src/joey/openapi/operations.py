@@ -12,10 +12,10 @@ from typing import Annotated, Any, get_args, get_origin
 import msgspec
 
 from joey.openapi.responses import Responses, merge
-from joey.openapi.schemas import SchemaRegistry, strip_none
+from joey.openapi.schemas import SchemaRegistry
 from joey.params.extract import META_CHECKS
 from joey.params.info import ParamInfo
-from joey.params.typeinfo import base_type, holds, is_sequence, is_upload_file
+from joey.params.typeinfo import base_type, holds, is_sequence, is_upload_file, strip_none
 from joey.paths import parse_template
 from joey.routeinfo import RouteInfo
 

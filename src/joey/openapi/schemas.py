@@ -126,14 +126,3 @@ def _rename_refs(value: Any, renames: dict[str, str]) -> Any:
     return value
 
 
-def strip_none(tp: Any) -> Any:
-    """``T`` from ``T | None`` also under ``Annotated`` (constraints kept): a query, header,
-    cookie or form value is either sent or absent, never ``null``."""
-    if get_origin(tp) is Annotated:
-        inner, *extras = get_args(tp)
-        return Annotated[(strip_none(inner), *extras)]
-    if get_origin(tp) in (typing.Union, types.UnionType):
-        args = [arg for arg in get_args(tp) if arg is not type(None)]
-        if len(args) < len(get_args(tp)):
-            return args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
-    return tp

@@ -26,6 +26,20 @@ def strip_optional(annotation: Any) -> Any:
     return annotation
 
 
+def strip_none(tp: Any) -> Any:
+    """``T`` from ``T | None`` also under ``Annotated`` (constraints kept): a query, header,
+    cookie, path or form value is either sent or absent, never ``null``. What such a value is
+    converted into, and what the API document says it is."""
+    if get_origin(tp) is Annotated:
+        inner, *extras = get_args(tp)
+        return Annotated[(strip_none(inner), *extras)]
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        args = [arg for arg in get_args(tp) if arg is not type(None)]
+        if len(args) < len(get_args(tp)):
+            return args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
+    return tp
+
+
 def base_type(annotation: Any) -> Any:
     """The type under ``Optional`` and ``Annotated``: ``Annotated[int, Meta()] | None`` → int."""
     annotation = strip_optional(annotation)
