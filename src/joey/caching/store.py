@@ -1,0 +1,324 @@
+"""The server-side response store: what a cached route reads, fills and invalidates.
+
+:class:`ResponseCache` is the part every store shares; :class:`~joey.caching.MemoryCache`
+(one process) and :class:`~joey.caching.RedisCache` (every worker and machine) keep the
+entries. Per request, a cached route asks :meth:`ResponseCache.lookup` and, when it has to
+compute the answer, hands it to :meth:`ResponseCache.complete`.
+
+Stampede protection: when many requests miss the same entry at once, one computes and the
+others wait for its answer. In one process the waiters share the computing request's future;
+across processes (Redis) the computing request holds a lock key (a random token, with an
+expiry: a worker that dies cannot hold it forever) and the other processes poll for the entry
+or the lock, with a bound (``wait_timeout``). A waiter that gives up, or whose computation
+ended without an answer to keep, runs the handler itself.
+
+When the store fails (Redis down or hanging), the failure is logged once and, for
+``retry_after`` seconds, the store is left alone: with ``fail_open=True`` (the default) the
+handler answers every request itself, still one computation per key and process at a time;
+with ``fail_open=False`` requests to cached routes get ``503`` with ``Retry-After``. Either
+way never a 500, and the recovery is logged once too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from collections.abc import Coroutine, Iterable
+from typing import Any, Literal, TypeVar
+
+from joey.datastructures import RawHeaders
+from joey.exceptions import ServiceUnavailable
+
+__all__ = ["CacheUnavailable", "Entry", "Lookup", "ResponseCache"]
+
+logger = logging.getLogger("joey")
+T = TypeVar("T")
+
+#: Cache-Status (RFC 9211) of a request, by what the store did for it
+Outcome = Literal["hit", "collapsed", "miss", "bypass"]
+
+
+class CacheUnavailable(ServiceUnavailable):
+    """503: the response store failed and is configured to fail closed
+    (``fail_open=False``)."""
+
+
+class Entry:
+    """A stored answer: status, headers (without ``Content-Length``) and body; ``stored`` and
+    ``expires`` in seconds on the store's clock."""
+
+    __slots__ = ("body", "expires", "headers", "status", "stored")
+
+    def __init__(self, status: int, headers: RawHeaders, body: bytes, stored: float = 0.0,
+                 expires: float = 0.0) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.stored = stored
+        self.expires = expires
+
+
+class Lookup:
+    """What :meth:`ResponseCache.lookup` found for one request.
+
+    ``entry``: an answer to send (``outcome`` "hit", or "collapsed" when it waited for another
+    request's); ``age`` / ``ttl``: its seconds in the store, and left. Without an entry the
+    request computes the answer; ``leads`` says it should then :meth:`~ResponseCache.complete`
+    it (others may be waiting).
+    """
+
+    __slots__ = ("_flight", "_generation", "_key", "_token", "age", "entry", "leads", "outcome",
+                 "ttl")
+
+    def __init__(self, outcome: Outcome, entry: Entry | None = None, age: float = 0.0,
+                 ttl: float = 0.0) -> None:
+        self.outcome: Outcome = outcome
+        self.entry = entry
+        self.age = age
+        self.ttl = ttl
+        self.leads = False
+        self._key: tuple[str, str] = ("", "")
+        self._token = ""
+        self._generation: object = None
+        self._flight: asyncio.Future[Entry | None] | None = None
+
+    def _lead(self, key: tuple[str, str], token: str, generation: object,
+              flight: asyncio.Future[Entry | None] | None) -> Lookup:
+        self.leads = True
+        self._key, self._token, self._generation, self._flight = key, token, generation, flight
+        return self
+
+
+class _Down(Exception):
+    """The store failed just now, or is being left alone after a failure."""
+
+
+class ResponseCache:
+    """What every response store shares: stampede protection, failure handling, and the
+    invalidation API. Subclasses keep the entries (the ``_fetch``/``_put``... methods).
+
+    ``wait_timeout``: seconds a request waits for another one computing the same answer
+    before it computes the answer itself. ``fail_open`` / ``retry_after``: what requests get
+    while the store fails (see the module docstring). ``max_body_size``: larger bodies are
+    not stored. ``status_header``: send ``Cache-Status`` (RFC 9211: ``joey; hit``,
+    ``joey; fwd=uri-miss; stored``...) on the answers of cached routes.
+    """
+
+    def __init__(self, *, wait_timeout: float = 15.0, fail_open: bool = True,
+                 retry_after: int = 5, max_body_size: int = 1024 * 1024,
+                 status_header: bool = True) -> None:
+        if wait_timeout <= 0 or retry_after < 1:
+            raise ValueError("wait_timeout must be > 0 and retry_after >= 1 second")
+        self.wait_timeout = wait_timeout
+        self.fail_open = fail_open
+        self.retry_after = retry_after
+        self.max_body_size = max_body_size
+        self.status_header = status_header
+        self._flights: dict[tuple[str, str], asyncio.Future[Entry | None]] = {}
+        self._down_until = 0.0  # monotonic: the store is left alone until then
+        self._failing = False
+
+    # -- invalidation (public) ----------------------------------------------------------------
+
+    async def invalidate(self, target: str, *, key: str | None = None) -> None:
+        """Drop what is stored for ``target``, a path with its query as the app routes it
+        (``"/books?page=2"``), every ``vary`` variant of it; ``key``: the route's ``key=``
+        value it was stored under. Seen by every process sharing the store.
+
+        Example::
+
+            from joey.caching import MemoryCache
+
+            cache = MemoryCache()
+            await cache.invalidate("/books/7")
+        """
+        path, _, query = target.partition("?")
+        await self._backend(self._drop(resource_key(path, query, key)))
+
+    async def invalidate_tag(self, *tags: str) -> None:
+        """Drop every answer stored under any of ``tags`` (a route's ``tags=``, path
+        parameters filled in: ``"book:7"``). Seen by every process sharing the store."""
+        if tags:
+            await self._backend(self._drop_tags(tags))
+
+    async def clear(self) -> None:
+        """Drop every stored answer."""
+        await self._backend(self._clear())
+
+    # -- what a cached route calls ------------------------------------------------------------
+
+    async def lookup(self, resource: str, variant: str) -> Lookup:
+        """The stored answer for this request, a wait for another request's, or the lead
+        (the caller computes and then calls :meth:`complete`)."""
+        key = (resource, variant)
+        flight = self._flights.get(key)
+        if flight is not None:
+            return await self._wait(flight)
+        token = secrets.token_hex(8)
+        try:
+            entry, locked, generation, now = await self._backend(
+                self._fetch(resource, variant, token))
+        except _Down:
+            return await self._lead_without_store(key)
+        if entry is not None:
+            return Lookup("hit", entry, now - entry.stored, entry.expires - now)
+        flight = self._flights.get(key)  # one may have started while we asked the store
+        if not locked and flight is not None:
+            return await self._wait(flight)
+        mine: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+        if flight is None:
+            self._flights[key] = mine
+        lookup = Lookup("miss")._lead(key, token, generation, mine)
+        if locked:
+            return lookup
+        try:
+            return await self._poll(lookup, resource, variant, token)
+        except BaseException:
+            self._settle(lookup, None)
+            raise
+
+    async def _poll(self, lookup: Lookup, resource: str, variant: str, token: str) -> Lookup:
+        """Another process computes this answer: wait for its entry, or for its lock to go
+        (it failed, or died and the lock expired) and take it; give up after wait_timeout."""
+        deadline = time.monotonic() + self.wait_timeout
+        delay = 0.005
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            try:
+                entry, locked, generation, now = await self._backend(
+                    self._fetch(resource, variant, token))
+            except _Down:
+                break
+            if entry is not None:
+                self._settle(lookup, entry)
+                return Lookup("collapsed", entry, now - entry.stored, entry.expires - now)
+            if locked:
+                lookup._generation = generation
+                return lookup
+        return lookup  # compute it here; storing it is still right
+
+    async def _wait(self, flight: asyncio.Future[Entry | None]) -> Lookup:
+        try:
+            entry = await asyncio.wait_for(asyncio.shield(flight), self.wait_timeout)
+        except TimeoutError:
+            entry = None
+        if entry is None:  # the computation kept nothing: answer this request ourselves
+            return Lookup("miss")
+        return Lookup("collapsed", entry, 0.0, entry.expires - entry.stored)
+
+    async def _lead_without_store(self, key: tuple[str, str]) -> Lookup:
+        """The store failed: compute the answer here (fail open), one request per key and
+        process at a time; or refuse (fail closed)."""
+        if not self.fail_open:
+            raise CacheUnavailable("The response cache is unavailable.",
+                                   retry_after=max(1, self.retry_in()))
+        flight = self._flights.get(key)
+        if flight is not None:
+            return await self._wait(flight)
+        mine: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+        self._flights[key] = mine
+        return Lookup("bypass")._lead(key, "", None, mine)
+
+    async def complete(self, lookup: Lookup, entry: Entry | None, ttl: float,
+                       tags: Iterable[str]) -> bool:
+        """Hand the computed answer (``None``: nothing to keep) to the requests waiting for
+        it, store it for ``ttl`` seconds under ``tags``, and release the lock. True when it
+        was stored. Never raises: a store failure is logged (once) and handled."""
+        if entry is not None and len(entry.body) > self.max_body_size:
+            entry = None
+        if entry is not None:  # as the waiters see it: fresh, ttl seconds to live
+            entry.stored, entry.expires = 0.0, ttl
+        self._settle(lookup, entry)  # the waiters in this process need not wait for the store
+        if not lookup.leads or lookup.outcome == "bypass":
+            return False
+        resource, variant = lookup._key
+        try:
+            if entry is not None:
+                return await self._backend(self._put(
+                    resource, variant, lookup._token, entry, ttl, tuple(tags),
+                    lookup._generation))
+            await self._backend(self._unlock(resource, variant, lookup._token))
+        except _Down:
+            pass
+        return False
+
+    def _settle(self, lookup: Lookup, entry: Entry | None) -> None:
+        flight = lookup._flight
+        if flight is None:
+            return
+        lookup._flight = None
+        if not flight.done():
+            flight.set_result(entry)
+        if self._flights.get(lookup._key) is flight:
+            del self._flights[lookup._key]
+
+    # -- failures ------------------------------------------------------------------------------
+
+    async def _backend(self, operation: Coroutine[Any, Any, T]) -> T:
+        """Run a store operation; a failure marks the store down for ``retry_after``
+        seconds and raises :class:`_Down`, as does any call meanwhile."""
+        if time.monotonic() < self._down_until:
+            operation.close()
+            raise _Down
+        try:
+            result = await operation
+        except Exception as exc:
+            self._down_until = time.monotonic() + self.retry_after
+            if not self._failing:
+                self._failing = True
+                logger.warning(
+                    "Response cache %r failed (%s): %s for %d s, then trying it again", self,
+                    exc or type(exc).__name__,
+                    "serving without it" if self.fail_open else "answering 503",
+                    self.retry_after)
+            raise _Down from exc
+        if self._failing:
+            self._failing = False
+            logger.warning("Response cache %r works again", self)
+        return result
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last operation on the store failed (it is logged once)."""
+        return self._failing
+
+    def retry_in(self) -> int:
+        """Seconds until a failed store is tried again (0 when it is not failing)."""
+        return max(0, math.ceil(self._down_until - time.monotonic()))
+
+    # -- what a store implements ---------------------------------------------------------------
+
+    async def _fetch(self, resource: str, variant: str, token: str,
+                     ) -> tuple[Entry | None, bool, object, float]:
+        """The live entry, or whether the lock for computing it was taken with ``token``;
+        then the invalidation generation and the store's clock."""
+        raise NotImplementedError
+
+    async def _put(self, resource: str, variant: str, token: str, entry: Entry, ttl: float,
+                   tags: tuple[str, ...], generation: object) -> bool:
+        """Store ``entry`` unless an invalidation came after ``generation``; release the
+        lock if ``token`` holds it. True when stored."""
+        raise NotImplementedError
+
+    async def _unlock(self, resource: str, variant: str, token: str) -> None:
+        raise NotImplementedError
+
+    async def _drop(self, resource: str) -> None:
+        raise NotImplementedError
+
+    async def _drop_tags(self, tags: tuple[str, ...]) -> None:
+        raise NotImplementedError
+
+    async def _clear(self) -> None:
+        raise NotImplementedError
+
+
+def resource_key(path: str, query: str, key: str | None) -> str:
+    """What a stored answer is filed under, before its ``vary`` variant: GET and HEAD share
+    it (a HEAD is answered from the GET's entry)."""
+    resource = f"GET {path}?{query}" if query else f"GET {path}"
+    return resource if key is None else f"{resource}\x1f{key}"
