@@ -16,7 +16,7 @@ import pytest
 
 from joey import App, Depends, Header, NotFound, Request, Response, Router, Unauthorized
 from joey.caching import Caching, MemoryCache, Validators
-from joey.caching.route import canonical_path
+from joey.caching.store import canonical_path
 from joey.declarations import LateDeclaration
 from joey.middleware import CompressionMiddleware
 from joey.security import Security
@@ -552,6 +552,23 @@ def test_invalidation_by_path_and_by_tag() -> None:
         assert (run("/items/1"), run("/items/1?q=a"), run("/items/2")) == (7, 8, 9)
         asyncio.run(store.clear())
         assert run("/items/2") == 10 and len(store) == 1
+
+
+def test_invalidation_finds_a_path_however_it_is_spelled() -> None:
+    store, counter = MemoryCache(), Counter()
+    app = App()
+
+    @app.get("/books/{title}", caching=Caching(store=store, ttl=60))
+    async def book(title: str) -> dict[str, int]:
+        return {"run": counter()}
+
+    with TestClient(app) as client:
+        assert client.get("/books/Gr%C3%BC%C3%9Fe").json() == {"run": 1}
+        assert client.get("/books/a%2Fb").json() == {"run": 2}
+        asyncio.run(store.invalidate("/books/Grüße"))
+        asyncio.run(store.invalidate("/books/a%2Fb"))
+        assert client.get("/books/Gr%C3%BC%C3%9Fe").json() == {"run": 3}
+        assert client.get("/books/a%2Fb").json() == {"run": 4}
 
 
 def test_the_store_keeps_at_most_max_entries() -> None:

@@ -19,7 +19,6 @@ import inspect
 import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
-from urllib.parse import quote, unquote
 
 from joey.caching.conditional import (
     SAFE_METHODS,
@@ -31,7 +30,7 @@ from joey.caching.conditional import (
     not_modified_headers,
 )
 from joey.caching.policy import Caching, parse_cache_control
-from joey.caching.store import Entry, Lookup, ResponseCache, resource_key
+from joey.caching.store import Entry, Lookup, ResponseCache, encode_segments, resource_key
 from joey.datastructures import RawHeaders
 from joey.params.markers import Depends
 from joey.paths import routing_path
@@ -39,14 +38,13 @@ from joey.pipelines import Pipeline
 from joey.requests import Request
 from joey.responses import Response
 
-__all__ = ["RouteCaching", "canonical_path"]
+__all__ = ["RouteCaching"]
 
 STATE = "joey.caching"  # the scope key where the step before leaves what the step after needs
 #: RFC 9111 §4.2.2's heuristically cacheable statuses that a handler answers with (206 is
 #: for ranges, 405/414/501 are answered before a handler runs)
 STORABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 410})
-_PLAIN_PATH = re.compile(r"[A-Za-z0-9/!$&'()*+,;=:@\-._~]*")
-_SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/!$&'()*+,;=:@\-._~]*")  # what quote() leaves alone
 _NOT_STORED = frozenset({b"set-cookie", b"age", b"cache-status", b"content-length"})
 
 
@@ -70,22 +68,6 @@ class _Pending:
         self.validators: Validators | None = None
 
 
-def canonical_path(path: str) -> str:
-    """``path`` (percent-encoded or not) as a store files it: each segment decoded, then
-    encoded again the one way; an encoded ``/`` stays inside its segment.
-
-    Example::
-
-        assert canonical_path("/books/Grüße") == canonical_path("/books/Gr%C3%BC%C3%9Fe")
-        assert canonical_path("/a%2Fb") != canonical_path("/a/b")
-    """
-    return _encode_segments([unquote(segment) for segment in path[1:].split("/")])
-
-
-def _encode_segments(segments: list[str]) -> str:
-    return "/" + "/".join(quote(segment, safe=_SEGMENT_SAFE) for segment in segments)
-
-
 def _request_path(request: Request) -> str:
     """The routed path (below ``root_path``), as :func:`canonical_path` writes it."""
     routed, segments = routing_path(request.scope)
@@ -93,7 +75,7 @@ def _request_path(request: Request) -> str:
         if _PLAIN_PATH.fullmatch(routed):
             return routed  # perf: nothing to decode or encode (most paths)
         segments = routed[1:].split("/")
-    return _encode_segments(segments)
+    return encode_segments(segments)
 
 
 class RouteCaching:

@@ -28,6 +28,7 @@ import secrets
 import time
 from collections.abc import Coroutine, Iterable
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote, unquote
 
 from joey.datastructures import RawHeaders
 from joey.exceptions import ServiceUnavailable
@@ -39,6 +40,7 @@ T = TypeVar("T")
 
 #: Cache-Status (RFC 9211) of a request, by what the store did for it
 Outcome = Literal["hit", "collapsed", "miss", "bypass"]
+_SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
 
 
 class CacheUnavailable(ServiceUnavailable):
@@ -136,17 +138,26 @@ class ResponseCache:
             await cache.invalidate("/books/7")
         """
         path, _, query = target.partition("?")
-        await self._backend(self._drop(resource_key(path, query, key)))
+        await self._invalidating(self._drop(resource_key(canonical_path(path), query, key)))
 
     async def invalidate_tag(self, *tags: str) -> None:
         """Drop every answer stored under any of ``tags`` (a route's ``tags=``, path
         parameters filled in: ``"book:7"``). Seen by every process sharing the store."""
         if tags:
-            await self._backend(self._drop_tags(tags))
+            await self._invalidating(self._drop_tags(tags))
 
     async def clear(self) -> None:
         """Drop every stored answer."""
-        await self._backend(self._clear())
+        await self._invalidating(self._clear())
+
+    async def _invalidating(self, operation: Coroutine[Any, Any, None]) -> None:
+        # An invalidation that fails is the caller's to know about: what it meant to drop
+        # could be served again once the store is back (until its ttl runs out).
+        try:
+            await self._backend(operation)
+        except _Down as down:
+            raise CacheUnavailable("The response cache could not be invalidated.",
+                                   retry_after=max(1, self.retry_in())) from down.__cause__
 
     # -- what a cached route calls ------------------------------------------------------------
 
@@ -315,6 +326,23 @@ class ResponseCache:
 
     async def _clear(self) -> None:
         raise NotImplementedError
+
+
+def canonical_path(path: str) -> str:
+    """``path`` (percent-encoded or not) as a store files it: each segment decoded, then
+    encoded again the one way; an encoded ``/`` stays inside its segment.
+
+    Example::
+
+        assert canonical_path("/books/Grüße") == canonical_path("/books/Gr%C3%BC%C3%9Fe")
+        assert canonical_path("/a%2Fb") != canonical_path("/a/b")
+    """
+    return encode_segments([unquote(segment) for segment in path[1:].split("/")])
+
+
+def encode_segments(segments: list[str]) -> str:
+    """Path segments (decoded), as :func:`canonical_path` writes them."""
+    return "/" + "/".join(quote(segment, safe=_SEGMENT_SAFE) for segment in segments)
 
 
 def resource_key(path: str, query: str, key: str | None) -> str:
