@@ -68,6 +68,14 @@ end
 if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
 return stored
 """
+# KEYS: lock; ARGV: token, lock ms -> 1 extended, 0 not ours any more
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
 # KEYS: lock; ARGV: token
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -104,11 +112,11 @@ class RedisCache(ResponseCache):
     ``redis`` extra), shared by every worker and machine: an invalidation is seen by all.
 
     ``timeout`` bounds every Redis call, so a Redis that hangs fails like one that is down.
-    ``lock_timeout``: how long the process computing an answer holds its lock; if it dies,
-    another takes over after that (set it above your slowest handler's time, or two may
-    compute). Other options (``fail_open``, ``retry_after``, ``wait_timeout``...):
-    :class:`~joey.caching.ResponseCache`. The client must return bytes (no
-    ``decode_responses=True``).
+    ``lock_timeout``: the life of the lock of the process computing an answer, which renews
+    it every third of that while it computes; if the process dies, another takes over
+    within ``lock_timeout`` seconds. Other options (``fail_open``, ``retry_after``,
+    ``wait_timeout``...): :class:`~joey.caching.ResponseCache`. The client must return bytes
+    (no ``decode_responses=True``).
 
     <!-- docs-test: fragment: needs a Redis server -->
     Example::
@@ -123,6 +131,8 @@ class RedisCache(ResponseCache):
         async def products() -> list[str]:
             return ["kettle"]
     """
+
+    _remote = True
 
     def __init__(self, client: Redis, *, prefix: str = "joey:cache:", timeout: float = 0.5,
                  lock_timeout: float = 10.0, wait_timeout: float = 15.0,
@@ -139,7 +149,8 @@ class RedisCache(ResponseCache):
         self.lock_timeout = lock_timeout
         self._generation_key = prefix + "generation"
         self._scripts = {name: client.register_script(source) for name, source in (
-            ("fetch", _FETCH), ("put", _PUT), ("unlock", _UNLOCK), ("drop", _DROP),
+            ("fetch", _FETCH), ("put", _PUT), ("unlock", _UNLOCK), ("renew", _RENEW),
+            ("drop", _DROP),
             ("drop_tags", _DROP_TAGS))}
 
     def _entry_key(self, resource: str) -> str:
@@ -182,6 +193,14 @@ class RedisCache(ResponseCache):
 
     async def _unlock(self, resource: str, variant: str, token: str) -> None:
         await self._run("unlock", [self._lock_key(resource, variant)], [token])
+
+    def _renew_every(self) -> float | None:
+        return self.lock_timeout / 3
+
+    async def _renew(self, resource: str, variant: str, token: str) -> bool:
+        renewed = await self._run("renew", [self._lock_key(resource, variant)],
+                                  [token, max(1, round(self.lock_timeout * 1000))])
+        return bool(renewed)
 
     async def _drop(self, resource: str) -> None:
         await self._run("drop", [self._generation_key, self._entry_key(resource)], [])

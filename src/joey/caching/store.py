@@ -72,8 +72,8 @@ class Lookup:
     it (others may be waiting).
     """
 
-    __slots__ = ("_flight", "_generation", "_key", "_token", "age", "entry", "leads", "outcome",
-                 "ttl")
+    __slots__ = ("_flight", "_generation", "_key", "_renewal", "_token", "age", "entry", "leads",
+                 "outcome", "ttl")
 
     def __init__(self, outcome: Outcome, entry: Entry | None = None, age: float = 0.0,
                  ttl: float = 0.0) -> None:
@@ -85,10 +85,11 @@ class Lookup:
         self._key: tuple[str, str] = ("", "")
         self._token = ""
         self._generation: object = None
-        self._flight: asyncio.Future[Entry | None] | None = None
+        self._flight: asyncio.Future[Lookup | None] | None = None
+        self._renewal: asyncio.Task[None] | None = None  # keeps the store's lock while computing
 
     def _lead(self, key: tuple[str, str], token: str, generation: object,
-              flight: asyncio.Future[Entry | None] | None) -> Lookup:
+              flight: asyncio.Future[Lookup | None] | None) -> Lookup:
         self.leads = True
         self._key, self._token, self._generation, self._flight = key, token, generation, flight
         return self
@@ -109,6 +110,10 @@ class ResponseCache:
     ``joey; fwd=uri-miss; stored``...) on the answers of cached routes.
     """
 
+    #: asking the store suspends (a network round trip): concurrent lookups of one key in
+    #: this process then share one
+    _remote = False
+
     def __init__(self, *, wait_timeout: float = 15.0, fail_open: bool = True,
                  retry_after: int = 5, max_body_size: int = 1024 * 1024,
                  status_header: bool = True) -> None:
@@ -119,7 +124,7 @@ class ResponseCache:
         self.retry_after = retry_after
         self.max_body_size = max_body_size
         self.status_header = status_header
-        self._flights: dict[tuple[str, str], asyncio.Future[Entry | None]] = {}
+        self._flights: dict[tuple[str, str], asyncio.Future[Lookup | None]] = {}
         self._down_until = 0.0  # monotonic: the store is left alone until then
         self._failing = False
 
@@ -168,82 +173,104 @@ class ResponseCache:
         flight = self._flights.get(key)
         if flight is not None:
             return await self._wait(flight)
+        loop = asyncio.get_running_loop()
+        if not self._remote:
+            # perf: a store in this process answers without suspending: looking up and
+            # taking the lead are one step for asyncio, and a hit needs no flight
+            entry, _, generation, now = await self._fetch(resource, variant, "")
+            if entry is not None:
+                return Lookup("hit", entry, now - entry.stored, entry.expires - now)
+            self._flights[key] = mine = loop.create_future()
+            return Lookup("miss")._lead(key, "", generation, mine)
+        # This process's other requests for the key wait for what this one finds (a stored
+        # answer, or one it computes): one request per process asks the store.
+        self._flights[key] = mine = loop.create_future()
         token = secrets.token_hex(8)
+        lookup = Lookup("miss")._lead(key, token, None, mine)
         try:
-            entry, locked, generation, now = await self._backend(
-                self._fetch(resource, variant, token))
-        except _Down:
-            return await self._lead_without_store(key)
-        if entry is not None:
-            return Lookup("hit", entry, now - entry.stored, entry.expires - now)
-        flight = self._flights.get(key)  # one may have started while we asked the store
-        if not locked and flight is not None:
-            return await self._wait(flight)
-        mine: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
-        if flight is None:
-            self._flights[key] = mine
-        lookup = Lookup("miss")._lead(key, token, generation, mine)
-        if locked:
-            return lookup
-        try:
-            return await self._poll(lookup, resource, variant, token)
+            return await self._find(lookup, resource, variant, token)
         except BaseException:
             self._settle(lookup, None)
             raise
 
-    async def _poll(self, lookup: Lookup, resource: str, variant: str, token: str) -> Lookup:
-        """Another process computes this answer: wait for its entry, or for its lock to go
-        (it failed, or died and the lock expired) and take it; give up after wait_timeout."""
-        deadline = time.monotonic() + self.wait_timeout
+    async def _find(self, lookup: Lookup, resource: str, variant: str, token: str) -> Lookup:
+        """Ask the store for the entry, or its lock; while another process holds the lock,
+        ask again until its entry is there or the lock is gone (that process failed, or died
+        and the lock expired) and taken; compute here after ``wait_timeout``."""
+        deadline: float | None = None
         delay = 0.005
-        while time.monotonic() < deadline:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        while True:
             try:
                 entry, locked, generation, now = await self._backend(
                     self._fetch(resource, variant, token))
             except _Down:
-                break
-            if entry is not None:
-                self._settle(lookup, entry)
-                return Lookup("collapsed", entry, now - entry.stored, entry.expires - now)
-            if locked:
-                lookup._generation = generation
+                if not self.fail_open:
+                    raise self._unavailable() from None
+                lookup.outcome = "bypass"  # computed here, for this process's requests
                 return lookup
-        return lookup  # compute it here; storing it is still right
+            lookup._generation = generation
+            if entry is not None:
+                found = Lookup("hit" if deadline is None else "collapsed", entry,
+                               now - entry.stored, entry.expires - now)
+                self._settle(lookup, found)
+                return found
+            if locked:
+                return self._hold(lookup)
+            if deadline is None:
+                deadline = time.monotonic() + self.wait_timeout
+            elif time.monotonic() >= deadline:
+                return lookup  # computed here; storing it is still right
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
-    async def _wait(self, flight: asyncio.Future[Entry | None]) -> Lookup:
+    async def _wait(self, flight: asyncio.Future[Lookup | None]) -> Lookup:
         try:
-            entry = await asyncio.wait_for(asyncio.shield(flight), self.wait_timeout)
+            found = await asyncio.wait_for(asyncio.shield(flight), self.wait_timeout)
         except TimeoutError:
-            entry = None
-        if entry is None:  # the computation kept nothing: answer this request ourselves
-            return Lookup("miss")
-        return Lookup("collapsed", entry, 0.0, entry.expires - entry.stored)
+            found = None
+        if found is not None:
+            outcome: Outcome = "hit" if found.outcome == "hit" else "collapsed"
+            return Lookup(outcome, found.entry, found.age, found.ttl)
+        if not self.fail_open and time.monotonic() < self._down_until:
+            raise self._unavailable()
+        return Lookup("miss")  # the computation kept nothing: answer this request here
 
-    async def _lead_without_store(self, key: tuple[str, str]) -> Lookup:
-        """The store failed: compute the answer here (fail open), one request per key and
-        process at a time; or refuse (fail closed)."""
-        if not self.fail_open:
-            raise CacheUnavailable("The response cache is unavailable.",
-                                   retry_after=max(1, self.retry_in()))
-        flight = self._flights.get(key)
-        if flight is not None:
-            return await self._wait(flight)
-        mine: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
-        self._flights[key] = mine
-        return Lookup("bypass")._lead(key, "", None, mine)
+    def _unavailable(self) -> CacheUnavailable:
+        return CacheUnavailable("The response cache is unavailable.",
+                                retry_after=max(1, self.retry_in()))
+
+    def _hold(self, lookup: Lookup) -> Lookup:
+        """The lookup holds the store's lock: keep it while the answer is computed, however
+        long that takes (a holder that dies stops renewing it, and it expires)."""
+        interval = self._renew_every()
+        if interval is not None:
+            resource, variant = lookup._key
+            lookup._renewal = asyncio.ensure_future(
+                self._keep_lock(resource, variant, lookup._token, interval))
+        return lookup
+
+    async def _keep_lock(self, resource: str, variant: str, token: str,
+                         interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self._backend(self._renew(resource, variant, token)):
+                    return  # it expired and another process took it
+            except _Down:
+                return
 
     async def complete(self, lookup: Lookup, entry: Entry | None, ttl: float,
                        tags: Iterable[str]) -> bool:
         """Hand the computed answer (``None``: nothing to keep) to the requests waiting for
         it, store it for ``ttl`` seconds under ``tags``, and release the lock. True when it
         was stored. Never raises: a store failure is logged (once) and handled."""
+        if lookup._renewal is not None:
+            lookup._renewal.cancel()
+            lookup._renewal = None
         if entry is not None and len(entry.body) > self.max_body_size:
             entry = None
-        if entry is not None:  # as the waiters see it: fresh, ttl seconds to live
-            entry.stored, entry.expires = 0.0, ttl
-        self._settle(lookup, entry)  # the waiters in this process need not wait for the store
+        # the waiters in this process need not wait for the store
+        self._settle(lookup, Lookup("collapsed", entry, 0.0, ttl) if entry else None)
         if not lookup.leads or lookup.outcome == "bypass":
             return False
         resource, variant = lookup._key
@@ -257,13 +284,13 @@ class ResponseCache:
             pass
         return False
 
-    def _settle(self, lookup: Lookup, entry: Entry | None) -> None:
+    def _settle(self, lookup: Lookup, found: Lookup | None) -> None:
         flight = lookup._flight
         if flight is None:
             return
         lookup._flight = None
         if not flight.done():
-            flight.set_result(entry)
+            flight.set_result(found)
         if self._flights.get(lookup._key) is flight:
             del self._flights[lookup._key]
 
@@ -283,7 +310,7 @@ class ResponseCache:
                 self._failing = True
                 logger.warning(
                     "Response cache %r failed (%s): %s for %d s, then trying it again", self,
-                    exc or type(exc).__name__,
+                    str(exc) or type(exc).__name__,
                     "serving without it" if self.fail_open else "answering 503",
                     self.retry_after)
             raise _Down from exc
@@ -316,6 +343,14 @@ class ResponseCache:
         raise NotImplementedError
 
     async def _unlock(self, resource: str, variant: str, token: str) -> None:
+        raise NotImplementedError
+
+    def _renew_every(self) -> float | None:
+        """Seconds between renewals of a held lock; ``None``: the store has no lock."""
+        return None
+
+    async def _renew(self, resource: str, variant: str, token: str) -> bool:
+        """Extend the lock ``token`` holds; False when it holds it no more."""
         raise NotImplementedError
 
     async def _drop(self, resource: str) -> None:
