@@ -96,16 +96,16 @@ class Caching:
 
         from joey.caching import Caching, Validators
 
-        BOOKS = {1: {"title": "Dune", "version": 3}}
+        VERSIONS = {1: 3}  # book id -> version
 
         async def book_version(id: int) -> Validators | None:
-            book = BOOKS.get(id)
-            return Validators(etag=f"v{book['version']}") if book else None
+            version = VERSIONS.get(id)
+            return Validators(etag=f"v{version}") if version is not None else None
 
         @app.put("/books/{id:int}", caching=Caching(validators=book_version))
-        async def replace_book(id: int, book: dict[str, Any]) -> dict[str, Any]:
-            BOOKS[id] = {**book, "version": BOOKS[id]["version"] + 1}
-            return BOOKS[id]
+        async def replace_book(id: int, book: dict[str, Any]) -> dict[str, int]:
+            VERSIONS[id] = VERSIONS.get(id, 0) + 1   # If-Match held: nobody changed it meanwhile
+            return {"version": VERSIONS[id]}
     """
 
     __slots__ = _FIELDS

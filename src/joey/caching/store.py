@@ -33,7 +33,7 @@ from urllib.parse import quote, unquote
 from joey.datastructures import RawHeaders
 from joey.exceptions import ServiceUnavailable
 
-__all__ = ["CacheUnavailable", "Entry", "Lookup", "ResponseCache"]
+__all__ = ["CacheUnavailable", "Entry", "Lookup", "ResponseCache", "canonical_path"]
 
 logger = logging.getLogger("joey")
 T = TypeVar("T")
