@@ -407,6 +407,35 @@ def test_an_async_or_dependency_key_works_and_the_dependency_runs_each_time() ->
         assert client.get("/t", headers={"x-tenant": "b"}).text == "b"
 
 
+def test_a_stored_answer_is_never_served_to_a_request_that_fails_validation() -> None:
+    store, counter = MemoryCache(), Counter()
+    app = App()
+
+    @app.get("/keyed", caching=Caching(store=store, ttl=60, vary=["X-Version"]))
+    async def keyed(x_version: Annotated[int, Header()], page: int = 1) -> dict[str, int]:
+        return {"run": counter(), "page": page}
+
+    @app.get("/unkeyed", caching=Caching(store=store, ttl=60))
+    async def unkeyed(x_token: Annotated[str, Header()]) -> dict[str, int]:
+        return {"run": counter()}
+
+    with TestClient(app) as client:
+        # what the parameters read is all in the key: the store is asked before they are
+        assert client.get("/keyed", headers={"x-version": "1"}).json()["run"] == 1
+        assert client.get("/keyed", headers={"x-version": "1"}).json()["run"] == 1
+        assert client.get("/keyed", headers={"x-version": "x"}).status_code == 422
+        assert client.get("/keyed?page=x", headers={"x-version": "1"}).status_code == 422
+        assert client.get("/keyed").status_code == 422
+        # a header outside the key: the parameters are validated before the store is asked
+        assert client.get("/unkeyed", headers={"x-token": "t"}).json()["run"] == 2
+        assert client.get("/unkeyed", headers={"x-token": "u"}).json()["run"] == 2
+        assert client.get("/unkeyed").status_code == 422
+    early, planned = app.routes
+    assert early.dependencies == ()  # asked by the route itself: no dependency
+    assert [d.function.__qualname__ for d in planned.dependencies] == [
+        "Caching (the route's validators and stored answers)"]
+
+
 def test_security_runs_on_every_request_even_for_stored_answers() -> None:
     store, counter = MemoryCache(), Counter()
     app = App()

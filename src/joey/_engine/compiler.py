@@ -99,16 +99,18 @@ class _Compiler:
     def http(self, route: Route) -> Pipeline:
         """The route's pipeline: middleware (app → group → route) around the handler."""
         path_params = route.path_params
+        plan = self.http_plans.build(route.endpoint, path_params, route.dependencies,
+                                     namespace=route.namespace)
         caching = None
-        dependencies = route.dependencies
         if route.caching is not None:  # only routes that declare caching load joey.caching
             from joey.caching.route import RouteCaching
 
             caching = RouteCaching(route.caching, describe(route.endpoint), path_params)
-            if caching.dependency is not None:  # first: before every other dependency
-                dependencies = (caching.dependency, *dependencies)
-        plan = self.http_plans.build(route.endpoint, path_params, dependencies,
-                                     namespace=route.namespace)
+            step = caching.step_before(plan)
+            if step is not None:  # planned again, with it first among the dependencies
+                plan = self.http_plans.build(route.endpoint, path_params,
+                                             (step, *route.dependencies),
+                                             namespace=route.namespace)
         limit = self.max_body_size if isinstance(route.max_body_size, EllipsisType) else (
             route.max_body_size)
         info = route_info(route, plan, limit)

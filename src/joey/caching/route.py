@@ -32,11 +32,14 @@ from joey.caching.conditional import (
 from joey.caching.policy import Caching, parse_cache_control
 from joey.caching.store import Entry, Lookup, ResponseCache, encode_segments, resource_key
 from joey.datastructures import RawHeaders
+from joey.params.info import ParamInfo
 from joey.params.markers import Depends
+from joey.params.plan import DependencyNode
 from joey.paths import routing_path
 from joey.pipelines import Pipeline
 from joey.requests import Request
 from joey.responses import Response
+from joey.types import Scope
 
 __all__ = ["RouteCaching"]
 
@@ -46,6 +49,9 @@ STATE = "joey.caching"  # the scope key where the step before leaves what the st
 STORABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 410})
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/!$&'()*+,;=:@\-._~]*")  # what quote() leaves alone
 _NOT_STORED = frozenset({b"set-cookie", b"age", b"cache-status", b"content-length"})
+_CREDENTIALS = frozenset({b"authorization"})
+_CONDITIONS = frozenset({b"if-match", b"if-none-match", b"if-modified-since",
+                         b"if-unmodified-since"})
 
 
 class _Answered(Exception):
@@ -68,9 +74,30 @@ class _Pending:
         self.validators: Validators | None = None
 
 
-def _request_path(request: Request) -> str:
+def _has(scope: Scope, names: frozenset[bytes]) -> bool:
+    """Whether the request has any of the headers ``names`` (lowercase, as ASGI sends
+    header names)."""
+    for name, _ in scope["headers"]:  # noqa: SIM110 - perf: no generator per request
+        if name in names:
+            return True
+    return False
+
+
+def _keyed(param: ParamInfo, vary: tuple[str, ...]) -> bool:
+    """Whether what ``param`` reads is part of the store's key (or is the request)."""
+    if param.source == "header":
+        return param.key.lower() in vary
+    return param.source in ("path", "query", "request", "route")
+
+
+def _request_path(scope: Scope) -> str:
     """The routed path (below ``root_path``), as :func:`canonical_path` writes it."""
-    routed, segments = routing_path(request.scope)
+    path: str = scope["path"]
+    raw: bytes | None = scope.get("raw_path")
+    if not scope.get("root_path") and (raw is None or b"%" not in raw) and (
+            _PLAIN_PATH.fullmatch(path)):
+        return path  # perf: nothing to decode or encode (most paths)
+    routed, segments = routing_path(scope)
     if segments is None:
         if _PLAIN_PATH.fullmatch(routed):
             return routed  # perf: nothing to decode or encode (most paths)
@@ -107,14 +134,32 @@ class RouteCaching:
                                    or caching.key is not None)
         key = caching.key
         self.key_function: Callable[[Request], Any] | None = None
-        key_marker: Depends | None = None
+        self.key_marker: Depends | None = None
         if isinstance(key, Depends):
-            key_marker = key
+            self.key_marker = key
         elif key is not None:
             self.key_function = key
-        self.dependency: Depends | None = None
-        if caching.validators is not None or self.store is not None:
-            self.dependency = Depends(self._before_handler(caching.validators, key_marker))
+        self.early = False  # the store is asked before the handler's plan runs (set below)
+
+    def step_before(self, plan: DependencyNode) -> Depends | None:
+        """What must run first among the route's dependencies, given the handler's own
+        ``plan`` (without it); ``None`` when nothing must (the wrapper asks the store itself).
+
+        The store can be asked before the plan runs when nothing the plan does could change
+        the answer or refuse the request differently for requests with the same key: no
+        dependency (no security either), no validators, and parameters read only from the
+        path, the query (both in the key), headers that ``vary`` names, or the request itself.
+        A stored answer then skips the whole plan. Otherwise a dependency asks it, after the
+        security phase and the validation of every parameter.
+        """
+        if self.caching.validators is None and self.store is None:
+            return None
+        if self.caching.validators is None and self.key_marker is None and (
+                not plan.dependencies and all(_keyed(param, self.vary)
+                                              for param in plan.params)):
+            self.early = True
+            return None
+        return Depends(self._before_handler(self.caching.validators, self.key_marker))
 
     # -- before the handler ------------------------------------------------------------------
 
@@ -140,6 +185,7 @@ class RouteCaching:
         return caching_step
 
     async def before(self, request: Request, current: Any, key: Any) -> None:
+        """The dependency's work: the validators' 304 or 412, then the store."""
         pending = _Pending()
         request.scope[STATE] = pending
         method = request.method
@@ -155,38 +201,70 @@ class RouteCaching:
                 if outcome == 304:
                     assert current is not None
                     raise _Answered(self._not_modified(current.headers(), None))
+        stored = await self._ask_store(request, pending, key)
+        if stored is not None:
+            raise _Answered(stored, stored=True)
+
+    async def _ask_store(self, request: Request, pending: _Pending, key: Any,
+                         ) -> Response | None:
+        """The stored answer for this request, or ``None`` (``pending`` then says whether
+        this request computes it for others)."""
         store = self.store
-        if store is None or method not in SAFE_METHODS:
-            return
+        if store is None or request.method not in SAFE_METHODS:
+            return None
         if self.key_function is not None:
             key = self.key_function(request)
             if inspect.isawaitable(key):
                 key = await key
-        if not self.shares_credentials and request.headers.get("authorization") is not None:
+        scope = request.scope
+        if not self.shares_credentials and _has(scope, _CREDENTIALS):
             pending.outcome = "fwd=bypass; detail=authorization"
-            return
-        query = request.scope.get("query_string", b"").decode("latin-1")
-        resource = resource_key(_request_path(request), query.replace("\x1f", "%1F"),
+            return None
+        query = scope.get("query_string", b"").decode("latin-1")
+        resource = resource_key(_request_path(scope), query.replace("\x1f", "%1F"),
                                 None if key is None else str(key))
-        variant = "\n".join(", ".join(request.headers.getlist(name)) for name in self.vary)
+        variant = "\n".join(", ".join(request.headers.getlist(name)) for name in self.vary) if (
+            self.vary) else ""
         lookup = await store.lookup(resource, variant)
         pending.lookup = lookup
         entry = lookup.entry
-        if entry is not None:
-            response = Response(entry.body, entry.status)
-            headers = response.headers
-            headers.raw = [*entry.headers, (b"age", b"%d" % max(0, int(lookup.age)))]
-            if store.status_header:
-                status = (f"hit; ttl={max(0, int(lookup.ttl))}" if lookup.outcome == "hit"
-                          else "fwd=uri-miss; collapsed")
-                headers.raw.append((b"cache-status", f"joey; {status}".encode()))
-            raise _Answered(response, stored=True)
+        if entry is None:
+            return None
+        response = Response(entry.body, entry.status)
+        raw = [*entry.headers, (b"age", b"%d" % max(0, int(lookup.age)))]
+        if store.status_header:
+            status = (f"hit; ttl={max(0, int(lookup.ttl))}" if lookup.outcome == "hit"
+                      else "fwd=uri-miss; collapsed")
+            raw.append((b"cache-status", f"joey; {status}".encode()))
+        response.headers.raw = raw
+        return response
 
     # -- after the handler -------------------------------------------------------------------
 
     def wrap(self, call_handler: Pipeline) -> Pipeline:
-        """``call_handler`` with the step after around it (and the answers the step before
-        found instead of calling it)."""
+        """``call_handler`` with the step after around it, and the store asked before it
+        (:meth:`step_before` decided where)."""
+        store = self.store
+
+        async def settle(pending: _Pending | None) -> None:
+            # the computation failed: the requests waiting for it answer themselves
+            if pending is not None and pending.lookup is not None and store is not None:
+                await store.complete(pending.lookup, None, self.ttl, ())
+
+        if self.early:
+            async def cached_early(request: Request) -> Response:
+                pending = _Pending()
+                stored = await self._ask_store(request, pending, None)
+                if stored is not None:
+                    return self._conditional(request, stored)
+                try:
+                    response = await call_handler(request)
+                except BaseException:
+                    await settle(pending)
+                    raise
+                return await self.after(request, response, pending)
+
+            return cached_early
 
         async def cached(request: Request) -> Response:
             try:
@@ -197,10 +275,7 @@ class RouteCaching:
                     return answered.response
                 return self._conditional(request, answered.response)
             except BaseException:
-                pending = request.scope.pop(STATE, None)
-                if pending is not None and pending.lookup is not None and (
-                        self.store is not None):
-                    await self.store.complete(pending.lookup, None, self.ttl, ())
+                await settle(request.scope.pop(STATE, None))
                 raise
             return await self.after(request, response, request.scope.pop(STATE, None))
 
@@ -272,7 +347,8 @@ class RouteCaching:
         GET or HEAD that has validators."""
         method = request.method
         status = response.status_code
-        if method not in SAFE_METHODS or not 200 <= status < 300 or status == 206:
+        if method not in SAFE_METHODS or not 200 <= status < 300 or status == 206 or (
+                not _has(request.scope, _CONDITIONS)):
             return response
         headers = response.headers
         etag = headers.get("etag")

@@ -173,18 +173,17 @@ class ResponseCache:
         flight = self._flights.get(key)
         if flight is not None:
             return await self._wait(flight)
-        loop = asyncio.get_running_loop()
         if not self._remote:
             # perf: a store in this process answers without suspending: looking up and
             # taking the lead are one step for asyncio, and a hit needs no flight
             entry, _, generation, now = await self._fetch(resource, variant, "")
             if entry is not None:
                 return Lookup("hit", entry, now - entry.stored, entry.expires - now)
-            self._flights[key] = mine = loop.create_future()
+            self._flights[key] = mine = asyncio.get_running_loop().create_future()
             return Lookup("miss")._lead(key, "", generation, mine)
         # This process's other requests for the key wait for what this one finds (a stored
         # answer, or one it computes): one request per process asks the store.
-        self._flights[key] = mine = loop.create_future()
+        self._flights[key] = mine = asyncio.get_running_loop().create_future()
         token = secrets.token_hex(8)
         lookup = Lookup("miss")._lead(key, token, None, mine)
         try:
