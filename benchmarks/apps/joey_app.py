@@ -113,8 +113,9 @@ def build_ratelimit_app() -> App:
 
 def build_caching_app() -> App:
     """The catalog computed on every request, and from the response cache (in memory)."""
-    from joey.caching import Caching, MemoryCache
     from scenarios import catalog
+
+    from joey.caching import Caching, MemoryCache
 
     app = App()
 
