@@ -801,6 +801,24 @@ def test_a_malformed_declaration_is_refused_where_it_is_written(options: dict[st
         Caching(**options)
 
 
+def test_a_router_s_caching_leaves_its_websocket_routes_alone() -> None:
+    from joey import WebSocket
+
+    app = App()
+    api = Router(caching=Caching(cache_control=PUBLIC, store=MemoryCache()))
+
+    @api.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hi")
+        await websocket.close()
+
+    app.include_router(api)
+    assert app.routes[0].caching is None
+    with TestClient(app) as client, client.websocket_connect("/ws") as session:
+        assert session.receive_text() == "hi"
+
+
 def test_a_router_s_caching_is_frozen_with_it() -> None:
     app = App()
     api = Router()

@@ -137,7 +137,7 @@ class Route:
         route.deprecated, route.include_in_schema = self.deprecated, self.include_in_schema
         route.raises, route.responses = self.raises, self.responses
         route.openapi_extra = self.openapi_extra
-        route.caching = _merge_caching(caching, self.caching)
+        route.caching = None if self.websocket else _merge_caching(caching, self.caching)
         return route
 
     def __repr__(self) -> str:
