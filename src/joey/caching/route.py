@@ -2,15 +2,17 @@
 after it. The compiler builds one :class:`RouteCaching` per route that declares caching;
 routes that declare none never meet this module.
 
-Before (a dependency the compiler puts first among the route's, so it runs after the
-security phase and the validation of every parameter, and before every other dependency):
-the route's ``validators`` decide a 304 or a 412; then the store is asked, and a stored
-answer skips the other dependencies and the handler (it is raised as :class:`_Answered`
-and caught by the step after).
+Before: the route's ``validators`` decide a 304 or a 412, then the store is asked; a stored
+answer skips the handler. Where that happens depends on the route
+(:meth:`RouteCaching.step_before`): a route with no dependencies whose parameters read only
+what the store's key holds asks the store itself, before its plan runs (a stored answer
+skips the plan); any other gets a dependency, put first among its dependencies, so it runs
+after the security phase and the validation of every parameter and before every other
+dependency (a stored answer is raised as :class:`_Answered` past the rest of the plan).
 
-After (around the handler's call, inside the handler middleware, which thus runs for
-stored answers too): the declared headers, the ``ETag``, the answer stored, and the
-conditional request answered (304).
+After (around the handler's call, inside the handler middleware, which thus runs for stored
+answers too): the declared headers, the ``ETag``, the answer stored, and the conditional
+request answered (304).
 """
 
 from __future__ import annotations
@@ -106,11 +108,10 @@ def _request_path(scope: Scope) -> str:
 
 
 class RouteCaching:
-    """One route's caching, compiled from its (merged) :class:`~joey.caching.Caching`.
-
-    ``dependency``: what runs before the handler (``None`` when nothing has to);
-    :meth:`wrap`: the handler's call with the step after around it.
-    """
+    """One route's caching, compiled from its (merged) :class:`~joey.caching.Caching`:
+    :meth:`step_before` says what runs first among its dependencies, :meth:`wrap` puts the
+    rest around the handler's call. A declaration that cannot work raises ``ValueError``
+    naming ``where`` (the handler, its file and line)."""
 
     def __init__(self, caching: Caching, where: str, path_params: Mapping[str, type]) -> None:
         problems = caching.problems(path_params)

@@ -8,9 +8,10 @@ compute the answer, hands it to :meth:`ResponseCache.complete`.
 Stampede protection: when many requests miss the same entry at once, one computes and the
 others wait for its answer. In one process the waiters share the computing request's future;
 across processes (Redis) the computing request holds a lock key (a random token, with an
-expiry: a worker that dies cannot hold it forever) and the other processes poll for the entry
-or the lock, with a bound (``wait_timeout``). A waiter that gives up, or whose computation
-ended without an answer to keep, runs the handler itself.
+expiry that it renews while it computes: a worker that dies cannot hold it for longer) and the
+other processes poll for the entry or the lock, with a bound (``wait_timeout``). A waiter
+that gives up, or whose computation ended without an answer to keep, runs the handler
+itself.
 
 When the store fails (Redis down or hanging), the failure is logged once and, for
 ``retry_after`` seconds, the store is left alone: with ``fail_open=True`` (the default) the
