@@ -21,6 +21,10 @@ from joey.caching.store import Entry
 from joey.testing import AsyncTestClient
 from tests.redis_server import RedisServer
 
+# Redis calls on a loaded test machine can take longer than the default timeout (0.5 s): the
+# tests that are not about failures give them more.
+PATIENT = 5.0
+
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
@@ -80,7 +84,8 @@ class Handler:
 async def test_what_one_process_stores_another_serves(clients: list[aioredis.Redis],
                                                       prefix: str) -> None:
     handler = Handler()
-    one, two = (handler.app(RedisCache(client, prefix=prefix)) for client in clients)
+    one, two = (handler.app(RedisCache(client, prefix=prefix, timeout=PATIENT))
+                for client in clients)
     async with AsyncTestClient(one) as first, AsyncTestClient(two) as second:
         stored = await first.get("/items/1")
         assert stored.headers["cache-status"] == "joey; fwd=uri-miss; stored"
@@ -95,7 +100,7 @@ async def test_what_one_process_stores_another_serves(clients: list[aioredis.Red
 async def test_invalidations_are_seen_by_every_process(clients: list[aioredis.Redis],
                                                        prefix: str) -> None:
     handler = Handler()
-    stores = [RedisCache(client, prefix=prefix) for client in clients]
+    stores = [RedisCache(client, prefix=prefix, timeout=PATIENT) for client in clients]
     one, two = (handler.app(store) for store in stores)
     async with AsyncTestClient(one) as first, AsyncTestClient(two) as second:
         async def run(client: AsyncTestClient, path: str) -> int:
@@ -119,7 +124,8 @@ async def test_concurrent_misses_in_two_processes_compute_once(
         clients: list[aioredis.Redis], prefix: str) -> None:
     handler = Handler()
     handler.gate = asyncio.Event()
-    one, two = (handler.app(RedisCache(client, prefix=prefix)) for client in clients)
+    one, two = (handler.app(RedisCache(client, prefix=prefix, timeout=PATIENT))
+                for client in clients)
     async with AsyncTestClient(one) as first, AsyncTestClient(two) as second:
         requests = [asyncio.ensure_future(client.get("/items/1"))
                     for _ in range(25) for client in (first, second)]
@@ -137,10 +143,10 @@ async def test_concurrent_misses_in_two_processes_compute_once(
 
 async def test_the_lock_is_renewed_while_its_holder_computes(
         clients: list[aioredis.Redis], prefix: str) -> None:
-    holder = RedisCache(clients[0], prefix=prefix, lock_timeout=0.3)
+    holder = RedisCache(clients[0], prefix=prefix, timeout=PATIENT, lock_timeout=1.0)
     lead = await holder.lookup("GET /long", "")
     assert lead.leads
-    await asyncio.sleep(1.5)  # five lock lifetimes
+    await asyncio.sleep(3.5)  # several lock lifetimes
     locks = await clients[1].keys(prefix + "l:*")
     assert len(locks) == 1
     assert await holder.complete(lead, Entry(200, [], b"done"), 60, ())
@@ -149,8 +155,9 @@ async def test_the_lock_is_renewed_while_its_holder_computes(
 
 async def test_the_lock_of_a_process_that_died_expires_and_another_computes(
         clients: list[aioredis.Redis], prefix: str) -> None:
-    dead = RedisCache(clients[0], prefix=prefix, lock_timeout=0.5)
-    alive = RedisCache(clients[1], prefix=prefix, lock_timeout=0.5, wait_timeout=60)
+    dead = RedisCache(clients[0], prefix=prefix, timeout=PATIENT, lock_timeout=0.5)
+    alive = RedisCache(clients[1], prefix=prefix, timeout=PATIENT, lock_timeout=0.5,
+                       wait_timeout=60)
     taken = await dead.lookup("GET /x", "")
     assert taken.leads and taken.entry is None
     # The process dies: what renews its lock stops (a real kill -9 of a process holding the
@@ -169,8 +176,8 @@ async def test_the_lock_of_a_process_that_died_expires_and_another_computes(
 
 async def test_a_waiter_gets_the_answer_the_other_process_stores(
         clients: list[aioredis.Redis], prefix: str) -> None:
-    computing = RedisCache(clients[0], prefix=prefix)
-    waiting = RedisCache(clients[1], prefix=prefix)
+    computing = RedisCache(clients[0], prefix=prefix, timeout=PATIENT)
+    waiting = RedisCache(clients[1], prefix=prefix, timeout=PATIENT)
     lead = await computing.lookup("GET /y", "de")
     waiter = asyncio.ensure_future(waiting.lookup("GET /y", "de"))
     await asyncio.sleep(0.1)
@@ -189,8 +196,8 @@ async def test_a_waiter_gets_the_answer_the_other_process_stores(
 
 async def test_an_answer_computed_across_an_invalidation_is_not_stored(
         clients: list[aioredis.Redis], prefix: str) -> None:
-    computing = RedisCache(clients[0], prefix=prefix)
-    other = RedisCache(clients[1], prefix=prefix)
+    computing = RedisCache(clients[0], prefix=prefix, timeout=PATIENT)
+    other = RedisCache(clients[1], prefix=prefix, timeout=PATIENT)
     lead = await computing.lookup("GET /z", "")
     await other.invalidate("/z")
     assert not await computing.complete(lead, Entry(200, [], b"read before"), 60, ())
@@ -201,7 +208,7 @@ async def test_an_answer_computed_across_an_invalidation_is_not_stored(
 
 async def test_entries_expire_by_the_server_s_clock(clients: list[aioredis.Redis],
                                                     prefix: str) -> None:
-    store = RedisCache(clients[0], prefix=prefix)
+    store = RedisCache(clients[0], prefix=prefix, timeout=PATIENT)
     lead = await store.lookup("GET /short", "")
     assert await store.complete(lead, Entry(200, [], b"brief"), 0.3, ())
     hit = await store.lookup("GET /short", "")
@@ -227,7 +234,7 @@ async def test_a_stopped_redis_serves_without_the_store_and_logs_once(
     caplog.set_level(logging.WARNING, "joey")
     client = aioredis.Redis.from_url(own_redis.url, socket_connect_timeout=0.5)
     handler = Handler()
-    store = RedisCache(client, prefix=prefix, retry_after=1)
+    store = RedisCache(client, prefix=prefix, timeout=PATIENT, retry_after=1)
     try:
         async with AsyncTestClient(handler.app(store)) as app:
             assert (await app.get("/items/1")).json()["run"] == 1
@@ -287,7 +294,7 @@ async def test_failing_closed_answers_503_with_retry_after(
         own_redis: RedisServer, prefix: str) -> None:
     client = aioredis.Redis.from_url(own_redis.url, socket_connect_timeout=0.5)
     handler = Handler()
-    store = RedisCache(client, prefix=prefix, fail_open=False, retry_after=7)
+    store = RedisCache(client, prefix=prefix, timeout=PATIENT, fail_open=False, retry_after=7)
     try:
         async with AsyncTestClient(handler.app(store)) as app:
             own_redis.stop()

@@ -19,7 +19,7 @@ from joey.caching import Caching, RedisCache
 PREFIX = os.environ["JOEY_TEST_PREFIX"]
 redis = Redis.from_url(os.environ["JOEY_TEST_REDIS_URL"])
 # timeout=5: Redis calls on a loaded test machine can take longer than the default 0.5 s
-store = RedisCache(redis, prefix=PREFIX + "cache:", timeout=5, lock_timeout=1.0, wait_timeout=30)
+store = RedisCache(redis, prefix=PREFIX + "cache:", timeout=5, lock_timeout=3.0, wait_timeout=30)
 
 app = App()
 
