@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AppKind = Literal["main", "routes", "middleware", "security", "ratelimit"]
+AppKind = Literal["main", "routes", "middleware", "security", "ratelimit", "caching"]
 
 ITEM = {"name": "widget", "price": 9.5, "tags": ["a", "b"]}
 WS_MESSAGE = "hello, websocket"
@@ -41,6 +41,13 @@ class Scenario:
     def target(self) -> str:
         """The request target as a client would send it (path plus query)."""
         return f"{self.path}?{self.query}" if self.query else self.path
+
+
+def catalog() -> list[dict[str, object]]:
+    """What the catalog endpoints compute on every request they do not answer from a
+    response cache: 100 items, built and then encoded as JSON by the framework."""
+    return [{"id": i, "name": f"item {i}", "price": i * 1.25, "tags": ["a", "b"]}
+            for i in range(100)]
 
 
 def route_path(index: int) -> str:
@@ -121,6 +128,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         "/limited",
         text="Hello, World!",
     ),
+    # Issue 27: a response cache (each framework's own, in memory) against the same route
+    # computing its answer every time.
+    Scenario("catalog", "catalog JSON (100 items), computed", "caching", "/catalog",
+             json=catalog()),
+    Scenario("catalog_cached", "catalog JSON, from the response cache", "caching",
+             "/catalog/cached", json=catalog()),
 )
 
 BY_KEY = {s.key: s for s in SCENARIOS}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
+from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,17 @@ class Result:
 
 async def call(response: FileResponse, method: str = "GET", headers: dict[str, str] | None = None,
                extensions: dict[str, Any] | None = None, disconnect: bool = False) -> Result:
+    return await call_raw(response, [(k.lower().encode(), v.encode())
+                                     for k, v in (headers or {}).items()],
+                          method, extensions, disconnect)
+
+
+async def call_raw(response: FileResponse, raw_headers: list[tuple[bytes, bytes]],
+                   method: str = "GET", extensions: dict[str, Any] | None = None,
+                   disconnect: bool = False) -> Result:
     messages: list[Message] = []
     scope: dict[str, Any] = {
-        "type": "http", "method": method, "path": "/", "headers": [
-            (k.lower().encode(), v.encode()) for k, v in (headers or {}).items()
-        ],
+        "type": "http", "method": method, "path": "/", "headers": raw_headers,
     }
     if extensions is not None:
         scope["extensions"] = extensions
@@ -227,6 +235,59 @@ async def test_if_match_is_checked_before_if_none_match(data_file: Path) -> None
         "if-match": '"other"', "if-none-match": etag,
     })
     assert result.status == 412
+
+
+@pytest.fixture
+def new_york_time() -> Iterator[None]:
+    """The process's local time zone is five hours behind GMT (the server's, say)."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    yield
+    if saved is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+@pytest.mark.usefixtures("new_york_time")
+async def test_dates_without_a_zone_are_gmt_whatever_the_local_time_zone(
+        data_file: Path) -> None:
+    # The asctime form of an HTTP-date has no zone and is GMT (RFC 9110 §5.6.7): one hour
+    # before the file's modification, it was read as New York time, five hours later.
+    hour_before = "Tue Nov 14 21:13:20 2023"
+    modified = await call(FileResponse(data_file), headers={"if-modified-since": hour_before})
+    assert modified.status == 200 and modified.body == CONTENT
+    changed = await call(FileResponse(data_file), method="PUT",
+                         headers={"if-unmodified-since": hour_before})
+    assert changed.status == 412
+    same = await call(FileResponse(data_file),
+                      headers={"if-modified-since": "Tue Nov 14 22:13:20 2023"})
+    assert same.status == 304
+
+
+async def test_a_304_repeats_no_representation_metadata(data_file: Path) -> None:
+    etag = await etag_of(data_file)
+    response = FileResponse(data_file, media_type="application/gzip", headers={
+        "content-encoding": "gzip", "content-language": "de", "content-location": "/x.gz",
+        "cache-control": "max-age=60", "vary": "Accept-Encoding"})
+    result = await call(response, headers={"if-none-match": etag})
+    assert result.status == 304 and result.body == b""
+    for absent in ("content-encoding", "content-language", "content-type", "content-length"):
+        assert absent not in result.headers
+    assert result.headers["content-location"] == "/x.gz"
+    assert result.headers["cache-control"] == "max-age=60"
+    assert result.headers["vary"] == "Accept-Encoding"
+    assert result.headers["etag"] == etag
+
+
+async def test_a_date_header_sent_twice_is_ignored(data_file: Path) -> None:
+    result = await call(FileResponse(data_file), headers={})
+    twice = await call_raw(FileResponse(data_file), [
+        (b"if-modified-since", LAST_MODIFIED.encode()),
+        (b"if-modified-since", LAST_MODIFIED.encode())])
+    assert result.status == twice.status == 200
 
 
 async def test_error_page_ignores_preconditions_and_ranges(data_file: Path) -> None:

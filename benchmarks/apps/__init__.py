@@ -7,6 +7,11 @@ scenarios "n/a" for that framework:
 - ``build_routes_app(n)``: ``n`` routes ``/r{i}/items/{item_id:int}`` answering ``r{i}:{item_id}``;
 - ``build_middleware_app()``: ``/plaintext`` behind three no-op middlewares.
 
+Optional builders, for what only some frameworks have built in (a framework without one shows
+"n/a"): ``build_security_app()``, ``build_ratelimit_app()``, and ``build_caching_app()``:
+``/catalog`` computed on every request and ``/catalog/cached`` answered from the framework's
+own response cache (issue 27).
+
 Joey has two columns with one app module: "joey", the pure build (the editable install of
 ``benchmarks/.venv``), and "joey-compiled", the wheel ``make compiled`` builds, run under its own
 interpreter (``benchmarks/.venv-compiled``, see :func:`interpreter`). :func:`load` checks that

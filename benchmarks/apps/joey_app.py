@@ -109,3 +109,22 @@ def build_ratelimit_app() -> App:
         return TextResponse("Hello, World!")
 
     return app
+
+
+def build_caching_app() -> App:
+    """The catalog computed on every request, and from the response cache (in memory)."""
+    from scenarios import catalog
+
+    from joey.caching import Caching, MemoryCache
+
+    app = App()
+
+    @app.get("/catalog")
+    async def computed() -> list[dict[str, object]]:
+        return catalog()
+
+    @app.get("/catalog/cached", caching=Caching(store=MemoryCache(), ttl=60))
+    async def cached() -> list[dict[str, object]]:
+        return catalog()
+
+    return app

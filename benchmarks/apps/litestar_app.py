@@ -80,3 +80,20 @@ def _noop_middleware(app: ASGIApp) -> ASGIApp:
 
 def build_middleware_app() -> Litestar:
     return Litestar(route_handlers=[plaintext], middleware=[_noop_middleware] * 3)
+
+
+def build_caching_app() -> Litestar:
+    """The catalog computed on every request, and from Litestar's response cache (its
+    default: the in-memory store, keyed by path and query)."""
+    from litestar.config.response_cache import ResponseCacheConfig
+    from scenarios import catalog
+
+    @get("/catalog")
+    async def computed() -> list[dict[str, object]]:
+        return catalog()
+
+    @get("/catalog/cached", cache=60)
+    async def cached() -> list[dict[str, object]]:
+        return catalog()
+
+    return Litestar(route_handlers=[computed, cached], response_cache_config=ResponseCacheConfig())

@@ -3,15 +3,14 @@
 :class:`FileResponse` answers conditional requests (RFC 9110 §13) and range requests
 (RFC 9110 §14) by itself, so a handler only names the file.
 
-The order in which the request's preconditions are evaluated (RFC 9110 §13.2.2):
+The file's validators are its ``ETag`` (modification time and size) and ``Last-Modified``.
+The request's preconditions are evaluated as for every route that declares caching, by
+:func:`joey.caching.evaluate_preconditions` (``If-Match``, ``If-Unmodified-Since`` → 412;
+``If-None-Match``, ``If-Modified-Since`` → 304 for GET/HEAD, in RFC 9110 §13.2.2's order), and
+a 304 carries what :func:`joey.caching.conditional.not_modified_headers` keeps. Then:
 
-1. ``If-Match`` present and no listed tag matches (strong comparison) → 412.
-2. Otherwise ``If-Unmodified-Since`` present and the file is newer → 412.
-3. ``If-None-Match`` present and a listed tag matches (weak comparison) → 304 for GET/HEAD,
-   412 for other methods.
-4. Otherwise, for GET/HEAD, ``If-Modified-Since`` present and the file is not newer → 304.
-5. For GET with ``Range``: ``If-Range`` present and not matching → the whole file (200).
-6. ``Range`` → 206 (one range), 206 ``multipart/byteranges`` (several), or 416.
+1. For GET with ``Range``: ``If-Range`` present and not matching → the whole file (200).
+2. ``Range`` → 206 (one range), 206 ``multipart/byteranges`` (several), or 416.
 
 Only a response whose status is 200 takes part in this; a ``FileResponse(..., status_code=404)``
 (an error page) is always sent whole.
@@ -27,10 +26,11 @@ import secrets
 import stat
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import formatdate
 from typing import IO, Literal
 from urllib.parse import quote
 
+from joey.caching.conditional import Validators, evaluate_preconditions, not_modified_headers
 from joey.datastructures import Headers
 from joey.exceptions import NotFound
 from joey.responses import Response, wait_for_disconnect
@@ -42,7 +42,6 @@ _ZERO_COPY = "http.response.zerocopysend"
 _ENCODING_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2",
                    "xz": "application/x-xz", "br": "application/x-brotli"}
 _RANGE_SPEC = re.compile(r"(\d*)-(\d*)", re.ASCII)
-_ENTITY_TAG = re.compile(r'\s*((?:W/)?"[^"]*")\s*(?:,|$)')
 _HAS_PREAD = hasattr(os, "pread")
 
 Ranges = list[tuple[int, int]]  # half-open (start, stop) byte offsets
@@ -115,7 +114,8 @@ class FileResponse(Response):
 
         ranges: Ranges | None = None
         if self.status_code == 200:
-            status = _preconditions(request_headers, method, etag, int(st.st_mtime))
+            status = evaluate_preconditions(method, request_headers,
+                                            Validators(etag, st.st_mtime))
             if status == 304:
                 await self._send_empty(send, 304, validators, keep_user_headers=True)
                 return
@@ -162,8 +162,7 @@ class FileResponse(Response):
         if keep_user_headers and self._headers is not None:
             # A 304 repeats what a cache must update (Cache-Control, Vary, validators...),
             # but no representation metadata (RFC 9110 §15.4.5).
-            skip = (b"content-type", b"content-length", b"content-disposition")
-            headers = [item for item in self._headers.raw if item[0] not in skip]
+            headers = not_modified_headers(self._headers.raw)
         present = {name for name, _ in headers}
         headers.extend(item for item in extra if item[0] not in present)
         if status != 304:
@@ -324,46 +323,6 @@ def content_disposition(filename: str, disposition: str = "attachment") -> str:
         return f'{disposition}; filename="{filename}"'
     encoded = quote(filename, safe="!#$&+-.^_`|~")
     return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
-
-
-def _entity_tags(value: str) -> list[str] | None:
-    """The tags of an ``If-Match``/``If-None-Match`` value; None for ``*``."""
-    if value.strip() == "*":
-        return None
-    return _ENTITY_TAG.findall(value)
-
-
-def _http_date(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None  # an invalid date is ignored (RFC 9110 §13.1.3)
-    return int(moment.timestamp())
-
-
-def _preconditions(headers: Headers, method: str, etag: str, mtime: int) -> int | None:
-    """304 or 412 if a precondition says so, else None (see the module docstring)."""
-    if_match = headers.getlist("if-match")
-    if if_match:
-        tags = _entity_tags(", ".join(if_match))
-        if tags is not None and etag not in tags:  # strong: a W/ tag never equals ours
-            return 412
-    else:
-        since = _http_date(headers.get("if-unmodified-since"))
-        if since is not None and mtime > since:
-            return 412
-    if_none_match = headers.getlist("if-none-match")
-    if if_none_match:
-        tags = _entity_tags(", ".join(if_none_match))
-        if tags is None or etag in (tag.removeprefix("W/") for tag in tags):
-            return 304 if method in ("GET", "HEAD") else 412
-    elif method in ("GET", "HEAD"):
-        since = _http_date(headers.get("if-modified-since"))
-        if since is not None and mtime <= since:
-            return 304
-    return None
 
 
 def _if_range_holds(value: str | None, etag: str, last_modified: str) -> bool:

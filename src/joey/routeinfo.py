@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from joey.caching.policy import Caching
 from joey.exceptions import Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from joey.params.extract import raised_by
 from joey.params.info import ParamInfo
@@ -104,7 +105,8 @@ class RouteInfo(msgspec.Struct, frozen=True):
     include_in_schema: bool = True
     #: exception classes the handler declares it raises
     raises: tuple[type[BaseException], ...] = ()
-    #: more responses: status → a type, or an OpenAPI response object (a dict)
+    #: more responses: status → a type, or an OpenAPI response object (a dict); the route's
+    #: ``caching`` adds its headers to the success response's, and its 304 and 412
     responses: Mapping[int, Any] = msgspec.field(default_factory=dict)
     #: raw OpenAPI merged into the route's operation
     openapi_extra: Mapping[str, Any] = msgspec.field(default_factory=dict)
@@ -117,6 +119,9 @@ class RouteInfo(msgspec.Struct, frozen=True):
     #: every error the route can answer instead of its success, by status (see
     #: :func:`route_errors`); empty for a WebSocket route, which refuses the handshake instead
     errors: tuple[type[BaseException], ...] = ()
+    #: how the route's answers are cached (:class:`~joey.caching.Caching`, its routers'
+    #: declarations merged in); ``None``: not at all
+    caching: Caching | None = None
 
     @property
     def summary(self) -> str | None:
@@ -191,8 +196,9 @@ def route_info(route: Route, plan: DependencyNode, max_body_size: int | None) ->
         middleware=route.middleware, tags=route.tags,
         description=inspect.getdoc(route.endpoint), max_body_size=max_body_size,
         deprecated=route.deprecated, include_in_schema=route.include_in_schema,
-        raises=route.raises, responses=route.responses, openapi_extra=route.openapi_extra,
-        security=security, scopes=scopes, errors=errors,
+        raises=route.raises, openapi_extra=route.openapi_extra, security=security,
+        scopes=scopes, errors=errors, caching=route.caching,
+        responses=route.responses if route.caching is None else _with_caching(route),
     )
 
 
@@ -233,6 +239,24 @@ def status_of(error: type[BaseException]) -> int:
     """The status an exception class is answered with (500 when it does not say)."""
     status = getattr(error, "status_code", 500)
     return status if isinstance(status, int) else 500
+
+
+def _with_caching(route: Route) -> Mapping[int, Any]:
+    """The route's declared responses, with what its caching documents merged in (a
+    declared success response that is a type, not a response object, is left alone)."""
+    from joey.caching.openapi import caching_responses
+
+    merged: dict[int, Any] = dict(route.responses)
+    assert route.caching is not None
+    for code, made in caching_responses(route.caching, route.methods,
+                                        route.status_code or 200).items():
+        declared = merged.get(code)
+        if declared is None:
+            merged[code] = made
+        elif isinstance(declared, Mapping) and isinstance(made, Mapping):
+            headers = {**made.get("headers", {}), **declared.get("headers", {})}
+            merged[code] = {**made, **declared, "headers": headers}
+    return merged
 
 
 def _security(plan: DependencyNode) -> tuple[tuple[SecurityRequirement, ...], tuple[str, ...]]:

@@ -28,13 +28,16 @@ import builtins
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import EllipsisType
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 from joey.declarations import DeclaredList, Frozen
 from joey.params.markers import Depends
 from joey.paths import Segment, parse_template
 from joey.pipelines import HandlerMiddleware
 from joey.types import ASGIApp
+
+if TYPE_CHECKING:
+    from joey.caching.policy import Caching
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,9 +55,9 @@ class Route:
     """
 
     __slots__ = (
-        "dependencies", "deprecated", "endpoint", "include_in_schema", "max_body_size",
-        "methods", "middleware", "name", "namespace", "openapi_extra", "path", "raises",
-        "responses", "segments", "status_code", "tags", "websocket",
+        "caching", "dependencies", "deprecated", "endpoint", "include_in_schema",
+        "max_body_size", "methods", "middleware", "name", "namespace", "openapi_extra", "path",
+        "raises", "responses", "segments", "status_code", "tags", "websocket",
     )
 
     def __init__(
@@ -76,6 +79,7 @@ class Route:
         raises: Sequence[type[BaseException]] = (),
         responses: Mapping[int, Any] | None = None,
         openapi_extra: Mapping[str, Any] | None = None,
+        caching: Caching | None = None,
     ) -> None:
         # "" (like "/") under a router prefix means the prefix itself; parsed here, once, so
         # a bad template is an error that points at the decorator
@@ -101,6 +105,8 @@ class Route:
         self.raises = tuple(raises)
         self.responses: Mapping[int, Any] = dict(responses or {})
         self.openapi_extra: Mapping[str, Any] = dict(openapi_extra or {})
+        #: how the route's answers are cached (:mod:`joey.caching`), its routers' merged in
+        self.caching = caching
 
     @property
     def path_params(self) -> dict[str, type]:
@@ -110,9 +116,10 @@ class Route:
 
     def with_prefix(
         self, prefix: str, middleware: Sequence[HandlerMiddleware], dependencies: Sequence[Any],
-        name_prefix: str, tags: Sequence[str] = (),
+        name_prefix: str, tags: Sequence[str] = (), caching: Caching | None = None,
     ) -> Route:
-        """A copy of this route under a group's prefix, middleware, dependencies and tags."""
+        """A copy of this route under a group's prefix, middleware, dependencies, tags and
+        caching (what the route's own ``caching`` leaves unset)."""
         route = Route.__new__(Route)
         route.path = _join(prefix, self.path)
         route.segments = (tuple(parse_template(route.path)) if route.path != self.path
@@ -130,6 +137,7 @@ class Route:
         route.deprecated, route.include_in_schema = self.deprecated, self.include_in_schema
         route.raises, route.responses = self.raises, self.responses
         route.openapi_extra = self.openapi_extra
+        route.caching = None if self.websocket else _merge_caching(caching, self.caching)
         return route
 
     def __repr__(self) -> str:
@@ -152,6 +160,12 @@ class Mount:
         self.path = "" if path == "/" else path
         self.app = app
         self.name = name
+
+
+def _merge_caching(outer: Caching | None, inner: Caching | None) -> Caching | None:
+    if inner is None:
+        return outer
+    return inner.under(outer)
 
 
 def _join(prefix: str, path: str) -> str:
@@ -177,6 +191,7 @@ class RouteOptions(TypedDict, total=False):
     raises: Sequence[type[BaseException]]
     responses: Mapping[int, Any] | None
     openapi_extra: Mapping[str, Any] | None
+    caching: Caching | None
 
 
 class RouteDecorators:
@@ -201,6 +216,7 @@ class RouteDecorators:
         raises: Sequence[type[BaseException]] = (),
         responses: Mapping[int, Any] | None = None,
         openapi_extra: Mapping[str, Any] | None = None,
+        caching: Caching | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated handler at ``path`` for every method in ``methods``.
 
@@ -212,6 +228,8 @@ class RouteDecorators:
         (``False`` leaves the route out), ``raises`` (exception classes the handler raises,
         documented as its handler renders them), ``responses`` (more responses: status → a
         type or an OpenAPI response object) and ``openapi_extra`` (merged into the operation).
+        ``caching``: ``Cache-Control``, ``Vary``, ``ETag``, conditional requests and a
+        server-side store for this route (:class:`~joey.caching.Caching`).
 
         Example::
 
@@ -226,7 +244,7 @@ class RouteDecorators:
                 middleware=middleware, dependencies=dependencies, max_body_size=max_body_size,
                 namespace=_defining_namespace(func, dependencies), tags=tags, deprecated=deprecated,
                 include_in_schema=include_in_schema, raises=raises, responses=responses,
-                openapi_extra=openapi_extra,
+                openapi_extra=openapi_extra, caching=caching,
             ))
             return func
 
@@ -376,7 +394,7 @@ class Router(Frozen, RouteDecorators):
 
     declared_attributes = frozenset({
         "prefix", "name", "middleware", "dependencies", "routes", "mounts", "children",
-        "startup_hooks", "shutdown_hooks", "tags"})
+        "startup_hooks", "shutdown_hooks", "tags", "caching"})
 
     def __init__(
         self,
@@ -388,6 +406,7 @@ class Router(Frozen, RouteDecorators):
         on_startup: Sequence[Callable[[], Any]] = (),
         on_shutdown: Sequence[Callable[[], Any]] = (),
         tags: Sequence[str] = (),
+        caching: Caching | None = None,
     ) -> None:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ValueError(f"Router prefix {prefix!r} must start and not end with '/'")
@@ -401,6 +420,9 @@ class Router(Frozen, RouteDecorators):
         self.startup_hooks: list[Callable[[], Any]] = DeclaredList(on_startup)
         self.shutdown_hooks: list[Callable[[], Any]] = DeclaredList(on_shutdown)
         self.tags: list[str] = DeclaredList(tags)
+        #: caching for every route of the router (and of those it includes) that leaves
+        #: options of its own ``caching`` unset (:class:`~joey.caching.Caching`)
+        self.caching = caching
 
     def freeze_declarations(self, owner: str | None = None) -> None:
         """Refuse any further change to this router and to those it includes
@@ -437,6 +459,7 @@ class Router(Frozen, RouteDecorators):
         self, prefix: str = "", middleware: tuple[Any, ...] = (),
         dependencies: tuple[Any, ...] = (), name_prefix: str = "",
         _seen: frozenset[int] = frozenset(), tags: tuple[str, ...] = (),
+        caching: Caching | None = None,
     ) -> Iterator[Route | Mount | Router]:
         """This router (so the app can collect lifespan hooks), then every route and mount
         with prefixes, middleware and dependencies applied, then the included routers'."""
@@ -447,17 +470,19 @@ class Router(Frozen, RouteDecorators):
         middleware = (*middleware, *self.middleware)
         dependencies = (*dependencies, *self.dependencies)
         tags = (*tags, *self.tags)
+        caching = _merge_caching(caching, self.caching)
         if self.name:
             name_prefix = f"{name_prefix}{self.name}."
         yield self  # parents first, so an app's hooks run before its routers'
         for route in self.routes:
-            yield route.with_prefix(full_prefix, middleware, dependencies, name_prefix, tags)
+            yield route.with_prefix(full_prefix, middleware, dependencies, name_prefix, tags,
+                                    caching)
         for mount in self.mounts:
             yield Mount(_join(full_prefix, mount.path or "/"), mount.app, mount.name)
         for child, child_prefix in self.children:
             yield from child.walk(
                 _join(full_prefix, child_prefix) if child_prefix else full_prefix,
-                middleware, dependencies, name_prefix, seen, tags,
+                middleware, dependencies, name_prefix, seen, tags, caching,
             )
 
     def __repr__(self) -> str:

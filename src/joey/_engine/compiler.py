@@ -20,6 +20,7 @@ from joey._engine.connections import OpenConnections
 from joey._engine.errors import ExceptionHandler, ExceptionPolicy
 from joey._engine.http import Engine
 from joey._engine.tree import Endpoint, RouteTree, WebSocketHandler
+from joey.describe import describe
 from joey.exceptions import MethodNotAllowed
 from joey.params.plan import PlanBuilder
 from joey.params.returns import return_converter
@@ -100,6 +101,16 @@ class _Compiler:
         path_params = route.path_params
         plan = self.http_plans.build(route.endpoint, path_params, route.dependencies,
                                      namespace=route.namespace)
+        caching = None
+        if route.caching is not None:  # only routes that declare caching load joey.caching
+            from joey.caching.route import RouteCaching
+
+            caching = RouteCaching(route.caching, describe(route.endpoint), path_params)
+            step = caching.step_before(plan)
+            if step is not None:  # planned again, with it first among the dependencies
+                plan = self.http_plans.build(route.endpoint, path_params,
+                                             (step, *route.dependencies),
+                                             namespace=route.namespace)
         limit = self.max_body_size if isinstance(route.max_body_size, EllipsisType) else (
             route.max_body_size)
         info = route_info(route, plan, limit)
@@ -121,6 +132,8 @@ class _Compiler:
             respond = respond_converted
         run_handler = compile_caller(plan, self.app_values, respond, frozenset(path_params),
                                      info)
+        if caching is not None:
+            run_handler = caching.wrap(run_handler)
         pipeline = chain(route.middleware, run_handler)
         if limit != self.max_body_size:
             inner = pipeline
