@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from joey.__main__ import main
 from joey.tasks import InMemoryTasks, RedisTasks, TaskBackend, TaskState
-from joey.tasks.base import cancel_and_wait
+from joey.tasks.attempt import cancel_and_wait
 from joey.tasks.periodic import Cron, Every, Periodic, make_schedule, run_schedules
 from tests.redis_server import RedisServer
 
