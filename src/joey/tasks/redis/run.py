@@ -43,6 +43,7 @@ import time
 from typing import Any
 
 __all__ = [
+    "NOTES",
     "TRANSITIONS",
     "Action",
     "IllegalRunEvent",
@@ -145,7 +146,7 @@ ACTIONS: dict[Action, str] = {
     Action.REPORT_DEAD: "count and log it dead (`WorkerLost`)",
     Action.CANCEL: "cancel the run; nothing is recorded",
     Action.START_AGAIN: "send its start again after a pause (backing off)",
-    Action.FINISH: "send the finish: succeeded, retry or dead",
+    Action.FINISH: "send the finish (it records the outcome and acks the entry)",
     Action.CONFIRM_START: "wait for its start; if that did not reach Redis, send it again",
     Action.HAND_BACK: "`stop()` hands the entry back to the stream; the attempt is not counted",
     Action.WARN: "log that its result here will not be recorded",
@@ -164,7 +165,6 @@ TRANSITIONS: dict[RunState, dict[RunEvent, tuple[Action, RunState]]] = {
         _E.START_SKIP: (_A.NOTHING, _S.DONE),
         _E.START_LOST: (_A.REPORT_DEAD, _S.DONE),
         _E.START_GONE: (_A.NOTHING, _S.DONE),
-        # The entry stays pending here unstarted; the read loop logs the error and reads again.
         _E.START_FAILED: (_A.NOTHING, _S.DONE),
     },
     _S.STARTING: {
@@ -187,31 +187,54 @@ TRANSITIONS: dict[RunState, dict[RunEvent, tuple[Action, RunState]]] = {
         _E.START_RUN: (_A.FINISH, _S.COMMITTING),
         _E.START_SKIP: (_A.NOTHING, _S.DONE),
         _E.START_GONE: (_A.NOTHING, _S.DONE),
-        # The failure sends the start again itself (`CONFIRM_START`), until commit_timeout.
         _E.START_FAILED: (_A.NOTHING, _S.CONFIRMING),
         _E.GAVE_UP: (_A.NOTHING, _S.DONE),
         _E.CANCELLED: (_A.HAND_BACK, _S.DONE),
         _E.TAKEN_OVER: (_A.WARN, _S.CONFIRMING),
     },
     _S.COMMITTING: {
-        # The finish decides: it records a missing start, and applies nothing once the entry
-        # is another worker's or the task final.
         **{event: (_A.NOTHING, _S.COMMITTING) for event in _LATE_STARTS},
         _E.RECORDED: (_A.NOTHING, _S.DONE),
         _E.REFUSED: (_A.NOTHING, _S.DONE),
         _E.GAVE_UP: (_A.NOTHING, _S.DONE),
         _E.CANCELLED: (_A.HAND_BACK, _S.DONE),
-        # No warning: the finish's answer tells, and a heartbeat cannot tell a finish applied
-        # a moment ago (the entry acked) from a takeover.
         _E.TAKEN_OVER: (_A.NOTHING, _S.COMMITTING),
     },
     _S.DONE: {
         **{event: (_A.NOTHING, _S.DONE) for event in _LATE_STARTS},
-        _E.CANCELLED: (_A.NOTHING, _S.DONE),  # the cancel a revoke sent
-        _E.TAKEN_OVER: (_A.NOTHING, _S.DONE),  # a revoked run's task still ending
+        _E.CANCELLED: (_A.NOTHING, _S.DONE),
+        _E.TAKEN_OVER: (_A.NOTHING, _S.DONE),
     },
 }
 """For each state, the events it accepts: the action the worker takes and the next state."""
+
+_LATE = "a start that answers late: the finish, or the hand-back, decided"
+NOTES: dict[tuple[RunState, RunEvent], str] = {
+    (_S.WAITING, _E.START_SKIP): "the script acked the entry; nothing runs",
+    (_S.WAITING, _E.START_GONE): "another worker holds the entry",
+    (_S.WAITING, _E.START_FAILED): "the entry stays pending here and is taken over once idle "
+    "past `visibility_timeout`; the read loop logs the error and reads again",
+    (_S.STARTING, _E.START_RUN): "its attempt, failures so far and delivery are kept",
+    (_S.STARTING, _E.START_FAILED): "until Redis answers: `status()` catches up",
+    (_S.STARTING, _E.SUCCEEDED): "at once: the finish records the start if it is missing",
+    (_S.STARTING, _E.FAILED): "the start's answer holds the failures so far",
+    (_S.RUNNING, _E.FAILED): "a retry, or dead after its last attempt",
+    (_S.CONFIRMING, _E.START_SKIP): "the failure records nothing",
+    (_S.CONFIRMING, _E.START_GONE): "the failure records nothing",
+    (_S.CONFIRMING, _E.START_FAILED): "the failure sends the start again itself",
+    (_S.CONFIRMING, _E.GAVE_UP): "logged; the entry stays pending and is taken over",
+    **{(_S.COMMITTING, event): "the finish decides (it records a missing start)"
+       for event in _LATE_STARTS},
+    (_S.COMMITTING, _E.RECORDED): "a success is counted",
+    (_S.COMMITTING, _E.REFUSED): "nothing of this run is recorded",
+    (_S.COMMITTING, _E.GAVE_UP): "logged; the entry stays pending and is taken over",
+    (_S.COMMITTING, _E.TAKEN_OVER): "no warning: the finish's answer tells, and to a heartbeat "
+    "a finish applied a moment ago (the entry acked) looks the same",
+    **{(_S.DONE, event): _LATE for event in _LATE_STARTS},
+    (_S.DONE, _E.CANCELLED): "the cancel a revoke sent",
+    (_S.DONE, _E.TAKEN_OVER): "a revoked run whose task is still ending",
+}
+"""Why, for the transitions whose action alone does not say it (shown in the docs)."""
 
 _AWAITING_START = frozenset({_S.STARTING, _S.CONFIRMING})
 
@@ -293,6 +316,8 @@ def render_table() -> str:
     lines += ["", "| state | event | the worker | next state |", "|---|---|---|---|"]
     for state, moves in TRANSITIONS.items():
         for event, (action, new) in moves.items():
-            what = "—" if action is Action.NOTHING else ACTIONS[action]
-            lines.append(f"| `{state}` | `{event}` | {what} | `{new}` |")
+            what = [] if action is Action.NOTHING else [ACTIONS[action]]
+            if (state, event) in NOTES:
+                what.append(NOTES[state, event])
+            lines.append(f"| `{state}` | `{event}` | {'; '.join(what) or '—'} | `{new}` |")
     return "\n".join(lines) + "\n"
