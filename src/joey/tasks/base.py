@@ -16,7 +16,6 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, Protocol, Self, TypeVar, overload
 
-from .attempt import call_task
 from .definition import DEFAULT_BACKOFF, Backoff, TaskDef, check_timeout, source_of
 from .errors import TaskNotRegistered
 from .periodic import make_schedule
@@ -336,7 +335,7 @@ class TaskBackend(ABC):
     ) -> None:
         await self.stop()
 
-    # -- running one attempt ------------------------------------------------------------------
+    # -- the thread pool of sync tasks (attempts run with `attempt.call_task`) -----------------
 
     def _open_executor(self) -> None:
         if self._executor is None:
@@ -352,16 +351,6 @@ class TaskBackend(ABC):
             # thread finishes on its own rather than blocking shutdown.
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-
-    async def _call(
-        self,
-        defn: TaskDef,
-        args: tuple[Any, ...] | list[Any],
-        kwargs: dict[str, Any],
-        limit: float | None,
-    ) -> Any:
-        """Run one attempt of `defn` (see `attempt.call_task`) in this backend's thread pool."""
-        return await call_task(defn, args, kwargs, limit, self._executor)
 
 
 def periodic_tasks(backend: TaskBackend) -> list[TaskDef]:

@@ -26,7 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .attempt import cancel_and_wait
+from .attempt import call_task, cancel_and_wait
 from .base import EnqueueOptions, TaskBackend, WhenFull, periodic_tasks
 from .definition import TaskDef, resolve_timeout
 from .errors import QueueFull, TaskNotRegistered, TasksNotRunning, error_text
@@ -333,7 +333,7 @@ class InMemoryTasks(TaskBackend):
         rec.started_at = time.time()
         rec.run_at = None
         try:
-            result = await self._call(rec.defn, rec.args, rec.kwargs, rec.timeout)
+            result = await call_task(rec.defn, rec.args, rec.kwargs, rec.timeout, self._executor)
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
             if current is not None and current.cancelling():

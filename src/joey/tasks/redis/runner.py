@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import msgspec
 
+from ..attempt import call_task
 from ..definition import TaskDef, resolve_timeout
 from ..errors import error_text
 from .common import GROUP, OUTAGE
@@ -79,7 +80,7 @@ class RedisRunner(RedisUpkeep):
         timeout = resolve_timeout(options.timeout if options.timeout is not None else defn.timeout)
         began = time.monotonic()
         try:
-            result = await self._call(defn, args, kwargs, timeout)
+            result = await call_task(defn, args, kwargs, timeout, self._executor)
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
