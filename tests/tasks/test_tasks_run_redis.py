@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from joey.tasks import Backoff, RedisTasks, TaskState
+from joey.tasks.redis.run import TRANSITIONS, IllegalRunEvent, RunEvent, RunState
 from tests.tasks.test_tasks_start import owner
 
 Script = Callable[..., Awaitable[Any]]
@@ -683,3 +684,32 @@ async def test_a_reclaimed_entry_whose_start_failed_stays_pending_and_is_taken_o
     assert (info.state, info.result, info.attempts) == (TaskState.SUCCEEDED, "done", 1)
     assert runs == [1]
     assert any("_consume_loop failed, restarting" in r.getMessage() for r in caplog.records)
+
+
+# -- an event the table has no transition for -----------------------------------------------------
+
+
+async def test_an_event_missing_from_the_table_is_logged_as_a_bug_and_the_task_is_not_lost(
+    redis_url: str, prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    for state in (RunState.STARTING, RunState.RUNNING):  # a table that forgot a success
+        moves = {e: move for e, move in TRANSITIONS[state].items() if e is not RunEvent.SUCCEEDED}
+        monkeypatch.setitem(TRANSITIONS, state, moves)
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
+
+    @tasks.task(name="quick")
+    async def quick() -> str:
+        return "done"
+
+    await tasks.start()
+    with caplog.at_level(logging.ERROR, logger="joey.tasks"):
+        task_id = await tasks.enqueue(quick)
+        async with asyncio.timeout(10):
+            await logged(caplog, f"task quick {task_id}: the worker failed running it")
+        await tasks.stop()  # what it held goes back to the stream
+    [record] = [r for r in caplog.records if "the worker failed" in r.getMessage()]
+    assert record.exc_info is not None and isinstance(record.exc_info[1], IllegalRunEvent)
+    assert "no transition for succeeded in state" in str(record.exc_info[1])
+    assert await client.hget(f"{prefix}:task:{task_id}", "state") == b"queued"
+    assert await client.xlen(f"{prefix}:stream") == 1  # for the next worker

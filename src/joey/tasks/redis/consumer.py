@@ -293,6 +293,8 @@ class RedisConsumer(RedisRunner):
                 again = [run for run in again if run.state is RunState.STARTING]
                 if again and not self._closing:
                     self._queue_starts(again)
+        except Exception:  # a bug (an event a run's table refuses, say): said at once
+            logger.exception("task backend: sending the starts of runs failed (a bug in Joey)")
         finally:
             # Leave the set before returning, not one loop turn later in a done callback: a
             # read answered in the same turn must see that no sender is left and start one.

@@ -112,7 +112,8 @@ STATES: dict[RunState, str] = {
     RunState.CONFIRMING: "its attempt failed before its start answered: the failure waits for it",
     RunState.COMMITTING: "its outcome is being recorded: the finish script, retried through "
     "outages",
-    RunState.DONE: "nothing more to do here (recorded, refused, revoked, handed back or given up)",
+    RunState.DONE: "nothing more to do here: recorded or refused, revoked by its start, handed "
+    "back, or given up",
 }
 
 EVENTS: dict[RunEvent, str] = {
