@@ -23,8 +23,9 @@ The rules (issue #17's delivery guarantee, in this table's words):
 4. A start that answers once the run no longer waits for it (its success is being recorded, or
    the run ended) changes nothing: the finish, or the hand-back at `stop()`, decides.
 5. A run that `stop()` cancels (past `shutdown_timeout`) is handed back to the stream, its
-   attempt not counted. A heartbeat that finds a running entry pending for another worker warns,
-   once: the run goes on, but only the new owner records a result.
+   attempt not counted. A heartbeat that finds the entry of a run not yet committing pending for
+   another worker warns, once: the run goes on, but only the new owner records a result. Once
+   the finish is on its way, its answer tells (an entry a finish acked looks the same).
 6. Redis unreachable for `commit_timeout` (or a reclaimed run's start failing): nothing is
    recorded here; the entry stays pending and is taken over once idle past
    `visibility_timeout`, by this worker or another.
