@@ -143,7 +143,7 @@ def _day_matches(cron: Cron, day: datetime) -> bool:
 
 def _brute_last(cron: Cron, t: float) -> float:
     """Minute by minute back from `t` (a date that does not match skips its 1440 minutes)."""
-    moment = datetime(1970, 1, 1) + timedelta(minutes=math.floor(t / 60))
+    moment = datetime(1970, 1, 1) + timedelta(minutes=t // 60)
     for _ in range(9 * 366 * 1440):  # 8 years apart at most (no February 29 in 2100)
         if not _day_matches(cron, moment):
             moment = moment.replace(hour=0, minute=0) - timedelta(minutes=1)
@@ -155,7 +155,7 @@ def _brute_last(cron: Cron, t: float) -> float:
 
 
 def _brute_next(cron: Cron, t: float) -> float:
-    moment = datetime(1970, 1, 1) + timedelta(minutes=math.floor(t / 60) + 1)
+    moment = datetime(1970, 1, 1) + timedelta(minutes=t // 60 + 1)
     for _ in range(9 * 366 * 1440):
         if not _day_matches(cron, moment):
             moment = moment.replace(hour=0, minute=0) + _DAY
@@ -174,6 +174,9 @@ def _brute_next(cron: Cron, t: float) -> float:
 @example(expression="0 0 29 2 *", t=ts("2104-02-29T00:00:00"))
 @example(expression="59 23 31 1,3 *", t=ts("1969-12-31T23:59:00"))
 @example(expression="*/7 */5 29-31 2,4 6", t=ts("2031-02-28T12:34:56"))
+# A moment so close below a tick that t / 60 rounds to it (it used to give a "last" tick after t):
+@example(expression="* * * * *", t=-5e-324)
+@example(expression="0 0 1 1 *", t=-5e-324)
 def test_cron_searches_agree_with_a_brute_force_walk(expression: str, t: float) -> None:
     try:
         cron = Cron(expression)
@@ -198,6 +201,18 @@ def test_the_latest_tick_is_computed_not_walked_to() -> None:
         assert cron.last_at_or_before(t) <= t < cron.next_after(t)
     # A walk tick by tick from a year back took 0.6-1.2 s of CPU per call.
     assert time.process_time() - started < 2.0
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(seconds=st.floats(0.001, 1e6), t=MOMENTS)
+@example(seconds=60.0, t=-5e-324)  # t / 60 rounds to -0.0: the "last" tick was 0, after t
+@example(seconds=0.1, t=0.3)  # 3 * 0.1 is 0.30000000000000004: the last tick is 0.2
+@example(seconds=0.1, t=0.30000000000000004)
+def test_an_interval_puts_every_moment_between_two_ticks(seconds: float, t: float) -> None:
+    every = Every(seconds)
+    last, nxt = every.last_at_or_before(t), every.next_after(t)
+    assert last <= t < nxt
+    assert every.next_after(last) == nxt  # nothing in between
 
 
 def test_every_is_aligned_and_options_are_checked() -> None:
