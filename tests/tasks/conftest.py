@@ -1,7 +1,12 @@
-"""Fixtures for the task tests: a real redis-server on loopback, and worker subprocesses."""
+"""Fixtures for the task tests: a real redis-server on loopback, worker subprocesses, and the
+`transitions` marker: a test marked ``@pytest.mark.transitions("starting:succeeded", ...)`` must
+drive each of those transitions of a worker's run (joey/tasks/redis/run.py) in this process,
+checked at teardown from the run's DEBUG log. tests/tasks/test_tasks_run.py checks that every
+transition of the table has such a test."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -17,6 +22,46 @@ from joey.tasks import InMemoryTasks
 from tests.redis_server import RedisServer
 
 HERE = Path(__file__).parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "transitions(*rows): the run transitions ('state:event') the test drives"
+    )
+
+
+class _Taken(logging.Handler):
+    """Collects the transitions runs take, from the lines `Run.handle` logs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.taken: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 6:  # name, id, state, event, next, action
+            self.taken.add(f"{args[2]}:{args[3]}")
+
+
+@pytest.fixture(autouse=True)
+def _drives_its_transitions(request: pytest.FixtureRequest) -> Iterator[None]:
+    rows = {row for mark in request.node.iter_markers("transitions") for row in mark.args}
+    if not rows:
+        yield
+        return
+    log = logging.getLogger("joey.tasks.runs")
+    handler, level, propagate = _Taken(), log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False  # the tests' own caplog sees no more than it did
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+    missing = sorted(rows - handler.taken)
+    assert not missing, f"not driven: {missing}; the transitions taken: {sorted(handler.taken)}"
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ async def owner(client: aioredis.Redis, prefix: str) -> list[str]:
     return [cast(bytes, item["consumer"]).decode() for item in pending]
 
 
+@pytest.mark.transitions("read:delivered", "starting:succeeded", "committing:recorded")
 async def test_a_first_delivery_runs_before_its_start_is_recorded_and_commits_once(
     redis_url: str, prefix: str
 ) -> None:
@@ -113,6 +114,7 @@ async def test_a_start_that_fails_is_recorded_by_the_finish_and_counted_once(
     assert any("the start of 1 task(s) is not recorded yet" in m for m in messages)
 
 
+@pytest.mark.transitions("starting:failed", "confirming:start_failed", "confirming:start_run")
 async def test_a_failed_run_makes_sure_of_its_start_before_recording_the_failure(
     redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -176,6 +178,7 @@ async def test_a_task_a_worker_has_read_is_not_replaced_even_before_its_start_is
     assert await owner(client, prefix) == []
 
 
+@pytest.mark.transitions("starting:start_skip", "done:cancelled")
 async def test_a_start_that_finds_the_task_gone_cancels_the_run_and_records_nothing(
     redis_url: str, prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -216,6 +219,7 @@ async def test_a_start_that_finds_the_task_gone_cancels_the_run_and_records_noth
     )
 
 
+@pytest.mark.transitions("starting:start_failed", "starting:start_run", "running:succeeded")
 async def test_a_start_lost_in_an_outage_is_sent_again_while_the_task_runs(
     redis_url: str, prefix: str, client: aioredis.Redis
 ) -> None:
@@ -313,6 +317,7 @@ async def test_a_sender_that_finishes_leaves_no_trace_a_read_in_the_same_turn_co
     assert seen and all(done == [] for done in seen)
 
 
+@pytest.mark.transitions("running:taken_over", "committing:refused")
 async def test_the_finish_of_a_worker_whose_entry_was_taken_over_is_a_no_op(
     redis_url: str, prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -410,6 +415,7 @@ async def write_old_style(
     await client.xadd(f"{prefix}:stream", {"id": task_id})
 
 
+@pytest.mark.transitions("read:reclaimed", "waiting:start_run")
 async def test_entries_written_by_the_previous_version_run(
     redis_url: str, prefix: str, client: aioredis.Redis
 ) -> None:
@@ -530,6 +536,7 @@ async def test_the_overview_counts_an_entry_whose_name_is_not_text(
         }
 
 
+@pytest.mark.transitions("confirming:gave_up")
 @pytest.mark.parametrize("name", ["fails", "not.registered"])
 async def test_a_failure_whose_start_cannot_be_recorded_records_nothing(
     redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture, name: str
@@ -587,6 +594,7 @@ async def test_a_worker_that_missed_its_own_heartbeats_does_not_run_its_task_twi
     assert runs == [1]
 
 
+@pytest.mark.transitions("starting:cancelled")
 async def test_stop_with_a_start_in_flight_hands_the_task_back(redis_url: str, prefix: str) -> None:
     tasks = RedisTasks(redis_url, prefix=prefix, shutdown_timeout=0.1, redis_timeout=0.3)
     began = asyncio.Event()

@@ -8,17 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import (
-    Backoff,
-    EnqueueOptions,
-    QueueFull,
-    TaskBackend,
-    TaskDef,
-    TaskNotRegistered,
-    TasksNotRunning,
-    TasksUnavailable,
-    TaskTimeout,
-)
+from .base import EnqueueOptions, TaskBackend
+from .definition import Backoff, TaskDef
+from .errors import QueueFull, TaskNotRegistered, TasksNotRunning, TasksUnavailable, TaskTimeout
 from .memory import InMemoryTasks
 from .state import TaskInfo, TaskState
 

@@ -1,127 +1,31 @@
-"""What every task backend shares: registration, per-call options, retries and running one attempt.
+"""The backend contract: what every task backend offers (`TaskBackend`: registration, enqueue,
+per-call options, status, lifecycle) and what a backend supplies (the queue: how a task is
+stored, handed to a worker slot and recorded).
 
-A backend (`InMemoryTasks`, `RedisTasks`) subclasses `TaskBackend` and supplies the queue: how a
-task is stored, handed to a worker slot and recorded. Everything that must behave the same on both
-(the `@task` decorator, option resolution, backoff, timeouts, sync functions in a thread pool, the
-error strings) lives here so the two cannot drift apart.
+The pieces both backends must get the same way live beside it, so the two cannot drift apart:
+a task's definition and backoff (`definition`), the errors and their text (`errors`), and how
+one attempt runs (`attempt`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
-import inspect
-import logging
-import math
-import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, Protocol, Self, TypeVar, overload
 
-import msgspec
-
-from ..exceptions import ServiceUnavailable
-from .periodic import Schedule, make_schedule
+from .definition import DEFAULT_BACKOFF, Backoff, TaskDef, check_timeout, source_of
+from .errors import TaskNotRegistered
+from .periodic import make_schedule
 from .state import TaskInfo
 
-__all__ = [
-    "Backoff",
-    "EnqueueOptions",
-    "QueueFull",
-    "TaskBackend",
-    "TaskDef",
-    "TaskNotRegistered",
-    "TaskTimeout",
-    "TasksNotRunning",
-    "TasksUnavailable",
-]
-
-logger = logging.getLogger("joey.tasks")
+__all__ = ["EnqueueOptions", "TaskBackend", "TaskDecorator", "WhenFull", "periodic_tasks"]
 
 P = ParamSpec("P")
 F = TypeVar("F", bound=Callable[..., Any])
 WhenFull = Literal["wait", "raise"]
-
-
-class QueueFull(Exception):
-    """Raised by `enqueue` when the queue holds `max_queue` tasks and `when_full="raise"`."""
-
-
-class TasksNotRunning(RuntimeError):
-    """Raised by `enqueue` before `start()` or once `stop()` has begun."""
-
-
-class TasksUnavailable(ServiceUnavailable):
-    """Raised by `enqueue` when the queue's store (Redis) is down, frozen or unreachable.
-
-    It is a `joey.ServiceUnavailable`: raised in a handler, the app answers 503 with
-    ``Retry-After`` and the client may try again; nothing was queued. `RedisTasks` raises it
-    within `enqueue_timeout` seconds (a frozen server never holds a request longer).
-    """
-
-
-class TaskNotRegistered(LookupError):
-    """Raised when enqueueing a function or name that no `@task` registered."""
-
-
-class TaskTimeout(TimeoutError):
-    """The error recorded when an attempt runs longer than its `timeout`."""
-
-
-class Backoff(msgspec.Struct, frozen=True, array_like=True):
-    """How long to wait before retry number *n* (1 for the first retry).
-
-    The wait is ``min(max_delay, base * factor ** (n - 1))``, then shortened by a random fraction
-    of up to `jitter` (0 = exact, 1 = anywhere between 0 and the full wait) so that tasks that
-    failed together do not all retry in the same instant.
-
-    Example::
-
-        @app.task(retries=5, backoff=Backoff(base=1.0, factor=3.0, max_delay=300.0))
-        async def sync_account(account_id: int) -> None: ...
-    """
-
-    base: float = 0.5
-    factor: float = 2.0
-    max_delay: float = 60.0
-    jitter: float = 0.5
-
-    def delay(self, retry: int, rand: Callable[[], float] = random.random) -> float:
-        """Seconds to wait before retry number `retry` (counting from 1)."""
-        wait = min(self.max_delay, self.base * self.factor ** max(retry - 1, 0))
-        return max(0.0, wait * (1.0 - self.jitter * rand()))
-
-
-DEFAULT_BACKOFF = Backoff()
-
-
-class TaskDef:
-    """A registered task: the function and its default options, built once at registration."""
-
-    __slots__ = ("backoff", "fn", "is_async", "name", "retries", "schedule", "source", "timeout")
-
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        name: str,
-        timeout: float | None,
-        retries: int,
-        backoff: Backoff,
-        schedule: Schedule | None = None,
-    ) -> None:
-        self.fn = fn
-        self.name = name
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        # Decided once here rather than per run: the run path only branches on a bool.
-        self.is_async = inspect.iscoroutinefunction(fn)
-        self.source = _source_of(fn)
-        self.schedule = schedule
 
 
 class EnqueueOptions:
@@ -172,7 +76,7 @@ class EnqueueOptions:
             raise ValueError(f"delay must be >= 0, got {delay}")
         if retries is not None and retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
-        _check_timeout(timeout)
+        check_timeout(timeout)
         if unique is not None and not unique:
             raise ValueError("unique must be a non-empty key (or None)")
         if replace and unique is None:
@@ -267,7 +171,7 @@ class TaskBackend(ABC):
             @app.task(name="heartbeat", every=30)
             async def heartbeat() -> None: ...
         """
-        _check_timeout(timeout)
+        check_timeout(timeout)
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
 
@@ -278,12 +182,12 @@ class TaskBackend(ABC):
             try:
                 schedule = make_schedule(cron, every)
             except ValueError as exc:
-                raise ValueError(f"task {task_name!r}, {_source_of(func)}: {exc}") from None
+                raise ValueError(f"task {task_name!r}, {source_of(func)}: {exc}") from None
             known = self._by_name.get(task_name)
             if known is not None and known.fn is not func:
                 raise ValueError(
                     f"task name {task_name!r} is already used by {known.source}; "
-                    f"{_source_of(func)} needs another name: @task(name=...)"
+                    f"{source_of(func)} needs another name: @task(name=...)"
                 )
             defn = TaskDef(
                 func, task_name, timeout, retries, backoff or DEFAULT_BACKOFF, schedule
@@ -303,7 +207,7 @@ class TaskBackend(ABC):
         defn = self._by_name.get(task) if isinstance(task, str) else self._by_fn.get(task)
         if defn is None and not isinstance(task, str):
             raise TaskNotRegistered(
-                f"{_source_of(task)} is not a registered task: decorate it with @app.task"
+                f"{source_of(task)} is not a registered task: decorate it with @app.task"
             )
         return defn
 
@@ -431,7 +335,7 @@ class TaskBackend(ABC):
     ) -> None:
         await self.stop()
 
-    # -- running one attempt ------------------------------------------------------------------
+    # -- the thread pool of sync tasks (attempts run with `attempt.call_task`) -----------------
 
     def _open_executor(self) -> None:
         if self._executor is None:
@@ -447,75 +351,6 @@ class TaskBackend(ABC):
             # thread finishes on its own rather than blocking shutdown.
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-
-    async def _call(
-        self,
-        defn: TaskDef,
-        args: tuple[Any, ...] | list[Any],
-        kwargs: dict[str, Any],
-        limit: float | None,
-    ) -> Any:
-        """Run one attempt of `defn`, raising `TaskTimeout` if it outlives `limit` seconds."""
-        if defn.is_async:
-            awaitable: Any = defn.fn(*args, **kwargs)
-        else:
-            if self._executor is None:  # pragma: no cover - start() opens it
-                raise TasksNotRunning("the task backend is not started")
-            call = functools.partial(contextvars.copy_context().run, defn.fn, *args, **kwargs)
-            awaitable = asyncio.get_running_loop().run_in_executor(self._executor, call)
-        if limit is None:
-            return await awaitable
-        deadline = asyncio.timeout(limit)
-        try:
-            async with deadline:
-                return await awaitable
-        except TimeoutError:
-            if not deadline.expired():  # the task raised TimeoutError itself: report it as is
-                raise
-            raise TaskTimeout(f"{defn.name} did not finish within {limit:g}s") from None
-
-
-async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], *, every: float = 0.1) -> None:
-    """Cancel `tasks` and wait until all are done, cancelling again any still running
-    after `every` seconds.
-
-    One `cancel()` is not always enough on Python 3.11: `asyncio.wait_for` loses a
-    cancellation that arrives in the same loop iteration as the operation it waits for
-    completes (CPython gh-86296, fixed in 3.12), and redis-py sends every command through
-    `wait_for` when `socket_timeout` is set, which it is by default. A loop whose
-    cancellation was lost ran on, and a `stop()` that awaited it after one `cancel()`
-    never returned (the worker ignored SIGTERM). Task code may hit the same bug.
-    """
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=every)
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds (or None), got {timeout}")
-
-
-def resolve_timeout(timeout: float | None) -> float | None:
-    """`math.inf` means "no timeout"; the run path only sees a number or None."""
-    return None if timeout is None or math.isinf(timeout) else timeout
-
-
-def error_text(exc: BaseException) -> str:
-    """The one-line error recorded on a task: ``"ExceptionType: message"``, capped at 2000 chars."""
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text if len(text) <= 2000 else text[:1997] + "..."
-
-
-def _source_of(fn: Any) -> str:
-    """``name (file:line)`` for error messages, or a repr when the source is unknown."""
-    name = getattr(fn, "__qualname__", None) or repr(fn)
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return name
-    return f"{name} ({code.co_filename}:{code.co_firstlineno})"
 
 
 def periodic_tasks(backend: TaskBackend) -> list[TaskDef]:

@@ -10,37 +10,33 @@ How it runs, without a single polling loop:
   it when due.
 * A full queue parks `enqueue` callers on futures that are woken, one per freed place, when a
   task starts.
+
+What it remembers of each task (the record, the bounds on finished and dead ones, the `wait()`
+callers) is a `RecordBook` (`memory_records.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .base import (
-    Backoff,
-    EnqueueOptions,
-    QueueFull,
-    TaskBackend,
-    TaskDef,
-    TaskNotRegistered,
-    TasksNotRunning,
-    WhenFull,
-    cancel_and_wait,
-    error_text,
-    logger,
-    periodic_tasks,
-    resolve_timeout,
-)
+from .attempt import call_task, cancel_and_wait
+from .base import EnqueueOptions, TaskBackend, WhenFull, periodic_tasks
+from .definition import TaskDef, resolve_timeout
+from .errors import QueueFull, TaskNotRegistered, TasksNotRunning, error_text
+from .memory_records import RecordBook, TaskRecord
 from .periodic import run_schedules
-from .state import FINAL_STATES, TaskInfo, TaskState, can_move
+from .state import TaskInfo, TaskState
 
 __all__ = ["InMemoryTasks"]
+
+logger = logging.getLogger("joey.tasks")
 
 _QUEUED = TaskState.QUEUED
 _RUNNING = TaskState.RUNNING
@@ -49,83 +45,6 @@ _FAILED = TaskState.FAILED
 _DEAD = TaskState.DEAD
 _CANCELLED = TaskState.CANCELLED
 _ACTIVE = frozenset({_QUEUED, _RUNNING, _FAILED})
-
-
-class _Record:
-    """One task: what to run and what happened so far. Lives in `InMemoryTasks._records`."""
-
-    __slots__ = (
-        "args",
-        "attempts",
-        "backoff",
-        "counted",
-        "defn",
-        "enqueued_at",
-        "error",
-        "finished_at",
-        "id",
-        "kwargs",
-        "max_attempts",
-        "result",
-        "run_at",
-        "started_at",
-        "state",
-        "timeout",
-        "timer",
-        "unique",
-    )
-
-    def __init__(
-        self,
-        task_id: str,
-        defn: TaskDef,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        timeout: float | None,
-        max_attempts: int,
-        backoff: Backoff,
-    ) -> None:
-        self.id = task_id
-        self.defn = defn
-        self.args = args
-        self.kwargs = kwargs
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.state = _QUEUED
-        self.attempts = 0
-        self.error: str | None = None
-        self.result: Any = None
-        self.enqueued_at = time.time()
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-        self.run_at: float | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        # True while the task holds one of the `max_queue` places (until its first start).
-        self.counted = True
-        self.unique: str | None = None
-
-    def move(self, new: TaskState) -> None:
-        if not can_move(self.state, new):  # pragma: no cover - a bug in this module
-            raise RuntimeError(f"task {self.id}: illegal move {self.state} -> {new}")
-        self.state = new
-
-    def info(self) -> TaskInfo:
-        return TaskInfo(
-            id=self.id,
-            name=self.defn.name,
-            state=self.state,
-            attempts=self.attempts,
-            max_attempts=self.max_attempts,
-            error=self.error,
-            result=self.result,
-            args=self.args,
-            kwargs=self.kwargs,
-            enqueued_at=self.enqueued_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            run_at=self.run_at,
-        )
 
 
 class InMemoryTasks(TaskBackend):
@@ -171,19 +90,16 @@ class InMemoryTasks(TaskBackend):
         self.when_full: WhenFull = when_full
         self.keep_finished = keep_finished
         self.keep_dead = keep_dead
-        self._records: dict[str, _Record] = {}
-        self._ready: deque[_Record] = deque()
-        self._timed: set[_Record] = set()  # delayed first runs and retries waiting for backoff
+        self._book = RecordBook()
+        self._ready: deque[TaskRecord] = deque()
+        self._timed: set[TaskRecord] = set()  # delayed first runs and retries waiting for backoff
         self._runners: set[asyncio.Task[None]] = set()
         self._active = 0  # runners alive; the exact concurrency count
         self._pending = 0  # places taken in the bounded queue
         self._space_waiters: deque[asyncio.Future[None]] = deque()
-        self._done_ids: deque[str] = deque()
-        self._dead_ids: deque[str] = deque()
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._unstarted: list[_Record] = []  # filed by runners while stop() runs
-        self._cancelled: list[_Record] = []  # running tasks stop() had to cancel
-        self._unique: dict[str, _Record] = {}  # unique key -> its queued or running task
+        self._unstarted: list[TaskRecord] = []  # filed by runners while stop() runs
+        self._cancelled: list[TaskRecord] = []  # running tasks stop() had to cancel
+        self._unique: dict[str, TaskRecord] = {}  # unique key -> its queued or running task
         self._periodic: asyncio.Task[None] | None = None
         self._running = False
         self._closing = False
@@ -228,7 +144,7 @@ class InMemoryTasks(TaskBackend):
             unstarted.append(rec)
         self._timed.clear()
 
-        cancelled: list[_Record] = []
+        cancelled: list[TaskRecord] = []
         if self._runners:
             # A runner created just before stop() sees `_closing` on its first step and
             # files its task under `_unstarted` instead of running it.
@@ -309,8 +225,10 @@ class InMemoryTasks(TaskBackend):
             backoff = opts.backoff or backoff
             delay = opts.delay
         task_id = uuid.uuid4().hex
-        rec = _Record(task_id, defn, args, kwargs, resolve_timeout(timeout), retries + 1, backoff)
-        self._records[task_id] = rec
+        rec = TaskRecord(
+            task_id, defn, args, kwargs, resolve_timeout(timeout), retries + 1, backoff
+        )
+        self._book.add(rec)
         self._pending += 1
         if unique is not None:
             rec.unique = unique
@@ -321,7 +239,7 @@ class InMemoryTasks(TaskBackend):
             self._dispatch(rec)
         return task_id
 
-    def _replace(self, rec: _Record) -> None:
+    def _replace(self, rec: TaskRecord) -> None:
         """Cancel a unique task that has not started yet, for a new one with its key."""
         if rec.timer is not None:
             rec.timer.cancel()
@@ -366,20 +284,20 @@ class InMemoryTasks(TaskBackend):
 
     # -- scheduling ---------------------------------------------------------------------------
 
-    def _schedule(self, rec: _Record, delay: float) -> None:
+    def _schedule(self, rec: TaskRecord, delay: float) -> None:
         loop = asyncio.get_running_loop()
         rec.run_at = time.time() + delay
         rec.timer = loop.call_later(delay, self._due, rec)
         self._timed.add(rec)
 
-    def _due(self, rec: _Record) -> None:
+    def _due(self, rec: TaskRecord) -> None:
         rec.timer = None
         self._timed.discard(rec)
         if rec.state is _FAILED:
             rec.move(_QUEUED)
         self._dispatch(rec)
 
-    def _dispatch(self, rec: _Record) -> None:
+    def _dispatch(self, rec: TaskRecord) -> None:
         if self._active < self.max_concurrency:
             self._active += 1
             runner = asyncio.get_running_loop().create_task(self._runner(rec))
@@ -388,7 +306,7 @@ class InMemoryTasks(TaskBackend):
         else:
             self._ready.append(rec)
 
-    async def _runner(self, rec: _Record) -> None:
+    async def _runner(self, rec: TaskRecord) -> None:
         try:
             while True:
                 if self._closing:
@@ -404,7 +322,7 @@ class InMemoryTasks(TaskBackend):
         finally:
             self._active -= 1
 
-    async def _run(self, rec: _Record) -> None:
+    async def _run(self, rec: TaskRecord) -> None:
         if rec.counted:
             rec.counted = False
             self._pending -= 1
@@ -415,7 +333,7 @@ class InMemoryTasks(TaskBackend):
         rec.started_at = time.time()
         rec.run_at = None
         try:
-            result = await self._call(rec.defn, rec.args, rec.kwargs, rec.timeout)
+            result = await call_task(rec.defn, rec.args, rec.kwargs, rec.timeout, self._executor)
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
@@ -430,7 +348,7 @@ class InMemoryTasks(TaskBackend):
             rec.result = result
             self._end(rec, _SUCCEEDED, None)
 
-    def _failed(self, rec: _Record, exc: BaseException) -> None:
+    def _failed(self, rec: TaskRecord, exc: BaseException) -> None:
         rec.error = error_text(exc)
         if rec.attempts < rec.max_attempts:
             delay = rec.backoff.delay(rec.attempts)
@@ -460,73 +378,37 @@ class InMemoryTasks(TaskBackend):
         )
         self._end(rec, _DEAD, rec.error)
 
-    def _end(self, rec: _Record, state: TaskState, error: str | None) -> None:
-        """Move `rec` to a final state, wake its waiters and keep the records bounded."""
-        rec.move(state)
-        rec.error = error
-        rec.finished_at = time.time()
+    def _end(self, rec: TaskRecord, state: TaskState, error: str | None) -> None:
+        """Move `rec` to a final state: its unique key is free again, its waiters wake."""
         if rec.unique is not None and self._unique.get(rec.unique) is rec:
             del self._unique[rec.unique]
-        rec.run_at = None
-        if state is _DEAD:
-            kept, limit = self._dead_ids, self.keep_dead
-        else:
-            kept, limit = self._done_ids, self.keep_finished
-        kept.append(rec.id)
-        while len(kept) > limit:
-            self._records.pop(kept.popleft(), None)
-        waiters = self._waiters.pop(rec.id, None)
-        if waiters:
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
+        keep = self.keep_dead if state is _DEAD else self.keep_finished
+        self._book.end(rec, state, error, keep)
 
     # -- reading state ------------------------------------------------------------------------
 
     async def status(self, task_id: str) -> TaskInfo | None:
-        rec = self._records.get(task_id)
+        rec = self._book.get(task_id)
         return None if rec is None else rec.info()
 
     async def wait(self, task_id: str) -> TaskInfo:
-        rec = self._records.get(task_id)
-        if rec is None:
-            raise LookupError(f"unknown task id {task_id!r}")
-        if rec.state not in FINAL_STATES:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(task_id, []).append(fut)
-            try:
-                await fut
-            finally:
-                waiters = self._waiters.get(task_id)
-                if waiters and fut in waiters:
-                    waiters.remove(fut)
-        return rec.info()
+        return await self._book.wait(task_id)
 
     async def dead_letters(self, limit: int = 100) -> list[TaskInfo]:
-        infos: list[TaskInfo] = []
-        for task_id in reversed(self._dead_ids):
-            if len(infos) >= limit:
-                break
-            rec = self._records.get(task_id)
-            if rec is not None:
-                infos.append(rec.info())
-        return infos
+        return self._book.dead_letters(limit)
 
     async def requeue(self, task_id: str) -> bool:
-        rec = self._records.get(task_id)
-        if rec is None or rec.state is not _DEAD:
+        rec = self._book.dead(task_id)
+        if rec is None:
             return False
         if not self._running or self._closing:
             raise TasksNotRunning("the task backend is not running")
-        self._dead_ids.remove(task_id)
-        rec.move(_QUEUED)
-        rec.attempts = 0
-        rec.finished_at = None
+        self._book.revive(rec)
         self._dispatch(rec)
         return True
 
 
-def _summary(records: Iterable[_Record]) -> str:
+def _summary(records: Iterable[TaskRecord]) -> str:
     """``"send_email x3, build_report x1"``: task names by count, most frequent first."""
     counts = Counter(rec.defn.name for rec in records)
     return ", ".join(f"{name} x{n}" for name, n in counts.most_common())

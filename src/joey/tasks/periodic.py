@@ -41,10 +41,21 @@ class Every:
         self.seconds = seconds
 
     def next_after(self, t: float) -> float:
-        return (math.floor(t / self.seconds) + 1) * self.seconds
+        return (self._last(t) + 1) * self.seconds
 
     def last_at_or_before(self, t: float) -> float:
-        return math.floor(t / self.seconds) * self.seconds
+        return self._last(t) * self.seconds
+
+    def _last(self, t: float) -> float:
+        """The number of the last tick at or before `t`. Not ``floor(t / seconds)``: the
+        quotient is rounded first (a tiny negative `t` gives -0.0, a tick after `t`); `//`
+        works from the exact remainder, and the tick's own rounding is checked."""
+        n = t // self.seconds
+        if n * self.seconds > t:
+            return n - 1
+        if (n + 1) * self.seconds <= t:
+            return n + 1
+        return n
 
     def __repr__(self) -> str:
         return f"Every({self.seconds:g})"
@@ -134,7 +145,7 @@ class Cron:
 
     def next_after(self, t: float) -> float:
         """The first tick after `t` (Unix seconds)."""
-        moment = _utc(math.floor(t / 60) * 60 + 60)
+        moment = _utc(t // 60 * 60 + 60)  # `//`, not floor(t / 60): see `Every._last`
         for _ in range(_MAX_STEPS):
             if moment.month not in self.months:  # the first minute of the next month
                 year, month = divmod(moment.year * 12 + moment.month, 12)
@@ -152,7 +163,7 @@ class Cron:
 
     def last_at_or_before(self, t: float) -> float:
         """The latest tick at or before `t` (Unix seconds)."""
-        moment = _utc(math.floor(t / 60) * 60)
+        moment = _utc(t // 60 * 60)
         for _ in range(_MAX_STEPS):
             if moment.month not in self.months:  # the last minute of the month before
                 moment = moment.replace(day=1, hour=0, minute=0) - _MINUTE

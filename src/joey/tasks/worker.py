@@ -18,12 +18,14 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .base import TaskBackend, logger
+from .base import TaskBackend
 
 if TYPE_CHECKING:
     from joey.app import App
 
 __all__ = ["find_backend", "load_target", "run_worker"]
+
+logger = logging.getLogger("joey.tasks")
 
 
 def load_target(spec: str) -> Any:

@@ -37,12 +37,13 @@ worker's client has no socket timeout (which would put every command through `wa
 each blocking read and each commit is bounded by one `asyncio.timeout` instead.
 
 The modules, by concept: `backend` (`RedisTasks`, the public API: start and stop, enqueue,
-status, dead letters), `consumer` (the worker side: read, start, run, commit, reclaim,
-hand-back at shutdown), `upkeep` (the loops beside it: heartbeat, delayed and periodic tasks,
-counters), `common` (options, key names,
-the client, outages), `records` (how arguments, options and results are encoded, and the
-`TaskInfo` read back), `scripts` (the Lua scripts), `operations` (counts per task name and
-place, the Prometheus text).
+status, dead letters), `consumer` (the worker side: read, start, reclaim, hand-back at
+shutdown), `run` (one delivered run as a state machine: the rules and the table the consumer
+runs), `runner` (running one and committing its outcome), `upkeep` (the loops beside it:
+heartbeat, delayed and periodic tasks, counters), `common` (options, key names, the client,
+outages), `records` (how arguments, options and results are encoded, and the `TaskInfo` read
+back), `scripts` (the Lua scripts), `operations` (counts per task name and place, the
+Prometheus text).
 """
 
 from __future__ import annotations

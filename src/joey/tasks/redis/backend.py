@@ -5,6 +5,7 @@ operations), on top of the consuming side (`consumer.py`) and the shared setup (
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -13,14 +14,8 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ..base import (
-    EnqueueOptions,
-    QueueFull,
-    TasksNotRunning,
-    error_text,
-    logger,
-    periodic_tasks,
-)
+from ..base import EnqueueOptions, periodic_tasks
+from ..errors import QueueFull, TasksNotRunning, error_text
 from ..state import FINAL_STATES, TaskInfo
 from . import scripts
 from .common import GROUP, OUTAGE
@@ -29,6 +24,8 @@ from .operations import count_tasks, prometheus_text
 from .records import NO_OPTIONS, Options, encode, encode_payload, task_info
 
 __all__ = ["RedisTasks"]
+
+logger = logging.getLogger("joey.tasks")
 
 
 class RedisTasks(RedisConsumer):

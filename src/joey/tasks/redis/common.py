@@ -16,7 +16,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..base import TaskBackend, TasksNotRunning, TasksUnavailable, WhenFull, error_text
+from ..base import TaskBackend, WhenFull
+from ..errors import TasksNotRunning, TasksUnavailable, error_text
+from .run import Run
 
 GROUP = "workers"  # the consumer group every worker reads the stream through
 # What an unreachable, restarting or frozen Redis raises (BusyLoadingError, while it reloads
@@ -89,11 +91,10 @@ class RedisTasksBase(TaskBackend):
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._loops: list[asyncio.Task[None]] = []
-        self._inflight: dict[bytes, tuple[str, asyncio.Task[None]]] = {}  # entry id -> task
-        self._names: dict[bytes, str] = {}  # entry id -> task name, for the shutdown report
-        self._cancelled: set[bytes] = set()  # entries whose attempt stop() cancelled
+        self._inflight: dict[bytes, Run] = {}  # entry id -> its run, while its task lives
+        self._handed_back: dict[bytes, str] = {}  # entries of runs stop() cancelled -> name
         self._starting: set[asyncio.Task[None]] = set()  # the task sending starts, if any
-        self._to_start: list[Any] = []  # runs begun whose start is not sent yet (`_Run`s)
+        self._to_start: list[Run] = []  # runs begun whose start is not sent yet
         self._next_start: asyncio.Future[None] | None = None  # done when those are answered
         self._lost: set[bytes] = set()  # running entries another worker took over (warned once)
         self._stats: Counter[str] = Counter()  # "name|kind" -> count, flushed by the heartbeat

@@ -1,6 +1,7 @@
-"""The consuming side of the Redis backend: read, start, run and record tasks; reclaim the tasks of
-dead workers; hand work back at shutdown. The loops beside the reading (heartbeats, delayed
-tasks, periodic ticks, counters) are in `upkeep`.
+"""The consuming side of the Redis backend: read entries, start them, reclaim the tasks of dead
+workers, and hand work back at shutdown. Each run read is a `Run` moved by the table of `run.py`;
+running and recording one is in `runner`, the loops beside the reading (heartbeats, delayed
+tasks, periodic ticks, counters) in `upkeep`.
 """
 
 from __future__ import annotations
@@ -11,31 +12,26 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ..base import TaskDef, cancel_and_wait, error_text, logger, resolve_timeout
+from ..attempt import cancel_and_wait
+from ..errors import error_text
 from .common import GROUP, OUTAGE
-from .records import (
-    BAD_PAYLOAD,
-    Options,
-    decode_options,
-    decode_payload,
-    describe_entry,
-    encode,
-    foreign_reason,
-)
-from .upkeep import RedisUpkeep
+from .records import describe_entry, foreign_reason
+from .run import Action, Run, RunEvent, RunState
+from .runner import RedisRunner
+
+logger = logging.getLogger("joey.tasks")
 
 _RESTART_DELAY = 1.0  # seconds before a loop that hit a Redis error runs again
 _Read = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None  # an XREADGROUP reply
 
 
-class RedisConsumer(RedisUpkeep):
+class RedisConsumer(RedisRunner):
     """The worker loops of `RedisTasks`; `start()` runs them when this process consumes."""
 
     async def _stop_consuming(self, client: aioredis.Redis) -> None:
@@ -44,7 +40,7 @@ class RedisConsumer(RedisUpkeep):
         # The loops also end on their own at their next turn, since `_closing` is set.
         heartbeat = self._loops.pop()
         await cancel_and_wait(self._loops)
-        runs = [run for _, run in self._inflight.values()]
+        runs = [run.task for run in self._inflight.values() if run.task is not None]
         if runs:
             _, late = await asyncio.wait(runs, timeout=self.shutdown_timeout)
             await cancel_and_wait(late, every=1.0)  # gentler: task code may clean up
@@ -65,7 +61,7 @@ class RedisConsumer(RedisUpkeep):
         handed: list[str] = []
         for item in pending:
             entry_id = cast(bytes, item["message_id"])
-            cancelled = entry_id in self._cancelled
+            cancelled = entry_id in self._handed_back
             async with asyncio.timeout(self.redis_timeout):
                 task_id = await self._task_id_of(client, entry_id)
                 if task_id is None:
@@ -75,7 +71,7 @@ class RedisConsumer(RedisUpkeep):
                     args=[GROUP, entry_id, task_id, "1" if cancelled else "0"],
                 )
             if back and cancelled:
-                handed.append(self._names.get(entry_id, "?"))
+                handed.append(self._handed_back[entry_id])
         if handed:
             counts = Counter(handed)
             logger.warning(
@@ -85,8 +81,7 @@ class RedisConsumer(RedisUpkeep):
                 self.shutdown_timeout,
                 ", ".join(f"{name} x{n}" for name, n in counts.most_common()),
             )
-        self._cancelled.clear()
-        self._names.clear()
+        self._handed_back.clear()
         with contextlib.suppress(ResponseError):
             async with asyncio.timeout(self.redis_timeout):
                 await client.xgroup_delconsumer(self._stream, GROUP, self.consumer)
@@ -96,7 +91,7 @@ class RedisConsumer(RedisUpkeep):
         acked if it was deleted meanwhile, dead-lettered if Joey did not write it."""
         known = self._inflight.get(entry_id)
         if known is not None:
-            return known[0]
+            return known.task_id
         entries = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
             await client.xrange(self._stream, entry_id, entry_id),
@@ -177,21 +172,20 @@ class RedisConsumer(RedisUpkeep):
     async def _start_runs(
         self, entries: list[tuple[bytes, dict[bytes, bytes]]], reclaimed: bool = False
     ) -> None:
-        """Start every task of one read with one start script, and run them.
+        """Make a `Run` of every entry of one read, and start and run them (rule 1 of `run.py`).
 
-        First deliveries begin at once: their runs are spawned before the script is sent,
-        which the read loop does not wait for (it reads again). A success's finish records a
-        start it finds missing; a failure makes sure of it first (`_Run.started`). Reclaimed
-        entries, and entries
-        written by an older version (the id only: name, payload and options come back from
+        First deliveries begin at once: their runs are spawned before their start script is
+        sent, which the read loop does not wait for (it reads again). Reclaimed entries, and
+        entries an older version wrote (the id only: name, payload and options come back from
         the script), wait for the script first: the `max_deliveries` check precedes the run.
 
-        If the awaited script fails (Redis went away), those entries stay pending here
+        If that awaited script fails (Redis went away), those entries stay pending here
         unstarted and are taken over once idle past `visibility_timeout`, by this worker or
         another. Entries Joey did not write are dead-lettered last, so that a failure there
         costs the runs nothing (they come back the same way).
         """
-        runs: list[tuple[_Run, int]] = []
+        begun: list[Run] = []
+        waiting: list[tuple[Run, int]] = []
         foreign: list[tuple[bytes, dict[bytes, bytes], str]] = []
         for entry_id, fields in entries:
             if entry_id is None:  # XAUTOCLAIM on Redis 6.2: deleted while pending, no id left
@@ -204,25 +198,42 @@ class RedisConsumer(RedisUpkeep):
                 # Our own entry, reclaimed by our own XAUTOCLAIM after missed heartbeats: its
                 # run goes on here, and its start stays the one it recorded.
                 continue
-            mode = (1 if reclaimed else 0) + (0 if b"name" in fields else 2)
-            runs.append((_Run(self, entry_id, fields[b"id"].decode(), fields), mode))
-        if any(mode for _, mode in runs):
-            async with asyncio.timeout(self.redis_timeout):
-                answers = await self._start_script(runs)
-            for (run, _), answer in zip(runs, answers, strict=True):
-                if run.accept(answer):
-                    self._spawn(run)
-        elif runs:
-            for run, _ in runs:
+            run = Run(entry_id, fields)
+            carries = b"name" in fields
+            event = RunEvent.DELIVERED if carries and not reclaimed else RunEvent.RECLAIMED
+            if run.handle(event) is Action.RUN_AND_START:
                 self._spawn(run)
+                begun.append(run)
+            else:  # START_FIRST
+                waiting.append((run, (1 if reclaimed else 0) + (0 if carries else 2)))
+        if begun:
             # One start script in flight at a time: the runs of reads that come meanwhile go
             # together in the next one (under load a start covers many reads; idle, it leaves
             # at once). Their runs have begun already, so the wait costs them nothing.
-            self._queue_starts([run for run, _ in runs])
+            self._queue_starts(begun)
             if not self._starting:
                 starter = asyncio.create_task(self._send_starts())
                 self._starting.add(starter)
                 starter.add_done_callback(self._starting.discard)
+        if waiting:
+            try:
+                async with asyncio.timeout(self.redis_timeout):
+                    answers = await self._start_script(waiting)
+            except Exception:
+                for run, _ in waiting:
+                    run.handle(RunEvent.START_FAILED)
+                raise
+            for (run, _), answer in zip(waiting, answers, strict=True):
+                action = run.answer(answer)
+                if action is Action.RUN:
+                    self._spawn(run)
+                elif action is Action.REPORT_DEAD:
+                    self._count(run.name or "?", "dead")
+                    logger.error(
+                        "task %s %s is dead: delivered %d times, each time its worker stopped "
+                        "responding (max_deliveries)",
+                        run.name or "?", run.task_id, self.max_deliveries,
+                    )  # fmt: skip
         if foreign:
             await self._dead_letter_foreign(foreign)
 
@@ -252,7 +263,7 @@ class RedisConsumer(RedisUpkeep):
                 self._count(name, "dead")
                 logger.error("task %s %s is dead: %s", name, task_id, error)
 
-    def _queue_starts(self, runs: list[_Run]) -> None:
+    def _queue_starts(self, runs: list[Run]) -> None:
         if not self._to_start:
             self._next_start = asyncio.get_running_loop().create_future()
         for run in runs:
@@ -267,21 +278,23 @@ class RedisConsumer(RedisUpkeep):
                 assert done is not None
                 try:
                     # A run that succeeded meanwhile needs no start: its finish records it.
-                    runs = [run for run in runs if not run.committing]
-                    sent = await self._send_start(runs) if runs else True
+                    runs = [run for run in runs if run.awaits_start]
+                    again = await self._send_start(runs) if runs else None
                 finally:
                     done.set_result(None)
-                if sent:
+                if again is None:
                     pause = 0.05
                     continue
                 # Redis is away: send them again once it is back, so that `status()` and the
                 # delivery count are right while they still run (a failure does not wait for
-                # this: it retries its own start before its result).
+                # this: it sends its own start before its result).
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
-                again = [run for run in runs if run.needs_start()]
+                again = [run for run in again if run.state is RunState.STARTING]
                 if again and not self._closing:
                     self._queue_starts(again)
+        except Exception:  # a bug (an event a run's table refuses, say): said at once
+            logger.exception("task backend: sending the starts of runs failed (a bug in Joey)")
         finally:
             # Leave the set before returning, not one loop turn later in a done callback: a
             # read answered in the same turn must see that no sender is left and start one.
@@ -289,11 +302,10 @@ class RedisConsumer(RedisUpkeep):
             if current is not None:
                 self._starting.discard(current)
 
-    async def _send_start(self, runs: list[_Run]) -> bool:
-        """The start script of runs that began without it; a run whose start answers
-        otherwise than 'run' (its task was final already: replaced while the worker read it,
-        or expired) is cancelled. False if it did not reach Redis: the caller sends it again,
-        and each run makes sure of its start before its result anyway."""
+    async def _send_start(self, runs: list[Run]) -> list[Run] | None:
+        """The start script of runs that began without it; a run whose start answers `skip` or
+        `gone` is cancelled. None once sent; if it did not reach Redis, the runs to send again
+        (each failure makes sure of its own start before its result anyway)."""
         try:
             async with asyncio.timeout(self.redis_timeout):
                 answers = await self._start_script([(run, 0) for run in runs])
@@ -306,30 +318,22 @@ class RedisConsumer(RedisUpkeep):
                 len(runs), error_text(exc) if not isinstance(exc, TimeoutError) else "timeout",
                 exc_info=None if outage else exc,
             )  # fmt: skip
-            return False
+            return [run for run in runs if run.handle(RunEvent.START_FAILED) is Action.START_AGAIN]
         for run, answer in zip(runs, answers, strict=True):
-            if not run.accept(answer) and run.task is not None and not run.committing:
+            if run.answer(answer) is Action.CANCEL and run.task is not None:
+                if answer[0] == b"skip":
+                    logger.info(
+                        "task %s %s: cancelled, it was final already when its start was recorded",
+                        run.name, run.task_id,
+                    )  # fmt: skip
                 run.task.cancel()
-        return True
+        return None
 
-    def _start_script(self, runs: list[tuple[_Run, int]]) -> Awaitable[list[list[Any]]]:
-        """The start script for these runs, each with its mode (see `scripts.START`)."""
-        keys = [self._stream, self._dead]
-        args: list[Any] = [
-            repr(time.time()), self.consumer, self.max_deliveries, GROUP, self.dead_ttl,
-            self.keep_dead,
-        ]  # fmt: skip
-        for run, mode in runs:
-            keys.append(self._task_prefix + run.task_id)
-            args += (run.entry_id, run.task_id, mode)
-        return cast(Awaitable[list[list[Any]]], self._scripts["start"](keys=keys, args=args))
-
-    def _spawn(self, run: _Run) -> None:
+    def _spawn(self, run: Run) -> None:
         entry_id = run.entry_id
-        self._names[entry_id] = run.name
-        task = run.task = asyncio.create_task(self._run(run))
-        self._inflight[entry_id] = (run.task_id, task)
-        task.add_done_callback(lambda _: self._release(entry_id))
+        run.task = asyncio.create_task(self._run(run))
+        self._inflight[entry_id] = run
+        run.task.add_done_callback(lambda _: self._release(entry_id))
         if not self._free():
             assert self._slot_free is not None
             self._slot_free.clear()
@@ -339,220 +343,3 @@ class RedisConsumer(RedisUpkeep):
         self._lost.discard(entry_id)
         if self._slot_free is not None:
             self._slot_free.set()
-
-    async def _run(self, run: _Run) -> None:
-        try:
-            await self._execute(run)
-        except asyncio.CancelledError:
-            if run.revoked:  # its start answered 'skip': nothing to record, nothing to hand back
-                self._names.pop(run.entry_id, None)
-            else:
-                self._cancelled.add(run.entry_id)  # stop() hands it back
-            raise
-        self._names.pop(run.entry_id, None)
-
-    async def _execute(self, run: _Run) -> None:
-        name, task_id, fields = run.name, run.task_id, run.fields
-        defn = self._by_name.get(name)
-        if defn is None:
-            await run.dead(
-                0, f"TaskNotRegistered: no task named {name!r} in worker {self.consumer}"
-            )
-            return
-        try:
-            raw_options = fields.get(b"options")
-            options = decode_options(raw_options) if raw_options else Options()
-            args, kwargs = decode_payload(fields.get(b"payload", b""))
-        except BAD_PAYLOAD as exc:
-            # Retrying cannot help: the same bytes fail the same way.
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            await run.dead(0, f"BadPayload: the task's arguments cannot be decoded: {reason}")
-            return
-        retries = options.retries if options.retries is not None else defn.retries
-        run.max_attempts = retries + 1
-        timeout = resolve_timeout(options.timeout if options.timeout is not None else defn.timeout)
-        began = time.monotonic()
-        try:
-            result = await self._call(defn, args, kwargs, timeout)
-        except asyncio.CancelledError as exc:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
-            await run.failed(defn, options, retries, exc, time.monotonic() - began)
-        except Exception as exc:
-            await run.failed(defn, options, retries, exc, time.monotonic() - began)
-        else:
-            seconds = time.monotonic() - began
-            try:
-                encoded = encode(result)
-            except (TypeError, msgspec.EncodeError, RecursionError):
-                logger.debug("task %s %s: result not kept, msgspec cannot encode it", name, task_id)
-                encoded = b""
-            await run.succeeded(encoded, seconds)
-
-    async def _commit(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Run a commit script (a finish, or a start a run makes sure of), retrying through a
-        Redis outage with backoff until it is back or `commit_timeout` has passed. Both
-        scripts are idempotent, so a retry of one that was applied before the connection
-        dropped changes nothing. The script's reply, or None if it was not recorded."""
-        pause = 0.05
-        give_up = time.monotonic() + self.commit_timeout
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                async with asyncio.timeout(self.redis_timeout):
-                    reply = await call()
-            except OUTAGE as exc:
-                if time.monotonic() + pause > give_up:
-                    logger.error(
-                        "%s: not recorded, Redis unreachable for commit_timeout=%gs (%s); the "
-                        "task runs again once another worker takes it over",
-                        what, self.commit_timeout, error_text(exc),
-                    )  # fmt: skip
-                    return None
-                if tries == 1:
-                    logger.warning(
-                        "%s: Redis unreachable (%s), retrying until it is back",
-                        what, error_text(exc) if not isinstance(exc, TimeoutError) else "timeout",
-                    )  # fmt: skip
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
-                continue
-            if tries > 1:
-                logger.warning("%s: recorded after %d tries", what, tries)
-            return reply
-
-
-class _Run:
-    """One delivered run of a task: its start (sent with or before the run), and the three
-    ways its commit can go.
-
-    The run token is the entry's ownership: the finish script applies only while the entry is
-    pending for this consumer. A success is recorded at once, whether or not the start sent
-    beside the run has answered (the finish records a start it finds missing); a failure
-    first makes sure of the start (`started`), whose answer holds the failures so far. Both
-    scripts are retried through outages by `RedisConsumer._commit`.
-    """
-
-    __slots__ = (
-        "attempts", "backend", "began", "committing", "delivery", "entry_id", "failures",
-        "fields", "max_attempts", "name", "revoked", "starting", "task", "task_id",
-    )  # fmt: skip
-
-    def __init__(
-        self, backend: RedisConsumer, entry_id: bytes, task_id: str, fields: dict[bytes, bytes]
-    ) -> None:
-        self.backend = backend
-        self.entry_id = entry_id
-        self.task_id = task_id
-        self.fields = fields
-        self.name = fields.get(b"name", b"").decode()
-        self.attempts = 0
-        self.failures = 0
-        self.max_attempts = 1  # set once the task's options are known
-        self.delivery: bytes | None = None  # the delivery its start recorded, once 'run'
-        self.revoked = False  # the start answered 'skip', 'lost' or 'gone': record nothing
-        self.committing = False  # its success is being recorded: the finish decides
-        self.began = repr(time.time())
-        self.starting: asyncio.Future[None] | None = None  # done once its start answered
-        self.task: asyncio.Task[None] | None = None
-
-    def accept(self, answer: list[Any]) -> bool:
-        """Take the start script's answer for this run; True if it may run and commit."""
-        if answer[0] == b"run":
-            self.attempts, self.failures, self.delivery = int(answer[1]), int(answer[2]), answer[3]
-            if len(answer) > 4:  # an entry of an older version: the task's fields, from its hash
-                self.fields = {b"name": answer[4], b"payload": answer[5], b"options": answer[6]}
-                self.name = answer[4].decode()
-            return True
-        self.revoked = True
-        if answer[0] == b"lost":
-            self.backend._count(self.name or "?", "dead")
-            logger.error(
-                "task %s %s is dead: delivered %d times, each time its worker stopped "
-                "responding (max_deliveries)",
-                self.name or "?", self.task_id, self.backend.max_deliveries,
-            )  # fmt: skip
-        elif answer[0] == b"skip" and self.task is not None:
-            logger.info(
-                "task %s %s: cancelled, it was final already when its start was recorded",
-                self.name, self.task_id,
-            )  # fmt: skip
-        return False
-
-    def needs_start(self) -> bool:
-        """Still running with no start recorded (and no success on its way, which records it)."""
-        return (
-            self.delivery is None and not self.revoked and not self.committing
-            and self.task is not None and not self.task.done()
-        )  # fmt: skip
-
-    async def started(self, what: str) -> bool:
-        """Make sure this run's start is recorded before its result: wait for the start sent
-        beside the run, and if that did not reach Redis, send it again (it is idempotent per
-        delivery). False if the task must not be recorded (see `accept`)."""
-        if self.delivery is None and not self.revoked and self.starting is not None:
-            await asyncio.wait((self.starting,))  # never cancels the start: others share it
-        if self.delivery is None and not self.revoked:
-            answers = await self.backend._commit(
-                f"{what}: its start", lambda: self.backend._start_script([(self, 0)])
-            )
-            if answers is None:
-                return False
-            self.accept(answers[0])
-        return not self.revoked
-
-    async def _finish(
-        self, outcome: str, ttl: int, error: str, result: bytes, run_at: str, failures: int
-    ) -> bool:
-        b = self.backend
-        what = f"task {self.name} {self.task_id} ({outcome})"
-        keys = [b._task_prefix + self.task_id, b._stream, b._delayed, b._dead]
-        args = [
-            GROUP, self.entry_id, self.task_id, outcome, b.consumer, repr(time.time()), ttl,
-            b.keep_dead, error, result, run_at, failures, self.max_attempts, self.began,
-        ]  # fmt: skip
-        return bool(await b._commit(what, lambda: b._scripts["finish"](keys=keys, args=args)))
-
-    async def succeeded(self, result: bytes, seconds: float) -> None:
-        # perf: no wait for the start sent beside the run; the finish records it if needed
-        # (and is a no-op if the start found the task final or the entry taken over).
-        self.committing = True
-        if await self._finish("ok", self.backend.result_ttl, "", result, "", self.failures):
-            self.backend._add_seconds(self.name, seconds)
-            self.backend._count(self.name, "succeeded")
-
-    async def dead(self, failures: int, error: str) -> None:
-        if not await self.started(f"task {self.name} {self.task_id} (dead)"):
-            return
-        if failures == 0:  # dead before running: not registered here, or a bad payload
-            logger.error("task %s %s is dead: %s", self.name, self.task_id, error)
-        self.backend._count(self.name, "dead")
-        await self._finish("dead", self.backend.dead_ttl, error, b"", "", failures)
-
-    async def failed(
-        self, defn: TaskDef, options: Options, retries: int, exc: BaseException, seconds: float
-    ) -> None:
-        if not await self.started(f"task {self.name} {self.task_id} (failed)"):
-            return
-        b = self.backend
-        b._add_seconds(self.name, seconds)
-        b._count(self.name, "failed")
-        failures = self.failures + 1
-        error = error_text(exc)
-        if failures > retries:
-            logger.error(
-                "task %s %s is dead after %d attempt(s): %s",
-                self.name, self.task_id, failures, error, exc_info=exc,
-            )  # fmt: skip
-            await self.dead(failures, error)
-            return
-        delay = (options.backoff or defn.backoff).delay(failures)
-        logger.warning(
-            "task %s %s failed (attempt %d of %d), retrying in %.2fs: %s",
-            self.name, self.task_id, failures, retries + 1, delay, error,
-        )  # fmt: skip
-        await self._finish("retry", 0, error, b"", repr(time.time() + delay), failures)
-        if b._wake_promoter is not None:
-            b._wake_promoter.set()

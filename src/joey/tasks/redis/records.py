@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from ..base import Backoff
+from ..definition import Backoff
 from ..state import TaskInfo, TaskState
 
 

@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections import Counter
 
 import redis.asyncio as aioredis
 
-from ..base import TaskDef, error_text, logger, periodic_tasks
+from ..base import periodic_tasks
+from ..definition import TaskDef
+from ..errors import error_text
 from ..periodic import run_schedules
 from .common import GROUP, OUTAGE, RedisTasksBase
 from .records import NO_OPTIONS, encode
+from .run import Action, RunEvent
+
+logger = logging.getLogger("joey.tasks")
 
 
 class RedisUpkeep(RedisTasksBase):
@@ -120,11 +126,13 @@ class RedisUpkeep(RedisTasksBase):
         """Warn about runs whose entries another worker took over (this one missed heartbeats
         for `visibility_timeout`): they run on here, but only the new owner records a result."""
         for entry_id in entries:
-            held = self._inflight.get(entry_id)
-            if held is not None and entry_id not in self._lost:
-                self._lost.add(entry_id)
+            run = self._inflight.get(entry_id)
+            if run is None or entry_id in self._lost:
+                continue
+            self._lost.add(entry_id)  # one warning per run
+            if run.handle(RunEvent.TAKEN_OVER) is Action.WARN:
                 logger.warning(
                     "task %s %s was taken over by another worker (no heartbeat reached Redis "
                     "for visibility_timeout=%gs): its result here will not be recorded",
-                    self._names.get(entry_id, "?"), held[0], self.visibility_timeout,
+                    run.name or "?", run.task_id, self.visibility_timeout,
                 )  # fmt: skip

@@ -1,0 +1,325 @@
+"""One delivered run of a task in a Redis worker, as a state machine: its rules, and the table of
+states x events -> (action, next state) that the consumer runs. No I/O here: the consumer sends
+the scripts and feeds their answers in as events; `Run.handle` says what to do next.
+
+The rules (issue #17's delivery guarantee, in this table's words):
+
+1. A run is made from one stream entry this worker read (`read`). A first delivery that carries
+   its task (`delivered`) runs at once, and its start goes beside it, in the next start script:
+   one start script is in flight at a time, covering every run begun meanwhile. An entry taken
+   over from a silent worker, or written by an older version with its id only (`reclaimed`),
+   runs only once its start answers `run`: that is where `max_deliveries` is checked, and where
+   an old entry's task comes from.
+2. The start script answers for each run: `run` (started: its attempt and delivery recorded),
+   `skip` (the task is final already or its record expired; the entry was acked), `lost` (a
+   reclaimed entry delivered `max_deliveries` times: the script dead-lettered it), `gone` (the
+   entry is no longer pending for this worker). Only `run` lets a run go on: a run that began
+   is cancelled otherwise, and records nothing.
+3. The run token is the entry's ownership in the consumer group's pending list: the finish
+   script applies only while the entry is pending for this worker. A success sends its finish at
+   once (the finish records a start it finds missing). A failure first makes sure of its start
+   (`confirming`), whose answer holds the failures so far: it waits for the start sent beside
+   it and, if that did not reach Redis, sends it again itself until `commit_timeout`.
+4. A start that answers once the run no longer waits for it (its success is being recorded, or
+   the run ended) changes nothing: the finish, or the hand-back at `stop()`, decides.
+5. A run that `stop()` cancels (past `shutdown_timeout`) is handed back to the stream, its
+   attempt not counted. A heartbeat that finds the entry of a run not yet committing pending for
+   another worker warns, once: the run goes on, but only the new owner records a result. Once
+   the finish is on its way, its answer tells (an entry a finish acked looks the same).
+6. Redis unreachable for `commit_timeout` (or a reclaimed run's start failing): nothing is
+   recorded here; the entry stays pending and is taken over once idle past
+   `visibility_timeout`, by this worker or another.
+7. Any other event is a bug: `Run.handle` raises `IllegalRunEvent`, naming the task, the state
+   and the event.
+
+docs/background-tasks.md shows the table (`render_table()`); a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from typing import Any
+
+__all__ = [
+    "NOTES",
+    "TRANSITIONS",
+    "Action",
+    "IllegalRunEvent",
+    "Run",
+    "RunEvent",
+    "RunState",
+    "render_table",
+]
+
+# One line per transition at DEBUG, on a logger of its own so it can be turned on alone.
+transitions_log = logging.getLogger("joey.tasks.runs")
+
+
+class RunState(enum.StrEnum):
+    """Where one delivered run is, in this worker."""
+
+    READ = "read"
+    WAITING = "waiting"
+    STARTING = "starting"
+    RUNNING = "running"
+    CONFIRMING = "confirming"
+    COMMITTING = "committing"
+    DONE = "done"
+
+
+class RunEvent(enum.StrEnum):
+    """What can happen to a run."""
+
+    DELIVERED = "delivered"
+    RECLAIMED = "reclaimed"
+    START_RUN = "start_run"
+    START_SKIP = "start_skip"
+    START_LOST = "start_lost"
+    START_GONE = "start_gone"
+    START_FAILED = "start_failed"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TAKEN_OVER = "taken_over"
+    RECORDED = "recorded"
+    REFUSED = "refused"
+    GAVE_UP = "gave_up"
+
+
+class Action(enum.StrEnum):
+    """What the worker does on a transition."""
+
+    NOTHING = "nothing"
+    RUN_AND_START = "run_and_start"
+    START_FIRST = "start_first"
+    RUN = "run"
+    REPORT_DEAD = "report_dead"
+    CANCEL = "cancel"
+    START_AGAIN = "start_again"
+    FINISH = "finish"
+    CONFIRM_START = "confirm_start"
+    HAND_BACK = "hand_back"
+    WARN = "warn"
+
+
+STATES: dict[RunState, str] = {
+    RunState.READ: "read from the stream; nothing done yet",
+    RunState.WAITING: "its start is sent, and must answer before it runs",
+    RunState.STARTING: "runs; its start, sent beside it, has not answered yet",
+    RunState.RUNNING: "runs; its start is recorded",
+    RunState.CONFIRMING: "its attempt failed before its start answered: the failure waits for it",
+    RunState.COMMITTING: "its outcome is being recorded: the finish script, retried through "
+    "outages",
+    RunState.DONE: "nothing more to do here: recorded or refused, revoked by its start, handed "
+    "back, or given up",
+}
+
+EVENTS: dict[RunEvent, str] = {
+    RunEvent.DELIVERED: "a first delivery (`XREADGROUP`) carrying its task",
+    RunEvent.RECLAIMED: "taken over from a silent worker (`XAUTOCLAIM`), or an entry an older "
+    "version wrote (its id only)",
+    RunEvent.START_RUN: "the start answered `run`: started, its attempt and delivery recorded",
+    RunEvent.START_SKIP: "the start answered `skip`: the task is final or expired; entry acked",
+    RunEvent.START_LOST: "the start answered `lost`: delivered `max_deliveries` times, "
+    "dead-lettered",
+    RunEvent.START_GONE: "the start answered `gone`: the entry is no longer pending for this "
+    "worker",
+    RunEvent.START_FAILED: "the start did not reach Redis (an outage), or Redis refused it",
+    RunEvent.SUCCEEDED: "the function returned",
+    RunEvent.FAILED: "the function raised or timed out, or cannot run here (not registered, "
+    "bad payload)",
+    RunEvent.CANCELLED: "its asyncio task was cancelled: by `stop()` past `shutdown_timeout`, "
+    "or after a revoke",
+    RunEvent.TAKEN_OVER: "a heartbeat found its entry pending for another worker",
+    RunEvent.RECORDED: "the finish was applied",
+    RunEvent.REFUSED: "the finish applied nothing: the entry is no longer this worker's (or was "
+    "acked by an earlier try of this finish), or the task was final",
+    RunEvent.GAVE_UP: "Redis stayed unreachable for `commit_timeout`",
+}
+
+ACTIONS: dict[Action, str] = {
+    Action.NOTHING: "nothing",
+    Action.RUN_AND_START: "run it now; its start goes in the next start script",
+    Action.START_FIRST: "send its start and wait for the answer",
+    Action.RUN: "run it",
+    Action.REPORT_DEAD: "count and log it dead (`WorkerLost`)",
+    Action.CANCEL: "cancel the run; nothing is recorded",
+    Action.START_AGAIN: "send its start again after a pause (backing off)",
+    Action.FINISH: "send the finish (it records the outcome and acks the entry)",
+    Action.CONFIRM_START: "wait for its start; if that did not reach Redis, send it again",
+    Action.HAND_BACK: "`stop()` hands the entry back to the stream; the attempt is not counted",
+    Action.WARN: "log that its result here will not be recorded",
+}
+
+_S, _E, _A = RunState, RunEvent, Action
+_LATE_STARTS = (_E.START_RUN, _E.START_SKIP, _E.START_GONE, _E.START_FAILED)
+
+TRANSITIONS: dict[RunState, dict[RunEvent, tuple[Action, RunState]]] = {
+    _S.READ: {
+        _E.DELIVERED: (_A.RUN_AND_START, _S.STARTING),
+        _E.RECLAIMED: (_A.START_FIRST, _S.WAITING),
+    },
+    _S.WAITING: {
+        _E.START_RUN: (_A.RUN, _S.RUNNING),
+        _E.START_SKIP: (_A.NOTHING, _S.DONE),
+        _E.START_LOST: (_A.REPORT_DEAD, _S.DONE),
+        _E.START_GONE: (_A.NOTHING, _S.DONE),
+        _E.START_FAILED: (_A.NOTHING, _S.DONE),
+    },
+    _S.STARTING: {
+        _E.START_RUN: (_A.NOTHING, _S.RUNNING),
+        _E.START_SKIP: (_A.CANCEL, _S.DONE),
+        _E.START_GONE: (_A.CANCEL, _S.DONE),
+        _E.START_FAILED: (_A.START_AGAIN, _S.STARTING),
+        _E.SUCCEEDED: (_A.FINISH, _S.COMMITTING),
+        _E.FAILED: (_A.CONFIRM_START, _S.CONFIRMING),
+        _E.CANCELLED: (_A.HAND_BACK, _S.DONE),
+        _E.TAKEN_OVER: (_A.WARN, _S.STARTING),
+    },
+    _S.RUNNING: {
+        _E.SUCCEEDED: (_A.FINISH, _S.COMMITTING),
+        _E.FAILED: (_A.FINISH, _S.COMMITTING),
+        _E.CANCELLED: (_A.HAND_BACK, _S.DONE),
+        _E.TAKEN_OVER: (_A.WARN, _S.RUNNING),
+    },
+    _S.CONFIRMING: {
+        _E.START_RUN: (_A.FINISH, _S.COMMITTING),
+        _E.START_SKIP: (_A.NOTHING, _S.DONE),
+        _E.START_GONE: (_A.NOTHING, _S.DONE),
+        _E.START_FAILED: (_A.NOTHING, _S.CONFIRMING),
+        _E.GAVE_UP: (_A.NOTHING, _S.DONE),
+        _E.CANCELLED: (_A.HAND_BACK, _S.DONE),
+        _E.TAKEN_OVER: (_A.WARN, _S.CONFIRMING),
+    },
+    _S.COMMITTING: {
+        **{event: (_A.NOTHING, _S.COMMITTING) for event in _LATE_STARTS},
+        _E.RECORDED: (_A.NOTHING, _S.DONE),
+        _E.REFUSED: (_A.NOTHING, _S.DONE),
+        _E.GAVE_UP: (_A.NOTHING, _S.DONE),
+        _E.CANCELLED: (_A.HAND_BACK, _S.DONE),
+        _E.TAKEN_OVER: (_A.NOTHING, _S.COMMITTING),
+    },
+    _S.DONE: {
+        **{event: (_A.NOTHING, _S.DONE) for event in _LATE_STARTS},
+        _E.CANCELLED: (_A.NOTHING, _S.DONE),
+        _E.TAKEN_OVER: (_A.NOTHING, _S.DONE),
+    },
+}
+"""For each state, the events it accepts: the action the worker takes and the next state."""
+
+_LATE = "a start that answers late: the finish, or the hand-back, decided"
+NOTES: dict[tuple[RunState, RunEvent], str] = {
+    (_S.WAITING, _E.START_SKIP): "the script acked the entry; nothing runs",
+    (_S.WAITING, _E.START_GONE): "another worker holds the entry",
+    (_S.WAITING, _E.START_FAILED): "the entry stays pending here and is taken over once idle "
+    "past `visibility_timeout`; the read loop logs the error and reads again",
+    (_S.STARTING, _E.START_RUN): "its attempt, failures so far and delivery are kept",
+    (_S.STARTING, _E.START_FAILED): "until Redis answers: `status()` catches up",
+    (_S.STARTING, _E.SUCCEEDED): "at once: the finish records the start if it is missing",
+    (_S.STARTING, _E.FAILED): "the start's answer holds the failures so far",
+    (_S.RUNNING, _E.FAILED): "a retry, or dead after its last attempt",
+    (_S.CONFIRMING, _E.START_SKIP): "the failure records nothing",
+    (_S.CONFIRMING, _E.START_GONE): "the failure records nothing",
+    (_S.CONFIRMING, _E.START_FAILED): "the failure sends the start again itself",
+    (_S.CONFIRMING, _E.GAVE_UP): "logged; the entry stays pending and is taken over",
+    **{(_S.COMMITTING, event): "the finish decides (it records a missing start)"
+       for event in _LATE_STARTS},
+    (_S.COMMITTING, _E.RECORDED): "a success is counted",
+    (_S.COMMITTING, _E.REFUSED): "nothing of this run is recorded",
+    (_S.COMMITTING, _E.GAVE_UP): "logged; the entry stays pending and is taken over",
+    (_S.COMMITTING, _E.TAKEN_OVER): "no warning: the finish's answer tells, and to a heartbeat "
+    "a finish applied a moment ago (the entry acked) looks the same",
+    **{(_S.DONE, event): _LATE for event in _LATE_STARTS},
+    (_S.DONE, _E.CANCELLED): "the cancel a revoke sent",
+    (_S.DONE, _E.TAKEN_OVER): "a revoked run whose task is still ending",
+}
+"""Why, for the transitions whose action alone does not say it (shown in the docs)."""
+
+_AWAITING_START = frozenset({_S.STARTING, _S.CONFIRMING})
+
+
+class IllegalRunEvent(RuntimeError):
+    """An event the table has no transition for in the run's state: a bug in the worker."""
+
+
+class Run:
+    """One delivered run of a task: what the stream entry carried, what its start answered, and
+    where it is (`state`). Moved only by `handle` (and `answer`, for a start's reply)."""
+
+    __slots__ = (
+        "attempts", "began", "delivery", "entry_id", "failures", "fields", "max_attempts",
+        "name", "starting", "state", "task", "task_id",
+    )  # fmt: skip
+
+    def __init__(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        self.entry_id = entry_id
+        self.fields = fields
+        self.task_id = fields[b"id"].decode()
+        self.name = fields.get(b"name", b"").decode()
+        self.state = RunState.READ
+        self.attempts = 0
+        self.failures = 0  # failed attempts before this one, from the start's answer
+        self.max_attempts = 1  # set once the task's options are known
+        self.delivery: bytes | None = None  # the delivery its start recorded
+        self.began = repr(time.time())  # its start time, should the finish record the start
+        # Done once the start script carrying this run's start has answered (or failed).
+        self.starting: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # the run, once it runs
+
+    @property
+    def awaits_start(self) -> bool:
+        """Whether a start script should carry this run's start (it has begun without one)."""
+        return self.state in _AWAITING_START
+
+    def handle(self, event: RunEvent) -> Action:
+        """Move by `event`; the action to take. Raises `IllegalRunEvent` if the table has no
+        transition for it in this state."""
+        try:
+            action, new = TRANSITIONS[self.state][event]
+        except KeyError:
+            raise IllegalRunEvent(
+                f"task {self.name or '?'} {self.task_id} (entry {self.entry_id.decode()}): "
+                f"no transition for {event} in state {self.state} (joey/tasks/redis/run.py)"
+            ) from None
+        if transitions_log.isEnabledFor(logging.DEBUG):
+            transitions_log.debug(
+                "task %s %s: %s --%s--> %s (%s)",
+                self.name or "?", self.task_id, self.state, event, new, action,
+            )  # fmt: skip
+        self.state = new
+        return action
+
+    def answer(self, reply: list[Any]) -> Action:
+        """Take the start script's reply for this run (see `scripts.START`)."""
+        kind = reply[0]
+        if kind == b"run":
+            self.attempts, self.failures, self.delivery = int(reply[1]), int(reply[2]), reply[3]
+            if len(reply) > 4:  # an entry of an older version: the task's fields, from its hash
+                self.fields = {b"name": reply[4], b"payload": reply[5], b"options": reply[6]}
+                self.name = reply[4].decode()
+            return self.handle(RunEvent.START_RUN)
+        return self.handle(_ANSWERS[kind])
+
+
+_ANSWERS = {
+    b"skip": RunEvent.START_SKIP, b"lost": RunEvent.START_LOST, b"gone": RunEvent.START_GONE,
+}  # fmt: skip
+
+
+def render_table() -> str:
+    """The states, events and transitions as Markdown tables, for the docs."""
+    lines = ["| state | meaning |", "|---|---|"]
+    lines += [f"| `{state}` | {meaning} |" for state, meaning in STATES.items()]
+    lines += ["", "| event | meaning |", "|---|---|"]
+    lines += [f"| `{event}` | {meaning} |" for event, meaning in EVENTS.items()]
+    lines += ["", "| state | event | the worker | next state |", "|---|---|---|---|"]
+    for state, moves in TRANSITIONS.items():
+        for event, (action, new) in moves.items():
+            what = [] if action is Action.NOTHING else [ACTIONS[action]]
+            if (state, event) in NOTES:
+                what.append(NOTES[state, event])
+            lines.append(f"| `{state}` | `{event}` | {'; '.join(what) or '—'} | `{new}` |")
+    return "\n".join(lines) + "\n"
