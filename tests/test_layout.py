@@ -116,15 +116,9 @@ def test_the_app_module_stays_a_declaration() -> None:
                          "shutdown: joey._engine.lifecycle)")
 
 
-#: modules past 500 lines, still to be split by concept; none of them may pass 600
-LONG_MODULES = {"joey/forms.py", "joey/tasks/base.py", "joey/tasks/memory.py",
-                "joey/tasks/redis/consumer.py"}
-
-
 def test_no_module_holds_two_concepts_worth_of_code() -> None:
     """Past ~500 lines a module usually holds two concepts (STYLE.md): split by concept."""
     sizes = {str(path.relative_to(SRC)): path.read_text(encoding="utf-8").count("\n")
              for path in PACKAGE.rglob("*.py")}
-    long = {name: lines for name, lines in sizes.items()
-            if lines > (600 if name in LONG_MODULES else 500)}
+    long = {name: lines for name, lines in sizes.items() if lines > 500}
     assert long == {}
