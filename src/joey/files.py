@@ -338,9 +338,9 @@ def _http_date(value: str | None) -> int | None:
         return None
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        return int(moment.timestamp())
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year of 30 digits too
         return None  # an invalid date is ignored (RFC 9110 §13.1.3)
-    return int(moment.timestamp())
 
 
 def _preconditions(headers: Headers, method: str, etag: str, mtime: int) -> int | None:
