@@ -168,13 +168,14 @@ WEIGHTED_ROUTES = ROUTES + [route for route in ROUTES
 
 
 @st.composite
-def paths(draw: st.DrawFn) -> tuple[bytes, tuple[str, ...], str]:
+def paths(draw: st.DrawFn, area: str | None = None) -> tuple[bytes, tuple[str, ...], str]:
     """A path (raw bytes, as in the request line), the methods its route takes and the
-    route's first segment (what kind of body it reads)."""
-    if draw(st.integers(0, 9)) == 0:  # not a route at all
+    route's first segment (what kind of body it reads); only routes of ``area`` if given."""
+    routes = WEIGHTED_ROUTES if area is None else [r for r in ROUTES if r[0][0] == area]
+    if area is None and draw(st.integers(0, 9)) == 0:  # not a route at all
         return draw(st.sampled_from([b"*", b"@admin", b"evil.com/q", b"http://evil.com/q",
                                      b"//evil.com/q", b"/", b""]) | ANY_BYTES), ("GET",), ""
-    template, methods = draw(st.sampled_from(WEIGHTED_ROUTES))
+    template, methods = draw(st.sampled_from(routes))
     # The route's own segments stay as they are but now and then (so that the route is
     # reached); the parameters are anything, encoded any way.
     mangle_route = draw(st.integers(0, 7)) == 0
@@ -434,9 +435,10 @@ def multipart_bodies(draw: st.DrawFn) -> tuple[bytes, bytes]:
 
 
 @st.composite
-def requests(draw: st.DrawFn) -> RawRequest:
-    """A hostile request, aimed at one of the app's routes."""
-    path, methods, area = draw(paths())
+def requests(draw: st.DrawFn, area: str | None = None) -> RawRequest:
+    """A hostile request, aimed at one of the app's routes (of ``area``: ``"b"``, the JSON
+    bodies, ``"f"`` the forms...)."""
+    path, methods, area = draw(paths(area))
     method = draw(st.sampled_from(methods) if draw(st.integers(0, 4)) else METHODS)
     query = draw(query_strings())
     target = path + (b"?" + query if query or draw(st.booleans()) else b"")

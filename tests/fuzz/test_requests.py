@@ -53,7 +53,7 @@ def json_post(path: bytes, body: bytes, *extra: tuple[bytes, bytes]) -> RawReque
     (b"content-type", b"application/x-www-form-urlencoded"), (b"content-length", b"200")],
     f"csrf_token={CSRF_TOKENS[0]}&name=transfer-1000000".encode(), [], 80), "uvicorn")
 @given(requests(), st.sampled_from(["uvicorn", "surrogateescape"]))
-@fuzz_settings(400)
+@fuzz_settings(300)
 def test_any_request_is_answered_through_the_handlers(request: RawRequest,
                                                        decode: str) -> None:
     check(request, asyncio.run(serve(app, request, decode)))
@@ -61,6 +61,20 @@ def test_any_request_is_answered_through_the_handlers(request: RawRequest,
 
 # A parameter failing validation before accept was logged as the handler's failure.
 @example(WebSocketSession(b"/ws/1?nick=%ff", [(b"host", b"testserver")], [], [], False))
+@given(requests(area="b"))
+@fuzz_settings(150)
+def test_any_json_body_is_answered_through_the_handlers(request: RawRequest) -> None:
+    """The typed bodies alone, so their share of the budget does not depend on the draw of
+    routes: JSON of any type and depth against every kind of body type."""
+    check(request, asyncio.run(serve(app, request)))
+
+
+@given(requests(area="f"))
+@fuzz_settings(100)
+def test_any_form_is_answered_through_the_handlers(request: RawRequest) -> None:
+    check(request, asyncio.run(serve(app, request)))
+
+
 @given(websocket_sessions())
 @fuzz_settings(150)
 def test_any_websocket_session_ends_cleanly(session: WebSocketSession) -> None:
