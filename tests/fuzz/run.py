@@ -48,7 +48,9 @@ def run_properties(seconds: float) -> tuple[str, bool]:
     deadline = time.monotonic() + seconds
     rounds = examples = 0
     failed = False
-    env = {**os.environ, "JOEY_FUZZ": "long"}
+    # Rounds of 5 times the examples of `make test` (a few minutes each): the budget is kept
+    # to within about a round, and every round draws with a fresh seed.
+    env = {"JOEY_FUZZ_FACTOR": "5", **os.environ, "JOEY_FUZZ": "long"}
     while (rounds == 0 or time.monotonic() < deadline) and not failed:  # one round at least
         result = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=0",
