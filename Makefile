@@ -54,6 +54,16 @@ test: lint typecheck docs pytest
 clean:
 	rm -rf $(VENV) $(MATRIX) .pytest_cache .mypy_cache .ruff_cache
 
+# `make fuzz` (issue 25): the fuzzers for FUZZ_MINUTES (30 by default): the parser targets under
+# atheris, coverage-guided, then the request property tests with JOEY_FUZZ=long, again and again.
+# What they find stays in .fuzz/ (gitignored) between runs; see docs/testing.md.
+FUZZ_MINUTES ?= 30
+
+.PHONY: fuzz
+fuzz: $(DEV_STAMP)
+	$(PIP) 'atheris>=2.3' || echo "make fuzz: no atheris here; the parser targets get random bytes"
+	$(PY) -m tests.fuzz.run --minutes $(FUZZ_MINUTES)
+
 BENCH_VENV := benchmarks/.venv
 BENCH_STAMP := $(BENCH_VENV)/.installed
 

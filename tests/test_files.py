@@ -475,3 +475,12 @@ async def test_file_shrinking_while_sent_does_not_spin(data_file: Path) -> None:
 
 def test_last_modified_format(data_file: Path) -> None:
     assert formatdate(data_file.stat().st_mtime, usegmt=True) == LAST_MODIFIED
+
+
+@pytest.mark.parametrize("header", ["if-modified-since", "if-unmodified-since"])
+async def test_a_date_too_large_for_a_timestamp_is_ignored(data_file: Path, header: str) -> None:
+    # Found by atheris (target "conditional_headers"): a year of 30 digits parsed, then
+    # overflowed converting to a timestamp: a 500 for any static file.
+    value = "Mon, 01 Jan " + "7" * 30 + " 00:00:00 GMT"
+    response = await call(FileResponse(data_file), headers={header: value})
+    assert response.status == 200

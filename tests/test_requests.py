@@ -545,3 +545,12 @@ async def test_invalid_content_length_is_400(value: bytes) -> None:
     recorder = await call(_limited_app(), scope)
     assert recorder.status == 400
     assert b"Content-Length" in recorder.body
+
+
+@pytest.mark.parametrize("charset", [b"utf\x00-8", b"undefined", b"\xc3\xbf*i\x00\x00t"])
+async def test_a_charset_python_cannot_even_look_up_is_a_400(charset: bytes) -> None:
+    # Found by atheris (target "body_text"): a NUL in the charset made bytes.decode raise
+    # ValueError, and "undefined" raises UnicodeError: both were a 500.
+    request, _ = _request(b"x", headers=[(b"content-type", b"text/plain; charset=" + charset)])
+    with pytest.raises(BadRequest, match="Unknown charset"):
+        await request.text()

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
 import pytest
 
-from joey import App, Middleware, Response, Router, WebSocket, WebSocketDisconnect
+from joey import (
+    App,
+    Middleware,
+    Response,
+    Router,
+    Unauthorized,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from joey.testing import TestClient, WebSocketDenied
 from joey.types import ASGIApp, Receive, Scope, Send
 
@@ -345,3 +354,69 @@ async def test_a_handler_still_sending_when_shutdown_closes_its_socket_ends_quie
     assert sent[-1]["code"] == 1001
     assert "1011" not in caplog.text and "Traceback" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def refusing_app() -> App:
+    app = App()
+
+    @app.websocket("/rooms/{room:int}")
+    async def room(websocket: WebSocket, room: int, size: int = 10) -> None:
+        await websocket.accept()
+        await websocket.send_json({"room": room, "size": size})
+
+    @app.websocket("/private")
+    async def private(websocket: WebSocket) -> None:
+        raise Unauthorized("Log in first.", headers={"www-authenticate": "Bearer"})
+
+    return app
+
+
+@pytest.mark.parametrize(("query", "status", "detail"), [
+    ("size=ten", 422, "1 parameter failed validation."),
+    ("size=%ff", 400, "The query string is not valid UTF-8 once percent-decoded."),
+])
+def test_invalid_parameters_refuse_the_handshake_as_http_would(
+        caplog: pytest.LogCaptureFixture, query: str, status: int, detail: str) -> None:
+    # Found by tests/fuzz: a parameter that failed validation (or a query that is not UTF-8)
+    # was logged as the handler's failure, with its traceback, and raised by the test client.
+    with caplog.at_level(logging.DEBUG, logger="joey"), TestClient(refusing_app()) as client, \
+            pytest.raises(WebSocketDenied) as denied, \
+            client.websocket_connect(f"/rooms/1?{query}"):
+        pass
+    assert denied.value.status_code == status
+    assert denied.value.headers["content-type"] == "application/problem+json"
+    assert json.loads(denied.value.body)["detail"] == detail
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    with TestClient(refusing_app()) as client, \
+            client.websocket_connect("/rooms/1?size=3") as session:
+        assert session.receive_json() == {"room": 1, "size": 3}
+
+
+def test_an_http_error_before_accept_is_the_refusal() -> None:
+    with TestClient(refusing_app()) as client, pytest.raises(WebSocketDenied) as denied, \
+            client.websocket_connect("/private"):
+        pass
+    assert denied.value.status_code == 401
+    assert denied.value.headers["www-authenticate"] == "Bearer"
+
+
+async def test_without_the_denial_extension_an_invalid_parameter_is_a_plain_refusal(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "websocket.connect"}]
+    errors: list[BaseException] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "websocket.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/rooms/1", "raw_path": b"/rooms/1",
+             "root_path": "", "query_string": b"size=ten", "headers": [], "subprotocols": [],
+             "extensions": {"joey.errors": errors}}
+    with caplog.at_level(logging.DEBUG, logger="joey"):
+        await refusing_app()(scope, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    assert errors == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -272,10 +272,10 @@ class Request(HTTPConnection):
         try:
             text: str = body.decode(charset)
             return text
-        except LookupError:
-            raise BadRequest(f"Unknown charset {charset!r} in Content-Type.") from None
         except UnicodeDecodeError:
             raise BadRequest(f"The body is not valid {charset}.") from None
+        except (LookupError, ValueError):  # unknown; a NUL in the name; "undefined"
+            raise BadRequest(f"Unknown charset {charset!r} in Content-Type.") from None
 
     async def json(self) -> Any:
         """The body parsed as JSON; a 400 says what is wrong if it is not valid JSON."""

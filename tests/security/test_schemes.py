@@ -4,6 +4,7 @@ and h11) with a real HTTP client; the schemes in the route model."""
 from __future__ import annotations
 
 import base64
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +98,31 @@ def test_non_ascii_basic_credentials_are_a_401(client: httpx.Client, bad: str) -
     latin1 = base64.b64encode(b"admin:" + bad.encode("latin-1", "replace")).decode()
     answer = client.get("/checked/basic", headers={"authorization": f"Basic {latin1}"})
     assert answer.status_code == 401  # not UTF-8: malformed, or wrong
+
+
+@pytest.mark.parametrize("raw", ["\u00e9".encode("latin-1"), "\u00e9".encode(),
+                                 b"YWRtaW46eA\xff=="])
+def test_basic_credentials_that_are_not_ascii_at_all_are_a_401(server: Server,
+                                                               raw: bytes) -> None:
+    # Found by tests/fuzz (atheris, target "credentials"): "Authorization: Basic \xe9" was a
+    # 500, base64 refusing the text with a plain ValueError.
+    head = (b"GET /basic HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic " + raw
+            + b"\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 401 "), answer
+    assert b"The Basic credentials are not Base64 of UTF-8 text." in answer
+    assert b"Traceback" not in server.output.encode()
+
+
+def test_basic_credentials_that_are_not_ascii_are_a_401_in_process() -> None:
+    with TestClient(app) as http:
+        for raw in (b"Basic \xe9", "Basic \u00e9".encode()):
+            answer = http.get("/basic", headers={"authorization": raw})
+            assert answer.status_code == 401, answer.text
 
 
 @pytest.mark.parametrize("bad", NON_ASCII)

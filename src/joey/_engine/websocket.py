@@ -2,6 +2,9 @@
 
 A handler that raises before accepting refuses the handshake (1008, the server answers 403);
 after accepting, the socket is closed with 1011 and the error logged with the handler's name.
+An ``HTTPError`` before accepting (invalid parameters, a missing credential) is the client's:
+the handshake is refused with the error's problem response, as HTTP would answer, where the
+server supports ``websocket.http.response`` (elsewhere a plain 403), and nothing is logged.
 A handler that returns without closing closes with 1000.
 """
 
@@ -16,8 +19,9 @@ from joey._engine.errors import record_unhandled
 from joey._engine.mount import handle_mount
 from joey._engine.tree import RouteTree
 from joey.describe import describe
-from joey.exceptions import WebSocketDisconnect
+from joey.exceptions import HTTPError, WebSocketDisconnect
 from joey.paths import BadPath, routing_path
+from joey.responses import ProblemResponse
 from joey.routing import Route
 from joey.types import Receive, Scope, Send
 from joey.websockets import WebSocket, WebSocketState
@@ -54,26 +58,39 @@ async def serve_websocket(app: Any, tree: RouteTree, connections: OpenConnection
 async def run_handler(route: Route, handler: Callable[[WebSocket], Awaitable[Any]],
                       websocket: WebSocket, path: str) -> None:
     """Run the handler; close the socket as the module docstring says, whatever happens."""
-    scope = websocket.scope
     try:
         await handler(websocket)
     except WebSocketDisconnect:
         pass
     except OSError:
         logger.debug("WebSocket %s: the peer went away while we were sending", path)
+    except HTTPError as exc:
+        if websocket.connection_state is not WebSocketState.CONNECTING:
+            await failed(route, websocket, exc)
+            return
+        # Before the handshake, an HTTPError (a parameter that fails validation, a query that
+        # is not UTF-8, a missing credential) is the client's doing: refused with the answer
+        # HTTP would give, not logged as the handler's failure.
+        logger.debug("WebSocket %s refused before accepting: %s", path, exc.detail)
+        await quietly(websocket.deny(ProblemResponse.from_error(exc)))
     except Exception as exc:
-        record_unhandled(scope, exc)  # before the close a test client waits for
-        where = describe(route.endpoint)
-        if websocket.connection_state is WebSocketState.CONNECTING:
-            logger.error("WebSocket handler %s failed before accepting; refusing the "
-                         "connection", where, exc_info=exc)
-            await quietly(websocket.close(1008))
-        else:
-            logger.error("WebSocket handler %s failed; closing with 1011", where, exc_info=exc)
-            await quietly(websocket.close(1011))
+        await failed(route, websocket, exc)
     else:
         if websocket.connection_state is not WebSocketState.CLOSED:
             await quietly(websocket.close(1000))
+
+
+async def failed(route: Route, websocket: WebSocket, exc: Exception) -> None:
+    """The handler failed: log it, refuse the handshake (1008) or close with 1011."""
+    record_unhandled(websocket.scope, exc)  # before the close a test client waits for
+    where = describe(route.endpoint)
+    if websocket.connection_state is WebSocketState.CONNECTING:
+        logger.error("WebSocket handler %s failed before accepting; refusing the "
+                     "connection", where, exc_info=exc)
+        await quietly(websocket.close(1008))
+    else:
+        logger.error("WebSocket handler %s failed; closing with 1011", where, exc_info=exc)
+        await quietly(websocket.close(1011))
 
 
 async def finish(websocket: WebSocket, connections: OpenConnections) -> None:

@@ -164,11 +164,11 @@ def http_date(value: str | None) -> int | None:
         return None
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp())
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year of 30 digits too
+        return None  # an invalid date is ignored (RFC 9110 §13.1.3)
 
 
 def _one_date(headers: Headers, name: str) -> int | None:

@@ -173,16 +173,19 @@ class CSRFMiddleware:
 
     async def _form_token(self, scope: Scope, receive: Receive) -> tuple[str | None, Receive]:
         """The token from an urlencoded or multipart form body; the body is buffered and
-        handed on unchanged."""
+        handed on unchanged: a client that went away before the end of its body is handed on
+        as gone (what was read, then the disconnect), never as a complete, shorter body."""
         content_type = (get_header(scope["headers"], b"content-type") or b"").decode("latin-1")
         media_type = content_type.partition(";")[0].strip().lower()
         if media_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
             return None, receive
         chunks: list[bytes] = []
         size = 0
+        ended: Message | None = None  # what came instead of the end of the body
         while True:
             message = await receive()
             if message["type"] != "http.request":
+                ended = message
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
@@ -192,13 +195,14 @@ class CSRFMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        replayed = False
+        replay_queue: list[Message] = [
+            {"type": "http.request", "body": body, "more_body": ended is not None}]
+        if ended is not None:
+            replay_queue.append(ended)
 
         async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
+            if replay_queue:
+                return replay_queue.pop(0)
             return await receive()
 
         if media_type == "multipart/form-data":

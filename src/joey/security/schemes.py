@@ -29,7 +29,6 @@ Example::
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import hmac
 import re
@@ -245,7 +244,7 @@ class HTTPBasic(SecurityScheme):
             raise self.missing("Send an Authorization: Basic header.")
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not Base64 (binascii.Error), not ASCII to begin with, not UTF-8
             raise self.invalid("The Basic credentials are not Base64 of UTF-8 text.") from None
         username, colon, password = decoded.partition(":")
         if not colon:
