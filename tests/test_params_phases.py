@@ -218,6 +218,11 @@ async def _optional_key(key: Annotated[BearerCredentials | None, Security(HTTPBe
     return "x"
 
 
+class _Endpoint:
+    async def __call__(self, request: Request) -> str:
+        return request.url.path
+
+
 async def _echo(websocket: WebSocket) -> None:
     await websocket.accept()
 
@@ -225,11 +230,12 @@ async def _echo(websocket: WebSocket) -> None:
 @pytest.mark.parametrize(("handler", "path_params", "shape", "reads"), [
     (sync_handler_returns("x"), {}, "simple", "nothing"),
     (_keyword_only, {}, "simple", "values"),
+    (_Endpoint(), {}, "with_connection", "connection"),
     (_converted_path, {"n": int}, "simple", "values"),
     (_app_scoped, {}, "full", "nothing"),
     (_optional_key, {}, "guarded", "nothing"),
-], ids=["sync-no-parameters", "keyword-only-request", "converted-path-value", "app-scoped",
-        "security-only"])
+], ids=["sync-no-parameters", "keyword-only-request", "an-instance", "converted-path-value",
+        "app-scoped", "security-only"])
 def test_the_edges_of_the_shape_table(handler: Callable[..., Any], path_params: dict[str, type],
                                       shape: str, reads: str) -> None:
     call_plan = describe_call(PlanBuilder({}).build(handler, path_params), to_response,

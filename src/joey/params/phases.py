@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -193,8 +194,8 @@ def _reads(extraction: tuple[Step, ...], root: DependencyNode,
         return "nothing"
     only_root = len(extraction) == 1 and extraction[0].node is root
     if only_root and len(extractors) == 1 and extractors[0][1] is take_connection and (
-        getattr(getattr(root.func, "__code__", None), "co_argcount", 0) == 1
-    ):  # the runner passes the connection positionally: not to a keyword-only parameter
+        _positional(root.func)
+    ):
         return "connection"
     if only_root and path_params and (
         all(isinstance(extract, PathValue) and extract.name == name
@@ -203,3 +204,13 @@ def _reads(extraction: tuple[Step, ...], root: DependencyNode,
     ):
         return "path_values"
     return "values"
+
+
+def _positional(func: Callable[..., Any]) -> bool:
+    """Whether ``func``'s one parameter may be passed by position (the ``with_connection``
+    runner does; a keyword-only ``request`` is passed by name, as in every other shape)."""
+    try:
+        (parameter,) = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
