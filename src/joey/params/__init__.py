@@ -10,9 +10,10 @@ Where a parameter's value comes from, in order of precedence:
   ``dict``, a list of structured values, ``bytes``) is the request body;
 * otherwise, the query string (``q: str``, ``limit: int = 10``, ``tags: list[str]``).
 
-A request runs the plan in two phases. First every value is extracted and validated, with no
-user code running, and every failure is collected: the client gets one 422 that lists them
-all. Then dependencies are called in order (each at most once per request) and the handler last.
+A request runs the plan in phases, always in this order: security dependencies first; then
+every other value is extracted and validated, with no user code running, and every failure is
+collected (the client gets one 422 that lists them all); then the other dependencies are
+called in order (each at most once per request), the handler, and the conversion of its result.
 
 The package, one concept a module:
 
@@ -23,8 +24,9 @@ The package, one concept a module:
   model shows these);
 * :mod:`~joey.params.extract`: extractors and validation (phase one);
 * :mod:`~joey.params.plan`: :class:`~joey.params.plan.PlanBuilder`, signatures into plans;
-* :mod:`~joey.params.run`: dependencies, teardown, app scope, and the one place that decides
-  how a handler is called (phase two);
+* :mod:`~joey.params.phases`: how a handler is called, as data: its phases and their steps,
+  and the shape of runner that runs them;
+* :mod:`~joey.params.run`: the runners, dependencies, teardown, app scope;
 * :mod:`~joey.params.returns`: return annotations that convert what a handler returns.
 
 Example::

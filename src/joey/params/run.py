@@ -1,14 +1,15 @@
-"""Running a plan: phase two of a request, and the one place that decides how a handler is
-called.
+"""Running a call: the runners of :mod:`joey.params.phases`, and the dependencies they call.
 
-:func:`compile_caller` looks at a handler's plan once, at startup, and picks the shortest way
-to call it; nothing downstream looks at the plan again. At request time the chosen coroutine
-runs the security dependencies first, if the route has any (schemes and guards reached
-through ``Security(...)``: a missing credential is a 401 before anything else is read), then
-extracts and validates every other value (no user code; all problems in one 422), then calls
-each dependency once, in order, and the handler last. Generator dependencies are
-torn down after the response has been sent (:class:`DependencyContext`); app-scoped ones at
-shutdown (:class:`AppScopedValues`).
+:func:`compile_caller` describes a handler's call once, at startup
+(:func:`~joey.params.phases.describe_call`: its phases as data, and its shape) and assembles
+the runner that shape names (:data:`RUNNERS`); nothing downstream looks at the plan again.
+One runner, :func:`_every_phase`, runs the phases in their order: security (a missing
+credential is a 401 before anything else is read), extraction and validation (no user code;
+all problems in one 422), dependencies (each once, in order), the handler, the conversion of
+its result. The other runners are that run for calls that have neither security nor
+dependencies, with those phases left out: every frame avoided on the request path counts (see
+benchmarks/GAPS.md). Generator dependencies are torn down after the response has been sent
+(:class:`DependencyContext`); app-scoped ones at shutdown (:class:`AppScopedValues`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from joey.describe import describe
 from joey.exceptions import MissingCredentials
-from joey.params.extract import Extractor, PathValue, take_connection, take_route
 from joey.params.issues import ValidationIssue, validation_error
-from joey.params.plan import DependencyNode, in_call_order, security_phase
+from joey.params.phases import CallPlan, describe_call
+from joey.params.plan import DependencyNode
 
 logger = logging.getLogger("joey")
 
@@ -155,173 +155,167 @@ def compile_caller(root: DependencyNode, app_values: AppScopedValues,
     ``respond`` turns the handler's result into what the caller wants (for HTTP routes, a
     ``Response``); ``route`` is the route's model (``RouteInfo``), passed to parameters that
     ask for it. Sync handlers run in a worker thread, so they never block the event loop.
-    Each shape of handler gets the shortest closure that can run it; every frame avoided on
-    the request path counts (see benchmarks/GAPS.md).
+
+    Example::
+
+        caller = compile_caller(PlanBuilder({}).build(handler, {}), AppScopedValues(),
+                                to_response)
+        response = await caller(request)
     """
-    func = root.func
-    guards = security_phase(root, describe(func))
-    if guards:
-        return _guarded_caller(root, guards, app_values, respond, route)
-    sync_extractors = _bind_route(root.sync_extractors, route)
-    if not root.dependencies and not root.async_extractors and root.call_style == "async":
-        if not sync_extractors:
-            async def call_bare(connection: Any) -> Any:
-                return respond(await func())
-
-            return call_bare
-        if len(sync_extractors) == 1 and sync_extractors[0][1] is take_connection:
-            # perf: the handler takes only the request: no extraction step at all
-            async def call_with_connection(connection: Any) -> Any:
-                return respond(await func(connection))
-
-            return call_with_connection
-        if path_params and _takes_only_path_values(root, path_params):
-            # perf: the handler takes exactly the path parameters, already typed by the
-            # router: the request's path_params are its keyword arguments
-            async def call_with_path_values(connection: Any) -> Any:
-                return respond(await func(**connection.path_params))
-
-            return call_with_path_values
-
-    if not root.dependencies and not root.async_extractors:
-        is_async = root.call_style == "async"
-
-        async def call_simple(connection: Any) -> Any:
-            issues: list[ValidationIssue] = []
-            kwargs = {name: extract(connection, issues) for name, extract in sync_extractors}
-            if issues:
-                raise validation_error(issues)
-            if is_async:
-                return respond(await func(**kwargs))
-            return respond(await call_node(root, kwargs, None))
-
-        return call_simple
-
-    if not root.dependencies:
-        async_extractors = root.async_extractors
-
-        async def call_extracting(connection: Any) -> Any:
-            # perf: a body but no dependencies: no dependency context to set up
-            issues: list[ValidationIssue] = []
-            kwargs = {name: extract(connection, issues) for name, extract in sync_extractors}
-            for name, extract_async in async_extractors:
-                kwargs[name] = await extract_async(connection, issues)
-            if issues:
-                raise validation_error(issues)
-            return respond(await call_node(root, kwargs, None))
-
-        return call_extracting
-
-    order = in_call_order(root)
-    steps = [(node, _bind_route(node.sync_extractors, route)) for node in order
-             if node.scope != "app"]
-
-    async def call_full(connection: Any) -> Any:
-        # Phase one: extract and validate everything; no user code runs.
-        arguments = await _extract_all(steps, connection)
-        # Phase two: call each dependency once, in order, then the handler.
-        context = DependencyContext(connection)
-        connection.call_on_close(context.close)
-        results: dict[int, Any] = {}
-        await _call_in_order(order, arguments, results, app_values, context)
-        return respond(results[id(root)])
-
-    return call_full
+    return assemble(describe_call(root, respond, path_params, route), app_values)
 
 
-async def _extract_all(steps: list[tuple[DependencyNode, list[tuple[str, Extractor]]]],
-                       connection: Any) -> dict[int, dict[str, Any]]:
-    """Every node's values, read and validated; all problems at once in one 422."""
-    issues: list[ValidationIssue] = []
-    arguments: dict[int, dict[str, Any]] = {}
-    for node, extractors in steps:
+def assemble(call: CallPlan, app_values: AppScopedValues, shape: str | None = None) -> Caller:
+    """The runner of ``call``: the one its shape names, or ``shape``'s (any call can be run
+    by ``guarded``, which runs every phase; the tests compare the two). It is named
+    ``call_<shape>``."""
+    shape = shape or call.shape
+    runner = RUNNERS[shape](call, app_values)
+    runner.__name__ = f"call_{shape}"  # for the full and guarded shapes, which share one
+    return runner
+
+
+def _bare(call: CallPlan, app_values: AppScopedValues) -> Caller:
+    func, respond = call.handler.func, call.respond
+
+    async def call_bare(connection: Any) -> Any:
+        return respond(await func())
+
+    return call_bare
+
+
+def _with_connection(call: CallPlan, app_values: AppScopedValues) -> Caller:
+    # perf: the handler takes only the request: no extraction step at all
+    func, respond = call.handler.func, call.respond
+
+    async def call_with_connection(connection: Any) -> Any:
+        return respond(await func(connection))
+
+    return call_with_connection
+
+
+def _with_path_values(call: CallPlan, app_values: AppScopedValues) -> Caller:
+    # perf: the handler takes exactly the path parameters, already typed by the router: the
+    # request's path_params are its keyword arguments
+    func, respond = call.handler.func, call.respond
+
+    async def call_with_path_values(connection: Any) -> Any:
+        return respond(await func(**connection.path_params))
+
+    return call_with_path_values
+
+
+def _simple(call: CallPlan, app_values: AppScopedValues) -> Caller:
+    # perf: values read without waiting, no dependencies: one comprehension, no per-node dicts
+    handler, respond = call.handler, call.respond
+    func, is_async = handler.func, handler.call_style == "async"
+    (step,) = call.extraction
+    extractors = step.extractors
+
+    async def call_simple(connection: Any) -> Any:
+        issues: list[ValidationIssue] = []
         kwargs = {name: extract(connection, issues) for name, extract in extractors}
-        for name, extract_async in node.async_extractors:
+        if issues:
+            raise validation_error(issues)
+        if is_async:
+            return respond(await func(**kwargs))
+        return respond(await call_node(handler, kwargs, None))
+
+    return call_simple
+
+
+def _extracting(call: CallPlan, app_values: AppScopedValues) -> Caller:
+    # perf: a body but no dependencies: no dependency context, no per-node dicts
+    handler, respond = call.handler, call.respond
+    func, is_async = handler.func, handler.call_style == "async"
+    (step,) = call.extraction
+    extractors, async_extractors = step.extractors, step.async_extractors
+
+    async def call_extracting(connection: Any) -> Any:
+        issues: list[ValidationIssue] = []
+        kwargs = {name: extract(connection, issues) for name, extract in extractors}
+        for name, extract_async in async_extractors:
             kwargs[name] = await extract_async(connection, issues)
-        arguments[id(node)] = kwargs
-    if issues:
-        raise validation_error(issues)
-    return arguments
+        if issues:
+            raise validation_error(issues)
+        if is_async:
+            return respond(await func(**kwargs))
+        return respond(await call_node(handler, kwargs, None))
+
+    return call_extracting
 
 
-async def _call_in_order(order: list[DependencyNode], arguments: dict[int, dict[str, Any]],
-                         results: dict[int, Any], app_values: AppScopedValues,
-                         context: DependencyContext) -> None:
-    """Call each node once, in order (dependencies before their dependents), with the values
-    extracted for it and the results of its dependencies; app-scoped ones come from the app."""
-    for node in order:
-        if node.scope == "app":
-            results[id(node)] = await app_values.get(node)
-            continue
-        kwargs = arguments[id(node)]
-        for dep_name, dependency in node.dependencies:
-            if dep_name is not None:
-                kwargs[dep_name] = results[id(dependency)]
-        results[id(node)] = await call_node(node, kwargs, context)
+def _every_phase(call: CallPlan, app_values: AppScopedValues) -> Caller:
+    """The runner of every phase, in order: the one place the order is written."""
+    security, extraction, dependencies = call.security, call.extraction, call.dependencies
+    handler, respond, tears_down = call.handler, call.respond, call.tears_down
 
-
-def _guarded_caller(root: DependencyNode, guards: list[DependencyNode],
-                    app_values: AppScopedValues, respond: Callable[[Any], Any], route: Any,
-                    ) -> Caller:
-    """The caller of a route with security dependencies: they run first, each as soon as
-    its own few values (a header, a cookie) are read, so a request without credentials is
-    refused before its body is read or validated. The rest runs as in ``call_full``."""
-    guard_ids = {id(node) for node in guards}
-    guard_steps = [(node, _bind_route(node.sync_extractors, route)) for node in guards]
-    steps = [(node, _bind_route(node.sync_extractors, route)) for node in in_call_order(root)
-             if id(node) not in guard_ids and node.scope != "app"]
-    order = [node for node in in_call_order(root) if id(node) not in guard_ids]
-
-    async def call_guarded(connection: Any) -> Any:
-        context = DependencyContext(connection)
-        connection.call_on_close(context.close)
-        results: dict[int, Any] = {}
-        # Phase one: security. Schemes and guards, and what they depend on.
-        for node, extractors in guard_steps:
-            if node.scope == "app":
-                results[id(node)] = await app_values.get(node)
-                continue
-            issues: list[ValidationIssue] = []
-            kwargs = {name: extract(connection, issues) for name, extract in extractors}
+    async def call_every_phase(connection: Any) -> Any:
+        results: dict[DependencyNode, Any] = {}
+        context = DependencyContext(connection) if tears_down else None
+        try:
+            # 1. Security: each guard as soon as its own values are read.
+            for node, extractors, _ in security:
+                if node.scope == "app":
+                    results[node] = await app_values.get(node)
+                    continue
+                issues: list[ValidationIssue] = []
+                kwargs = {name: extract(connection, issues) for name, extract in extractors}
+                if issues:
+                    raise validation_error(issues)
+                try:
+                    results[node] = await _call_with(node, kwargs, results, context)
+                except MissingCredentials:
+                    if not node.optional:
+                        raise
+                    results[node] = None  # optional authentication: no credentials is None
+            # 2. Extraction: everything else, read and validated; no user code runs.
+            issues = []
+            arguments: dict[DependencyNode, dict[str, Any]] = {}
+            for node, extractors, async_extractors in extraction:
+                kwargs = {name: extract(connection, issues) for name, extract in extractors}
+                for name, extract_async in async_extractors:
+                    kwargs[name] = await extract_async(connection, issues)
+                arguments[node] = kwargs
             if issues:
                 raise validation_error(issues)
-            for dep_name, dependency in node.dependencies:
-                if dep_name is not None:
-                    kwargs[dep_name] = results[id(dependency)]
-            if node.optional:
-                try:
-                    results[id(node)] = await call_node(node, kwargs, context)
-                except MissingCredentials:
-                    results[id(node)] = None
+        finally:
+            # after extraction, so teardowns run before the BackgroundTasks it made (the
+            # newest cleanup runs first); and even when a guard refused the request
+            if context is not None:
+                connection.call_on_close(context.close)
+        # 3. Dependencies, each once, in order.
+        for node in dependencies:
+            if node.scope == "app":
+                results[node] = await app_values.get(node)
             else:
-                results[id(node)] = await call_node(node, kwargs, context)
-        # Phase two: extract and validate everything else; no user code runs.
-        arguments = await _extract_all(steps, connection)
-        # Phase three: the other dependencies, in order, then the handler.
-        await _call_in_order(order, arguments, results, app_values, context)
-        return respond(results[id(root)])
+                results[node] = await _call_with(node, arguments[node], results, context)
+        # 4. The handler. 5. Its result converted.
+        return respond(await _call_with(handler, arguments[handler], results, context))
 
-    return call_guarded
+    return call_every_phase
 
 
-def _bind_route(extractors: list[tuple[str, Extractor]], route: Any,
-                ) -> list[tuple[str, Extractor]]:
-    """``extractors`` with the route's model in place of :func:`take_route` (at startup)."""
-    if all(extract is not take_route for _, extract in extractors):
-        return extractors
+def _call_with(node: DependencyNode, kwargs: dict[str, Any], results: dict[DependencyNode, Any],
+               context: DependencyContext | None) -> Awaitable[Any]:
+    """Call ``node`` with its values and its dependencies' results."""
+    for name, dependency in node.dependencies:
+        if name is not None:
+            kwargs[name] = results[dependency]
+    if node.call_style == "async":
+        # perf: an async function is awaited directly, not through call_node's frame
+        result: Awaitable[Any] = node.func(**kwargs)
+        return result
+    return call_node(node, kwargs, context)
 
-    def give_route(connection: Any, issues: list[ValidationIssue]) -> Any:
-        return route
 
-    return [(name, give_route if extract is take_route else extract)
-            for name, extract in extractors]
-
-
-def _takes_only_path_values(node: DependencyNode, route_params: frozenset[str]) -> bool:
-    """Whether ``node``'s arguments are exactly the route's path parameters, as the router
-    typed them."""
-    return (
-        all(isinstance(extract, PathValue) and extract.name == name
-            for name, extract in node.sync_extractors)
-        and {name for name, _ in node.sync_extractors} == route_params
-    )
+#: The runner of each shape of :data:`~joey.params.phases.SHAPES`, by name.
+RUNNERS: dict[str, Callable[[CallPlan, AppScopedValues], Caller]] = {
+    "bare": _bare,
+    "with_connection": _with_connection,
+    "with_path_values": _with_path_values,
+    "simple": _simple,
+    "extracting": _extracting,
+    "full": _every_phase,
+    "guarded": _every_phase,
+}
