@@ -22,9 +22,16 @@ tests run every shape both ways and compare the answers.
 
 Example::
 
-    call = describe_call(plan, to_response, frozenset({"id"}))
-    call.shape   # 'with_path_values' for `async def user(id: int)` on /users/{id:int}
-    call.phases  # ('extraction', 'handler', 'conversion')
+    from joey.params.plan import PlanBuilder
+    from joey.responses import to_response
+
+    async def user(id: int) -> dict[str, int]:     # on /users/{id:int}
+        return {"id": id}
+
+    call = describe_call(PlanBuilder({}).build(user, {"id": int}), to_response,
+                         frozenset({"id"}))
+    assert call.shape == "with_path_values"
+    assert call.phases == ("extraction", "handler", "conversion")
 """
 
 from __future__ import annotations
@@ -60,11 +67,8 @@ class Step(NamedTuple):
 class CallPlan:
     """One route's call, phase by phase (see the module docstring). Built once, at startup.
 
-    Example::
-
-        call = describe_call(plan, to_response)
-        call.security      # (Step(node=<bearer>, ...), Step(node=<current_user>, ...))
-        call.shape         # 'guarded'
+    Its ``security`` holds a step per security dependency (``shape`` is then
+    ``"guarded"``), ``extraction`` and ``dependencies`` the other phases' steps.
     """
 
     __slots__ = ("dependencies", "extraction", "handler", "reads", "respond", "security",

@@ -158,9 +158,16 @@ def compile_caller(root: DependencyNode, app_values: AppScopedValues,
 
     Example::
 
-        caller = compile_caller(PlanBuilder({}).build(handler, {}), AppScopedValues(),
+        from joey.params.plan import PlanBuilder
+        from joey.responses import to_response
+
+        async def hello() -> str:
+            return "hi"
+
+        caller = compile_caller(PlanBuilder({}).build(hello, {}), AppScopedValues(),
                                 to_response)
-        response = await caller(request)
+        response = await caller(None)      # the connection: unused by this handler
+        assert response.body == b"hi"
     """
     return assemble(describe_call(root, respond, path_params, route), app_values)
 
