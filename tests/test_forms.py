@@ -506,3 +506,38 @@ def test_form_limits_still_bound_the_body() -> None:
     with TestClient(app) as client:
         r = client.post("/small", data={"a": "x" * 2000})
         assert r.status_code == 413
+
+
+def test_a_file_where_text_is_wanted_and_text_where_a_file_is_are_a_422() -> None:
+    # Found by make fuzz: a part sent with a filename reached a str parameter as an
+    # UploadFile (a 500 when the handler used it as text); a text field reached UploadFile.
+    from typing import Annotated
+
+    from joey import App, Form
+    from joey.testing import TestClient
+
+    app = App()
+
+    @app.post("/text")
+    async def text(name: Annotated[str, Form()], age: Annotated[int, Form()] = 0,
+                   tags: Annotated[list[str], Form()] = []) -> list[object]:  # noqa: B006
+        return [name, age, tags]
+
+    @app.post("/file")
+    async def file(upload: UploadFile) -> str:
+        return (await upload.read()).decode()
+
+    with TestClient(app) as client:
+        for field in ("name", "age", "tags"):
+            sent = client.post("/text", data={"name": "ann"} if field != "name" else {},
+                               files={field: ("x.txt", b"", "text/plain")})
+            assert sent.status_code == 422, sent.text
+            [issue] = sent.json()["errors"]
+            assert (issue["loc"], issue["name"], issue["message"]) == (
+                "form", field, "Expected a text field, got a file")
+        assert client.post("/text", data={"name": "ann", "tags": ["a", "b"]}).json() == [
+            "ann", 0, ["a", "b"]]
+        wrong = client.post("/file", data={"upload": "not a file"})
+        assert wrong.status_code == 422
+        assert wrong.json()["errors"][0]["message"] == "Expected a file, got a text field"
+        assert client.post("/file", files={"upload": ("a.txt", b"data")}).text == "data"

@@ -67,6 +67,12 @@ def test_any_json_body_is_answered_through_the_handlers(request: RawRequest) -> 
     check(request, asyncio.run(serve(app, request)))
 
 
+# A file part where the route wants text: the handler got an UploadFile as its str (found by
+# make fuzz).
+@example(RawRequest("POST", b"/f/fields", [
+    (b"content-type", b"multipart/form-data; boundary=xyz")],
+    b'--xyz\r\nContent-Disposition: form-data; name="name"; filename=""\r\n\r\n\r\n'
+    b"--xyz--\r\n"))
 @given(requests(area="f"))
 @fuzz_settings(100)
 def test_any_form_is_answered_through_the_handlers(request: RawRequest) -> None:

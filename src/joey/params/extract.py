@@ -14,6 +14,7 @@ document from the route model: no other code decides which errors a parameter ca
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from types import UnionType
 from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import msgspec
@@ -40,6 +41,7 @@ from joey.params.typeinfo import (
     base_type,
     is_pydantic_model,
     is_sequence,
+    is_upload_file,
     strip_none,
     strip_optional,
 )
@@ -391,11 +393,25 @@ _PYDANTIC_TYPES = {
 # --- forms ------------------------------------------------------------------------------------
 
 
+def _form_value_kinds(annotation: Any) -> tuple[bool, bool]:
+    """Whether a form parameter takes uploaded files, and whether it takes text fields."""
+    base = base_type(annotation)
+    if is_sequence(annotation):
+        args = get_args(base)
+        base = base_type(args[0]) if args else Any
+    if base is Any:
+        return True, True
+    options = get_args(base) if isinstance(base, UnionType) else (base,)
+    return (any(is_upload_file(o) for o in options),
+            any(not is_upload_file(o) for o in options))
+
+
 def form_extractor(info: ParamInfo, whole: bool) -> AsyncExtractor:
     """One field of the form (``whole=False``) or the whole form as a structured type."""
     annotation, default, key = info.annotation, info.default, info.key
     base = base_type(annotation)
     field_annotation = strip_none(annotation)  # one field is text: never null (see above)
+    takes_files, takes_text = _form_value_kinds(annotation)
 
     async def extract_form(request: Request, issues: list[ValidationIssue]) -> Any:
         content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -423,8 +439,14 @@ def form_extractor(info: ParamInfo, whole: bool) -> AsyncExtractor:
                 return default
             issues.append(ValidationIssue("form", key, "Field required"))
             return None
+        # A part sent with a filename is a file, whatever the parameter asked for: a file
+        # where text is wanted (or text where a file is) is the client's mistake, a 422.
+        if any((not takes_text) if isinstance(v, str) else (not takes_files) for v in values):
+            issues.append(ValidationIssue("form", key, "Expected a text field, got a file"
+                                          if takes_text else "Expected a file, got a text field"))
+            return None
         raw: Any = values if is_sequence(annotation) else values[-1]
-        if base is Any or base is str or not isinstance(raw, str | list):
+        if base is Any or base is str or takes_files or not isinstance(raw, str | list):
             return raw
         return convert_or_report(raw, field_annotation, "form", key, issues)
 
