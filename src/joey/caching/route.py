@@ -292,7 +292,7 @@ class RouteCaching:
         if self.vary:
             _add_vary(headers.raw, self.vary_header)
         method = request.method
-        complete = type(response).__call__ is Response.__call__  # the body is in memory
+        complete = _body_in_memory(response)
         if complete and status == 200 and method in SAFE_METHODS:
             if pending is not None and pending.validators is not None:
                 for name, value in pending.validators.headers():
@@ -393,3 +393,15 @@ def _add_vary(raw: RawHeaders, names: str) -> None:
         seen = {token.lower() for token in existing}
         existing.extend(n.strip() for n in names.split(",") if n.strip().lower() not in seen)
     raw[:] = [*rest, (b"vary", ", ".join(existing).encode("latin-1"))]
+
+
+def _body_in_memory(response: Response) -> bool:
+    """Whether ``response`` sends the body it holds (``Response.__call__``), not a stream or a
+    file. Read along the MRO: in the compiled build every class of ``joey.responses`` has a
+    ``__call__`` of its own, all of them Response's."""
+    for cls in type(response).__mro__:
+        if cls is Response:
+            return True
+        if "__call__" in vars(cls) and cls.__module__ != "joey.responses":
+            return False
+    return False
