@@ -270,6 +270,8 @@ class Request(HTTPConnection):
             if key.lower() == "charset" and value:
                 charset = value.strip('"')
         try:
+            if "\x00" in charset:  # the compiled build decodes "utf\\x00-8" as UTF-8
+                raise LookupError(charset)
             text: str = body.decode(charset)
             return text
         except UnicodeDecodeError:
