@@ -13,12 +13,14 @@ Every call runs the same phases, in the same order (:data:`PHASES`):
 
 :func:`describe_call` reads a handler's plan into a :class:`CallPlan` once, at startup: the
 steps of each phase, what the extraction phase reads, and the call's *shape*: the first row of
-:data:`SHAPES` that the call fits. :mod:`joey.params.run` has one runner per shape. The runner
-of the last rows runs the five phases exactly as listed above; it is the only place that order
-is written. Every other row is a call with no security and no dependencies, and its runner is
-that same run with those phases left out (and, where there is nothing to validate, with the
-extraction folded into the call: ``bare``, ``with_connection``, ``with_path_values``). The
-tests run every shape both ways and compare the answers.
+:data:`SHAPES` that the call fits; :data:`joey.params.run.RUNNERS` maps each shape to the
+function that assembles its runner. The last two rows, ``full`` and ``guarded``, share one
+runner, which runs the five phases exactly as listed above: it is the only place that order is
+written. Every other row is a fast path for a call with no security and no dependencies, and
+its runner is that same run with those phases left out (and, where there is nothing to
+validate, with the extraction folded into the call: ``bare``, ``with_connection``,
+``with_path_values``). The tests run every shape both ways and compare the answers; a new fast
+path is a row here, a runner there, and a case in those tests.
 
 Example::
 
