@@ -28,6 +28,7 @@ from joey import (
     Router,
     StreamingResponse,
 )
+from joey.params.returns import return_converter
 from joey.testing import LifespanError, TestClient
 
 
@@ -861,6 +862,30 @@ def test_return_annotation_none_and_invalid_values() -> None:
     failed = client.get("/invalid")
     assert failed.status_code == 500
     assert "not a number" not in failed.text
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value"),
+    [(list[NoteOut], [NoteOut(1, "one"), NoteOut(2, "two")]),
+     (tuple[NoteOut, ...], (NoteOut(1, "one"),)),
+     (dict[str, NoteData], {"first": NoteData(1, "one")}),
+     (list[NoteOut] | None, [NoteOut(1, "one")]),
+     (list[NoteOut | None], [None, NoteOut(1, "one")])],
+)
+def test_values_already_of_the_declared_type_pass_through_unconverted(
+    annotation: Any, value: Any
+) -> None:
+    # -> list[World] returning Structs: a type check per item, not a second conversion (a
+    # copy of every row: 7-14 us for 20 rows in the TechEmpower-style queries).
+    async def handler() -> None: ...
+
+    convert = return_converter(handler, annotation)
+    assert convert is not None
+    assert convert(value) is value
+    mixed = convert([*value, OrmRow(3, "three")]) if isinstance(value, list) else None
+    if mixed is not None:  # one item that is not a NoteOut yet: the whole list is converted
+        assert [item.title for item in mixed if item is not None][-1] == "three"
+        assert all(isinstance(item, NoteOut | None) for item in mixed)
 
 
 # --- Body(embed=True): a parameter read from one key of the JSON body ---------------------------

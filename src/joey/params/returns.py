@@ -46,10 +46,10 @@ def return_converter(func: Callable[..., Any], annotation: Any) -> Callable[[Any
         msgspec.inspect.type_info(target)
     except TypeError:
         return None  # a type msgspec cannot check: the value decides, as before
-    exact = target if isinstance(target, type) and not typing.is_typeddict(target) else None
+    already = _already_checker(target)
 
     def convert(value: Any) -> Any:
-        if exact is not None and isinstance(value, exact):
+        if already is not None and already(value):
             return value
         try:
             return msgspec.convert(prepare(value), target, from_attributes=True)
@@ -58,6 +58,47 @@ def return_converter(func: Callable[..., Any], annotation: Any) -> Callable[[Any
                             f"{_type_name(target)}: {exc}") from exc
 
     return convert
+
+
+def _already_checker(tp: Any) -> Callable[[Any], bool] | None:
+    """A test, built once, of whether a value already is what ``tp`` declares, so that it
+    passes through without a second conversion: an instance of a declared class, and lists,
+    tuples, sets and ``dict[str, ...]`` whose items all are (``-> list[World]`` returning
+    Structs costs a type check per item, not a conversion). ``None`` where the annotation
+    has no such shortcut (``TypedDict``, literals, constrained types): msgspec converts."""
+    if isinstance(tp, type) and is_structured_class(tp) and not typing.is_typeddict(tp):
+        return lambda value: isinstance(value, tp)
+    origin, args = get_origin(tp), get_args(tp)
+    if (origin in (list, set, frozenset) and len(args) == 1) or (
+            origin is tuple and len(args) == 2 and args[1] is Ellipsis):
+        each = _already_checker(args[0])
+        if each is None:
+            return None
+        container = origin
+
+        def all_items(value: Any) -> bool:
+            return type(value) is container and all(map(each, value))
+
+        return all_items
+    if origin is dict and len(args) == 2 and args[0] is str:
+        item = _already_checker(args[1])
+        if item is None:
+            return None
+
+        def all_values(value: Any) -> bool:
+            return (type(value) is dict and all(type(key) is str for key in value)
+                    and all(map(item, value.values())))
+
+        return all_values
+    if origin in (typing.Union, types.UnionType):
+        members = [arg for arg in args if arg is not type(None)]
+        if len(members) != 1:
+            return None
+        inner = _already_checker(members[0])
+        if inner is None:
+            return None
+        return lambda value: value is None or inner(value)
+    return None
 
 
 def _identity(value: Any) -> Any:
