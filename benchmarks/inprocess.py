@@ -47,8 +47,8 @@ class Worker:
     async def _start(self, scenario: Scenario) -> tuple[driver.Lifespan, float]:
         """Build the scenario's app and run its lifespan startup; return it and the time taken."""
         started = time.perf_counter()
-        if scenario.app == "routes":
-            app = self.module.build_routes_app(scenario.routes)
+        if scenario.app in ("routes", "prefixed"):
+            app = getattr(self.module, f"build_{scenario.app}_app")(scenario.routes)
         elif scenario.app == "middleware":
             app = self.module.build_middleware_app()
         elif scenario.app in ("security", "ratelimit", "caching"):
@@ -63,7 +63,7 @@ class Worker:
         return lifespan, time.perf_counter() - started
 
     async def _app_for(self, scenario: Scenario) -> tuple[driver.Lifespan, float | None]:
-        if scenario.app == "routes":  # large; built for one scenario and then dropped
+        if scenario.app in ("routes", "prefixed"):  # built for one scenario, then dropped
             return await self._start(scenario)
         if scenario.app not in self._shared:
             self._shared[scenario.app], _ = await self._start(scenario)
@@ -99,7 +99,7 @@ class Worker:
                 result["lifespan"] = lifespan.startup_error
             return result
         finally:
-            if scenario.app == "routes":
+            if scenario.app in ("routes", "prefixed"):
                 await lifespan.stop()
 
     async def _verify_and_time(

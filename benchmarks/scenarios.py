@@ -10,11 +10,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AppKind = Literal["main", "routes", "middleware", "security", "ratelimit", "caching"]
+AppKind = Literal["main", "routes", "prefixed", "middleware", "security", "ratelimit", "caching"]
 
 ITEM = {"name": "widget", "price": 9.5, "tags": ["a", "b"]}
 WS_MESSAGE = "hello, websocket"
 ROUTE_COUNTS = (20, 1_000, 10_000)
+PREFIXED_RESOURCES = 100  # three routes each, all under /api/v1/
 BEARER = b"Bearer bench-token"  # the token the security app's scheme accepts
 PARAM_ID = 42
 
@@ -105,6 +106,17 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario("not_found", "404", "main", "/does/not/exist", status=404),
     *(_routes(n) for n in ROUTE_COUNTS),
+    # Issue 29: routes sharing their first segments (a tree's worst case, and what real APIs
+    # look like): 300 routes under /api/v1/, a list, an item and a nested item per resource;
+    # the last one is requested.
+    Scenario(
+        "prefixed_300",
+        f"last of {3 * PREFIXED_RESOURCES} routes under /api/v1/",
+        "prefixed",
+        f"/api/v1/res{PREFIXED_RESOURCES - 1}/{PARAM_ID}/sub/7",
+        routes=PREFIXED_RESOURCES,
+        text=f"res{PREFIXED_RESOURCES - 1}:{PARAM_ID}:7",
+    ),
     Scenario(
         "middleware",
         "3 no-op middlewares + plaintext",

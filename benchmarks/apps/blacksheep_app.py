@@ -72,6 +72,29 @@ def build_routes_app(n: int) -> Application:
     return Application(router=router)
 
 
+def _resource_handlers(name: str) -> tuple[Callable[..., Awaitable[Response]], ...]:
+    async def listing() -> Response:
+        return text(name)
+
+    async def item(item_id: int) -> Response:
+        return text(f"{name}:{item_id}")
+
+    async def nested(item_id: int, sub_id: int) -> Response:
+        return text(f"{name}:{item_id}:{sub_id}")
+
+    return listing, item, nested
+
+
+def build_prefixed_app(resources: int) -> Application:
+    router = Router()
+    for i in range(resources):
+        listing, item, nested = _resource_handlers(f"res{i}")
+        router.add_get(f"/api/v1/res{i}", listing)
+        router.add_get(f"/api/v1/res{i}/{{int:item_id}}", item)
+        router.add_get(f"/api/v1/res{i}/{{int:item_id}}/sub/{{int:sub_id}}", nested)
+    return Application(router=router)
+
+
 async def _noop(request: Request, handler: Callable[[Request], Awaitable[Response]]) -> Response:
     return await handler(request)
 

@@ -88,6 +88,39 @@ def build_routes_app(n: int) -> falcon.asgi.App:
     return app
 
 
+class ResourceList:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def on_get(self, req: Request, resp: Response) -> None:
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = self.name
+
+
+class ResourceItem(ResourceList):
+    async def on_get(self, req: Request, resp: Response, item_id: int) -> None:  # type: ignore[override]
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = f"{self.name}:{item_id}"
+
+
+class ResourceNested(ResourceList):
+    async def on_get(  # type: ignore[override]
+        self, req: Request, resp: Response, item_id: int, sub_id: int
+    ) -> None:
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = f"{self.name}:{item_id}:{sub_id}"
+
+
+def build_prefixed_app(resources: int) -> falcon.asgi.App:
+    app = falcon.asgi.App()
+    for i in range(resources):
+        name = f"res{i}"
+        app.add_route(f"/api/v1/{name}", ResourceList(name))
+        app.add_route(f"/api/v1/{name}/{{item_id:int}}", ResourceItem(name))
+        app.add_route(f"/api/v1/{name}/{{item_id:int}}/sub/{{sub_id:int}}", ResourceNested(name))
+    return app
+
+
 class NoOpMiddleware:
     async def process_request(self, req: Request, resp: Response) -> None:
         pass

@@ -73,6 +73,30 @@ def build_routes_app(n: int) -> FastAPI:
     return app
 
 
+def _resource_handlers(name: str) -> tuple[Callable[..., Awaitable[str]], ...]:
+    async def listing() -> str:
+        return name
+
+    async def item(item_id: int) -> str:
+        return f"{name}:{item_id}"
+
+    async def nested(item_id: int, sub_id: int) -> str:
+        return f"{name}:{item_id}:{sub_id}"
+
+    return listing, item, nested
+
+
+def build_prefixed_app(resources: int) -> FastAPI:
+    app = FastAPI()
+    for i in range(resources):
+        listing, item, nested = _resource_handlers(f"res{i}")
+        text = {"response_class": PlainTextResponse}
+        app.get(f"/api/v1/res{i}", **text)(listing)  # type: ignore[arg-type]
+        app.get(f"/api/v1/res{i}/{{item_id}}", **text)(item)  # type: ignore[arg-type]
+        app.get(f"/api/v1/res{i}/{{item_id}}/sub/{{sub_id}}", **text)(nested)  # type: ignore[arg-type]
+    return app
+
+
 class NoOpMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -62,6 +62,30 @@ def build_routes_app(n: int) -> App:
     return app
 
 
+def _resource_handlers(name: str) -> tuple[Callable[..., Awaitable[str]], ...]:
+    async def listing() -> str:
+        return name
+
+    async def item(item_id: int) -> str:
+        return f"{name}:{item_id}"
+
+    async def nested(item_id: int, sub_id: int) -> str:
+        return f"{name}:{item_id}:{sub_id}"
+
+    return listing, item, nested
+
+
+def build_prefixed_app(resources: int) -> App:
+    """Three routes per resource, all under /api/v1/ (a list, an item, a nested item)."""
+    app = App()
+    for i in range(resources):
+        listing, item, nested = _resource_handlers(f"res{i}")
+        app.get(f"/api/v1/res{i}")(listing)
+        app.get(f"/api/v1/res{i}/{{item_id:int}}")(item)
+        app.get(f"/api/v1/res{i}/{{item_id:int}}/sub/{{sub_id:int}}")(nested)
+    return app
+
+
 async def _noop(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
     return await call_next(request)
 

@@ -71,6 +71,33 @@ def build_routes_app(n: int) -> Litestar:
     return Litestar(route_handlers=handlers)
 
 
+def _resource_handlers(name: str) -> tuple[Callable[..., Awaitable[str]], ...]:
+    async def listing() -> str:
+        return name
+
+    async def item(item_id: int) -> str:
+        return f"{name}:{item_id}"
+
+    async def nested(item_id: int, sub_id: int) -> str:
+        return f"{name}:{item_id}:{sub_id}"
+
+    return listing, item, nested
+
+
+def build_prefixed_app(resources: int) -> Litestar:
+    handlers = []
+    for i in range(resources):
+        listing, item, nested = _resource_handlers(f"res{i}")
+        base = f"/api/v1/res{i}"
+        handlers += [
+            get(base, media_type=MediaType.TEXT, name=f"res{i}-list")(listing),
+            get(f"{base}/{{item_id:int}}", media_type=MediaType.TEXT, name=f"res{i}-item")(item),
+            get(f"{base}/{{item_id:int}}/sub/{{sub_id:int}}", media_type=MediaType.TEXT,
+                name=f"res{i}-nested")(nested),
+        ]
+    return Litestar(route_handlers=handlers)
+
+
 def _noop_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         await app(scope, receive, send)

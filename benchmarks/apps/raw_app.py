@@ -155,6 +155,30 @@ def build_routes_app(n: int) -> ASGIApp:
     return app
 
 
+def build_prefixed_app(resources: int) -> ASGIApp:
+    # /api/v1/res{i}[/{item_id:int}[/sub/{sub_id:int}]]: split once, one dict lookup.
+    names = {f"res{i}" for i in range(resources)}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return await _lifespan(receive, send)
+        parts = scope["path"].split("/")  # ["", "api", "v1", name, item_id, "sub", sub_id]
+        if len(parts) < 4 or parts[1] != "api" or parts[2] != "v1" or parts[3] not in names:
+            return await _not_found(scope, receive, send)
+        name, rest = parts[3], parts[4:]
+        if not rest:
+            body = name
+        elif len(rest) == 1 and rest[0].isdigit():
+            body = f"{name}:{int(rest[0])}"
+        elif len(rest) == 3 and rest[1] == "sub" and rest[0].isdigit() and rest[2].isdigit():
+            body = f"{name}:{int(rest[0])}:{int(rest[2])}"
+        else:
+            return await _not_found(scope, receive, send)
+        await _respond(send, 200, _TEXT, body.encode())
+
+    return app
+
+
 def _noop_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         await app(scope, receive, send)

@@ -83,6 +83,33 @@ def build_routes_app(n: int) -> ASGIApp:
     )
 
 
+def _resource_endpoints(name: str):  # type: ignore[no-untyped-def]
+    async def listing(request: Request) -> Response:
+        return PlainTextResponse(name)
+
+    async def item(request: Request) -> Response:
+        return PlainTextResponse(f"{name}:{request.path_params['item_id']}")
+
+    async def nested(request: Request) -> Response:
+        params = request.path_params
+        return PlainTextResponse(f"{name}:{params['item_id']}:{params['sub_id']}")
+
+    return listing, item, nested
+
+
+def build_prefixed_app(resources: int) -> ASGIApp:
+    routes = []
+    for i in range(resources):
+        listing, item, nested = _resource_endpoints(f"res{i}")
+        base = f"/api/v1/res{i}"
+        routes += [
+            Route(base, listing),
+            Route(f"{base}/{{item_id:int}}", item),
+            Route(f"{base}/{{item_id:int}}/sub/{{sub_id:int}}", nested),
+        ]
+    return Starlette(routes=routes)
+
+
 class NoOpMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
