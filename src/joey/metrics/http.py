@@ -58,6 +58,21 @@ class HTTPMetrics:
         self.active = Gauge(
             "http_server_active_requests", "HTTP requests in flight",
             ["http_request_method"], registry=registry, multiprocess_mode="livesum")
+        # perf: a series' children looked up once (labels() validates and locks on each call);
+        # as bounded as the series themselves
+        self._observers: dict[tuple[str, str, int], tuple[Callable[[float], None], ...]] = {}
+        self._in_flight: dict[str, Any] = {}
+
+    def _observers_for(self, labels: tuple[str, str, int]) -> tuple[Callable[[float], None], ...]:
+        values = (labels[0], labels[1], str(labels[2]))
+        found = self._observers[labels] = tuple(
+            family.labels(*values).observe
+            for family in (self.duration, self.request_size, self.response_size))
+        return found
+
+    def _in_flight_child(self, method: str) -> Any:
+        child = self._in_flight[method] = self.active.labels(method)
+        return child
 
     def instrument(self, engine: Engine, serve: ServeHTTP, skip: str | None) -> ServeHTTP:
         """Label ``engine``'s pipelines with their templates (the one at ``skip`` with None:
@@ -70,9 +85,8 @@ class HTTPMetrics:
                 endpoint.fallback = _labelled(endpoint.fallback, template)
         engine.not_found = _labelled(engine.not_found, "")
         engine.bad_target = _labelled(engine.bad_target, "")
-        duration, request_size, response_size = (
-            self.duration, self.request_size, self.response_size)
-        active = self.active
+        observers = self._observers
+        in_flight_of = self._in_flight
 
         async def measured(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["path"] == skip:  # the scrape: not counted, not even while in flight
@@ -81,7 +95,7 @@ class HTTPMetrics:
             method: str = scope["method"]
             if method not in KNOWN_METHODS:
                 method = "_OTHER"
-            in_flight = active.labels(method)
+            in_flight = in_flight_of.get(method) or self._in_flight_child(method)
             in_flight.inc()
             started = time.perf_counter()
             status = 0
@@ -114,10 +128,11 @@ class HTTPMetrics:
                 if route is _UNSET:  # a mounted app, or the app raised before routing
                     route = _mount_prefix(engine, scope)
                 if route is not None:
-                    labels = (method, route, str(status or CLIENT_CLOSED))
-                    duration.labels(*labels).observe(time.perf_counter() - started)
-                    request_size.labels(*labels).observe(received)
-                    response_size.labels(*labels).observe(sent)
+                    labels = (method, route, status or CLIENT_CLOSED)
+                    observe = observers.get(labels) or self._observers_for(labels)
+                    observe[0](time.perf_counter() - started)
+                    observe[1](received)
+                    observe[2](sent)
 
         return measured
 
