@@ -306,6 +306,26 @@ async def test_channels_report_subscribers_publishes_deliveries_and_drops() -> N
     assert value(found, "joey_channel_messages_dropped_total", overflow="disconnect") == 1
 
 
+class DownQueue:
+    """A shared task queue (as RedisTasks is) that cannot be read."""
+
+    async def overview(self) -> dict[str, dict[str, int]]:
+        raise ConnectionError("down")
+
+
+async def test_a_queue_that_cannot_be_read_is_left_out_of_the_scrape(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+    metrics.tasks.watch(DownQueue())
+    async with AsyncTestClient(App(metrics=metrics)) as client:
+        scrape = await client.get("/metrics")
+    assert scrape.status_code == 200
+    assert "joey_tasks_in_redis" not in scrape.text
+    assert "http_server_request_duration_seconds" in scrape.text
+    assert "the task queue cannot be read" in caplog.text
+
+
 class BrokenRateLimits:
     """A rate-limit backend that is down."""
 

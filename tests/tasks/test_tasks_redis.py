@@ -392,3 +392,9 @@ async def test_runs_are_reported_to_the_apps_metrics(backend: RedisTasks) -> Non
                          "runs": 1, "queued": 0}
     assert broken_counts == {"enqueued": 1, "started": 2, "succeeded": 0, "failed": 2,
                              "dead": 1, "runs": 2, "queued": 0}
+    # what is in Redis is read at the scrape
+    await backend.options(delay=3600).enqueue(ok)
+    await metrics.refresh()
+    text = metrics.exposition()[0].decode()
+    assert 'joey_tasks_in_redis{state="scheduled",task="ok"} 1.0' in text
+    assert 'joey_tasks_in_redis{state="dead",task="broken"} 1.0' in text

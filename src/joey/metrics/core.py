@@ -5,6 +5,7 @@ session middleware)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError(
         "joey.metrics needs prometheus_client: pip install 'joey[metrics]'") from exc
 
-from joey.metrics.families import ChannelMetrics, RateLimitMetrics, TaskMetrics
+from joey.metrics.families import ChannelMetrics, QueueCollector, RateLimitMetrics, TaskMetrics
 from joey.metrics.http import HTTPMetrics
 from joey.requests import Request
 from joey.responses import Response
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     ServeHTTP = Callable[[Scope, Receive, Send], Any]
 
 __all__ = ["DURATION_BUCKETS", "SIZE_BUCKETS", "Metrics"]
+
+logger = logging.getLogger("joey")
 
 #: seconds: the boundaries OpenTelemetry's HTTP semantic conventions advise for
 #: ``http.server.request.duration``
@@ -87,6 +90,9 @@ class Metrics:
         self.tasks = TaskMetrics(own)
         self.channels = ChannelMetrics(own)
         self.rate_limits = RateLimitMetrics(own)
+        # read by the scraping process alone: never written to the multiprocess files
+        self._queues = QueueCollector()
+        self.registry.register(self._queues)
         self.session_store_errors = Counter(
             "joey_session_store_errors", "Session store failures, by operation",
             ["operation"], registry=own)
@@ -105,8 +111,27 @@ class Metrics:
         encode, content_type = choose_encoder(accept)
         return encode(self.registry), content_type
 
+    async def refresh(self) -> None:
+        """Read what is measured at the scrape: the tasks in a Redis queue (the scrape route
+        does it; call it before :meth:`exposition` when you serve that yourself). A queue that
+        cannot be read within 2 seconds is left out of this scrape, and logged."""
+        if not self.tasks.overviews:
+            return
+        counts: dict[str, dict[str, int]] = {}
+        for overview in self.tasks.overviews:
+            try:
+                async with asyncio.timeout(2):
+                    counts.update(await overview())
+            except Exception as exc:
+                logger.warning("Metrics: the task queue cannot be read (%r); the scrape "
+                               "leaves joey_tasks_in_redis out", exc)
+                self._queues.counts = None
+                return
+        self._queues.counts = counts
+
     async def _scrape(self, request: Request) -> Response:
         accept = request.headers.get("accept", "")
+        await self.refresh()
         if self.multiprocess_dir is None:
             body, content_type = self.exposition(accept)
         else:  # reads a file per worker and metric type: not on the event loop

@@ -4,7 +4,12 @@ without it, the part holds ``None`` and reports nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = ["TASK_BUCKETS", "ChannelMetrics", "RateLimitMetrics", "TaskMetrics"]
 
@@ -34,6 +39,15 @@ class TaskMetrics:
         self.queued = Gauge("joey_tasks_queued",
                             "Tasks waiting to start (in-memory queues of every worker)",
                             registry=registry, multiprocess_mode="livesum")
+        #: what a scrape asks for the tasks in a shared queue (RedisTasks.overview)
+        self.overviews: list[Callable[[], Awaitable[dict[str, dict[str, int]]]]] = []
+
+    def watch(self, backend: Any) -> None:
+        """Have scrapes read ``backend``'s queue if it is shared (it has ``overview()``: the
+        counts are in Redis, the same for every worker; read once per scrape)."""
+        overview = getattr(backend, "overview", None)
+        if overview is not None and overview not in self.overviews:
+            self.overviews.append(overview)
 
     def ran(self, task: str, seconds: float, outcome: str) -> None:
         """One attempt of ``task`` ended: ``outcome`` is "succeeded", "failed" or "dead"
@@ -71,3 +85,22 @@ class RateLimitMetrics:
             "joey_rate_limit_decisions", "Rate limit decisions, by limit and decision "
             "(allowed, limited; failed_open and unavailable when the backend failed)",
             ["limit", "decision"], registry=registry)
+
+
+class QueueCollector(Collector):
+    """``joey_tasks_in_redis{task, state}``: the tasks of the shared queues as the last scrape
+    read them (:meth:`~joey.metrics.Metrics.refresh` fills :attr:`counts`)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, int]] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.counts is None:  # no shared queue, or it could not be read
+            return
+        family = GaugeMetricFamily(
+            "joey_tasks_in_redis", "Tasks in the Redis queue, by task and state (queued, "
+            "running, scheduled, dead), read at the scrape", labels=["task", "state"])
+        for task, places in sorted((self.counts or {}).items()):
+            for state, count in places.items():
+                family.add_metric([task, state], count)
+        yield family

@@ -128,6 +128,7 @@ class TaskBackend(ABC):
         """Report enqueues, attempts and their outcomes to ``metrics`` (an app with
         ``metrics=`` calls this for its task queue)."""
         self._metrics = metrics
+        metrics.watch(self)
 
     # -- registration -------------------------------------------------------------------------
 
