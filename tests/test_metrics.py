@@ -227,9 +227,11 @@ def test_joey_run_prepares_the_multiprocess_directory(
     (given / "counter_123.db").write_bytes(b"old")
     (given / "notes.txt").write_text("mine")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
-    with _metrics_directory(2):
-        assert sorted(p.name for p in given.iterdir()) == ["notes.txt"]
-    assert given.is_dir()
+    for workers in (1, 2):
+        with _metrics_directory(workers):
+            assert sorted(p.name for p in given.iterdir()) == ["notes.txt"]
+        assert given.is_dir()
+        (given / "gauge_livesum_123.db").write_bytes(b"old")
 
 
 # -- tasks, channels, rate limits, sessions ---------------------------------------------------

@@ -13,10 +13,10 @@ streams and closes WebSockets with 1001 before uvicorn's own shutdown (see
 current directory) and restarts the server when one changes.
 
 With ``--workers N`` (N > 1), the workers share one ``PROMETHEUS_MULTIPROC_DIR`` so that a scrape
-of an app with ``metrics=`` (:mod:`joey.metrics`) adds up the values of all of them: a given
-directory is emptied of the previous run's files at start; without one, the command makes a
-temporary directory and removes it when it ends. It is set before the app is imported (by this
-process too), as prometheus_client requires.
+of an app with ``metrics=`` (:mod:`joey.metrics`) adds up the values of all of them: without
+one, the command makes a temporary directory and removes it when it ends; a given directory
+(with any number of workers) is emptied of the previous run's files at start. It is set
+before the app is imported (by this process too), as prometheus_client requires.
 """
 
 from __future__ import annotations
@@ -116,11 +116,11 @@ _METRIC_FILE_PREFIXES = ("counter_", "gauge_", "histogram_", "summary_")
 @contextlib.contextmanager
 def _metrics_directory(workers: int) -> Iterator[None]:
     """A ``PROMETHEUS_MULTIPROC_DIR`` shared by the ``workers`` processes (see the module
-    docstring); nothing for one process."""
-    if workers < 2:
+    docstring): one given is emptied, whatever ``workers``; none is made for one process."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if not given and workers < 2:
         yield
         return
-    given = os.environ.get(MULTIPROC_ENV)
     if given:
         os.makedirs(given, exist_ok=True)
         for name in os.listdir(given):  # a previous run's counts would be added to this one's
