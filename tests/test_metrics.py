@@ -393,3 +393,25 @@ def test_session_store_errors_are_counted() -> None:
     assert value(found, "joey_session_store_errors_total", operation="load") == 1
     assert value(found, "joey_session_store_errors_total", operation="save") == 1
     assert requests(found, "/me", "503") == 1
+
+
+async def test_a_client_gone_before_the_response_counts_as_499() -> None:
+    metrics = Metrics()
+    app = items_app(metrics)
+    app.freeze()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/echo", "raw_path": b"/echo",
+             "query_string": b"", "root_path": "", "headers": [(b"content-length", b"10")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent == []
+    found = samples(metrics.exposition()[0].decode())
+    assert requests(found, "/echo", "499", method="POST") == 1
