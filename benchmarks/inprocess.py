@@ -51,9 +51,9 @@ class Worker:
             app = getattr(self.module, f"build_{scenario.app}_app")(scenario.routes)
         elif scenario.app == "middleware":
             app = self.module.build_middleware_app()
-        elif scenario.app in ("security", "ratelimit", "caching"):
+        elif scenario.app in ("security", "ratelimit", "caching", "metrics"):
             build = getattr(self.module, f"build_{scenario.app}_app", None)
-            if build is None:  # a framework without built-in security, rate limits or caches
+            if build is None:  # without built-in security, rate limits, caches or metrics
                 raise NotImplementedError
             app = build()
         else:

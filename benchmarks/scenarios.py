@@ -10,7 +10,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AppKind = Literal["main", "routes", "prefixed", "middleware", "security", "ratelimit", "caching"]
+AppKind = Literal[
+    "main", "routes", "prefixed", "middleware", "security", "ratelimit", "caching", "metrics"
+]
 
 ITEM = {"name": "widget", "price": 9.5, "tags": ["a", "b"]}
 WS_MESSAGE = "hello, websocket"
@@ -146,6 +148,10 @@ SCENARIOS: tuple[Scenario, ...] = (
              json=catalog()),
     Scenario("catalog_cached", "catalog JSON, from the response cache", "caching",
              "/catalog/cached", json=catalog()),
+    # Issue 27: the path-parameter route of an app with Prometheus metrics (each framework's
+    # own, or its official plugin), to read next to path_param (the same route, no metrics).
+    Scenario("path_param_metrics", "path parameter, with Prometheus metrics", "metrics",
+             f"/users/{PARAM_ID}", json={"id": PARAM_ID}),
 )
 
 BY_KEY = {s.key: s for s in SCENARIOS}

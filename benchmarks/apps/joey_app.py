@@ -135,6 +135,19 @@ def build_ratelimit_app() -> App:
     return app
 
 
+def build_metrics_app() -> App:
+    """The main app's path-parameter route, measured by ``App(metrics=Metrics())``."""
+    from joey.metrics import Metrics
+
+    app = App(metrics=Metrics())
+
+    @app.get("/users/{id:int}")
+    async def user(id: int) -> dict[str, int]:
+        return {"id": id}
+
+    return app
+
+
 def build_caching_app() -> App:
     """The catalog computed on every request, and from the response cache (in memory)."""
     from scenarios import catalog

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from joey._engine.errors import ExceptionHandler
     from joey._engine.http import Engine
     from joey.channels import Channels
+    from joey.metrics import Metrics
     from joey.openapi import OpenAPI
     from joey.routeinfo import MountInfo, RouteInfo
     from joey.tasks import TaskBackend
@@ -83,11 +84,12 @@ class App(Frozen, RouteDecorators):
         channels: publish/subscribe (default: in memory, made on first use).
         openapi: serve the API document and its docs pages (``OpenAPI(title=...)``, see
             :mod:`joey.openapi`); ``None`` (default): no such routes.
+        metrics: Prometheus metrics (``Metrics()``, see :mod:`joey.metrics`); ``None``: none.
     """
 
     declared_attributes = frozenset({
         "debug", "router", "asgi_middleware", "exception_handlers", "exception_schemas",
-        "lifespan_context", "max_body_size", "redirect_slashes", "openapi"})
+        "lifespan_context", "max_body_size", "redirect_slashes", "openapi", "metrics"})
 
     def __init__(
         self,
@@ -106,6 +108,7 @@ class App(Frozen, RouteDecorators):
         tasks: TaskBackend | None = None,
         channels: Channels | None = None,
         openapi: OpenAPI | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.debug = debug
         self.router = Router(middleware=middleware, dependencies=dependencies,
@@ -119,14 +122,15 @@ class App(Frozen, RouteDecorators):
         self.state = State()
         self.shutdown_timeout = shutdown_timeout
         # startup, shutdown, and what lives as long as the app (not one compiled engine)
-        self._lifecycle = Lifecycle(tasks, channels)
+        self._lifecycle = Lifecycle(tasks, channels, metrics)
         self._overrides = DependencyOverrides(self._drop_engine)
         #: exception type → (schema type, media type) its handler's responses have (for the
         #: API document: see ``exception_handler(..., schema=...)``)
         self.exception_schemas: dict[type[BaseException], tuple[Any, str]] = DeclaredDict()
-        self.openapi = openapi
-        if openapi is not None:
-            openapi.attach(self)
+        self.openapi, self.metrics = openapi, metrics
+        for extension in (openapi, metrics):
+            if extension is not None:
+                extension.attach(self)  # their routes
         # Compiled when the app starts; again (same declarations) when an override changes.
         self._engine: Engine | None = None
         self._stack: ASGIApp | None = None
@@ -221,18 +225,16 @@ class App(Frozen, RouteDecorators):
 
         def decorator(func: HandlerOf[E]) -> HandlerOf[E]:
             self.exception_handlers[exc_type] = func
+            self.exception_schemas.pop(exc_type, None)
             if schema is not None:
                 self.exception_schemas[exc_type] = (schema, media_type)
-            else:
-                self.exception_schemas.pop(exc_type, None)
             return func
 
         return decorator
 
     async def render_exception(self, scope: Scope, receive: Receive, exc: Exception) -> Response:
-        """The response this app's exception handlers give ``exc`` (a problem document if
-        none matches): for ASGI middleware around the app that fails after the handler ran,
-        e.g. a session store that cannot save. The caller sends it."""
+        """The response this app's exception handlers give ``exc`` (a problem document if none
+        matches), for ASGI middleware that fails after the handler ran; the caller sends it."""
         return await self._current_engine().policy.respond(Request(scope, receive, self), exc,
                                                            None)
 
@@ -294,8 +296,7 @@ class App(Frozen, RouteDecorators):
             if self._stack is None:
                 self._stack = build_stack(self.asgi_middleware, self._dispatch)
             self._engine = engine
-            # perf: without ASGI middleware, HTTP requests go straight to the engine
-            self._serve_http = None if self.asgi_middleware else engine.handle_http
+            self._serve_http = self._lifecycle.serving(engine, self._stack, self.asgi_middleware)
         return engine
 
     def _model(self) -> Engine:
@@ -323,7 +324,8 @@ class App(Frozen, RouteDecorators):
                 if scope["type"] != "lifespan":
                     raise
                 # raising would read as "no lifespan support": the lifespan's startup reports it
-            stack = self._stack or self._dispatch
+            stack = self._serve_http if scope["type"] == "http" and self._serve_http else (
+                self._stack or self._dispatch)  # the metrics' wrapper measures even this one
         await stack(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -50,6 +50,8 @@ from joey.routeinfo import RouteInfo
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from joey.metrics.families import RateLimitMetrics
+
 logger = logging.getLogger("joey")
 
 Policy = Literal["fixed", "sliding", "token_bucket"]
@@ -294,6 +296,8 @@ class RateLimit:
         self.fail_open = fail_open
         self.retry_after = retry_after
         self.policy_header = f'"{self.name}";q={limit};w={math.ceil(window)}'
+        #: where decisions are reported (an app with ``metrics=`` sets it at startup)
+        self.metrics: RateLimitMetrics | None = None
         if isinstance(key, Depends):
             # the key is a dependency's value: give __call__ a parameter that asks for it
             marker = key if isinstance(key, Security) else Security(key.dependency)
@@ -317,20 +321,32 @@ class RateLimit:
             key = await key
         await self.check(str(key))
 
+    def report_to(self, metrics: RateLimitMetrics) -> None:
+        """Count this limit's decisions in ``metrics`` (an app with ``metrics=`` calls this
+        for every limit its routes declare)."""
+        self.metrics = metrics
+
     async def check(self, key: str) -> Decision:
         """Count a request for ``key``; raise the 429 (or the 503) when it is refused."""
+        metrics = self.metrics
         try:
             decision = await self.backend.hit(f"{self.name}:{key}", self.limit, self.window,
                                               self.policy)
         except Exception as exc:
             if isinstance(exc, RateLimitExceeded):  # pragma: no cover - a backend's own
                 raise
+            if metrics is not None:
+                metrics.decisions.labels(
+                    self.name, "failed_open" if self.fail_open else "unavailable").inc()
             if self.fail_open:
                 logger.warning("Rate limit %r: backend failed (%s); letting the request "
                                "through", self.name, exc or type(exc).__name__)
                 return Decision(True, self.limit, self.window)
             raise RateLimitUnavailable("The rate limit cannot be checked right now.",
                                        retry_after=self.retry_after) from exc
+        if metrics is not None:
+            metrics.decisions.labels(self.name,
+                                     "allowed" if decision.allowed else "limited").inc()
         if not decision.allowed:
             seconds = max(1, math.ceil(decision.reset))
             raise RateLimitExceeded(

@@ -360,3 +360,41 @@ async def test_a_loop_that_hits_a_redis_error_is_logged_and_restarted(
     assert info.state is TaskState.SUCCEEDED
     [line] = [r.getMessage() for r in caplog.records if "failed, restarting" in r.getMessage()]
     assert "_consume_loop" in line and "server restarting" in line
+
+
+async def test_runs_are_reported_to_the_apps_metrics(backend: RedisTasks) -> None:
+    from joey import App
+    from joey.metrics import Metrics
+    from tests.test_metrics import task_values
+
+    metrics = Metrics()
+    App(metrics=metrics, tasks=backend)
+
+    @backend.task(name="ok")
+    async def ok() -> None:
+        pass
+
+    @backend.task(name="broken", retries=1, backoff=NO_WAIT)
+    async def broken() -> None:
+        raise ValueError("broken")
+
+    await backend.start()
+    async with asyncio.timeout(10):
+        await backend.wait(await backend.enqueue(ok))
+        await backend.wait(await backend.enqueue(broken))
+        # the worker counts an outcome once Redis has recorded it: wait() may return first
+        for _ in range(1000):
+            if task_values(metrics, "broken")["dead"] and task_values(metrics, "ok")["runs"]:
+                break
+            await asyncio.sleep(0.01)
+    ok_counts, broken_counts = task_values(metrics, "ok"), task_values(metrics, "broken")
+    assert ok_counts == {"enqueued": 1, "started": 1, "succeeded": 1, "failed": 0, "dead": 0,
+                         "runs": 1, "queued": 0}
+    assert broken_counts == {"enqueued": 1, "started": 2, "succeeded": 0, "failed": 2,
+                             "dead": 1, "runs": 2, "queued": 0}
+    # what is in Redis is read at the scrape
+    await backend.options(delay=3600).enqueue(ok)
+    await metrics.refresh()
+    text = metrics.exposition()[0].decode()
+    assert 'joey_tasks_in_redis{state="scheduled",task="ok"} 1.0' in text
+    assert 'joey_tasks_in_redis{state="dead",task="broken"} 1.0' in text

@@ -13,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from joey._engine.connections import OpenConnections
 from joey.datastructures import State, bind_state, state_mapping
 from joey.describe import describe
 from joey.lifespan import LifespanDriver, LifespanFailed, LifespanManager
+from joey.types import ASGIApp
 
 if TYPE_CHECKING:
     from joey._engine.compiler import Declarations
     from joey._engine.http import Engine
     from joey.channels import Channels
+    from joey.metrics import Metrics
     from joey.params.run import AppScopedValues
     from joey.tasks import TaskBackend
 
@@ -45,12 +47,19 @@ class Starting(Protocol):
 class Lifecycle:
     """One app's startup, shutdown, and what lives between them (see the module docstring)."""
 
-    def __init__(self, tasks: TaskBackend | None, channels: Channels | None) -> None:
+    def __init__(self, tasks: TaskBackend | None, channels: Channels | None,
+                 metrics: Metrics | None = None) -> None:
         self.manager = LifespanManager()
         self.connections = OpenConnections()
         self._app_values: AppScopedValues | None = None
+        self._metrics = metrics
         self._tasks = tasks
         self._channels = channels
+        if metrics is not None:
+            if tasks is not None:
+                tasks.report_to(metrics.tasks)
+            if channels is not None:
+                channels.report_to(metrics.channels)
 
     def compile(self, app: Declarations) -> Engine:
         """An engine for ``app``'s declarations as they stand, sharing this app's open
@@ -59,6 +68,16 @@ class Lifecycle:
         from joey._engine.compiler import compile_engine
 
         return compile_engine(app, self.app_values, self.connections)
+
+    def serving(self, engine: Engine, stack: ASGIApp, middleware: Sequence[object],
+                  ) -> ASGIApp | None:
+        """What serves an HTTP scope: the engine straight when there is no ASGI ``middleware``,
+        else (``None``) the ASGI ``stack``; either measured when the app has metrics."""
+        # perf: without ASGI middleware (or metrics), HTTP requests go straight to the engine
+        serve = None if middleware else engine.handle_http
+        if self._metrics is not None:  # measured outside the ASGI middleware too
+            return self._metrics.instrument(engine, serve or stack)
+        return serve
 
     @property
     def app_values(self) -> AppScopedValues:
@@ -75,6 +94,8 @@ class Lifecycle:
             from joey.tasks import InMemoryTasks
 
             self._tasks = InMemoryTasks()
+            if self._metrics is not None:
+                self._tasks.report_to(self._metrics.tasks)
         return self._tasks
 
     @property
@@ -83,6 +104,8 @@ class Lifecycle:
             from joey.channels import Channels
 
             self._channels = Channels()
+            if self._metrics is not None:
+                self._channels.report_to(self._metrics.channels)
             if self.manager.started:  # made after startup: stop them at shutdown all the same
                 self.manager.add_undo("channels", self._channels.stop)
         return self._channels

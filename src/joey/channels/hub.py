@@ -28,6 +28,7 @@ from joey.channels.subscription import Subscription
 from joey.channels.web import event_source, relay
 
 if TYPE_CHECKING:
+    from joey.metrics.families import ChannelMetrics
     from joey.requests import Request
     from joey.sse import EventSourceResponse
     from joey.websockets import WebSocket
@@ -70,6 +71,13 @@ class Channels:
         self._lock = asyncio.Lock()
         self._state: Literal["new", "starting", "running", "stopped"] = "new"
         self._starting: asyncio.Future[None] | None = None
+        #: where publishes and deliveries are reported (``App(metrics=...)`` sets it)
+        self.metrics: ChannelMetrics | None = None
+
+    def report_to(self, metrics: ChannelMetrics) -> None:
+        """Report subscribers, publishes, deliveries and drops to ``metrics`` (an app with
+        ``metrics=`` calls this for its channels)."""
+        self.metrics = metrics
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -103,6 +111,8 @@ class Channels:
         self._state = "stopped"
         self._starting = None
         for subscribers in self._subscribers.values():
+            if self.metrics is not None:
+                self.metrics.subscribers.dec(len(subscribers))
             for subscription in subscribers:
                 subscription.finish()
         self._subscribers.clear()
@@ -128,7 +138,10 @@ class Channels:
             if self._state == "stopped":
                 raise ChannelsUnavailable("The server is shutting down.", retry_after=1)
             await self.start()
-        return await self.backend.publish(channel, encode_data(data))
+        message_id = await self.backend.publish(channel, encode_data(data))
+        if self.metrics is not None:
+            self.metrics.published.inc()
+        return message_id
 
     # -- subscribing ------------------------------------------------------------------------
 
@@ -167,6 +180,8 @@ class Channels:
                         await backend.listen(name)
                         subscribers = self._subscribers[name] = set()
             # No await between joining and reading the position: messages after it are live.
+            if self.metrics is not None and subscription not in subscribers:
+                self.metrics.subscribers.inc()
             subscribers.add(subscription)
             positions[name] = backend.position(name)
         return positions
@@ -194,6 +209,8 @@ class Channels:
             subscribers = self._subscribers.get(name)
             if subscribers is None:
                 continue
+            if self.metrics is not None and subscription in subscribers:
+                self.metrics.subscribers.dec()
             subscribers.discard(subscription)
             if not subscribers:
                 del self._subscribers[name]
@@ -202,8 +219,12 @@ class Channels:
     def _deliver(self, message: Message) -> None:
         subscribers = self._subscribers.get(message.channel)
         if subscribers:
-            for subscription in subscribers:
-                subscription.offer(message)
+            metrics = self.metrics
+            if metrics is None:
+                for subscription in subscribers:
+                    subscription.offer(message)
+            else:
+                metrics.delivered.inc(sum(s.offer(message) for s in subscribers))
 
     # -- the web: WebSockets and server-sent events -----------------------------------------
 

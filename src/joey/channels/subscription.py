@@ -20,7 +20,10 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from joey.metrics.families import ChannelMetrics
 
 from joey.channels.backend import (
     OVERFLOWS,
@@ -35,6 +38,9 @@ class Hub(Protocol):
     """What a subscription needs of its hub (:class:`~joey.channels.Channels`)."""
 
     async def join(self, subscription: Subscription) -> dict[str, str | None] | None: ...
+
+    @property
+    def metrics(self) -> ChannelMetrics | None: ...
 
     def leave(self, subscription: Subscription) -> None: ...
 
@@ -192,29 +198,40 @@ class Subscription:
 
     # -- called by the hub ------------------------------------------------------------------
 
-    def offer(self, message: Message) -> None:
-        """Queue a live message, never waiting: a full queue applies the overflow policy."""
+    def offer(self, message: Message) -> bool:
+        """Queue a live message, never waiting: a full queue applies the overflow policy.
+        Returns whether ``message`` was queued."""
         queue = self._queue
         if len(queue) >= self._max:
             if self._closed:
-                return  # disconnected for being slow; leaves the channel after this fan-out
+                return False  # disconnected for being slow; leaves after this fan-out
             if self._overflow == "drop_oldest":
                 queue.popleft()
-                self.dropped += 1
+                self._lost()
             elif self._overflow == "drop_newest":
-                self.dropped += 1
-                return
+                self._lost()
+                return False
             else:
                 self._too_slow(message.channel)
-                return
+                return False
         queue.append(message)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        return True
+
+    def _lost(self) -> None:
+        self.dropped += 1
+        metrics = self._hub.metrics
+        if metrics is not None:
+            metrics.dropped.labels(self._overflow).inc()
 
     def _too_slow(self, channel: str) -> None:
         if self._error is not None or self._closed:
             return
+        metrics = self._hub.metrics
+        if metrics is not None:  # the message that did not fit
+            metrics.dropped.labels("disconnect").inc()
         self._error = SubscriberTooSlow(channel, self._max)
         self._history.clear()  # the queue stays full, so later puts stop at the check above
         # Removed from the hub after the current fan-out loop, never during it.

@@ -11,12 +11,23 @@ Under uvicorn every process runs :class:`joey._serving.JoeyServer`: shutdown end
 streams and closes WebSockets with 1001 before uvicorn's own shutdown (see
 :mod:`joey.server`). ``--reload`` watches the Python files under ``--app-dir`` (default: the
 current directory) and restarts the server when one changes.
+
+With ``--workers N`` (N > 1), the workers share one ``PROMETHEUS_MULTIPROC_DIR`` so that a scrape
+of an app with ``metrics=`` (:mod:`joey.metrics`) adds up the values of all of them: without
+one, the command makes a temporary directory and removes it when it ends; a given directory
+(with any number of workers) is emptied of the previous run's files at start. It is set
+before the app is imported (by this process too), as prometheus_client requires.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from joey.cli import (
@@ -92,6 +103,41 @@ def run(args: argparse.Namespace) -> int:
               "combined with --workers. Use --reload while developing, --workers in "
               "production.", file=sys.stderr)
         return 2
+    with _metrics_directory(args.workers):
+        return _run(args)
+
+
+#: prometheus_client's multiprocess mode: where each process writes its values
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: the files prometheus_client writes there (counter_<pid>.db, gauge_livesum_<pid>.db...)
+_METRIC_FILE_PREFIXES = ("counter_", "gauge_", "histogram_", "summary_")
+
+
+@contextlib.contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """A ``PROMETHEUS_MULTIPROC_DIR`` shared by the ``workers`` processes (see the module
+    docstring): one given is emptied, whatever ``workers``; none is made for one process."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if not given and workers < 2:
+        yield
+        return
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):  # a previous run's counts would be added to this one's
+            if name.endswith(".db") and name.startswith(_METRIC_FILE_PREFIXES):
+                os.remove(os.path.join(given, name))
+        yield
+        return
+    made = tempfile.mkdtemp(prefix="joey-metrics-")
+    os.environ[MULTIPROC_ENV] = made
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(made, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace) -> int:
     imported = set(sys.modules)
     try:
         target = resolve_target(args.app, args.app_dir)
@@ -124,8 +170,6 @@ def run(args: argparse.Namespace) -> int:
 def _forget_modules_under(directory: str, keep: set[str]) -> None:
     """Remove from ``sys.modules`` what was imported from files under ``directory`` since
     ``keep`` was taken."""
-    import os
-
     root = os.path.join(os.path.abspath(directory), "")
     for name in set(sys.modules) - keep:
         file = getattr(sys.modules[name], "__file__", None)
@@ -134,8 +178,6 @@ def _forget_modules_under(directory: str, keep: set[str]) -> None:
 
 
 def _serve_uvicorn(target: str, args: argparse.Namespace) -> int:
-    import os
-
     from joey._serving import run as serve
     from joey.server import make_config
 

@@ -158,7 +158,7 @@ class SessionMiddleware:
                 session_id, data = await self._load(cookie)
             except Exception as exc:
                 # Raised where the session is used; the response never touches the cookie.
-                scope["session"] = UnavailableSession(self._store_failure("load", exc))
+                scope["session"] = UnavailableSession(self._store_failure(scope, "load", exc))
                 await self._app(scope, receive, send)
                 return
         session = Session(data)
@@ -235,8 +235,12 @@ class SessionMiddleware:
             )
         return (b"set-cookie", header.encode("latin-1"))
 
-    def _store_failure(self, action: str, exc: Exception) -> Exception:
-        """Log a store failure; the exception to answer it with (503 for an outage)."""
+    def _store_failure(self, scope: Scope, action: str, exc: Exception) -> Exception:
+        """Log a store failure (and count it, when the app has metrics); the exception to
+        answer it with (503 for an outage)."""
+        metrics = getattr(scope.get("app"), "metrics", None)
+        if metrics is not None:
+            metrics.session_store_errors.labels(action).inc()
         if isinstance(exc, SessionStoreError | OSError):
             reason = "timed out" if isinstance(exc, TimeoutError) else repr(exc)
             logger.error("Session store could not %s a session: %s", action, reason)
@@ -300,7 +304,7 @@ class _SessionSend:
             except Exception as exc:
                 # Nothing was sent yet: answer the failure instead, leaving the cookie alone.
                 self._replaced = True
-                error = middleware._store_failure("save", exc)
+                error = middleware._store_failure(self._scope, "save", exc)
                 response = await middleware._error_response(self._scope, self._receive, error)
                 await response(self._scope, self._receive, self._send)
                 return

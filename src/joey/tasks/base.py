@@ -14,12 +14,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, Protocol, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, Self, TypeVar, overload
 
 from .definition import DEFAULT_BACKOFF, Backoff, TaskDef, check_timeout, source_of
 from .errors import TaskNotRegistered
 from .periodic import make_schedule
 from .state import TaskInfo
+
+if TYPE_CHECKING:
+    from joey.metrics.families import TaskMetrics
 
 __all__ = ["EnqueueOptions", "TaskBackend", "TaskDecorator", "WhenFull", "periodic_tasks"]
 
@@ -118,6 +121,14 @@ class TaskBackend(ABC):
         self._by_name: dict[str, TaskDef] = {}
         self._by_fn: dict[Callable[..., Any], TaskDef] = {}
         self._executor: ThreadPoolExecutor | None = None
+        #: where runs are reported (``App(metrics=...)`` sets it); None: nowhere
+        self._metrics: TaskMetrics | None = None
+
+    def report_to(self, metrics: TaskMetrics) -> None:
+        """Report enqueues, attempts and their outcomes to ``metrics`` (an app with
+        ``metrics=`` calls this for its task queue)."""
+        self._metrics = metrics
+        metrics.watch(self)
 
     # -- registration -------------------------------------------------------------------------
 

@@ -169,6 +169,8 @@ class InMemoryTasks(TaskBackend):
                 _summary(cancelled),
             )
         self._close_executor()
+        if self._metrics is not None:  # never to start in this process
+            self._metrics.queued.dec(self._pending)
         self._pending = 0
         self._active = 0
         self._running = False
@@ -233,6 +235,10 @@ class InMemoryTasks(TaskBackend):
         if unique is not None:
             rec.unique = unique
             self._unique[unique] = rec
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.enqueued.labels(defn.name).inc()
+            metrics.queued.inc()
         if delay:
             self._schedule(rec, delay)
         else:
@@ -250,6 +256,8 @@ class InMemoryTasks(TaskBackend):
         if rec.counted:
             rec.counted = False
             self._pending -= 1
+            if self._metrics is not None:
+                self._metrics.queued.dec()
         self._end(rec, _CANCELLED, "Replaced: by a task enqueued with the same unique key")
 
     async def _claim_tick(self, defn: TaskDef, tick: float) -> bool:
@@ -323,15 +331,21 @@ class InMemoryTasks(TaskBackend):
             self._active -= 1
 
     async def _run(self, rec: TaskRecord) -> None:
+        metrics = self._metrics
         if rec.counted:
             rec.counted = False
             self._pending -= 1
+            if metrics is not None:
+                metrics.queued.dec()
             if self._space_waiters:
                 self._wake_one()
+        if metrics is not None:
+            metrics.started.labels(rec.defn.name).inc()
         rec.move(_RUNNING)
         rec.attempts += 1
         rec.started_at = time.time()
         rec.run_at = None
+        began = time.perf_counter()
         try:
             result = await call_task(rec.defn, rec.args, rec.kwargs, rec.timeout, self._executor)
         except asyncio.CancelledError as exc:
@@ -347,6 +361,11 @@ class InMemoryTasks(TaskBackend):
         else:
             rec.result = result
             self._end(rec, _SUCCEEDED, None)
+        if metrics is not None:
+            state = rec.state
+            outcome = "succeeded" if state is _SUCCEEDED else "dead" if state is _DEAD else (
+                "failed")
+            metrics.ran(rec.defn.name, time.perf_counter() - began, outcome)
 
     def _failed(self, rec: TaskRecord, exc: BaseException) -> None:
         rec.error = error_text(exc)

@@ -226,7 +226,10 @@ class RedisTasks(RedisConsumer):
                 raise TasksNotRunning("the task backend is stopping: no new tasks")
         if delay and self._wake_promoter is not None:
             self._wake_promoter.set()
-        return cast(bytes, added[1]).decode()
+        queued = cast(bytes, added[1]).decode()
+        if self._metrics is not None and queued == task_id:  # not a unique task's first one
+            self._metrics.enqueued.labels(name).inc()
+        return queued
 
     # -- reading state ------------------------------------------------------------------------
 

@@ -78,6 +78,8 @@ class RedisRunner(RedisUpkeep):
         retries = options.retries if options.retries is not None else defn.retries
         run.max_attempts = retries + 1
         timeout = resolve_timeout(options.timeout if options.timeout is not None else defn.timeout)
+        if self._metrics is not None:
+            self._metrics.started.labels(name).inc()
         began = time.monotonic()
         try:
             result = await call_task(defn, args, kwargs, timeout, self._executor)

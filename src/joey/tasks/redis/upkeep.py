@@ -30,9 +30,13 @@ class RedisUpkeep(RedisTasksBase):
 
     def _count(self, name: str, kind: str) -> None:
         self._stats[f"{name}|{kind}"] += 1
+        if self._metrics is not None:  # "succeeded", "failed" or "dead"
+            getattr(self._metrics, kind).labels(name).inc()
 
     def _add_seconds(self, name: str, seconds: float) -> None:
         self._seconds[name] = self._seconds.get(name, 0.0) + seconds
+        if self._metrics is not None:
+            self._metrics.duration.labels(name).observe(seconds)
 
     async def _flush_stats(self, client: aioredis.Redis) -> None:
         """Add this process's counters to `{prefix}:stats` (one pipeline; kept on failure)."""
