@@ -72,6 +72,9 @@ class SecurityRequirement(msgspec.Struct, frozen=True):
     scheme: Any
     scopes: tuple[str, ...]
     optional: bool = False
+    #: for ``AnyOf(a, b)`` (``scheme``): the schemes any one of which is enough, each
+    #: described by its ``openapi()``; empty for a single scheme
+    alternatives: tuple[Any, ...] = ()
 
 
 class RouteInfo(msgspec.Struct, frozen=True):
@@ -267,11 +270,14 @@ def _security(plan: DependencyNode) -> tuple[tuple[SecurityRequirement, ...], tu
 
     def visit(node: DependencyNode, scopes: tuple[str, ...], secured: bool,
               seen: frozenset[int]) -> None:
-        if secured and getattr(node.key, "__joey_security__", False) and callable(
-                getattr(node.key, "openapi", None)):
+        alternatives = getattr(node.key, "__joey_alternatives__", None)
+        if secured and getattr(node.key, "__joey_security__", False) and (
+                alternatives is not None or callable(getattr(node.key, "openapi", None))):
             _, known, optional = found.setdefault(id(node.key), (node.key, [], [True]))
             known.extend(scope for scope in scopes if scope not in known)
             optional[0] = optional[0] and node.optional
+            if alternatives is not None:
+                return  # AnyOf: its schemes are its alternatives, not requirements of their own
         for _, inner in node.dependencies:
             if id(inner) in seen:
                 continue
@@ -282,5 +288,6 @@ def _security(plan: DependencyNode) -> tuple[tuple[SecurityRequirement, ...], tu
                   seen | {id(inner)})
 
     visit(plan, (), False, frozenset({id(plan)}))
-    return (tuple(SecurityRequirement(scheme, tuple(scopes), optional[0])
+    return (tuple(SecurityRequirement(scheme, tuple(scopes), optional[0],
+                                      tuple(getattr(scheme, "__joey_alternatives__", ())))
                   for scheme, scopes, optional in found.values()), tuple(every))

@@ -45,6 +45,7 @@ from joey.params.markers import (
 )
 from joey.params.typeinfo import (
     MISSING,
+    accepts_none,
     base_type,
     has_custom_type,
     is_body_type,
@@ -53,7 +54,6 @@ from joey.params.typeinfo import (
     is_sequence,
     is_structured,
     is_upload_file,
-    strip_optional,
 )
 from joey.requests import HTTPConnection, Request
 
@@ -216,7 +216,7 @@ class PlanBuilder:
                 security = is_security(marker)
                 dependency = self._dependency(
                     marker, path_params, chain, where,
-                    optional=security and strip_optional(annotation) is not annotation)
+                    optional=security and accepts_none(annotation))
                 node.dependencies.append((name, dependency))
                 if security:
                     _add_security_edge(node, dependency, marker)

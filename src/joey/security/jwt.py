@@ -129,6 +129,8 @@ class JWTBearer(SecurityScheme):
 
         Example::
 
+            import datetime
+
             SETTINGS = {"secret": "a-long-random-secret-of-32-bytes-or-more"}
             auth = JWTBearer(lambda: SETTINGS["secret"], algorithms=["HS256"])
             token = auth.issue({"sub": "ann"}, expires_in=datetime.timedelta(minutes=15))
@@ -213,6 +215,9 @@ class JWTBearer(SecurityScheme):
             raise TypeError(f"JWTBearer.{what}: the key is a dependency, which only a request "
                             f"resolves; pass key= (the dependency's value) to {what}()")
         return key() if callable(key) else key
+
+    def challenges(self) -> str:
+        return self.scheme.challenges()
 
     def openapi(self) -> dict[str, Any]:
         return self.scheme.openapi()
