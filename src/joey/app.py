@@ -71,7 +71,11 @@ class App(Frozen, RouteDecorators):
         middleware: handler middleware for every route, outermost first.
         dependencies: ``Depends(...)`` run for every route.
         asgi_middleware: ASGI middleware around the whole app, outermost first.
-        exception_handlers: ``{ExceptionType: handler(request, exc) -> Response}``.
+        exception_handlers: ``{ExceptionType: handler(request, exc) -> Response}``. A handler
+            that returns a value (``-> ErrorBody``) has it documented in the API document;
+            one that returns a ``Response`` says what its body is with ``exception_schemas``.
+        exception_schemas: ``{ExceptionType: SchemaType}``: the body the handler for that
+            type answers with, for the API document (as ``exception_handler(..., schema=)``).
         on_startup: callables (sync or async) run by the lifespan at startup.
         on_shutdown: callables (sync or async) run by the lifespan at shutdown.
         lifespan: an async context manager factory ``lifespan(app)``; a mapping it yields
@@ -97,6 +101,7 @@ class App(Frozen, RouteDecorators):
         dependencies: Sequence[Depends] = (),
         asgi_middleware: Sequence[Middleware] = (),
         exception_handlers: Mapping[type[BaseException], ExceptionHandler] | None = None,
+        exception_schemas: Mapping[type[BaseException], Any] | None = None,
         on_startup: Sequence[Callable[[], Any]] = (),
         on_shutdown: Sequence[Callable[[], Any]] = (),
         lifespan: Lifespan | None = None,
@@ -123,7 +128,14 @@ class App(Frozen, RouteDecorators):
         self._overrides = DependencyOverrides(self._drop_engine)
         #: exception type → (schema type, media type) its handler's responses have (for the
         #: API document: see ``exception_handler(..., schema=...)``)
-        self.exception_schemas: dict[type[BaseException], tuple[Any, str]] = DeclaredDict()
+        for exc_type in exception_schemas or {}:
+            if exc_type not in self.exception_handlers:
+                raise ValueError(f"exception_schemas[{exc_type.__name__}]: there is no handler "
+                                 f"for {exc_type.__name__} in exception_handlers; a schema "
+                                 "documents what a handler answers")
+        self.exception_schemas: dict[type[BaseException], tuple[Any, str]] = DeclaredDict(
+            {exc_type: (schema, "application/json")
+             for exc_type, schema in (exception_schemas or {}).items()})
         self.openapi = openapi
         if openapi is not None:
             openapi.attach(self)

@@ -211,7 +211,8 @@ def route_errors(plan: DependencyNode, route: Route, max_body_size: int | None,
     """What the engine can answer for ``route`` instead of its success, sorted by status,
     each class once: what each extractor and dependency of the plan declares it raises
     (:func:`joey.params.extract.raising`: 422 for a value that can be refused, 400/415 for a
-    body that is parsed, a form's 413, a rate limit's 429 and 503), the body limit's 413 for
+    body that is parsed, a form's 413, a rate limit's 429 and 503) and what a
+    ``Depends(..., raises=[...])`` declares of its dependency, the body limit's 413 for
     a route that reads the body, the router's 404 for a path parameter (a segment its
     converter refuses matches no route), 401 for a security scheme (optional credentials
     too: malformed ones are refused) and 403 when scopes are required, then the route's own
@@ -223,6 +224,9 @@ def route_errors(plan: DependencyNode, route: Route, max_body_size: int | None,
         if node.scope == "app":
             continue  # made at startup, never on a request's behalf
         found.extend(node.raises)
+        for _, inner in node.dependencies:  # Depends(..., raises=[...])
+            if inner.scope != "app":
+                found.extend(node.raises_edges.get(id(inner), ()))
         for _, extract in (*node.sync_extractors, *node.async_extractors):
             found.extend(raised_by(extract))
         reads_body = reads_body or any(p.source in ("body", "form") for p in node.params)

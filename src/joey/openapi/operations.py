@@ -145,19 +145,20 @@ class Operations:
             return {"content": {"application/json": {"schema": schema}},
                     "required": bool(needed)}
         if body is not None:
-            schema = {} if body.custom else self.registry.schema(body.annotation)
+            schema = {} if body.custom else self.registry.schema(_undescribed(body.annotation))
             media_types = body.media_types or ("application/json",)
             if base_type(body.annotation) is bytes:
                 schema = {"type": "string", "contentMediaType": "application/octet-stream"}
             elif base_type(body.annotation) is str:
                 schema = {"type": "string"}
             content = {media: {"schema": schema} for media in media_types}
-            return {"content": content, "required": body.required}
+            return _described({"content": content, "required": body.required}, body)
         if not fields:
             return None
         whole = next((p for p in fields if not p.key), None)
+        described = whole
         if whole is not None:
-            schema = self.registry.schema(whole.annotation)
+            schema = self.registry.schema(_undescribed(whole.annotation))
             required = whole.required
         else:
             properties = {}
@@ -173,8 +174,8 @@ class Operations:
         files = any(holds(p.annotation, is_upload_file) for p in fields)
         media_types = ("multipart/form-data",) if files else (
             "application/x-www-form-urlencoded", "multipart/form-data")
-        return {"content": {media: {"schema": schema} for media in media_types},
-                "required": required}
+        return _described({"content": {media: {"schema": schema} for media in media_types},
+                           "required": required}, described)
 
     # -- security (issue #15: schemes in the route model) ------------------------------------
 
@@ -228,6 +229,16 @@ def _joined(first: dict[str, list[str]], second: dict[str, list[str]],
         have = joined.setdefault(name, [])
         have.extend(scope for scope in scopes if scope not in have)
     return joined
+
+
+def _described(request_body: dict[str, Any], param: ParamInfo | None) -> dict[str, Any]:
+    """The request body object, with the ``description`` of the body parameter's
+    ``msgspec.Meta`` (``Annotated[Note, Meta(description=...)]``), as a parameter's goes on
+    the parameter object (and not into the body type's schema)."""
+    for meta in param.constraints if param is not None else ():
+        if meta.description:
+            request_body = {"description": meta.description, **request_body}
+    return request_body
 
 
 def _path_converters(template: str) -> dict[str, str]:
