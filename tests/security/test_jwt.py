@@ -118,6 +118,14 @@ def test_a_key_that_fits_no_algorithm_is_refused_at_startup() -> None:
         JWTBearer(SECRET, algorithms=["HS257"])
 
 
+def test_an_async_key_function_is_refused_with_the_fix() -> None:
+    async def secret() -> str:  # pragma: no cover - refused before it is called
+        return SECRET
+
+    with pytest.raises(TypeError, match=r"use key=Depends\(fn\)"):
+        JWTBearer(secret, algorithms=["HS256"])
+
+
 def test_a_key_function_is_called_for_every_token() -> None:
     settings = {"jwt_secret": SECRET}
     auth = JWTBearer(lambda: settings["jwt_secret"], algorithms=["HS256"])

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any
@@ -110,6 +111,11 @@ class JWTBearer(SecurityScheme):
         self.issuer = issuer
         self.leeway = leeway
         self.require = list(require)
+        for given in (key, signing_key):
+            if inspect.iscoroutinefunction(given):
+                raise TypeError("JWTBearer: a key function must be synchronous (it is called "
+                                "for every token); for a key that must be awaited, use "
+                                "key=Depends(fn)")
         if isinstance(key, str | bytes):
             _check_key(key, self.algorithms)
         if isinstance(key, Depends):
