@@ -28,6 +28,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from joey._engine.connections import OpenConnectionsAPI
+from joey._engine.errors import declared_schemas
 from joey._engine.lifecycle import Lifecycle, Lifespan
 from joey._engine.lifespan import serve_lifespan
 from joey.datastructures import State
@@ -63,7 +65,7 @@ DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 """1 MiB: the default body limit; raise it per route (``max_body_size=``) for uploads."""
 
 
-class App(Frozen, RouteDecorators):
+class App(Frozen, RouteDecorators, OpenConnectionsAPI):
     """A Joey application.
 
     Args:
@@ -72,7 +74,11 @@ class App(Frozen, RouteDecorators):
         middleware: handler middleware for every route, outermost first.
         dependencies: ``Depends(...)`` run for every route.
         asgi_middleware: ASGI middleware around the whole app, outermost first.
-        exception_handlers: ``{ExceptionType: handler(request, exc) -> Response}``.
+        exception_handlers: ``{ExceptionType: handler(request, exc) -> Response}``. A handler
+            that returns a value (``-> ErrorBody``) has it documented in the API document;
+            one that returns a ``Response`` says what its body is with ``exception_schemas``.
+        exception_schemas: ``{ExceptionType: SchemaType}``: the body the handler for that
+            type answers with, for the API document (as ``exception_handler(..., schema=)``).
         on_startup: callables (sync or async) run by the lifespan at startup.
         on_shutdown: callables (sync or async) run by the lifespan at shutdown.
         lifespan: an async context manager factory ``lifespan(app)``; a mapping it yields
@@ -99,6 +105,7 @@ class App(Frozen, RouteDecorators):
         dependencies: Sequence[Depends] = (),
         asgi_middleware: Sequence[Middleware] = (),
         exception_handlers: Mapping[type[BaseException], ExceptionHandler] | None = None,
+        exception_schemas: Mapping[type[BaseException], Any] | None = None,
         on_startup: Sequence[Callable[[], Any]] = (),
         on_shutdown: Sequence[Callable[[], Any]] = (),
         lifespan: Lifespan | None = None,
@@ -126,7 +133,8 @@ class App(Frozen, RouteDecorators):
         self._overrides = DependencyOverrides(self._drop_engine)
         #: exception type → (schema type, media type) its handler's responses have (for the
         #: API document: see ``exception_handler(..., schema=...)``)
-        self.exception_schemas: dict[type[BaseException], tuple[Any, str]] = DeclaredDict()
+        self.exception_schemas: dict[type[BaseException], tuple[Any, str]] = DeclaredDict(
+            declared_schemas(exception_schemas or {}, self.exception_handlers))
         self.openapi, self.metrics = openapi, metrics
         for extension in (openapi, metrics):
             if extension is not None:
@@ -334,28 +342,6 @@ class App(Frozen, RouteDecorators):
             await serve_lifespan(self.startup, self.shutdown, scope.get("state"), receive, send)
         else:
             await self._current_engine().dispatch(scope, receive, send)
-
-    # -- open connections -------------------------------------------------------------------
-
-    @property
-    def open_websockets(self) -> int:
-        """How many WebSocket handlers are running right now."""
-        return self._lifecycle.connections.websockets
-
-    async def close_websockets(self, code: int = 1001, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Close every open WebSocket with ``code`` (1001: going away) and wait up to
-        ``timeout`` seconds for their handlers to finish. Used at shutdown."""
-        await self._lifecycle.connections.close_websockets(code, timeout)
-
-    def watch_stream(self) -> asyncio.Future[None]:
-        """Count the current task as an open stream until it ends; the returned future
-        completes when streams must end (:meth:`close_streams`). Streaming responses call this."""
-        return self._lifecycle.connections.watch_stream()
-
-    async def close_streams(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Tell every open streaming response to end (an SSE stream sends its last event)
-        and wait up to ``timeout`` seconds for them to finish. Used at shutdown."""
-        await self._lifecycle.connections.close_streams(timeout)
 
     # -- lifespan: startup and shutdown (their order: joey.lifespan) -------------------------
 

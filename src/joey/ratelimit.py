@@ -39,8 +39,8 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, Protocol
 
 from joey.exceptions import HTTPError, ServiceUnavailable, TooManyRequests
 from joey.params.markers import Depends, Security
@@ -76,6 +76,14 @@ class RateLimitBackend(Protocol):
 class RateLimitExceeded(TooManyRequests):
     """429: the client is over its limit; carries ``Retry-After`` and the RateLimit
     headers."""
+
+    #: the headers every 429 of a limit carries besides ``Retry-After``, for the API document
+    openapi_headers: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "RateLimit": {"schema": {"type": "string"}, "description": "the limit's remaining "
+                      'quota and seconds to its reset: "api";r=0;t=17'},
+        "RateLimit-Policy": {"schema": {"type": "string"}, "description": "the limit: "
+                             '"api";q=100;w=60 (100 requests per 60 seconds)'},
+    }
 
 
 class RateLimitUnavailable(ServiceUnavailable):

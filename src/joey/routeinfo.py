@@ -72,6 +72,9 @@ class SecurityRequirement(msgspec.Struct, frozen=True):
     scheme: Any
     scopes: tuple[str, ...]
     optional: bool = False
+    #: for ``AnyOf(a, b)`` (``scheme``): the schemes any one of which is enough, each
+    #: described by its ``openapi()``; empty for a single scheme
+    alternatives: tuple[Any, ...] = ()
 
 
 class RouteInfo(msgspec.Struct, frozen=True):
@@ -208,7 +211,8 @@ def route_errors(plan: DependencyNode, route: Route, max_body_size: int | None,
     """What the engine can answer for ``route`` instead of its success, sorted by status,
     each class once: what each extractor and dependency of the plan declares it raises
     (:func:`joey.params.extract.raising`: 422 for a value that can be refused, 400/415 for a
-    body that is parsed, a form's 413, a rate limit's 429 and 503), the body limit's 413 for
+    body that is parsed, a form's 413, a rate limit's 429 and 503) and what a
+    ``Depends(..., raises=[...])`` declares of its dependency, the body limit's 413 for
     a route that reads the body, the router's 404 for a path parameter (a segment its
     converter refuses matches no route), 401 for a security scheme (optional credentials
     too: malformed ones are refused) and 403 when scopes are required, then the route's own
@@ -220,6 +224,9 @@ def route_errors(plan: DependencyNode, route: Route, max_body_size: int | None,
         if node.scope == "app":
             continue  # made at startup, never on a request's behalf
         found.extend(node.raises)
+        for _, inner in node.dependencies:  # Depends(..., raises=[...])
+            if inner.scope != "app":
+                found.extend(node.raises_edges.get(id(inner), ()))
         for _, extract in (*node.sync_extractors, *node.async_extractors):
             found.extend(raised_by(extract))
         reads_body = reads_body or any(p.source in ("body", "form") for p in node.params)
@@ -267,11 +274,14 @@ def _security(plan: DependencyNode) -> tuple[tuple[SecurityRequirement, ...], tu
 
     def visit(node: DependencyNode, scopes: tuple[str, ...], secured: bool,
               seen: frozenset[int]) -> None:
-        if secured and getattr(node.key, "__joey_security__", False) and callable(
-                getattr(node.key, "openapi", None)):
+        alternatives = getattr(node.key, "__joey_alternatives__", None)
+        if secured and getattr(node.key, "__joey_security__", False) and (
+                alternatives is not None or callable(getattr(node.key, "openapi", None))):
             _, known, optional = found.setdefault(id(node.key), (node.key, [], [True]))
             known.extend(scope for scope in scopes if scope not in known)
             optional[0] = optional[0] and node.optional
+            if alternatives is not None:
+                return  # AnyOf: its schemes are its alternatives, not requirements of their own
         for _, inner in node.dependencies:
             if id(inner) in seen:
                 continue
@@ -282,5 +292,6 @@ def _security(plan: DependencyNode) -> tuple[tuple[SecurityRequirement, ...], tu
                   seen | {id(inner)})
 
     visit(plan, (), False, frozenset({id(plan)}))
-    return (tuple(SecurityRequirement(scheme, tuple(scopes), optional[0])
+    return (tuple(SecurityRequirement(scheme, tuple(scopes), optional[0],
+                                      tuple(getattr(scheme, "__joey_alternatives__", ())))
                   for scheme, scopes, optional in found.values()), tuple(every))

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
-from joey.declarations import DeclaredList, Frozen
+from joey.declarations import DeclaredDict, DeclaredList, Frozen
 from joey.params.markers import Depends
 from joey.paths import Segment, parse_template
 from joey.pipelines import HandlerMiddleware
@@ -116,10 +116,12 @@ class Route:
 
     def with_prefix(
         self, prefix: str, middleware: Sequence[HandlerMiddleware], dependencies: Sequence[Any],
-        name_prefix: str, tags: Sequence[str] = (), caching: Caching | None = None,
+        name_prefix: str, tags: Sequence[str] = (), caching: Caching | None = None, *,
+        raises: Sequence[type[BaseException]] = (), responses: Mapping[int, Any] | None = None,
     ) -> Route:
-        """A copy of this route under a group's prefix, middleware, dependencies, tags and
-        caching (what the route's own ``caching`` leaves unset)."""
+        """A copy of this route under a group's prefix, middleware, dependencies, tags,
+        caching (what the route's own ``caching`` leaves unset), and the errors and responses
+        the group declares (the route's own win, status by status)."""
         route = Route.__new__(Route)
         route.path = _join(prefix, self.path)
         route.segments = (tuple(parse_template(route.path)) if route.path != self.path
@@ -135,7 +137,8 @@ class Route:
         route.namespace = self.namespace
         route.tags = (*dict.fromkeys((*tags, *self.tags)),)
         route.deprecated, route.include_in_schema = self.deprecated, self.include_in_schema
-        route.raises, route.responses = self.raises, self.responses
+        route.raises = (*dict.fromkeys((*self.raises, *raises)),)  # the route's first
+        route.responses = {**responses, **self.responses} if responses else self.responses
         route.openapi_extra = self.openapi_extra
         route.caching = None if self.websocket else _merge_caching(caching, self.caching)
         return route
@@ -373,7 +376,9 @@ def _names_in(source: str) -> set[str]:
 
 
 class Router(Frozen, RouteDecorators):
-    """A group of routes with a shared prefix, middleware, dependencies and lifespan hooks.
+    """A group of routes with a shared prefix, middleware, dependencies and lifespan hooks;
+    for the API document, ``tags``, and the ``raises`` and ``responses`` of every route in it
+    (merged with each route's own: a route's response for a status wins).
 
     Include it into an app (or into another router) with ``include_router``. Routes may be
     added to a router after it was included, until an app that includes it starts: the app
@@ -394,7 +399,7 @@ class Router(Frozen, RouteDecorators):
 
     declared_attributes = frozenset({
         "prefix", "name", "middleware", "dependencies", "routes", "mounts", "children",
-        "startup_hooks", "shutdown_hooks", "tags", "caching"})
+        "startup_hooks", "shutdown_hooks", "tags", "caching", "raises", "responses"})
 
     def __init__(
         self,
@@ -407,6 +412,8 @@ class Router(Frozen, RouteDecorators):
         on_shutdown: Sequence[Callable[[], Any]] = (),
         tags: Sequence[str] = (),
         caching: Caching | None = None,
+        raises: Sequence[type[BaseException]] = (),
+        responses: Mapping[int, Any] | None = None,
     ) -> None:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ValueError(f"Router prefix {prefix!r} must start and not end with '/'")
@@ -423,6 +430,10 @@ class Router(Frozen, RouteDecorators):
         #: caching for every route of the router (and of those it includes) that leaves
         #: options of its own ``caching`` unset (:class:`~joey.caching.Caching`)
         self.caching = caching
+        #: for the API document, as a route's ``raises`` and ``responses``, for every route of
+        #: the router and of those it includes (a route's own responses win, status by status)
+        self.raises: list[type[BaseException]] = DeclaredList(raises)
+        self.responses: dict[int, Any] = DeclaredDict(responses or {})
 
     def freeze_declarations(self, owner: str | None = None) -> None:
         """Refuse any further change to this router and to those it includes
@@ -459,7 +470,8 @@ class Router(Frozen, RouteDecorators):
         self, prefix: str = "", middleware: tuple[Any, ...] = (),
         dependencies: tuple[Any, ...] = (), name_prefix: str = "",
         _seen: frozenset[int] = frozenset(), tags: tuple[str, ...] = (),
-        caching: Caching | None = None,
+        caching: Caching | None = None, raises: tuple[type[BaseException], ...] = (),
+        responses: Mapping[int, Any] | None = None,
     ) -> Iterator[Route | Mount | Router]:
         """This router (so the app can collect lifespan hooks), then every route and mount
         with prefixes, middleware and dependencies applied, then the included routers'."""
@@ -471,18 +483,20 @@ class Router(Frozen, RouteDecorators):
         dependencies = (*dependencies, *self.dependencies)
         tags = (*tags, *self.tags)
         caching = _merge_caching(caching, self.caching)
+        raises = (*raises, *self.raises)
+        responses = {**(responses or {}), **self.responses}
         if self.name:
             name_prefix = f"{name_prefix}{self.name}."
         yield self  # parents first, so an app's hooks run before its routers'
         for route in self.routes:
             yield route.with_prefix(full_prefix, middleware, dependencies, name_prefix, tags,
-                                    caching)
+                                    caching, raises=raises, responses=responses)
         for mount in self.mounts:
             yield Mount(_join(full_prefix, mount.path or "/"), mount.app, mount.name)
         for child, child_prefix in self.children:
             yield from child.walk(
                 _join(full_prefix, child_prefix) if child_prefix else full_prefix,
-                middleware, dependencies, name_prefix, seen, tags, caching,
+                middleware, dependencies, name_prefix, seen, tags, caching, raises, responses,
             )
 
     def __repr__(self) -> str:

@@ -41,6 +41,9 @@ from joey.exceptions import Conflict
 from joey.openapi import Assets, OpenAPI
 from joey.routeinfo import RouteInfo
 from joey.security import (
+    AnyOf,
+    APIKeyCredentials,
+    APIKeyHeader,
     BasicCredentials,
     BearerCredentials,
     HTTPBasic,
@@ -586,7 +589,9 @@ def test_a_401_keeps_its_challenge_under_the_apps_own_error_handler(schema: Any)
     validate(doc)
     documented = doc["paths"]["/me"]["get"]["responses"]["401"]
     assert documented["headers"] == {"WWW-Authenticate": {"schema": {"type": "string"}}}
-    assert ("content" in documented) == (schema is not None)
+    # the declared schema, or else what the handler is annotated to return (issue 26)
+    assert documented["content"]["application/json"]["schema"] == (
+        {"$ref": "#/components/schemas/MyError"} if schema else {"type": "object"})
     sent = TestClient(app).get("/me")
     assert sent.status_code == 401 and sent.headers["www-authenticate"] == "Bearer"
     assert sent.json()["code"] == "Unauthorized"
@@ -649,6 +654,53 @@ def test_optional_credentials_are_documented_as_optional() -> None:
     assert client.get("/maybe", headers={"authorization": "Bearer !"}).status_code == 401
     signed = client.get("/mixed", headers={"authorization": "Basic YW5uOnB3"})  # ann:pw
     assert signed.status_code == 200  # the basic scheme alone: the first alternative
+
+
+def test_either_scheme_is_documented_as_alternatives() -> None:
+    """``AnyOf(a, b)``: one security requirement per scheme (either is enough), not one
+    requirement with both (both required); optional, plus ``{}``; next to a required scheme,
+    each alternative with it (issue 26)."""
+    app = App()
+    token = HTTPBearer(prefix=("Bearer", "Token"), name="token")
+    key = APIKeyHeader("X-API-Key", name="key")
+    basic = HTTPBasic(name="basic")
+    either = AnyOf(token, key)
+    Cred = BearerCredentials | APIKeyCredentials
+
+    @app.get("/either")
+    async def one_of(c: Annotated[Cred, Security(either, scopes=["read"])]) -> str:
+        return "ok"
+
+    @app.get("/maybe")
+    async def maybe(c: Annotated[Cred | None, Security(either)]) -> str:
+        return "anonymous" if c is None else "ok"
+
+    @app.get("/and-basic")
+    async def and_basic(c: Annotated[Cred, Security(either)],
+                        b: Annotated[BasicCredentials, Security(basic)]) -> str:
+        return "ok"
+
+    doc = OpenAPI().document(app)
+    validate(doc)
+    security = {path: item["get"]["security"] for path, item in doc["paths"].items()}
+    assert security == {
+        "/either": [{"token": ["read"]}, {"key": ["read"]}],
+        "/maybe": [{}, {"token": []}, {"key": []}],
+        "/and-basic": [{"token": [], "basic": []}, {"key": [], "basic": []}],
+    }
+    assert doc["components"]["securitySchemes"] == {
+        "token": {"type": "http", "scheme": "bearer",
+                  "description": "Also accepted: `Authorization: Token <token>`."},
+        "key": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        "basic": {"type": "http", "scheme": "basic"},
+    }
+    client = TestClient(app)
+    for path, requirements in security.items():  # what the document says, the app does
+        assert (client.get(path).status_code == 200) == ({} in requirements), path
+    assert client.get("/either", headers={"x-api-key": "k"}).text == "ok"
+    assert client.get("/either", headers={"authorization": "Token t"}).text == "ok"
+    assert client.get("/and-basic", headers={"x-api-key": "k",
+                                             "authorization": "Basic YW5uOnB3"}).text == "ok"
 
 
 # -- serving: the document, the pages, caching ----------------------------------------------

@@ -9,6 +9,7 @@ import msgspec
 from joey import App, RouteInfo
 from joey.params.markers import Security
 from joey.security import (
+    AnyOf,
     APIKeyCookie,
     APIKeyCredentials,
     APIKeyHeader,
@@ -123,3 +124,42 @@ async def checked_keys(
     if not given or not all(constant_time_compare(k.key, API_KEY) for k in given):
         raise header_key.invalid("Unknown API key.")
     return [k.location for k in given]
+
+
+# Several prefixes for one scheme, and either of two schemes (issue 26).
+either_word = HTTPBearer(prefix=("Bearer", "Token"), realm="api", name="eitherWord")
+either = AnyOf(either_word, header_key)
+either_jwt = AnyOf(jwt_auth, query_key)
+
+
+@app.get("/either-word")
+async def with_either_word(c: Annotated[BearerCredentials, Security(either_word)]) -> list[str]:
+    return [c.scheme, c.token]
+
+
+@app.get("/either")
+async def with_either(
+    c: Annotated[BearerCredentials | APIKeyCredentials, Security(either)],
+) -> list[str]:
+    if isinstance(c, BearerCredentials):
+        return ["bearer", c.token]
+    return ["key", c.key]
+
+
+@app.get("/either/optional")
+async def with_either_optional(
+    c: Annotated[BearerCredentials | APIKeyCredentials | None, Security(either)],
+) -> str:
+    return "anonymous" if c is None else type(c).__name__
+
+
+@app.get("/either/jwt")
+async def with_either_jwt(
+    c: Annotated[JWTCredentials | APIKeyCredentials, Security(either_jwt, scopes=["notes:read"])],
+) -> str:
+    return c.subject or "" if isinstance(c, JWTCredentials) else c.key
+
+
+@app.get("/optional-bearer")
+async def optional_bearer(c: Annotated[BearerCredentials | None, Security(bearer)]) -> str:
+    return "anonymous" if c is None else c.token

@@ -13,11 +13,11 @@ import httpx
 import jwt
 import pytest
 
-from joey.security import constant_time_compare
+from joey.security import AnyOf, constant_time_compare
 from joey.testing import TestClient
 from tests.integration.servers import Server, run_server, uvicorn_argv
 
-from .schemes_app import SECRET, app, jwt_auth
+from .schemes_app import SECRET, app, either, either_word, header_key, jwt_auth
 
 
 @pytest.fixture(scope="module", params=["httptools", "h11"])
@@ -281,3 +281,93 @@ def test_schemes_in_the_route_model(tmp_path: Path) -> None:
     assert jwt_requirement.scheme.openapi() == {"type": "http", "scheme": "bearer",
                                                 "bearerFormat": "JWT"}
     assert repr(jwt_auth) == "<JWTBearer 'bearerAuth'>"
+
+
+def test_one_bearer_scheme_with_several_prefixes(client: httpx.Client) -> None:
+    assert client.get("/either-word", headers={"authorization": "Bearer b1"}).json() == [
+        "Bearer", "b1"]
+    assert client.get("/either-word", headers={"authorization": "token t1"}).json() == [
+        "Token", "t1"]
+    missing = client.get("/either-word", headers={"authorization": "Basic eDp5"})
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="api", Token realm="api"'
+    malformed = client.get("/either-word", headers={"authorization": "Token a,b"})
+    assert malformed.status_code == 401
+    assert malformed.headers["www-authenticate"].startswith(
+        'Token realm="api", error="invalid_token"')
+
+
+def test_either_of_two_schemes(client: httpx.Client) -> None:
+    assert client.get("/either", headers={"authorization": "Bearer b1"}).json() == [
+        "bearer", "b1"]
+    assert client.get("/either", headers={"x-api-key": "k1"}).json() == ["key", "k1"]
+    # both sent: the first scheme of AnyOf wins
+    assert client.get("/either", headers={"authorization": "Token t1", "x-api-key": "k1"}
+                      ).json() == ["bearer", "t1"]
+    neither = client.get("/either")
+    assert neither.status_code == 401
+    assert neither.headers["www-authenticate"] == (
+        'Bearer realm="api", Token realm="api", APIKey name="X-API-Key", in="header"')
+    assert "X-API-Key" in neither.json()["detail"]
+    # credentials that are there but malformed are that scheme's 401, not "try the next"
+    malformed = client.get("/either", headers={"authorization": "Bearer a,b", "x-api-key": "k"})
+    assert malformed.status_code == 401
+    assert 'error="invalid_token"' in malformed.headers["www-authenticate"]
+    assert client.get("/either/optional").text == "anonymous"
+    assert client.get("/either/optional", headers={"x-api-key": "k"}).text == (
+        "APIKeyCredentials")
+    assert client.get("/either/jwt", headers={"authorization": f"Bearer {token()}"}).text == (
+        "ann")
+    assert client.get("/either/jwt?api_key=q1").text == "q1"
+    no_scope = client.get("/either/jwt", headers={"authorization": f"Bearer {token(scope='x')}"})
+    assert no_scope.status_code == 403
+
+
+def test_an_optional_route_treats_another_schemes_header_as_no_credentials(
+        client: httpx.Client) -> None:
+    # The decision (docs/security.md, "Optional authentication"): anonymous, as FastAPI's
+    # auto_error=False and RFC 9110 §11.6.2 read it; malformed credentials of its own scheme
+    # are still a 401.
+    assert client.get("/optional-bearer", headers={"authorization": "Basic eDp5"}).text == (
+        "anonymous")
+    assert client.get("/optional-bearer", headers={"authorization": "Bearer t"}).text == "t"
+    assert client.get("/optional-bearer", headers={"authorization": "Bearer a,b"}
+                      ).status_code == 401
+
+
+def test_either_in_the_route_model() -> None:
+    routes = {route.path: route for route in app.routes}
+    (requirement,) = routes["/either"].security
+    assert requirement.scheme is either and requirement.alternatives == (either_word, header_key)
+    assert not requirement.optional
+    assert routes["/either/optional"].security[0].optional
+    assert either.scheme_name == "eitherWord | apiKeyHeader"
+    assert either_word.openapi() == {
+        "type": "http", "scheme": "bearer",
+        "description": "Also accepted: `Authorization: Token <token>`."}
+
+
+def test_bearer_prefixes_must_be_words() -> None:
+    from joey.security import HTTPBearer
+
+    for bad in ((), ("Bearer", "Two words"), ("",)):
+        with pytest.raises(ValueError, match="one or more prefixes"):
+            HTTPBearer(prefix=bad)
+    with pytest.raises(ValueError, match="two schemes or more"):
+        AnyOf(HTTPBearer())
+
+
+def test_describe_is_deprecated_for_openapi() -> None:
+    from joey.security import HTTPBasic, SecurityScheme
+
+    basic = HTTPBasic(description="Staff.")
+    with pytest.warns(DeprecationWarning, match=r"describe\(\) is deprecated: call openapi"):
+        assert basic.describe() == basic.openapi()
+
+    class Legacy(SecurityScheme):  # a scheme written for the old hook keeps working
+        def describe(self) -> dict[str, object]:
+            return {"type": "apiKey", "in": "header", "name": "X-Legacy"}
+
+    with pytest.warns(DeprecationWarning, match="override openapi"):
+        assert Legacy(description="Old.").openapi() == {
+            "type": "apiKey", "in": "header", "name": "X-Legacy", "description": "Old."}

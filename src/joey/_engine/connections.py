@@ -93,3 +93,32 @@ async def quietly(closing: Awaitable[None]) -> None:
     """Await a close that may fail because the peer is already gone."""
     with contextlib.suppress(OSError, RuntimeError):
         await closing
+
+
+class OpenConnectionsAPI:
+    """The app's methods for its open WebSockets and streams (:class:`~joey.App` has them;
+    the server's shutdown and streaming responses call them)."""
+
+    @property
+    def _connections(self) -> OpenConnections:
+        return self._lifecycle.connections  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def open_websockets(self) -> int:
+        """How many WebSocket handlers are running right now."""
+        return self._connections.websockets
+
+    async def close_websockets(self, code: int = 1001, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Close every open WebSocket with ``code`` (1001: going away) and wait up to
+        ``timeout`` seconds for their handlers to finish. Used at shutdown."""
+        await self._connections.close_websockets(code, timeout)
+
+    def watch_stream(self) -> asyncio.Future[None]:
+        """Count the current task as an open stream until it ends; the returned future
+        completes when streams must end (:meth:`close_streams`). Streaming responses call this."""
+        return self._connections.watch_stream()
+
+    async def close_streams(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Tell every open streaming response to end (an SSE stream sends its last event)
+        and wait up to ``timeout`` seconds for them to finish. Used at shutdown."""
+        await self._connections.close_streams(timeout)

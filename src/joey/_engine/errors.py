@@ -142,3 +142,16 @@ def _error_value_response(value: Any, exc: Exception, handler: Callable[..., Any
         for name, header in exc.headers.items():
             response.headers.setdefault(name, header)
     return response
+
+
+def declared_schemas(schemas: Mapping[type[BaseException], Any],
+                     handlers: Mapping[type[BaseException], Any],
+                     ) -> dict[type[BaseException], tuple[Any, str]]:
+    """``App(exception_schemas=)`` checked against ``exception_handlers``: a schema documents
+    what a handler answers, so one without its handler is refused (at construction)."""
+    for exc_type in schemas:
+        if exc_type not in handlers:
+            raise ValueError(f"exception_schemas[{exc_type.__name__}]: there is no handler "
+                             f"for {exc_type.__name__} in exception_handlers; a schema "
+                             "documents what a handler answers")
+    return {exc_type: (schema, "application/json") for exc_type, schema in schemas.items()}

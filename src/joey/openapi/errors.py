@@ -6,13 +6,17 @@ this module only says what each looks like on the wire: a problem document
 exception handlers takes that exception, in which case its declared schema
 (``exception_handler(..., schema=...)``) or, when it declared none, a response without a
 described body. The headers an error carries are documented either way (a 401's
-``WWW-Authenticate``, the ``Retry-After`` of a 429 or 503).
+``WWW-Authenticate``, the ``Retry-After`` of a 429 or 503, and those an exception class lists
+in ``openapi_headers``: a rate limit's ``RateLimit`` and ``RateLimit-Policy``).
 """
 
 from __future__ import annotations
 
+import inspect
+import types
+import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from joey._engine.errors import handled_as
 from joey.exceptions import HTTPError, UnprocessableContent
@@ -89,6 +93,16 @@ class ErrorRendering:
         as the app does), or ``None`` when Joey renders it as a problem document."""
         return handled_as(exc_type, self.handlers)
 
+    def body_of(self, handled: type[BaseException]) -> tuple[Any, str] | None:
+        """What the handler registered for ``handled`` answers: the (schema type, media type)
+        it was declared with, else read from its return annotation (a handler that returns a
+        value, not a ``Response``, has it converted as a route's is: ``-> ErrorBody`` is
+        JSON of ``ErrorBody``, ``-> str`` text); ``None`` when neither says."""
+        declared = self.schemas.get(handled)
+        if declared is not None:
+            return declared
+        return _returned_body(self.handlers.get(handled))
+
 
 class ErrorResponses:
     """The response objects of errors, and the problem schemas they refer to."""
@@ -105,7 +119,7 @@ class ErrorResponses:
         response: dict[str, Any] = {"description": phrase(code)}
         handled = self.rendering.handled_by(exc_type)
         if handled is not None:
-            declared = self.rendering.schemas.get(handled)
+            declared = self.rendering.body_of(handled)
             if declared is not None:
                 schema_type, media_type = declared
                 response["content"] = {media_type: {
@@ -124,6 +138,10 @@ class ErrorResponses:
                                                    "description": "seconds to wait"}}
         if code == 401:  # the challenge; an app's own handler keeps the error's headers too
             response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+        more = getattr(exc_type, "openapi_headers", None)  # an error's own (a rate limit's)
+        if isinstance(more, Mapping):
+            response.setdefault("headers", {}).update(
+                {name: dict(header) for name, header in more.items()})
         return response
 
     def components(self) -> dict[str, Any]:
@@ -134,3 +152,27 @@ class ErrorResponses:
         if self._validation_problem:
             used["ValidationProblem"] = VALIDATION_PROBLEM_SCHEMA
         return used
+
+
+def _returned_body(handler: Any) -> tuple[Any, str] | None:
+    """(type, media type) of what ``handler`` is annotated to return, when that is a value
+    Joey converts (not a ``Response``, ``None`` or ``Any``)."""
+    from joey.responses import Response
+
+    if handler is None:
+        return None
+    try:
+        returned = typing.get_type_hints(inspect.unwrap(handler)).get("return")
+    except Exception:  # an annotation that does not resolve: the handler did not say
+        return None
+    if returned is None or returned is type(None) or returned is Any:
+        return None
+    members = get_args(returned) if get_origin(returned) in (typing.Union,
+                                                             types.UnionType) else (returned,)
+    if any(isinstance(m, type) and issubclass(m, Response) for m in members):
+        return None  # a Response, whose body the annotation does not tell
+    if returned is str:
+        return (str, "text/plain")
+    if returned is bytes:
+        return (bytes, "application/octet-stream")
+    return (returned, "application/json")

@@ -145,19 +145,20 @@ class Operations:
             return {"content": {"application/json": {"schema": schema}},
                     "required": bool(needed)}
         if body is not None:
-            schema = {} if body.custom else self.registry.schema(body.annotation)
+            schema = {} if body.custom else self.registry.schema(_undescribed(body.annotation))
             media_types = body.media_types or ("application/json",)
             if base_type(body.annotation) is bytes:
                 schema = {"type": "string", "contentMediaType": "application/octet-stream"}
             elif base_type(body.annotation) is str:
                 schema = {"type": "string"}
             content = {media: {"schema": schema} for media in media_types}
-            return {"content": content, "required": body.required}
+            return _described({"content": content, "required": body.required}, body)
         if not fields:
             return None
         whole = next((p for p in fields if not p.key), None)
+        described = whole
         if whole is not None:
-            schema = self.registry.schema(whole.annotation)
+            schema = self.registry.schema(_undescribed(whole.annotation))
             required = whole.required
         else:
             properties = {}
@@ -173,8 +174,8 @@ class Operations:
         files = any(holds(p.annotation, is_upload_file) for p in fields)
         media_types = ("multipart/form-data",) if files else (
             "application/x-www-form-urlencoded", "multipart/form-data")
-        return {"content": {media: {"schema": schema} for media in media_types},
-                "required": required}
+        return _described({"content": {media: {"schema": schema} for media in media_types},
+                           "required": required}, described)
 
     # -- security (issue #15: schemes in the route model) ------------------------------------
 
@@ -183,26 +184,61 @@ class Operations:
         scheme object with ``scheme_name`` and ``openapi()``, and the scopes required of it),
         its scheme objects going to ``components/securitySchemes``.
 
-        The required schemes are one requirement, all of them together. Optional ones
-        (``Credentials | None``: an anonymous request is served) make alternatives: the
-        required schemes alone (``{}`` when there are none), then with each optional
-        scheme, so ``[{}, {"Token": []}]`` says "a Token, or nothing"."""
-        required: dict[str, list[str]] = {}
-        optional: dict[str, list[str]] = {}
+        The required schemes are one requirement, all of them together; ``AnyOf(a, b)``
+        (``alternatives``) makes one requirement per scheme, any one of which is enough.
+        Optional ones (``Credentials | None``: an anonymous request is served) make more
+        alternatives: the required schemes alone (``{}`` when there are none), then with each
+        optional scheme, so ``[{}, {"Token": []}]`` says "a Token, or nothing"."""
+        combinations: list[dict[str, list[str]]] = [{}]
+        optional: list[dict[str, list[str]]] = []
         for needed in route.security:
-            scheme = needed.scheme
-            name = str(scheme.scheme_name)
-            known = self.security_schemes.setdefault(name, scheme.openapi())
-            if known != scheme.openapi():
-                raise ValueError(f"Two different security schemes are named {name!r} "
-                                 f"({route.location}): give one another name=")
-            scopes = (optional if needed.optional else required
-                      ).setdefault(name, [])
-            scopes.extend(s for s in needed.scopes if s not in scopes)
-        if not optional:
-            return [required] if required else None
-        return [required, *({**required, name: scopes} for name, scopes in optional.items()
-                             if name not in required)]
+            choices = [{self.scheme_name(route, scheme): list(needed.scopes)}
+                       for scheme in needed.alternatives or (needed.scheme,)]
+            if needed.optional:
+                optional.extend(choices)
+            else:
+                combinations = [_joined(have, choice) for have in combinations
+                                for choice in choices]
+        if not route.security:
+            return None
+        requirements = [*combinations, *(_joined(have, choice) for have in combinations
+                                         for choice in optional
+                                         if not choice.keys() <= have.keys())]
+        unique: list[dict[str, list[str]]] = []
+        for requirement in requirements:
+            if requirement not in unique:
+                unique.append(requirement)
+        return unique
+
+    def scheme_name(self, route: RouteInfo, scheme: Any) -> str:
+        """The scheme's name, its object registered for ``components/securitySchemes``."""
+        name = str(scheme.scheme_name)
+        described = scheme.openapi()
+        known = self.security_schemes.setdefault(name, described)
+        if known != described:
+            raise ValueError(f"Two different security schemes are named {name!r} "
+                             f"({route.location}): give one another name=")
+        return name
+
+
+def _joined(first: dict[str, list[str]], second: dict[str, list[str]],
+            ) -> dict[str, list[str]]:
+    """One requirement with the schemes of both (the scopes of a scheme in both, merged)."""
+    joined = {name: list(scopes) for name, scopes in first.items()}
+    for name, scopes in second.items():
+        have = joined.setdefault(name, [])
+        have.extend(scope for scope in scopes if scope not in have)
+    return joined
+
+
+def _described(request_body: dict[str, Any], param: ParamInfo | None) -> dict[str, Any]:
+    """The request body object, with the ``description`` of the body parameter's
+    ``msgspec.Meta`` (``Annotated[Note, Meta(description=...)]``), as a parameter's goes on
+    the parameter object (and not into the body type's schema)."""
+    for meta in param.constraints if param is not None else ():
+        if meta.description:
+            request_body = {"description": meta.description, **request_body}
+    return request_body
 
 
 def _path_converters(template: str) -> dict[str, str]:

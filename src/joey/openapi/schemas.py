@@ -62,6 +62,7 @@ class SchemaRegistry:
             unique = list(dict.fromkeys(tp for tp, _ in self._msgspec))
             schemas, components = msgspec.json.schema_components(
                 unique, ref_template=REF_PREFIX + "{name}")
+            _type_enums([schemas, components])
             by_type = dict(zip(unique, schemas, strict=True))
             for tp, placeholder in self._msgspec:
                 placeholder.update(by_type[tp])
@@ -102,6 +103,32 @@ class SchemaRegistry:
             known = False
         self._knows[tp] = known
         return known
+
+
+#: the JSON Schema type of each JSON value an ``enum`` can list
+_JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
+    (type(None), "null"))
+
+
+def _type_enums(value: Any) -> None:
+    """Give every ``enum`` schema without a ``type`` (msgspec's, for ``Enum`` and ``Literal``)
+    the type of its values: without one, Swagger UI shows "any" and offers no choice list."""
+    if isinstance(value, dict):
+        values = value.get("enum")
+        if isinstance(values, list) and values and "type" not in value:
+            found = list(dict.fromkeys(
+                next((name for tp, name in _JSON_TYPES if isinstance(v, tp)), "")
+                for v in values))
+            if "integer" in found and "number" in found:
+                found.remove("integer")
+            if found and "" not in found:
+                value["type"] = found[0] if len(found) == 1 else found
+        for item in value.values():
+            _type_enums(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _type_enums(item)
 
 
 def _upload_schema(tp: Any) -> dict[str, Any]:

@@ -127,17 +127,24 @@ class Depends:
         @app.get("/users")
         async def users(db: Annotated[Session, Depends(get_db)]) -> list[str]:
             return await db.users()
+
+
+    ``raises``: exception classes the dependency raises (``Depends(get_book,
+    raises=[NotFound])``), documented in the API document of every route that uses it, as
+    the route's own ``raises`` are.
     """
 
-    __slots__ = ("dependency", "scope")
+    __slots__ = ("dependency", "raises", "scope")
 
     def __init__(
-        self, dependency: Callable[..., Any], *, scope: Literal["request", "app"] = "request"
+        self, dependency: Callable[..., Any], *, scope: Literal["request", "app"] = "request",
+        raises: Sequence[type[BaseException]] = (),
     ) -> None:
         if scope not in ("request", "app"):
             raise ValueError("Depends scope must be 'request' or 'app'")
         self.dependency = dependency
         self.scope = scope
+        self.raises = tuple(raises)
 
     def __repr__(self) -> str:
         return f"Depends({getattr(self.dependency, '__qualname__', self.dependency)})"
@@ -174,8 +181,9 @@ class Security(Depends):
 
     __slots__ = ("scopes",)
 
-    def __init__(self, dependency: Callable[..., Any], *, scopes: Sequence[str] = ()) -> None:
-        super().__init__(dependency)
+    def __init__(self, dependency: Callable[..., Any], *, scopes: Sequence[str] = (),
+                 raises: Sequence[type[BaseException]] = ()) -> None:
+        super().__init__(dependency, raises=raises)
         self.scopes = tuple(scopes)
 
     def __repr__(self) -> str:

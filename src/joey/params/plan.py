@@ -45,6 +45,7 @@ from joey.params.markers import (
 )
 from joey.params.typeinfo import (
     MISSING,
+    accepts_none,
     base_type,
     has_custom_type,
     is_body_type,
@@ -53,7 +54,6 @@ from joey.params.typeinfo import (
     is_sequence,
     is_structured,
     is_upload_file,
-    strip_optional,
 )
 from joey.requests import HTTPConnection, Request
 
@@ -63,7 +63,7 @@ class DependencyNode:
 
     __slots__ = (
         "async_extractors", "call_style", "dependencies", "func", "key", "optional", "params",
-        "raises", "returns", "scope", "security_edges", "sync_extractors",
+        "raises", "raises_edges", "returns", "scope", "security_edges", "sync_extractors",
     )
 
     def __init__(self, func: Callable[..., Any], key: Callable[..., Any], scope: str,
@@ -90,6 +90,9 @@ class DependencyNode:
         #: what the dependency declares it can answer instead of the handler (its
         #: ``__joey_raises__``: a rate limit's 429); its extractors declare their own
         self.raises: tuple[type[BaseException], ...] = ()
+        #: id of a dependency → what the ``Depends(..., raises=[...])`` that reached it
+        #: declares (for the API document of every route that uses it)
+        self.raises_edges: dict[int, tuple[type[BaseException], ...]] = {}
 
 
 def is_security(marker: Depends) -> bool:
@@ -141,6 +144,7 @@ class PlanBuilder:
                                 f"got {marker!r}")
             dependency = self._dependency(marker, path_params, [func], where)
             shared.append((None, dependency))
+            _add_raises_edge(node, dependency, marker)
             if is_security(marker):
                 _add_security_edge(node, dependency, marker)
         node.dependencies[0:0] = shared  # app's, then the router's, then the route's
@@ -216,8 +220,9 @@ class PlanBuilder:
                 security = is_security(marker)
                 dependency = self._dependency(
                     marker, path_params, chain, where,
-                    optional=security and strip_optional(annotation) is not annotation)
+                    optional=security and accepts_none(annotation))
                 node.dependencies.append((name, dependency))
+                _add_raises_edge(node, dependency, marker)
                 if security:
                     _add_security_edge(node, dependency, marker)
                 continue
@@ -343,6 +348,12 @@ def check_convertible(where: str, name: str, annotation: Any, source: str) -> No
             "those; take a structure from the body (no marker, or Body()), from several "
             "parameters, or with Query(extractor=fn) or Depends(fn)."
         )
+
+
+def _add_raises_edge(node: DependencyNode, dependency: DependencyNode, marker: Depends) -> None:
+    if marker.raises:
+        known = node.raises_edges.get(id(dependency), ())
+        node.raises_edges[id(dependency)] = (*known, *marker.raises)
 
 
 def _add_security_edge(node: DependencyNode, dependency: DependencyNode, marker: Depends) -> None:

@@ -26,6 +26,12 @@ def strip_optional(annotation: Any) -> Any:
     return annotation
 
 
+def accepts_none(annotation: Any) -> bool:
+    """Whether ``None`` is one of the union's members (``A | B | None`` too)."""
+    return get_origin(annotation) in (typing.Union, types.UnionType) and any(
+        a is type(None) for a in get_args(annotation))
+
+
 def strip_none(tp: Any) -> Any:
     """``T`` from ``T | None`` also under ``Annotated`` (constraints kept): a query, header,
     cookie, path or form value is either sent or absent, never ``null``. What such a value is

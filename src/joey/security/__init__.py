@@ -8,9 +8,10 @@ request. The full order of a request is:
 so an anonymous client gets its 401 (and a client without the right scope its 403) before
 any 422 about the body it sent.
 
-* :mod:`joey.security.schemes`: ``HTTPBearer`` (any prefix), ``HTTPBasic``, ``APIKeyHeader``
+* :mod:`joey.security.schemes`: ``HTTPBearer`` (any prefixes), ``HTTPBasic``, ``APIKeyHeader``
   / ``APIKeyQuery`` / ``APIKeyCookie``, ``OAuth2PasswordBearer``, ``OpenIDConnect``; each
   gives typed credentials or answers 401 with the right ``WWW-Authenticate`` challenge;
+  ``AnyOf(a, b)``: either scheme (the first whose credentials the request carries);
 * ``Security(dependency, scopes=[...])``: a dependency that runs in the security phase (a
   scheme, a function that turns credentials into a user, a guard); ``scopes`` are what the
   route requires, visible to every security dependency as ``RouteInfo.scopes``;
@@ -43,6 +44,7 @@ Example::
 from joey.exceptions import MissingCredentials
 from joey.params.markers import Security
 from joey.security.schemes import (
+    AnyOf,
     APIKeyCookie,
     APIKeyCredentials,
     APIKeyHeader,
@@ -59,7 +61,8 @@ from joey.security.schemes import (
 )
 
 __all__ = [
-    "APIKeyCookie", "APIKeyCredentials", "APIKeyHeader", "APIKeyQuery", "BasicCredentials",
+    "APIKeyCookie", "APIKeyCredentials", "APIKeyHeader", "APIKeyQuery", "AnyOf",
+    "BasicCredentials",
     "BearerCredentials", "HTTPBasic", "HTTPBearer", "MissingCredentials",
     "OAuth2PasswordBearer", "OpenIDConnect", "Security", "SecurityScheme",
     "constant_time_compare", "require_scopes",

@@ -31,9 +31,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hmac
+import inspect
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Annotated, Any, Literal, cast
 
 from joey.exceptions import Forbidden, MissingCredentials, Unauthorized
 from joey.requests import HTTPConnection
@@ -115,8 +117,9 @@ class SecurityScheme:
         self.description = description
 
     def challenge(self, error: str | None = None, description: str | None = None,
-                  scopes: Iterable[str] = ()) -> str:
-        """The ``WWW-Authenticate`` value: ``Bearer realm="api", error="invalid_token"``."""
+                  scopes: Iterable[str] = (), *, auth_scheme: str | None = None) -> str:
+        """The ``WWW-Authenticate`` value: ``Bearer realm="api", error="invalid_token"``
+        (``auth_scheme``: another word than the scheme's, one of a bearer's prefixes)."""
         params = [f"realm={_quote(self.realm)}"] if self.realm else []
         params.extend(self.challenge_params())
         if error:
@@ -126,15 +129,20 @@ class SecurityScheme:
         scope = " ".join(scopes)
         if scope:
             params.append(f"scope={_quote(scope)}")
-        return self.auth_scheme + (" " + ", ".join(params) if params else "")
+        return (auth_scheme or self.auth_scheme) + (" " + ", ".join(params) if params else "")
 
     def challenge_params(self) -> list[str]:
         """Parameters every challenge of this scheme carries (Basic's ``charset``)."""
         return []
 
+    def challenges(self) -> str:
+        """The ``WWW-Authenticate`` value for a request without credentials: the challenge,
+        one per word a client may use (a bearer scheme's several prefixes)."""
+        return self.challenge()
+
     def missing(self, detail: str) -> MissingCredentials:
         """The 401 for a request that sent no credentials."""
-        return MissingCredentials(detail, {"www-authenticate": self.challenge()})
+        return MissingCredentials(detail, {"www-authenticate": self.challenges()})
 
     def invalid(self, detail: str, error: str = "invalid_token") -> Unauthorized:
         """The 401 for credentials that are malformed or wrong."""
@@ -150,14 +158,34 @@ class SecurityScheme:
         )
 
     def openapi(self) -> dict[str, Any]:
-        """The OpenAPI security scheme object."""
-        described = self.describe()
+        """The OpenAPI security scheme object, with the scheme's ``description``. A scheme of
+        your own overrides it.
+
+        Example::
+
+            assert HTTPBasic(description="Staff only.").openapi() == {
+                "type": "http", "scheme": "basic", "description": "Staff only."}
+        """
+        if type(self).describe is not SecurityScheme.describe:
+            # a scheme written for the old hook: still described, and told of the change
+            warnings.warn(f"{type(self).__name__}.describe() is deprecated: override "
+                          "openapi() instead (it returns the whole security scheme object, "
+                          "description included)", DeprecationWarning, stacklevel=2)
+            return self._described(self.describe())
+        raise NotImplementedError(f"{type(self).__name__} must override openapi()")
+
+    def describe(self) -> dict[str, Any]:
+        """Deprecated: call :meth:`openapi` (one method describes a scheme; ``describe``
+        left out its ``description``)."""
+        warnings.warn("SecurityScheme.describe() is deprecated: call openapi()",
+                      DeprecationWarning, stacklevel=2)
+        return self.openapi()
+
+    def _described(self, described: dict[str, Any]) -> dict[str, Any]:
+        """``described`` with the scheme's ``description``, when it has one."""
         if self.description:
             described["description"] = self.description
         return described
-
-    def describe(self) -> dict[str, Any]:
-        raise NotImplementedError  # pragma: no cover - every scheme says what it is
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.scheme_name!r}>"
@@ -169,49 +197,83 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 class HTTPBearer(SecurityScheme):
     """A token in ``Authorization: Bearer <token>`` (RFC 6750); ``prefix`` changes the word
-    (``HTTPBearer(prefix="Token")`` reads ``Authorization: Token <token>``).
+    (``HTTPBearer(prefix="Token")`` reads ``Authorization: Token <token>``), or gives several,
+    any of which a client may send (``HTTPBearer(prefix=("Bearer", "Token"))``; the first is
+    the one the API document shows).
 
-    Gives :class:`BearerCredentials`. No header, or another scheme's: 401 with
-    ``WWW-Authenticate: Bearer``; a token RFC 6750 does not allow: 401 ``invalid_token``.
+    Gives :class:`BearerCredentials` (``scheme``: the prefix the client sent, spelled as
+    given here). No header, or another scheme's: 401 with ``WWW-Authenticate: Bearer`` (a
+    challenge per prefix); a token RFC 6750 does not allow: 401 ``invalid_token``.
+
+    Example::
+
+        either_word = HTTPBearer(prefix=("Bearer", "Token"))
+
+        @app.get("/me")
+        async def me(token: Annotated[BearerCredentials, Security(either_word)]) -> str:
+            return f"{token.scheme}: {token.token}"
     """
 
     default_name = "bearerAuth"
 
-    def __init__(self, *, prefix: str = "Bearer", bearer_format: str | None = None,
-                 name: str | None = None, realm: str | None = None,
-                 description: str | None = None) -> None:
+    def __init__(self, *, prefix: str | Sequence[str] = "Bearer",
+                 bearer_format: str | None = None, name: str | None = None,
+                 realm: str | None = None, description: str | None = None) -> None:
         super().__init__(name=name, realm=realm, description=description)
-        self.prefix = prefix
-        self.auth_scheme = prefix
+        prefixes = (prefix,) if isinstance(prefix, str) else tuple(dict.fromkeys(prefix))
+        if not prefixes or not all(p and " " not in p for p in prefixes):
+            raise ValueError(f"HTTPBearer needs one or more prefixes without spaces, not "
+                             f"{prefix!r}")
+        #: every word accepted before the token; the first is :attr:`prefix`
+        self.prefixes: tuple[str, ...] = prefixes
+        self.prefix = prefixes[0]
+        self.auth_scheme = self.prefix
         self.bearer_format = bearer_format
+        self._by_word = {p.lower(): p for p in prefixes}
+
+    def challenges(self) -> str:
+        # one challenge per accepted prefix (RFC 9110 §11.6.1 allows a list of them)
+        return ", ".join(self.challenge(auth_scheme=p) for p in self.prefixes)
 
     def read_token(self, connection: HTTPConnection) -> str:
         """The token, or the 401 to answer."""
+        return self._read(connection)[1]
+
+    def _read(self, connection: HTTPConnection) -> tuple[str, str]:
         header: str | None = connection.headers.get("authorization")
-        if header is None:
-            raise self.missing(f"Send an Authorization: {self.prefix} <token> header.")
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != self.prefix.lower():
+        scheme, _, token = (header or "").strip().partition(" ")
+        prefix = self._by_word.get(scheme.lower())
+        if header is None or prefix is None:
             raise self.missing(f"Send an Authorization: {self.prefix} <token> header.")
         token = token.strip()
         if not token:
-            raise self.invalid("The Authorization header has no token.", "invalid_request")
+            raise self._invalid(prefix, "The Authorization header has no token.",
+                                "invalid_request")
         if _B64TOKEN.fullmatch(token) is None:
-            raise self.invalid("The token is malformed.")
-        return token
+            raise self._invalid(prefix, "The token is malformed.")
+        return prefix, token
+
+    def _invalid(self, prefix: str, detail: str, error: str = "invalid_token") -> Unauthorized:
+        return Unauthorized(detail, {"www-authenticate": self.challenge(
+            error, detail, auth_scheme=prefix)})
 
     async def __call__(self, connection: HTTPConnection) -> BearerCredentials:
-        return BearerCredentials(self.prefix, self.read_token(connection))
+        return BearerCredentials(*self._read(connection))
 
-    def describe(self) -> dict[str, Any]:
+    def openapi(self) -> dict[str, Any]:
+        others = [f"`Authorization: {p} <token>`" for p in self.prefixes[1:]]
         if self.prefix.lower() != "bearer":
             # OpenAPI's http "bearer" means the word Bearer: another word is an API key
-            return {"type": "apiKey", "in": "header", "name": "Authorization",
-                    "description": f"{self.prefix} <token>"}
-        described: dict[str, Any] = {"type": "http", "scheme": "bearer"}
-        if self.bearer_format:
-            described["bearerFormat"] = self.bearer_format
-        return described
+            described: dict[str, Any] = {
+                "type": "apiKey", "in": "header", "name": "Authorization",
+                "description": " or ".join(f"{p} <token>" for p in self.prefixes)}
+        else:
+            described = {"type": "http", "scheme": "bearer"}
+            if self.bearer_format:
+                described["bearerFormat"] = self.bearer_format
+            if others:
+                described["description"] = f"Also accepted: {', '.join(others)}."
+        return self._described(described)
 
 
 class HTTPBasic(SecurityScheme):
@@ -233,9 +295,9 @@ class HTTPBasic(SecurityScheme):
         return ['charset="UTF-8"']
 
     def challenge(self, error: str | None = None, description: str | None = None,
-                  scopes: Iterable[str] = ()) -> str:
+                  scopes: Iterable[str] = (), *, auth_scheme: str | None = None) -> str:
         # RFC 7617 defines no error parameters
-        return super().challenge(None, None, ())
+        return super().challenge(None, None, (), auth_scheme=auth_scheme)
 
     async def __call__(self, connection: HTTPConnection) -> BasicCredentials:
         header = connection.headers.get("authorization")
@@ -251,8 +313,8 @@ class HTTPBasic(SecurityScheme):
             raise self.invalid("The Basic credentials have no ':' between user and password.")
         return BasicCredentials(username, password)
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": "http", "scheme": "basic"}
+    def openapi(self) -> dict[str, Any]:
+        return self._described({"type": "http", "scheme": "basic"})
 
 
 class _APIKey(SecurityScheme):
@@ -276,8 +338,8 @@ class _APIKey(SecurityScheme):
             raise self.missing(f"Send the API key in the {self.key_name!r} {self.location}.")
         return APIKeyCredentials(key, self.location, self.key_name)
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": "apiKey", "in": self.location, "name": self.key_name}
+    def openapi(self) -> dict[str, Any]:
+        return self._described({"type": "apiKey", "in": self.location, "name": self.key_name})
 
 
 class APIKeyHeader(_APIKey):
@@ -329,11 +391,11 @@ class OAuth2PasswordBearer(HTTPBearer):
         self.scopes = dict(scopes or {})
         self.refresh_url = refresh_url
 
-    def describe(self) -> dict[str, Any]:
+    def openapi(self) -> dict[str, Any]:
         flow: dict[str, Any] = {"tokenUrl": self.token_url, "scopes": self.scopes}
         if self.refresh_url:
             flow["refreshUrl"] = self.refresh_url
-        return {"type": "oauth2", "flows": {"password": flow}}
+        return self._described({"type": "oauth2", "flows": {"password": flow}})
 
 
 class OpenIDConnect(HTTPBearer):
@@ -348,8 +410,87 @@ class OpenIDConnect(HTTPBearer):
         super().__init__(name=name, realm=realm, description=description)
         self.url = url
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": "openIdConnect", "openIdConnectUrl": self.url}
+    def openapi(self) -> dict[str, Any]:
+        return self._described({"type": "openIdConnect", "openIdConnectUrl": self.url})
+
+
+class AnyOf:
+    """Either of several schemes: the credentials of the first one the request carries
+    (``AnyOf(bearer, api_key)``: a token, or else an API key). Credentials that are there but
+    malformed are that scheme's 401; none at all is a 401 with every scheme's challenge (or
+    ``None`` for a parameter typed ``... | None``). The API document lists the schemes as
+    alternatives (one security requirement each), not as all required.
+
+    Each scheme runs as a security dependency of its own (a ``JWTBearer`` keyed by a
+    dependency, and ``app.dependency_overrides``, work as they do alone).
+
+    Example::
+
+        bearer = HTTPBearer()
+        api_key = APIKeyHeader("X-API-Key")
+        either = AnyOf(bearer, api_key)
+
+        @app.get("/me")
+        async def me(
+            c: Annotated[BearerCredentials | APIKeyCredentials, Security(either)],
+        ) -> str:
+            return c.token if isinstance(c, BearerCredentials) else c.key
+    """
+
+    #: marks the object as a security dependency: it runs before the request is read
+    __joey_security__ = True
+
+    def __init__(self, *schemes: SecurityScheme) -> None:
+        if len(schemes) < 2:
+            raise ValueError("AnyOf needs two schemes or more; use one scheme on its own")
+        self.schemes: tuple[SecurityScheme, ...] = schemes
+        # What runs in its place (plans read __joey_dependency__): a function that asks for
+        # each scheme's credentials, optional, so that the missing ones are None.
+        from joey.params.markers import Security
+
+        async def first_found(**found: Any) -> Any:
+            for name in names:
+                if found[name] is not None:
+                    return found[name]
+            raise MissingCredentials(
+                "Send credentials: " + " or ".join(_wanted(s) for s in self.schemes) + ".",
+                {"www-authenticate": ", ".join(s.challenges() for s in self.schemes)})
+
+        names = [f"scheme_{i}" for i in range(len(schemes))]
+        first_found.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in names])
+        first_found.__annotations__ = {
+            name: Annotated[object | None, Security(cast("Callable[..., Any]", scheme))]
+            for name, scheme in zip(names, schemes, strict=True)}
+        first_found.__qualname__ = repr(self)
+        self.__joey_dependency__ = first_found
+
+    @property
+    def scheme_name(self) -> str:
+        """The schemes' names, ``bearerAuth | apiKeyHeader`` (for ``joey routes``)."""
+        return " | ".join(s.scheme_name for s in self.schemes)
+
+    @property
+    def __joey_alternatives__(self) -> tuple[SecurityScheme, ...]:
+        """The schemes the route model lists as alternatives (``RouteInfo.security``)."""
+        return self.schemes
+
+    async def __call__(self) -> Any:  # pragma: no cover - plans run __joey_dependency__
+        raise TypeError("AnyOf runs as a security dependency: Security(AnyOf(...))")
+
+    def __repr__(self) -> str:
+        return f"<AnyOf {self.scheme_name}>"
+
+
+def _wanted(scheme: SecurityScheme) -> str:
+    scheme = getattr(scheme, "scheme", scheme)  # a JWTBearer reads through its bearer scheme
+    if isinstance(scheme, HTTPBearer):
+        return f"an Authorization: {scheme.prefix} header"
+    if isinstance(scheme, HTTPBasic):
+        return "an Authorization: Basic header"
+    if isinstance(scheme, _APIKey):
+        return f"the API key in the {scheme.key_name!r} {scheme.location}"
+    return repr(scheme)
 
 
 def require_scopes(granted: Iterable[str], route: RouteInfo,
