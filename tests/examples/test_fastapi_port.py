@@ -10,6 +10,7 @@ Each framework is tested with its own test client (``fastapi.testclient.TestClie
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -263,3 +264,33 @@ def test_both_publish_the_same_paths_and_the_password_flow(port: Port) -> None:
     # FastAPI writes tokenUrl as given ("token", relative to the document); Joey's is "/token"
     assert scheme["flows"]["password"]["tokenUrl"].lstrip("/") == "token"
     assert port.client.get("/docs").status_code == 200
+
+
+# --- the migration guide quotes these files ---------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "migrating-from-fastapi.md"
+QUOTED = re.compile(
+    r"<!-- docs-test: fragment: from (examples/fastapi_port/[\w/]+\.py) [^>]*-->\n"
+    r"```python\n(.*?)^```",
+    re.DOTALL | re.MULTILINE,
+)
+
+
+def quoted_fragments() -> list[tuple[str, str]]:
+    return QUOTED.findall(GUIDE.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(("path", "code"), quoted_fragments())
+def test_the_guide_quotes_the_files_code(path: str, code: str) -> None:
+    source = (ROOT / path).read_text(encoding="utf-8")
+    assert code in source, (
+        f"docs/migrating-from-fastapi.md quotes {path}, but the file has changed: "
+        "copy the current code into the page"
+    )
+
+
+def test_every_fragment_of_the_guide_is_a_quote() -> None:
+    text = GUIDE.read_text(encoding="utf-8")
+    assert len(quoted_fragments()) >= 4
+    assert text.count("docs-test: fragment") == len(quoted_fragments())
