@@ -20,18 +20,21 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="token")
 async def get_db(
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> AsyncIterator[aiosqlite.Connection]:
-    """One connection per request. Handlers commit before they answer; what a failed
+    """One connection per request, committed when the handler has returned; what a failed
     request changed is rolled back."""
     async with aiosqlite.connect(settings.database) as db:
         db.row_factory = aiosqlite.Row
         try:
             yield db
+            await db.commit()
         except Exception:
             await db.rollback()
             raise
 
 
-Database = Annotated[aiosqlite.Connection, Depends(get_db)]
+# scope="function": torn down when the handler returns, before the response is sent, so a
+# commit that fails is the client's answer, never a 201 for a write that did not happen.
+Database = Annotated[aiosqlite.Connection, Depends(get_db, scope="function")]
 
 
 async def get_current_user(

@@ -39,7 +39,6 @@ async def create_item(
     cursor = await db.execute(
         "INSERT INTO items (owner_id, title, description) VALUES (?, ?, ?)",
         (user.id, item.title, item.description))
-    await db.commit()
     assert cursor.lastrowid is not None
     background.add_task(record_event, settings.database, user.id, cursor.lastrowid, "created")
     return ItemOut(id=cursor.lastrowid, title=item.title, description=item.description,
@@ -71,7 +70,6 @@ async def update_item(item_id: int, changes: ItemPatch, user: CurrentUser,
     updated = item.model_copy(update=changes.model_dump(exclude_unset=True))
     await db.execute("UPDATE items SET title = ?, description = ?, done = ? WHERE id = ?",
                      (updated.title, updated.description, updated.done, item_id))
-    await db.commit()
     return updated
 
 
@@ -82,7 +80,6 @@ async def delete_item(
 ) -> None:
     await find_item(db, user, item_id)
     await db.execute("DELETE FROM items WHERE id = ?", (item_id,))
-    await db.commit()
     background.add_task(record_event, settings.database, user.id, item_id, "deleted")
 
 

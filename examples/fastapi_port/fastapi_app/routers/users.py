@@ -22,7 +22,6 @@ async def sign_up(user: UserIn, db: Database) -> UserOut:
         cursor = await db.execute(
             "INSERT INTO users (username, password_hash) VALUES (?, ?)",
             (user.username, hash_password(user.password)))
-        await db.commit()  # before answering: a taken name is a 409, never a lost 201
     except sqlite3.IntegrityError:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"The username {user.username!r} is taken") from None
