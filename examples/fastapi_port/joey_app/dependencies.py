@@ -61,15 +61,12 @@ CurrentUser = Annotated[UserOut, Security(get_current_user)]
 
 
 class Page:
-    def __init__(self, offset: int, limit: int) -> None:
+    """``?offset=0&limit=10``, bounded: ``limit=1000`` is a 422, not a slow query."""
+
+    def __init__(self, offset: Annotated[int, Meta(ge=0)] = 0,
+                 limit: Annotated[int, Meta(ge=1, le=100)] = 10) -> None:
         self.offset = offset
         self.limit = limit
 
 
-def page(offset: Annotated[int, Meta(ge=0)] = 0,
-         limit: Annotated[int, Meta(ge=1, le=100)] = 10) -> Page:
-    """``?offset=0&limit=10``, bounded: ``limit=1000`` is a 422, not a slow query."""
-    return Page(offset, limit)
-
-
-Paging = Annotated[Page, Depends(page)]
+Paging = Annotated[Page, Depends(Page)]

@@ -8,6 +8,7 @@ a signature are found here, as ``TypeError`` naming the handler with its file an
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import typing
 from collections.abc import Callable
@@ -222,6 +223,11 @@ class PlanBuilder:
             hints = typing.get_type_hints(annotated, localns=self._namespace,
                                           include_extras=True)
             signature = inspect.signature(func)
+            if isinstance(func, type):
+                # a class as a dependency (FastAPI's `Depends(CommonParams)`): its parameters
+                # are its __init__'s, typed there, not by the class's attributes
+                hints = {**hints, **self._init_hints(func)}
+                hints.pop("return", None)
         except Exception as exc:
             raise TypeError(f"{where}: cannot read the signature of {describe(func)}: {exc}"
                             ) from exc
@@ -276,6 +282,14 @@ class PlanBuilder:
             raise TypeError(f"{where}: {describe(func)} reads the body key "
                             f"{max(keys, key=keys.count)!r} twice")
         return node
+
+    def _init_hints(self, cls: type) -> dict[str, Any]:
+        """The annotations of a class's ``__init__`` written in Python (none for dataclasses
+        and Structs, whose fields are the class's annotations)."""
+        init = getattr(cls, "__init__", None)
+        if dataclasses.is_dataclass(cls) or not inspect.isfunction(init):
+            return {}
+        return typing.get_type_hints(init, localns=self._namespace, include_extras=True)
 
     def _parameter(self, name: str, annotation: Any, default: Any, marker: Any,
                    path_params: dict[str, type], where: str) -> tuple[ParamInfo, Any]:
