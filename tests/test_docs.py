@@ -37,8 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS_PAGES = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "docs").glob("*.md"))
 TESTED_PAGES = (*DOCS_PAGES, "README.md")
 CONTINUE = "<!-- docs-test: continue -->"
-FRAGMENT = re.compile(r"<!--\s*docs-test:\s*fragment\b:?(.*?)-->\Z", re.DOTALL)
-MARKER = re.compile(r"<!--\s*docs-test\b(.*?)-->\Z", re.DOTALL)
+# The comment just above a block: its text never crosses a "-->", so a marker further up the
+# page (above another comment) is not taken for this block's.
+FRAGMENT = re.compile(r"<!--\s*docs-test:\s*fragment\b:?((?:(?!-->).)*)-->\Z", re.DOTALL)
+MARKER = re.compile(r"<!--\s*docs-test\b((?:(?!-->).)*)-->\Z", re.DOTALL)
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 # Any fence opening (indented, ``` or ~~~, any info string), to find Python the runner would skip.
 ANY_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([^\n]*)$", re.MULTILINE)
@@ -137,6 +139,12 @@ def test_markers_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     page.write_text("<!-- docs-test: skip -->\n```python\nx\n```\n", encoding="utf-8")
     with pytest.raises(AssertionError, match="unknown marker"):
         python_blocks("page.md")
+    # another comment just above a block: the block runs, whatever markers are further up
+    page.write_text("<!-- docs-test: fragment: a worker -->\n```python\nawait job()\n```\n"
+                    "<!-- quoted from examples/x.py -->\n```python\nx = 1\n```\n",
+                    encoding="utf-8")
+    fragment, quoted = python_blocks("page.md")
+    assert fragment.fragment and not quoted.fragment
 
 
 @pytest.mark.parametrize("fence", [

@@ -1033,3 +1033,42 @@ def test_null_in_text_is_text_never_none() -> None:
         assert client.post("/form", data={"n": "4"}).json() == [4]
         assert client.post("/form", data={"other": "x"}).json() == [None]
         assert client.post("/form", data={"n": "null"}).status_code == 422
+
+
+class _Paging:
+    """A class as a dependency, its parameters typed by its __init__ (FastAPI's habit)."""
+
+    offset: str  # a class attribute's annotation does not type the parameter
+
+    def __init__(self, offset: Annotated[int, Meta(ge=0)] = 0,
+                 limit: Annotated[int, Meta(ge=1, le=100)] = 10) -> None:
+        self.offset = offset  # type: ignore[assignment]
+        self.limit = limit
+
+
+class _SubPaging(_Paging):
+    pass
+
+
+@dataclasses.dataclass
+class _Filters:
+    q: str = ""
+    exact: bool = False
+
+
+def test_a_class_dependency_is_typed_and_checked_by_its_init() -> None:
+    app = App()
+
+    @app.get("/items")
+    async def items(page: Annotated[_Paging, Depends(_Paging)],
+                    sub: Annotated[_SubPaging, Depends(_SubPaging)],
+                    filters: Annotated[_Filters, Depends(_Filters)]) -> dict[str, Any]:
+        return {"offset": page.offset, "limit": page.limit, "sub": sub.limit,
+                "q": filters.q, "exact": filters.exact}
+
+    with client_for(app) as client:
+        assert client.get("/items?offset=2&limit=5&q=x&exact=true").json() == {
+            "offset": 2, "limit": 5, "sub": 5, "q": "x", "exact": True}
+        refused = client.get("/items?limit=1000&offset=-1")
+        assert refused.status_code == 422  # the constraints hold, not silently ignored
+        assert {e["name"] for e in refused.json()["errors"]} == {"limit", "offset"}

@@ -189,7 +189,7 @@ def test_startup_error_names_the_handler_and_the_problem(
 
 
 def test_depends_scope_is_checked_where_it_is_written() -> None:
-    with pytest.raises(ValueError, match="Depends scope must be 'request' or 'app'"):
+    with pytest.raises(ValueError, match="Depends scope must be 'request', 'function' or 'app'"):
         Depends(request_scoped, scope="session")  # type: ignore[arg-type]
 
 

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
@@ -496,3 +496,87 @@ async def test_raise_server_exceptions_can_be_switched_on_an_async_client() -> N
         client.raise_server_exceptions = True
         with pytest.raises(Boom):
             await client.get("/boom")
+
+
+# --- wait_for_tasks: the work an app does after its responses --------------------------------
+
+
+def _after_response_app(done: list[str]) -> App:
+    """A teardown, a BackgroundTasks function and a queued task that enqueues another: each
+    finishes well after the response is complete."""
+    from joey import BackgroundTasks, Depends
+
+    app = App()
+
+    async def session() -> AsyncIterator[str]:
+        yield "session"
+        await asyncio.sleep(0.2)
+        done.append("teardown")
+
+    async def email(to: str) -> None:
+        await asyncio.sleep(0.2)
+        done.append(f"email {to}")
+
+    @app.task
+    async def report(n: int) -> None:
+        await asyncio.sleep(0.2)
+        done.append(f"report {n}")
+        if n == 1:
+            await app.tasks.enqueue(report, 2)  # a task a task enqueued is waited for too
+
+    @app.post("/signup")
+    async def signup(db: Annotated[str, Depends(session)], background: BackgroundTasks,
+                     ) -> None:
+        background.add_task(email, "ann")
+        await app.tasks.enqueue(report, 1)
+
+    return app
+
+
+def test_wait_for_tasks_waits_for_teardowns_background_tasks_and_the_queue() -> None:
+    done: list[str] = []
+    with TestClient(_after_response_app(done)) as client:
+        assert client.post("/signup").status_code == 204
+        client.wait_for_tasks()
+        assert sorted(done) == ["email ann", "report 1", "report 2", "teardown"]
+        assert done.index("teardown") < done.index("email ann")  # teardowns come first
+
+
+async def test_async_wait_for_tasks_waits_the_same() -> None:
+    done: list[str] = []
+    async with AsyncTestClient(_after_response_app(done)) as client:
+        assert (await client.post("/signup")).status_code == 204
+        await client.wait_for_tasks()
+        assert sorted(done) == ["email ann", "report 1", "report 2", "teardown"]
+
+
+def test_wait_for_tasks_times_out_naming_what_still_runs() -> None:
+    from joey.tasks import InMemoryTasks
+
+    app = App(tasks=InMemoryTasks(shutdown_timeout=0.1))
+    never = asyncio.Event()  # never set: the task waits until the backend stops
+
+    @app.task
+    async def stuck() -> None:
+        await never.wait()
+
+    @app.post("/start")
+    async def start() -> None:
+        await app.tasks.enqueue(stuck)
+
+    with TestClient(app) as client:
+        client.post("/start")
+        with pytest.raises(TimeoutError, match=r"still running after 0.2 s: tasks .*stuck x1"):
+            client.wait_for_tasks(timeout=0.2)
+
+
+def test_wait_for_tasks_without_work_returns() -> None:
+    app = App()
+
+    @app.get("/")
+    async def home() -> str:
+        return "home"
+
+    with TestClient(app) as client:
+        client.get("/")
+        client.wait_for_tasks()  # nothing after the response, no task: returns at once

@@ -106,8 +106,11 @@ class Depends:
     """A value computed by ``dependency`` (sync or async, a function or a generator).
 
     ``scope="request"`` (default): called at most once per request, torn down (the code
-    after ``yield``) once the response has been sent. ``scope="app"``: called once at startup,
-    torn down at shutdown; it may only depend on other app-scoped dependencies.
+    after ``yield``) once the response has been sent. ``scope="function"``: the same, but
+    torn down when the handler has returned, before the response is sent, so an exception
+    in the teardown (a commit that fails) becomes the response (FastAPI's spelling).
+    ``scope="app"``: called once at startup, torn down at shutdown; it may only depend on
+    other app-scoped dependencies.
 
     Example::
 
@@ -137,11 +140,12 @@ class Depends:
     __slots__ = ("dependency", "raises", "scope")
 
     def __init__(
-        self, dependency: Callable[..., Any], *, scope: Literal["request", "app"] = "request",
+        self, dependency: Callable[..., Any], *,
+        scope: Literal["request", "function", "app"] = "request",
         raises: Sequence[type[BaseException]] = (),
     ) -> None:
-        if scope not in ("request", "app"):
-            raise ValueError("Depends scope must be 'request' or 'app'")
+        if scope not in ("request", "function", "app"):
+            raise ValueError("Depends scope must be 'request', 'function' or 'app'")
         self.dependency = dependency
         self.scope = scope
         self.raises = tuple(raises)

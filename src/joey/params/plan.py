@@ -8,6 +8,7 @@ a signature are found here, as ``TypeError`` naming the handler with its file an
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import typing
 from collections.abc import Callable
@@ -64,6 +65,7 @@ class DependencyNode:
     __slots__ = (
         "async_extractors", "call_style", "dependencies", "func", "key", "optional", "params",
         "raises", "raises_edges", "returns", "scope", "security_edges", "sync_extractors",
+        "tears_down_first",
     )
 
     def __init__(self, func: Callable[..., Any], key: Callable[..., Any], scope: str,
@@ -93,6 +95,29 @@ class DependencyNode:
         #: id of a dependency → what the ``Depends(..., raises=[...])`` that reached it
         #: declares (for the API document of every route that uses it)
         self.raises_edges: dict[int, tuple[type[BaseException], ...]] = {}
+        #: declared ``Depends(..., scope="function")``: a generator is torn down when the
+        #: handler has returned, before the response is sent (``scope`` is ``"request"``)
+        self.tears_down_first = False
+
+
+GENERATORS = ("generator", "async_generator")
+
+
+def _refuse_later_teardown(node: DependencyNode, where: str) -> None:
+    """A generator torn down after the response cannot use what one torn down before it
+    (``scope="function"``) made: its teardown would find it closed. Its value may reach it
+    through plain functions, so those are looked through."""
+    stack = [inner for _, inner in node.dependencies]
+    while stack:
+        inner = stack.pop()
+        if inner.tears_down_first and inner.call_style in GENERATORS:
+            raise TypeError(
+                f"{where}: {describe(node.func)} is torn down after the response, but depends "
+                f"on {describe(inner.func)}, declared with scope=\"function\" and torn down "
+                f"before the response: declare "
+                f"{getattr(node.func, '__name__', 'it')} with scope=\"function\" too")
+        if inner.scope == "request" and inner.call_style not in GENERATORS:
+            stack.extend(dependency for _, dependency in inner.dependencies)
 
 
 def is_security(marker: Depends) -> bool:
@@ -157,15 +182,28 @@ class PlanBuilder:
         if key in chain:
             cycle = " → ".join(getattr(f, "__qualname__", repr(f)) for f in [*chain, key])
             raise TypeError(f"{where}: dependency cycle {cycle}")
-        cached = self._nodes.get((key, marker.scope, optional))
+        # "function" is a request-scoped dependency torn down before the response: one node
+        # (once per request), one teardown, so every declaration must say the same
+        scope = "app" if marker.scope == "app" else "request"
+        first = marker.scope == "function"
+        cached = self._nodes.get((key, scope, optional))
         if cached is not None:
+            if scope == "request" and cached.tears_down_first != first:
+                name = describe(cached.func)
+                raise TypeError(
+                    f"{where}: {name} is declared both with scope=\"function\" and "
+                    f"scope=\"request\"; it runs once per request and is torn down once: "
+                    "declare it the same way everywhere (one Annotated alias helps)")
             return cached
         runs = self.overrides.get(key, key)
         # An object may name the callable that runs in its place (a RateLimit keyed by a
         # dependency: a function of its own, whose signature asks for that key).
         func = getattr(runs, "__joey_dependency__", runs)
-        node = self._node(func, key, marker.scope, path_params, [*chain, key], where, optional)
+        node = self._node(func, key, scope, path_params, [*chain, key], where, optional)
         node.raises = raised_by(runs)
+        node.tears_down_first = first
+        if scope == "request" and not first and node.call_style in GENERATORS:
+            _refuse_later_teardown(node, where)
         if marker.scope == "app":
             for _, inner in node.dependencies:
                 if inner.scope != "app":
@@ -174,7 +212,7 @@ class PlanBuilder:
             if node.sync_extractors or node.async_extractors:
                 raise TypeError(f"{where}: app-scoped dependency {describe(func)} cannot take "
                                 "request parameters")
-        self._nodes[(key, marker.scope, optional)] = node
+        self._nodes[(key, scope, optional)] = node
         return node
 
     def _node(self, func: Callable[..., Any], key: Callable[..., Any], scope: str,
@@ -190,6 +228,11 @@ class PlanBuilder:
             hints = typing.get_type_hints(annotated, localns=self._namespace,
                                           include_extras=True)
             signature = inspect.signature(func)
+            if isinstance(func, type):
+                # a class as a dependency (FastAPI's `Depends(CommonParams)`): its parameters
+                # are its __init__'s, typed there, not by the class's attributes
+                hints = {**hints, **self._init_hints(func)}
+                hints.pop("return", None)
         except Exception as exc:
             raise TypeError(f"{where}: cannot read the signature of {describe(func)}: {exc}"
                             ) from exc
@@ -245,6 +288,14 @@ class PlanBuilder:
             raise TypeError(f"{where}: {describe(func)} reads the body key "
                             f"{max(keys, key=keys.count)!r} twice")
         return node
+
+    def _init_hints(self, cls: type) -> dict[str, Any]:
+        """The annotations of a class's ``__init__`` written in Python (none for dataclasses
+        and Structs, whose fields are the class's annotations)."""
+        init = getattr(cls, "__init__", None)
+        if dataclasses.is_dataclass(cls) or not inspect.isfunction(init):
+            return {}
+        return typing.get_type_hints(init, localns=self._namespace, include_extras=True)
 
     def _parameter(self, name: str, annotation: Any, default: Any, marker: Any,
                    path_params: dict[str, type], where: str) -> tuple[ParamInfo, Any]:

@@ -9,7 +9,8 @@ all problems in one 422), dependencies (each once, in order), the handler, the c
 its result. The other runners are that run for calls that have neither security nor
 dependencies, with those phases left out: every frame avoided on the request path counts (see
 benchmarks/GAPS.md). Generator dependencies are torn down after the response has been sent
-(:class:`DependencyContext`); app-scoped ones at shutdown (:class:`AppScopedValues`).
+(:class:`DependencyContext`), those declared ``scope="function"`` when the handler has
+returned, before it; app-scoped ones at shutdown (:class:`AppScopedValues`).
 """
 
 from __future__ import annotations
@@ -33,13 +34,17 @@ class DependencyContext:
     """The generator dependencies of one connection (or of the app), to finish later.
 
     A request's context is closed after the response has been sent; each generator gets the
-    exception that ended the request (``connection.error``), if any, at its ``yield``.
+    exception that ended the request (``connection.error``), if any, at its ``yield``. Those
+    declared ``scope="function"`` are finished first, before the response
+    (:meth:`finish_early`).
     """
 
-    __slots__ = ("connection", "generators")
+    __slots__ = ("connection", "early", "generators")
 
     def __init__(self, connection: Any = None) -> None:
         self.generators: list[Any] = []
+        #: the generators of ``Depends(..., scope="function")``, also in ``generators``
+        self.early: list[Any] = []
         self.connection = connection
 
     async def close(self) -> None:
@@ -49,15 +54,8 @@ class DependencyContext:
         while self.generators:
             generator = self.generators.pop()
             try:
-                if inspect.isasyncgen(generator):
-                    if error is not None:
-                        await generator.athrow(error)
-                    else:
-                        await generator.__anext__()
-                elif await asyncio.to_thread(_resume, generator, error):
+                if await _finish(generator, error):
                     continue  # finished, as it should
-            except StopAsyncIteration:
-                continue
             except BaseException as exc:
                 if exc is error:
                     continue  # the dependency let the handler's error through: expected
@@ -65,6 +63,50 @@ class DependencyContext:
                 continue
             logger.error("Dependency generator %s yielded more than once",
                          getattr(generator, "__qualname__", generator))
+
+    async def finish_early(self, error: Exception | None) -> None:
+        """Finish the ``scope="function"`` generators, newest first, before the response:
+        each gets ``error`` (what the handler raised), if any, at its ``yield``. Raises what
+        the first failing teardown raised (it becomes the response, through the exception
+        handlers; the others are logged), else ``error``: a teardown cannot turn a failed
+        request into a success."""
+        early, self.early = self.early, []
+        failure: BaseException | None = None
+        for generator in reversed(early):
+            self.generators.remove(generator)
+            try:
+                if await _finish(generator, error):
+                    continue
+                problem: BaseException = RuntimeError(
+                    f"Dependency generator {getattr(generator, '__qualname__', generator)} "
+                    "yielded more than once")
+            except BaseException as exc:
+                if exc is error:
+                    continue
+                problem = exc
+            if failure is None:
+                failure = problem
+            else:
+                logger.error("Teardown of a dependency failed", exc_info=problem)
+        if failure is not None:
+            raise failure
+        if error is not None:
+            raise error
+
+
+async def _finish(generator: Any, error: BaseException | None) -> bool:
+    """Resume a generator dependency after its ``yield`` (``error`` thrown in, if any):
+    True when it finished; what its teardown raises propagates."""
+    if not inspect.isasyncgen(generator):
+        return await asyncio.to_thread(_resume, generator, error)
+    try:
+        if error is not None:
+            await generator.athrow(error)
+        else:
+            await generator.__anext__()
+    except StopAsyncIteration:
+        return True
+    return False
 
 
 def _resume(generator: Any, error: BaseException | None) -> bool:
@@ -106,6 +148,8 @@ async def call_node(node: DependencyNode, kwargs: dict[str, Any],
         generator = func(**kwargs)
         value = await asyncio.to_thread(_first_value, generator)
     context.generators.append(generator)
+    if node.tears_down_first:
+        context.early.append(generator)
     return value
 
 
@@ -261,44 +305,54 @@ def _every_phase(call: CallPlan, app_values: AppScopedValues) -> Caller:
         results: dict[DependencyNode, Any] = {}
         context = DependencyContext(connection) if tears_down else None
         try:
-            # 1. Security: each guard as soon as its own values are read.
-            for node, extractors, _ in security:
-                if node.scope == "app":
-                    results[node] = await app_values.get(node)
-                    continue
-                issues: list[ValidationIssue] = []
-                kwargs = {name: extract(connection, issues) for name, extract in extractors}
+            try:
+                # 1. Security: each guard as soon as its own values are read.
+                for node, extractors, _ in security:
+                    if node.scope == "app":
+                        results[node] = await app_values.get(node)
+                        continue
+                    issues: list[ValidationIssue] = []
+                    kwargs = {name: extract(connection, issues) for name, extract in extractors}
+                    if issues:
+                        raise validation_error(issues)
+                    try:
+                        results[node] = await _call_with(node, kwargs, results, context)
+                    except MissingCredentials:
+                        if not node.optional:
+                            raise
+                        results[node] = None  # optional authentication: no credentials
+                # 2. Extraction: everything else, read and validated; no user code runs.
+                issues = []
+                arguments: dict[DependencyNode, dict[str, Any]] = {}
+                for node, extractors, async_extractors in extraction:
+                    kwargs = {name: extract(connection, issues) for name, extract in extractors}
+                    for name, extract_async in async_extractors:
+                        kwargs[name] = await extract_async(connection, issues)
+                    arguments[node] = kwargs
                 if issues:
                     raise validation_error(issues)
-                try:
-                    results[node] = await _call_with(node, kwargs, results, context)
-                except MissingCredentials:
-                    if not node.optional:
-                        raise
-                    results[node] = None  # optional authentication: no credentials is None
-            # 2. Extraction: everything else, read and validated; no user code runs.
-            issues = []
-            arguments: dict[DependencyNode, dict[str, Any]] = {}
-            for node, extractors, async_extractors in extraction:
-                kwargs = {name: extract(connection, issues) for name, extract in extractors}
-                for name, extract_async in async_extractors:
-                    kwargs[name] = await extract_async(connection, issues)
-                arguments[node] = kwargs
-            if issues:
-                raise validation_error(issues)
-        finally:
-            # after extraction, so teardowns run before the BackgroundTasks it made (the
-            # newest cleanup runs first); and even when a guard refused the request
-            if context is not None:
-                connection.call_on_close(context.close)
-        # 3. Dependencies, each once, in order.
-        for node in dependencies:
-            if node.scope == "app":
-                results[node] = await app_values.get(node)
-            else:
-                results[node] = await _call_with(node, arguments[node], results, context)
-        # 4. The handler. 5. Its result converted.
-        return respond(await _call_with(handler, arguments[handler], results, context))
+            finally:
+                # after extraction, so teardowns run before the BackgroundTasks it made (the
+                # newest cleanup runs first); and even when a guard refused the request
+                if context is not None:
+                    connection.call_on_close(context.close)
+            # 3. Dependencies, each once, in order.
+            for node in dependencies:
+                if node.scope == "app":
+                    results[node] = await app_values.get(node)
+                else:
+                    results[node] = await _call_with(node, arguments[node], results, context)
+            # 4. The handler. 5. Its result converted.
+            result = respond(await _call_with(handler, arguments[handler], results, context))
+        except Exception as exc:
+            if context is not None and context.early:
+                await context.finish_early(exc)  # raises exc, or what a teardown raised
+            raise
+        # The scope="function" generators end before the response is sent, so what their
+        # teardown raises is the response.
+        if context is not None and context.early:
+            await context.finish_early(None)
+        return result
 
     return call_every_phase
 

@@ -413,6 +413,32 @@ class InMemoryTasks(TaskBackend):
     async def wait(self, task_id: str) -> TaskInfo:
         return await self._book.wait(task_id)
 
+    async def join(self) -> None:
+        """Wait until every task accepted so far has ended (succeeded, dead or cancelled),
+        with the tasks they enqueue meanwhile: delayed ones and retries waiting for their
+        backoff included. For tests, which assert what the tasks did; bound it
+        (``asyncio.timeout``), or use ``TestClient.wait_for_tasks()``, which does.
+
+        Example::
+
+            tasks = InMemoryTasks()
+
+            @tasks.task
+            async def count(n: int) -> int:
+                return n + 1
+
+            async with tasks:
+                await tasks.enqueue(count, 1)
+                async with asyncio.timeout(10):
+                    await tasks.join()
+        """
+        while pending := self._book.unfinished():
+            await asyncio.gather(*(self._book.wait(rec.id) for rec in pending))
+
+    def unfinished(self) -> str:
+        """The tasks not ended yet, by name (``"send_email x2, report x1"``; empty if none)."""
+        return _summary(self._book.unfinished())
+
     async def dead_letters(self, limit: int = 100) -> list[TaskInfo]:
         return self._book.dead_letters(limit)
 

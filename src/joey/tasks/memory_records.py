@@ -145,6 +145,11 @@ class RecordBook:
                     waiters.remove(fut)
         return rec.info()
 
+    def unfinished(self) -> list[TaskRecord]:
+        """The tasks not in a final state yet: queued, running, or failed and waiting to
+        retry."""
+        return [rec for rec in self._records.values() if rec.state not in FINAL_STATES]
+
     def dead_letters(self, limit: int) -> list[TaskInfo]:
         """The most recent dead tasks, newest first."""
         infos: list[TaskInfo] = []

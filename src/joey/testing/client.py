@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -81,6 +82,13 @@ class AsyncTestClient(httpx.AsyncClient):
         finally:
             await session.close()
         session.raise_handler_error()  # the handler failed after the last receive
+
+    async def wait_for_tasks(
+        self, timeout: float | None = 10.0,  # noqa: ASYNC109 - the same as TestClient's
+    ) -> None:
+        """Wait, at most ``timeout`` seconds, for the work the app does after its responses:
+        see :meth:`TestClient.wait_for_tasks`."""
+        await _settle(self._transport_, self.app, timeout)
 
     async def __aenter__(self) -> AsyncTestClient:
         await super().__aenter__()
@@ -215,6 +223,32 @@ class TestClient(httpx.Client):
             self.portal.call(session.close())
         session.raise_handler_error()  # the handler failed after the last receive
 
+    def wait_for_tasks(self, timeout: float | None = 10.0) -> None:
+        """Wait, at most ``timeout`` seconds, for the work the app does after its responses:
+        each request's generator dependency teardowns and ``BackgroundTasks`` (a request
+        returns once its response is complete, before they run, as over a network), and
+        the tasks of the app's in-memory queue (``app.tasks``, an ``InMemoryTasks``), with
+        the tasks those enqueue. Raises ``TimeoutError`` naming what still runs.
+
+        Example::
+
+            done: list[str] = []
+
+            async def send_welcome(email: str) -> None:
+                await asyncio.sleep(0.01)
+                done.append(email)
+
+            @app.post("/signup")
+            async def signup(email: str, background: BackgroundTasks) -> None:
+                background.add_task(send_welcome, email)
+
+            with TestClient(app) as client:
+                client.post("/signup?email=ann@example.com")
+                client.wait_for_tasks()
+                assert done == ["ann@example.com"]
+        """
+        self.portal.call(_settle(self._asgi, self.app, timeout))
+
     def __enter__(self) -> TestClient:
         super().__enter__()
         try:
@@ -251,6 +285,34 @@ class TestClient(httpx.Client):
             portal.thread.join(timeout=1)
             if not portal.thread.is_alive():
                 portal.loop.close()
+
+
+async def _settle(
+    transport: ASGITransport, app: ASGIApp,
+    timeout: float | None,  # noqa: ASYNC109 - named in the TimeoutError's message
+) -> None:
+    """Wait for the calls still running after their response, then for the app's in-memory
+    task queue, until neither has work left (a task may run after a background function
+    enqueued it)."""
+    from joey.tasks import InMemoryTasks
+
+    tasks = getattr(app, "tasks", None)  # a Joey App's queue
+    queue = tasks if isinstance(tasks, InMemoryTasks) else None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await transport.wait_after_responses()
+                if queue is not None:
+                    await queue.join()
+                if not transport.after_response:
+                    return
+    except TimeoutError:
+        running = [f"{len(transport.after_response)} request(s) after their response "
+                   "(dependency teardowns, BackgroundTasks)"] if transport.after_response else []
+        if queue is not None and queue.unfinished():
+            running.append(f"tasks {queue.unfinished()}")
+        raise TimeoutError(f"wait_for_tasks(): still running after {timeout} s: "
+                           f"{'; '.join(running) or 'nothing'}") from None
 
 
 class RenderedTemplate:

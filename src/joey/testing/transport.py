@@ -94,6 +94,14 @@ class ASGITransport(httpx.AsyncBaseTransport):
         self.root_path = root_path
         self.raise_server_exceptions = raise_server_exceptions
         self.lifespan_state: dict[str, Any] | None = None
+        #: the app calls whose response is complete but that still run: teardowns,
+        #: BackgroundTasks, ``call_on_close`` (what :meth:`wait_after_responses` waits for)
+        self.after_response: set[asyncio.Task[None]] = set()
+
+    async def wait_after_responses(self) -> None:
+        """Wait until every app call whose response is complete has returned."""
+        while self.after_response:
+            await asyncio.wait(set(self.after_response))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         scope = http_scope(request, self.root_path, self.lifespan_state)
@@ -141,6 +149,9 @@ class ASGITransport(httpx.AsyncBaseTransport):
                     chunks.put_nowait(bytes(body))
                 if not message.get("more_body", False):
                     chunks.put_nowait(None)
+                    if not task.done():
+                        self.after_response.add(task)
+                        task.add_done_callback(self.after_response.discard)
             elif kind == "http.response.debug":
                 request.extensions["joey.rendered"] = message.get("info", {})  # see rendered()
 

@@ -1,0 +1,1 @@
+"""The Joey port of ``fastapi_app``, module for module (docs/migrating-from-fastapi.md)."""
