@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from joey._engine.errors import ExceptionHandler
     from joey._engine.http import Engine
     from joey.channels import Channels
+    from joey.observability.tracing import Tracing
     from joey.openapi import OpenAPI
     from joey.routeinfo import MountInfo, RouteInfo
     from joey.tasks import TaskBackend
@@ -83,11 +84,14 @@ class App(Frozen, RouteDecorators):
         channels: publish/subscribe (default: in memory, made on first use).
         openapi: serve the API document and its docs pages (``OpenAPI(title=...)``, see
             :mod:`joey.openapi`); ``None`` (default): no such routes.
+        tracing: OpenTelemetry spans for requests, WebSockets, tasks and channel messages
+            (``Tracing()``, see :mod:`joey.observability.tracing`); ``None`` (default): none,
+            and nothing of it runs.
     """
 
     declared_attributes = frozenset({
         "debug", "router", "asgi_middleware", "exception_handlers", "exception_schemas",
-        "lifespan_context", "max_body_size", "redirect_slashes", "openapi"})
+        "lifespan_context", "max_body_size", "redirect_slashes", "openapi", "tracing"})
 
     def __init__(
         self,
@@ -106,6 +110,7 @@ class App(Frozen, RouteDecorators):
         tasks: TaskBackend | None = None,
         channels: Channels | None = None,
         openapi: OpenAPI | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.debug = debug
         self.router = Router(middleware=middleware, dependencies=dependencies,
@@ -119,7 +124,8 @@ class App(Frozen, RouteDecorators):
         self.state = State()
         self.shutdown_timeout = shutdown_timeout
         # startup, shutdown, and what lives as long as the app (not one compiled engine)
-        self._lifecycle = Lifecycle(tasks, channels)
+        self.tracing = tracing
+        self._lifecycle = Lifecycle(tasks, channels, tracing)
         self._overrides = DependencyOverrides(self._drop_engine)
         #: exception type → (schema type, media type) its handler's responses have (for the
         #: API document: see ``exception_handler(..., schema=...)``)
@@ -292,10 +298,14 @@ class App(Frozen, RouteDecorators):
             self.freeze_declarations("the app")
             engine = self._lifecycle.compile(self)
             if self._stack is None:
-                self._stack = build_stack(self.asgi_middleware, self._dispatch)
+                stack = build_stack(self.asgi_middleware, self._dispatch)
+                # tracing outermost: its span covers the ASGI middleware, whose log lines
+                # then carry the trace
+                self._stack = stack if self.tracing is None else self.tracing.wrap_app(stack)
             self._engine = engine
-            # perf: without ASGI middleware, HTTP requests go straight to the engine
-            self._serve_http = None if self.asgi_middleware else engine.handle_http
+            # perf: without ASGI middleware (or tracing), HTTP requests go straight to the engine
+            direct = not self.asgi_middleware and self.tracing is None
+            self._serve_http = engine.handle_http if direct else None
         return engine
 
     def _model(self) -> Engine:

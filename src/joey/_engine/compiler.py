@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from types import EllipsisType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from joey._engine.connections import OpenConnections
 from joey._engine.errors import ExceptionHandler, ExceptionPolicy
@@ -30,6 +30,9 @@ from joey.requests import Request
 from joey.responses import ProblemResponse, Response, to_response
 from joey.routeinfo import route_info
 from joey.routing import Mount, Route, Router
+
+if TYPE_CHECKING:
+    from joey.observability.tracing import Tracing
 
 
 class Declarations(Protocol):
@@ -47,6 +50,8 @@ class Declarations(Protocol):
     def max_body_size(self) -> int | None: ...
     @property
     def redirect_slashes(self) -> bool: ...
+    @property
+    def tracing(self) -> Tracing | None: ...
 
 
 def compile_engine(app: Declarations, app_values: AppScopedValues,
@@ -82,7 +87,23 @@ def compile_engine(app: Declarations, app_values: AppScopedValues,
     for endpoint in tree.endpoints:
         compiler.fallbacks(endpoint)
     engine.app_scoped = [*compiler.http_plans.app_scoped(), *compiler.ws_plans.app_scoped()]
+    if app.tracing is not None:
+        _trace_routes(tree, app.tracing)
     return engine
+
+
+def _trace_routes(tree: RouteTree, tracing: Tracing) -> None:
+    """Every route's pipelines name the request's span after the route (``App(tracing=)``
+    only: an app without it runs none of this)."""
+    for endpoint in tree.endpoints:
+        template = endpoint.template
+        endpoint.handlers = {method: tracing.wrap_route(pipeline, template, method)
+                             for method, pipeline in endpoint.handlers.items()}
+        if endpoint.routes and endpoint.fallback is not None:  # the 405 of a routed path
+            endpoint.fallback = tracing.wrap_route(endpoint.fallback, template, None)
+        if endpoint.websocket is not None:
+            route, handler = endpoint.websocket
+            endpoint.websocket = route, tracing.wrap_websocket(handler, template)
 
 
 class _Compiler:

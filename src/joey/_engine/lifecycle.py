@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from joey._engine.compiler import Declarations
     from joey._engine.http import Engine
     from joey.channels import Channels
+    from joey.observability.tracing import Tracing
     from joey.params.run import AppScopedValues
     from joey.tasks import TaskBackend
 
@@ -45,12 +46,19 @@ class Starting(Protocol):
 class Lifecycle:
     """One app's startup, shutdown, and what lives between them (see the module docstring)."""
 
-    def __init__(self, tasks: TaskBackend | None, channels: Channels | None) -> None:
+    def __init__(self, tasks: TaskBackend | None, channels: Channels | None,
+                 tracing: Tracing | None = None) -> None:
         self.manager = LifespanManager()
         self.connections = OpenConnections()
         self._app_values: AppScopedValues | None = None
+        self._tracing = tracing
         self._tasks = tasks
         self._channels = channels
+        if tracing is not None:  # the app's tracing follows its tasks and messages
+            if tasks is not None:
+                tasks.trace_with(tracing)
+            if channels is not None:
+                channels.trace_with(tracing)
 
     def compile(self, app: Declarations) -> Engine:
         """An engine for ``app``'s declarations as they stand, sharing this app's open
@@ -75,6 +83,8 @@ class Lifecycle:
             from joey.tasks import InMemoryTasks
 
             self._tasks = InMemoryTasks()
+            if self._tracing is not None:
+                self._tasks.trace_with(self._tracing)
         return self._tasks
 
     @property
@@ -83,6 +93,8 @@ class Lifecycle:
             from joey.channels import Channels
 
             self._channels = Channels()
+            if self._tracing is not None:
+                self._channels.trace_with(self._tracing)
             if self.manager.started:  # made after startup: stop them at shutdown all the same
                 self.manager.add_undo("channels", self._channels.stop)
         return self._channels

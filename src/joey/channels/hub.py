@@ -28,6 +28,7 @@ from joey.channels.subscription import Subscription
 from joey.channels.web import event_source, relay
 
 if TYPE_CHECKING:
+    from joey.observability.tracing import Tracing
     from joey.requests import Request
     from joey.sse import EventSourceResponse
     from joey.websockets import WebSocket
@@ -70,6 +71,14 @@ class Channels:
         self._lock = asyncio.Lock()
         self._state: Literal["new", "starting", "running", "stopped"] = "new"
         self._starting: asyncio.Future[None] | None = None
+        #: the app's tracing (``App(tracing=...)`` sets it): publishes carry the trace,
+        #: :func:`relay` and :func:`event_source` send each message in a span linked to it
+        self.tracing: Tracing | None = None
+
+    def trace_with(self, tracing: Tracing | None) -> None:
+        """Carry the publisher's trace context with each message (backends with
+        :attr:`~joey.channels.Backend.carries_trace`), and link deliveries to it."""
+        self.tracing = tracing
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -128,6 +137,10 @@ class Channels:
             if self._state == "stopped":
                 raise ChannelsUnavailable("The server is shutting down.", retry_after=1)
             await self.start()
+        tracing = self.tracing
+        if tracing is not None and self.backend.carries_trace:
+            return await self.backend.publish(  # type: ignore[call-arg]
+                channel, encode_data(data), trace=tracing.publish_context())
         return await self.backend.publish(channel, encode_data(data))
 
     # -- subscribing ------------------------------------------------------------------------

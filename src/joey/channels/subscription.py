@@ -20,7 +20,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from joey.channels.backend import (
     OVERFLOWS,
@@ -30,9 +30,14 @@ from joey.channels.backend import (
     check_id,
 )
 
+if TYPE_CHECKING:
+    from joey.observability.tracing import Tracing
 
 class Hub(Protocol):
     """What a subscription needs of its hub (:class:`~joey.channels.Channels`)."""
+
+    @property
+    def tracing(self) -> Tracing | None: ...
 
     async def join(self, subscription: Subscription) -> dict[str, str | None] | None: ...
 
@@ -80,6 +85,11 @@ class Subscription:
         self._on_overflow: Callable[[SubscriberTooSlow], None] | None = None
         #: messages discarded by a drop policy so far
         self.dropped = 0
+
+    @property
+    def tracing(self) -> Tracing | None:
+        """The tracing of the channels it came from (``None``: not traced)."""
+        return self._hub.tracing
 
     # -- lifecycle --------------------------------------------------------------------------
 

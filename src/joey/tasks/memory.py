@@ -26,7 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .attempt import call_task, cancel_and_wait
+from .attempt import TaskRun, call_task, cancel_and_wait
 from .base import EnqueueOptions, TaskBackend, WhenFull, periodic_tasks
 from .definition import TaskDef, resolve_timeout
 from .errors import QueueFull, TaskNotRegistered, TasksNotRunning, error_text
@@ -182,6 +182,7 @@ class InMemoryTasks(TaskBackend):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         opts: EnqueueOptions | None,
+        trace: dict[str, str] | None,
     ) -> str:
         if not self._running or self._closing:
             raise TasksNotRunning(
@@ -228,6 +229,7 @@ class InMemoryTasks(TaskBackend):
         rec = TaskRecord(
             task_id, defn, args, kwargs, resolve_timeout(timeout), retries + 1, backoff
         )
+        rec.trace = trace
         self._book.add(rec)
         self._pending += 1
         if unique is not None:
@@ -254,7 +256,7 @@ class InMemoryTasks(TaskBackend):
 
     async def _claim_tick(self, defn: TaskDef, tick: float) -> bool:
         """One process, one loop: every tick is this process's to run."""
-        await self._submit(defn.fn, (), {}, None)
+        await self._submit(defn.fn, (), {}, None, None)  # a tick starts its own trace
         return True
 
     async def _wait_for_space(self, when_full: WhenFull) -> None:
@@ -333,7 +335,9 @@ class InMemoryTasks(TaskBackend):
         rec.started_at = time.time()
         rec.run_at = None
         try:
-            result = await call_task(rec.defn, rec.args, rec.kwargs, rec.timeout, self._executor)
+            result = await call_task(rec.defn, rec.args, rec.kwargs, rec.timeout, self._executor,
+                                     TaskRun(rec.id, rec.defn.name, rec.attempts),
+                                     self._tracing, rec.trace)
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
