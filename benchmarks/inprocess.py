@@ -51,7 +51,7 @@ class Worker:
             app = self.module.build_routes_app(scenario.routes)
         elif scenario.app == "middleware":
             app = self.module.build_middleware_app()
-        elif scenario.app in ("security", "ratelimit", "caching"):
+        elif scenario.app in ("security", "ratelimit", "caching", "tracing"):
             build = getattr(self.module, f"build_{scenario.app}_app", None)
             if build is None:  # a framework without built-in security, rate limits or caches
                 raise NotImplementedError

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AppKind = Literal["main", "routes", "middleware", "security", "ratelimit", "caching"]
+AppKind = Literal["main", "routes", "middleware", "security", "ratelimit", "caching", "tracing"]
 
 ITEM = {"name": "widget", "price": 9.5, "tags": ["a", "b"]}
 WS_MESSAGE = "hello, websocket"
@@ -134,6 +134,12 @@ SCENARIOS: tuple[Scenario, ...] = (
              json=catalog()),
     Scenario("catalog_cached", "catalog JSON, from the response cache", "caching",
              "/catalog/cached", json=catalog()),
+    # Issue 27: `path_param` again with OpenTelemetry tracing on (a server span per request,
+    # recorded by the SDK, exported nowhere), next to the same route off (`path_param`).
+    Scenario("path_param_traced", "path parameter, traced (OpenTelemetry SDK)", "tracing",
+             f"/users/{PARAM_ID}", json={"id": PARAM_ID},
+             headers=((b"traceparent",
+                       b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),)),
 )
 
 BY_KEY = {s.key: s for s in SCENARIOS}

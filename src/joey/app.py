@@ -38,7 +38,7 @@ from joey.pipelines import CallNext, HandlerMiddleware
 from joey.requests import Request
 from joey.responses import Response
 from joey.routing import Route, RouteDecorators, Router
-from joey.stack import Middleware, build_stack
+from joey.stack import Middleware
 from joey.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -48,8 +48,7 @@ if TYPE_CHECKING:
     from joey.observability.tracing import Tracing
     from joey.openapi import OpenAPI
     from joey.routeinfo import MountInfo, RouteInfo
-    from joey.tasks import TaskBackend
-    from joey.tasks.base import TaskDecorator
+    from joey.tasks.base import TaskBackend, TaskDecorator
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "App", "CallNext", "DependencyOverrides",
            "HandlerMiddleware", "Middleware"]
@@ -84,14 +83,12 @@ class App(Frozen, RouteDecorators):
         channels: publish/subscribe (default: in memory, made on first use).
         openapi: serve the API document and its docs pages (``OpenAPI(title=...)``, see
             :mod:`joey.openapi`); ``None`` (default): no such routes.
-        tracing: OpenTelemetry spans for requests, WebSockets, tasks and channel messages
-            (``Tracing()``, see :mod:`joey.observability.tracing`); ``None`` (default): none,
-            and nothing of it runs.
+        tracing: OpenTelemetry spans (``Tracing()``, :mod:`joey.observability.tracing`).
     """
 
     declared_attributes = frozenset({
         "debug", "router", "asgi_middleware", "exception_handlers", "exception_schemas",
-        "lifespan_context", "max_body_size", "redirect_slashes", "openapi", "tracing"})
+        "lifespan_context", "max_body_size", "redirect_slashes", "openapi"})
 
     def __init__(
         self,
@@ -124,7 +121,6 @@ class App(Frozen, RouteDecorators):
         self.state = State()
         self.shutdown_timeout = shutdown_timeout
         # startup, shutdown, and what lives as long as the app (not one compiled engine)
-        self.tracing = tracing
         self._lifecycle = Lifecycle(tasks, channels, tracing)
         self._overrides = DependencyOverrides(self._drop_engine)
         #: exception type → (schema type, media type) its handler's responses have (for the
@@ -298,14 +294,10 @@ class App(Frozen, RouteDecorators):
             self.freeze_declarations("the app")
             engine = self._lifecycle.compile(self)
             if self._stack is None:
-                stack = build_stack(self.asgi_middleware, self._dispatch)
-                # tracing outermost: its span covers the ASGI middleware, whose log lines
-                # then carry the trace
-                self._stack = stack if self.tracing is None else self.tracing.wrap_app(stack)
+                self._stack = self._lifecycle.stack(self.asgi_middleware, self._dispatch)
             self._engine = engine
-            # perf: without ASGI middleware (or tracing), HTTP requests go straight to the engine
-            direct = not self.asgi_middleware and self.tracing is None
-            self._serve_http = engine.handle_http if direct else None
+            # perf: no ASGI middleware, no tracing: HTTP requests go straight to the engine
+            self._serve_http = engine.handle_http if self._stack == self._dispatch else None
         return engine
 
     def _model(self) -> Engine:

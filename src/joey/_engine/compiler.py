@@ -50,13 +50,12 @@ class Declarations(Protocol):
     def max_body_size(self) -> int | None: ...
     @property
     def redirect_slashes(self) -> bool: ...
-    @property
-    def tracing(self) -> Tracing | None: ...
 
 
 def compile_engine(app: Declarations, app_values: AppScopedValues,
-                   connections: OpenConnections) -> Engine:
-    """Compile ``app``'s root router, with everything it includes, and its options."""
+                   connections: OpenConnections, tracing: Tracing | None = None) -> Engine:
+    """Compile ``app``'s root router, with everything it includes, and its options; with
+    ``tracing``, every route names the request's span after itself."""
     router, max_body_size = app.router, app.max_body_size
     tree = RouteTree()
     routes: list[tuple[Route, Endpoint]] = []
@@ -87,8 +86,8 @@ def compile_engine(app: Declarations, app_values: AppScopedValues,
     for endpoint in tree.endpoints:
         compiler.fallbacks(endpoint)
     engine.app_scoped = [*compiler.http_plans.app_scoped(), *compiler.ws_plans.app_scoped()]
-    if app.tracing is not None:
-        _trace_routes(tree, app.tracing)
+    if tracing is not None:
+        _trace_routes(tree, tracing)
     return engine
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from joey._engine.connections import OpenConnections
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from joey.channels import Channels
     from joey.observability.tracing import Tracing
     from joey.params.run import AppScopedValues
+    from joey.stack import Middleware
     from joey.tasks import TaskBackend
+    from joey.types import ASGIApp
 
 #: ``App(lifespan=...)``: ``lifespan(app)`` is an async context manager; a mapping it yields
 #: becomes the lifespan state
@@ -66,7 +68,14 @@ class Lifecycle:
         # perf: the compiler and the parameter machinery load with the first compile
         from joey._engine.compiler import compile_engine
 
-        return compile_engine(app, self.app_values, self.connections)
+        return compile_engine(app, self.app_values, self.connections, self._tracing)
+
+    def stack(self, middleware: Sequence[Middleware], app: ASGIApp) -> ASGIApp:
+        """The app's ASGI stack: ``middleware`` around ``app``, the first one outermost, and
+        the server span of the app's tracing (if any) around them all."""
+        from joey.stack import build_stack
+
+        return build_stack(middleware, app, self._tracing)
 
     @property
     def app_values(self) -> AppScopedValues:

@@ -16,13 +16,14 @@ Example::
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.INFO)
 
-A line looks like this (one line; wrapped here)::
+A line looks like this (one line; wrapped here):
 
-    {"time": "2026-05-01T12:00:00.123Z", "level": "INFO", "logger": "joey.access",
-     "message": "127.0.0.1:52341 \\"GET /items/3 HTTP/1.1\\" 200 12B 0.4ms id=4bf9...",
-     "request_id": "4bf92f35...", "trace_id": "0af7651916cd43dd8448eb211c80319c",
-     "span_id": "b7ad6b7169203331", "method": "GET", "path": "/items/3", "status_code": 200,
-     ...}
+```text
+{"time": "2026-05-01T12:00:00.123Z", "level": "INFO", "logger": "joey.access",
+ "message": "127.0.0.1:52341 \\"GET /items/3 HTTP/1.1\\" 200 12B 0.4ms id=4bf9...",
+ "request_id": "4bf92f35...", "trace_id": "0af7651916cd43dd8448eb211c80319c",
+ "span_id": "b7ad6b7169203331", "method": "GET", "path": "/items/3", "status_code": 200, ...}
+```
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
     from opentelemetry.trace import Link, Span, SpanKind, StatusCode
-except ImportError as exc:  # pragma: no cover - the extra is installed in development
+except ImportError as exc:
     raise ImportError(
         "joey.observability.tracing needs OpenTelemetry: pip install 'joey[otel]'"
     ) from exc
@@ -98,9 +99,7 @@ class Tracing:
 
     def __init__(self, *, tracer_provider: TracerProvider | None = None,
                  exclude_paths: Collection[str] = ()) -> None:
-        from joey import __version__
-
-        self._tracer = trace.get_tracer("joey", __version__, tracer_provider=tracer_provider)
+        self._tracer = trace.get_tracer("joey", _version(), tracer_provider=tracer_provider)
         self._exclude = frozenset(exclude_paths)
 
     # -- HTTP and WebSocket: the server span --------------------------------------------------
@@ -387,3 +386,12 @@ def _qualname(exc: BaseException) -> str:
     cls = type(exc)
     return cls.__qualname__ if cls.__module__ == "builtins" else (
         f"{cls.__module__}.{cls.__qualname__}")
+
+
+def _version() -> str | None:
+    """Joey's version, for the instrumentation scope (read from the installed package, not
+    ``joey.__version__``: importing ``joey`` here would make an import cycle)."""
+    try:
+        return importlib.metadata.version("joey")
+    except importlib.metadata.PackageNotFoundError:
+        return None
