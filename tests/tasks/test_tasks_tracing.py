@@ -99,6 +99,34 @@ async def test_a_request_and_the_task_it_enqueued_are_one_trace_across_processes
     assert (line["trace_id"], line["span_id"]) == (TRACE_ID, run["span_id"])
 
 
+async def test_each_attempt_of_a_retried_task_is_a_child_of_the_one_enqueue(
+    web: tuple[App, AsyncTestClient], start_worker: WorkerFactory,
+    exporter: InMemorySpanExporter, tmp_path: Path,
+) -> None:
+    spans_file, logs_file = tmp_path / "spans.jsonl", tmp_path / "logs.jsonl"
+    worker = start_worker(target="traced_app:app", app_dir=HERE, extra_env={
+        "JOEY_TEST_SPANS": str(spans_file), "JOEY_TEST_LOGS": str(logs_file)})
+    app, _ = web
+    # enqueued inside a span of this process, as a handler's code would be
+    with TracerProvider().get_tracer("test").start_as_current_span("handler"):
+        task_id = await app.tasks.enqueue("traced.flaky", "flaky-1")
+    async with asyncio.timeout(30):
+        info = await app.tasks.wait(task_id)
+    assert (info.state, info.attempts) == (TaskState.SUCCEEDED, 2), info.error
+    stop_gracefully(worker)
+    [enqueue] = [s for s in exporter.get_finished_spans() if s.name == "enqueue traced.flaky"]
+    runs = [span for span in read_lines(spans_file, '"joey.task.attempt": 2',
+                                        time.monotonic() + 20)
+            if span["name"] == "run traced.flaky"]
+    assert [run["attributes"]["joey.task.attempt"] for run in runs] == [1, 2]
+    assert [run["status"] for run in runs] == ["ERROR", "UNSET"]
+    for run in runs:
+        assert run["parent_span_id"] == format(enqueue.context.span_id, "016x")
+    lines = read_lines(logs_file, "flaky attempt", time.monotonic() + 20)
+    assert [(line["task_attempt"], line["span_id"]) for line in lines] == [
+        (1, runs[0]["span_id"]), (2, runs[1]["span_id"])]
+
+
 async def test_a_record_written_without_trace_context_still_runs(
     redis_url: str, prefix: str, start_worker: WorkerFactory, tmp_path: Path,
 ) -> None:

@@ -12,13 +12,14 @@ import logging
 import os
 from collections.abc import Sequence
 
+import redis.asyncio as aioredis
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from joey import App
 from joey.observability.logs import JSONFormatter
 from joey.observability.tracing import Tracing
-from joey.tasks import RedisTasks
+from joey.tasks import Backoff, RedisTasks
 
 
 class JSONLinesExporter(SpanExporter):
@@ -66,3 +67,18 @@ app = App(
 async def report(day: str) -> str:
     log.info("building the report of %s", day)
     return f"report of {day}"
+
+
+@app.task(name="traced.flaky", retries=1, backoff=Backoff(base=0.01))
+async def flaky(key: str) -> int:
+    """Fails its first attempt, then succeeds. Each attempt logs first, before any await: in
+    a first delivery Redis has not yet said which attempt it is (the entry's hint has)."""
+    log.info("flaky attempt")
+    client = aioredis.Redis.from_url(os.environ["JOEY_TEST_REDIS_URL"])
+    try:
+        runs = await client.incr(f"{os.environ['JOEY_TEST_PREFIX']}:{key}")
+    finally:
+        await client.aclose()
+    if runs == 1:
+        raise RuntimeError("first attempt fails")
+    return runs
