@@ -271,3 +271,29 @@ def test_without_tracing_the_engine_serves_http_directly() -> None:
     assert app._serve_http == app._engine.handle_http  # type: ignore[union-attr]
     [endpoint] = app._engine.tree.endpoints  # type: ignore[union-attr]
     assert endpoint.handlers["GET"].__name__ != "traced"
+
+
+class _Broken:
+    """ASGI middleware that fails before the app answers."""
+
+    def __init__(self, app: object) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, object], receive: object, send: object) -> None:
+        if scope["type"] == "http":
+            raise LookupError("middleware broke")
+        await self.app(scope, receive, send)  # type: ignore[operator]
+
+
+def test_an_exception_that_leaves_the_app_is_an_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    app = make_app(provider, asgi_middleware=[Middleware(_Broken)])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/items/1").status_code == 500  # the server's answer
+    span = only_span(exporter)
+    assert span.name == "GET"  # it failed before any route was found
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "LookupError"  # type: ignore[index]
+    assert "http.response.status_code" not in (span.attributes or {})  # the app sent none
+    assert [e.name for e in span.events] == ["exception"]
