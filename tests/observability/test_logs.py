@@ -161,3 +161,32 @@ def test_values_json_cannot_hold_are_written_as_repr(lines: Lines) -> None:
     [line] = lines()
     assert line["thing"] == "<class 'set'>" and line["when"] == 1.5
     assert "task_id" not in line and "request_id" not in line
+
+
+async def test_in_memory_task_runs_never_carry_a_requests_id(lines: Lines) -> None:
+    """The runner of an in-memory task was made by the request that enqueued first, and went
+    on to run later tasks in that request's context: their lines carried its id. A run is
+    outside every request, as in a Redis worker."""
+    app = App(tasks=InMemoryTasks(max_concurrency=1),
+              asgi_middleware=[Middleware(RequestIDMiddleware)])
+    release = asyncio.Event()
+
+    @app.task(name="shop.slow")
+    async def slow(order: int) -> None:
+        await release.wait()
+        logging.getLogger("shop").info("done %d", order)
+
+    @app.post("/orders/{order:int}")
+    async def place(order: int) -> dict[str, str]:
+        return {"task": await app.tasks.enqueue(slow, order)}
+
+    async with AsyncTestClient(app) as client:
+        first = (await client.post("/orders/1", headers={"x-request-id": "req-a"})).json()
+        second = (await client.post("/orders/2", headers={"x-request-id": "req-b"})).json()
+        release.set()
+        async with asyncio.timeout(20):
+            await app.tasks.wait(first["task"])
+            await app.tasks.wait(second["task"])
+    done = {line["message"]: line for line in lines() if line["message"].startswith("done")}
+    assert set(done) == {"done 1", "done 2"}
+    assert all("request_id" not in line for line in done.values())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 import uuid
@@ -302,7 +303,11 @@ class InMemoryTasks(TaskBackend):
     def _dispatch(self, rec: TaskRecord) -> None:
         if self._active < self.max_concurrency:
             self._active += 1
-            runner = asyncio.get_running_loop().create_task(self._runner(rec))
+            # A context of its own: the runner goes on to run later tasks, and no run sees the
+            # request (its id, its span) that happened to enqueue when a slot was free; as in
+            # a Redis worker, a run's trace comes from its task (see attempt.call_task).
+            runner = asyncio.get_running_loop().create_task(
+                self._runner(rec), context=contextvars.Context())
             self._runners.add(runner)
             runner.add_done_callback(self._runners.discard)
         else:
