@@ -51,7 +51,7 @@ class Worker:
             app = getattr(self.module, f"build_{scenario.app}_app")(scenario.routes)
         elif scenario.app == "middleware":
             app = self.module.build_middleware_app()
-        elif scenario.app in ("security", "ratelimit", "caching", "metrics"):
+        elif scenario.app in ("security", "ratelimit", "caching", "metrics", "tracing"):
             build = getattr(self.module, f"build_{scenario.app}_app", None)
             if build is None:  # without built-in security, rate limits, caches or metrics
                 raise NotImplementedError

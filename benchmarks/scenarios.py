@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 AppKind = Literal[
-    "main", "routes", "prefixed", "middleware", "security", "ratelimit", "caching", "metrics"
+    "main", "routes", "prefixed", "middleware", "security", "ratelimit", "caching", "metrics",
+    "tracing",
 ]
 
 ITEM = {"name": "widget", "price": 9.5, "tags": ["a", "b"]}
@@ -152,6 +153,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     # own, or its official plugin), to read next to path_param (the same route, no metrics).
     Scenario("path_param_metrics", "path parameter, with Prometheus metrics", "metrics",
              f"/users/{PARAM_ID}", json={"id": PARAM_ID}),
+    # Issue 27: `path_param` again with OpenTelemetry tracing on (a server span per request,
+    # recorded by the SDK, exported nowhere), next to the same route off (`path_param`).
+    Scenario("path_param_traced", "path parameter, traced (OpenTelemetry SDK)", "tracing",
+             f"/users/{PARAM_ID}", json={"id": PARAM_ID},
+             headers=((b"traceparent",
+                       b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),)),
 )
 
 BY_KEY = {s.key: s for s in SCENARIOS}

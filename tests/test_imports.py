@@ -35,7 +35,7 @@ _WITHOUT_EXTRAS = """
 import importlib.abc, sys
 
 BLOCKED = {"itsdangerous", "brotli", "zstandard", "redis", "multipart", "python_multipart",
-           "uvicorn", "httpx"}
+           "uvicorn", "httpx", "opentelemetry"}
 
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -68,6 +68,34 @@ def test_each_middleware_imports_without_other_extras() -> None:
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_tracing_without_opentelemetry_names_the_extra_and_logs_still_work() -> None:
+    result = _run_without_extras("""
+        import io, json, logging
+        import joey
+        from joey.observability.logs import JSONFormatter
+
+        app = joey.App()  # no tracing: nothing of OpenTelemetry is needed
+
+        @app.get("/")
+        async def index() -> str:
+            return "ok"
+
+        app.freeze()
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JSONFormatter())
+        logging.getLogger("plain").addHandler(handler)
+        logging.getLogger("plain").warning("hello")
+        line = json.loads(stream.getvalue())
+        assert line["message"] == "hello" and "trace_id" not in line
+        print("ok")
+        from joey.observability.tracing import Tracing
+    """)
+    assert result.returncode == 1
+    assert result.stdout.strip() == "ok"
+    assert "pip install 'joey[otel]'" in result.stderr
 
 
 def test_sessions_without_itsdangerous_names_the_extra() -> None:

@@ -148,6 +148,23 @@ def build_metrics_app() -> App:
     return app
 
 
+def build_tracing_app() -> App:
+    """``build_app``'s path-parameter route with tracing on: an SDK tracer provider that
+    records every span (always sampled) and exports none, so the figure is Joey's cost and the
+    SDK's, not an exporter's."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from joey.observability.tracing import Tracing
+
+    app = App(tracing=Tracing(tracer_provider=TracerProvider()))
+
+    @app.get("/users/{id:int}")
+    async def user(id: int) -> dict[str, int]:
+        return {"id": id}
+
+    return app
+
+
 def build_caching_app() -> App:
     """The catalog computed on every request, and from the response cache (in memory)."""
     from scenarios import catalog

@@ -40,7 +40,7 @@ from joey.pipelines import CallNext, HandlerMiddleware
 from joey.requests import Request
 from joey.responses import Response
 from joey.routing import Route, RouteDecorators, Router
-from joey.stack import Middleware, build_stack
+from joey.stack import Middleware
 from joey.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -48,10 +48,10 @@ if TYPE_CHECKING:
     from joey._engine.http import Engine
     from joey.channels import Channels
     from joey.metrics import Metrics
+    from joey.observability.tracing import Tracing
     from joey.openapi import OpenAPI
     from joey.routeinfo import MountInfo, RouteInfo
-    from joey.tasks import TaskBackend
-    from joey.tasks.base import TaskDecorator
+    from joey.tasks.base import TaskBackend, TaskDecorator
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "App", "CallNext", "DependencyOverrides",
            "HandlerMiddleware", "Middleware"]
@@ -91,6 +91,7 @@ class App(Frozen, RouteDecorators, OpenConnectionsAPI):
         openapi: serve the API document and its docs pages (``OpenAPI(title=...)``, see
             :mod:`joey.openapi`); ``None`` (default): no such routes.
         metrics: Prometheus metrics (``Metrics()``, see :mod:`joey.metrics`); ``None``: none.
+        tracing: OpenTelemetry spans (``Tracing()``, :mod:`joey.observability.tracing`).
     """
 
     declared_attributes = frozenset({
@@ -116,6 +117,7 @@ class App(Frozen, RouteDecorators, OpenConnectionsAPI):
         channels: Channels | None = None,
         openapi: OpenAPI | None = None,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.debug = debug
         self.router = Router(middleware=middleware, dependencies=dependencies,
@@ -129,7 +131,7 @@ class App(Frozen, RouteDecorators, OpenConnectionsAPI):
         self.state = State()
         self.shutdown_timeout = shutdown_timeout
         # startup, shutdown, and what lives as long as the app (not one compiled engine)
-        self._lifecycle = Lifecycle(tasks, channels, metrics)
+        self._lifecycle = Lifecycle(tasks, channels, metrics, tracing)
         self._overrides = DependencyOverrides(self._drop_engine)
         #: exception type → (schema type, media type) its handler's responses have (for the
         #: API document: see ``exception_handler(..., schema=...)``)
@@ -302,9 +304,9 @@ class App(Frozen, RouteDecorators, OpenConnectionsAPI):
             self.freeze_declarations("the app")
             engine = self._lifecycle.compile(self)
             if self._stack is None:
-                self._stack = build_stack(self.asgi_middleware, self._dispatch)
+                self._stack = self._lifecycle.stack(self.asgi_middleware, self._dispatch)
             self._engine = engine
-            self._serve_http = self._lifecycle.serving(engine, self._stack, self.asgi_middleware)
+            self._serve_http = self._lifecycle.serving(engine, self._stack, self._dispatch)
         return engine
 
     def _model(self) -> Engine:

@@ -10,6 +10,7 @@ tree looks up. Pure functions, no I/O.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from typing import Any
 from urllib.parse import quote, unquote, unquote_to_bytes
@@ -123,6 +124,15 @@ class Segment:
     @property
     def is_catch_all(self) -> bool:
         return isinstance(self.converter, PathConverter)
+
+
+_TEMPLATE_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+
+
+def plain_template(template: str) -> str:
+    """``/books/{id:int}`` → ``/books/{id}``: a route template as the API document and traces
+    show it (the converters are Joey's, not the client's)."""
+    return _TEMPLATE_PARAM.sub(lambda m: "{" + m.group(1) + "}", template)
 
 
 def parse_template(path: str) -> list[Segment]:

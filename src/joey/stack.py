@@ -10,9 +10,12 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from joey.types import ASGIApp
+
+if TYPE_CHECKING:
+    from joey.observability.tracing import Tracing
 
 
 class Middleware:
@@ -38,9 +41,11 @@ class Middleware:
         return f"Middleware({getattr(self.cls, '__name__', self.cls)!r}, **{self.options!r})"
 
 
-def build_stack(middleware: Sequence[Middleware], app: ASGIApp) -> ASGIApp:
-    """``app`` wrapped in ``middleware``, the first one outermost."""
+def build_stack(middleware: Sequence[Middleware], app: ASGIApp,
+                tracing: Tracing | None = None) -> ASGIApp:
+    """``app`` wrapped in ``middleware``, the first one outermost; with ``tracing``, the
+    server span outside them all, so that it covers them (their log lines carry its ids)."""
     stack = app
     for item in reversed(middleware):
         stack = item.wrap(stack)
-    return stack
+    return stack if tracing is None else tracing.wrap_app(stack)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from types import EllipsisType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from joey._engine.connections import OpenConnections
 from joey._engine.errors import ExceptionHandler, ExceptionPolicy
@@ -30,6 +30,9 @@ from joey.requests import Request
 from joey.responses import ProblemResponse, Response, to_response
 from joey.routeinfo import route_info
 from joey.routing import Mount, Route, Router
+
+if TYPE_CHECKING:
+    from joey.observability.tracing import Tracing
 
 
 class Declarations(Protocol):
@@ -50,8 +53,9 @@ class Declarations(Protocol):
 
 
 def compile_engine(app: Declarations, app_values: AppScopedValues,
-                   connections: OpenConnections) -> Engine:
-    """Compile ``app``'s root router, with everything it includes, and its options."""
+                   connections: OpenConnections, tracing: Tracing | None = None) -> Engine:
+    """Compile ``app``'s root router, with everything it includes, and its options; with
+    ``tracing``, every route names the request's span after itself."""
     router, max_body_size = app.router, app.max_body_size
     tree = RouteTree()
     routes: list[tuple[Route, Endpoint]] = []
@@ -82,7 +86,23 @@ def compile_engine(app: Declarations, app_values: AppScopedValues,
     for endpoint in tree.endpoints:
         compiler.fallbacks(endpoint)
     engine.app_scoped = [*compiler.http_plans.app_scoped(), *compiler.ws_plans.app_scoped()]
+    if tracing is not None:
+        _trace_routes(tree, tracing)
     return engine
+
+
+def _trace_routes(tree: RouteTree, tracing: Tracing) -> None:
+    """Every route's pipelines name the request's span after the route (``App(tracing=)``
+    only: an app without it runs none of this)."""
+    for endpoint in tree.endpoints:
+        template = endpoint.template
+        endpoint.handlers = {method: tracing.wrap_route(pipeline, template, method)
+                             for method, pipeline in endpoint.handlers.items()}
+        if endpoint.routes and endpoint.fallback is not None:  # the 405 of a routed path
+            endpoint.fallback = tracing.wrap_route(endpoint.fallback, template, None)
+        if endpoint.websocket is not None:
+            route, handler = endpoint.websocket
+            endpoint.websocket = route, tracing.wrap_websocket(handler, template)
 
 
 class _Compiler:

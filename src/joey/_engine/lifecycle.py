@@ -27,8 +27,11 @@ if TYPE_CHECKING:
     from joey._engine.http import Engine
     from joey.channels import Channels
     from joey.metrics import Metrics
+    from joey.observability.tracing import Tracing
     from joey.params.run import AppScopedValues
+    from joey.stack import Middleware
     from joey.tasks import TaskBackend
+    from joey.types import ASGIApp
 
 #: ``App(lifespan=...)``: ``lifespan(app)`` is an async context manager; a mapping it yields
 #: becomes the lifespan state
@@ -48,18 +51,18 @@ class Lifecycle:
     """One app's startup, shutdown, and what lives between them (see the module docstring)."""
 
     def __init__(self, tasks: TaskBackend | None, channels: Channels | None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, tracing: Tracing | None = None) -> None:
         self.manager = LifespanManager()
         self.connections = OpenConnections()
         self._app_values: AppScopedValues | None = None
         self._metrics = metrics
+        self._tracing = tracing
         self._tasks = tasks
         self._channels = channels
-        if metrics is not None:
-            if tasks is not None:
-                tasks.report_to(metrics.tasks)
-            if channels is not None:
-                channels.report_to(metrics.channels)
+        if tasks is not None:
+            self._observe(tasks)
+        if channels is not None:
+            self._observe(channels)
 
     def compile(self, app: Declarations) -> Engine:
         """An engine for ``app``'s declarations as they stand, sharing this app's open
@@ -67,17 +70,36 @@ class Lifecycle:
         # perf: the compiler and the parameter machinery load with the first compile
         from joey._engine.compiler import compile_engine
 
-        return compile_engine(app, self.app_values, self.connections)
+        return compile_engine(app, self.app_values, self.connections, self._tracing)
 
-    def serving(self, engine: Engine, stack: ASGIApp, middleware: Sequence[object],
-                  ) -> ASGIApp | None:
-        """What serves an HTTP scope: the engine straight when there is no ASGI ``middleware``,
-        else (``None``) the ASGI ``stack``; either measured when the app has metrics."""
-        # perf: without ASGI middleware (or metrics), HTTP requests go straight to the engine
-        serve = None if middleware else engine.handle_http
+    def stack(self, middleware: Sequence[Middleware], app: ASGIApp) -> ASGIApp:
+        """The app's ASGI stack: ``middleware`` around ``app``, the first one outermost, and
+        the server span of the app's tracing (if any) around them all."""
+        from joey.stack import build_stack
+
+        return build_stack(middleware, app, self._tracing)
+
+    def serving(self, engine: Engine, stack: ASGIApp, innermost: ASGIApp) -> ASGIApp | None:
+        """What serves an HTTP scope: the engine straight when the ASGI ``stack`` is only its
+        ``innermost`` app (no ASGI middleware, no tracing), else (``None``) the stack; either
+        measured when the app has metrics."""
+        # perf: without ASGI middleware or tracing, HTTP requests go straight to the engine
+        serve = engine.handle_http if stack == innermost else None
         if self._metrics is not None:  # measured outside the ASGI middleware too
             return self._metrics.instrument(engine, serve or stack)
         return serve
+
+    def _observe(self, extension: TaskBackend | Channels) -> None:
+        """The app's metrics count, and its tracing follows, its tasks and messages."""
+        if self._metrics is not None:
+            from joey.channels import Channels
+
+            if isinstance(extension, Channels):
+                extension.report_to(self._metrics.channels)
+            else:
+                extension.report_to(self._metrics.tasks)
+        if self._tracing is not None:
+            extension.trace_with(self._tracing)
 
     @property
     def app_values(self) -> AppScopedValues:
@@ -94,8 +116,7 @@ class Lifecycle:
             from joey.tasks import InMemoryTasks
 
             self._tasks = InMemoryTasks()
-            if self._metrics is not None:
-                self._tasks.report_to(self._metrics.tasks)
+            self._observe(self._tasks)
         return self._tasks
 
     @property
@@ -104,8 +125,7 @@ class Lifecycle:
             from joey.channels import Channels
 
             self._channels = Channels()
-            if self._metrics is not None:
-                self._channels.report_to(self._metrics.channels)
+            self._observe(self._channels)
             if self.manager.started:  # made after startup: stop them at shutdown all the same
                 self.manager.add_undo("channels", self._channels.stop)
         return self._channels

@@ -48,14 +48,19 @@ class SubscriberTooSlow(Exception):
 
 class Message:
     """One published message: its ``channel``, its ``data`` (bytes) and, with a backend that
-    keeps history, its ``id`` (ordered within the channel; ``None`` with Redis pub/sub)."""
+    keeps history, its ``id`` (ordered within the channel; ``None`` with Redis pub/sub).
 
-    __slots__ = ("channel", "data", "id")
+    ``trace``: the publisher's trace context (``traceparent``...), when the app traces and the
+    backend carries it (:attr:`Backend.carries_trace`); not part of equality."""
 
-    def __init__(self, channel: str, data: bytes, id: str | None = None) -> None:
+    __slots__ = ("channel", "data", "id", "trace")
+
+    def __init__(self, channel: str, data: bytes, id: str | None = None,
+                 trace: dict[str, str] | None = None) -> None:
         self.channel = channel
         self.data = data
         self.id = id
+        self.trace = trace
 
     @property
     def text(self) -> str:
@@ -111,6 +116,8 @@ class Backend:
     """
 
     history = False
+    #: ``publish`` takes ``trace=`` (the publisher's trace context) and its messages carry it
+    carries_trace = False
 
     async def start(self, deliver: Deliver) -> None:
         """Connect; from now on call ``deliver(message)`` for every message of a listened
@@ -121,7 +128,10 @@ class Backend:
 
     async def publish(self, channel: str, data: bytes) -> str | None:
         """Send ``data`` to every process listening to ``channel``; the new id, if any.
-        Raises :class:`ChannelsUnavailable` when the message cannot be sent."""
+        Raises :class:`ChannelsUnavailable` when the message cannot be sent.
+
+        A backend with :attr:`carries_trace` takes a keyword ``trace: dict[str, str] | None``
+        too (passed only with tracing on) and delivers it as :attr:`Message.trace`."""
         raise NotImplementedError
 
     async def listen(self, channel: str) -> None:

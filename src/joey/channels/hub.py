@@ -29,6 +29,7 @@ from joey.channels.web import event_source, relay
 
 if TYPE_CHECKING:
     from joey.metrics.families import ChannelMetrics
+    from joey.observability.tracing import Tracing
     from joey.requests import Request
     from joey.sse import EventSourceResponse
     from joey.websockets import WebSocket
@@ -73,11 +74,19 @@ class Channels:
         self._starting: asyncio.Future[None] | None = None
         #: where publishes and deliveries are reported (``App(metrics=...)`` sets it)
         self.metrics: ChannelMetrics | None = None
+        #: the app's tracing (``App(tracing=...)`` sets it): publishes carry the trace,
+        #: :func:`relay` and :func:`event_source` send each message in a span linked to it
+        self.tracing: Tracing | None = None
 
     def report_to(self, metrics: ChannelMetrics) -> None:
         """Report subscribers, publishes, deliveries and drops to ``metrics`` (an app with
         ``metrics=`` calls this for its channels)."""
         self.metrics = metrics
+
+    def trace_with(self, tracing: Tracing | None) -> None:
+        """Carry the publisher's trace context with each message (backends with
+        :attr:`~joey.channels.Backend.carries_trace`), and link deliveries to it."""
+        self.tracing = tracing
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -138,7 +147,12 @@ class Channels:
             if self._state == "stopped":
                 raise ChannelsUnavailable("The server is shutting down.", retry_after=1)
             await self.start()
-        message_id = await self.backend.publish(channel, encode_data(data))
+        tracing = self.tracing
+        if tracing is not None and self.backend.carries_trace:
+            message_id = await self.backend.publish(  # type: ignore[call-arg]
+                channel, encode_data(data), trace=tracing.publish_context())
+        else:
+            message_id = await self.backend.publish(channel, encode_data(data))
         if self.metrics is not None:
             self.metrics.published.inc()
         return message_id

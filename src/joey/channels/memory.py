@@ -17,6 +17,8 @@ class InMemoryBackend(Backend):
     (``<milliseconds>-<sequence>``) so clients see the same format with either backend.
     """
 
+    carries_trace = True
+
     def __init__(self, history: int = 0) -> None:
         if history < 0:
             raise ValueError("history must be 0 or more")
@@ -41,8 +43,9 @@ class InMemoryBackend(Backend):
         self._clock = (ms, seq)
         return f"{ms}-{seq}"
 
-    async def publish(self, channel: str, data: bytes) -> str | None:
-        message = Message(channel, data, self._next_id())
+    async def publish(self, channel: str, data: bytes,
+                      trace: dict[str, str] | None = None) -> str | None:
+        message = Message(channel, data, self._next_id(), trace)
         self._last[channel] = message.id  # type: ignore[assignment]
         if self._keep:
             kept = self._kept.get(channel)

@@ -26,6 +26,7 @@ import time
 import uuid
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -240,6 +241,7 @@ class RedisStreamsBackend(_RedisBackend):
     """
 
     history = True
+    carries_trace = True
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, max_len: int | None = 10_000,
                  max_age: float | None = None, block: float = 1.0, **options: Any) -> None:
@@ -257,19 +259,24 @@ class RedisStreamsBackend(_RedisBackend):
         self._reading: set[bytes] = set()
         self._client_id: int | None = None
 
-    async def publish(self, channel: str, data: bytes) -> str | None:
+    async def publish(self, channel: str, data: bytes,
+                      trace: dict[str, str] | None = None) -> str | None:
         client = self._client
         if client is None:
             raise RuntimeError("The channels backend is not started")
         key = self._key(channel)
+        # "t": the publisher's trace context, beside the data (a reader that does not know
+        # the field reads "d" as before)
+        fields: dict[str, bytes] = {"d": data} if trace is None else {
+            "d": data, "t": msgspec.json.encode(trace)}
         try:
             if self.max_age is None:
-                new_id = await client.xadd(key, {"d": data}, maxlen=self.max_len,
+                new_id = await client.xadd(key, fields, maxlen=self.max_len,
                                            approximate=False)
             else:
                 age_ms = int(self.max_age * 1000)
                 pipe = client.pipeline(transaction=False)
-                pipe.xadd(key, {"d": data}, maxlen=self.max_len, approximate=False)
+                pipe.xadd(key, fields, maxlen=self.max_len, approximate=False)
                 pipe.xtrim(key, minid=f"{int(time.time() * 1000) - age_ms}", approximate=False)
                 pipe.pexpire(key, age_ms)
                 new_id = (await pipe.execute())[0]
@@ -313,7 +320,7 @@ class RedisStreamsBackend(_RedisBackend):
             entries = await client.xrange(self._key(channel), f"({after}", until)
         except _DOWN as exc:
             raise self._unavailable(exc) from exc
-        return [Message(channel, fields[b"d"], entry_id.decode())
+        return [Message(channel, fields[b"d"], entry_id.decode(), _trace(fields.get(b"t")))
                 for entry_id, fields in entries]
 
     async def _on_connect(self, conn: Any) -> None:
@@ -356,4 +363,18 @@ class RedisStreamsBackend(_RedisBackend):
                     if id_key(text_id) <= floor:
                         continue  # re-listened meanwhile: already in the history replay
                     positions[key] = entry_id
-                    deliver(Message(channel, fields[1], text_id))
+                    trace = _trace(fields[3]) if len(fields) > 3 and fields[2] == b"t" else None
+                    deliver(Message(channel, fields[1], text_id, trace))
+
+
+_decode_trace = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def _trace(raw: bytes | None) -> dict[str, str] | None:
+    """A stream entry's trace context; one that does not decode is ignored (it only links)."""
+    if not raw:
+        return None
+    try:
+        return _decode_trace(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None

@@ -22,9 +22,6 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:
-    from joey.metrics.families import ChannelMetrics
-
 from joey.channels.backend import (
     OVERFLOWS,
     Message,
@@ -33,9 +30,15 @@ from joey.channels.backend import (
     check_id,
 )
 
+if TYPE_CHECKING:
+    from joey.metrics.families import ChannelMetrics
+    from joey.observability.tracing import Tracing
 
 class Hub(Protocol):
     """What a subscription needs of its hub (:class:`~joey.channels.Channels`)."""
+
+    @property
+    def tracing(self) -> Tracing | None: ...
 
     async def join(self, subscription: Subscription) -> dict[str, str | None] | None: ...
 
@@ -86,6 +89,11 @@ class Subscription:
         self._on_overflow: Callable[[SubscriberTooSlow], None] | None = None
         #: messages discarded by a drop policy so far
         self.dropped = 0
+
+    @property
+    def tracing(self) -> Tracing | None:
+        """The tracing of the channels it came from (``None``: not traced)."""
+        return self._hub.tracing
 
     # -- lifecycle --------------------------------------------------------------------------
 

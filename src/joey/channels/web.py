@@ -93,20 +93,29 @@ async def _pump(websocket: WebSocket, subscription: Subscription,
                 transform: Transform | None) -> tuple[int, str] | None:
     """Send the subscription to the socket; how to close it when the subscription ends
     (``None``: the client is gone)."""
+    tracing = subscription.tracing
     try:
         async for message in subscription:
-            out = message.text if transform is None else transform(message)
-            if out is None:
-                continue
-            if isinstance(out, bytes):
-                await websocket.send_bytes(out)
+            if tracing is None:
+                await _send(websocket, message, transform)
             else:
-                await websocket.send_text(out)
+                with tracing.delivering(message.channel, message.trace):
+                    await _send(websocket, message, transform)
     except SubscriberTooSlow as exc:
         return exc.code, exc.reason
     except (OSError, WebSocketDisconnect, RuntimeError):
         return None  # the client is gone (or the socket closed): nothing to tell it
     return GOING_AWAY, "Server shutting down"
+
+
+async def _send(websocket: WebSocket, message: Message, transform: Transform | None) -> None:
+    out = message.text if transform is None else transform(message)
+    if out is None:
+        return
+    if isinstance(out, bytes):
+        await websocket.send_bytes(out)
+    else:
+        await websocket.send_text(out)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
@@ -158,6 +167,8 @@ async def event_source(
     await subscription.open()
     request.call_on_close(subscription.close)
 
+    tracing = subscription.tracing
+
     async def events() -> AsyncIterator[ServerSentEvent]:
         try:
             if retry is not None:
@@ -167,7 +178,13 @@ async def event_source(
                     data = message.text if transform is None else transform(message)
                     if data is None:
                         continue
-                    yield ServerSentEvent(data, event=event, id=subscription.position)
+                    out = ServerSentEvent(data, event=event, id=subscription.position)
+                    if tracing is None:
+                        yield out
+                    else:
+                        # the span ends once the event is sent (the generator resumes)
+                        with tracing.delivering(message.channel, message.trace):
+                            yield out
             except SubscriberTooSlow as exc:
                 yield ServerSentEvent(comment=exc.reason, retry=retry)
                 return

@@ -26,7 +26,6 @@ described body.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,12 +33,12 @@ from joey.openapi.errors import ErrorRendering, ErrorResponses
 from joey.openapi.operations import Operations
 from joey.openapi.responses import Responses
 from joey.openapi.schemas import SchemaRegistry
+from joey.paths import plain_template
 from joey.routeinfo import RouteInfo
 
 __all__ = ["ErrorRendering", "build_document"]
 
 _METHOD_ORDER = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
-_PARAM = re.compile(r"\{([^}:]+)(?::([^}]*))?\}")
 
 
 def build_document(
@@ -98,4 +97,4 @@ def _method_rank(method: str) -> int:
 
 def _openapi_path(template: str) -> str:
     """``/books/{id:int}`` → ``/books/{id}``."""
-    return _PARAM.sub(lambda m: "{" + m.group(1) + "}", template)
+    return plain_template(template)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .attempt import TaskRun, current_task
 from .base import EnqueueOptions, TaskBackend
 from .definition import Backoff, TaskDef
 from .errors import QueueFull, TaskNotRegistered, TasksNotRunning, TasksUnavailable, TaskTimeout
@@ -27,10 +28,12 @@ __all__ = [
     "TaskDef",
     "TaskInfo",
     "TaskNotRegistered",
+    "TaskRun",
     "TaskState",
     "TaskTimeout",
     "TasksNotRunning",
     "TasksUnavailable",
+    "current_task",
 ]
 
 

@@ -8,14 +8,55 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .definition import TaskDef
 from .errors import TasksNotRunning, TaskTimeout
 
-__all__ = ["call_task", "cancel_and_wait"]
+if TYPE_CHECKING:
+    from joey.observability.tracing import Tracing
+
+__all__ = ["TaskRun", "call_task", "cancel_and_wait", "current_task"]
+
+
+class TaskRun:
+    """The task attempt running in the current context: what :func:`current_task` returns,
+    and what :class:`joey.observability.logs.JSONFormatter` adds to each log line.
+
+    ``attempt`` counts from 1; ``None`` for a moment in a Redis worker, whose first delivery
+    of a task starts running before Redis has answered which attempt it is.
+    """
+
+    __slots__ = ("attempt", "id", "name")
+
+    def __init__(self, task_id: str, name: str, attempt: int | None) -> None:
+        self.id = task_id
+        self.name = name
+        self.attempt = attempt
+
+    def __repr__(self) -> str:
+        return f"TaskRun({self.id!r}, {self.name!r}, attempt={self.attempt!r})"
+
+
+# Module-level by nature: a ContextVar holds one value per context (per run's asyncio task).
+_current: contextvars.ContextVar[TaskRun | None] = contextvars.ContextVar(
+    "joey.task_run", default=None)
+
+
+def current_task() -> TaskRun | None:
+    """The task attempt this code runs in (inside a task's function), else ``None``.
+
+    Example::
+
+        @app.task
+        async def build_report(day: str) -> str:
+            run = current_task()
+            assert run is not None and run.name.endswith("build_report")
+            return f"report of {day}, attempt {run.attempt}"
+    """
+    return _current.get()
 
 
 async def call_task(
@@ -24,13 +65,38 @@ async def call_task(
     kwargs: dict[str, Any],
     limit: float | None,
     executor: ThreadPoolExecutor | None,
+    run: TaskRun,
+    tracing: Tracing | None = None,
+    trace: Mapping[str, str] | None = None,
 ) -> Any:
     """Run one attempt of `defn`, raising `TaskTimeout` if it outlives `limit` seconds.
 
     A sync function runs in `executor` with a copy of the caller's context variables. A timeout
     cannot interrupt it (Python threads cannot be killed): the attempt fails and frees its slot
-    while the thread finishes in the background.
+    while the thread finishes in the background. `run` is :func:`current_task` meanwhile; with
+    `tracing`, the attempt runs in a span in the trace of `trace`, the enqueue's context.
     """
+    token = _current.set(run)
+    try:
+        if tracing is None:
+            return await _call(defn, args, kwargs, limit, executor)
+        with tracing.running(defn.name, run.id, run.attempt, trace) as span:
+            try:
+                return await _call(defn, args, kwargs, limit, executor)
+            finally:
+                if run.attempt is not None:  # known by now in a Redis worker, most often
+                    span.set_attribute("joey.task.attempt", run.attempt)
+    finally:
+        _current.reset(token)
+
+
+async def _call(
+    defn: TaskDef,
+    args: tuple[Any, ...] | list[Any],
+    kwargs: dict[str, Any],
+    limit: float | None,
+    executor: ThreadPoolExecutor | None,
+) -> Any:
     if defn.is_async:
         awaitable: Any = defn.fn(*args, **kwargs)
     else:

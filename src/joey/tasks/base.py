@@ -23,6 +23,7 @@ from .state import TaskInfo
 
 if TYPE_CHECKING:
     from joey.metrics.families import TaskMetrics
+    from joey.observability.tracing import Tracing
 
 __all__ = ["EnqueueOptions", "TaskBackend", "TaskDecorator", "WhenFull", "periodic_tasks"]
 
@@ -101,7 +102,7 @@ class EnqueueOptions:
     async def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> str: ...
     async def enqueue(self, task: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> str:
         """Enqueue `task` with these options; returns the task id."""
-        return await self._backend._submit(task, args, kwargs, self)
+        return await self._backend._enqueue(task, args, kwargs, self)
 
 
 class TaskBackend(ABC):
@@ -123,12 +124,19 @@ class TaskBackend(ABC):
         self._executor: ThreadPoolExecutor | None = None
         #: where runs are reported (``App(metrics=...)`` sets it); None: nowhere
         self._metrics: TaskMetrics | None = None
+        self._tracing: Tracing | None = None
 
     def report_to(self, metrics: TaskMetrics) -> None:
         """Report enqueues, attempts and their outcomes to ``metrics`` (an app with
         ``metrics=`` calls this for its task queue)."""
         self._metrics = metrics
         metrics.watch(self)
+
+    def trace_with(self, tracing: Tracing | None) -> None:
+        """Trace enqueues and runs (``App(tracing=...)`` calls this for its backend): each
+        enqueue is a span whose context the task keeps, each run a span in that trace (see
+        :meth:`joey.observability.tracing.Tracing.running`)."""
+        self._tracing = tracing
 
     # -- registration -------------------------------------------------------------------------
 
@@ -244,7 +252,24 @@ class TaskBackend(ABC):
             async def signed_up(user_id: int) -> None:
                 task_id = await app.tasks.enqueue(send_welcome, user_id)
         """
-        return await self._submit(task, args, kwargs, None)
+        return await self._enqueue(task, args, kwargs, None)
+
+    async def _enqueue(
+        self,
+        task: Callable[..., Any] | str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        opts: EnqueueOptions | None,
+    ) -> str:
+        tracing = self._tracing
+        if tracing is None:
+            return await self._submit(task, args, kwargs, opts, None)
+        defn = self._by_name.get(task) if isinstance(task, str) else self._by_fn.get(task)
+        name = defn.name if defn is not None else getattr(task, "__qualname__", str(task))
+        with tracing.enqueueing(name) as (span, carrier):
+            task_id = await self._submit(task, args, kwargs, opts, carrier)
+            span.set_attribute("messaging.message.id", task_id)
+            return task_id
 
     def options(
         self,
@@ -281,7 +306,9 @@ class TaskBackend(ABC):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         opts: EnqueueOptions | None,
-    ) -> str: ...
+        trace: dict[str, str] | None,
+    ) -> str:
+        """Queue the task; ``trace``: the enqueue's trace context, for its runs (or None)."""
 
     # -- reading state ------------------------------------------------------------------------
 

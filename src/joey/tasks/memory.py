@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 import uuid
@@ -26,7 +27,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .attempt import call_task, cancel_and_wait
+from .attempt import TaskRun, call_task, cancel_and_wait
 from .base import EnqueueOptions, TaskBackend, WhenFull, periodic_tasks
 from .definition import TaskDef, resolve_timeout
 from .errors import QueueFull, TaskNotRegistered, TasksNotRunning, error_text
@@ -184,6 +185,7 @@ class InMemoryTasks(TaskBackend):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         opts: EnqueueOptions | None,
+        trace: dict[str, str] | None,
     ) -> str:
         if not self._running or self._closing:
             raise TasksNotRunning(
@@ -230,6 +232,7 @@ class InMemoryTasks(TaskBackend):
         rec = TaskRecord(
             task_id, defn, args, kwargs, resolve_timeout(timeout), retries + 1, backoff
         )
+        rec.trace = trace
         self._book.add(rec)
         self._pending += 1
         if unique is not None:
@@ -262,7 +265,7 @@ class InMemoryTasks(TaskBackend):
 
     async def _claim_tick(self, defn: TaskDef, tick: float) -> bool:
         """One process, one loop: every tick is this process's to run."""
-        await self._submit(defn.fn, (), {}, None)
+        await self._submit(defn.fn, (), {}, None, None)  # a tick starts its own trace
         return True
 
     async def _wait_for_space(self, when_full: WhenFull) -> None:
@@ -308,7 +311,11 @@ class InMemoryTasks(TaskBackend):
     def _dispatch(self, rec: TaskRecord) -> None:
         if self._active < self.max_concurrency:
             self._active += 1
-            runner = asyncio.get_running_loop().create_task(self._runner(rec))
+            # A context of its own: the runner goes on to run later tasks, and no run sees the
+            # request (its id, its span) that happened to enqueue when a slot was free; as in
+            # a Redis worker, a run's trace comes from its task (see attempt.call_task).
+            runner = asyncio.get_running_loop().create_task(
+                self._runner(rec), context=contextvars.Context())
             self._runners.add(runner)
             runner.add_done_callback(self._runners.discard)
         else:
@@ -347,7 +354,9 @@ class InMemoryTasks(TaskBackend):
         rec.run_at = None
         began = time.perf_counter()
         try:
-            result = await call_task(rec.defn, rec.args, rec.kwargs, rec.timeout, self._executor)
+            result = await call_task(rec.defn, rec.args, rec.kwargs, rec.timeout, self._executor,
+                                     TaskRun(rec.id, rec.defn.name, rec.attempts),
+                                     self._tracing, rec.trace)
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
             if current is not None and current.cancelling():

@@ -38,6 +38,7 @@ class TaskRecord:
         "state",
         "timeout",
         "timer",
+        "trace",
         "unique",
     )
 
@@ -70,6 +71,8 @@ class TaskRecord:
         # True while the task holds one of the `max_queue` places (until its first start).
         self.counted = True
         self.unique: str | None = None
+        # the enqueue's trace context (with tracing on), for every attempt's run span
+        self.trace: dict[str, str] | None = None
 
     def move(self, new: TaskState) -> None:
         if not can_move(self.state, new):  # pragma: no cover - a bug in the backend

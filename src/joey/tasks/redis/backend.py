@@ -165,6 +165,7 @@ class RedisTasks(RedisConsumer):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         opts: EnqueueOptions | None,
+        trace: dict[str, str] | None,
     ) -> str:
         client = self._client
         if client is None or self._closing:
@@ -183,9 +184,11 @@ class RedisTasks(RedisConsumer):
         retries = defn.retries if defn is not None else None
         unique = ""
         unique_key = self._task_prefix  # a placeholder key when there is no unique key
+        if trace is not None:
+            options = encode(Options(trace=trace))
         if opts is not None:
             delay = opts.delay
-            options = encode(Options(opts.timeout, opts.retries, opts.backoff))
+            options = encode(Options(opts.timeout, opts.retries, opts.backoff, trace))
             when_full = opts.when_full or when_full
             retries = opts.retries if opts.retries is not None else retries
             if opts.unique is not None:

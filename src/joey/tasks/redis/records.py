@@ -14,11 +14,18 @@ from ..state import TaskInfo, TaskState
 
 
 class Options(msgspec.Struct, array_like=True):
-    """Per-call overrides stored with the task; None keeps the worker's registered default."""
+    """Per-call overrides stored with the task; None keeps the worker's registered default.
+
+    And the enqueue's trace context (``traceparent``...; with tracing on), which every run of
+    the task continues. Fields are only ever added at the end, with a default: a record an
+    older version wrote decodes (the new fields take their default), and an older worker
+    ignores the fields it does not know.
+    """
 
     timeout: float | None = None
     retries: int | None = None
     backoff: Backoff | None = None
+    trace: dict[str, str] | None = None
 
 
 encode = msgspec.msgpack.Encoder().encode

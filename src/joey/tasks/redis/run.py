@@ -43,6 +43,8 @@ import logging
 import time
 from typing import Any
 
+from ..attempt import TaskRun
+
 __all__ = [
     "NOTES",
     "TRANSITIONS",
@@ -251,7 +253,7 @@ class Run:
 
     __slots__ = (
         "attempts", "began", "delivery", "entry_id", "failures", "fields", "max_attempts",
-        "name", "starting", "state", "task", "task_id",
+        "name", "starting", "state", "task", "task_id", "task_run",
     )  # fmt: skip
 
     def __init__(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
@@ -268,6 +270,7 @@ class Run:
         # Done once the start script carrying this run's start has answered (or failed).
         self.starting: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None  # the run, once it runs
+        self.task_run: TaskRun | None = None  # what its code sees as `current_task()`
 
     @property
     def awaits_start(self) -> bool:
@@ -297,6 +300,8 @@ class Run:
         kind = reply[0]
         if kind == b"run":
             self.attempts, self.failures, self.delivery = int(reply[1]), int(reply[2]), reply[3]
+            if self.task_run is not None:  # began before this answer: now it knows its attempt
+                self.task_run.attempt = self.attempts
             if len(reply) > 4:  # an entry of an older version: the task's fields, from its hash
                 self.fields = {b"name": reply[4], b"payload": reply[5], b"options": reply[6]}
                 self.name = reply[4].decode()

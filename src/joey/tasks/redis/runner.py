@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import msgspec
 
-from ..attempt import call_task
+from ..attempt import TaskRun, call_task
 from ..definition import TaskDef, resolve_timeout
 from ..errors import error_text
 from .common import GROUP, OUTAGE
@@ -81,8 +81,14 @@ class RedisRunner(RedisUpkeep):
         if self._metrics is not None:
             self._metrics.started.labels(name).inc()
         began = time.monotonic()
+        # The attempt: from the start's answer once it came; until then, the number the entry
+        # was written with (a hint, corrected by the answer; an entry handed back has none).
+        hint = fields.get(b"attempt", b"")
+        attempt = run.attempts or (int(hint) if hint.isdigit() else None)
+        task_run = run.task_run = TaskRun(run.task_id, name, attempt)
         try:
-            result = await call_task(defn, args, kwargs, timeout, self._executor)
+            result = await call_task(defn, args, kwargs, timeout, self._executor, task_run,
+                                     self._tracing, options.trace)
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
             if current is not None and current.cancelling():

@@ -59,7 +59,7 @@ if ARGV[3] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[3], id)
 else
   entry = redis.call('XADD', KEYS[2], '*', 'id', id, 'name', ARGV[4], 'payload', ARGV[5],
-                     'options', ARGV[6])
+                     'options', ARGV[6], 'attempt', 1)
 end
 local unique = ''
 if ARGV[7] ~= '' then
@@ -244,10 +244,10 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, to
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local key = ARGV[2] .. id
-  local f = redis.call('HMGET', key, 'state', 'name', 'payload', 'options')
+  local f = redis.call('HMGET', key, 'state', 'name', 'payload', 'options', 'attempts')
   if f[1] == 'queued' or f[1] == 'failed' then
     local entry = redis.call('XADD', KEYS[2], '*', 'id', id, 'name', f[2], 'payload', f[3],
-                             'options', f[4])
+                             'options', f[4], 'attempt', tonumber(f[5] or '0') + 1)
     redis.call('HSET', key, 'state', 'queued', 'run_at', '', 'entry', entry)
   end
 end
@@ -282,7 +282,7 @@ if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 redis.call('PERSIST', KEYS[2])
 local f = redis.call('HMGET', KEYS[2], 'name', 'payload', 'options')
 local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[1], 'name', f[1], 'payload', f[2],
-                         'options', f[3])
+                         'options', f[3], 'attempt', 1)
 redis.call('HSET', KEYS[2], 'state', 'queued', 'attempts', 0, 'failures', 0, 'deliveries', 0,
            'finished_at', '', 'error', '', 'entry', entry)
 return 1
@@ -339,7 +339,7 @@ local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 if tonumber(ARGV[2]) <= last then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[3], 'name', ARGV[1],
-                         'payload', ARGV[4], 'options', ARGV[5])
+                         'payload', ARGV[4], 'options', ARGV[5], 'attempt', 1)
 redis.call('HSET', KEYS[2], 'name', ARGV[1], 'payload', ARGV[4], 'options', ARGV[5],
            'state', 'queued', 'attempts', 0, 'failures', 0, 'deliveries', 0,
            'max_attempts', ARGV[7], 'enqueued_at', ARGV[6], 'run_at', '', 'unique', '',
