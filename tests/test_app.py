@@ -17,11 +17,11 @@ from joey import (
     HTTPError,
     JSONResponse,
     NotFound,
+    PlainTextResponse,
     Request,
     Response,
     Router,
     StreamingResponse,
-    TextResponse,
 )
 from joey.app import Middleware
 from joey.declarations import LateDeclaration
@@ -221,7 +221,7 @@ def test_status_code_on_the_decorator() -> None:
 
     @app.put("/items", status_code=201)
     async def replace() -> Response:
-        return TextResponse("explicit", status_code=200)
+        return PlainTextResponse("explicit", status_code=200)
 
     client = TestClient(app)
     response = client.post("/items")
@@ -287,7 +287,7 @@ def test_exception_handler_can_override_http_errors() -> None:
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
-        return TextResponse(f"custom 404 for {request.path}", status_code=404)
+        return PlainTextResponse(f"custom 404 for {request.path}", status_code=404)
 
     assert TestClient(app).get("/nope").text == "custom 404 for /nope"
 
@@ -707,7 +707,7 @@ def test_unmatched_exception_with_handlers_registered_is_500() -> None:
 
     @app.exception_handler(KeyError)
     async def keys(request: Request, exc: KeyError) -> Response:
-        return TextResponse("key", status_code=400)  # pragma: no cover
+        return PlainTextResponse("key", status_code=400)  # pragma: no cover
 
     @app.get("/")
     async def index() -> None:
@@ -860,7 +860,7 @@ async def _handler_middleware(request: Request, call_next: Any) -> Response:
 
 
 async def _on_error(request: Request, exc: Exception) -> Response:
-    return TextResponse("handled")  # pragma: no cover - never registered
+    return PlainTextResponse("handled")  # pragma: no cover - never registered
 
 
 LATE_DECLARATIONS: dict[str, tuple[Callable[[App], Any], str]] = {
@@ -1057,7 +1057,7 @@ def _app_with_shared_routes(*, handles_key_errors: bool) -> App:
     if handles_key_errors:
         @app.exception_handler(KeyError)
         async def keys(request: Request, exc: KeyError) -> Response:
-            return TextResponse("handled", status_code=400)
+            return PlainTextResponse("handled", status_code=400)
 
     return app
 

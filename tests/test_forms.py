@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from joey.exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from joey.exceptions import BadRequest, ContentTooLarge, UnsupportedMediaType
 from joey.forms import FormData, FormLimits, UploadFile, parse_form
 
 URLENCODED = "application/x-www-form-urlencoded"
@@ -105,14 +105,14 @@ async def test_urlencoded_invalid_utf8_is_400() -> None:
 
 async def test_urlencoded_thousands_of_tiny_fields_is_413_early() -> None:
     recorder = Recorder()
-    with pytest.raises(PayloadTooLarge, match="more than 1000 fields"):
+    with pytest.raises(ContentTooLarge, match="more than 1000 fields"):
         await parse_form(URLENCODED, recorder.endless(b"", b"a=1&" * 100))
     assert recorder.produced < 10_000
 
 
 async def test_urlencoded_huge_value_is_413_early() -> None:
     recorder = Recorder()
-    with pytest.raises(PayloadTooLarge, match="A form field is larger"):
+    with pytest.raises(ContentTooLarge, match="A form field is larger"):
         await parse_form(URLENCODED, recorder.endless(b"a=", b"x" * 65536),
                          FormLimits(max_field_size=100_000))
     assert recorder.produced < 200_000
@@ -120,12 +120,12 @@ async def test_urlencoded_huge_value_is_413_early() -> None:
 
 async def test_urlencoded_total_field_size() -> None:
     body = b"&".join(b"f%d=%s" % (i, b"x" * 900) for i in range(10))
-    with pytest.raises(PayloadTooLarge, match="together"):
+    with pytest.raises(ContentTooLarge, match="together"):
         await parse_form(URLENCODED, chunks(body), FormLimits(max_total_field_size=5000))
 
 
 async def test_total_size_limit() -> None:
-    with pytest.raises(PayloadTooLarge, match="larger than 1000 bytes"):
+    with pytest.raises(ContentTooLarge, match="larger than 1000 bytes"):
         await parse_form(URLENCODED, chunks(b"a=" + b"x" * 2000, size=100),
                          FormLimits(max_total_size=1000))
 
@@ -265,13 +265,13 @@ async def test_memory_budget_is_shared_by_all_files() -> None:
 
 async def test_thousands_of_tiny_multipart_fields_is_413() -> None:
     body = multipart_body([(f"f{i}", "x") for i in range(5000)])
-    with pytest.raises(PayloadTooLarge, match="more than 1000 fields"):
+    with pytest.raises(ContentTooLarge, match="more than 1000 fields"):
         await parse_form(MULTIPART, chunks(body, size=65536))
 
 
 async def test_too_many_files_is_413_and_closes_the_others(spooled: list[Any]) -> None:
     body = multipart_body([(f"f{i}", (f"{i}.txt", b"data", "text/plain")) for i in range(5)])
-    with pytest.raises(PayloadTooLarge, match="more than 3 files"):
+    with pytest.raises(ContentTooLarge, match="more than 3 files"):
         await parse_form(MULTIPART, chunks(body), FormLimits(max_files=3))
     assert len(spooled) == 3 and all(file.closed for file in spooled)
 
@@ -279,7 +279,7 @@ async def test_too_many_files_is_413_and_closes_the_others(spooled: list[Any]) -
 async def test_huge_field_without_filename_is_413_early() -> None:
     recorder = Recorder()
     head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"essay\"\r\n\r\n").encode()
-    with pytest.raises(PayloadTooLarge, match="send large content as a file"):
+    with pytest.raises(ContentTooLarge, match="send large content as a file"):
         await parse_form(MULTIPART, recorder.endless(head, b"x" * 65536))
     assert recorder.produced <= 2 * 1024 * 1024
 
@@ -288,7 +288,7 @@ async def test_file_over_part_size_is_413_and_temp_file_closed(spooled: list[Any
     recorder = Recorder()
     head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n"
             "\r\n").encode()
-    with pytest.raises(PayloadTooLarge, match="uploaded file is larger than 2000000"):
+    with pytest.raises(ContentTooLarge, match="uploaded file is larger than 2000000"):
         await parse_form(MULTIPART, recorder.endless(head, b"y" * 65536),
                          FormLimits(max_part_size=2_000_000))
     assert recorder.produced < 2_000_000 + 3 * 65536

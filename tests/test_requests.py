@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from joey import App, PayloadTooLarge, Request
+from joey import App, ContentTooLarge, Request
 from joey.datastructures import QueryParams
 from joey.exceptions import BadRequest
 from joey.requests import ClientDisconnect
@@ -371,7 +371,7 @@ def test_default_body_limit_is_one_mebibyte() -> None:
 async def test_stream_raises_payload_too_large_directly() -> None:
     request, _ = _request(b"123", b"456", limit=5)
     chunks = []
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(ContentTooLarge):
         async for chunk in request.stream():
             chunks.append(chunk)
     assert chunks == [b"123"]
@@ -383,7 +383,7 @@ async def test_stream_starts_on_first_iteration_like_a_generator() -> None:
     request, recorder = _request(b"ab", headers=[(b"content-length", b"99")], limit=5)
     stream = request.stream()
     assert recorder.received == 0
-    with pytest.raises(PayloadTooLarge, match="at most 5"):
+    with pytest.raises(ContentTooLarge, match="at most 5"):
         await anext(stream)
     assert recorder.received == 0
     with pytest.raises(StopAsyncIteration):  # finished after an error, as a generator is
@@ -402,7 +402,7 @@ async def test_a_stream_made_before_body_yields_the_kept_body() -> None:
 @pytest.mark.parametrize(
     ("messages", "error"),
     [
-        ([{"type": "http.request", "body": b"123456", "more_body": True}], PayloadTooLarge),
+        ([{"type": "http.request", "body": b"123456", "more_body": True}], ContentTooLarge),
         ([{"type": "http.disconnect"}], ClientDisconnect),
     ],
 )

@@ -44,7 +44,7 @@ from joey import (
     FormLimits,
     JSONResponse,
     NotFound,
-    PayloadTooLarge,
+    ContentTooLarge,
     Request,
     Router,
     UnprocessableContent,
@@ -165,7 +165,7 @@ UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
 
 
 @router.post("/{note_id:int}/attachments", status_code=201, name="attach",
-             raises=[BadRequest, PayloadTooLarge, UnsupportedMediaType, UnprocessableContent],
+             raises=[BadRequest, ContentTooLarge, UnsupportedMediaType, UnprocessableContent],
              responses={201: LOCATION}, openapi_extra={"requestBody": UPLOAD_BODY})
 async def attach_file(
     note: OwnedNote, request: Request, session: Session, channels: Channels,

@@ -36,7 +36,7 @@ from types import ModuleType
 from typing import Any
 
 from joey.datastructures import Headers, MultiDict, unquote_plus
-from joey.exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from joey.exceptions import BadRequest, ContentTooLarge, UnsupportedMediaType
 from joey.uploads import UploadFile, close_all
 
 __all__ = ["FormData", "FormLimits", "UploadFile", "parse_form"]
@@ -154,7 +154,7 @@ async def parse_form(
     """Parse a form body read chunk by chunk from ``stream``.
 
     ``content_type`` is the request's ``Content-Type`` header. Raises
-    :class:`~joey.PayloadTooLarge` (413) when a limit is crossed,
+    :class:`~joey.ContentTooLarge` (413) when a limit is crossed,
     :class:`~joey.BadRequest` (400) for malformed input and
     :class:`~joey.UnsupportedMediaType` (415) for a body that is not a form. On any error the
     temporary files created so far are deleted. The caller owns the returned form and must
@@ -213,7 +213,7 @@ class _FormParser:
             async for chunk in stream:
                 self.total += len(chunk)
                 if self.total > self.limits.max_total_size:
-                    raise PayloadTooLarge(
+                    raise ContentTooLarge(
                         f"The form body is larger than {self.limits.max_total_size} bytes."
                     )
                 for start in range(0, len(chunk), _FEED_SIZE):
@@ -246,19 +246,19 @@ class _FormParser:
     def count_field_bytes(self, size: int, so_far: int) -> None:
         limits = self.limits
         if so_far + size > limits.max_field_size:
-            raise PayloadTooLarge(
+            raise ContentTooLarge(
                 f"A form field is larger than {limits.max_field_size} bytes; "
                 "send large content as a file upload."
             )
         self.total_field_size += size
         if self.total_field_size > limits.max_total_field_size:
-            raise PayloadTooLarge(
+            raise ContentTooLarge(
                 f"The form fields together are larger than {limits.max_total_field_size} bytes."
             )
 
     def count_field(self, fields: int) -> None:
         if fields > self.limits.max_fields:
-            raise PayloadTooLarge(f"The form has more than {self.limits.max_fields} fields.")
+            raise ContentTooLarge(f"The form has more than {self.limits.max_fields} fields.")
 
 
 def _decode(raw: bytes, what: str) -> str:
@@ -385,7 +385,7 @@ class _MultipartParser(_FormParser):
         if b"filename" in params:
             self.files += 1
             if self.files > self.limits.max_files:
-                raise PayloadTooLarge(f"The form has more than {self.limits.max_files} files.")
+                raise ContentTooLarge(f"The form has more than {self.limits.max_files} files.")
             upload = UploadFile(
                 filename=_decode_lenient(params[b"filename"]),
                 headers=Headers(self.headers),
@@ -411,7 +411,7 @@ class _MultipartParser(_FormParser):
         assert upload.size is not None
         queued = sum(len(chunk) for file, chunk in self.pending if file is upload)
         if upload.size + queued + size > self.limits.max_part_size:
-            raise PayloadTooLarge(
+            raise ContentTooLarge(
                 f"An uploaded file is larger than {self.limits.max_part_size} bytes."
             )
         self.pending.append((upload, data[start:end]))

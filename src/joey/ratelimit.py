@@ -335,8 +335,9 @@ class RateLimit:
             seconds = max(1, math.ceil(decision.reset))
             raise RateLimitExceeded(
                 f"Too many requests: at most {self.limit} per {self.window:g} seconds.",
-                {"retry-after": str(seconds), "ratelimit-policy": self.policy_header,
+                {"ratelimit-policy": self.policy_header,
                  "ratelimit": f'"{self.name}";r=0;t={seconds}'},
+                retry_after=seconds,
             )
         return decision
 

@@ -22,7 +22,7 @@ from joey._json import JSONTooDeep, decode_json
 from joey.compiled import mypyc_attr
 from joey.datastructures import URL, Address, Headers, QueryParams, State, parse_cookies
 from joey.describe import describe
-from joey.exceptions import BadRequest, PayloadTooLarge
+from joey.exceptions import BadRequest, ContentTooLarge
 from joey.types import Message, Receive, Scope
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ class Request(HTTPConnection):
             if not (declared.isascii() and declared.isdigit()):  # not "²"
                 raise BadRequest("Content-Length must be a non-negative integer.")
             if int(declared) > limit:
-                raise PayloadTooLarge(
+                raise ContentTooLarge(
                     f"The body is {declared} bytes; this endpoint accepts at most {limit}."
                 )
 
@@ -249,7 +249,7 @@ class Request(HTTPConnection):
                 if message["type"] == "http.request" and not message.get("more_body", False):
                     body: bytes = message.get("body", b"")
                     if limit is not None and len(body) > limit:
-                        raise PayloadTooLarge(
+                        raise ContentTooLarge(
                             f"The body is larger than this endpoint accepts ({limit} bytes)."
                         )
                     self._stream_started = True
@@ -384,7 +384,7 @@ class _BodyStream:
                     self._received += len(chunk)
                     if limit is not None and self._received > limit:
                         self._done = True
-                        raise PayloadTooLarge(
+                        raise ContentTooLarge(
                             f"The body is larger than this endpoint accepts ({limit} bytes)."
                         )
                     return chunk

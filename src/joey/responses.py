@@ -41,7 +41,9 @@ from joey.types import Receive, Scope, Send
 
 # `from joey.responses import StreamingResponse` keeps working: imported on first use, since
 # joey.streaming imports this module (its class is typed where it lives, and in `joey`).
-__getattr__ = lazy_attributes(__name__, globals(), {"StreamingResponse": "joey.streaming"})
+# Old names, kept as aliases that warn when used (see docs/errors.md, "Deprecated names").
+__getattr__ = lazy_attributes(__name__, globals(), {"StreamingResponse": "joey.streaming"},
+                              deprecated={"TextResponse": "PlainTextResponse"})
 
 BackgroundCallable = Callable[[], Awaitable[None]]
 _NO_BODY_STATUSES = frozenset({204, 205, 304})
@@ -224,14 +226,16 @@ Response._default_content_type = _content_type_bytes(Response.media_type_default
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
-class TextResponse(Response):
-    """``text/plain; charset=utf-8``."""
+class PlainTextResponse(Response):
+    """``text/plain; charset=utf-8`` (Starlette's name; ``TextResponse`` is a deprecated alias).
+
+    Example::
+
+        PlainTextResponse("pong")
+    """
 
     __slots__ = ()
     media_type_default = "text/plain"
-
-
-PlainTextResponse = TextResponse
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -313,7 +317,7 @@ def to_response(value: Any, status_code: int = 200) -> Response:
     if value is None:
         return Response(b"", status_code=204 if status_code == 200 else status_code)
     if isinstance(value, str):
-        return TextResponse(value, status_code)
+        return PlainTextResponse(value, status_code)
     if isinstance(value, bytes):
         return Response(value, status_code, media_type="application/octet-stream")
     if (

@@ -23,8 +23,8 @@ from joey._json import JSONTooDeep, decode_json
 from joey.background import BackgroundTasks
 from joey.exceptions import (
     BadRequest,
+    ContentTooLarge,
     HTTPError,
-    PayloadTooLarge,
     UnprocessableContent,
     UnsupportedMediaType,
 )
@@ -453,5 +453,5 @@ def form_extractor(info: ParamInfo, whole: bool) -> AsyncExtractor:
     # the form parser answers 400 for a malformed body, 413 past its FormLimits (whatever the
     # route's body limit)
     refusable = whole or default is MISSING or not (base is Any or base is str)
-    return raising(extract_form, UnsupportedMediaType, BadRequest, PayloadTooLarge,
+    return raising(extract_form, UnsupportedMediaType, BadRequest, ContentTooLarge,
                    UnprocessableContent if refusable else None)
