@@ -67,8 +67,9 @@ def _query_app() -> App:
 
     @app.get("/q")
     async def read_query(request: Request) -> dict[str, Any]:
-        return {"items": request.query.multi_items(), "tag": request.query.getlist("tag"),
-                "same": request.query_params is request.query}
+        return {"items": request.query_params.multi_items(),
+                "tag": request.query_params.getlist("tag"),
+                "same": request.query_params is request.query_params}
 
     @app.get("/ignores-query")
     async def ignores_query() -> str:
@@ -86,6 +87,14 @@ def test_query_through_a_handler() -> None:
         "tag": ["a", "b c"],
         "same": True,
     }
+
+
+def test_request_query_is_a_deprecated_alias_of_query_params() -> None:
+    request = Request(http_scope("/q", query_string=b"a=1"), Recorder().receive, app=App())
+    with pytest.warns(DeprecationWarning, match=r"request\.query is deprecated: use "
+                                                r"request\.query_params"):
+        assert request.query is request.query_params
+    assert request.query_params["a"] == "1"
 
 
 async def test_invalid_utf8_query_is_400_only_when_read() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -139,16 +140,20 @@ class HTTPConnection:
         return self._headers
 
     @property
-    def query(self) -> QueryParams:
+    def query_params(self) -> QueryParams:
         """The query string, parsed; repeated keys keep every value (``getlist``)."""
         if self._query is None:
             self._query = QueryParams.from_bytes(self.scope.get("query_string", b""))
         return self._query
 
     @property
-    def query_params(self) -> QueryParams:
-        """Alias of :attr:`query`."""
-        return self.query
+    def query(self) -> QueryParams:
+        """Deprecated alias of :attr:`query_params` (Starlette's name, which Joey keeps)."""
+        warnings.warn(
+            "request.query is deprecated: use request.query_params (see "
+            "docs/errors.md#deprecated-names)", DeprecationWarning, stacklevel=2,
+        )
+        return self.query_params
 
     @property
     def cookies(self) -> dict[str, str]:

@@ -169,7 +169,7 @@ def query_extractor(info: ParamInfo, marker: Query | None) -> Extractor:
 
         def extract_custom(connection: Any, issues: list[ValidationIssue]) -> Any:
             try:
-                return custom(connection.query)
+                return custom(connection.query_params)
             except HTTPError:
                 raise
             except Exception as exc:
@@ -179,8 +179,8 @@ def query_extractor(info: ParamInfo, marker: Query | None) -> Extractor:
         return raising(extract_custom, UnprocessableContent)
     key = info.key
     if is_sequence(info.annotation):
-        return _text_extractor(info, lambda c: c.query.getlist(key), True)
-    return _text_extractor(info, lambda c: c.query.get(key, MISSING), False)
+        return _text_extractor(info, lambda c: c.query_params.getlist(key), True)
+    return _text_extractor(info, lambda c: c.query_params.get(key, MISSING), False)
 
 
 def header_extractor(info: ParamInfo) -> Extractor:

@@ -300,7 +300,7 @@ class APIKeyQuery(_APIKey):
     default_name = "apiKeyQuery"
 
     def lookup(self, connection: HTTPConnection) -> str | None:
-        key: str | None = connection.query.get(self.key_name)
+        key: str | None = connection.query_params.get(self.key_name)
         return key
 
 
