@@ -39,12 +39,13 @@ from examples.notes.schemas import (
 from examples.notes.settings import Settings
 from joey import (
     BadRequest,
+    ContentTooLarge,
     Depends,
     FileResponse,
     FormLimits,
+    HTTPConnection,
     JSONResponse,
     NotFound,
-    ContentTooLarge,
     Request,
     Router,
     UnprocessableContent,
@@ -52,7 +53,6 @@ from joey import (
     UploadFile,
 )
 from joey.channels import Channels
-from joey.requests import HTTPConnection
 from joey.security import Security
 
 logger = logging.getLogger("notes")

@@ -38,6 +38,7 @@ from joey.exceptions import (
 )
 from joey.lazy import lazy_attributes
 from joey.params import Body, Cookie, Depends, Form, Header, ParamInfo, Query
+from joey.params.issues import RequestValidationError, ValidationIssue
 from joey.params.markers import Security
 from joey.requests import HTTPConnection, Request
 from joey.responses import (
@@ -139,6 +140,7 @@ __all__ = [
     "QueueFull",
     "RedirectResponse",
     "Request",
+    "RequestValidationError",
     "Response",
     "Route",
     "RouteConflict",
@@ -158,6 +160,7 @@ __all__ = [
     "UnprocessableContent",
     "UnsupportedMediaType",
     "UploadFile",
+    "ValidationIssue",
     "WebSocket",
     "WebSocketDisconnect",
     "WebSocketState",

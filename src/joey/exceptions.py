@@ -311,5 +311,33 @@ _DEPRECATED = {"PayloadTooLarge": "ContentTooLarge"}
 
 if TYPE_CHECKING:
     PayloadTooLarge = ContentTooLarge  # deprecated: use ContentTooLarge
+    from joey.params.issues import RequestValidationError, ValidationIssue
 
-__getattr__ = lazy_attributes(__name__, globals(), {}, deprecated=_DEPRECATED)
+# `from joey.exceptions import RequestValidationError` (FastAPI's place for it) works too: it
+# lives with the validation it reports, which imports this module.
+_LAZY = dict.fromkeys(("RequestValidationError", "ValidationIssue"), "joey.params.issues")
+
+__getattr__ = lazy_attributes(__name__, globals(), _LAZY, deprecated=_DEPRECATED)
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "ContentTooLarge",
+    "Forbidden",
+    "Gone",
+    "HTTPError",
+    "InternalServerError",
+    "MethodNotAllowed",
+    "MissingCredentials",
+    "NotAcceptable",
+    "NotFound",
+    "RequestValidationError",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnprocessableContent",
+    "UnsupportedMediaType",
+    "ValidationIssue",
+    "WebSocketDisconnect",
+    "retry_after_value",
+]
