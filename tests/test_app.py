@@ -503,8 +503,9 @@ def test_mounted_joey_app_routes_on_the_rest_of_the_path() -> None:
     inner = App()
 
     @inner.get("/")
-    async def inner_root(request: Request) -> dict[str, str]:
-        return {"root": request.scope["root_path"], "url_for": request.url_for("leaf", id=1)}
+    async def inner_root(request: Request) -> dict[str, object]:
+        return {"root": request.scope["root_path"], "path": request.url_path_for("leaf", id=1),
+                "url": request.url_for("leaf", id=1)}  # a URL encodes as its text
 
     @inner.get("/leaf/{id:int}")
     async def leaf(id: int) -> dict[str, int]:
@@ -514,7 +515,8 @@ def test_mounted_joey_app_routes_on_the_rest_of_the_path() -> None:
     app.mount("/inner", inner)
     with TestClient(app) as client:
         assert client.get("/inner/leaf/5").json() == {"leaf": 5}
-        assert client.get("/inner").json() == {"root": "/inner", "url_for": "/inner/leaf/1"}
+        assert client.get("/inner").json() == {"root": "/inner", "path": "/inner/leaf/1",
+                                               "url": "http://testserver/inner/leaf/1"}
         assert client.get("/inner/leaf/x").status_code == 404
         response = client.get("/inner/leaf/5/", follow_redirects=False)
         assert response.status_code == 308

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from joey import App, ContentTooLarge, Request
+from joey import App, ContentTooLarge, RedirectResponse, Request
 from joey.datastructures import QueryParams
 from joey.exceptions import BadRequest
 from joey.requests import ClientDisconnect
@@ -180,7 +180,7 @@ def test_request_attributes() -> None:
             "client": list(request.client) if request.client else None,
             "state": "seen" in request.state,
             "app": request.app is app,
-            "url_for": request.url_for("info", id=7),
+            "url_for": request.url_path_for("info", id=7),
             "repr": repr(request),
         }
 
@@ -204,15 +204,17 @@ def test_request_attributes() -> None:
     }
 
 
-def test_url_for_includes_root_path() -> None:
+def test_url_path_for_includes_root_path() -> None:
     app = App()
 
     @app.get("/here")
     async def here(request: Request) -> list[str]:
-        return [request.url_for("here"), str(request.url), request.path]
+        return [request.url_path_for("here"), str(request.url), request.path,
+                str(request.url_for("here"))]
 
     assert TestClient(app, root_path="/prefix").get("/here?q=1").json() == [
         "/prefix/here", "http://testserver/prefix/here?q=1", "/prefix/here",
+        "http://testserver/prefix/here",
     ]
 
 
@@ -563,3 +565,26 @@ async def test_a_charset_python_cannot_even_look_up_is_a_400(charset: bytes) -> 
     request, _ = _request(b"x", headers=[(b"content-type", b"text/plain; charset=" + charset)])
     with pytest.raises(BadRequest, match="Unknown charset"):
         await request.text()
+
+
+# --- url_for (absolute, as in Starlette) and url_path_for (the path) ------------------------------
+
+
+def test_url_for_is_absolute_and_url_path_for_is_the_path() -> None:
+    app = App()
+
+    @app.get("/books/{id:int}", name="book")
+    async def book(id: int, request: Request) -> dict[str, str]:
+        url = request.url_for("book", id=id + 1)
+        assert url == f"https://shop.example/store/books/{id + 1}"  # a URL equals its text
+        return {"url": str(url), "path": request.url_path_for("book", id=id + 1)}
+
+    @app.get("/go")
+    async def go(request: Request) -> RedirectResponse:
+        return RedirectResponse(request.url_for("book", id=1))  # Starlette's habit
+
+    with TestClient(app, base_url="https://shop.example", root_path="/store") as client:
+        assert client.get("/books/1").json() == {
+            "url": "https://shop.example/store/books/2", "path": "/store/books/2"}
+        response = client.get("/go", follow_redirects=False)
+        assert response.headers["location"] == "https://shop.example/store/books/1"

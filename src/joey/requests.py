@@ -183,8 +183,24 @@ class HTTPConnection:
                 "Middleware(SessionMiddleware, secret_key=...) to App(asgi_middleware=[...])"
             ) from None
 
-    def url_for(self, name: str, /, **params: Any) -> str:
-        """The path of the route called ``name``, as the client must request it."""
+    def url_for(self, name: str, /, **params: Any) -> URL:
+        """The absolute URL of the route called ``name``, as Starlette's ``url_for`` gives it:
+        this connection's scheme and host (see :attr:`url`), then :meth:`url_path_for`.
+        ``str()`` it for a header; it compares equal to its text.
+
+        Example::
+
+            @app.get("/books/{id:int}", name="book")
+            async def book(id: int, request: Request) -> dict[str, str]:
+                return {"self": str(request.url_for("book", id=id))}  # "http://host/books/1"
+        """
+        here = self.url
+        return URL(here.scheme, here.hostname, here.port, self.url_path_for(name, **params), "")
+
+    def url_path_for(self, name: str, /, **params: Any) -> str:
+        """The path of the route called ``name`` as the client must request it: the app's
+        ``root_path`` (a mount's or a proxy's prefix), then ``app.url_path_for(...)``.
+        Relative, so right behind any proxy: the one to put in links and ``Location``."""
         path: str = self.app.url_path_for(name, **params)
         root_path: str = self.scope.get("root_path", "")
         return root_path + path

@@ -34,7 +34,7 @@ from urllib.parse import quote
 import msgspec
 
 from joey.compiled import mypyc_attr
-from joey.datastructures import MutableHeaders, encode_header
+from joey.datastructures import URL, MutableHeaders, encode_header
 from joey.exceptions import HTTPError
 from joey.lazy import lazy_attributes
 from joey.types import Receive, Scope, Send
@@ -57,6 +57,8 @@ def _json_default(value: Any) -> Any:
         return model_dump(mode="json")
     if isinstance(value, set | frozenset):
         return list(value)
+    if isinstance(value, URL):  # what request.url and request.url_for(...) give
+        return str(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
@@ -286,13 +288,13 @@ class RedirectResponse(Response):
 
     def __init__(
         self,
-        url: str,
+        url: str | URL,
         status_code: int = 307,
         headers: Mapping[str, str] | None = None,
         background: BackgroundCallable | None = None,
     ) -> None:
         super().__init__(b"", status_code=status_code, headers=headers, background=background)
-        self.headers["location"] = quote(url, safe=":/%#?=@[]!$&'()*+,;~")
+        self.headers["location"] = quote(str(url), safe=":/%#?=@[]!$&'()*+,;~")
 
 
 async def wait_for_disconnect(receive: Receive) -> None:

@@ -231,7 +231,7 @@ async def path_path(v: str) -> str:
 
 @app.get("/p/str/{v}/tail")
 async def path_str(v: int, request: Request) -> dict[str, Any]:
-    return {"v": v, "url": request.url_for("path_str", v=v)}
+    return {"v": v, "url": request.url_path_for("path_str", v=v)}
 
 
 # Query values of every supported type
