@@ -35,7 +35,7 @@ from joey.declarations import DeclaredDict, DeclaredList, Frozen
 from joey.overrides import DependencyOverrides
 from joey.params import Depends
 from joey.pipelines import CallNext, HandlerMiddleware
-from joey.requests import Request
+from joey.requests import DEFAULT_MAX_BODY_SIZE, Request
 from joey.responses import Response
 from joey.routing import Route, RouteDecorators, Router
 from joey.stack import Middleware, build_stack
@@ -58,8 +58,6 @@ HandlerOf = Callable[[Request, E], Response | Awaitable[Response]]  # an excepti
 MiddlewareT = TypeVar("MiddlewareT", bound=HandlerMiddleware)
 HookT = TypeVar("HookT", bound=Callable[[], Any])
 
-DEFAULT_MAX_BODY_SIZE = 1024 * 1024
-"""1 MiB: the default body limit; raise it per route (``max_body_size=``) for uploads."""
 
 
 class App(Frozen, RouteDecorators):

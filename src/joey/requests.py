@@ -11,8 +11,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
+import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
 
 
 logger = logging.getLogger("joey")
+
+#: 1 MiB: the default body limit (``App(max_body_size=...)``); raise it per route
+#: (``max_body_size=``) for uploads. A form read within the default ``FormLimits`` keeps it.
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 
 #: The message for JSON nested deeper than the decoder can follow (see :mod:`joey._json`).
 JSON_TOO_DEEP = "Invalid JSON body: it is nested too deeply."
@@ -317,17 +323,21 @@ class Request(HTTPConnection):
         Needs the ``forms`` extra (``pip install joey[forms]``).
         """
         if self._form is None:
-            from joey.forms import FormLimits, parse_form
+            from joey.forms import DEFAULT_LIMITS, parse_form
 
-            if limits is not None and not self._stream_started and (
-                self.max_body_size == self.app.max_body_size
-            ):
-                # The route kept the app's body limit: the form limits given here decide
-                # (a route's own max_body_size still wins), so a large-upload route needs
-                # only its FormLimits.
+            limits = limits or DEFAULT_LIMITS
+            if limits.max_total_size is None:
+                # One reading of the body limit: the route's (or the app's) decides, and the
+                # parser is told the same number (no number: no limit).
+                total = self.max_body_size if self.max_body_size is not None else sys.maxsize
+                limits = dataclasses.replace(limits, max_total_size=total)
+            elif not self._stream_started and self.max_body_size == self.app.max_body_size:
+                # The route kept the app's body limit and the form limits name a total: it
+                # decides (a route's own max_body_size still wins), so a large-upload route
+                # needs only its FormLimits.
                 self.max_body_size = limits.max_total_size
             content_type = self.headers.get("content-type", "")
-            self._form = await parse_form(content_type, self.stream(), limits or FormLimits())
+            self._form = await parse_form(content_type, self.stream(), limits)
             self.call_on_close(self._form.close)
         return self._form
 
