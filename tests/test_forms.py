@@ -566,7 +566,7 @@ def test_default_form_limits_keep_the_apps_body_limit() -> None:
 
 
 async def test_parse_form_alone_takes_the_default_body_limit() -> None:
-    from joey.requests import DEFAULT_MAX_BODY_SIZE
+    from joey.limits import DEFAULT_MAX_BODY_SIZE
 
     assert FormLimits().max_total_size is None
     body = multipart_body([("f", ("f.bin", b"x" * DEFAULT_MAX_BODY_SIZE, "text/plain"))], "b")

@@ -32,10 +32,11 @@ from joey._engine.lifecycle import Lifecycle, Lifespan
 from joey._engine.lifespan import serve_lifespan
 from joey.datastructures import State
 from joey.declarations import DeclaredDict, DeclaredList, Frozen
+from joey.limits import DEFAULT_MAX_BODY_SIZE
 from joey.overrides import DependencyOverrides
 from joey.params import Depends
 from joey.pipelines import CallNext, HandlerMiddleware
-from joey.requests import DEFAULT_MAX_BODY_SIZE, Request
+from joey.requests import Request
 from joey.responses import Response
 from joey.routing import Route, RouteDecorators, Router
 from joey.stack import Middleware, build_stack

@@ -311,13 +311,8 @@ _DEPRECATED = {"PayloadTooLarge": "ContentTooLarge"}
 
 if TYPE_CHECKING:
     PayloadTooLarge = ContentTooLarge  # deprecated: use ContentTooLarge
-    from joey.params.issues import RequestValidationError, ValidationIssue
 
-# `from joey.exceptions import RequestValidationError` (FastAPI's place for it) works too: it
-# lives with the validation it reports, which imports this module.
-_LAZY = dict.fromkeys(("RequestValidationError", "ValidationIssue"), "joey.params.issues")
-
-__getattr__ = lazy_attributes(__name__, globals(), _LAZY, deprecated=_DEPRECATED)
+__getattr__ = lazy_attributes(__name__, globals(), {}, deprecated=_DEPRECATED)
 
 __all__ = [
     "BadRequest",
@@ -331,13 +326,11 @@ __all__ = [
     "MissingCredentials",
     "NotAcceptable",
     "NotFound",
-    "RequestValidationError",
     "ServiceUnavailable",
     "TooManyRequests",
     "Unauthorized",
     "UnprocessableContent",
     "UnsupportedMediaType",
-    "ValidationIssue",
     "WebSocketDisconnect",
     "retry_after_value",
 ]

@@ -37,7 +37,7 @@ from typing import Any
 
 from joey.datastructures import Headers, MultiDict, unquote_plus
 from joey.exceptions import BadRequest, ContentTooLarge, UnsupportedMediaType
-from joey.requests import DEFAULT_MAX_BODY_SIZE
+from joey.limits import DEFAULT_MAX_BODY_SIZE
 from joey.uploads import UploadFile, close_all
 
 __all__ = ["FormData", "FormLimits", "UploadFile", "parse_form"]
@@ -71,7 +71,7 @@ class FormLimits:
     * ``max_total_size``: bytes in the whole body, as sent. ``None`` (the default): the body
       limit of the route that reads the form decides (its ``max_body_size``, else the app's,
       1 MiB by default), so ``FormLimits()`` never changes it; ``parse_form`` on its own
-      takes :data:`~joey.requests.DEFAULT_MAX_BODY_SIZE`. A number replaces the app's body
+      takes :data:`~joey.limits.DEFAULT_MAX_BODY_SIZE`. A number replaces the app's body
       limit for that read (a route's own ``max_body_size`` still wins).
     * ``max_header_size``: bytes in one part's header section (8 KiB); no real client comes
       near it, so crossing it is treated as malformed input (400).

@@ -49,3 +49,8 @@ def lazy_attributes(
         return value
 
     return __getattr__
+
+
+__all__ = [
+    "lazy_attributes",
+]

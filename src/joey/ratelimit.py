@@ -354,3 +354,18 @@ class RateLimit:
 
     def __repr__(self) -> str:
         return f"<RateLimit {self.name!r} {self.limit}/{self.window:g}s {self.policy}>"
+
+
+__all__ = [
+    "POLICIES",
+    "Decision",
+    "InMemoryRateLimits",
+    "KeyFunction",
+    "Policy",
+    "RateLimit",
+    "RateLimitBackend",
+    "RateLimitExceeded",
+    "RateLimitUnavailable",
+    "RedisRateLimits",
+    "client_address",
+]

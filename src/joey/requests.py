@@ -34,10 +34,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("joey")
 
-#: 1 MiB: the default body limit (``App(max_body_size=...)``); raise it per route
-#: (``max_body_size=``) for uploads. A form read within the default ``FormLimits`` keeps it.
-DEFAULT_MAX_BODY_SIZE = 1024 * 1024
-
 #: The message for JSON nested deeper than the decoder can follow (see :mod:`joey._json`).
 JSON_TOO_DEEP = "Invalid JSON body: it is nested too deeply."
 
@@ -425,3 +421,13 @@ class _BodyStream:
                 request._disconnected = True
                 self._done = True
                 raise ClientDisconnect()
+
+
+__all__ = [
+    "JSON_TOO_DEEP",
+    "TWO_HOSTS",
+    "ClientDisconnect",
+    "HTTPConnection",
+    "Request",
+    "host_header",
+]

@@ -387,3 +387,18 @@ def format_cookie(
     if partitioned:
         parts.append("Partitioned")
     return "; ".join(parts)
+
+
+__all__ = [
+    "BackgroundCallable",
+    "HTMLResponse",
+    "JSONResponse",
+    "PlainTextResponse",
+    "ProblemResponse",
+    "RedirectResponse",
+    "Response",
+    "format_cookie",
+    "json_encode",
+    "to_response",
+    "wait_for_disconnect",
+]

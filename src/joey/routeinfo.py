@@ -284,3 +284,14 @@ def _security(plan: DependencyNode) -> tuple[tuple[SecurityRequirement, ...], tu
     visit(plan, (), False, frozenset({id(plan)}))
     return (tuple(SecurityRequirement(scheme, tuple(scopes), optional[0])
                   for scheme, scopes, optional in found.values()), tuple(every))
+
+
+__all__ = [
+    "DependencyInfo",
+    "MountInfo",
+    "RouteInfo",
+    "SecurityRequirement",
+    "route_errors",
+    "route_info",
+    "status_of",
+]

@@ -44,3 +44,9 @@ def build_stack(middleware: Sequence[Middleware], app: ASGIApp) -> ASGIApp:
     for item in reversed(middleware):
         stack = item.wrap(stack)
     return stack
+
+
+__all__ = [
+    "Middleware",
+    "build_stack",
+]

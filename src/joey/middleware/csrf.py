@@ -226,3 +226,10 @@ def _multipart_field(body: bytes, content_type: str, name: str) -> str | None:
         if wanted in head and b"filename=" not in head:
             return content.rstrip(b"\r\n").decode("utf-8", "replace")
     return None
+
+
+__all__ = [
+    "SCOPE_KEY",
+    "CSRFMiddleware",
+    "csrf_token",
+]

@@ -134,3 +134,13 @@ class ErrorResponses:
         if self._validation_problem:
             used["ValidationProblem"] = VALIDATION_PROBLEM_SCHEMA
         return used
+
+
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "PROBLEM_SCHEMA",
+    "VALIDATION_PROBLEM_SCHEMA",
+    "ErrorRendering",
+    "ErrorResponses",
+    "phrase",
+]

@@ -141,3 +141,9 @@ def _without_responses(tp: Any, response_type: type) -> Any:
     if len(kept) == 1:
         return kept[0]
     return typing.Union[tuple(kept)]  # noqa: UP007
+
+
+__all__ = [
+    "Responses",
+    "merge",
+]

@@ -455,3 +455,30 @@ def form_extractor(info: ParamInfo, whole: bool) -> AsyncExtractor:
     refusable = whole or default is MISSING or not (base is Any or base is str)
     return raising(extract_form, UnsupportedMediaType, BadRequest, ContentTooLarge,
                    UnprocessableContent if refusable else None)
+
+
+__all__ = [
+    "META_CHECKS",
+    "RAISES",
+    "AsyncExtractor",
+    "Extractor",
+    "PathValue",
+    "body_extractor",
+    "checked_type",
+    "convert_or_report",
+    "cookie_extractor",
+    "form_extractor",
+    "header_extractor",
+    "integral_floats_as_ints",
+    "is_json_media_type",
+    "path_extractor",
+    "query_extractor",
+    "raised_by",
+    "raising",
+    "revalidate",
+    "take_background",
+    "take_channels",
+    "take_connection",
+    "take_route",
+    "validate_pydantic",
+]

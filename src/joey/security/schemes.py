@@ -383,3 +383,20 @@ def require_scopes(granted: Iterable[str], route: RouteInfo,
     missing = [scope for scope in route.scopes if scope not in have]
     if missing:
         raise (scheme or HTTPBearer()).insufficient_scope(route.scopes)
+
+
+__all__ = [
+    "APIKeyCookie",
+    "APIKeyCredentials",
+    "APIKeyHeader",
+    "APIKeyQuery",
+    "BasicCredentials",
+    "BearerCredentials",
+    "HTTPBasic",
+    "HTTPBearer",
+    "OAuth2PasswordBearer",
+    "OpenIDConnect",
+    "SecurityScheme",
+    "constant_time_compare",
+    "require_scopes",
+]
