@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from joey import App, Request, Response, PlainTextResponse, WebSocket
+from joey import App, PlainTextResponse, Request, Response, WebSocket
 
 
 class Item(msgspec.Struct):
