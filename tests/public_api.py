@@ -132,16 +132,22 @@ def _overloads(func: Any) -> list[str]:
 
 
 def _init_of(cls: type) -> str:
-    """The constructor's signature, or the class it is inherited from."""
+    """The constructor's signature, or the public class it is inherited from."""
+    if hasattr(cls, "__struct_fields__"):  # a msgspec Struct: its fields are its constructor
+        return f"__init__{signature(cls)}"
     for klass in cls.__mro__:
+        if klass is object:
+            return "__init__()"
         if "__init__" in vars(klass) or "__new__" in vars(klass):
-            if klass is not cls:
+            private = klass.__qualname__.startswith("_") or any(
+                part.startswith("_") for part in klass.__module__.split(".")[1:])
+            if klass is not cls and not private:
                 where = klass.__qualname__ if klass.__module__.startswith("joey") else (
                     f"{klass.__module__}.{klass.__qualname__}")
                 return f"__init__ from {where}"
             method = vars(klass).get("__init__") or vars(klass)["__new__"]
             return f"__init__{signature(method, drop_first=True)}"
-    return "__init__()"  # pragma: no cover - object defines both
+    return "__init__()"  # pragma: no cover - object ends every MRO
 
 
 def _member(name: str, value: Any) -> list[str]:
