@@ -51,6 +51,13 @@ docs: $(DEV_STAMP)
 
 test: lint typecheck docs pytest
 
+# The public API (every name exported from joey and its public modules, with signatures) is
+# pinned in tests/public_api.txt, which tests/test_public_api.py compares with the code. After
+# a deliberate change to the API, rewrite it and review the diff: `make api-snapshot`.
+.PHONY: api-snapshot
+api-snapshot: $(DEV_STAMP)
+	PYTHONPATH=src $(PY) -m tests.public_api --write
+
 clean:
 	rm -rf $(VENV) $(MATRIX) .pytest_cache .mypy_cache .ruff_cache
 

@@ -98,7 +98,7 @@ async def main() -> None:
         print(f"{path:11} " + "  ".join(f"{name} {value:.2f}" for name, value in net.items())
               + f"  (joey ÷ raw {net['joey'] / net['raw']:.2f}x; loop {loop:.2f} subtracted)")
     loop = await _best(_noop)
-    print(f"plaintext handler alone (user code: builds a TextResponse): "
+    print(f"plaintext handler alone (user code: builds a PlainTextResponse): "
           f"{await _best(handler) - loop:.2f} (loop {loop:.2f} subtracted)")
     await inbox.put({"type": "lifespan.shutdown"})
     await lifespan

@@ -146,8 +146,8 @@ LOCATION = {"Location": {"required": True, "description": "the new book's URL",
 async def add_book(request: Request, book: Book) -> Created | JSONResponse:
     """Add a book; the answer has its id, and its URL in ``Location``."""
     book_id = request.app.state.library.add(book)
-    return JSONResponse(Created(book_id), status_code=201,
-                        headers={"location": request.url_for("books.get_book", book_id=book_id)})
+    location = request.url_path_for("books.get_book", book_id=book_id)
+    return JSONResponse(Created(book_id), status_code=201, headers={"location": location})
 
 
 # Changing a book needs the librarian's token (a demo: set JOEY_EXAMPLE_TOKEN in production).

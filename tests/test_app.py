@@ -17,11 +17,11 @@ from joey import (
     HTTPError,
     JSONResponse,
     NotFound,
+    PlainTextResponse,
     Request,
     Response,
     Router,
     StreamingResponse,
-    TextResponse,
 )
 from joey.app import Middleware
 from joey.declarations import LateDeclaration
@@ -221,7 +221,7 @@ def test_status_code_on_the_decorator() -> None:
 
     @app.put("/items", status_code=201)
     async def replace() -> Response:
-        return TextResponse("explicit", status_code=200)
+        return PlainTextResponse("explicit", status_code=200)
 
     client = TestClient(app)
     response = client.post("/items")
@@ -287,7 +287,7 @@ def test_exception_handler_can_override_http_errors() -> None:
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
-        return TextResponse(f"custom 404 for {request.path}", status_code=404)
+        return PlainTextResponse(f"custom 404 for {request.path}", status_code=404)
 
     assert TestClient(app).get("/nope").text == "custom 404 for /nope"
 
@@ -503,8 +503,9 @@ def test_mounted_joey_app_routes_on_the_rest_of_the_path() -> None:
     inner = App()
 
     @inner.get("/")
-    async def inner_root(request: Request) -> dict[str, str]:
-        return {"root": request.scope["root_path"], "url_for": request.url_for("leaf", id=1)}
+    async def inner_root(request: Request) -> dict[str, object]:
+        return {"root": request.scope["root_path"], "path": request.url_path_for("leaf", id=1),
+                "url": request.url_for("leaf", id=1)}  # a URL encodes as its text
 
     @inner.get("/leaf/{id:int}")
     async def leaf(id: int) -> dict[str, int]:
@@ -514,7 +515,8 @@ def test_mounted_joey_app_routes_on_the_rest_of_the_path() -> None:
     app.mount("/inner", inner)
     with TestClient(app) as client:
         assert client.get("/inner/leaf/5").json() == {"leaf": 5}
-        assert client.get("/inner").json() == {"root": "/inner", "url_for": "/inner/leaf/1"}
+        assert client.get("/inner").json() == {"root": "/inner", "path": "/inner/leaf/1",
+                                               "url": "http://testserver/inner/leaf/1"}
         assert client.get("/inner/leaf/x").status_code == 404
         response = client.get("/inner/leaf/5/", follow_redirects=False)
         assert response.status_code == 308
@@ -707,7 +709,7 @@ def test_unmatched_exception_with_handlers_registered_is_500() -> None:
 
     @app.exception_handler(KeyError)
     async def keys(request: Request, exc: KeyError) -> Response:
-        return TextResponse("key", status_code=400)  # pragma: no cover
+        return PlainTextResponse("key", status_code=400)  # pragma: no cover
 
     @app.get("/")
     async def index() -> None:
@@ -860,7 +862,7 @@ async def _handler_middleware(request: Request, call_next: Any) -> Response:
 
 
 async def _on_error(request: Request, exc: Exception) -> Response:
-    return TextResponse("handled")  # pragma: no cover - never registered
+    return PlainTextResponse("handled")  # pragma: no cover - never registered
 
 
 LATE_DECLARATIONS: dict[str, tuple[Callable[[App], Any], str]] = {
@@ -1057,7 +1059,7 @@ def _app_with_shared_routes(*, handles_key_errors: bool) -> App:
     if handles_key_errors:
         @app.exception_handler(KeyError)
         async def keys(request: Request, exc: KeyError) -> Response:
-            return TextResponse("handled", status_code=400)
+            return PlainTextResponse("handled", status_code=400)
 
     return app
 

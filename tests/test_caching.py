@@ -311,7 +311,7 @@ def stored_app(store: MemoryCache, counter: Counter, **options: Any) -> App:
         cache_control=PUBLIC, etag=True, store=store, tags=["items", "item:{id}"],
         **options))
     async def item(id: int, request: Request) -> dict[str, Any]:
-        return {"id": id, "run": counter(), "q": request.query.get("q")}
+        return {"id": id, "run": counter(), "q": request.query_params.get("q")}
 
     return app
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from http import HTTPStatus
+from types import ModuleType
 
 import pytest
 
+import joey
+import joey.exceptions
+import joey.responses
 from joey import (
     App,
     BadRequest,
     Conflict,
+    ContentTooLarge,
     Forbidden,
     Gone,
     HTTPError,
@@ -17,7 +24,7 @@ from joey import (
     MethodNotAllowed,
     NotAcceptable,
     NotFound,
-    PayloadTooLarge,
+    PlainTextResponse,
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
@@ -40,7 +47,7 @@ NAMED = [
     (NotAcceptable, 406, "Not Acceptable"),
     (Conflict, 409, "Conflict"),
     (Gone, 410, "Gone"),
-    (PayloadTooLarge, 413, "Content Too Large"),
+    (ContentTooLarge, 413, "Content Too Large"),
     (UnsupportedMediaType, 415, "Unsupported Media Type"),
     (UnprocessableContent, 422, "Unprocessable Content"),
     (TooManyRequests, 429, "Too Many Requests"),
@@ -76,9 +83,72 @@ def test_http_error_defaults_and_extras() -> None:
 
 
 def test_method_not_allowed_sets_allow() -> None:
-    error = MethodNotAllowed(["GET", "HEAD"], "no")
+    error = MethodNotAllowed("no", allowed=["GET", "HEAD"])
     assert error.allowed == ("GET", "HEAD")
     assert error.headers == {"allow": "GET, HEAD"}
+    assert str(error) == "no"
+    with pytest.raises(TypeError, match="allowed methods by keyword"):
+        MethodNotAllowed(["GET"])  # type: ignore[arg-type]  # the old positional form
+
+
+# --- one signature for HTTPError and every subclass -----------------------------------------
+
+
+class Teapot(HTTPError):
+    status_code = 418
+
+
+def test_a_subclass_with_a_status_code_takes_the_detail_first() -> None:
+    error = Teapot("I only make tea.", {"x-kind": "teapot"}, extra={"hint": "brew"})
+    assert (error.status_code, error.detail, error.headers) == (418, "I only make tea.",
+                                                                {"x-kind": "teapot"})
+    assert error.to_problem()["hint"] == "brew"
+    assert Teapot().status_code == 418
+    assert Teapot(detail="short").detail == "short"
+    app = App()
+
+    @app.get("/tea")
+    async def tea() -> None:
+        raise Teapot("Short and stout.")
+
+    response = TestClient(app).get("/tea")
+    assert response.status_code == 418
+    assert response.json()["detail"] == "Short and stout."
+
+
+def test_http_error_takes_the_status_positionally_or_by_keyword() -> None:
+    assert (HTTPError(418, "x").status_code, HTTPError(418, "x").detail) == (418, "x")
+    error = HTTPError(status_code=409, detail="taken", headers={"x": "1"})
+    assert (error.status_code, error.detail, error.headers) == (409, "taken", {"x": "1"})
+    assert HTTPError("boom").status_code == 500
+    assert NotFound(status_code=410).status_code == 410  # a keyword may still override
+    with pytest.raises(TypeError, match="status_code twice"):
+        HTTPError(418, status_code=418)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="detail twice"):
+        NotFound("a", detail="b")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="headers twice"):
+        NotFound("a", {}, headers={})  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="by keyword"):
+        HTTPError(418, "a", {}, {})  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(("cls", "code", "title"), NAMED)
+def test_every_error_takes_retry_after(cls: type[HTTPError], code: int, title: str) -> None:
+    error = cls("later", retry_after=30)
+    assert (error.status_code, error.retry_after) == (code, 30)
+    assert error.headers == {"retry-after": "30"}
+
+
+def test_retry_after_values() -> None:
+    assert TooManyRequests(retry_after=0.2).headers["retry-after"] == "1"  # rounded up
+    assert TooManyRequests(retry_after=-5).headers["retry-after"] == "0"
+    when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert ContentTooLarge(retry_after=when).headers["retry-after"] == (
+        "Wed, 02 Jan 2030 03:04:05 GMT")
+    with pytest.raises(ValueError, match="aware datetime"):
+        ServiceUnavailable(retry_after=datetime(2030, 1, 2))
+    assert TooManyRequests("x", {"x-a": "1"}, retry_after=2).headers == {"x-a": "1",
+                                                                         "retry-after": "2"}
 
 
 def test_websocket_disconnect_message() -> None:
@@ -89,11 +159,52 @@ def test_websocket_disconnect_message() -> None:
 def test_status_codes_by_name() -> None:
     assert status.HTTP_404_NOT_FOUND == 404
     assert status.HTTP_201_CREATED == 201
-    for code in HTTPStatus:
-        name = f"HTTP_{code.value}_{code.name}"
-        if hasattr(status, name):
-            assert getattr(status, name) == code.value
-    assert len([n for n in dir(status) if n.startswith("HTTP_")]) >= 60
+    assert len([n for n in status.__all__ if n.startswith("HTTP_")]) >= 60
+    assert set(status.__all__) == {n for n in vars(status) if n.startswith(("HTTP_", "WS_"))}
+
+
+def test_status_names_are_the_rfc_9110_titles() -> None:
+    # one name per status: the constant spells the title the error bodies carry (RFC 9110
+    # §15's, on every Python version), so the two can never drift apart again
+    for name in status.__all__:
+        if not name.startswith("HTTP_"):
+            continue
+        code = getattr(status, name)
+        title = HTTPError(code).title
+        spelled = re.sub(r"[^A-Z0-9]+", "_", title.upper().replace("'", "")).strip("_")
+        assert name == f"HTTP_{code}_{spelled}", (name, title)
+    assert HTTPError(413).title == "Content Too Large"
+    assert HTTPError(414).title == "URI Too Long"
+    assert HTTPError(416).title == "Range Not Satisfiable"
+    assert HTTPError(422).title == "Unprocessable Content"
+
+
+# --- deprecated names -----------------------------------------------------------------------
+
+DEPRECATED = [
+    (joey, "PayloadTooLarge", ContentTooLarge),
+    (joey.exceptions, "PayloadTooLarge", ContentTooLarge),
+    (joey, "TextResponse", PlainTextResponse),
+    (joey.responses, "TextResponse", PlainTextResponse),
+    (status, "HTTP_413_REQUEST_ENTITY_TOO_LARGE", 413),
+    (status, "HTTP_414_REQUEST_URI_TOO_LONG", 414),
+    (status, "HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE", 416),
+    (status, "HTTP_422_UNPROCESSABLE_ENTITY", 422),
+]
+
+
+@pytest.mark.parametrize(("module", "old", "current"), DEPRECATED)
+def test_old_names_still_work_and_warn(module: ModuleType, old: str, current: object) -> None:
+    with pytest.warns(DeprecationWarning, match=rf"{module.__name__}\.{old} is deprecated: use"):
+        assert getattr(module, old) == current
+    assert old not in getattr(module, "__all__", ())  # `import *` never brings one back
+
+
+def test_unknown_names_are_still_attribute_errors() -> None:
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        joey.exceptions.Nope  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute 'HTTP_999'"):
+        status.HTTP_999  # noqa: B018
 
 
 def test_raising_an_error_in_a_handler_answers_with_its_status() -> None:

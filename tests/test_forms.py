@@ -8,17 +8,22 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 
-from joey.exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from joey.exceptions import BadRequest, ContentTooLarge, UnsupportedMediaType
 from joey.forms import FormData, FormLimits, UploadFile, parse_form
 
 URLENCODED = "application/x-www-form-urlencoded"
 BOUNDARY = "----joeyBoundary7MA4YWxk"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
 
+
+# A total far above what the tests send, so that the limit under test is the one that acts
+# (parse_form alone otherwise takes the default body limit, 1 MiB).
+ROOMY_TOTAL = 100 * 1024 * 1024
+ROOMY = FormLimits(max_total_size=ROOMY_TOTAL)
 
 async def chunks(*parts: bytes, size: int | None = None) -> AsyncIterator[bytes]:
     for part in parts:
@@ -105,14 +110,14 @@ async def test_urlencoded_invalid_utf8_is_400() -> None:
 
 async def test_urlencoded_thousands_of_tiny_fields_is_413_early() -> None:
     recorder = Recorder()
-    with pytest.raises(PayloadTooLarge, match="more than 1000 fields"):
+    with pytest.raises(ContentTooLarge, match="more than 1000 fields"):
         await parse_form(URLENCODED, recorder.endless(b"", b"a=1&" * 100))
     assert recorder.produced < 10_000
 
 
 async def test_urlencoded_huge_value_is_413_early() -> None:
     recorder = Recorder()
-    with pytest.raises(PayloadTooLarge, match="A form field is larger"):
+    with pytest.raises(ContentTooLarge, match="A form field is larger"):
         await parse_form(URLENCODED, recorder.endless(b"a=", b"x" * 65536),
                          FormLimits(max_field_size=100_000))
     assert recorder.produced < 200_000
@@ -120,12 +125,12 @@ async def test_urlencoded_huge_value_is_413_early() -> None:
 
 async def test_urlencoded_total_field_size() -> None:
     body = b"&".join(b"f%d=%s" % (i, b"x" * 900) for i in range(10))
-    with pytest.raises(PayloadTooLarge, match="together"):
+    with pytest.raises(ContentTooLarge, match="together"):
         await parse_form(URLENCODED, chunks(body), FormLimits(max_total_field_size=5000))
 
 
 async def test_total_size_limit() -> None:
-    with pytest.raises(PayloadTooLarge, match="larger than 1000 bytes"):
+    with pytest.raises(ContentTooLarge, match="larger than 1000 bytes"):
         await parse_form(URLENCODED, chunks(b"a=" + b"x" * 2000, size=100),
                          FormLimits(max_total_size=1000))
 
@@ -239,7 +244,7 @@ async def test_large_file_rolls_to_disk_and_small_stays_in_memory(spooled: list[
     big = b"0123456789abcdef" * 80_000  # 1.25 MiB
     body = multipart_body([("small", ("s.txt", b"tiny", "text/plain")),
                            ("big", ("b.bin", big, "application/octet-stream"))])
-    form = await parse_form(MULTIPART, chunks(body, size=65536))
+    form = await parse_form(MULTIPART, chunks(body, size=65536), ROOMY)
     small, large = form["small"], form["big"]
     assert isinstance(small, UploadFile) and isinstance(large, UploadFile)
     assert small.in_memory and not large.in_memory
@@ -254,7 +259,7 @@ async def test_memory_budget_is_shared_by_all_files() -> None:
     payload = b"z" * 600_000
     body = multipart_body([(f"f{i}", (f"{i}.bin", payload, "application/octet-stream"))
                            for i in range(3)])
-    form = await parse_form(MULTIPART, chunks(body, size=65536))
+    form = await parse_form(MULTIPART, chunks(body, size=65536), ROOMY)
     uploads = form.files()
     # 1 MiB of memory for the whole form: the first file fits, the next ones go to disk.
     assert [upload.in_memory for upload in uploads] == [True, False, False]
@@ -265,13 +270,13 @@ async def test_memory_budget_is_shared_by_all_files() -> None:
 
 async def test_thousands_of_tiny_multipart_fields_is_413() -> None:
     body = multipart_body([(f"f{i}", "x") for i in range(5000)])
-    with pytest.raises(PayloadTooLarge, match="more than 1000 fields"):
+    with pytest.raises(ContentTooLarge, match="more than 1000 fields"):
         await parse_form(MULTIPART, chunks(body, size=65536))
 
 
 async def test_too_many_files_is_413_and_closes_the_others(spooled: list[Any]) -> None:
     body = multipart_body([(f"f{i}", (f"{i}.txt", b"data", "text/plain")) for i in range(5)])
-    with pytest.raises(PayloadTooLarge, match="more than 3 files"):
+    with pytest.raises(ContentTooLarge, match="more than 3 files"):
         await parse_form(MULTIPART, chunks(body), FormLimits(max_files=3))
     assert len(spooled) == 3 and all(file.closed for file in spooled)
 
@@ -279,8 +284,8 @@ async def test_too_many_files_is_413_and_closes_the_others(spooled: list[Any]) -
 async def test_huge_field_without_filename_is_413_early() -> None:
     recorder = Recorder()
     head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"essay\"\r\n\r\n").encode()
-    with pytest.raises(PayloadTooLarge, match="send large content as a file"):
-        await parse_form(MULTIPART, recorder.endless(head, b"x" * 65536))
+    with pytest.raises(ContentTooLarge, match="send large content as a file"):
+        await parse_form(MULTIPART, recorder.endless(head, b"x" * 65536), ROOMY)
     assert recorder.produced <= 2 * 1024 * 1024
 
 
@@ -288,9 +293,9 @@ async def test_file_over_part_size_is_413_and_temp_file_closed(spooled: list[Any
     recorder = Recorder()
     head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n"
             "\r\n").encode()
-    with pytest.raises(PayloadTooLarge, match="uploaded file is larger than 2000000"):
+    with pytest.raises(ContentTooLarge, match="uploaded file is larger than 2000000"):
         await parse_form(MULTIPART, recorder.endless(head, b"y" * 65536),
-                         FormLimits(max_part_size=2_000_000))
+                         FormLimits(max_part_size=2_000_000, max_total_size=ROOMY_TOTAL))
     assert recorder.produced < 2_000_000 + 3 * 65536
     assert len(spooled) == 1 and spooled[0].closed
 
@@ -336,7 +341,7 @@ async def test_body_cut_inside_a_file_is_400_and_disk_file_closed(spooled: list[
     head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n"
             "\r\n").encode()
     with pytest.raises(BadRequest):
-        await parse_form(MULTIPART, chunks(head, b"q" * 3_000_000, size=65536))
+        await parse_form(MULTIPART, chunks(head, b"q" * 3_000_000, size=65536), ROOMY)
     assert len(spooled) == 1 and spooled[0].closed and spooled[0]._rolled
 
 
@@ -508,10 +513,70 @@ def test_form_limits_still_bound_the_body() -> None:
         assert r.status_code == 413
 
 
+# -- issue #26: FormLimits() (the defaults) and the body limit are one fact ---------------------
+
+
+def _limits_app(**app_options: Any) -> Any:
+    from joey import App, Form, Request
+
+    app = App(**app_options)
+
+    @app.post("/defaults")
+    async def defaults(request: Request) -> dict[str, int]:
+        form = await request.form(FormLimits())  # the defaults: the body limit stays as it is
+        return {"fields": len(form)}
+
+    @app.post("/fewer-files")
+    async def fewer_files(request: Request) -> dict[str, int]:
+        return {"fields": len(await request.form(FormLimits(max_files=1)))}
+
+    @app.post("/field")
+    async def field(name: Annotated[str, Form()]) -> dict[str, int]:
+        return {"size": len(name)}
+
+    @app.post("/unlimited", max_body_size=None)
+    async def unlimited(request: Request) -> dict[str, int]:
+        return {"fields": len(await request.form(FormLimits()))}
+
+    return app
+
+
+def test_default_form_limits_keep_the_apps_body_limit() -> None:
+    from joey.testing import TestClient
+
+    two_mib = b"x" * (2 * 1024 * 1024)
+    with TestClient(_limits_app()) as client:
+        for path in ("/defaults", "/fewer-files"):
+            r = client.post(path, files={"f": ("f.bin", two_mib, "application/octet-stream")})
+            assert r.status_code == 413, (path, r.text)  # 1 MiB, not FormLimits' own total
+            assert "1048576" in r.json()["detail"]
+        r = client.post("/field", data={"name": "x" * (2 * 1024 * 1024)})
+        assert r.status_code == 413
+        small = client.post("/defaults", files={"f": ("f.bin", b"x" * 1000, "text/plain")})
+        assert small.json() == {"fields": 1}
+        # a route without a body limit: the form has none either (the other limits hold)
+        r = client.post("/unlimited", files={"f": ("f.bin", two_mib, "application/octet-stream")})
+        assert r.json() == {"fields": 1}
+    # the app's own body limit is the one the defaults follow, up as well as down
+    with TestClient(_limits_app(max_body_size=4 * 1024 * 1024)) as client:
+        r = client.post("/defaults", files={"f": ("f.bin", two_mib, "application/octet-stream")})
+        assert r.json() == {"fields": 1}
+        r = client.post("/defaults", files={"f": ("f.bin", two_mib * 3, "text/plain")})
+        assert r.status_code == 413 and "4194304" in r.json()["detail"]
+
+
+async def test_parse_form_alone_takes_the_default_body_limit() -> None:
+    from joey.limits import DEFAULT_MAX_BODY_SIZE
+
+    assert FormLimits().max_total_size is None
+    body = multipart_body([("f", ("f.bin", b"x" * DEFAULT_MAX_BODY_SIZE, "text/plain"))], "b")
+    with pytest.raises(ContentTooLarge, match=f"larger than {DEFAULT_MAX_BODY_SIZE} bytes"):
+        await parse_form("multipart/form-data; boundary=b", chunks(body))
+
+
 def test_a_file_where_text_is_wanted_and_text_where_a_file_is_are_a_422() -> None:
     # Found by make fuzz: a part sent with a filename reached a str parameter as an
     # UploadFile (a 500 when the handler used it as text); a text field reached UploadFile.
-    from typing import Annotated
 
     from joey import App, Form
     from joey.testing import TestClient

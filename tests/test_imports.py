@@ -35,7 +35,7 @@ _WITHOUT_EXTRAS = """
 import importlib.abc, sys
 
 BLOCKED = {"itsdangerous", "brotli", "zstandard", "redis", "multipart", "python_multipart",
-           "uvicorn", "httpx", "opentelemetry"}
+           "uvicorn", "httpx", "jwt", "opentelemetry"}
 
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -130,3 +130,45 @@ def test_sessions_names_resolve_lazily() -> None:
         assert "Nope" in str(exc)
     else:
         raise AssertionError("unknown names must raise AttributeError")
+
+
+def test_connection_security_and_channels_are_exported_from_joey() -> None:
+    from joey.channels import Channels
+    from joey.params.markers import Security
+    from joey.requests import HTTPConnection
+
+    assert (joey.HTTPConnection, joey.Security, joey.Channels) == (
+        HTTPConnection, Security, Channels)
+    assert {"HTTPConnection", "Security", "Channels"} <= set(joey.__all__)
+
+
+def test_jwt_bearer_imports_from_joey_security_and_joey_needs_no_pyjwt() -> None:
+    import joey.security
+    from joey.security.jwt import JWTBearer, JWTCredentials
+
+    assert (joey.security.JWTBearer, joey.security.JWTCredentials) == (JWTBearer,
+                                                                      JWTCredentials)
+    result = _run_without_extras("""
+        import joey, joey.security
+        from joey import App, Channels, HTTPConnection, Security
+        from joey.security import HTTPBearer
+        assert "jwt" not in sys.modules and "joey.security.jwt" not in sys.modules
+        try:
+            joey.security.JWTBearer
+        except ModuleNotFoundError as exc:
+            print("needs", exc.name)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "needs jwt"
+
+
+def test_validation_error_and_csrf_import_from_where_users_look() -> None:
+    import joey.middleware
+    from joey.middleware.csrf import CSRFMiddleware, csrf_token
+    from joey.params.issues import RequestValidationError, ValidationIssue
+
+    # from joey (not joey.exceptions: the validation it reports imports that module)
+    assert (joey.RequestValidationError, joey.ValidationIssue) == (RequestValidationError,
+                                                                  ValidationIssue)
+    assert (joey.middleware.CSRFMiddleware, joey.middleware.csrf_token) == (CSRFMiddleware,
+                                                                           csrf_token)

@@ -203,7 +203,7 @@ async def test_joey_app_inside_another_asgi_app_without_lifespan() -> None:
 
     @inner.get("/hello")
     async def hello(request: Request) -> dict[str, str]:
-        return {"root_path": request.scope["root_path"], "url": request.url_for("hello")}
+        return {"root_path": request.scope["root_path"], "url": request.url_path_for("hello")}
 
     async def outer(scope: Scope, receive: Receive, send: Send) -> None:
         # a minimal "other framework" that mounts the Joey app under /sub, ASGI-style

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from joey import App, PayloadTooLarge, Request
+from joey import App, ContentTooLarge, RedirectResponse, Request
 from joey.datastructures import QueryParams
 from joey.exceptions import BadRequest
 from joey.requests import ClientDisconnect
@@ -67,8 +67,9 @@ def _query_app() -> App:
 
     @app.get("/q")
     async def read_query(request: Request) -> dict[str, Any]:
-        return {"items": request.query.multi_items(), "tag": request.query.getlist("tag"),
-                "same": request.query_params is request.query}
+        return {"items": request.query_params.multi_items(),
+                "tag": request.query_params.getlist("tag"),
+                "same": request.query_params is request.query_params}
 
     @app.get("/ignores-query")
     async def ignores_query() -> str:
@@ -86,6 +87,14 @@ def test_query_through_a_handler() -> None:
         "tag": ["a", "b c"],
         "same": True,
     }
+
+
+def test_request_query_is_a_deprecated_alias_of_query_params() -> None:
+    request = Request(http_scope("/q", query_string=b"a=1"), Recorder().receive, app=App())
+    with pytest.warns(DeprecationWarning, match=r"request\.query is deprecated: use "
+                                                r"request\.query_params"):
+        assert request.query is request.query_params
+    assert request.query_params["a"] == "1"
 
 
 async def test_invalid_utf8_query_is_400_only_when_read() -> None:
@@ -171,7 +180,7 @@ def test_request_attributes() -> None:
             "client": list(request.client) if request.client else None,
             "state": "seen" in request.state,
             "app": request.app is app,
-            "url_for": request.url_for("info", id=7),
+            "url_for": request.url_path_for("info", id=7),
             "repr": repr(request),
         }
 
@@ -195,15 +204,17 @@ def test_request_attributes() -> None:
     }
 
 
-def test_url_for_includes_root_path() -> None:
+def test_url_path_for_includes_root_path() -> None:
     app = App()
 
     @app.get("/here")
     async def here(request: Request) -> list[str]:
-        return [request.url_for("here"), str(request.url), request.path]
+        return [request.url_path_for("here"), str(request.url), request.path,
+                str(request.url_for("here"))]
 
     assert TestClient(app, root_path="/prefix").get("/here?q=1").json() == [
         "/prefix/here", "http://testserver/prefix/here?q=1", "/prefix/here",
+        "http://testserver/prefix/here",
     ]
 
 
@@ -371,7 +382,7 @@ def test_default_body_limit_is_one_mebibyte() -> None:
 async def test_stream_raises_payload_too_large_directly() -> None:
     request, _ = _request(b"123", b"456", limit=5)
     chunks = []
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(ContentTooLarge):
         async for chunk in request.stream():
             chunks.append(chunk)
     assert chunks == [b"123"]
@@ -383,7 +394,7 @@ async def test_stream_starts_on_first_iteration_like_a_generator() -> None:
     request, recorder = _request(b"ab", headers=[(b"content-length", b"99")], limit=5)
     stream = request.stream()
     assert recorder.received == 0
-    with pytest.raises(PayloadTooLarge, match="at most 5"):
+    with pytest.raises(ContentTooLarge, match="at most 5"):
         await anext(stream)
     assert recorder.received == 0
     with pytest.raises(StopAsyncIteration):  # finished after an error, as a generator is
@@ -402,7 +413,7 @@ async def test_a_stream_made_before_body_yields_the_kept_body() -> None:
 @pytest.mark.parametrize(
     ("messages", "error"),
     [
-        ([{"type": "http.request", "body": b"123456", "more_body": True}], PayloadTooLarge),
+        ([{"type": "http.request", "body": b"123456", "more_body": True}], ContentTooLarge),
         ([{"type": "http.disconnect"}], ClientDisconnect),
     ],
 )
@@ -554,3 +565,26 @@ async def test_a_charset_python_cannot_even_look_up_is_a_400(charset: bytes) -> 
     request, _ = _request(b"x", headers=[(b"content-type", b"text/plain; charset=" + charset)])
     with pytest.raises(BadRequest, match="Unknown charset"):
         await request.text()
+
+
+# --- url_for (absolute, as in Starlette) and url_path_for (the path) ------------------------------
+
+
+def test_url_for_is_absolute_and_url_path_for_is_the_path() -> None:
+    app = App()
+
+    @app.get("/books/{id:int}", name="book")
+    async def book(id: int, request: Request) -> dict[str, str]:
+        url = request.url_for("book", id=id + 1)
+        assert url == f"https://shop.example/store/books/{id + 1}"  # a URL equals its text
+        return {"url": str(url), "path": request.url_path_for("book", id=id + 1)}
+
+    @app.get("/go")
+    async def go(request: Request) -> RedirectResponse:
+        return RedirectResponse(request.url_for("book", id=1))  # Starlette's habit
+
+    with TestClient(app, base_url="https://shop.example", root_path="/store") as client:
+        assert client.get("/books/1").json() == {
+            "url": "https://shop.example/store/books/2", "path": "/store/books/2"}
+        response = client.get("/go", follow_redirects=False)
+        assert response.headers["location"] == "https://shop.example/store/books/1"

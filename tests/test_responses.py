@@ -23,7 +23,6 @@ from joey import (
     RedirectResponse,
     Response,
     StreamingResponse,
-    TextResponse,
 )
 from joey.exceptions import NotFound
 from joey.responses import format_cookie, to_response
@@ -66,15 +65,14 @@ def test_response_refuses_other_content() -> None:
 @pytest.mark.parametrize(
     ("response", "content_type", "body"),
     [
-        (TextResponse("hi"), b"text/plain; charset=utf-8", b"hi"),
         (PlainTextResponse("hi"), b"text/plain; charset=utf-8", b"hi"),
         (HTMLResponse("<p>x</p>"), b"text/html; charset=utf-8", b"<p>x</p>"),
         (JSONResponse({"a": [1, None]}), b"application/json", b'{"a":[1,null]}'),
         (JSONResponse([1, 2]), b"application/json", b"[1,2]"),
         (ProblemResponse({"status": 418}), b"application/problem+json", b'{"status":418}'),
         (Response(b"x", media_type="image/png"), b"image/png", b"x"),
-        (TextResponse("x", media_type="text/plain; charset=ascii"), b"text/plain; charset=ascii",
-         b"x"),
+        (PlainTextResponse("x", media_type="text/plain; charset=ascii"),
+         b"text/plain; charset=ascii", b"x"),
     ],
 )
 async def test_media_types_and_charset(response: Response, content_type: bytes,
@@ -122,7 +120,7 @@ async def test_content_length_always_right_even_when_user_set_a_wrong_one() -> N
     record = await _send(response)
     assert record.header(b"content-length") == [b"5"]
     # body changed after construction: the length follows it
-    response = TextResponse("short")
+    response = PlainTextResponse("short")
     response.body = b"a longer body"
     assert (await _send(response)).header(b"content-length") == [b"13"]
 

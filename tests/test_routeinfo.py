@@ -13,8 +13,8 @@ from joey import App, Body, Cookie, Depends, Header, Query, Request, Router, Web
 from joey.exceptions import (
     BadRequest,
     Conflict,
+    ContentTooLarge,
     Forbidden,
-    PayloadTooLarge,
     Unauthorized,
     UnprocessableContent,
     UnsupportedMediaType,
@@ -217,7 +217,7 @@ def test_the_route_model_names_every_error_the_engine_answers() -> None:
 def test_the_errors_of_the_route_model_are_classes_by_status() -> None:
     app = build_every_kind()
     routes = {route.path: route for route in app.routes}
-    assert routes["/json"].errors == (BadRequest, PayloadTooLarge, UnsupportedMediaType,
+    assert routes["/json"].errors == (BadRequest, ContentTooLarge, UnsupportedMediaType,
                                       UnprocessableContent)
     strict = routes["/strict"].errors
     assert [error.__name__ for error in strict] == ["RateLimitExceeded",

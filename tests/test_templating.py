@@ -29,7 +29,7 @@ PAGES = {
     "item.html": textwrap.dedent("""\
         {% extends "base.html" %}
         {% block title %}{{ name }}{% endblock %}
-        {% block main %}<a href="{{ url_for('item', id=id) }}">{{ name }}</a>
+        {% block main %}<a href="{{ url_path_for('item', id=id) }}">{{ name }}</a>
         path={{ request.path }} site={{ site }}
         {{ 100 // divisor }}{% endblock %}
         """),
@@ -37,6 +37,7 @@ PAGES = {
     "note.txt": "Hello {{ name }}",
     "broken.html": "<p>\n{% for x in items %}\n{{ x }\n",
     "links.html": "{{ url_for('nowhere') }}",
+    "absolute.txt": "{{ url_for('item', id=3) }} {{ url_path_for('item', id=3) }}",
 }
 
 
@@ -92,11 +93,18 @@ def test_renders_with_request_url_for_and_processors(directory: Path) -> None:
     assert page.context["id"] == 7 and isinstance(page.context["request"], Request)
 
 
-def test_url_for_includes_the_root_path(directory: Path) -> None:
+def test_url_path_for_includes_the_root_path(directory: Path) -> None:
     app, _ = make_app(directory)
     with TestClient(app, root_path="/shop") as client:
         response = client.get("/items/3")
     assert '<a href="/shop/items/3">' in response.text
+
+
+def test_url_for_is_the_absolute_url_as_in_starlette(directory: Path) -> None:
+    app, _ = make_app(directory)
+    with TestClient(app, root_path="/shop") as client:
+        response = client.get("/page/absolute.txt", headers={"host": "example.com:8080"})
+    assert response.text == "http://example.com:8080/shop/items/3 /shop/items/3"
 
 
 def test_autoescaping_is_on_except_for_text_templates(directory: Path) -> None:
@@ -373,7 +381,8 @@ def test_a_given_environment_or_loader(directory: Path) -> None:
         return await from_loader.render(request, "hi.html", {"who": "<i>"})
 
     with TestClient(app) as client:
-        assert client.get("/hi").text == "/hi <i>"  # the given env: autoescape is its choice
+        # the given env: autoescape is its choice
+        assert client.get("/hi").text == "http://testserver/hi <i>"
         assert client.get("/bang").text == "&lt;i&gt;!"
 
 

@@ -147,7 +147,7 @@ def test_client_sends_bodies_and_headers() -> None:
     @app.post("/echo")
     async def echo(request: Request) -> dict[str, Any]:
         return {"body": (await request.body()).decode(), "ct": request.headers["content-type"],
-                "host": request.headers["host"], "query": dict(request.query)}
+                "host": request.headers["host"], "query": dict(request.query_params)}
 
     client = TestClient(app)
     response = client.post("/echo?x=1", json={"a": 1})

@@ -78,7 +78,7 @@ def make_app() -> App:
     async def meta(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.send_json({
-            "query": websocket.query.getlist("tag"),
+            "query": websocket.query_params.getlist("tag"),
             "header": websocket.headers.get("x-token"),
             "cookie": websocket.cookies.get("sid"),
             "path": websocket.path,

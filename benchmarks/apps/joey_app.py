@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from joey import App, Request, Response, TextResponse, WebSocket
+from joey import App, PlainTextResponse, Request, Response, WebSocket
 
 
 class Item(msgspec.Struct):
@@ -20,8 +20,8 @@ def build_app() -> App:
     app = App()
 
     @app.get("/plaintext")
-    async def plaintext() -> TextResponse:
-        return TextResponse("Hello, World!")
+    async def plaintext() -> PlainTextResponse:
+        return PlainTextResponse("Hello, World!")
 
     @app.get("/json")
     async def json_() -> dict[str, str]:
@@ -94,8 +94,8 @@ def build_middleware_app() -> App:
     app = App(middleware=[_noop, _noop, _noop])
 
     @app.get("/plaintext")
-    async def plaintext() -> TextResponse:
-        return TextResponse("Hello, World!")
+    async def plaintext() -> PlainTextResponse:
+        return PlainTextResponse("Hello, World!")
 
     return app
 
@@ -129,8 +129,8 @@ def build_ratelimit_app() -> App:
     app = App()
 
     @app.get("/limited", dependencies=[Security(RateLimit(1_000_000_000, 60))])
-    async def limited() -> TextResponse:
-        return TextResponse("Hello, World!")
+    async def limited() -> PlainTextResponse:
+        return PlainTextResponse("Hello, World!")
 
     return app
 

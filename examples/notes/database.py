@@ -28,8 +28,7 @@ from sqlalchemy.ext.asyncio import (
 
 from examples.notes.models import Base
 from examples.notes.settings import Settings
-from joey import Depends
-from joey.requests import HTTPConnection
+from joey import Depends, HTTPConnection
 
 logger = logging.getLogger("notes")
 

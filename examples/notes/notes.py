@@ -39,12 +39,13 @@ from examples.notes.schemas import (
 from examples.notes.settings import Settings
 from joey import (
     BadRequest,
+    ContentTooLarge,
     Depends,
     FileResponse,
     FormLimits,
+    HTTPConnection,
     JSONResponse,
     NotFound,
-    PayloadTooLarge,
     Request,
     Router,
     UnprocessableContent,
@@ -52,7 +53,6 @@ from joey import (
     UploadFile,
 )
 from joey.channels import Channels
-from joey.requests import HTTPConnection
 from joey.security import Security
 
 logger = logging.getLogger("notes")
@@ -95,8 +95,8 @@ async def create_note(data: NoteIn, request: Request, user: User_, session: Sess
     session.add(note)
     await session.commit()
     await notify(channels, user.id, NoteEvent("note.created", note.id, note.title))
-    location = request.url_for("notes.read", note_id=note.id)
-    return JSONResponse(msgspec.to_builtins(note_out(note, request.url_for)), status_code=201,
+    location = request.url_path_for("notes.read", note_id=note.id)
+    return JSONResponse(msgspec.to_builtins(note_out(note, request.url_path_for)), status_code=201,
                         headers={"location": location})
 
 
@@ -116,9 +116,9 @@ async def list_notes(
     next_url = None
     if len(notes) > limit:  # one more than asked for: there is a next page
         notes = notes[:limit]
-        next_url = (request.url_for("notes.list") + "?"
+        next_url = (request.url_path_for("notes.list") + "?"
                     + urlencode({"limit": limit, "cursor": notes[-1].id}))
-    return NotePage([note_out(note, request.url_for) for note in notes], next_url)
+    return NotePage([note_out(note, request.url_path_for) for note in notes], next_url)
 
 
 @router.get("/{note_id:int}", name="read")
@@ -128,7 +128,7 @@ async def read_note(note_id: Id, request: Request, session: Session,
     note = await session.get(Note, note_id)
     if note is None or not (note.public or (user is not None and note.owner_id == user.id)):
         raise NotFound(f"No note {note_id}.")
-    return note_out(note, request.url_for)
+    return note_out(note, request.url_path_for)
 
 
 @router.patch("/{note_id:int}", name="update")
@@ -140,7 +140,7 @@ async def update_note(note: OwnedNote, data: NotePatch, request: Request, sessio
             setattr(note, field, value)
     await session.commit()
     await notify(channels, note.owner_id, NoteEvent("note.updated", note.id, note.title))
-    return note_out(note, request.url_for)
+    return note_out(note, request.url_path_for)
 
 
 @router.delete("/{note_id:int}", name="delete")
@@ -165,7 +165,7 @@ UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
 
 
 @router.post("/{note_id:int}/attachments", status_code=201, name="attach",
-             raises=[BadRequest, PayloadTooLarge, UnsupportedMediaType, UnprocessableContent],
+             raises=[BadRequest, ContentTooLarge, UnsupportedMediaType, UnprocessableContent],
              responses={201: LOCATION}, openapi_extra={"requestBody": UPLOAD_BODY})
 async def attach_file(
     note: OwnedNote, request: Request, session: Session, channels: Channels,
@@ -201,7 +201,7 @@ async def attach_file(
         await asyncio.to_thread(_remove, [path])  # no row: no file
         raise
     await notify(channels, note.owner_id, NoteEvent("attachment.added", note.id, note.title))
-    out = attachment_out(attachment, request.url_for)
+    out = attachment_out(attachment, request.url_path_for)
     return JSONResponse(msgspec.to_builtins(out), status_code=201,
                         headers={"location": out.url})
 

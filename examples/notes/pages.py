@@ -13,8 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from examples.notes.database import get_session
 from examples.notes.models import Note, User
 from examples.notes.schemas import Id, utc
-from joey import Depends, Request, Router
-from joey.requests import HTTPConnection
+from joey import Depends, HTTPConnection, Request, Router
 from joey.templating import TemplateResponse, Templates
 
 PAGE_SIZE = 20

@@ -89,7 +89,7 @@ def utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-#: ``request.url_for``: the path of a named route, as the client must request it
+#: ``request.url_path_for``: the path of a named route, as the client must request it
 UrlFor = Callable[..., str]
 
 

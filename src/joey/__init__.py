@@ -21,6 +21,7 @@ from joey.declarations import LateDeclaration
 from joey.exceptions import (
     BadRequest,
     Conflict,
+    ContentTooLarge,
     Forbidden,
     Gone,
     HTTPError,
@@ -28,7 +29,6 @@ from joey.exceptions import (
     MethodNotAllowed,
     NotAcceptable,
     NotFound,
-    PayloadTooLarge,
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
@@ -38,7 +38,9 @@ from joey.exceptions import (
 )
 from joey.lazy import lazy_attributes
 from joey.params import Body, Cookie, Depends, Form, Header, ParamInfo, Query
-from joey.requests import Request
+from joey.params.issues import RequestValidationError, ValidationIssue
+from joey.params.markers import Security
+from joey.requests import HTTPConnection, Request
 from joey.responses import (
     HTMLResponse,
     JSONResponse,
@@ -46,13 +48,13 @@ from joey.responses import (
     ProblemResponse,
     RedirectResponse,
     Response,
-    TextResponse,
 )
 from joey.routing import Route, RouteConflict, Router
 from joey.streaming import StreamingResponse
 from joey.websockets import WebSocket, WebSocketState
 
 if TYPE_CHECKING:
+    from joey.channels import Channels
     from joey.files import FileResponse
     from joey.forms import FormData, FormLimits
     from joey.routeinfo import DependencyInfo, MountInfo, RouteInfo
@@ -67,6 +69,7 @@ __version__ = "0.1.0"
 # perf: optional parts load on first use, so `import joey` stays small (see benchmarks/).
 _LAZY = {
     **dict.fromkeys(("DependencyInfo", "MountInfo", "RouteInfo"), "joey.routeinfo"),
+    "Channels": "joey.channels",
     "FileResponse": "joey.files",
     "FormData": "joey.forms",
     "FormLimits": "joey.forms",
@@ -83,8 +86,14 @@ _LAZY = {
     "TaskState": "joey.tasks",
 }
 
+# Old names, kept as aliases that warn when used (see docs/errors.md, "Deprecated names").
+_DEPRECATED = {"PayloadTooLarge": "ContentTooLarge", "TextResponse": "PlainTextResponse"}
 
-__getattr__ = lazy_attributes(__name__, globals(), _LAZY)
+if TYPE_CHECKING:  # so that code using an old name still type-checks while it migrates
+    PayloadTooLarge = ContentTooLarge
+    TextResponse = PlainTextResponse
+
+__getattr__ = lazy_attributes(__name__, globals(), _LAZY, deprecated=_DEPRECATED)
 
 __all__ = [
     "URL",
@@ -94,7 +103,9 @@ __all__ = [
     "BadRequest",
     "Body",
     "CallNext",
+    "Channels",
     "Conflict",
+    "ContentTooLarge",
     "Cookie",
     "DependencyInfo",
     "Depends",
@@ -106,6 +117,7 @@ __all__ = [
     "FormLimits",
     "Gone",
     "HTMLResponse",
+    "HTTPConnection",
     "HTTPError",
     "Header",
     "Headers",
@@ -121,7 +133,6 @@ __all__ = [
     "NotAcceptable",
     "NotFound",
     "ParamInfo",
-    "PayloadTooLarge",
     "PlainTextResponse",
     "ProblemResponse",
     "Query",
@@ -129,11 +140,13 @@ __all__ = [
     "QueueFull",
     "RedirectResponse",
     "Request",
+    "RequestValidationError",
     "Response",
     "Route",
     "RouteConflict",
     "RouteInfo",
     "Router",
+    "Security",
     "ServerSentEvent",
     "ServiceUnavailable",
     "State",
@@ -142,12 +155,12 @@ __all__ = [
     "TaskBackend",
     "TaskInfo",
     "TaskState",
-    "TextResponse",
     "TooManyRequests",
     "Unauthorized",
     "UnprocessableContent",
     "UnsupportedMediaType",
     "UploadFile",
+    "ValidationIssue",
     "WebSocket",
     "WebSocketDisconnect",
     "WebSocketState",

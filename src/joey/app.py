@@ -34,6 +34,7 @@ from joey._engine.lifecycle import Lifecycle, Lifespan
 from joey._engine.lifespan import serve_lifespan
 from joey.datastructures import State
 from joey.declarations import DeclaredDict, DeclaredList, Frozen
+from joey.limits import DEFAULT_MAX_BODY_SIZE
 from joey.overrides import DependencyOverrides
 from joey.params import Depends
 from joey.pipelines import CallNext, HandlerMiddleware
@@ -61,8 +62,6 @@ HandlerOf = Callable[[Request, E], Response | Awaitable[Response]]  # an excepti
 MiddlewareT = TypeVar("MiddlewareT", bound=HandlerMiddleware)
 HookT = TypeVar("HookT", bound=Callable[[], Any])
 
-DEFAULT_MAX_BODY_SIZE = 1024 * 1024
-"""1 MiB: the default body limit; raise it per route (``max_body_size=``) for uploads."""
 
 
 class App(Frozen, RouteDecorators, OpenConnectionsAPI):

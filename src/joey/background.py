@@ -60,3 +60,8 @@ class BackgroundTasks:
                         await result
             except Exception:
                 logger.exception("Background task %s failed", getattr(func, "__qualname__", func))
+
+
+__all__ = [
+    "BackgroundTasks",
+]

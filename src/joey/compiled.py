@@ -24,3 +24,8 @@ else:
 
         def mypyc_attr(*attrs, **options):
             return lambda cls: cls
+
+
+__all__ = [
+    "mypyc_attr",
+]

@@ -441,3 +441,19 @@ class Address:
 
     def __repr__(self) -> str:
         return f"Address(host={self.host!r}, port={self.port})"
+
+
+__all__ = [
+    "URL",
+    "Address",
+    "Headers",
+    "MultiDict",
+    "MutableHeaders",
+    "QueryParams",
+    "RawHeaders",
+    "encode_header",
+    "parse_cookies",
+    "parse_query_string",
+    "split_host",
+    "unquote_plus",
+]

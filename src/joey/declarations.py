@@ -217,3 +217,12 @@ class Frozen:
 
 
 _WORDS = {"children": "included routers", "asgi_middleware": "ASGI middleware"}
+
+
+__all__ = [
+    "DeclaredDict",
+    "DeclaredList",
+    "Frozen",
+    "LateDeclaration",
+    "refusal",
+]

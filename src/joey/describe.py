@@ -22,3 +22,8 @@ def describe(func: Any) -> str:
         return f"{module}.{name} ({file}:{line})"
     except (TypeError, OSError):
         return f"{module}.{name}"
+
+
+__all__ = [
+    "describe",
+]

@@ -36,7 +36,7 @@ from joey.exceptions import NotFound
 from joey.responses import Response, wait_for_disconnect
 from joey.types import Receive, Scope, Send
 
-__all__ = ["FileResponse"]
+__all__ = ["FileResponse", "content_disposition"]
 
 _ZERO_COPY = "http.response.zerocopysend"
 _ENCODING_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2",

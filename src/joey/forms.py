@@ -36,7 +36,8 @@ from types import ModuleType
 from typing import Any
 
 from joey.datastructures import Headers, MultiDict, unquote_plus
-from joey.exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from joey.exceptions import BadRequest, ContentTooLarge, UnsupportedMediaType
+from joey.limits import DEFAULT_MAX_BODY_SIZE
 from joey.uploads import UploadFile, close_all
 
 __all__ = ["FormData", "FormLimits", "UploadFile", "parse_form"]
@@ -58,8 +59,8 @@ _FEED_SIZE = 256 * KiB
 class FormLimits:
     """How much of a form body Joey accepts. Over a limit → 413; malformed → 400.
 
-    The defaults suit ordinary HTML forms with a few uploads; raise ``max_part_size`` and
-    ``max_total_size`` for routes that take large files.
+    The defaults suit ordinary HTML forms with a few uploads; set ``max_total_size`` (and
+    ``max_part_size``) for routes that take large files.
 
     * ``max_fields``: number of non-file fields (1000).
     * ``max_files``: number of uploaded files (100).
@@ -67,7 +68,11 @@ class FormLimits:
     * ``max_total_field_size``: bytes in all non-file fields together, all held in memory
       (4 MiB).
     * ``max_part_size``: bytes in one uploaded file (50 MiB).
-    * ``max_total_size``: bytes in the whole body, as sent (100 MiB).
+    * ``max_total_size``: bytes in the whole body, as sent. ``None`` (the default): the body
+      limit of the route that reads the form decides (its ``max_body_size``, else the app's,
+      1 MiB by default), so ``FormLimits()`` never changes it; ``parse_form`` on its own
+      takes :data:`~joey.limits.DEFAULT_MAX_BODY_SIZE`. A number replaces the app's body
+      limit for that read (a route's own ``max_body_size`` still wins).
     * ``max_header_size``: bytes in one part's header section (8 KiB); no real client comes
       near it, so crossing it is treated as malformed input (400).
     * ``spool_max_size``: not a limit but a threshold: uploaded file data is kept in memory up
@@ -83,10 +88,13 @@ class FormLimits:
     max_field_size: int = 1 * MiB
     max_total_field_size: int = 4 * MiB
     max_part_size: int = 50 * MiB
-    max_total_size: int = 100 * MiB
+    max_total_size: int | None = None
     max_header_size: int = 8 * KiB
     spool_max_size: int = 1 * MiB
 
+
+#: The limits of ``request.form()`` and of a ``Form()`` parameter.
+DEFAULT_LIMITS = FormLimits()
 
 FormValue = str | UploadFile
 
@@ -154,7 +162,7 @@ async def parse_form(
     """Parse a form body read chunk by chunk from ``stream``.
 
     ``content_type`` is the request's ``Content-Type`` header. Raises
-    :class:`~joey.PayloadTooLarge` (413) when a limit is crossed,
+    :class:`~joey.ContentTooLarge` (413) when a limit is crossed,
     :class:`~joey.BadRequest` (400) for malformed input and
     :class:`~joey.UnsupportedMediaType` (415) for a body that is not a form. On any error the
     temporary files created so far are deleted. The caller owns the returned form and must
@@ -168,7 +176,9 @@ async def parse_form(
             async with await parse_form(content_type, request.stream()) as form:
                 return [name for name, _ in form.multi_items()]
     """
-    limits = limits if limits is not None else FormLimits()
+    limits = limits if limits is not None else DEFAULT_LIMITS
+    if limits.max_total_size is None:  # no route to ask: the app's default body limit
+        limits = dataclasses.replace(limits, max_total_size=DEFAULT_MAX_BODY_SIZE)
     if len(content_type) > _MAX_CONTENT_TYPE_LENGTH:
         raise BadRequest("The Content-Type header is too long.")
     multipart = _import_multipart()
@@ -197,11 +207,14 @@ async def parse_form(
 class _FormParser:
     """The shared loop: count bytes, feed the parser, do the I/O its callbacks asked for."""
 
-    __slots__ = ("items", "limits", "multipart", "parser", "total", "total_field_size")
+    __slots__ = ("items", "limits", "max_total", "multipart", "parser", "total",
+                 "total_field_size")
 
     def __init__(self, multipart: ModuleType, limits: FormLimits) -> None:
         self.multipart = multipart
         self.limits = limits
+        total = limits.max_total_size  # parse_form resolves None before building a parser
+        self.max_total = total if total is not None else DEFAULT_MAX_BODY_SIZE
         self.items: list[tuple[str, FormValue]] = []
         self.total = 0
         self.total_field_size = 0
@@ -212,10 +225,8 @@ class _FormParser:
         try:
             async for chunk in stream:
                 self.total += len(chunk)
-                if self.total > self.limits.max_total_size:
-                    raise PayloadTooLarge(
-                        f"The form body is larger than {self.limits.max_total_size} bytes."
-                    )
+                if self.total > self.max_total:
+                    raise ContentTooLarge(f"The form body is larger than {self.max_total} bytes.")
                 for start in range(0, len(chunk), _FEED_SIZE):
                     try:
                         self.parser.write(chunk[start : start + _FEED_SIZE])
@@ -246,19 +257,19 @@ class _FormParser:
     def count_field_bytes(self, size: int, so_far: int) -> None:
         limits = self.limits
         if so_far + size > limits.max_field_size:
-            raise PayloadTooLarge(
+            raise ContentTooLarge(
                 f"A form field is larger than {limits.max_field_size} bytes; "
                 "send large content as a file upload."
             )
         self.total_field_size += size
         if self.total_field_size > limits.max_total_field_size:
-            raise PayloadTooLarge(
+            raise ContentTooLarge(
                 f"The form fields together are larger than {limits.max_total_field_size} bytes."
             )
 
     def count_field(self, fields: int) -> None:
         if fields > self.limits.max_fields:
-            raise PayloadTooLarge(f"The form has more than {self.limits.max_fields} fields.")
+            raise ContentTooLarge(f"The form has more than {self.limits.max_fields} fields.")
 
 
 def _decode(raw: bytes, what: str) -> str:
@@ -385,7 +396,7 @@ class _MultipartParser(_FormParser):
         if b"filename" in params:
             self.files += 1
             if self.files > self.limits.max_files:
-                raise PayloadTooLarge(f"The form has more than {self.limits.max_files} files.")
+                raise ContentTooLarge(f"The form has more than {self.limits.max_files} files.")
             upload = UploadFile(
                 filename=_decode_lenient(params[b"filename"]),
                 headers=Headers(self.headers),
@@ -411,7 +422,7 @@ class _MultipartParser(_FormParser):
         assert upload.size is not None
         queued = sum(len(chunk) for file, chunk in self.pending if file is upload)
         if upload.size + queued + size > self.limits.max_part_size:
-            raise PayloadTooLarge(
+            raise ContentTooLarge(
                 f"An uploaded file is larger than {self.limits.max_part_size} bytes."
             )
         self.pending.append((upload, data[start:end]))

@@ -190,3 +190,12 @@ class LifespanManager:
 def _log_task_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("Long-running task %s failed", task.get_name(), exc_info=task.exception())
+
+
+__all__ = [
+    "LifespanDriver",
+    "LifespanFailed",
+    "LifespanManager",
+    "call_hook",
+    "next_message",
+]

@@ -74,3 +74,8 @@ class DependencyOverrides(MutableMapping[Callable[..., Any], Callable[..., Any]]
 
     def __repr__(self) -> str:
         return f"DependencyOverrides({self._items!r})"
+
+
+__all__ = [
+    "DependencyOverrides",
+]

@@ -238,3 +238,19 @@ def routing_path(scope: Scope) -> tuple[str, list[str] | None]:
     if segments == [""]:
         segments = []
     return path, segments
+
+
+__all__ = [
+    "CONVERTERS",
+    "BadPath",
+    "Converter",
+    "FloatConverter",
+    "IntConverter",
+    "PathConverter",
+    "Segment",
+    "UUIDConverter",
+    "parse_template",
+    "quote_segment",
+    "relative_path",
+    "routing_path",
+]

@@ -40,3 +40,11 @@ def _bind(middleware: HandlerMiddleware, call_next: Pipeline) -> Pipeline:
         return await middleware(request, call_next)
 
     return step
+
+
+__all__ = [
+    "CallNext",
+    "HandlerMiddleware",
+    "Pipeline",
+    "chain",
+]

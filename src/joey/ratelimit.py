@@ -359,8 +359,9 @@ class RateLimit:
             seconds = max(1, math.ceil(decision.reset))
             raise RateLimitExceeded(
                 f"Too many requests: at most {self.limit} per {self.window:g} seconds.",
-                {"retry-after": str(seconds), "ratelimit-policy": self.policy_header,
+                {"ratelimit-policy": self.policy_header,
                  "ratelimit": f'"{self.name}";r=0;t={seconds}'},
+                retry_after=seconds,
             )
         return decision
 
@@ -377,3 +378,18 @@ class RateLimit:
 
     def __repr__(self) -> str:
         return f"<RateLimit {self.name!r} {self.limit}/{self.window:g}s {self.policy}>"
+
+
+__all__ = [
+    "POLICIES",
+    "Decision",
+    "InMemoryRateLimits",
+    "KeyFunction",
+    "Policy",
+    "RateLimit",
+    "RateLimitBackend",
+    "RateLimitExceeded",
+    "RateLimitUnavailable",
+    "RedisRateLimits",
+    "client_address",
+]

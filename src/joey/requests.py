@@ -11,8 +11,11 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
+import sys
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +25,7 @@ from joey._json import JSONTooDeep, decode_json
 from joey.compiled import mypyc_attr
 from joey.datastructures import URL, Address, Headers, QueryParams, State, parse_cookies
 from joey.describe import describe
-from joey.exceptions import BadRequest, PayloadTooLarge
+from joey.exceptions import BadRequest, ContentTooLarge
 from joey.types import Message, Receive, Scope
 
 if TYPE_CHECKING:
@@ -139,16 +142,20 @@ class HTTPConnection:
         return self._headers
 
     @property
-    def query(self) -> QueryParams:
+    def query_params(self) -> QueryParams:
         """The query string, parsed; repeated keys keep every value (``getlist``)."""
         if self._query is None:
             self._query = QueryParams.from_bytes(self.scope.get("query_string", b""))
         return self._query
 
     @property
-    def query_params(self) -> QueryParams:
-        """Alias of :attr:`query`."""
-        return self.query
+    def query(self) -> QueryParams:
+        """Deprecated alias of :attr:`query_params` (Starlette's name, which Joey keeps)."""
+        warnings.warn(
+            "request.query is deprecated: use request.query_params (see "
+            "docs/errors.md#deprecated-names)", DeprecationWarning, stacklevel=2,
+        )
+        return self.query_params
 
     @property
     def cookies(self) -> dict[str, str]:
@@ -178,8 +185,24 @@ class HTTPConnection:
                 "Middleware(SessionMiddleware, secret_key=...) to App(asgi_middleware=[...])"
             ) from None
 
-    def url_for(self, name: str, /, **params: Any) -> str:
-        """The path of the route called ``name``, as the client must request it."""
+    def url_for(self, name: str, /, **params: Any) -> URL:
+        """The absolute URL of the route called ``name``, as Starlette's ``url_for`` gives it:
+        this connection's scheme and host (see :attr:`url`), then :meth:`url_path_for`.
+        ``str()`` it for a header; it compares equal to its text.
+
+        Example::
+
+            @app.get("/books/{id:int}", name="book")
+            async def book(id: int, request: Request) -> dict[str, str]:
+                return {"self": str(request.url_for("book", id=id))}  # "http://host/books/1"
+        """
+        here = self.url
+        return URL(here.scheme, here.hostname, here.port, self.url_path_for(name, **params), "")
+
+    def url_path_for(self, name: str, /, **params: Any) -> str:
+        """The path of the route called ``name`` as the client must request it: the app's
+        ``root_path`` (a mount's or a proxy's prefix), then ``app.url_path_for(...)``.
+        Relative, so right behind any proxy: the one to put in links and ``Location``."""
         path: str = self.app.url_path_for(name, **params)
         root_path: str = self.scope.get("root_path", "")
         return root_path + path
@@ -232,7 +255,7 @@ class Request(HTTPConnection):
             if not (declared.isascii() and declared.isdigit()):  # not "²"
                 raise BadRequest("Content-Length must be a non-negative integer.")
             if int(declared) > limit:
-                raise PayloadTooLarge(
+                raise ContentTooLarge(
                     f"The body is {declared} bytes; this endpoint accepts at most {limit}."
                 )
 
@@ -249,7 +272,7 @@ class Request(HTTPConnection):
                 if message["type"] == "http.request" and not message.get("more_body", False):
                     body: bytes = message.get("body", b"")
                     if limit is not None and len(body) > limit:
-                        raise PayloadTooLarge(
+                        raise ContentTooLarge(
                             f"The body is larger than this endpoint accepts ({limit} bytes)."
                         )
                     self._stream_started = True
@@ -296,17 +319,21 @@ class Request(HTTPConnection):
         Needs the ``forms`` extra (``pip install joey[forms]``).
         """
         if self._form is None:
-            from joey.forms import FormLimits, parse_form
+            from joey.forms import DEFAULT_LIMITS, parse_form
 
-            if limits is not None and not self._stream_started and (
-                self.max_body_size == self.app.max_body_size
-            ):
-                # The route kept the app's body limit: the form limits given here decide
-                # (a route's own max_body_size still wins), so a large-upload route needs
-                # only its FormLimits.
+            limits = limits or DEFAULT_LIMITS
+            if limits.max_total_size is None:
+                # One reading of the body limit: the route's (or the app's) decides, and the
+                # parser is told the same number (no number: no limit).
+                total = self.max_body_size if self.max_body_size is not None else sys.maxsize
+                limits = dataclasses.replace(limits, max_total_size=total)
+            elif not self._stream_started and self.max_body_size == self.app.max_body_size:
+                # The route kept the app's body limit and the form limits name a total: it
+                # decides (a route's own max_body_size still wins), so a large-upload route
+                # needs only its FormLimits.
                 self.max_body_size = limits.max_total_size
             content_type = self.headers.get("content-type", "")
-            self._form = await parse_form(content_type, self.stream(), limits or FormLimits())
+            self._form = await parse_form(content_type, self.stream(), limits)
             self.call_on_close(self._form.close)
         return self._form
 
@@ -384,7 +411,7 @@ class _BodyStream:
                     self._received += len(chunk)
                     if limit is not None and self._received > limit:
                         self._done = True
-                        raise PayloadTooLarge(
+                        raise ContentTooLarge(
                             f"The body is larger than this endpoint accepts ({limit} bytes)."
                         )
                     return chunk
@@ -394,3 +421,13 @@ class _BodyStream:
                 request._disconnected = True
                 self._done = True
                 raise ClientDisconnect()
+
+
+__all__ = [
+    "JSON_TOO_DEEP",
+    "TWO_HOSTS",
+    "ClientDisconnect",
+    "HTTPConnection",
+    "Request",
+    "host_header",
+]

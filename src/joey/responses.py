@@ -34,14 +34,16 @@ from urllib.parse import quote
 import msgspec
 
 from joey.compiled import mypyc_attr
-from joey.datastructures import MutableHeaders, encode_header
+from joey.datastructures import URL, MutableHeaders, encode_header
 from joey.exceptions import HTTPError
 from joey.lazy import lazy_attributes
 from joey.types import Receive, Scope, Send
 
 # `from joey.responses import StreamingResponse` keeps working: imported on first use, since
 # joey.streaming imports this module (its class is typed where it lives, and in `joey`).
-__getattr__ = lazy_attributes(__name__, globals(), {"StreamingResponse": "joey.streaming"})
+# Old names, kept as aliases that warn when used (see docs/errors.md, "Deprecated names").
+__getattr__ = lazy_attributes(__name__, globals(), {"StreamingResponse": "joey.streaming"},
+                              deprecated={"TextResponse": "PlainTextResponse"})
 
 BackgroundCallable = Callable[[], Awaitable[None]]
 _NO_BODY_STATUSES = frozenset({204, 205, 304})
@@ -55,6 +57,8 @@ def _json_default(value: Any) -> Any:
         return model_dump(mode="json")
     if isinstance(value, set | frozenset):
         return list(value)
+    if isinstance(value, URL):  # what request.url and request.url_for(...) give
+        return str(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
@@ -224,14 +228,16 @@ Response._default_content_type = _content_type_bytes(Response.media_type_default
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
-class TextResponse(Response):
-    """``text/plain; charset=utf-8``."""
+class PlainTextResponse(Response):
+    """``text/plain; charset=utf-8`` (Starlette's name; ``TextResponse`` is a deprecated alias).
+
+    Example::
+
+        PlainTextResponse("pong")
+    """
 
     __slots__ = ()
     media_type_default = "text/plain"
-
-
-PlainTextResponse = TextResponse
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -282,13 +288,13 @@ class RedirectResponse(Response):
 
     def __init__(
         self,
-        url: str,
+        url: str | URL,
         status_code: int = 307,
         headers: Mapping[str, str] | None = None,
         background: BackgroundCallable | None = None,
     ) -> None:
         super().__init__(b"", status_code=status_code, headers=headers, background=background)
-        self.headers["location"] = quote(url, safe=":/%#?=@[]!$&'()*+,;~")
+        self.headers["location"] = quote(str(url), safe=":/%#?=@[]!$&'()*+,;~")
 
 
 async def wait_for_disconnect(receive: Receive) -> None:
@@ -313,7 +319,7 @@ def to_response(value: Any, status_code: int = 200) -> Response:
     if value is None:
         return Response(b"", status_code=204 if status_code == 200 else status_code)
     if isinstance(value, str):
-        return TextResponse(value, status_code)
+        return PlainTextResponse(value, status_code)
     if isinstance(value, bytes):
         return Response(value, status_code, media_type="application/octet-stream")
     if (
@@ -381,3 +387,18 @@ def format_cookie(
     if partitioned:
         parts.append("Partitioned")
     return "; ".join(parts)
+
+
+__all__ = [
+    "BackgroundCallable",
+    "HTMLResponse",
+    "JSONResponse",
+    "PlainTextResponse",
+    "ProblemResponse",
+    "RedirectResponse",
+    "Response",
+    "format_cookie",
+    "json_encode",
+    "to_response",
+    "wait_for_disconnect",
+]

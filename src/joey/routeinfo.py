@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from joey.caching.policy import Caching
-from joey.exceptions import Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from joey.exceptions import ContentTooLarge, Forbidden, NotFound, Unauthorized
 from joey.params.extract import raised_by
 from joey.params.info import ParamInfo
 from joey.params.plan import DependencyNode, in_call_order, security_phase
@@ -231,7 +231,7 @@ def route_errors(plan: DependencyNode, route: Route, max_body_size: int | None,
             found.extend(raised_by(extract))
         reads_body = reads_body or any(p.source in ("body", "form") for p in node.params)
     if reads_body and max_body_size is not None:
-        found.append(PayloadTooLarge)
+        found.append(ContentTooLarge)
     if route.path_params:
         found.append(NotFound)
     if security:
@@ -295,3 +295,14 @@ def _security(plan: DependencyNode) -> tuple[tuple[SecurityRequirement, ...], tu
     return (tuple(SecurityRequirement(scheme, tuple(scopes), optional[0],
                                       tuple(getattr(scheme, "__joey_alternatives__", ())))
                   for scheme, scopes, optional in found.values()), tuple(every))
+
+
+__all__ = [
+    "DependencyInfo",
+    "MountInfo",
+    "RouteInfo",
+    "SecurityRequirement",
+    "route_errors",
+    "route_info",
+    "status_of",
+]

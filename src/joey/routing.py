@@ -501,3 +501,14 @@ class Router(Frozen, RouteDecorators):
 
     def __repr__(self) -> str:
         return f"<Router prefix={self.prefix!r} routes={len(self.routes)}>"
+
+
+__all__ = [
+    "HTTP_METHODS",
+    "Mount",
+    "Route",
+    "RouteConflict",
+    "RouteDecorators",
+    "RouteOptions",
+    "Router",
+]

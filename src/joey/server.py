@@ -148,3 +148,10 @@ def import_string(app: object, why: str = "workers") -> str:
         if spec is not None and spec.name and spec.name != "__main__":
             module_name = spec.name  # `python -m package.module`: import it by name
     return f"{module_name}:{attribute}"
+
+
+__all__ = [
+    "import_string",
+    "make_config",
+    "serve",
+]

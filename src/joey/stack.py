@@ -49,3 +49,9 @@ def build_stack(middleware: Sequence[Middleware], app: ASGIApp,
     for item in reversed(middleware):
         stack = item.wrap(stack)
     return stack if tracing is None else tracing.wrap_app(stack)
+
+
+__all__ = [
+    "Middleware",
+    "build_stack",
+]

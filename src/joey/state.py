@@ -55,3 +55,10 @@ def bind_state(state: State, mapping: dict[str, Any]) -> None:
     becomes the ASGI lifespan ``state``, which the server copies into every request."""
     mapping.update(state._data)
     object.__setattr__(state, "_data", mapping)
+
+
+__all__ = [
+    "State",
+    "bind_state",
+    "state_mapping",
+]

@@ -88,7 +88,7 @@ class StaticFiles:
             await send({"type": "websocket.close", "code": 1000})
             return
         if scope.get("method") not in ("GET", "HEAD"):
-            await _send_error(MethodNotAllowed(["GET", "HEAD"]), scope, receive, send)
+            await _send_error(MethodNotAllowed(allowed=["GET", "HEAD"]), scope, receive, send)
             return
         try:
             path = relative_path(scope)

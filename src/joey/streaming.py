@@ -146,3 +146,8 @@ class StreamingResponse(Response):
 
 def _next_or_none(iterator: Iterator[str | bytes]) -> str | bytes | None:
     return next(iterator, None)
+
+
+__all__ = [
+    "StreamingResponse",
+]

@@ -1,15 +1,16 @@
 """Templates: HTML pages rendered with Jinja2 (``pip install 'joey[templates]'``).
 
 ``Templates`` builds one Jinja2 environment when it is created (at import time of the app
-module, like the routes): autoescaping on, ``url_for`` as a global, and synchronous
-rendering unless asked otherwise. Each request only renders:
+module, like the routes): autoescaping on, ``url_for`` and ``url_path_for`` as globals, and
+synchronous rendering unless asked otherwise. Each request only renders:
 ``await templates.render(request, name, context)`` returns a :class:`TemplateResponse`,
 whose body is complete before the handler returns, so an error in a template is an error of
 the handler (a 500, logged with the template's file and line; the debug page in
 ``App(debug=True)``).
 
-Every template sees ``request`` and ``url_for(name, **params)`` (the route's path, with the
-app's ``root_path``), plus what the context processors return, plus the handler's context.
+Every template sees ``request``, ``url_path_for(name, **params)`` (the route's path, with the
+app's ``root_path``) and ``url_for(name, **params)`` (its absolute URL, as in Starlette),
+plus what the context processors return, plus the handler's context.
 
 Rendering is synchronous by default: the handler awaits its data, then the template runs as
 plain Python, which is what Jinja2 does fastest. ``Templates(..., enable_async=True)`` (or an
@@ -105,8 +106,8 @@ class Templates:
         context_processors: ``processor(request) -> mapping`` called for every render; what
             they return is in every template's context (the handler's context wins).
         env: a ready ``jinja2.Environment`` to use instead, synchronous or with
-            ``enable_async=True`` (it decides how templates render); ``url_for`` is added to
-            its globals.
+            ``enable_async=True`` (it decides how templates render); ``url_for`` and
+            ``url_path_for`` are added to its globals.
         **options: more ``jinja2.Environment`` options (``loader``, ``undefined``,
             ``trim_blocks``, ``enable_async``...). ``autoescape`` defaults to on for every
             template except ``.txt`` files; ``enable_async`` to off (synchronous rendering).
@@ -139,6 +140,7 @@ class Templates:
             raise TypeError("Templates(env=...) takes no directory or environment options: "
                             "configure the environment you pass")
         env.globals.setdefault("url_for", _url_for)
+        env.globals.setdefault("url_path_for", _url_path_for)
         self.env = env
         self.context_processors = tuple(context_processors)
         # Read once: the environment's mode decides how every render runs.
@@ -170,10 +172,10 @@ class Templates:
     ) -> TemplateResponse:
         """Render template ``name`` for ``request`` into a :class:`TemplateResponse`.
 
-        The template sees ``request``, ``url_for``, what the context processors return and
-        ``context``. An error while loading or rendering it propagates with a note naming
-        the template's file and line. Synchronous templates (the default) refuse a value
-        that needs awaiting, naming it.
+        The template sees ``request``, ``url_for``, ``url_path_for``, what the context
+        processors return and ``context``. An error while loading or rendering it propagates
+        with a note naming the template's file and line. Synchronous templates (the default)
+        refuse a value that needs awaiting, naming it.
         """
         template = self.get_template(name)
         values: dict[str, Any] = {"request": request}
@@ -285,12 +287,20 @@ def _refuse_async_values(name: str, values: Mapping[str, Any]) -> None:
             )
 
 
-def _url_for(context: Mapping[str, Any], name: str, /, **params: Any) -> str:
+def _request_of(context: Mapping[str, Any], function: str) -> Request:
     request = context.get("request")
     if not isinstance(request, Request):
-        raise RuntimeError("url_for() in a template needs the request in its context: "
+        raise RuntimeError(f"{function}() in a template needs the request in its context: "
                            "render it with Templates.render(request, ...)")
-    return request.url_for(name, **params)
+    return request
+
+
+def _url_for(context: Mapping[str, Any], name: str, /, **params: Any) -> str:
+    return str(_request_of(context, "url_for").url_for(name, **params))
+
+
+def _url_path_for(context: Mapping[str, Any], name: str, /, **params: Any) -> str:
+    return _request_of(context, "url_path_for").url_path_for(name, **params)
 
 
 def _import_jinja2() -> Any:
@@ -302,8 +312,9 @@ def _import_jinja2() -> Any:
             name=exc.name,
         ) from exc
     # Marked once here rather than decorated at import time, so this module loads without it.
-    if not getattr(_url_for, "jinja_pass_arg", None):
-        jinja2.pass_context(_url_for)
+    for function in (_url_for, _url_path_for):
+        if not getattr(function, "jinja_pass_arg", None):
+            jinja2.pass_context(function)
     return jinja2
 
 

@@ -263,3 +263,9 @@ class WebSocket(HTTPConnection):
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.scope.get('path')} {self.state_.value}>"
+
+
+__all__ = [
+    "WebSocket",
+    "WebSocketState",
+]

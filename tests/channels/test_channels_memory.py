@@ -169,11 +169,11 @@ def make_app(channels: Channels | None = None) -> App:
 
     @app.websocket("/ws/{room}")
     async def chat(websocket: WebSocket, room: str, channels: Channels) -> None:
-        if websocket.query.get("token") != "ok":  # the handler stays in control: auth
+        if websocket.query_params.get("token") != "ok":  # the handler stays in control: auth
             await websocket.close(1008)
             return
         await websocket.accept()
-        async with channels.subscribe(room, max_queue=int(websocket.query.get("q", "100")),
+        async with channels.subscribe(room, max_queue=int(websocket.query_params.get("q", "100")),
                                       overflow="disconnect") as subscription:
             async for text in channels.relay(
                 websocket, subscription,

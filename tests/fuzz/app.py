@@ -231,7 +231,7 @@ async def path_path(v: str) -> str:
 
 @app.get("/p/str/{v}/tail")
 async def path_str(v: int, request: Request) -> dict[str, Any]:
-    return {"v": v, "url": request.url_for("path_str", v=v)}
+    return {"v": v, "url": request.url_path_for("path_str", v=v)}
 
 
 # Query values of every supported type
@@ -256,7 +256,7 @@ async def query(
 
 @app.get("/q/raw")
 async def query_raw(request: Request) -> dict[str, Any]:
-    return {"query": request.query.to_dict(), "same": request.query_params.multi_items()}
+    return {"query": request.query_params.to_dict(), "same": request.query_params.multi_items()}
 
 
 # Headers and cookies
@@ -505,7 +505,7 @@ async def sse(request: Request, n: Annotated[int, Meta(ge=0, le=5)] = 2) -> Even
 
     async def events() -> AsyncIterator[dict[str, Any]]:
         for seq in range(start, start + n):
-            yield {"data": {"seq": seq, "q": request.query.get("q")}, "id": str(seq)}
+            yield {"data": {"seq": seq, "q": request.query_params.get("q")}, "id": str(seq)}
 
     return EventSourceResponse(events(), ping_interval=None)
 

@@ -236,7 +236,7 @@ def build() -> App:
 
     @app.get("/conflict", raises=[Conflict])
     async def conflict(request: Request) -> str:
-        if request.query.get("clash"):
+        if request.query_params.get("clash"):
             raise Conflict("It clashes.")
         return "fine"
 

@@ -183,7 +183,7 @@ class _Compiler:
         policy = self.engine.policy
 
         async def method_not_allowed(request: Request) -> Response:
-            error = MethodNotAllowed(allowed, f"{request.method} is not allowed here.")
+            error = MethodNotAllowed(f"{request.method} is not allowed here.", allowed=allowed)
             if policy.lookup(MethodNotAllowed) is not None:
                 raise error  # the user's handler decides what a 405 looks like
             return ProblemResponse.from_error(error)

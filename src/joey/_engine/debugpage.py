@@ -166,7 +166,7 @@ def _request_section(request: Request) -> str:
         ("Method", request.method),
         ("URL", _url(request)),
         ("Client", f"{client.host}:{client.port}" if client else "-"),
-        *(("Query: " + name, value) for name, value in request.query.multi_items()),
+        *(("Query: " + name, value) for name, value in request.query_params.multi_items()),
         *(("Header: " + name, "(masked)" if name.lower() in _MASKED else value)
           for name, value in request.headers.items()),
     ]

@@ -44,6 +44,7 @@ from joey.exceptions import HTTPError
 __all__ = [
     "PreconditionFailed",
     "Validators",
+    "entity_tags",
     "etag_for",
     "evaluate_preconditions",
     "http_date",

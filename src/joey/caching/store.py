@@ -34,7 +34,15 @@ from urllib.parse import quote, unquote
 from joey.datastructures import RawHeaders
 from joey.exceptions import ServiceUnavailable
 
-__all__ = ["CacheUnavailable", "Entry", "Lookup", "ResponseCache", "canonical_path"]
+__all__ = [
+    "CacheUnavailable",
+    "Entry",
+    "Lookup",
+    "ResponseCache",
+    "canonical_path",
+    "encode_segments",
+    "resource_key",
+]
 
 logger = logging.getLogger("joey")
 T = TypeVar("T")

@@ -150,3 +150,15 @@ class Backend:
         return []
 
 
+__all__ = [
+    "OVERFLOWS",
+    "Backend",
+    "ChannelsUnavailable",
+    "Deliver",
+    "Message",
+    "Overflow",
+    "SubscriberTooSlow",
+    "check_id",
+    "encode_data",
+    "id_key",
+]

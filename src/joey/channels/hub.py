@@ -261,3 +261,8 @@ class Channels:
 
     def __repr__(self) -> str:
         return f"<Channels {type(self.backend).__name__} {self._state}>"
+
+
+__all__ = [
+    "Channels",
+]

@@ -63,3 +63,8 @@ class InMemoryBackend(Backend):
         low, high = id_key(after), id_key(until)
         return [m for m in self._kept.get(channel, ())
                 if low < id_key(m.id) <= high]  # type: ignore[arg-type]
+
+
+__all__ = [
+    "InMemoryBackend",
+]

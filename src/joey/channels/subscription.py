@@ -274,3 +274,9 @@ def _parse_since(channels: tuple[str, ...],
     if unknown:
         raise ValueError(f"since names channels not subscribed: {sorted(unknown)}")
     return {name: check_id(value) for name, value in since.items()}
+
+
+__all__ = [
+    "Hub",
+    "Subscription",
+]

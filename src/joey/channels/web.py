@@ -194,3 +194,12 @@ async def event_source(
 
     # At server shutdown the response itself ends the stream with a `retry:` hint.
     return EventSourceResponse(events(), ping_interval=ping_interval, shutdown_retry=retry)
+
+
+__all__ = [
+    "GOING_AWAY",
+    "Subscribable",
+    "Transform",
+    "event_source",
+    "relay",
+]

@@ -109,3 +109,14 @@ def build_app(app: Any) -> None:
         app.routes  # noqa: B018 - compiles the routes and the handler plans
     except Exception as exc:
         raise StartupError(f"{type(exc).__name__}: {exc}") from exc
+
+
+__all__ = [
+    "DEFAULT_MODULES",
+    "STARTUP_FAILURE",
+    "StartupError",
+    "TargetError",
+    "build_app",
+    "load_app",
+    "resolve_target",
+]

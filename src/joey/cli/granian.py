@@ -91,3 +91,8 @@ def _drain_first(loop: asyncio.AbstractEventLoop, app: Any, original: Any) -> An
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     return event
+
+
+__all__ = [
+    "serve",
+]

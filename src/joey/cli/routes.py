@@ -132,3 +132,17 @@ def as_table(routes: list[RouteInfo], mounts: list[MountInfo]) -> str:
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
                                                                          strict=True)).rstrip()
                      for row in [COLUMNS, *rows])
+
+
+__all__ = [
+    "COLUMNS",
+    "as_json",
+    "as_table",
+    "dependencies",
+    "error_statuses",
+    "guards",
+    "location",
+    "mount_record",
+    "name_of",
+    "route_record",
+]

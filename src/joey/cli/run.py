@@ -187,3 +187,11 @@ def _serve_uvicorn(target: str, args: argparse.Namespace) -> int:
     config = make_config(target, host=args.host, port=args.port, workers=args.workers,
                          reload=args.reload, **options)
     return serve(config)
+
+
+__all__ = [
+    "DOCS_ROUTES",
+    "add_parser",
+    "docs_path",
+    "run",
+]

@@ -10,6 +10,7 @@ from joey.lazy import lazy_attributes
 from joey.middleware.accesslog import AccessLogMiddleware
 from joey.middleware.compression import DEFAULT_EXCLUDED_MEDIA_TYPES, CompressionMiddleware
 from joey.middleware.cors import CORSMiddleware
+from joey.middleware.csrf import CSRFMiddleware, csrf_token
 from joey.middleware.httpsredirect import HTTPSRedirectMiddleware
 from joey.middleware.requestid import RequestIDLogFilter, RequestIDMiddleware, get_request_id
 from joey.middleware.security import SecurityHeadersMiddleware
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_EXCLUDED_MEDIA_TYPES",
     "AccessLogMiddleware",
     "CORSMiddleware",
+    "CSRFMiddleware",
     "CompressionMiddleware",
     "HTTPSRedirectMiddleware",
     "MemoryStore",
@@ -57,5 +59,6 @@ __all__ = [
     "SessionStore",
     "SessionStoreError",
     "TrustedHostMiddleware",
+    "csrf_token",
     "get_request_id",
 ]

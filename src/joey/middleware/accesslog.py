@@ -151,3 +151,9 @@ class _Exchange:
             # Servers raise on send once the client is gone (uvicorn: ClientDisconnected).
             self.disconnected = True
             raise
+
+
+__all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "AccessLogMiddleware",
+]

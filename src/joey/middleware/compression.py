@@ -385,3 +385,10 @@ def _negotiate(accept_encoding: bytes, codecs: Sequence[_Codec]) -> _Codec | Non
     if identity is not None and identity > best_q:
         return None
     return best
+
+
+__all__ = [
+    "DEFAULT_EXCLUDED_MEDIA_TYPES",
+    "CompressionMiddleware",
+    "available_encodings",
+]

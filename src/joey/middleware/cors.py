@@ -264,3 +264,9 @@ def _normalize_origin(origin: str) -> str:
             "e.g. 'https://app.example.com' or 'http://localhost:3000'"
         )
     return normalized
+
+
+__all__ = [
+    "SAFELISTED_HEADERS",
+    "CORSMiddleware",
+]

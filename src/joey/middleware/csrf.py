@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qs
 
 from joey.datastructures import parse_cookies
-from joey.exceptions import BadRequest, Forbidden, PayloadTooLarge
+from joey.exceptions import BadRequest, ContentTooLarge, Forbidden
 from joey.middleware._common import get_header
 from joey.requests import HTTPConnection, host_header
 from joey.responses import ProblemResponse
@@ -116,7 +116,7 @@ class CSRFMiddleware:
         if scope["method"] not in self.safe_methods and not self._exempt(scope):
             try:
                 problem, receive = await self._check(scope, receive, token)
-            except (PayloadTooLarge, BadRequest) as exc:  # a form too large, two Hosts
+            except (ContentTooLarge, BadRequest) as exc:  # a form too large, two Hosts
                 await ProblemResponse.from_error(exc)(scope, receive, send)
                 return
             if problem is not None:
@@ -190,7 +190,7 @@ class CSRFMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_form_size:
-                raise PayloadTooLarge("The form is too large.")
+                raise ContentTooLarge("The form is too large.")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -226,3 +226,10 @@ def _multipart_field(body: bytes, content_type: str, name: str) -> str | None:
         if wanted in head and b"filename=" not in head:
             return content.rstrip(b"\r\n").decode("utf-8", "replace")
     return None
+
+
+__all__ = [
+    "SCOPE_KEY",
+    "CSRFMiddleware",
+    "csrf_token",
+]

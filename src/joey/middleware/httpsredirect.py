@@ -100,3 +100,8 @@ class HTTPSRedirectMiddleware:
             "headers": [(b"location", location), (b"content-length", b"0")],
         })
         await send({"type": prefix + "http.response.body", "body": b""})
+
+
+__all__ = [
+    "HTTPSRedirectMiddleware",
+]

@@ -125,3 +125,11 @@ class RequestIDLogFilter(logging.Filter):
             request_id = _request_id.get()
             record.request_id = request_id if request_id is not None else self.default
         return True
+
+
+__all__ = [
+    "SCOPE_KEY",
+    "RequestIDLogFilter",
+    "RequestIDMiddleware",
+    "get_request_id",
+]

@@ -96,3 +96,8 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self._app(scope, receive, send_with_headers)
+
+
+__all__ = [
+    "SecurityHeadersMiddleware",
+]

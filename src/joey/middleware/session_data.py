@@ -116,3 +116,9 @@ for _name in (
     "regenerating",
 ):
     setattr(UnavailableSession, _name, UnavailableSession._fail)
+
+
+__all__ = [
+    "Session",
+    "UnavailableSession",
+]

@@ -148,3 +148,11 @@ class RedisStore:
             await self._client.delete(self._prefix + session_id)
         except self._errors as exc:
             raise SessionStoreError(f"Redis failed to delete a session: {exc}") from exc
+
+
+__all__ = [
+    "MemoryStore",
+    "RedisStore",
+    "SessionStore",
+    "SessionStoreError",
+]

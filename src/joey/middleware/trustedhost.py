@@ -72,3 +72,8 @@ class TrustedHostMiddleware:
             await send({"type": "websocket.close", "code": 1008, "reason": "Invalid host"})
             return
         await send_plain(send, 400, b"Invalid host header")
+
+
+__all__ = [
+    "TrustedHostMiddleware",
+]

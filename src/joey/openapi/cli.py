@@ -87,3 +87,9 @@ def _load(target: str) -> Any:
     if not isinstance(app, App):  # (not hasattr(app, "routes"): that builds the app)
         raise ValueError(f"{target} is not a joey App")
     return app
+
+
+__all__ = [
+    "add_parser",
+    "run",
+]

@@ -176,3 +176,11 @@ def _returned_body(handler: Any) -> tuple[Any, str] | None:
     if returned is bytes:
         return (bytes, "application/octet-stream")
     return (returned, "application/json")
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "PROBLEM_SCHEMA",
+    "VALIDATION_PROBLEM_SCHEMA",
+    "ErrorRendering",
+    "ErrorResponses",
+    "phrase",
+]

@@ -267,3 +267,8 @@ def _encodable(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+__all__ = [
+    "Operations",
+]

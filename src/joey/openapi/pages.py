@@ -75,3 +75,12 @@ def scalar_page(title: str, document_url: str, assets: Assets) -> str:
         + f'<script id="api-reference" data-url="{html.escape(document_url)}"></script>\n'
         + f'<script src="{html.escape(assets.scalar_js)}"></script>\n</body>\n</html>\n'
     )
+
+
+__all__ = [
+    "CDN",
+    "Assets",
+    "redoc_page",
+    "scalar_page",
+    "swagger_ui_page",
+]

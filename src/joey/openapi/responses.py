@@ -51,9 +51,9 @@ class Responses:
         from joey.responses import (
             HTMLResponse,
             JSONResponse,
+            PlainTextResponse,
             RedirectResponse,
             Response,
-            TextResponse,
         )
         from joey.sse import EventSourceResponse
 
@@ -81,7 +81,7 @@ class Responses:
                 content.setdefault("application/json", {"schema": {}})
             elif issubclass(cls, HTMLResponse):
                 content["text/html"] = {"schema": {"type": "string"}}
-            elif issubclass(cls, TextResponse):
+            elif issubclass(cls, PlainTextResponse):
                 content["text/plain"] = {"schema": {"type": "string"}}
             else:  # a stream or a plain Response: any media type
                 content["*/*"] = {"schema": {}}
@@ -141,3 +141,9 @@ def _without_responses(tp: Any, response_type: type) -> Any:
     if len(kept) == 1:
         return kept[0]
     return typing.Union[tuple(kept)]  # noqa: UP007
+
+
+__all__ = [
+    "Responses",
+    "merge",
+]

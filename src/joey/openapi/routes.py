@@ -156,3 +156,9 @@ class OpenAPI:
             return HTMLResponse(body)
 
         return page
+
+
+__all__ = [
+    "AppLike",
+    "OpenAPI",
+]

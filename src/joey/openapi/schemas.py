@@ -153,3 +153,8 @@ def _rename_refs(value: Any, renames: dict[str, str]) -> Any:
     return value
 
 
+__all__ = [
+    "BINARY",
+    "REF_PREFIX",
+    "SchemaRegistry",
+]

@@ -23,8 +23,8 @@ from joey._json import JSONTooDeep, decode_json
 from joey.background import BackgroundTasks
 from joey.exceptions import (
     BadRequest,
+    ContentTooLarge,
     HTTPError,
-    PayloadTooLarge,
     UnprocessableContent,
     UnsupportedMediaType,
 )
@@ -169,7 +169,7 @@ def query_extractor(info: ParamInfo, marker: Query | None) -> Extractor:
 
         def extract_custom(connection: Any, issues: list[ValidationIssue]) -> Any:
             try:
-                return custom(connection.query)
+                return custom(connection.query_params)
             except HTTPError:
                 raise
             except Exception as exc:
@@ -179,8 +179,8 @@ def query_extractor(info: ParamInfo, marker: Query | None) -> Extractor:
         return raising(extract_custom, UnprocessableContent)
     key = info.key
     if is_sequence(info.annotation):
-        return _text_extractor(info, lambda c: c.query.getlist(key), True)
-    return _text_extractor(info, lambda c: c.query.get(key, MISSING), False)
+        return _text_extractor(info, lambda c: c.query_params.getlist(key), True)
+    return _text_extractor(info, lambda c: c.query_params.get(key, MISSING), False)
 
 
 def header_extractor(info: ParamInfo) -> Extractor:
@@ -453,5 +453,32 @@ def form_extractor(info: ParamInfo, whole: bool) -> AsyncExtractor:
     # the form parser answers 400 for a malformed body, 413 past its FormLimits (whatever the
     # route's body limit)
     refusable = whole or default is MISSING or not (base is Any or base is str)
-    return raising(extract_form, UnsupportedMediaType, BadRequest, PayloadTooLarge,
+    return raising(extract_form, UnsupportedMediaType, BadRequest, ContentTooLarge,
                    UnprocessableContent if refusable else None)
+
+
+__all__ = [
+    "META_CHECKS",
+    "RAISES",
+    "AsyncExtractor",
+    "Extractor",
+    "PathValue",
+    "body_extractor",
+    "checked_type",
+    "convert_or_report",
+    "cookie_extractor",
+    "form_extractor",
+    "header_extractor",
+    "integral_floats_as_ints",
+    "is_json_media_type",
+    "path_extractor",
+    "query_extractor",
+    "raised_by",
+    "raising",
+    "revalidate",
+    "take_background",
+    "take_channels",
+    "take_connection",
+    "take_route",
+    "validate_pydantic",
+]

@@ -59,3 +59,11 @@ class ParamInfo(msgspec.Struct, frozen=True):
     def from_request(self) -> bool:
         """Whether the client sends this value (not injected by type)."""
         return self.source in ("path", "query", "header", "cookie", "body", "form")
+
+
+__all__ = [
+    "FORM_MEDIA_TYPES",
+    "JSON_MEDIA_TYPES",
+    "ParamInfo",
+    "Source",
+]

@@ -241,3 +241,16 @@ def _fields(tp: Any) -> tuple[dict[str, tuple[Any, bool]], bool] | None:
         required = getattr(tp, "__required_keys__", frozenset(hints))
         return {name: (hint, name in required) for name, hint in hints.items()}, False
     return None
+
+
+__all__ = [
+    "Location",
+    "RequestValidationError",
+    "ValidationIssue",
+    "classify",
+    "collect_issues",
+    "from_msgspec",
+    "json_path_parts",
+    "split_msgspec_error",
+    "validation_error",
+]

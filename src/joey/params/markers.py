@@ -193,3 +193,15 @@ class Security(Depends):
     def __repr__(self) -> str:
         name = getattr(self.dependency, "__qualname__", self.dependency)
         return f"Security({name}, scopes={list(self.scopes)!r})"
+
+
+__all__ = [
+    "Body",
+    "Cookie",
+    "Depends",
+    "Form",
+    "Header",
+    "ParamMarker",
+    "Query",
+    "Security",
+]

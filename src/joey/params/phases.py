@@ -220,3 +220,14 @@ def _positional(func: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     return parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+
+
+__all__ = [
+    "PHASES",
+    "READS",
+    "SHAPES",
+    "CallPlan",
+    "Shape",
+    "Step",
+    "describe_call",
+]

@@ -459,3 +459,14 @@ def in_call_order(root: DependencyNode) -> list[DependencyNode]:
 
     visit(root)
     return ordered
+
+
+__all__ = [
+    "DependencyNode",
+    "PlanBuilder",
+    "call_style",
+    "check_convertible",
+    "in_call_order",
+    "is_security",
+    "security_phase",
+]

@@ -172,3 +172,8 @@ def _pydantic_converter(target: Any, where: str) -> Callable[[Any], Any]:
                             f"{_type_name(target)}: {exc}") from exc
 
     return convert
+
+
+__all__ = [
+    "return_converter",
+]

@@ -380,3 +380,14 @@ RUNNERS: dict[str, Callable[[CallPlan, AppScopedValues], Caller]] = {
     "full": _every_phase,
     "guarded": _every_phase,
 }
+
+
+__all__ = [
+    "RUNNERS",
+    "AppScopedValues",
+    "Caller",
+    "DependencyContext",
+    "assemble",
+    "call_node",
+    "compile_caller",
+]

@@ -142,3 +142,22 @@ def constraints(annotation: Any) -> tuple[msgspec.Meta, ...]:
         found.extend(extra for extra in extras if isinstance(extra, msgspec.Meta))
         annotation = strip_optional(annotation)
     return tuple(found)
+
+
+__all__ = [
+    "MISSING",
+    "base_type",
+    "constraints",
+    "has_custom_type",
+    "holds",
+    "is_body_type",
+    "is_channels",
+    "is_pydantic_model",
+    "is_route_info",
+    "is_sequence",
+    "is_structured",
+    "is_structured_class",
+    "is_upload_file",
+    "strip_none",
+    "strip_optional",
+]

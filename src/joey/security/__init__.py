@@ -19,6 +19,7 @@ any 422 about the body it sent.
   app, a router or a route with ``dependencies=[Security(guard)]``; a parameter typed
   :class:`joey.RouteInfo` gives it the route's declared metadata (scopes, tags, name);
 * :mod:`joey.security.jwt` (the ``jwt`` extra): ``JWTBearer`` verifies JSON Web Tokens;
+  ``from joey.security import JWTBearer`` works, and imports PyJWT only then;
 * :func:`constant_time_compare`: compare a password, key or token with the expected one
   (``secrets.compare_digest`` raises on non-ASCII text, which any client can send).
 
@@ -41,7 +42,10 @@ Example::
         return note
 """
 
+from typing import TYPE_CHECKING
+
 from joey.exceptions import MissingCredentials
+from joey.lazy import lazy_attributes
 from joey.params.markers import Security
 from joey.security.schemes import (
     AnyOf,
@@ -60,10 +64,19 @@ from joey.security.schemes import (
     require_scopes,
 )
 
+if TYPE_CHECKING:
+    from joey.security.jwt import JWTBearer, JWTCredentials
+
+# perf: JWTBearer needs PyJWT (the `jwt` extra): imported on first use, so that
+# `import joey.security` works without it.
+__getattr__ = lazy_attributes(
+    __name__, globals(), dict.fromkeys(("JWTBearer", "JWTCredentials"), "joey.security.jwt"),
+)
+
 __all__ = [
     "APIKeyCookie", "APIKeyCredentials", "APIKeyHeader", "APIKeyQuery", "AnyOf",
-    "BasicCredentials",
-    "BearerCredentials", "HTTPBasic", "HTTPBearer", "MissingCredentials",
+    "BasicCredentials", "BearerCredentials", "HTTPBasic", "HTTPBearer", "JWTBearer",
+    "JWTCredentials", "MissingCredentials",
     "OAuth2PasswordBearer", "OpenIDConnect", "Security", "SecurityScheme",
     "constant_time_compare", "require_scopes",
 ]

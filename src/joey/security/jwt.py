@@ -251,3 +251,9 @@ def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
     if isinstance(granted, list | tuple):
         return frozenset(str(scope) for scope in granted)
     return frozenset()
+
+
+__all__ = [
+    "JWTBearer",
+    "JWTCredentials",
+]

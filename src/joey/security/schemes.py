@@ -362,7 +362,7 @@ class APIKeyQuery(_APIKey):
     default_name = "apiKeyQuery"
 
     def lookup(self, connection: HTTPConnection) -> str | None:
-        key: str | None = connection.query.get(self.key_name)
+        key: str | None = connection.query_params.get(self.key_name)
         return key
 
 
@@ -524,3 +524,20 @@ def require_scopes(granted: Iterable[str], route: RouteInfo,
     missing = [scope for scope in route.scopes if scope not in have]
     if missing:
         raise (scheme or HTTPBearer()).insufficient_scope(route.scopes)
+
+
+__all__ = [
+    "APIKeyCookie",
+    "APIKeyCredentials",
+    "APIKeyHeader",
+    "APIKeyQuery",
+    "BasicCredentials",
+    "BearerCredentials",
+    "HTTPBasic",
+    "HTTPBearer",
+    "OAuth2PasswordBearer",
+    "OpenIDConnect",
+    "SecurityScheme",
+    "constant_time_compare",
+    "require_scopes",
+]

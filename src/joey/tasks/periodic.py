@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-__all__ = ["Cron", "Every", "Schedule", "make_schedule", "run_schedules"]
+__all__ = ["Cron", "Every", "Periodic", "Schedule", "make_schedule", "run_schedules"]
 
 logger = logging.getLogger("joey.tasks")
 

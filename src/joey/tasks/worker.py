@@ -23,7 +23,7 @@ from .base import TaskBackend
 if TYPE_CHECKING:
     from joey.app import App
 
-__all__ = ["find_backend", "load_target", "run_worker"]
+__all__ = ["configure_logging", "find_backend", "load_target", "run_worker"]
 
 logger = logging.getLogger("joey.tasks")
 

@@ -351,3 +351,11 @@ def rendered(response: httpx.Response) -> RenderedTemplate:
         raise AssertionError(f"{request.method} {request.url.path} answered "
                              f"{response.status_code} without rendering a template")
     return RenderedTemplate(info["template"], info["context"])
+
+
+__all__ = [
+    "AsyncTestClient",
+    "RenderedTemplate",
+    "TestClient",
+    "rendered",
+]

@@ -224,3 +224,11 @@ class Portal:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
         self.loop.close()
+
+
+__all__ = [
+    "ASGITransport",
+    "Portal",
+    "finish_app",
+    "http_scope",
+]

@@ -222,3 +222,12 @@ class WebSocketSession:
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self._portal.call(self._session.close(code, reason))
+
+
+__all__ = [
+    "WEBSOCKET_TIMEOUT",
+    "AsyncWebSocketSession",
+    "WebSocketDenied",
+    "WebSocketSession",
+    "websocket_scope",
+]

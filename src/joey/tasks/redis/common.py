@@ -130,3 +130,10 @@ class RedisTasksBase(TaskBackend):
         if self._client is None:
             raise TasksNotRunning("RedisTasks is not running: call start() first")
         return self._client
+
+
+__all__ = [
+    "GROUP",
+    "OUTAGE",
+    "RedisTasksBase",
+]

@@ -343,3 +343,8 @@ class RedisConsumer(RedisRunner):
         self._lost.discard(entry_id)
         if self._slot_free is not None:
             self._slot_free.set()
+
+
+__all__ = [
+    "RedisConsumer",
+]

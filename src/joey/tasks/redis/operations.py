@@ -81,3 +81,9 @@ def prometheus_text(overview: dict[str, dict[str, int]], raw: dict[bytes, bytes]
         *seconds,
     ]
     return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "count_tasks",
+    "prometheus_text",
+]

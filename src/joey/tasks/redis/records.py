@@ -107,3 +107,17 @@ def task_info(task_id: str, raw: dict[bytes, bytes]) -> TaskInfo:
         finished_at=_float(raw.get(b"finished_at")),
         run_at=_float(raw.get(b"run_at")),
     )
+
+
+__all__ = [
+    "BAD_PAYLOAD",
+    "NO_OPTIONS",
+    "Options",
+    "decode_options",
+    "decode_payload",
+    "describe_entry",
+    "encode",
+    "encode_payload",
+    "foreign_reason",
+    "task_info",
+]

@@ -225,3 +225,8 @@ class RedisRunner(RedisUpkeep):
             if tries > 1:
                 logger.warning("%s: recorded after %d tries", what, tries)
             return reply
+
+
+__all__ = [
+    "RedisRunner",
+]

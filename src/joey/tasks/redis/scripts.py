@@ -346,3 +346,18 @@ redis.call('HSET', KEYS[2], 'name', ARGV[1], 'payload', ARGV[4], 'options', ARGV
            'entry', entry, 'tick', ARGV[2])
 return 1
 """
+
+
+__all__ = [
+    "DROP",
+    "ENQUEUE",
+    "FINISH",
+    "FOREIGN",
+    "HAND_BACK",
+    "HEARTBEAT",
+    "PROMOTE",
+    "REAP",
+    "REQUEUE",
+    "START",
+    "TICK",
+]

@@ -140,3 +140,8 @@ class RedisUpkeep(RedisTasksBase):
                     "for visibility_timeout=%gs): its result here will not be recorded",
                     run.name or "?", run.task_id, self.visibility_timeout,
                 )  # fmt: skip
+
+
+__all__ = [
+    "RedisUpkeep",
+]
