@@ -250,6 +250,7 @@ __all__ = [
     "Segment",
     "UUIDConverter",
     "parse_template",
+    "plain_template",
     "quote_segment",
     "relative_path",
     "routing_path",

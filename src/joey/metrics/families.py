@@ -11,7 +11,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["TASK_BUCKETS", "ChannelMetrics", "RateLimitMetrics", "TaskMetrics"]
+__all__ = [
+    "TASK_BUCKETS",
+    "ChannelMetrics",
+    "QueueCollector",
+    "RateLimitMetrics",
+    "TaskMetrics",
+]
 
 #: seconds, for task runs: from 10 ms to 10 minutes
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0)

@@ -160,3 +160,6 @@ def _mount_prefix(engine: Engine, scope: Scope) -> str:
     if match is None or match.mount is None:
         return ""
     return match.mount.path or "/"
+
+
+__all__ = ["HTTPMetrics", "route_label"]

@@ -7,3 +7,5 @@
 
 See docs/observability.md.
 """
+
+__all__: list[str] = []

@@ -146,6 +146,7 @@ def constraints(annotation: Any) -> tuple[msgspec.Meta, ...]:
 
 __all__ = [
     "MISSING",
+    "accepts_none",
     "base_type",
     "constraints",
     "has_custom_type",

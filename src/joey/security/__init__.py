@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING
 from joey.exceptions import MissingCredentials
 from joey.lazy import lazy_attributes
 from joey.params.markers import Security
+from joey.security.alternatives import AnyOf
 from joey.security.schemes import (
-    AnyOf,
     APIKeyCookie,
     APIKeyCredentials,
     APIKeyHeader,
