@@ -23,7 +23,8 @@ def test_readme_says_how_to_install_from_a_checkout_or_a_wheel() -> None:
     assert "pip install -e '/path/to/joey[server]'" in section
     assert "pip wheel --no-deps -w /path/to/joey/dist /path/to/joey" in section
     assert "dist/joey-0.1.0-py3-none-any.whl" in section
-    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    init = (ROOT / "src" / "joey" / "__init__.py").read_text(encoding="utf-8")
+    version = re.search(r'^__version__ = "([^"]+)"', init, re.M)
     assert version is not None and f"joey-{version.group(1)}-py3" in section  # kept in step
     for extra in ("server", "forms", "sessions", "redis", "compression", "testing", "all"):
         assert f"`{extra}`" in section
