@@ -150,6 +150,23 @@ def _python(version: str) -> Path | None:
     return Path(found) if found else None
 
 
+def test_make_dist_builds_every_artifact_and_ci_checks_them(tmp_path: Path) -> None:
+    plan = subprocess.run(
+        ["make", "-n", "dist-check", f"VENV={tmp_path / 'fresh-venv'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+    assert "-m build --outdir dist ." in plan  # the sdist, then the pure wheel from it
+    compiled = [line for line in plan.splitlines() if line.startswith("JOEY_COMPILE=1")]
+    assert len(compiled) == len(SUPPORTED) == 3, compiled  # 3.11, 3.12, 3.13
+    for version, line in zip(SUPPORTED, compiled, strict=True):
+        assert f"python{version} -m pip wheel" in line, line
+        assert "--no-cache-dir" in line and line.endswith("dist/joey-*.tar.gz")
+    assert "twine check --strict dist/joey-*" in plan
+    assert "JOEY_DIST=dist" in plan and "tests/test_dist.py" in plan
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert ci.index("matrix_cell lowest") < ci.index("make dist-check")
+
+
 # The artifacts: which ones, where they come from.
 
 def _artifact_kinds() -> list[str]:
