@@ -30,10 +30,10 @@ run: $(RUN_STAMP)
 	HOST=$(HOST) PORT=$(PORT) $(PY) examples/app.py
 
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check src tests examples benchmarks constraints
+	$(VENV)/bin/ruff check src tests examples benchmarks constraints docs_build
 
 typecheck: $(DEV_STAMP)
-	$(VENV)/bin/mypy --strict src examples constraints/generate.py
+	$(VENV)/bin/mypy --strict src examples constraints/generate.py docs_build
 
 # The whole suite under coverage (the servers and workers it starts included); under 95%
 # branch coverage of src/joey fails (threshold in pyproject.toml).
@@ -46,8 +46,21 @@ pytest: $(DEV_STAMP)
 # The documentation site (mkdocs.yml): docs/ and an API reference from the docstrings, into
 # site/. Strict: a broken link, anchor or reference fails. Never --quiet: it hides the
 # warnings strict mode counts, and the build passes.
+# Then no Sphinx role or `Example::` is left showing in the API reference (the griffe extension
+# docs_build/griffe_roles.py renders them; a form it does not know would show literally).
+# `make docs-serve`: the site on http://$(HOST):$(DOCS_PORT), rebuilt when a page or docstring
+# changes (loopback by default; 8001, beside `make run`'s 8000).
+DOCS_PORT ?= 8001
+LITERAL_ROLES := :(class|func|meth|mod|attr|data|exc|obj|const):`|::</p>
+
 docs: $(DEV_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+	@! grep -rlE '$(LITERAL_ROLES)' site/reference || { echo "make docs: the pages above show" \
+		"Sphinx roles literally (docs_build/griffe_roles.py)" >&2; exit 1; }
+
+.PHONY: docs-serve
+docs-serve: $(DEV_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --strict --dev-addr $(HOST):$(DOCS_PORT)
 
 test: lint typecheck docs pytest
 
@@ -115,6 +128,35 @@ COMPILED_STAMP := $(COMPILED_VENV)/.installed-dev
 compiled:
 	rm -f dist/joey-*-cp*.whl
 	JOEY_COMPILE=1 $(PYTHON) -m pip wheel --quiet --disable-pip-version-check --no-deps -w dist .
+
+# The release artifacts (issue 26; docs/versioning.md): `make dist` builds into dist/ the source
+# distribution, the pure wheel (built from the sdist) and a compiled wheel for each supported
+# Python (the newest-* cells of the matrix below: 3.11, 3.12, 3.13), each built from the sdist
+# by that Python (pyenv's 3.X.*, else python3.X on PATH), then `twine check --strict`s them all.
+# `make dist-check` then installs each artifact, with its dependencies from the index, into a
+# clean venv of its Python and serves a smoke app from it (tests/test_dist.py with
+# JOEY_DIST=dist); `make test` runs that test on an sdist and a pure wheel it builds itself.
+# --no-cache-dir: pip would otherwise cache the compiled wheel under the sdist's path, and hand
+# it to the next `pip install dist/joey-<version>.tar.gz` (found by make dist-check).
+DIST_PYTHONS = $(foreach cell,$(filter newest-%,$(MATRIX_CELLS)),$(call cell_python,$(cell)))
+
+define dist_compiled
+	@test -n "$(call find_python,$(1))" || { echo "make dist: the compiled wheel for" \
+		"Python $(1) needs python$(1): pyenv install it, or put it on PATH" >&2; exit 1; }
+	JOEY_COMPILE=1 $(call find_python,$(1)) -m pip wheel --quiet --disable-pip-version-check \
+		--no-cache-dir --no-deps -w dist dist/joey-*.tar.gz
+
+endef
+
+.PHONY: dist dist-check
+dist: $(DEV_STAMP)
+	rm -f dist/joey-*
+	$(PY) -m build --outdir dist .
+	$(foreach python,$(DIST_PYTHONS),$(call dist_compiled,$(python)))
+	$(VENV)/bin/twine check --strict dist/joey-*
+
+dist-check: dist
+	JOEY_DIST=dist $(PY) -m pytest -q -p no:cacheprovider tests/test_dist.py
 
 # The dev tools once (redone when pyproject.toml changes); the compiled wheel on every run.
 $(COMPILED_STAMP): pyproject.toml

@@ -115,9 +115,13 @@ def compile_cell(uv: str, pyproject: Path, cell: str, python: str, kind: str) ->
     """The pinned requirements of one cell, as uv writes them, under our header."""
     # Relative names, in a scratch folder: uv quotes them in its `# via` notes, where a path
     # of this machine would change the file from one checkout to the next. The metadata is
-    # static, so a copy of pyproject.toml is all uv reads.
+    # static but for the version, which hatchling reads from joey/__init__.py: a copy of
+    # both is all uv reads.
     with tempfile.TemporaryDirectory() as scratch:
         shutil.copyfile(pyproject, Path(scratch) / "pyproject.toml")
+        version_file = Path(scratch) / "src" / "joey" / "__init__.py"
+        version_file.parent.mkdir(parents=True)
+        shutil.copyfile(pyproject.parent / "src" / "joey" / "__init__.py", version_file)
         command = [
             uv, "pip", "compile", "pyproject.toml", "--extra", "dev", "--quiet", "--no-header",
             "--python-version", python, "--python-platform", PLATFORM, "--output-file", "out.txt",
