@@ -37,7 +37,7 @@ from joey.exceptions import (
     WebSocketDisconnect,
 )
 from joey.lazy import lazy_attributes
-from joey.params import Body, Cookie, Depends, Form, Header, ParamInfo, Query
+from joey.params import Body, Cookie, Depends, Form, Header, ParamInfo, Path, Query
 from joey.requests import Request
 from joey.responses import (
     HTMLResponse,
@@ -121,6 +121,7 @@ __all__ = [
     "NotAcceptable",
     "NotFound",
     "ParamInfo",
+    "Path",
     "PayloadTooLarge",
     "PlainTextResponse",
     "ProblemResponse",
