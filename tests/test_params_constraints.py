@@ -170,7 +170,7 @@ LIMITS: dict[str, Any] = {
 def test_pydantic_field_and_annotated_types_bounds_are_checked(annotation: Any) -> None:
     app = App()
 
-    async def page(limit=10):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    async def page(limit=10):  # type: ignore[no-untyped-def]
         return limit
 
     page.__annotations__ = {"limit": annotation, "return": Any}
@@ -222,7 +222,7 @@ UNAPPLICABLE: dict[str, tuple[Any, str]] = {
 def test_a_constraint_joey_cannot_apply_is_refused_at_startup(case: str) -> None:
     annotation, detail = UNAPPLICABLE[case]
 
-    async def page(limit=1):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    async def page(limit=1):  # type: ignore[no-untyped-def]
         return limit  # pragma: no cover
 
     page.__annotations__ = {"limit": annotation, "return": Any}
@@ -233,7 +233,7 @@ def test_a_constraint_joey_cannot_apply_is_refused_at_startup(case: str) -> None
 
 
 def test_a_pydantic_field_as_the_default_is_refused_with_the_fix() -> None:
-    async def page(limit: int = Field(10, ge=1)) -> int:  # noqa: B008
+    async def page(limit: int = Field(10, ge=1)) -> int:
         return limit  # pragma: no cover
 
     text = _refused(page)
