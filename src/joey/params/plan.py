@@ -8,6 +8,7 @@ a signature are found here, as ``TypeError`` naming the handler with its file an
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import typing
 from collections.abc import Callable
@@ -65,8 +66,8 @@ class DependencyNode:
     """One callable in the graph (a dependency, or the handler itself) and how to call it."""
 
     __slots__ = (
-        "async_extractors", "call_style", "dependencies", "func", "key", "optional", "params",
-        "raises", "returns", "scope", "security_edges", "sync_extractors",
+        "async_extractors", "call_style", "dependencies", "func", "implicit_query", "key",
+        "optional", "params", "raises", "returns", "scope", "security_edges", "sync_extractors",
     )
 
     def __init__(self, func: Callable[..., Any], key: Callable[..., Any], scope: str,
@@ -77,6 +78,9 @@ class DependencyNode:
         self.scope = scope
         #: every parameter except dependencies, in signature order
         self.params: list[ParamInfo] = []
+        #: the parameters read from the query string only because nothing else claimed them
+        #: (no marker, not a path parameter, not a body type)
+        self.implicit_query: list[ParamInfo] = []
         self.sync_extractors: list[tuple[str, Extractor]] = []
         self.async_extractors: list[tuple[str, AsyncExtractor]] = []
         #: (parameter name or None for route-level dependencies, node)
@@ -147,6 +151,7 @@ class PlanBuilder:
             if is_security(marker):
                 _add_security_edge(node, dependency, marker)
         node.dependencies[0:0] = shared  # app's, then the router's, then the route's
+        _check_path_parameters(node, path_params, where)
         return node
 
     def _dependency(self, marker: Depends, path_params: dict[str, type],
@@ -198,6 +203,10 @@ class PlanBuilder:
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise TypeError(f"{where}: {describe(func)} has *args/**kwargs; handlers and "
                                 "dependencies must name every parameter")
+            if param.kind is param.POSITIONAL_ONLY:
+                raise TypeError(f"{where}: parameter {param.name!r} of {describe(func)} is "
+                                "positional-only (before a `/`); Joey passes every value by "
+                                "its name: remove the `/`")
             annotation = hints.get(param.name, Any)
             default = MISSING if param.default is param.empty else param.default
             marker: Any = None
@@ -241,6 +250,8 @@ class PlanBuilder:
             info, extractor = self._parameter(name, annotation, default, marker, alias,
                                               path_params, where)
             node.params.append(info)
+            if info.source == "query" and marker is None:
+                node.implicit_query.append(info)
             if inspect.iscoroutinefunction(extractor):
                 node.async_extractors.append((name, extractor))
                 if info.source == "body":
@@ -369,6 +380,30 @@ def _marker_values(marker: ParamMarker, annotated: bool, default: Any, where: st
     if alias is not None:
         raise TypeError(f"{where}: {marker!r} names the alias twice; keep alias=")
     return first, default
+
+
+def _check_path_parameters(root: DependencyNode, path_params: dict[str, type],
+                           where: str) -> None:
+    """Refuse a route whose path has a ``{name}`` that no parameter of its plan takes while
+    a parameter is read from the query string by default: most likely a misspelt path
+    parameter (``taskid`` for ``{task_id}``), which would answer every request with a 422
+    about a missing query parameter."""
+    nodes = in_call_order(root)
+    taken = {p.key for node in nodes for p in node.params if p.source == "path"}
+    untaken = [name for name in path_params if name not in taken]
+    implicit = [p.name for node in nodes for p in node.implicit_query]
+    if not untaken or not implicit:
+        return
+    pairs = [(name, (difflib.get_close_matches(name, implicit, 1, 0) or implicit)[0])
+             for name in untaken]
+    path, parameter = min(pairs, key=lambda pair: -difflib.SequenceMatcher(
+        None, *pair).ratio())
+    raise TypeError(
+        f"{where}: the route's path has {{{path}}}, which no parameter takes, and parameter "
+        f"{parameter!r} is read from the query string because no path parameter has its name. "
+        f"To take the path parameter, rename {parameter!r} to {path!r} (or write "
+        f"`{parameter}: Annotated[T, Path({path!r})]`); if {parameter!r} really is a query "
+        f"parameter, say so: `{parameter}: Annotated[T, Query()]`")
 
 
 def _is_pydantic_field(value: Any) -> bool:
