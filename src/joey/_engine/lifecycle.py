@@ -58,7 +58,9 @@ class Lifecycle:
         # perf: the compiler and the parameter machinery load with the first compile
         from joey._engine.compiler import compile_engine
 
-        return compile_engine(app, self.app_values, self.connections)
+        # an app with a task queue checks that its handlers await what they enqueue
+        return compile_engine(app, self.app_values, self.connections,
+                              check_enqueues=self._tasks is not None)
 
     @property
     def app_values(self) -> AppScopedValues:

@@ -54,10 +54,18 @@ def return_converter(func: Callable[..., Any], annotation: Any) -> Callable[[Any
         try:
             return msgspec.convert(prepare(value), target, from_attributes=True)
         except msgspec.ValidationError as exc:
-            raise TypeError(f"{where} returned a value that is not a valid "
-                            f"{_type_name(target)}: {exc}") from exc
+            raise _forgot_await(where, value) or TypeError(
+                f"{where} returned a value that is not a valid {_type_name(target)}: {exc}"
+            ) from exc
 
     return convert
+
+
+def _forgot_await(where: str, value: Any) -> TypeError | None:
+    from joey.responses import forgotten_await
+
+    forgot = forgotten_await(value)
+    return None if forgot is None else TypeError(f"{where}: {forgot}")
 
 
 def _identity(value: Any) -> Any:
@@ -127,7 +135,8 @@ def _pydantic_converter(target: Any, where: str) -> Callable[[Any], Any]:
         try:
             return adapter.validate_python(value, from_attributes=True)
         except Exception as exc:
-            raise TypeError(f"{where} returned a value that is not a valid "
-                            f"{_type_name(target)}: {exc}") from exc
+            raise _forgot_await(where, value) or TypeError(
+                f"{where} returned a value that is not a valid {_type_name(target)}: {exc}"
+            ) from exc
 
     return convert
