@@ -187,6 +187,12 @@ class Path(ParamMarker):
     A parameter named like a ``{name}`` of the route's path is that path parameter without
     a marker; ``Path`` adds checks (a failure is a 422) and descriptions. A path parameter
     is always required: a default other than ``...`` is refused at startup.
+
+    Example::
+
+        @app.get("/items/{item_id}")
+        async def item(item_id: int = Path(ge=1, description="the item")) -> int:
+            return item_id
     """
 
     __slots__ = ()
