@@ -681,27 +681,30 @@ def test_app_middleware_and_repr_of_asgi_middleware() -> None:
 
     calls: list[str] = []
 
-    async def outer(request: Request, call_next: Any) -> Response:
-        calls.append("outer")
-        return await call_next(request)  # type: ignore[no-any-return]
-
-    async def inner(request: Request, call_next: Any) -> Response:
-        calls.append("inner")
+    async def listed(request: Request, call_next: Any) -> Response:
+        calls.append("listed")
         response: Response = await call_next(request)
-        response.headers["x-inner"] = "1"
+        response.headers["x-listed"] = "1"
         return response
 
-    app = App(middleware=[outer])
-    app.add_middleware(inner)  # innermost
+    async def added(request: Request, call_next: Any) -> Response:
+        calls.append("added")
+        return await call_next(request)  # type: ignore[no-any-return]
+
+    app = App(middleware=[listed])
+    app.add_middleware(added)  # around those added before: outermost (Starlette's order)
 
     @app.get("/")
     async def index() -> str:
         return "ok"
 
-    assert app.handler_middleware == [outer, inner]
-    assert TestClient(app).get("/").headers["x-inner"] == "1"
-    assert calls == ["outer", "inner"]
-    assert repr(Middleware(App, debug=True)) == "Middleware('App', **{'debug': True})"
+    assert app.handler_middleware == [added, listed]
+    assert TestClient(app).get("/").headers["x-listed"] == "1"
+    assert calls == ["added", "listed"]
+    from joey.middleware import CORSMiddleware
+
+    assert repr(Middleware(CORSMiddleware, max_age=1, allow_origins=["*"])) == (
+        "Middleware('CORSMiddleware', **{'max_age': 1, 'allow_origins': ['*']})")
 
 
 def test_unmatched_exception_with_handlers_registered_is_500() -> None:

@@ -940,7 +940,16 @@ def test_embedded_body_declarations_are_checked() -> None:
     with pytest.raises(ValueError, match="choose one"):
         Body(embed=True, decoder=bytes)
     with pytest.raises(ValueError, match="use it with embed=True"):
-        Body("key")
+        Body(alias="key")
+    keyed = App()
+
+    @keyed.post("/keyed")  # in Annotated the first argument is the alias: refused at startup
+    async def keyed_body(item: Annotated[int, Body("key")]) -> str:
+        return "never"
+
+    with pytest.raises(TypeError, match=r"Body\('key'\) names a key of the body: use it with "
+                                        r"embed=True"):
+        keyed.freeze()
     app = App()
 
     @app.post("/mixed")

@@ -15,8 +15,10 @@ from joey import (
     Depends,
     Form,
     Header,
+    Path,
     Query,
     Request,
+    Router,
     WebSocket,
 )
 from joey.params.markers import ParamMarker
@@ -198,3 +200,114 @@ def test_startup_error_without_a_lifespan_is_raised_by_the_first_request() -> No
     client = TestClient(app)  # no `with`: no lifespan, the first request builds the app
     with pytest.raises(TypeError, match="several body parameters"):
         client.post("/thing", json={})
+
+
+# -- a path parameter nobody takes (issue #26 §1) ------------------------------------------
+
+
+def test_a_misspelt_path_parameter_is_a_startup_error_naming_both_names() -> None:
+    app = App()
+
+    @app.get("/tasks/{task_id}")
+    async def task(taskid: int) -> int:
+        return taskid  # pragma: no cover
+
+    with pytest.raises(LifespanError) as failed, TestClient(app):
+        pass
+    text = str(failed.value)
+    assert "test_params_plan.py:" in text
+    assert "the route's path has {task_id}, which no parameter takes" in text
+    assert "parameter 'taskid' is read from the query string" in text
+    assert "rename 'taskid' to 'task_id'" in text
+    assert "`taskid: Annotated[T, Query()]`" in text
+
+
+def test_a_path_parameter_of_a_router_prefix_counts_too() -> None:
+    projects = Router(prefix="/projects/{project_id:int}")
+
+    @projects.get("/tasks/{task_id:int}")
+    async def task(projectid: int, task_id: int, verbose: bool = False) -> list[int]:
+        return [projectid, task_id]  # pragma: no cover
+
+    app = App()
+    app.include_router(projects)
+    with pytest.raises(TypeError, match=r"has \{project_id\}, which no parameter takes, and "
+                                        r"parameter 'projectid'"):
+        app.freeze()
+
+
+def project_of(project_id: int) -> int:
+    return project_id
+
+
+def test_a_path_parameter_taken_by_a_dependency_or_left_on_purpose_is_fine() -> None:
+    projects = Router(prefix="/projects/{project_id:int}",
+                      dependencies=[Depends(project_of)])
+
+    @projects.get("/tasks/{task_id:int}")
+    async def task(task_id: int, verbose: bool = False) -> list[Any]:
+        return [task_id, verbose]
+
+    app = App()
+    app.include_router(projects)
+
+    @app.get("/files/{name}")  # reads the path itself; `q` is explicitly a query parameter
+    async def file(request: Request, q: Annotated[str, Query()] = "") -> list[str]:
+        return [request.path_params["name"], q]
+
+    @app.get("/renamed/{task_id}")  # the fix the error suggests
+    async def renamed(taskid: Annotated[int, Path("task_id")], q: str = "") -> int:
+        return taskid
+
+    @app.get("/ignored/{anything}")  # nothing read from the query: nothing to confuse
+    async def ignored() -> str:
+        return "constant"
+
+    client = TestClient(app)
+    assert client.get("/projects/1/tasks/2?verbose=true").json() == [2, True]
+    assert client.get("/files/a.txt?q=x").json() == ["a.txt", "x"]
+    assert client.get("/renamed/7").json() == 7
+    assert client.get("/ignored/x").text == "constant"
+
+
+async def _awaitable_result() -> str:
+    return "x"  # pragma: no cover
+
+
+def test_a_handler_declared_to_return_an_awaitable_is_refused_at_startup() -> None:
+    from collections.abc import Awaitable, Coroutine
+
+    async def awaitable() -> Awaitable[str]:
+        return _awaitable_result()  # pragma: no cover
+
+    def coroutine() -> Coroutine[Any, Any, str]:
+        return _awaitable_result()  # pragma: no cover
+
+    for handler in (awaitable, coroutine):
+        app = App()
+        app.get("/")(handler)
+        with pytest.raises(TypeError, match=r"the handler is declared to return an awaitable "
+                                            r".*Make it `async def`, `await` inside it"):
+            app.freeze()
+
+
+def test_a_positional_only_parameter_is_refused_at_startup() -> None:
+    async def positional(q: str, /) -> str:
+        return q  # pragma: no cover
+
+    def positional_dependency(token: Annotated[str, Header()], /) -> str:
+        return token  # pragma: no cover
+
+    async def uses_it(user: Annotated[str, Depends(positional_dependency)]) -> str:
+        return user  # pragma: no cover
+
+    for handler, name in ((positional, "q"), (uses_it, "token")):
+        app = App()
+        app.get("/")(handler)
+        with pytest.raises(LifespanError) as failed, TestClient(app):
+            pass
+        text = str(failed.value)
+        assert f"parameter {name!r} of " in text
+        assert "is positional-only (before a `/`)" in text
+        assert "remove the `/`" in text
+        assert "test_params_plan.py:" in text

@@ -566,3 +566,66 @@ def test_streaming_response_is_importable_from_responses_as_before() -> None:
     assert issubclass(FromResponses, joey.responses.Response)
     with pytest.raises(AttributeError, match="has no attribute 'NoSuchResponse'"):
         joey.responses.NoSuchResponse  # noqa: B018
+
+
+# -- a forgotten await (issue #26 §1) -----------------------------------------------------
+
+
+class Page(msgspec.Struct):
+    title: str
+
+
+class PydanticPage(pydantic.BaseModel):
+    title: str
+
+
+async def render(title: str) -> str:
+    return f"<h1>{title}</h1>"
+
+
+async def load(title: str) -> Page:
+    return Page(title)
+
+
+async def load_pydantic(title: str) -> PydanticPage:
+    return PydanticPage(title=title)
+
+
+def test_a_returned_coroutine_is_a_500_that_asks_for_the_await(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.get("/page")
+    async def page() -> str:
+        return render("home")  # type: ignore[return-value]
+
+    @app.get("/typed")
+    async def typed() -> Page:
+        return load("typed")  # type: ignore[return-value]
+
+    @app.get("/pydantic")
+    async def typed_pydantic() -> PydanticPage:
+        return load_pydantic("typed")  # type: ignore[return-value]
+
+    @app.get("/sync")
+    def sync_page() -> Any:
+        return render("sync")
+
+    client = TestClient(app, raise_server_exceptions=False)
+    for path, handler in [("/page", "page"), ("/typed", "typed"),
+                          ("/pydantic", "typed_pydantic"), ("/sync", "sync_page")]:
+        caplog.clear()
+        assert client.get(path).status_code == 500
+        assert f"<locals>.{handler} (" in caplog.text, path  # the log names the handler
+        assert "did you forget `await`? Write `return await ...`" in caplog.text, path
+        # the coroutine was closed: Python does not warn "never awaited" later (warnings
+        # are errors in this suite)
+
+
+def test_to_response_of_an_awaitable_names_it() -> None:
+    coroutine = render("x")
+    with pytest.raises(TypeError, match=r"returned render\(\.\.\.\), a coroutine, instead of "
+                                        r"its result: did you forget `await`"):
+        to_response(coroutine)
+    assert coroutine.cr_frame is None  # closed

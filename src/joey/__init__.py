@@ -37,7 +37,7 @@ from joey.exceptions import (
     WebSocketDisconnect,
 )
 from joey.lazy import lazy_attributes
-from joey.params import Body, Cookie, Depends, Form, Header, ParamInfo, Query
+from joey.params import Body, Cookie, Depends, Form, Header, ParamInfo, Path, Query
 from joey.params.issues import RequestValidationError, ValidationIssue
 from joey.params.markers import Security
 from joey.requests import HTTPConnection, Request
@@ -133,6 +133,7 @@ __all__ = [
     "NotAcceptable",
     "NotFound",
     "ParamInfo",
+    "Path",
     "PlainTextResponse",
     "ProblemResponse",
     "Query",

@@ -41,11 +41,11 @@ from joey.pipelines import CallNext, HandlerMiddleware
 from joey.requests import Request
 from joey.responses import Response
 from joey.routing import Route, RouteDecorators, Router
-from joey.stack import Middleware
+from joey.stack import Middleware, MiddlewareDeclarations, split_middleware
 from joey.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from joey._engine.errors import ExceptionHandler
+    from joey._engine.errors import ExceptionHandler, ExceptionPolicy
     from joey._engine.http import Engine
     from joey.channels import Channels
     from joey.metrics import Metrics
@@ -59,18 +59,18 @@ __all__ = ["DEFAULT_MAX_BODY_SIZE", "App", "CallNext", "DependencyOverrides",
 
 E = TypeVar("E", bound=BaseException)
 HandlerOf = Callable[[Request, E], Response | Awaitable[Response]]  # an exception handler
-MiddlewareT = TypeVar("MiddlewareT", bound=HandlerMiddleware)
 HookT = TypeVar("HookT", bound=Callable[[], Any])
 
 
 
-class App(Frozen, RouteDecorators, OpenConnectionsAPI):
+class App(Frozen, RouteDecorators, MiddlewareDeclarations, OpenConnectionsAPI):
     """A Joey application.
 
     Args:
         debug: show unhandled errors: a debug page (traceback with source, request, route) for
             browsers, the traceback in the problem document for API clients. Never in production.
-        middleware: handler middleware for every route, outermost first.
+        middleware: handler middleware for every route, outermost first (as in Starlette);
+            ``Middleware(Cls, ...)`` items are ASGI middleware, inside ``asgi_middleware``.
         dependencies: ``Depends(...)`` run for every route.
         asgi_middleware: ASGI middleware around the whole app, outermost first.
         exception_handlers: ``{ExceptionType: handler(request, exc) -> Response}``. A handler
@@ -101,7 +101,7 @@ class App(Frozen, RouteDecorators, OpenConnectionsAPI):
         self,
         *,
         debug: bool = False,
-        middleware: Sequence[HandlerMiddleware] = (),
+        middleware: Sequence[HandlerMiddleware | Middleware] = (),
         dependencies: Sequence[Depends] = (),
         asgi_middleware: Sequence[Middleware] = (),
         exception_handlers: Mapping[type[BaseException], ExceptionHandler] | None = None,
@@ -119,9 +119,10 @@ class App(Frozen, RouteDecorators, OpenConnectionsAPI):
         tracing: Tracing | None = None,
     ) -> None:
         self.debug = debug
-        self.router = Router(middleware=middleware, dependencies=dependencies,
+        handlers, asgi = split_middleware(middleware)  # Middleware(Cls) is ASGI (Starlette's)
+        self.router = Router(middleware=handlers, dependencies=dependencies,
                              on_startup=on_startup, on_shutdown=on_shutdown)
-        self.asgi_middleware: list[Middleware] = DeclaredList(asgi_middleware)
+        self.asgi_middleware: list[Middleware] = DeclaredList([*asgi_middleware, *asgi])
         self.exception_handlers: dict[type[BaseException], ExceptionHandler] = DeclaredDict(
             exception_handlers or {})
         self.lifespan_context = lifespan
@@ -180,26 +181,6 @@ class App(Frozen, RouteDecorators, OpenConnectionsAPI):
     ) -> None:
         self._overrides.replace(overrides)
 
-    def middleware(self, func: MiddlewareT) -> MiddlewareT:
-        """Register app-wide handler middleware (innermost of those already registered).
-
-        Example::
-
-            @app.middleware
-            async def timing(request: Request, call_next: CallNext) -> Response:
-                started = time.perf_counter()
-                response = await call_next(request)
-                response.headers["server-timing"] = f"app;dur={time.perf_counter() - started}"
-                return response
-        """
-        self.add_middleware(func)
-        return func
-
-    @property
-    def handler_middleware(self) -> list[HandlerMiddleware]:
-        """The app-wide handler middleware, outermost first."""
-        return self.router.middleware
-
     def add_route(self, route: Route) -> None:
         self.router.add_route(route)
 
@@ -211,10 +192,6 @@ class App(Frozen, RouteDecorators, OpenConnectionsAPI):
         """Send every request and websocket under ``path`` to another ASGI app; it sees
         ``root_path`` extended by ``path`` and the full ``path``, as the ASGI spec says."""
         self.router.mount(path, app, name=name)
-
-    def add_middleware(self, middleware: HandlerMiddleware) -> None:
-        """Add app-wide handler middleware (innermost of those already added)."""
-        self.router.middleware.append(middleware)
 
     def exception_handler(
         self, exc_type: type[E], *, schema: Any = None, media_type: str = "application/json",
@@ -307,6 +284,9 @@ class App(Frozen, RouteDecorators, OpenConnectionsAPI):
             self._engine = engine
             self._serve_http = self._lifecycle.serving(engine, self._stack, self._dispatch)
         return engine
+
+    def _policy(self) -> ExceptionPolicy:
+        return self._current_engine().policy
 
     def _model(self) -> Engine:
         # What app.routes reads: the engine once started; before, a preview kept nowhere.

@@ -61,9 +61,9 @@ class FileResponse(Response):
 
     Example::
 
-        from pathlib import Path
+        import pathlib
 
-        REPORTS = Path("reports")
+        REPORTS = pathlib.Path("reports")
 
         @app.get("/reports/{year:int}")
         async def report(year: int) -> FileResponse:

@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -328,10 +329,26 @@ def to_response(value: Any, status_code: int = 200) -> Response:
         or hasattr(value, "model_dump")
     ):
         return JSONResponse(value, status_code)
+    forgot = forgotten_await(value)
+    if forgot is not None:
+        raise forgot
     raise TypeError(
         f"cannot turn a {type(value).__name__} into a response; return a Response, "
         "a str, bytes, None, or something JSON can encode"
     )
+
+
+def forgotten_await(value: Any) -> TypeError | None:
+    """The error for a handler that returned an awaitable instead of its result (a
+    coroutine: ``return templates.render(...)`` without ``await``), or ``None``. Closes a
+    coroutine, so Python does not warn about it again later. Failure paths only."""
+    if not inspect.isawaitable(value):
+        return None
+    name = getattr(value, "__qualname__", type(value).__name__)
+    if inspect.iscoroutine(value):
+        value.close()
+    return TypeError(f"the handler returned {name}(...), a {type(value).__name__}, instead of "
+                     f"its result: did you forget `await`? Write `return await ...`")
 
 
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 from joey._namespaces import defining_namespace
 from joey.declarations import DeclaredDict, DeclaredList, Frozen
 from joey.paths import Segment, parse_template
-from joey.pipelines import HandlerMiddleware
+from joey.pipelines import HandlerMiddleware, check_handler_middleware
 from joey.types import ASGIApp
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class Route:
                 raise ValueError(f"Unknown HTTP method {method!r} for route {path!r}")
         self.name: str = name or str(getattr(endpoint, "__name__", type(endpoint).__name__))
         self.status_code = status_code
-        self.middleware = tuple(middleware)
+        self.middleware = tuple(check_handler_middleware(mw) for mw in middleware)
         self.dependencies = tuple(dependencies)
         self.max_body_size = max_body_size
         self.websocket = websocket
@@ -341,7 +341,8 @@ class Router(Frozen, RouteDecorators):
             raise ValueError(f"Router prefix {prefix!r} must start and not end with '/'")
         self.prefix = prefix
         self.name = name
-        self.middleware: list[HandlerMiddleware] = DeclaredList(middleware)
+        self.middleware: list[HandlerMiddleware] = DeclaredList(
+            check_handler_middleware(mw) for mw in middleware)
         self.dependencies: list[Any] = DeclaredList(dependencies)
         self.routes: list[Route] = DeclaredList()
         self.mounts: list[Mount] = DeclaredList()

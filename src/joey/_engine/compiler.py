@@ -53,9 +53,11 @@ class Declarations(Protocol):
 
 
 def compile_engine(app: Declarations, app_values: AppScopedValues,
-                   connections: OpenConnections, tracing: Tracing | None = None) -> Engine:
+                   connections: OpenConnections, tracing: Tracing | None = None, *,
+                   check_enqueues: bool = False) -> Engine:
     """Compile ``app``'s root router, with everything it includes, and its options; with
-    ``tracing``, every route names the request's span after itself."""
+    ``tracing``, every route names the request's span after itself (``check_enqueues``: fail
+    a request whose handler dropped an ``enqueue`` unawaited)."""
     router, max_body_size = app.router, app.max_body_size
     tree = RouteTree()
     routes: list[tuple[Route, Endpoint]] = []
@@ -73,7 +75,7 @@ def compile_engine(app: Declarations, app_values: AppScopedValues,
                     max_body_size=max_body_size, redirect_slashes=app.redirect_slashes)
     engine.mounts, engine.routers = mounts, routers
     compiler = _Compiler(engine, dict(app.dependency_overrides), app_values, router.middleware,
-                         max_body_size)
+                         max_body_size, check_enqueues)
     for route, endpoint in routes:
         if route.websocket:
             endpoint.websocket = compiler.websocket(route)
@@ -108,13 +110,14 @@ def _trace_routes(tree: RouteTree, tracing: Tracing) -> None:
 class _Compiler:
     def __init__(self, engine: Engine, overrides: dict[Callable[..., Any], Callable[..., Any]],
                  app_values: AppScopedValues, app_middleware: list[Any],
-                 max_body_size: int | None) -> None:
+                 max_body_size: int | None, check_enqueues: bool) -> None:
         self.engine = engine
         self.http_plans = PlanBuilder(overrides)
         self.ws_plans = PlanBuilder(overrides, websocket=True)
         self.app_values = app_values
         self.app_middleware = app_middleware
         self.max_body_size = max_body_size
+        self.check_enqueues = check_enqueues
 
     def http(self, route: Route) -> Pipeline:
         """The route's pipeline: middleware (app → group → route) around the handler."""
@@ -152,6 +155,10 @@ class _Compiler:
             respond = respond_converted
         run_handler = compile_caller(plan, self.app_values, respond, frozenset(path_params),
                                      info)
+        if self.check_enqueues:  # only apps with a task queue pay for the check
+            from joey.tasks.unawaited import checking_enqueues
+
+            run_handler = checking_enqueues(run_handler)
         if caching is not None:
             run_handler = caching.wrap(run_handler)
         pipeline = chain(route.middleware, run_handler)

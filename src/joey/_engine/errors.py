@@ -51,6 +51,12 @@ class ExceptionPolicy:
         self._cache[exc_type] = found
         return found
 
+    def answers(self, exc: Exception) -> bool:
+        """Whether ``exc`` is answered by the app itself (an ``HTTPError``, or an exception
+        with a handler other than a catch-all for ``Exception``), not a 500."""
+        return isinstance(exc, HTTPError) or handled_as(type(exc), self.handlers) not in (
+            None, Exception, BaseException)
+
     async def respond(self, request: Request, exc: Exception,
                       pipeline: Pipeline | None) -> Response:
         """The response for ``exc``, raised while ``pipeline`` (if known) served ``request``."""

@@ -70,7 +70,9 @@ class Lifecycle:
         # perf: the compiler and the parameter machinery load with the first compile
         from joey._engine.compiler import compile_engine
 
-        return compile_engine(app, self.app_values, self.connections, self._tracing)
+        # an app with a task queue checks that its handlers await what they enqueue
+        return compile_engine(app, self.app_values, self.connections, self._tracing,
+                              check_enqueues=self._tasks is not None)
 
     def stack(self, middleware: Sequence[Middleware], app: ASGIApp) -> ASGIApp:
         """The app's ASGI stack: ``middleware`` around ``app``, the first one outermost, and

@@ -86,6 +86,11 @@ class CORSMiddleware:
     ) -> None:
         if isinstance(allow_origins, str):
             raise TypeError("allow_origins must be a list of origins, e.g. ['https://a.example']")
+        if not allow_origins and allow_origin_regex is None:
+            raise ValueError(
+                "CORSMiddleware allows no origin, so it would only refuse preflights: pass "
+                "allow_origins=['https://app.example.com'] (or ['*']), or allow_origin_regex=..."
+            )
         if allow_credentials and "*" in allow_origins:
             raise ValueError(
                 "CORSMiddleware: allow_origins=['*'] with allow_credentials=True would let "

@@ -53,7 +53,8 @@ class Operations:
         operation["operationId"] = self.operation_id(route, method, several)
         params = route.all_parameters()
         parameters = [self.parameter(route, param) for param in params
-                      if param.source in ("path", *_TEXT_SOURCES) and not param.custom]
+                      if param.source in ("path", *_TEXT_SOURCES) and not param.custom
+                      and not _hidden(param)]
         parameters.extend(self.untyped_path_parameters(route, params))
         if parameters:
             operation["parameters"] = parameters
@@ -250,6 +251,12 @@ def _undescribed_meta(meta: msgspec.Meta) -> msgspec.Meta:
     """``meta`` without its description (a parameter's goes on the parameter object)."""
     return msgspec.Meta(**{field: getattr(meta, field) for field in _META_FIELDS
                            if field != "description" and getattr(meta, field) is not None})
+
+
+def _hidden(param: ParamInfo) -> bool:
+    """``include_in_schema=False`` on the parameter's marker (kept in its ``Meta``)."""
+    return any(meta.extra and meta.extra.get("include_in_schema") is False
+               for meta in param.constraints)
 
 
 def _undescribed(annotation: Any) -> Any:

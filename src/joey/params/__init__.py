@@ -3,8 +3,8 @@
 Where a parameter's value comes from, in order of precedence:
 
 * its type: ``Request``, ``WebSocket``, ``BackgroundTasks`` and ``Channels`` are injected;
-* a marker in ``Annotated[...]``: ``Query()``, ``Header()``, ``Cookie()``, ``Body()``,
-  ``Form()``, ``Depends(fn)``;
+* a marker in ``Annotated[...]`` (or as the default, FastAPI's spelling): ``Query()``,
+  ``Header()``, ``Cookie()``, ``Path()``, ``Body()``, ``Form()``, ``Depends(fn)``;
 * its name matching a path parameter of the route;
 * its type: a structured type (msgspec ``Struct``, dataclass, ``TypedDict``, pydantic model,
   ``dict``, a list of structured values, ``bytes``) is the request body;
@@ -20,6 +20,8 @@ The package, one concept a module:
 * :mod:`~joey.params.markers`: ``Query``, ``Header``, ``Cookie``, ``Body``, ``Form``,
   ``Depends``: what users write;
 * :mod:`~joey.params.typeinfo`: questions about annotations (is this a body type?);
+* :mod:`~joey.params.constraints`: constraints (markers' keywords, ``annotated_types``,
+  pydantic ``Field``) as the ``msgspec.Meta`` that validation and the API document read;
 * :mod:`~joey.params.info`: :class:`ParamInfo`, one parameter as the plan reads it (the route
   model shows these);
 * :mod:`~joey.params.extract`: extractors and validation (phase one);
@@ -56,10 +58,10 @@ Example::
 """
 
 from joey.params.info import ParamInfo, Source
-from joey.params.markers import Body, Cookie, Depends, Form, Header, ParamMarker, Query
+from joey.params.markers import Body, Cookie, Depends, Form, Header, ParamMarker, Path, Query
 from joey.params.typeinfo import MISSING
 
 __all__ = [
-    "MISSING", "Body", "Cookie", "Depends", "Form", "Header", "ParamInfo", "ParamMarker", "Query",
-    "Source",
+    "MISSING", "Body", "Cookie", "Depends", "Form", "Header", "ParamInfo", "ParamMarker", "Path",
+    "Query", "Source",
 ]

@@ -212,7 +212,7 @@ class PathValue:
 
 
 def path_extractor(info: ParamInfo, produced: type) -> Extractor:
-    annotation, name = strip_none(info.annotation), info.name  # never null (see above)
+    annotation, name = strip_none(info.annotation), info.key  # never null (see above)
     # perf: the route's converter already made an int/float/UUID; convert only on mismatch
     if annotation is Any or annotation is produced:
         return PathValue(name)
@@ -412,6 +412,8 @@ def form_extractor(info: ParamInfo, whole: bool) -> AsyncExtractor:
     base = base_type(annotation)
     field_annotation = strip_none(annotation)  # one field is text: never null (see above)
     takes_files, takes_text = _form_value_kinds(annotation)
+    # any text is valid: no conversion, no constraint (`Form(min_length=2)` is one)
+    unchecked = (base is Any or base is str) and checked_type(field_annotation) in (Any, str)
 
     async def extract_form(request: Request, issues: list[ValidationIssue]) -> Any:
         content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -446,13 +448,13 @@ def form_extractor(info: ParamInfo, whole: bool) -> AsyncExtractor:
                                           if takes_text else "Expected a file, got a text field"))
             return None
         raw: Any = values if is_sequence(annotation) else values[-1]
-        if base is Any or base is str or takes_files or not isinstance(raw, str | list):
+        if unchecked or takes_files or not isinstance(raw, str | list):
             return raw
         return convert_or_report(raw, field_annotation, "form", key, issues)
 
     # the form parser answers 400 for a malformed body, 413 past its FormLimits (whatever the
     # route's body limit)
-    refusable = whole or default is MISSING or not (base is Any or base is str)
+    refusable = whole or default is MISSING or not unchecked
     return raising(extract_form, UnsupportedMediaType, BadRequest, ContentTooLarge,
                    UnprocessableContent if refusable else None)
 

@@ -20,21 +20,134 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
+
+import msgspec
+
+if TYPE_CHECKING:
+    # FastAPI's spelling puts a marker where the value goes, `limit: int = Query(10)` and
+    # `db: Session = Depends(get_db)`: to a type checker a marker is compatible with any
+    # type (FastAPI's marker functions return Any for the same reason).
+    _AnyValue: Any = object
+else:
+    _AnyValue = object
+
+#: "not given": a marker argument the user did not pass
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()
+
+#: the constraint keywords of every marker, each a ``msgspec.Meta`` field of the same name
+CHECKS = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length", "pattern")
 
 
-class ParamMarker:
-    """Base of the ``Annotated`` markers that say where a value comes from."""
+class MarkerOptions(TypedDict, total=False):
+    """The keyword arguments every marker takes (see :class:`ParamMarker`)."""
 
-    __slots__ = ("alias",)
+    default: Any
+    alias: str | None
+    gt: float | None
+    ge: float | None
+    lt: float | None
+    le: float | None
+    multiple_of: float | None
+    min_length: int | None
+    max_length: int | None
+    pattern: str | None
+    title: str | None
+    description: str | None
+    examples: Sequence[Any] | None
+    deprecated: bool
+    include_in_schema: bool
+
+
+class ParamMarker(_AnyValue):  # type: ignore[misc]
+    """Base of the ``Annotated`` markers that say where a value comes from.
+
+    The first argument means what each spelling has always meant:
+
+    * in ``Annotated[T, Query("q")]`` (Joey's spelling) it is the *name on the wire*, the
+      ``alias``. A default belongs after ``=``: ``Annotated[int, Query()] = 10``;
+      ``Annotated[int, Query(10)]`` is refused at startup (as FastAPI refuses it);
+    * as a default, ``limit: int = Query(10)`` (FastAPI's spelling), it is the *default*
+      (``...``: required; ``Header(None)``: optional, ``None`` when absent); the name on the
+      wire is then ``alias=``.
+
+    The keyword arguments are FastAPI's: ``gt``, ``ge``, ``lt``, ``le``, ``multiple_of``,
+    ``min_length``, ``max_length``, ``pattern`` check the value (a failure is a 422 naming the
+    parameter); ``title``, ``description``, ``examples``, ``deprecated`` and
+    ``include_in_schema=False`` describe it in the API document. They become a
+    ``msgspec.Meta`` on the parameter's type, so validation and the document read the same.
+
+    Example::
+
+        @app.get("/books")
+        async def books(
+            limit: int = Query(10, ge=1, le=100),                         # FastAPI's spelling
+            offset: Annotated[int, Query(ge=0, description="skip")] = 0,  # Joey's
+            token: str | None = Header(None, alias="x-token"),
+        ) -> dict[str, int]:
+            return {"limit": limit, "offset": offset}
+    """
+
+    __slots__ = ("alias", "default", "deprecated", "include_in_schema", "meta", "positional")
     location = "query"
 
-    def __init__(self, alias: str | None = None) -> None:
+    def __init__(
+        self,
+        positional: Any = UNSET,
+        /,
+        *,
+        default: Any = UNSET,
+        alias: str | None = None,
+        gt: float | None = None,
+        ge: float | None = None,
+        lt: float | None = None,
+        le: float | None = None,
+        multiple_of: float | None = None,
+        min_length: int | None = None,
+        max_length: int | None = None,
+        pattern: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        examples: Sequence[Any] | None = None,
+        deprecated: bool = False,
+        include_in_schema: bool = True,
+    ) -> None:
+        if positional is not UNSET and default is not UNSET:
+            raise TypeError(f"{type(self).__name__}({positional!r}, default={default!r}): "
+                            "give the default once")
+        #: the first argument as written: the alias in ``Annotated``, else the default
+        self.positional = positional
+        #: ``alias=``: the name on the wire (the key, header, cookie, field)
         self.alias = alias
+        #: ``default=``
+        self.default = default
+        self.deprecated = deprecated
+        self.include_in_schema = include_in_schema
+        options: dict[str, Any] = {
+            "gt": gt, "ge": ge, "lt": lt, "le": le, "multiple_of": multiple_of,
+            "min_length": min_length, "max_length": max_length, "pattern": pattern,
+            "title": title, "description": description,
+            "examples": list(examples) if examples is not None else None,
+        }
+        extra: dict[str, Any] = {}
+        if deprecated:
+            extra["deprecated"] = True
+        if not include_in_schema:
+            extra["include_in_schema"] = False
+        given = {key: value for key, value in options.items() if value is not None}
+        #: the constraints and docs, as msgspec reads them; ``None`` when none was given
+        self.meta: msgspec.Meta | None = msgspec.Meta(
+            **given, extra=extra or None) if given or extra else None
 
     def __repr__(self) -> str:
-        name = type(self).__name__
-        return f"{name}({self.alias!r})" if self.alias else f"{name}()"
+        parts = [] if self.positional is UNSET else [repr(self.positional)]
+        if self.default is not UNSET:
+            parts.append(f"default={self.default!r}")
+        if self.alias is not None:
+            parts.append(f"alias={self.alias!r}")
+        if self.meta is not None:
+            parts.append(repr(self.meta))
+        return f"{type(self).__name__}({', '.join(parts)})"
 
 
 class Query(ParamMarker):
@@ -47,10 +160,10 @@ class Query(ParamMarker):
     __slots__ = ("extractor",)
     location = "query"
 
-    def __init__(
-        self, alias: str | None = None, *, extractor: Callable[[Any], Any] | None = None
-    ) -> None:
-        super().__init__(alias)
+    def __init__(self, positional: Any = UNSET, /, *,
+                 extractor: Callable[[Any], Any] | None = None,
+                 **options: Unpack[MarkerOptions]) -> None:
+        super().__init__(positional, **options)
         self.extractor = extractor
 
 
@@ -68,6 +181,24 @@ class Cookie(ParamMarker):
     location = "cookie"
 
 
+class Path(ParamMarker):
+    """A path parameter, with constraints or docs: ``item_id: int = Path(ge=1)``.
+
+    A parameter named like a ``{name}`` of the route's path is that path parameter without
+    a marker; ``Path`` adds checks (a failure is a 422) and descriptions. A path parameter
+    is always required: a default other than ``...`` is refused at startup.
+
+    Example::
+
+        @app.get("/items/{item_id}")
+        async def item(item_id: int = Path(ge=1, description="the item")) -> int:
+            return item_id
+    """
+
+    __slots__ = ()
+    location = "path"
+
+
 class Body(ParamMarker):
     """This parameter is the request body, decoded from JSON into its type.
 
@@ -81,14 +212,15 @@ class Body(ParamMarker):
     __slots__ = ("decoder", "embed")
     location = "body"
 
-    def __init__(self, alias: str | None = None, *, embed: bool = False,
-                 decoder: Callable[[bytes], Any] | None = None) -> None:
+    def __init__(self, positional: Any = UNSET, /, *, embed: bool = False,
+                 decoder: Callable[[bytes], Any] | None = None,
+                 **options: Unpack[MarkerOptions]) -> None:
         if decoder is not None and embed:
             raise ValueError("Body(embed=True) reads a key of a JSON body; a decoder reads "
                              "the raw body: choose one")
-        if alias is not None and not embed:
+        if options.get("alias") is not None and not embed:
             raise ValueError("Body(alias=...) names a key of the body: use it with embed=True")
-        super().__init__(alias)
+        super().__init__(positional, **options)
         self.embed = embed
         self.decoder = decoder
 
@@ -102,7 +234,7 @@ class Form(ParamMarker):
     location = "form"
 
 
-class Depends:
+class Depends(_AnyValue):  # type: ignore[misc]
     """A value computed by ``dependency`` (sync or async, a function or a generator).
 
     ``scope="request"`` (default): called at most once per request, torn down (the code

@@ -38,7 +38,9 @@ Example::
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -162,6 +164,11 @@ def describe_call(root: DependencyNode, respond: Callable[[Any], Any],
             f"{where}: the handler is a generator function; a handler returns its answer. To "
             "stream, return StreamingResponse(a_generator()) from it; to run code after the "
             "response, use a generator dependency (Depends) or BackgroundTasks")
+    if _awaitable_annotation(root.returns):
+        raise TypeError(
+            f"{where}: the handler is declared to return an awaitable ({root.returns!r}); Joey "
+            "sends what a handler returns, not what it would give when awaited. Make it "
+            "`async def`, `await` inside it, and annotate what it returns")
     guards = security_phase(root, where)
     guard_ids = {id(node) for node in guards}
     rest = [node for node in in_call_order(root) if id(node) not in guard_ids]
@@ -174,6 +181,12 @@ def describe_call(root: DependencyNode, respond: Callable[[Any], Any],
         respond=respond,
         reads=_reads(extraction, root, path_params),
     )
+
+
+def _awaitable_annotation(annotation: Any) -> bool:
+    """Whether a return annotation says "an awaitable" (``Coroutine[...]``, ``Awaitable[...]``)."""
+    origin = typing.get_origin(annotation) or annotation
+    return origin in (collections.abc.Awaitable, collections.abc.Coroutine)
 
 
 def _step(node: DependencyNode, route: Any) -> Step:

@@ -9,6 +9,7 @@ a signature are found here, as ``TypeError`` naming the handler with its file an
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import typing
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import msgspec
 
 from joey.background import BackgroundTasks
 from joey.describe import describe
+from joey.params.constraints import check_applies, normalize, with_meta
 from joey.params.extract import (
     AsyncExtractor,
     Extractor,
@@ -35,12 +37,14 @@ from joey.params.extract import (
 )
 from joey.params.info import FORM_MEDIA_TYPES, JSON_MEDIA_TYPES, ParamInfo, Source
 from joey.params.markers import (
+    UNSET,
     Body,
     Cookie,
     Depends,
     Form,
     Header,
     ParamMarker,
+    Path,
     Query,
     Security,
 )
@@ -63,9 +67,9 @@ class DependencyNode:
     """One callable in the graph (a dependency, or the handler itself) and how to call it."""
 
     __slots__ = (
-        "async_extractors", "call_style", "dependencies", "func", "key", "optional", "params",
-        "raises", "raises_edges", "returns", "scope", "security_edges", "sync_extractors",
-        "tears_down_first",
+        "async_extractors", "call_style", "dependencies", "func", "implicit_query", "key",
+        "optional", "params", "raises", "raises_edges", "returns", "scope", "security_edges",
+        "sync_extractors", "tears_down_first",
     )
 
     def __init__(self, func: Callable[..., Any], key: Callable[..., Any], scope: str,
@@ -76,6 +80,9 @@ class DependencyNode:
         self.scope = scope
         #: every parameter except dependencies, in signature order
         self.params: list[ParamInfo] = []
+        #: the parameters read from the query string only because nothing else claimed them
+        #: (no marker, not a path parameter, not a body type)
+        self.implicit_query: list[ParamInfo] = []
         self.sync_extractors: list[tuple[str, Extractor]] = []
         self.async_extractors: list[tuple[str, AsyncExtractor]] = []
         #: (parameter name or None for route-level dependencies, node)
@@ -173,6 +180,7 @@ class PlanBuilder:
             if is_security(marker):
                 _add_security_edge(node, dependency, marker)
         node.dependencies[0:0] = shared  # app's, then the router's, then the route's
+        _check_path_parameters(node, path_params, where)
         return node
 
     def _dependency(self, marker: Depends, path_params: dict[str, type],
@@ -242,22 +250,39 @@ class PlanBuilder:
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise TypeError(f"{where}: {describe(func)} has *args/**kwargs; handlers and "
                                 "dependencies must name every parameter")
+            if param.kind is param.POSITIONAL_ONLY:
+                raise TypeError(f"{where}: parameter {param.name!r} of {describe(func)} is "
+                                "positional-only (before a `/`); Joey passes every value by "
+                                "its name: remove the `/`")
             annotation = hints.get(param.name, Any)
             default = MISSING if param.default is param.empty else param.default
             marker: Any = None
             if get_origin(annotation) is Annotated:
                 base, *extras = get_args(annotation)
                 markers = [e for e in extras if isinstance(e, ParamMarker | Depends)]
-                if len(markers) > 1:
+                if len(markers) > 1 or (markers and isinstance(default, ParamMarker | Depends)):
+                    found = [*markers, default] if len(markers) == 1 else markers
                     raise TypeError(f"{where}: parameter {param.name!r} of {describe(func)} has "
-                                    f"several sources {markers!r}; keep one")
+                                    f"several sources {found!r}; keep one")
                 if markers:
                     marker = markers[0]
                     others = [e for e in extras if e is not marker]
                     # keep msgspec.Meta constraints: Annotated[int, Meta(ge=1), Query()]
                     annotation = Annotated[(base, *others)] if others else base
-            if isinstance(default, Depends | ParamMarker) and marker is None:
+            spelled_as_default = isinstance(default, Depends | ParamMarker) and marker is None
+            if spelled_as_default:
                 marker, default = default, MISSING  # the `x: T = Depends(fn)` spelling
+            elif _is_pydantic_field(default):
+                raise TypeError(
+                    f"{where}: parameter {param.name!r} of {describe(func)} has a pydantic "
+                    f"Field as its default ({default!r}); Joey reads parameters, not model "
+                    f"fields. Write `{param.name}: Annotated[T, Field(...)] = value`, or "
+                    f"FastAPI's `{param.name}: T = Query(value, ge=...)`")
+            alias: str | None = None
+            if isinstance(marker, ParamMarker):
+                alias, default = _marker_values(marker, not spelled_as_default, default,
+                                                where, param.name)
+                annotation = with_meta(annotation, marker.meta)
             name = param.name
             if isinstance(marker, Depends):
                 security = is_security(marker)
@@ -269,9 +294,12 @@ class PlanBuilder:
                 if security:
                     _add_security_edge(node, dependency, marker)
                 continue
-            info, extractor = self._parameter(name, annotation, default, marker, path_params,
-                                              where)
+            annotation = normalize(annotation, where, name)
+            info, extractor = self._parameter(name, annotation, default, marker, alias,
+                                              path_params, where)
             node.params.append(info)
+            if info.source == "query" and marker is None:
+                node.implicit_query.append(info)
             if inspect.iscoroutinefunction(extractor):
                 node.async_extractors.append((name, extractor))
                 if info.source == "body":
@@ -298,8 +326,11 @@ class PlanBuilder:
         return typing.get_type_hints(init, localns=self._namespace, include_extras=True)
 
     def _parameter(self, name: str, annotation: Any, default: Any, marker: Any,
-                   path_params: dict[str, type], where: str) -> tuple[ParamInfo, Any]:
-        """What the parameter is (its :class:`ParamInfo`) and the extractor that reads it."""
+                   alias: str | None, path_params: dict[str, type], where: str,
+                   ) -> tuple[ParamInfo, Any]:
+        """What the parameter is (its :class:`ParamInfo`) and the extractor that reads it
+        (``alias``: the name on the wire its marker gives)."""
+        check_applies(annotation, where, name)
         from joey.websockets import WebSocket
 
         def info(source: Source, key: str = "", media_types: tuple[str, ...] = (),
@@ -328,26 +359,40 @@ class PlanBuilder:
             marker = Form()
         if isinstance(marker, Header):
             check_convertible(where, name, annotation, "a header")
-            parameter = info("header", (marker.alias or name.replace("_", "-")).lower())
+            parameter = info("header", (alias or name.replace("_", "-")).lower())
             return parameter, header_extractor(parameter)
         if isinstance(marker, Cookie):
             check_convertible(where, name, annotation, "a cookie")
-            parameter = info("cookie", marker.alias or name)
+            parameter = info("cookie", alias or name)
             return parameter, cookie_extractor(parameter)
         if isinstance(marker, Form):
             self._refuse_on_websocket(where, name, "form")
-            whole = marker.alias is None and is_structured(annotation)
-            parameter = info("form", "" if whole else marker.alias or name, FORM_MEDIA_TYPES)
+            whole = alias is None and is_structured(annotation)
+            parameter = info("form", "" if whole else alias or name, FORM_MEDIA_TYPES)
             return parameter, form_extractor(parameter, whole)
         if isinstance(marker, Body) or (marker is None and name not in path_params
                                         and is_body_type(annotation)):
             self._refuse_on_websocket(where, name, "body")
             body = marker if isinstance(marker, Body) else None
             custom = body is not None and body.decoder is not None
-            key = (body.alias or name) if body is not None and body.embed else ""
+            if alias is not None and (body is None or not body.embed):
+                raise TypeError(f"{where}: parameter {name!r}: Body({alias!r}) names a key of "
+                                "the body: use it with embed=True")
+            key = (alias or name) if body is not None and body.embed else ""
             parameter = info("body", key, _body_media_types(base if not key else dict, custom),
                              custom)
             return parameter, body_extractor(parameter, body, where)
+        if isinstance(marker, Path):
+            key = alias or name
+            if key not in path_params:
+                raise TypeError(f"{where}: parameter {name!r} is Path(), but the route's path "
+                                f"has no {{{key}}}; its path parameters: "
+                                f"{sorted(path_params) or 'none'}")
+            if default is not MISSING:
+                raise TypeError(f"{where}: path parameter {name!r} has a default "
+                                f"({default!r}); a path parameter is always sent. Remove it")
+            parameter = info("path", key)
+            return parameter, path_extractor(parameter, path_params[key])
         if marker is None and name in path_params:
             parameter = info("path", name)
             return parameter, path_extractor(parameter, path_params[name])
@@ -356,14 +401,69 @@ class PlanBuilder:
         custom = marker is not None and marker.extractor is not None
         if not custom:  # an extractor may make anything
             check_convertible(where, name, annotation, "a query string")
-        parameter = info("query", marker.alias if marker is not None and marker.alias else name,
-                         custom=custom)
+        parameter = info("query", alias or name, custom=custom)
         return parameter, query_extractor(parameter, marker)
 
     def _refuse_on_websocket(self, where: str, name: str, what: str) -> None:
         if self.websocket:
             raise TypeError(f"{where}: parameter {name!r} reads a {what}; WebSocket routes have "
                             "no request body")
+
+
+def _marker_values(marker: ParamMarker, annotated: bool, default: Any, where: str,
+                   name: str) -> tuple[str | None, Any]:
+    """The alias and default a marker gives, by how it was written (see
+    :class:`~joey.params.markers.ParamMarker`): its first argument is the alias in
+    ``Annotated[T, Query("q")]``, the default in ``x: T = Query(10)``."""
+    alias = marker.alias
+    where = f"{where}: parameter {name!r}"
+    if not annotated:  # FastAPI's spelling: `limit: int = Query(10, ge=1)`
+        given = marker.positional if marker.positional is not UNSET else marker.default
+        return alias, MISSING if given is UNSET or given is Ellipsis else given
+    if marker.default is not UNSET:
+        raise TypeError(f"{where}: {marker!r} in Annotated sets a default; write the default "
+                        f"after `=`: `{name}: Annotated[T, {type(marker).__name__}()] = value`")
+    first = marker.positional
+    if first is UNSET:
+        return alias, default
+    if not isinstance(first, str):
+        kind = type(marker).__name__
+        raise TypeError(
+            f"{where}: {marker!r} in Annotated: there, a marker's first argument is the name on "
+            f"the wire (its alias), and {first!r} is not a name. Write the default after `=`: "
+            f"`{name}: Annotated[T, {kind}()] = {first!r}`, or FastAPI's "
+            f"`{name}: T = {kind}({first!r})`")
+    if alias is not None:
+        raise TypeError(f"{where}: {marker!r} names the alias twice; keep alias=")
+    return first, default
+
+
+def _check_path_parameters(root: DependencyNode, path_params: dict[str, type],
+                           where: str) -> None:
+    """Refuse a route whose path has a ``{name}`` that no parameter of its plan takes while
+    a parameter is read from the query string by default: most likely a misspelt path
+    parameter (``taskid`` for ``{task_id}``), which would answer every request with a 422
+    about a missing query parameter."""
+    nodes = in_call_order(root)
+    taken = {p.key for node in nodes for p in node.params if p.source == "path"}
+    untaken = [name for name in path_params if name not in taken]
+    implicit = [p.name for node in nodes for p in node.implicit_query]
+    if not untaken or not implicit:
+        return
+    pairs = [(name, (difflib.get_close_matches(name, implicit, 1, 0) or implicit)[0])
+             for name in untaken]
+    path, parameter = min(pairs, key=lambda pair: -difflib.SequenceMatcher(
+        None, *pair).ratio())
+    raise TypeError(
+        f"{where}: the route's path has {{{path}}}, which no parameter takes, and parameter "
+        f"{parameter!r} is read from the query string because no path parameter has its name. "
+        f"To take the path parameter, rename {parameter!r} to {path!r} (or write "
+        f"`{parameter}: Annotated[T, Path({path!r})]`); if {parameter!r} really is a query "
+        f"parameter, say so: `{parameter}: Annotated[T, Query()]`")
+
+
+def _is_pydantic_field(value: Any) -> bool:
+    return type(value).__name__ == "FieldInfo" and type(value).__module__.startswith("pydantic")
 
 
 def _body_media_types(base: Any, custom: bool) -> tuple[str, ...]:

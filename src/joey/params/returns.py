@@ -54,8 +54,9 @@ def return_converter(func: Callable[..., Any], annotation: Any) -> Callable[[Any
         try:
             return msgspec.convert(prepare(value), target, from_attributes=True)
         except msgspec.ValidationError as exc:
-            raise TypeError(f"{where} returned a value that is not a valid "
-                            f"{_type_name(target)}: {exc}") from exc
+            raise _forgot_await(where, value) or TypeError(
+                f"{where} returned a value that is not a valid {_type_name(target)}: {exc}"
+            ) from exc
 
     return convert
 
@@ -99,6 +100,13 @@ def _already_checker(tp: Any) -> Callable[[Any], bool] | None:
             return None
         return lambda value: value is None or inner(value)
     return None
+
+
+def _forgot_await(where: str, value: Any) -> TypeError | None:
+    from joey.responses import forgotten_await
+
+    forgot = forgotten_await(value)
+    return None if forgot is None else TypeError(f"{where}: {forgot}")
 
 
 def _identity(value: Any) -> Any:
@@ -168,8 +176,9 @@ def _pydantic_converter(target: Any, where: str) -> Callable[[Any], Any]:
         try:
             return adapter.validate_python(value, from_attributes=True)
         except Exception as exc:
-            raise TypeError(f"{where} returned a value that is not a valid "
-                            f"{_type_name(target)}: {exc}") from exc
+            raise _forgot_await(where, value) or TypeError(
+                f"{where} returned a value that is not a valid {_type_name(target)}: {exc}"
+            ) from exc
 
     return convert
 

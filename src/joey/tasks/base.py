@@ -20,6 +20,7 @@ from .definition import DEFAULT_BACKOFF, Backoff, TaskDef, check_timeout, source
 from .errors import TaskNotRegistered
 from .periodic import make_schedule
 from .state import TaskInfo
+from .unawaited import Enqueueing
 
 if TYPE_CHECKING:
     from joey.metrics.families import TaskMetrics
@@ -95,14 +96,16 @@ class EnqueueOptions:
         self.replace = replace
 
     @overload
-    async def enqueue(
+    def enqueue(
         self, task: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
-    ) -> str: ...
+    ) -> Enqueueing: ...
     @overload
-    async def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> str: ...
-    async def enqueue(self, task: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> str:
-        """Enqueue `task` with these options; returns the task id."""
-        return await self._backend._enqueue(task, args, kwargs, self)
+    def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> Enqueueing: ...
+    def enqueue(self, task: Callable[..., Any] | str, /, *args: Any, **kwargs: Any,
+                ) -> Enqueueing:
+        """Enqueue `task` with these options; ``await`` it for the task id."""
+        return Enqueueing(lambda: self._backend._enqueue(task, args, kwargs, self),
+                          f"app.tasks.options(...).enqueue({_task_name(task)}, ...)")
 
 
 class TaskBackend(ABC):
@@ -233,13 +236,16 @@ class TaskBackend(ABC):
     # -- enqueueing ---------------------------------------------------------------------------
 
     @overload
-    async def enqueue(
+    def enqueue(
         self, task: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
-    ) -> str: ...
+    ) -> Enqueueing: ...
     @overload
-    async def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> str: ...
-    async def enqueue(self, task: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> str:
-        """Queue a run of `task` (the registered function, or its name) and return its id.
+    def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> Enqueueing: ...
+    def enqueue(self, task: Callable[..., Any] | str, /, *args: Any, **kwargs: Any,
+                ) -> Enqueueing:
+        """Queue a run of `task` (the registered function, or its name); ``await`` it for the
+        task id. Nothing is queued until it is awaited, and a forgotten ``await`` is reported
+        (a 500 naming it in a request, see :mod:`joey.tasks.unawaited`), never silent.
 
         Arguments are passed to the task as given. Per-call options go through `options()`, so
         they never collide with the task's own keyword arguments.
@@ -252,7 +258,8 @@ class TaskBackend(ABC):
             async def signed_up(user_id: int) -> None:
                 task_id = await app.tasks.enqueue(send_welcome, user_id)
         """
-        return await self._enqueue(task, args, kwargs, None)
+        return Enqueueing(lambda: self._enqueue(task, args, kwargs, None),
+                          f"app.tasks.enqueue({_task_name(task)}, ...)")
 
     async def _enqueue(
         self,
@@ -389,6 +396,10 @@ class TaskBackend(ABC):
             # thread finishes on its own rather than blocking shutdown.
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+def _task_name(task: Callable[..., Any] | str) -> str:
+    return repr(task) if isinstance(task, str) else str(getattr(task, "__name__", task))
 
 
 def periodic_tasks(backend: TaskBackend) -> list[TaskDef]:
