@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from joey import App, CallNext, Middleware, NotFound, Request, Response, Router, TextResponse
+from joey import App, CallNext, Middleware, NotFound, PlainTextResponse, Request, Response, Router
 from joey.middleware import CORSMiddleware, SessionMiddleware
 from joey.testing import LifespanError, TestClient
 from joey.types import ASGIApp, Message, Receive, Scope, Send
@@ -126,7 +126,7 @@ def test_the_http_middleware_decorator_works_as_in_fastapi() -> None:
 
     @app.exception_handler(KeyError)
     async def missing_key(request: Request, exc: KeyError) -> Response:
-        return TextResponse("no such key", status_code=409)
+        return PlainTextResponse("no such key", status_code=409)
 
     @app.middleware("http")
     async def add_header(request: Request, call_next: CallNext) -> Response:
