@@ -15,7 +15,8 @@ from ..database import record_event
 from ..dependencies import CurrentUser, Database, Paging
 from ..schemas import EventOut, ItemIn, ItemOut, ItemPage, ItemPatch, UserOut
 
-router = Router(prefix="/items", tags=["items"])
+# raises: every route of the router documents the 404, as FastAPI's responses= does
+router = Router(prefix="/items", tags=["items"], raises=[NotFound])
 events = Router(prefix="/events", tags=["items"])
 
 
@@ -59,12 +60,12 @@ async def list_items(user: CurrentUser, db: Database, page: Paging) -> ItemPage:
                     limit=page.limit)
 
 
-@router.get("/{item_id}", raises=[NotFound])
+@router.get("/{item_id}")
 async def read_item(item_id: int, user: CurrentUser, db: Database) -> ItemOut:
     return await find_item(db, user, item_id)
 
 
-@router.patch("/{item_id}", raises=[NotFound])
+@router.patch("/{item_id}")
 async def update_item(item_id: int, changes: ItemPatch, user: CurrentUser,
                       db: Database) -> ItemOut:
     item = await find_item(db, user, item_id)
@@ -76,7 +77,7 @@ async def update_item(item_id: int, changes: ItemPatch, user: CurrentUser,
     return updated
 
 
-@router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, raises=[NotFound])
+@router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_item(
     item_id: int, user: CurrentUser, db: Database, background: BackgroundTasks,
     settings: Annotated[Settings, Depends(get_settings)],
