@@ -61,6 +61,3 @@ class Page:
                  limit: Annotated[int, Query(ge=1, le=100)] = 10) -> None:
         self.offset = offset
         self.limit = limit
-
-
-Paging = Annotated[Page, Depends(Page)]

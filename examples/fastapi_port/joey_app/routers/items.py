@@ -12,7 +12,7 @@ from joey import BackgroundTasks, Depends, NotFound, Router, status
 
 from ..config import Settings, get_settings
 from ..database import record_event
-from ..dependencies import CurrentUser, Database, Paging
+from ..dependencies import CurrentUser, Database, Page
 from ..schemas import EventOut, ItemIn, ItemOut, ItemPage, ItemPatch, UserOut
 
 # raises: every route of the router documents the 404, as FastAPI's responses= does
@@ -49,7 +49,8 @@ async def create_item(
 
 
 @router.get("")
-async def list_items(user: CurrentUser, db: Database, page: Paging) -> ItemPage:
+async def list_items(user: CurrentUser, db: Database,
+                     page: Annotated[Page, Depends()]) -> ItemPage:
     cursor = await db.execute(
         "SELECT * FROM items WHERE owner_id = ? ORDER BY id LIMIT ? OFFSET ?",
         (user.id, page.limit, page.offset))
