@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import enum
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, Protocol, TypedDict, get_args
 
 import msgspec
 import pydantic
@@ -26,9 +27,13 @@ from joey import (
     Query,
     Request,
     Router,
+    Security,
     StreamingResponse,
 )
+from joey.caching import Caching
 from joey.params.returns import return_converter
+from joey.ratelimit import RateLimit
+from joey.security.jwt import JWTBearer
 from joey.testing import LifespanError, TestClient
 
 
@@ -1081,3 +1086,120 @@ def test_a_class_dependency_is_typed_and_checked_by_its_init() -> None:
         refused = client.get("/items?limit=1000&offset=-1")
         assert refused.status_code == 422  # the constraints hold, not silently ignored
         assert {e["name"] for e in refused.json()["errors"]} == {"limit", "offset"}
+
+
+# --- Depends() without a function: the parameter's class (FastAPI's habit) ------------------
+
+_PagingDep = Annotated[_Paging, Depends()]  # one marker, shared by every parameter using it
+
+
+class _Reader:
+    """A class that is a security dependency: reads the caller from a header."""
+
+    def __init__(self, x_user: Annotated[str | None, Header()] = None) -> None:
+        if x_user is None:
+            raise HTTPError(401, "Who are you?")
+        self.name = x_user
+
+
+def test_depends_without_a_function_depends_on_the_parameters_class() -> None:
+    calls: list[str] = []
+
+    class Counted:  # a local class: its annotations resolve in this function's namespace
+        def __init__(self, q: str = "") -> None:
+            calls.append(q)
+            self.q = q
+
+    app = App()
+
+    @app.get("/items")
+    async def items(page: _PagingDep,
+                    counted: Annotated[Counted, Depends()],
+                    again: Annotated[Counted, Depends(Counted)],
+                    filters: _Filters = Depends(),  # noqa: B008 - FastAPI's `f: F = Depends()`
+                    ) -> dict[str, Any]:
+        return {"offset": page.offset, "limit": page.limit, "exact": filters.exact,
+                "same": counted is again}
+
+    @app.get("/pages")
+    async def pages(page: _PagingDep) -> int:
+        return page.limit
+
+    @app.post("/notes")
+    async def notes(reader: Annotated[_Reader, Security()], note: Item) -> str:
+        return reader.name
+
+    with client_for(app) as client:
+        assert client.get("/items?offset=2&limit=5&exact=true&q=x").json() == {
+            "offset": 2, "limit": 5, "exact": True, "same": True}
+        assert calls == ["x"]  # Depends() and Depends(Counted) are one dependency: called once
+        refused = client.get("/pages?limit=1000")
+        assert refused.status_code == 422
+        assert [e["name"] for e in refused.json()["errors"]] == ["limit"]
+        # Security(): the class runs first, before the body is read: a 401, not a 422
+        assert client.post("/notes", json={"name": 5}).status_code == 401
+        sent = client.post("/notes", json={"name": "n", "price": 1}, headers={"x-user": "ann"})
+        assert sent.text == "ann"
+        # overrides are keyed on the class, as for Depends(_Paging)
+        app.dependency_overrides[_Paging] = lambda: _Paging(limit=3)
+        assert client.get("/pages?limit=50").json() == 3
+    assert get_args(_PagingDep)[1].dependency is None  # the shared marker is left as it was
+
+
+class _Abstract(abc.ABC):
+    @abc.abstractmethod
+    def run(self) -> None: ...
+
+
+class _Protocol(Protocol):
+    def run(self) -> None: ...
+
+
+@pytest.mark.parametrize(("annotation", "problem"), [
+    (Annotated[_Paging | None, Depends()], "which is not a class"),
+    (Annotated[list[int], Depends()], "which is not a class"),
+    (Annotated[Any, Depends()], "is annotated typing.Any, which is not a class"),
+    (Annotated[_Abstract, Depends()], "_Abstract, an abstract class"),
+    (Annotated[_Protocol, Security()], "_Protocol, a Protocol"),
+    (None, "has no annotation"),
+])
+def test_depends_without_a_function_is_refused_unless_the_annotation_is_a_class(
+    annotation: Any, problem: str,
+) -> None:
+    app = App()
+
+    async def handler(value=None) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    if annotation is None:  # FastAPI's spelling, `value = Depends()`, with no annotation
+        handler.__defaults__ = (Depends(),)
+    else:
+        handler.__annotations__["value"] = annotation
+    app.get("/x")(handler)
+    spelled = "Security" if "Protocol" in problem else "Depends"
+    with pytest.raises(LifespanError) as failed, TestClient(app):
+        pass
+    message = str(failed.value)
+    assert "test_params.py" in message  # where the handler is
+    assert "parameter 'value' of " in message
+    assert f"takes {spelled}() without a function, which calls the parameter's class" in message
+    assert problem in message
+    assert f"`value: Annotated[T, {spelled}(get_value)]`" in message
+
+
+def test_depends_without_a_function_is_refused_where_there_is_no_parameter() -> None:
+    app = App(dependencies=[Depends()])
+
+    @app.get("/x")
+    async def handler() -> None:
+        return None
+
+    with pytest.raises(LifespanError, match=r"Depends\(\) names no function; only on a "
+                                            r"parameter may it be left out"), TestClient(app):
+        pass
+    with pytest.raises(TypeError, match=r"JWTBearer\(key=...\): Depends\(\) names no function"):
+        JWTBearer(Depends(), algorithms=["HS256"])
+    with pytest.raises(TypeError, match=r"RateLimit\(key=...\): Security\(scopes=\[\]\) names"):
+        RateLimit(10, 60, key=Security())
+    with pytest.raises(TypeError, match=r"Caching\(key=...\): Depends\(\) names no function"):
+        Caching(key=Depends())

@@ -28,7 +28,8 @@ def defining_namespace(func: Callable[..., Any], dependencies: Sequence[Any],
     frame = sys._getframe(2)  # defining_namespace() <- decorator() <- the user's frame
     local: dict[str, Any] | None = None
     kept: dict[str, Any] = {}
-    todo: list[Any] = [func, *(d.dependency for d in dependencies if isinstance(d, Depends))]
+    todo: list[Any] = [func, *(d.dependency for d in dependencies
+                               if isinstance(d, Depends) and d.dependency is not None)]
     seen: set[int] = set()
     while todo:  # the handler, then every local function its annotations lead to
         item = todo.pop()
@@ -69,7 +70,8 @@ def _annotation_names(item: Any, dependencies: list[Any]) -> set[str]:
                 names |= _names_in(annotation)
             else:
                 defaults.extend(getattr(annotation, "__metadata__", ()))
-        dependencies.extend(d.dependency for d in defaults if isinstance(d, Depends))
+        dependencies.extend(d.dependency for d in defaults
+                            if isinstance(d, Depends) and d.dependency is not None)
     return names
 
 

@@ -308,7 +308,8 @@ class RateLimit:
         self.metrics: RateLimitMetrics | None = None
         if isinstance(key, Depends):
             # the key is a dependency's value: give __call__ a parameter that asks for it
-            marker = key if isinstance(key, Security) else Security(key.dependency)
+            named = key.named_dependency("RateLimit(key=...)")
+            marker = key if isinstance(key, Security) else Security(named)
             self.key_function: KeyFunction | None = None
             self.__joey_dependency__ = self._keyed_by(marker)
         else:

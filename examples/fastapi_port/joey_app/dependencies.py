@@ -7,16 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import aiosqlite
-from msgspec import Meta
 
-from joey import Depends
-from joey.security import BearerCredentials, OAuth2PasswordBearer, Security
+from joey import Depends, Query, Security
+from joey.security.jwt import JWTCredentials
 
 from .config import Settings, get_settings
 from .schemas import UserOut
-from .security import read_access_token
-
-oauth2_scheme = OAuth2PasswordBearer("/token")
+from .security import access_tokens
 
 
 async def get_db(
@@ -40,18 +37,15 @@ Database = Annotated[aiosqlite.Connection, Depends(get_db, scope="function")]
 
 
 async def get_current_user(
-    credentials: Annotated[BearerCredentials, Security(oauth2_scheme)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    token: Annotated[JWTCredentials, Security(access_tokens)],
     db: Database,
 ) -> UserOut:
-    username = read_access_token(credentials.token, settings)
-    row = None
-    if username is not None:
-        cursor = await db.execute("SELECT id, username FROM users WHERE username = ?",
-                                  (username,))
-        row = await cursor.fetchone()
+    # the token is valid (signature, expiry, subject): its user may still be gone
+    cursor = await db.execute("SELECT id, username FROM users WHERE username = ?",
+                              (token.subject,))
+    row = await cursor.fetchone()
     if row is None:  # a 401 with WWW-Authenticate: Bearer error="invalid_token"
-        raise oauth2_scheme.invalid("Could not validate credentials")
+        raise access_tokens.invalid("Could not validate credentials")
     return UserOut(id=row["id"], username=row["username"])
 
 
@@ -63,10 +57,7 @@ CurrentUser = Annotated[UserOut, Security(get_current_user)]
 class Page:
     """``?offset=0&limit=10``, bounded: ``limit=1000`` is a 422, not a slow query."""
 
-    def __init__(self, offset: Annotated[int, Meta(ge=0)] = 0,
-                 limit: Annotated[int, Meta(ge=1, le=100)] = 10) -> None:
+    def __init__(self, offset: Annotated[int, Query(ge=0)] = 0,
+                 limit: Annotated[int, Query(ge=1, le=100)] = 10) -> None:
         self.offset = offset
         self.limit = limit
-
-
-Paging = Annotated[Page, Depends(Page)]

@@ -1,17 +1,18 @@
-"""Passwords (PBKDF2, from the standard library) and access tokens (JWTs, with PyJWT)."""
+"""Passwords (PBKDF2, from the standard library) and access tokens: one ``JWTBearer`` reads
+them as OAuth2's password flow sends them, verifies them and issues them (PyJWT underneath)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-import jwt
+from joey import Depends
+from joey.security import OAuth2PasswordBearer
+from joey.security.jwt import JWTBearer
 
-from .config import Settings
-
-ALGORITHM = "HS256"
+from .config import Settings, get_settings
 
 
 def hash_password(password: str) -> str:
@@ -26,18 +27,11 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(digest.hex(), expected)
 
 
-def create_access_token(username: str, settings: Settings) -> str:
-    expires = datetime.now(UTC) + timedelta(minutes=settings.access_token_minutes)
-    return jwt.encode({"sub": username, "exp": expires}, settings.secret_key,
-                      algorithm=ALGORITHM)
+def secret_key(settings: Annotated[Settings, Depends(get_settings)]) -> str:
+    return settings.secret_key
 
 
-def read_access_token(token: str, settings: Settings) -> str | None:
-    """The token's user name, or None when it is not a valid, unexpired token of ours."""
-    try:
-        claims = jwt.decode(token, settings.secret_key, algorithms=[ALGORITHM],
-                            options={"require": ["exp", "sub"]})
-    except jwt.InvalidTokenError:
-        return None
-    subject = claims["sub"]
-    return subject if isinstance(subject, str) else None
+# The key is a dependency, resolved for every request: a test that overrides the settings
+# changes it. A token without "exp" or "sub", expired, or signed with another key is a 401.
+access_tokens = JWTBearer(Depends(secret_key), algorithms=["HS256"], require=["exp", "sub"],
+                          scheme=OAuth2PasswordBearer("/token"))

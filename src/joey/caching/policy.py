@@ -138,6 +138,8 @@ class Caching:
                 raise ValueError(f"Caching: {name!r} in vary is not a header name")
         if ttl is not None and ttl <= 0:
             raise ValueError(f"Caching: ttl={ttl!r} must be more than 0 seconds")
+        if isinstance(key, Depends):
+            key.named_dependency("Caching(key=...)")  # Depends() has no parameter's class here
         if validators is not None and not callable(validators):
             raise TypeError(f"Caching: validators must be a dependency (a function returning "
                             f"Validators or None), not {validators!r}")

@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
@@ -267,22 +268,47 @@ class Depends(_AnyValue):  # type: ignore[misc]
     ``raises``: exception classes the dependency raises (``Depends(get_book,
     raises=[NotFound])``), documented in the API document of every route that uses it, as
     the route's own ``raises`` are.
+
+    ``Depends()`` without a function (FastAPI's ``page: Annotated[Page, Depends()]``) depends
+    on the parameter's class, as ``Depends(Page)`` does; a parameter whose annotation is not
+    a class that can be called (a union, a Protocol, none) is refused at startup.
     """
 
     __slots__ = ("dependency", "raises", "scope")
 
     def __init__(
-        self, dependency: Callable[..., Any], *,
+        self, dependency: Callable[..., Any] | None = None, *,
         scope: Literal["request", "function", "app"] = "request",
         raises: Sequence[type[BaseException]] = (),
     ) -> None:
         if scope not in ("request", "function", "app"):
             raise ValueError("Depends scope must be 'request', 'function' or 'app'")
+        #: what is called for the value; ``None``: the class its parameter is annotated with
         self.dependency = dependency
         self.scope = scope
         self.raises = tuple(raises)
 
+    def calling(self, dependency: Callable[..., Any]) -> Depends:
+        """This marker with ``dependency`` named: what ``Depends()`` means on a parameter
+        annotated with the class ``dependency``. The marker itself is left as it is (an
+        ``Annotated`` alias shares it between parameters)."""
+        named = copy.copy(self)
+        named.dependency = dependency
+        return named
+
+    def named_dependency(self, where: str) -> Callable[..., Any]:
+        """The function this marker names, for a place without a parameter's annotation to
+        take it from (a route's ``dependencies=``, a key given as a dependency)."""
+        if self.dependency is None:
+            raise TypeError(
+                f"{where}: {self!r} names no function; only on a parameter may it be left out "
+                "(the parameter's class is then the dependency): write "
+                f"{type(self).__name__}(fn)")
+        return self.dependency
+
     def __repr__(self) -> str:
+        if self.dependency is None:
+            return "Depends()"
         return f"Depends({getattr(self.dependency, '__qualname__', self.dependency)})"
 
 
@@ -317,12 +343,15 @@ class Security(Depends):
 
     __slots__ = ("scopes",)
 
-    def __init__(self, dependency: Callable[..., Any], *, scopes: Sequence[str] = (),
+    def __init__(self, dependency: Callable[..., Any] | None = None, *,
+                 scopes: Sequence[str] = (),
                  raises: Sequence[type[BaseException]] = ()) -> None:
         super().__init__(dependency, raises=raises)
         self.scopes = tuple(scopes)
 
     def __repr__(self) -> str:
+        if self.dependency is None:
+            return f"Security(scopes={list(self.scopes)!r})"
         name = getattr(self.dependency, "__qualname__", self.dependency)
         return f"Security({name}, scopes={list(self.scopes)!r})"
 

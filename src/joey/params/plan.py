@@ -186,7 +186,7 @@ class PlanBuilder:
     def _dependency(self, marker: Depends, path_params: dict[str, type],
                     chain: list[Callable[..., Any]], where: str, optional: bool = False,
                     ) -> DependencyNode:
-        key = marker.dependency
+        key = marker.named_dependency(where)
         if key in chain:
             cycle = " → ".join(getattr(f, "__qualname__", repr(f)) for f in [*chain, key])
             raise TypeError(f"{where}: dependency cycle {cycle}")
@@ -285,6 +285,9 @@ class PlanBuilder:
                 annotation = with_meta(annotation, marker.meta)
             name = param.name
             if isinstance(marker, Depends):
+                if marker.dependency is None:  # FastAPI's `Depends()`: the parameter's class
+                    marker = marker.calling(_annotated_class(
+                        annotation, marker, param, where, describe(func)))
                 security = is_security(marker)
                 dependency = self._dependency(
                     marker, path_params, chain, where,
@@ -499,6 +502,30 @@ def check_convertible(where: str, name: str, annotation: Any, source: str) -> No
             "those; take a structure from the body (no marker, or Body()), from several "
             "parameters, or with Query(extractor=fn) or Depends(fn)."
         )
+
+
+def _annotated_class(annotation: Any, marker: Depends, param: inspect.Parameter, where: str,
+                     owner: str) -> type:
+    """The class ``Depends()`` without a function calls: the parameter's annotation, when it
+    is a class that can be called."""
+    base = annotation
+    while get_origin(base) is Annotated:
+        base = get_args(base)[0]
+    if param.annotation is param.empty:
+        problem = "has no annotation"
+    elif base is Any or not isinstance(base, type):  # (Any is a class since Python 3.11)
+        problem = f"is annotated {base!r}, which is not a class"
+    elif getattr(base, "_is_protocol", False):
+        problem = f"is annotated {base.__qualname__}, a Protocol, which cannot be called"
+    elif inspect.isabstract(base):
+        problem = f"is annotated {base.__qualname__}, an abstract class, which cannot be called"
+    else:
+        return base
+    spelled = type(marker).__name__
+    raise TypeError(
+        f"{where}: parameter {param.name!r} of {owner} takes {spelled}() without a function, "
+        f"which calls the parameter's class, but it {problem}: name what makes the value, "
+        f"`{param.name}: Annotated[T, {spelled}(get_value)]`")
 
 
 def _add_raises_edge(node: DependencyNode, dependency: DependencyNode, marker: Depends) -> None:

@@ -120,8 +120,9 @@ class JWTBearer(SecurityScheme):
             _check_key(key, self.algorithms)
         if isinstance(key, Depends):
             # the key is a dependency's value: what runs for a request asks for it
+            named = key.named_dependency("JWTBearer(key=...)")
             self.__joey_dependency__ = self._keyed_by(
-                key if isinstance(key, Security) else Security(key.dependency))
+                key if isinstance(key, Security) else Security(named))
 
     # -- issuing ---------------------------------------------------------------------------
 

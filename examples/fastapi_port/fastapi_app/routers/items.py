@@ -13,7 +13,8 @@ from ..database import record_event
 from ..dependencies import CurrentUser, Database, Page
 from ..schemas import EventOut, ItemIn, ItemOut, ItemPage, ItemPatch, UserOut
 
-router = APIRouter(prefix="/items", tags=["items"])
+router = APIRouter(prefix="/items", tags=["items"],
+                   responses={404: {"description": "Not found"}})
 events = APIRouter(prefix="/events", tags=["items"])
 
 

@@ -12,10 +12,11 @@ from joey import BackgroundTasks, Depends, NotFound, Router, status
 
 from ..config import Settings, get_settings
 from ..database import record_event
-from ..dependencies import CurrentUser, Database, Paging
+from ..dependencies import CurrentUser, Database, Page
 from ..schemas import EventOut, ItemIn, ItemOut, ItemPage, ItemPatch, UserOut
 
-router = Router(prefix="/items", tags=["items"])
+# raises: every route of the router documents the 404, as FastAPI's responses= does
+router = Router(prefix="/items", tags=["items"], raises=[NotFound])
 events = Router(prefix="/events", tags=["items"])
 
 
@@ -48,7 +49,8 @@ async def create_item(
 
 
 @router.get("")
-async def list_items(user: CurrentUser, db: Database, page: Paging) -> ItemPage:
+async def list_items(user: CurrentUser, db: Database,
+                     page: Annotated[Page, Depends()]) -> ItemPage:
     cursor = await db.execute(
         "SELECT * FROM items WHERE owner_id = ? ORDER BY id LIMIT ? OFFSET ?",
         (user.id, page.limit, page.offset))
@@ -59,12 +61,12 @@ async def list_items(user: CurrentUser, db: Database, page: Paging) -> ItemPage:
                     limit=page.limit)
 
 
-@router.get("/{item_id}", raises=[NotFound])
+@router.get("/{item_id}")
 async def read_item(item_id: int, user: CurrentUser, db: Database) -> ItemOut:
     return await find_item(db, user, item_id)
 
 
-@router.patch("/{item_id}", raises=[NotFound])
+@router.patch("/{item_id}")
 async def update_item(item_id: int, changes: ItemPatch, user: CurrentUser,
                       db: Database) -> ItemOut:
     item = await find_item(db, user, item_id)
@@ -76,7 +78,7 @@ async def update_item(item_id: int, changes: ItemPatch, user: CurrentUser,
     return updated
 
 
-@router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, raises=[NotFound])
+@router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_item(
     item_id: int, user: CurrentUser, db: Database, background: BackgroundTasks,
     settings: Annotated[Settings, Depends(get_settings)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 from typing import Annotated
 
 from joey import BadRequest, Conflict, Depends, Form, Router, status
@@ -10,7 +11,7 @@ from joey import BadRequest, Conflict, Depends, Form, Router, status
 from ..config import Settings, get_settings
 from ..dependencies import CurrentUser, Database
 from ..schemas import LoginForm, Token, UserIn, UserOut
-from ..security import create_access_token, hash_password, verify_password
+from ..security import access_tokens, hash_password, verify_password
 
 router = Router(tags=["users"])
 
@@ -38,7 +39,9 @@ async def log_in(
     row = await cursor.fetchone()
     if row is None or not verify_password(form.password, row["password_hash"]):
         raise BadRequest("Incorrect username or password")
-    return Token(access_token=create_access_token(form.username, settings))
+    token = access_tokens.issue({"sub": form.username}, key=settings.secret_key,
+                                expires_in=timedelta(minutes=settings.access_token_minutes))
+    return Token(access_token=token)
 
 
 @router.get("/users/me")
