@@ -414,6 +414,7 @@ __all__ = [
     "ProblemResponse",
     "RedirectResponse",
     "Response",
+    "forgotten_await",
     "format_cookie",
     "json_encode",
     "to_response",

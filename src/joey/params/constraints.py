@@ -187,3 +187,10 @@ def _field_meta(field: Any, where: str, name: str) -> msgspec.Meta:
     if docs:
         metas.append(msgspec.Meta(**docs))
     return _merge(metas) if metas else msgspec.Meta()
+
+
+__all__ = [
+    "check_applies",
+    "normalize",
+    "with_meta",
+]

@@ -362,7 +362,9 @@ __all__ = [
     "Depends",
     "Form",
     "Header",
+    "MarkerOptions",
     "ParamMarker",
+    "Path",
     "Query",
     "Security",
 ]

@@ -108,3 +108,11 @@ def checking_enqueues(run: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], A
         return result
 
     return run_checking_enqueues
+
+
+__all__ = [
+    "Enqueueing",
+    "NotAwaited",
+    "checking_enqueues",
+    "report",
+]
