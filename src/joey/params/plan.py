@@ -9,13 +9,10 @@ a signature are found here, as ``TypeError`` naming the handler with its file an
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import typing
 from collections.abc import Callable
 from typing import Annotated, Any, get_args, get_origin
-
-import msgspec
 
 from joey.background import BackgroundTasks
 from joey.describe import describe
@@ -37,7 +34,6 @@ from joey.params.extract import (
 )
 from joey.params.info import FORM_MEDIA_TYPES, JSON_MEDIA_TYPES, ParamInfo, Source
 from joey.params.markers import (
-    UNSET,
     Body,
     Cookie,
     Depends,
@@ -48,15 +44,22 @@ from joey.params.markers import (
     Query,
     Security,
 )
+from joey.params.signature_checks import (
+    GENERATORS,
+    annotated_class,
+    check_convertible,
+    check_path_parameters,
+    is_pydantic_field,
+    marker_values,
+    refuse_later_teardown,
+)
 from joey.params.typeinfo import (
     MISSING,
     accepts_none,
     base_type,
-    has_custom_type,
     is_body_type,
     is_channels,
     is_route_info,
-    is_sequence,
     is_structured,
     is_upload_file,
 )
@@ -105,26 +108,6 @@ class DependencyNode:
         #: declared ``Depends(..., scope="function")``: a generator is torn down when the
         #: handler has returned, before the response is sent (``scope`` is ``"request"``)
         self.tears_down_first = False
-
-
-GENERATORS = ("generator", "async_generator")
-
-
-def _refuse_later_teardown(node: DependencyNode, where: str) -> None:
-    """A generator torn down after the response cannot use what one torn down before it
-    (``scope="function"``) made: its teardown would find it closed. Its value may reach it
-    through plain functions, so those are looked through."""
-    stack = [inner for _, inner in node.dependencies]
-    while stack:
-        inner = stack.pop()
-        if inner.tears_down_first and inner.call_style in GENERATORS:
-            raise TypeError(
-                f"{where}: {describe(node.func)} is torn down after the response, but depends "
-                f"on {describe(inner.func)}, declared with scope=\"function\" and torn down "
-                f"before the response: declare "
-                f"{getattr(node.func, '__name__', 'it')} with scope=\"function\" too")
-        if inner.scope == "request" and inner.call_style not in GENERATORS:
-            stack.extend(dependency for _, dependency in inner.dependencies)
 
 
 def is_security(marker: Depends) -> bool:
@@ -180,7 +163,7 @@ class PlanBuilder:
             if is_security(marker):
                 _add_security_edge(node, dependency, marker)
         node.dependencies[0:0] = shared  # app's, then the router's, then the route's
-        _check_path_parameters(node, path_params, where)
+        check_path_parameters(in_call_order(node), path_params, where)
         return node
 
     def _dependency(self, marker: Depends, path_params: dict[str, type],
@@ -211,7 +194,7 @@ class PlanBuilder:
         node.raises = raised_by(runs)
         node.tears_down_first = first
         if scope == "request" and not first and node.call_style in GENERATORS:
-            _refuse_later_teardown(node, where)
+            refuse_later_teardown(node, where)
         if marker.scope == "app":
             for _, inner in node.dependencies:
                 if inner.scope != "app":
@@ -272,7 +255,7 @@ class PlanBuilder:
             spelled_as_default = isinstance(default, Depends | ParamMarker) and marker is None
             if spelled_as_default:
                 marker, default = default, MISSING  # the `x: T = Depends(fn)` spelling
-            elif _is_pydantic_field(default):
+            elif is_pydantic_field(default):
                 raise TypeError(
                     f"{where}: parameter {param.name!r} of {describe(func)} has a pydantic "
                     f"Field as its default ({default!r}); Joey reads parameters, not model "
@@ -280,13 +263,13 @@ class PlanBuilder:
                     f"FastAPI's `{param.name}: T = Query(value, ge=...)`")
             alias: str | None = None
             if isinstance(marker, ParamMarker):
-                alias, default = _marker_values(marker, not spelled_as_default, default,
+                alias, default = marker_values(marker, not spelled_as_default, default,
                                                 where, param.name)
                 annotation = with_meta(annotation, marker.meta)
             name = param.name
             if isinstance(marker, Depends):
                 if marker.dependency is None:  # FastAPI's `Depends()`: the parameter's class
-                    marker = marker.calling(_annotated_class(
+                    marker = marker.calling(annotated_class(
                         annotation, marker, param, where, describe(func)))
                 security = is_security(marker)
                 dependency = self._dependency(
@@ -413,62 +396,6 @@ class PlanBuilder:
                             "no request body")
 
 
-def _marker_values(marker: ParamMarker, annotated: bool, default: Any, where: str,
-                   name: str) -> tuple[str | None, Any]:
-    """The alias and default a marker gives, by how it was written (see
-    :class:`~joey.params.markers.ParamMarker`): its first argument is the alias in
-    ``Annotated[T, Query("q")]``, the default in ``x: T = Query(10)``."""
-    alias = marker.alias
-    where = f"{where}: parameter {name!r}"
-    if not annotated:  # FastAPI's spelling: `limit: int = Query(10, ge=1)`
-        given = marker.positional if marker.positional is not UNSET else marker.default
-        return alias, MISSING if given is UNSET or given is Ellipsis else given
-    if marker.default is not UNSET:
-        raise TypeError(f"{where}: {marker!r} in Annotated sets a default; write the default "
-                        f"after `=`: `{name}: Annotated[T, {type(marker).__name__}()] = value`")
-    first = marker.positional
-    if first is UNSET:
-        return alias, default
-    if not isinstance(first, str):
-        kind = type(marker).__name__
-        raise TypeError(
-            f"{where}: {marker!r} in Annotated: there, a marker's first argument is the name on "
-            f"the wire (its alias), and {first!r} is not a name. Write the default after `=`: "
-            f"`{name}: Annotated[T, {kind}()] = {first!r}`, or FastAPI's "
-            f"`{name}: T = {kind}({first!r})`")
-    if alias is not None:
-        raise TypeError(f"{where}: {marker!r} names the alias twice; keep alias=")
-    return first, default
-
-
-def _check_path_parameters(root: DependencyNode, path_params: dict[str, type],
-                           where: str) -> None:
-    """Refuse a route whose path has a ``{name}`` that no parameter of its plan takes while
-    a parameter is read from the query string by default: most likely a misspelt path
-    parameter (``taskid`` for ``{task_id}``), which would answer every request with a 422
-    about a missing query parameter."""
-    nodes = in_call_order(root)
-    taken = {p.key for node in nodes for p in node.params if p.source == "path"}
-    untaken = [name for name in path_params if name not in taken]
-    implicit = [p.name for node in nodes for p in node.implicit_query]
-    if not untaken or not implicit:
-        return
-    pairs = [(name, (difflib.get_close_matches(name, implicit, 1, 0) or implicit)[0])
-             for name in untaken]
-    path, parameter = min(pairs, key=lambda pair: -difflib.SequenceMatcher(
-        None, *pair).ratio())
-    raise TypeError(
-        f"{where}: the route's path has {{{path}}}, which no parameter takes, and parameter "
-        f"{parameter!r} is read from the query string because no path parameter has its name. "
-        f"To take the path parameter, rename {parameter!r} to {path!r} (or write "
-        f"`{parameter}: Annotated[T, Path({path!r})]`); if {parameter!r} really is a query "
-        f"parameter, say so: `{parameter}: Annotated[T, Query()]`")
-
-
-def _is_pydantic_field(value: Any) -> bool:
-    return type(value).__name__ == "FieldInfo" and type(value).__module__.startswith("pydantic")
-
-
 def _body_media_types(base: Any, custom: bool) -> tuple[str, ...]:
     if custom:
         return ("*/*",)
@@ -477,55 +404,6 @@ def _body_media_types(base: Any, custom: bool) -> tuple[str, ...]:
     if base is str:
         return ("text/plain",)
     return JSON_MEDIA_TYPES
-
-
-def check_convertible(where: str, name: str, annotation: Any, source: str) -> None:
-    """Refuse, at startup, a type that a text value (query, header, cookie) can never be."""
-    if annotation is Any:
-        return
-    problem: str | None
-    if is_structured(annotation) or (
-        is_sequence(annotation) and any(is_structured(a) for a in get_args(
-            base_type(annotation)))
-    ):
-        problem = "a structured type is a request body, not one text value"
-    else:
-        try:
-            problem = "a type msgspec does not know" if has_custom_type(
-                msgspec.inspect.type_info(annotation)) else None
-        except TypeError as exc:
-            problem = str(exc)
-    if problem is not None:
-        raise TypeError(
-            f"{where}: parameter {name!r} has type {annotation!r}, which Joey cannot read from "
-            f"{source} ({problem}). Use a str, number, bool, enum, Literal, list of "
-            "those; take a structure from the body (no marker, or Body()), from several "
-            "parameters, or with Query(extractor=fn) or Depends(fn)."
-        )
-
-
-def _annotated_class(annotation: Any, marker: Depends, param: inspect.Parameter, where: str,
-                     owner: str) -> type:
-    """The class ``Depends()`` without a function calls: the parameter's annotation, when it
-    is a class that can be called."""
-    base = annotation
-    while get_origin(base) is Annotated:
-        base = get_args(base)[0]
-    if param.annotation is param.empty:
-        problem = "has no annotation"
-    elif base is Any or not isinstance(base, type):  # (Any is a class since Python 3.11)
-        problem = f"is annotated {base!r}, which is not a class"
-    elif getattr(base, "_is_protocol", False):
-        problem = f"is annotated {base.__qualname__}, a Protocol, which cannot be called"
-    elif inspect.isabstract(base):
-        problem = f"is annotated {base.__qualname__}, an abstract class, which cannot be called"
-    else:
-        return base
-    spelled = type(marker).__name__
-    raise TypeError(
-        f"{where}: parameter {param.name!r} of {owner} takes {spelled}() without a function, "
-        f"which calls the parameter's class, but it {problem}: name what makes the value, "
-        f"`{param.name}: Annotated[T, {spelled}(get_value)]`")
 
 
 def _add_raises_edge(node: DependencyNode, dependency: DependencyNode, marker: Depends) -> None:
@@ -592,7 +470,6 @@ __all__ = [
     "DependencyNode",
     "PlanBuilder",
     "call_style",
-    "check_convertible",
     "in_call_order",
     "is_security",
     "security_phase",
