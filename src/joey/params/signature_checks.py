@@ -7,22 +7,40 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Protocol, get_args, get_origin
 
 import msgspec
 
 from joey.describe import describe
+from joey.params.info import ParamInfo
 from joey.params.markers import UNSET, Depends, ParamMarker
 from joey.params.typeinfo import MISSING, base_type, has_custom_type, is_sequence, is_structured
 
-if TYPE_CHECKING:
-    from joey.params.plan import DependencyNode
+
+class Planned(Protocol):
+    """What these checks read of a :class:`~joey.params.plan.DependencyNode`."""
+
+    @property
+    def func(self) -> Callable[..., Any]: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def call_style(self) -> str: ...
+    @property
+    def tears_down_first(self) -> bool: ...
+    @property
+    def params(self) -> list[ParamInfo]: ...
+    @property
+    def implicit_query(self) -> list[ParamInfo]: ...
+    @property
+    def dependencies(self) -> Sequence[tuple[str | None, Planned]]: ...
 
 
 GENERATORS = ("generator", "async_generator")
 
 
-def refuse_later_teardown(node: DependencyNode, where: str) -> None:
+def refuse_later_teardown(node: Planned, where: str) -> None:
     """A generator torn down after the response cannot use what one torn down before it
     (``scope="function"``) made: its teardown would find it closed. Its value may reach it
     through plain functions, so those are looked through."""
@@ -67,7 +85,7 @@ def marker_values(marker: ParamMarker, annotated: bool, default: Any, where: str
     return first, default
 
 
-def check_path_parameters(nodes: list[DependencyNode], path_params: dict[str, type],
+def check_path_parameters(nodes: Sequence[Planned], path_params: dict[str, type],
                           where: str) -> None:
     """Refuse a route whose path has a ``{name}`` that no parameter of its plan takes while
     a parameter is read from the query string by default: most likely a misspelt path
@@ -145,6 +163,7 @@ def annotated_class(annotation: Any, marker: Depends, param: inspect.Parameter, 
 
 __all__ = [
     "GENERATORS",
+    "Planned",
     "annotated_class",
     "check_convertible",
     "check_path_parameters",
