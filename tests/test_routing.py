@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 import uuid
 import weakref
 from typing import Annotated, Any
@@ -816,3 +817,17 @@ def test_a_handler_naming_only_builtins_keeps_no_namespace() -> None:
         return {"n": n + 1}
 
     assert router.routes[0].namespace is None
+
+
+@pytest.mark.parametrize(("keyword", "fix"), [
+    ("response_model", "annotate the handler's return type"),
+    ("response_class", "return that response class"),
+    ("summary", "docstring"),
+    ("operation_id", "name="),
+])
+def test_a_fastapi_route_keyword_is_refused_naming_the_fix(keyword: str, fix: str) -> None:
+    app = App()
+    with pytest.raises(TypeError, match=rf"{keyword}= is FastAPI's; in Joey, .*{re.escape(fix)}"):
+        app.get("/x", **{keyword: dict})  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        app.post("/x", colour="red")  # type: ignore[call-arg]

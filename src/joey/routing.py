@@ -194,6 +194,34 @@ class RouteOptions(TypedDict, total=False):
     caching: Caching | None
 
 
+#: route keywords of FastAPI that Joey spells otherwise: what to write instead
+_FASTAPI_KEYWORDS = {
+    "response_model": "annotate the handler's return type (`-> Item`): Joey converts what it "
+                      "returns to that type and documents it",
+    "response_class": "return that response class (`-> HTMLResponse`), or annotate the "
+                      "handler with it",
+    "summary": "the first line of the handler's docstring is its summary (or "
+               "openapi_extra={'summary': ...})",
+    "description": "the handler's docstring is its description (or "
+                   "openapi_extra={'description': ...})",
+    "operation_id": "the route's name is its operationId (name=...)",
+    "response_description": "openapi_extra={'responses': {...}}",
+    "response_model_exclude_none": "return a msgspec Struct with omit_defaults=True, or build "
+                                   "the dict you want to send",
+    "response_model_exclude_unset": "return a msgspec Struct with omit_defaults=True, or "
+                                    "build the dict you want to send",
+}
+
+
+def _known(options: Any) -> Any:
+    """The options of a route decorator, or a ``TypeError`` naming the fix for a keyword of
+    FastAPI's that Joey spells otherwise (any other unknown keyword: Python's own error)."""
+    for key in options:
+        if key in _FASTAPI_KEYWORDS:
+            raise TypeError(f"{key}= is FastAPI's; in Joey, {_FASTAPI_KEYWORDS[key]}")
+    return options
+
+
 class RouteDecorators:
     """The route decorators shared by :class:`Router` and :class:`joey.App`."""
 
@@ -252,31 +280,31 @@ class RouteDecorators:
 
     def get(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register a ``GET`` handler (``HEAD`` is answered by it too)."""
-        return self.route(path, ["GET"], **options)
+        return self.route(path, ["GET"], **_known(options))
 
     def post(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register a ``POST`` handler."""
-        return self.route(path, ["POST"], **options)
+        return self.route(path, ["POST"], **_known(options))
 
     def put(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register a ``PUT`` handler."""
-        return self.route(path, ["PUT"], **options)
+        return self.route(path, ["PUT"], **_known(options))
 
     def patch(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register a ``PATCH`` handler."""
-        return self.route(path, ["PATCH"], **options)
+        return self.route(path, ["PATCH"], **_known(options))
 
     def delete(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register a ``DELETE`` handler."""
-        return self.route(path, ["DELETE"], **options)
+        return self.route(path, ["DELETE"], **_known(options))
 
     def head(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register an explicit ``HEAD`` handler (otherwise ``GET`` handlers answer HEAD)."""
-        return self.route(path, ["HEAD"], **options)
+        return self.route(path, ["HEAD"], **_known(options))
 
     def options(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[F], F]:
         """Register an explicit ``OPTIONS`` handler (otherwise Joey answers with ``Allow``)."""
-        return self.route(path, ["OPTIONS"], **options)
+        return self.route(path, ["OPTIONS"], **_known(options))
 
     def websocket(
         self, path: str, *, name: str | None = None, dependencies: Sequence[Any] = (),
