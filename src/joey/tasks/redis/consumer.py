@@ -28,7 +28,12 @@ from .runner import RedisRunner
 logger = logging.getLogger("joey.tasks")
 
 _RESTART_DELAY = 1.0  # seconds before a loop that hit a Redis error runs again
-_Read = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None  # an XREADGROUP reply
+# an XREADGROUP reply: pairs (RESP2) or a map (RESP3)
+_Read = (
+    list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
+    | dict[bytes, list[tuple[bytes, dict[bytes, bytes]]]]
+    | None
+)
 
 
 class RedisConsumer(RedisRunner):
@@ -162,7 +167,8 @@ class RedisConsumer(RedisRunner):
                 )
             if self._closing:
                 return  # what this read got stays pending here: stop() hands it back
-            for _, entries in reply or ():
+            # RESP3 (a client passed in, redis-py 8's default) answers a map, RESP2 pairs
+            for _, entries in reply.items() if isinstance(reply, dict) else reply or ():
                 if entries:
                     await self._start_runs(entries)
 
