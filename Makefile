@@ -51,6 +51,13 @@ docs: $(DEV_STAMP)
 
 test: lint typecheck docs pytest
 
+# Every Redis-backed component (tasks, channels, rate limits, sessions, cache) against a real
+# Redis Cluster (3 primaries, 3 replicas) and a Sentinel setup, started by the tests on
+# loopback (tests/redis_cluster.py); see docs/redis-in-production.md.
+.PHONY: test-redis-cluster
+test-redis-cluster: $(DEV_STAMP)
+	$(PY) -m pytest -q tests/test_redis_topologies.py
+
 clean:
 	rm -rf $(VENV) $(MATRIX) .pytest_cache .mypy_cache .ruff_cache
 

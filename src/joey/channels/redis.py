@@ -188,8 +188,13 @@ class RedisPubSubBackend(_RedisBackend):
 
     history = False
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
+    def __init__(self, url: str | RedisClient = "redis://127.0.0.1:6379/0",
+                 **options: Any) -> None:
         super().__init__(url, **options)
+        if self._cluster and not hasattr(url, "pubsub"):
+            raise TypeError("RedisPubSubBackend on a Redis Cluster needs sharded pub/sub "
+                            "(RedisCluster.pubsub().ssubscribe): upgrade redis-py, or use "
+                            "RedisStreamsBackend")
         self._channels: set[str] = set()
         self._confirming: dict[bytes, asyncio.Future[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -353,7 +358,8 @@ class RedisStreamsBackend(_RedisBackend):
 
     history = True
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, max_len: int | None = 10_000,
+    def __init__(self, url: str | RedisClient = "redis://127.0.0.1:6379/0", *,
+                 max_len: int | None = 10_000,
                  max_age: float | None = None, block: float = 1.0, **options: Any) -> None:
         super().__init__(url, **options)
         if max_len is None and max_age is None:

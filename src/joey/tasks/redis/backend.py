@@ -217,20 +217,27 @@ class RedisTasks(RedisConsumer):
             payload,
             options,
             unique,
-            self._task_prefix,
+            "",  # the id the unique key holds, read below
             repr(now),
             0 if retries is None else retries + 1,
             self.result_ttl,
             GROUP,
         ]
-        keys = [self._task_prefix + task_id, self._stream, self._delayed, unique_key]
+        task_key = self._task_prefix + task_id
+        keys = [task_key, self._stream, self._delayed, unique_key, task_key]
         pause = 0.01
         while True:
             try:
                 async with asyncio.timeout(self.enqueue_timeout):
+                    if unique:  # the task it names is a key of the script: read it first
+                        held = await client.get(unique_key)
+                        argv[7] = cast(bytes, held).decode() if held else ""
+                        keys[4] = self._task_prefix + argv[7] if held else task_key
                     added = await self._scripts["enqueue"](keys=keys, args=argv)
             except OUTAGE as exc:
                 raise self._unavailable(exc) from exc
+            if added[0] == 3:
+                continue  # the unique key changed between the read and the script
             if added[0]:
                 break
             if when_full == "raise":
