@@ -39,6 +39,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from joey._redis import RedisClient, client_kwargs, describe, is_cluster
@@ -274,6 +275,7 @@ class RedisPubSubBackend(_RedisBackend):
         pubsub = self._pubsub = self._client.pubsub()
         failing = False
         resubscribe = bool(self._channels)  # listened before this task ran
+        dropped: set[str] = set()  # channels a shard unsubscribed us from (its slot moved)
         delay = 0.05
         while not self._stopping:
             if not self._channels and not self._confirming:
@@ -285,10 +287,13 @@ class RedisPubSubBackend(_RedisBackend):
                     # (again) what a failure may have dropped, or listened before we ran
                     await pubsub.ssubscribe(*self._channels)
                     resubscribe = False
+                elif dropped:
+                    await pubsub.ssubscribe(*(dropped & self._channels))
+                    dropped.clear()
                 # perf: the wait is split over the shards read (round robin): a short one
                 # bounds the latency of a message on a shard other than the one being read
                 reply = await pubsub.get_sharded_message(timeout=0.1)
-            except _DOWN as exc:
+            except (*_DOWN, ResponseError) as exc:
                 if not failing:
                     logger.warning("Channels: lost the Redis connection at %s (%s); "
                                    "reconnecting", self.url, exc)
@@ -305,6 +310,10 @@ class RedisPubSubBackend(_RedisBackend):
             kind = reply["type"]
             if kind == "smessage":
                 deliver(Message(reply["channel"][skip:].decode(), reply["data"]))
+            elif kind == "sunsubscribe" and reply["channel"].decode() in self._channels:
+                # sent by a shard that stopped serving the channel's slot (a failover, a
+                # resharding), not asked for: subscribe again, on the slot's new owner
+                dropped.add(reply["channel"].decode())
             elif kind == "ssubscribe":
                 waiter = self._confirming.pop(reply["channel"], None)
                 if waiter is not None and not waiter.done():
@@ -455,7 +464,9 @@ class RedisStreamsBackend(_RedisBackend):
                 async with asyncio.timeout(block + self.timeout + 1):
                     reply = await self._client.xread({key: positions[key]}, count=1000,
                                                      block=max(1, int(block * 1000)))
-            except _DOWN as exc:
+            except (*_DOWN, ResponseError) as exc:
+                # (a ResponseError: the node stopped being the stream's primary while the read
+                # was blocked, "UNBLOCKED ... instance state changed"; read again from the new)
                 if not failing:
                     logger.warning("Channels: lost the Redis connection at %s (%s); "
                                    "reconnecting", self.url, exc)

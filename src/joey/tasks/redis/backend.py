@@ -160,7 +160,9 @@ class RedisTasks(RedisConsumer):
                 waiting = await client.xlen(self._stream) + await client.zcard(self._delayed)
             if waiting:
                 logger.info("task backend stopped: %d task(s) wait in Redis for a worker", waiting)
-        except OUTAGE as exc:
+        except (*OUTAGE, ResponseError) as exc:
+            # (a ResponseError: e.g. NOGROUP from a node that was the primary a moment ago
+            # and is being resynced as a replica, during a Sentinel failover)
             logger.error(
                 "task backend stopped without reaching Redis: %s; tasks this worker held "
                 "are taken over by others after visibility_timeout",
