@@ -83,8 +83,8 @@ async def test_tasks_survive_a_failover_of_their_primary(
     """Two workers run 400 tasks; the primary of the queue's slot fails over after 150 were
     enqueued (the producer retries what is refused meanwhile). Killed (-9), the primary may
     take with it what it acknowledged and had not yet sent to its replica (replication is
-    asynchronous): those tasks are counted, and printed; none is dead-lettered, and every
-    other one succeeds once."""
+    asynchronous; the workers then create the queue's consumer group again): those tasks are
+    counted and printed; none is dead-lettered, and every other one succeeds."""
     prefix = f"q{uuid.uuid4().hex[:8]}"
     workers = [RedisTasks(cluster, prefix=prefix, max_concurrency=8, visibility_timeout=5,
                           enqueue_timeout=2, redis_timeout=2, commit_timeout=60)
@@ -132,7 +132,9 @@ async def test_tasks_survive_a_failover_of_their_primary(
     assert [info.state for info in infos] == [TaskState.SUCCEEDED] * len(infos)
     if not kill:
         assert lost == []  # a graceful failover: the replica caught up first
-    assert len(lost) <= 10, lost  # at most what the last instants before the kill enqueued
+    # killed: only what was enqueued before can be lost (what the replica had not received;
+    # on a loaded machine it can be the whole queue), never a task enqueued after
+    assert all(n < 150 for n in lost), lost
     assert sorted(info.result for info in infos) == sorted(set(range(400)) - set(lost))
     assert sorted(set(done)) == sorted(info.result for info in infos)  # each ran (>= once)
     assert first_enqueue_after is not None and failed_over_at is not None
