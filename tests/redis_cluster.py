@@ -28,7 +28,8 @@ from tests.redis_server import free_port, redis_server_binary
 NODE_TIMEOUT_MS = 3000
 
 
-def _cli(port: int, *args: str, timeout: float = 10) -> str:
+def cli(port: int, *args: str, timeout: float = 10) -> str:
+    """redis-cli against a port on loopback: its output (empty if it cannot connect)."""
     done = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True,
                           text=True, timeout=timeout)
     return done.stdout
@@ -54,7 +55,7 @@ class _Processes:
                                                 stderr=subprocess.DEVNULL)
 
     def answers(self, port: int) -> bool:
-        return _cli(port, "PING", timeout=2).strip() == "PONG"
+        return cli(port, "PING", timeout=2).strip() == "PONG"
 
     def kill(self, port: int) -> None:
         """kill -9 one process (a crash: nothing flushed, no goodbye to its peers)."""
@@ -117,21 +118,21 @@ class RedisClusterServers(_Processes):
     def wait_healthy(self, seconds: float = 30) -> None:
         """Until every live node says `cluster_state:ok` and every replica is in sync."""
         _wait("every node saying cluster_state:ok", lambda: all(
-            "cluster_state:ok" in _cli(port, "CLUSTER", "INFO") for port in self.processes),
+            "cluster_state:ok" in cli(port, "CLUSTER", "INFO") for port in self.processes),
             seconds)
         _wait("every replica in sync", lambda: all(
             "role:master" in info or "master_link_status:up" in info
-            for info in (_cli(port, "INFO", "replication") for port in self.processes)),
+            for info in (cli(port, "INFO", "replication") for port in self.processes)),
             seconds)
 
     def primary_of(self, key: str) -> int:
         """The port of the primary that holds ``key``'s slot now."""
-        slot = int(_cli(self.ports[0], "CLUSTER", "KEYSLOT", key).strip())
+        slot = int(cli(self.ports[0], "CLUSTER", "KEYSLOT", key).strip())
         for port in self.processes:
-            info = _cli(port, "INFO", "replication")
+            info = cli(port, "INFO", "replication")
             if "role:master" not in info:
                 continue
-            for line in _cli(port, "CLUSTER", "NODES").splitlines():
+            for line in cli(port, "CLUSTER", "NODES").splitlines():
                 fields = line.split()
                 if "myself" in fields[2]:
                     for span in fields[8:]:
@@ -142,11 +143,11 @@ class RedisClusterServers(_Processes):
 
     def replica_of(self, primary: int) -> int:
         """The port of a replica of the primary on ``primary``."""
-        node_id = _cli(primary, "CLUSTER", "MYID").strip()
+        node_id = cli(primary, "CLUSTER", "MYID").strip()
         found: list[int] = []
 
         def known() -> bool:
-            for line in _cli(primary, "CLUSTER", "NODES").splitlines():
+            for line in cli(primary, "CLUSTER", "NODES").splitlines():
                 fields = line.split()
                 if fields[3] == node_id and "fail" not in fields[2]:
                     found.append(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
@@ -180,7 +181,7 @@ class RedisSentinelServers(_Processes):
                               *extra])
         # in sync before the sentinels start: they ask the primary for its replicas at once,
         # then only every 10 s
-        _wait("the replica in sync", lambda: "master_link_status:up" in _cli(
+        _wait("the replica in sync", lambda: "master_link_status:up" in cli(
             self.replica, "INFO", "replication"))
         sentinel = shutil.which("redis-sentinel") or self.binary
         for port in self.sentinel_ports:
@@ -196,10 +197,10 @@ class RedisSentinelServers(_Processes):
             self.spawn(port, argv)
         for port in self.sentinel_ports:
             _wait(f"sentinel {port} seeing the replica", lambda port=port: str(
-                self.replica) in _cli(port, "SENTINEL", "REPLICAS", self.service))
+                self.replica) in cli(port, "SENTINEL", "REPLICAS", self.service))
 
     def current_primary(self) -> int:
         """The port the sentinels name as the primary now."""
-        reply = _cli(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME",
+        reply = cli(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME",
                      self.service).split()
         return int(reply[1])

@@ -24,7 +24,7 @@ from joey.channels import (
 from joey.middleware.session_stores import RedisStore
 from joey.ratelimit import RedisRateLimits
 from joey.tasks import RedisTasks, TaskState, TasksUnavailable
-from tests.redis_cluster import RedisClusterServers, RedisSentinelServers, _cli
+from tests.redis_cluster import RedisClusterServers, RedisSentinelServers, cli
 
 aioredis = pytest.importorskip("redis.asyncio")
 from redis.asyncio.cluster import RedisCluster  # noqa: E402
@@ -61,15 +61,15 @@ def fail_over(servers: RedisClusterServers, key: str, *, kill: bool = False,
     deadline = began + 60
     if kill:
         servers.kill(primary)
-        while "role:master" not in _cli(replica, "INFO", "replication"):
+        while "role:master" not in cli(replica, "INFO", "replication"):
             assert time.monotonic() < deadline, "the replica did not take over"
             time.sleep(0.05)
-    while "role:master" not in _cli(replica, "INFO", "replication"):
+    while "role:master" not in cli(replica, "INFO", "replication"):
         assert time.monotonic() < deadline, "the replica did not take over"
         # a manual failover is given up after 5 s (a loaded machine): ask again then
-        assert _cli(replica, "CLUSTER", "FAILOVER").strip() == "OK"
+        assert cli(replica, "CLUSTER", "FAILOVER").strip() == "OK"
         asked = time.monotonic()
-        while ("role:master" not in _cli(replica, "INFO", "replication")
+        while ("role:master" not in cli(replica, "INFO", "replication")
                and time.monotonic() - asked < 6):
             time.sleep(0.05)
     took_over = time.monotonic()
@@ -209,7 +209,7 @@ async def test_tasks_sessions_and_limits_survive_a_sentinel_failover(
         for n in range(200):
             if n == 80:
                 old = own_sentinel.current_primary()
-                assert _cli(own_sentinel.sentinel_ports[0], "SENTINEL", "FAILOVER",
+                assert cli(own_sentinel.sentinel_ports[0], "SENTINEL", "FAILOVER",
                             own_sentinel.service).strip() == "OK"
                 began = time.monotonic()
                 deadline = began + 60
