@@ -71,6 +71,15 @@ test: lint typecheck docs pytest
 api-snapshot: $(DEV_STAMP)
 	PYTHONPATH=src $(PY) -m tests.public_api --write
 
+# Every Redis-backed component (tasks, channels, rate limits, sessions, cache) against a real
+# Redis Cluster (3 primaries, 3 replicas) and a Sentinel setup, started by the tests on
+# loopback (tests/redis_cluster.py), and what survives a failover; see
+# docs/redis-in-production.md.
+.PHONY: test-redis-cluster
+test-redis-cluster: $(DEV_STAMP)
+	$(PY) -m pytest -q tests/test_redis_topologies.py tests/test_redis_failover.py \
+		tests/test_redis_scripts.py
+
 clean:
 	rm -rf $(VENV) $(MATRIX) .pytest_cache .mypy_cache .ruff_cache
 

@@ -23,8 +23,10 @@ Policies:
 Backends: :class:`InMemoryRateLimits` (one process) and :class:`RedisRateLimits`, which holds
 the counts in Redis for every worker process and machine: one atomic script, one round trip
 per request, the time taken from the Redis server so that clocks of the machines do not
-matter. When Redis fails, ``fail_open=True`` (the default) lets requests through (and logs
-it); ``fail_open=False`` answers 503 with ``Retry-After``: never a 500.
+matter. When the backend fails, the limit fails closed by default: ``503 Service Unavailable``
+with ``Retry-After`` (never a 500, never a request let through unseen); ``fail_open=True``
+lets requests through instead. Either way the first failure of an outage is logged at ERROR
+(once, not per request), and the recovery at WARNING.
 
 The key is the client's address by default; ``key=fn`` takes ``fn(connection)``, and
 ``key=Security(current_user)`` (or ``Depends``) the value of a dependency, so a limit can be
@@ -48,7 +50,7 @@ from joey.requests import HTTPConnection
 from joey.routeinfo import RouteInfo
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
 
     from joey.metrics.families import RateLimitMetrics
 
@@ -178,20 +180,29 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 """
+# Each script touches only the one key it is given (a hash): on a Redis Cluster it runs on the
+# shard of that key, and limits spread over the shards by key.
 _FIXED = _NOW + """
 local start = now - (now % window)
-local key = KEYS[1] .. ':' .. start
-local count = redis.call('INCR', key)
-if count == 1 then redis.call('PEXPIRE', key, window) end
+local f = redis.call('HMGET', KEYS[1], 'w', 'n')
+local count = 1
+if tonumber(f[1]) == start then count = tonumber(f[2]) + 1 end
+redis.call('HSET', KEYS[1], 'w', start, 'n', count)
 local reset = start + window - now
+if count == 1 then redis.call('PEXPIRE', KEYS[1], reset) end
 if count > limit then return {0, 0, reset} end
 return {1, limit - count, reset}
 """
 _SLIDING = _NOW + """
 local start = now - (now % window)
-local current_key = KEYS[1] .. ':' .. start
-local count = tonumber(redis.call('GET', current_key) or '0')
-local previous = tonumber(redis.call('GET', KEYS[1] .. ':' .. (start - window)) or '0')
+local f = redis.call('HMGET', KEYS[1], 'w', 'n', 'p')
+local seen = tonumber(f[1])
+local count, previous = 0, 0
+if seen == start then
+  count, previous = tonumber(f[2]) or 0, tonumber(f[3]) or 0
+elseif seen == start - window then
+  previous = tonumber(f[2]) or 0
+end
 local elapsed = now - start
 local estimate = count + previous * (window - elapsed) / window
 if estimate + 1 > limit then
@@ -201,8 +212,8 @@ if estimate + 1 > limit then
   end
   return {0, 0, retry}
 end
-redis.call('INCR', current_key)
-redis.call('PEXPIRE', current_key, window * 2)
+redis.call('HSET', KEYS[1], 'w', start, 'n', count + 1, 'p', previous)
+redis.call('PEXPIRE', KEYS[1], window * 2)
 return {1, math.floor(limit - estimate - 1), window - elapsed}
 """
 _TOKEN_BUCKET = _NOW + """
@@ -228,9 +239,14 @@ _SCRIPTS = {"fixed": _FIXED, "sliding": _SLIDING, "token_bucket": _TOKEN_BUCKET}
 
 
 class RedisRateLimits:
-    """Counts in Redis, shared by every worker and machine (``redis.asyncio`` client, yours
-    to create and close). Each request is one ``EVALSHA`` (atomic); ``timeout`` bounds it, so
-    a Redis that hangs fails like one that is down.
+    """Counts in Redis, shared by every worker and machine. Each request is one ``EVALSHA``
+    (atomic) on one key; ``timeout`` bounds it, so a Redis that hangs fails like one that is
+    down.
+
+    ``client``: a ready ``redis.asyncio`` client (``Redis``, ``RedisCluster``, or a Sentinel
+    master from ``Sentinel(...).master_for(...)``), yours to create and close; or a URL, for
+    which this backend creates a client of its own, closed by :meth:`aclose`. On a cluster
+    each limit key hashes to its own slot: the limits spread over the shards.
 
     <!-- docs-test: fragment: needs a Redis server -->
     Example::
@@ -241,8 +257,16 @@ class RedisRateLimits:
         api_limit = RateLimit(100, 60, backend=limits, name="api")
     """
 
-    def __init__(self, client: Redis, *, prefix: str = "joey:ratelimit:",
-                 timeout: float = 0.5) -> None:
+    def __init__(self, client: Redis | RedisCluster | str, *,
+                 prefix: str = "joey:ratelimit:", timeout: float = 0.5) -> None:
+        if isinstance(client, str):
+            from redis.asyncio import Redis as _Redis
+
+            self._owned = True
+            client = _Redis.from_url(client, socket_timeout=timeout,
+                                     socket_connect_timeout=timeout)
+        else:
+            self._owned = False
         self._client = client
         self._prefix = prefix
         self._timeout = timeout
@@ -255,6 +279,12 @@ class RedisRateLimits:
             allowed, remaining, reset_ms = await self._scripts[policy](
                 keys=[self._prefix + key], args=[limit, window_ms])
         return Decision(bool(allowed), int(remaining), int(reset_ms) / 1000)
+
+    async def aclose(self) -> None:
+        """Close the client this backend created from a URL; a client passed in stays open
+        (its owner closes it)."""
+        if self._owned:
+            await self._client.aclose()
 
 
 # --- the dependency ---------------------------------------------------------------------------
@@ -290,7 +320,7 @@ class RateLimit:
     def __init__(self, limit: int, window: float, *, policy: Policy = "fixed",
                  backend: RateLimitBackend | None = None,
                  key: KeyFunction | Depends = client_address, name: str | None = None,
-                 fail_open: bool = True, retry_after: int = 5) -> None:
+                 fail_open: bool = False, retry_after: int = 5) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("RateLimit needs limit >= 1 and window > 0 seconds")
         if policy not in POLICIES:
@@ -303,6 +333,7 @@ class RateLimit:
         self.name = name or f"{policy}-{limit}-per-{window:g}s"
         self.fail_open = fail_open
         self.retry_after = retry_after
+        self._failing = False  # the backend's last answer was a failure (logged once)
         self.policy_header = f'"{self.name}";q={limit};w={math.ceil(window)}'
         #: where decisions are reported (an app with ``metrics=`` sets it at startup)
         self.metrics: RateLimitMetrics | None = None
@@ -344,15 +375,23 @@ class RateLimit:
         except Exception as exc:
             if isinstance(exc, RateLimitExceeded):  # pragma: no cover - a backend's own
                 raise
+            if not self._failing:  # once per outage: a failing backend is not a log flood
+                self._failing = True
+                logger.error(
+                    "Rate limit %r cannot count: its backend failed (%s); %s until it "
+                    "recovers", self.name, exc or type(exc).__name__,
+                    "letting requests through (fail_open=True)" if self.fail_open
+                    else f"answering 503 (Retry-After: {self.retry_after})")
             if metrics is not None:
                 metrics.decisions.labels(
                     self.name, "failed_open" if self.fail_open else "unavailable").inc()
             if self.fail_open:
-                logger.warning("Rate limit %r: backend failed (%s); letting the request "
-                               "through", self.name, exc or type(exc).__name__)
                 return Decision(True, self.limit, self.window)
             raise RateLimitUnavailable("The rate limit cannot be checked right now.",
                                        retry_after=self.retry_after) from exc
+        if self._failing:
+            self._failing = False
+            logger.warning("Rate limit %r counts again: its backend recovered", self.name)
         if metrics is not None:
             metrics.decisions.labels(self.name,
                                      "allowed" if decision.allowed else "limited").inc()

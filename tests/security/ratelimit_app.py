@@ -22,7 +22,7 @@ redis = Redis.from_url(os.environ["REDIS_URL"], socket_timeout=_timeout,
 limit = RateLimit(
     int(os.environ.get("LIMIT", "10")), float(os.environ.get("WINDOW", "60")),
     policy=os.environ.get("POLICY", "fixed"),  # type: ignore[arg-type]
-    backend=RedisRateLimits(redis, prefix=os.environ.get("PREFIX", "t:")),
+    backend=RedisRateLimits(redis, prefix=os.environ.get("PREFIX", "t:"), timeout=_timeout),
     fail_open=os.environ.get("FAIL_OPEN", "1") == "1", retry_after=3, name="shared",
 )
 app = App(dependencies=[Security(limit)])

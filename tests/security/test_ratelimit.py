@@ -213,17 +213,49 @@ class Broken:
         raise ConnectionError("backend down")
 
 
-def test_a_failing_backend_fails_open_or_closed_never_500(
+def test_a_failing_backend_fails_closed_by_default_or_open_never_500(
         caplog: pytest.LogCaptureFixture) -> None:
-    open_limit = RateLimit(1, 60, backend=Broken())
-    closed_limit = RateLimit(1, 60, backend=Broken(), fail_open=False, retry_after=7)
-    with TestClient(build(open_limit)) as client:
-        assert [client.get("/api/items").status_code for _ in range(3)] == [200] * 3
-    assert "backend failed (backend down)" in caplog.text
+    closed_limit = RateLimit(1, 60, backend=Broken(), retry_after=7)
+    open_limit = RateLimit(1, 60, backend=Broken(), fail_open=True)
     with TestClient(build(closed_limit)) as client:
         refused = client.get("/api/items")
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "7"
+    with TestClient(build(open_limit)) as client:
+        assert [client.get("/api/items").status_code for _ in range(3)] == [200] * 3
+    assert "backend failed (backend down); letting requests through" in caplog.text
+
+
+class Flaky:
+    """A backend that fails while ``down`` is set, and allows everything otherwise."""
+
+    def __init__(self) -> None:
+        self.down = True
+
+    async def hit(self, key: str, limit: int, window: float, policy: str) -> Decision:
+        if self.down:
+            raise ConnectionError("backend down")
+        return Decision(True, limit - 1, window)
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_an_outage_is_logged_once_at_error_and_its_end_once(
+        caplog: pytest.LogCaptureFixture, fail_open: bool) -> None:
+    backend = Flaky()
+    limit = RateLimit(5, 60, backend=backend, fail_open=fail_open, name="api")
+    with TestClient(build(limit)) as client:
+        statuses = [client.get("/api/items").status_code for _ in range(20)]
+        assert statuses == [200 if fail_open else 503] * 20
+        backend.down = False
+        assert [client.get("/api/items").status_code for _ in range(3)] == [200] * 3
+        backend.down = True
+        client.get("/api/items")
+    records = [r for r in caplog.records if "Rate limit 'api'" in r.getMessage()]
+    assert [(r.levelname, r.getMessage().split(":")[0]) for r in records] == [
+        ("ERROR", "Rate limit 'api' cannot count"),
+        ("WARNING", "Rate limit 'api' counts again"),
+        ("ERROR", "Rate limit 'api' cannot count"),  # the next outage is told again
+    ]
 
 
 def test_bad_configuration_is_refused() -> None:

@@ -233,3 +233,29 @@ async def test_a_frozen_redis_cannot_hang_a_worker(
     assert any(
         "Redis did not answer within redis_timeout=0.3s" in r.getMessage() for r in caplog.records
     )
+
+
+async def test_workers_go_on_after_redis_lost_the_queue(
+    own_redis: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis lost its data (a primary killed before its replica had the queue, a restart
+    without persistence): the consumer group is gone. Before, every read failed with NOGROUP
+    and the worker never ran a task again; now it creates the group again, says what was
+    lost, and runs what is enqueued since."""
+    tasks = RedisTasks(own_redis.url, prefix=prefix, max_concurrency=2, visibility_timeout=2)
+
+    @tasks.task(name="echo")
+    async def echo(n: int) -> int:
+        return n
+
+    async with tasks:
+        async with asyncio.timeout(10):
+            assert (await tasks.wait(await tasks.enqueue(echo, 1))).result == 1
+        client = aioredis.Redis.from_url(own_redis.url)
+        await client.flushall()
+        await client.aclose()
+        task_id = await tasks.enqueue(echo, 2)
+        async with asyncio.timeout(20):
+            info = await tasks.wait(task_id)
+    assert info.state is TaskState.SUCCEEDED and info.result == 2
+    assert "consumer group in Redis is gone" in caplog.text

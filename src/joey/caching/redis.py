@@ -12,8 +12,10 @@ Keys, under ``prefix``:
 * ``generation``: counts invalidations; an answer computed across one is not stored.
 
 Each step is one script (atomic, one round trip): look up or take the lock; store, tag and
-unlock; invalidate. Scripts touch keys they find in sets (tag members), so the cache needs a
-single Redis node (or one hash slot), not a cluster.
+unlock; invalidate. An invalidation by tag deletes the keys it finds in the tag's set, and
+every answer checks the one ``generation`` key: the keys of one cache must share a hash slot.
+On a Redis Cluster the prefix therefore becomes a hash tag (``{joey:cache:}r:...``): a cache
+lives on one shard (give caches different prefixes to spread them).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import msgspec
 from joey.caching.store import Entry, ResponseCache
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
 
 __all__ = ["RedisCache"]
 
@@ -108,8 +110,12 @@ def _digest(text: str) -> str:
 
 
 class RedisCache(ResponseCache):
-    """Answers stored in Redis (``redis.asyncio`` client, yours to create and close; the
-    ``redis`` extra), shared by every worker and machine: an invalidation is seen by all.
+    """Answers stored in Redis (the ``redis`` extra), shared by every worker and machine: an
+    invalidation is seen by all.
+
+    ``client``: a ready ``redis.asyncio`` client (``Redis``, ``RedisCluster``, or a Sentinel
+    master from ``Sentinel(...).master_for(...)``), yours to create and close; or a URL, for
+    which the cache creates a client of its own, closed by :meth:`aclose`.
 
     ``timeout`` bounds every Redis call, so a Redis that hangs fails like one that is down.
     ``lock_timeout``: the life of the lock of the process computing an answer, which renews
@@ -134,7 +140,8 @@ class RedisCache(ResponseCache):
 
     _remote = True
 
-    def __init__(self, client: Redis, *, prefix: str = "joey:cache:", timeout: float = 0.5,
+    def __init__(self, client: Redis | RedisCluster | str, *, prefix: str = "joey:cache:",
+                 timeout: float = 0.5,
                  lock_timeout: float = 10.0, wait_timeout: float = 15.0,
                  fail_open: bool = True, retry_after: int = 5,
                  max_body_size: int = 1024 * 1024, status_header: bool = True) -> None:
@@ -143,7 +150,15 @@ class RedisCache(ResponseCache):
         super().__init__(wait_timeout=wait_timeout, fail_open=fail_open,
                          retry_after=retry_after, max_body_size=max_body_size,
                          status_header=status_header)
+        from joey._redis import slot_prefix
+
+        self._owned = isinstance(client, str)
+        if isinstance(client, str):
+            from redis.asyncio import Redis as _Redis
+
+            client = _Redis.from_url(client)
         self._client = client
+        prefix = slot_prefix(prefix, client)  # one slot for the whole cache on a cluster
         self.prefix = prefix
         self.timeout = timeout
         self.lock_timeout = lock_timeout
@@ -222,6 +237,11 @@ class RedisCache(ResponseCache):
             if batch:
                 await self._client.unlink(*batch)
             await self._client.incr(self._generation_key)
+
+    async def aclose(self) -> None:
+        """Close the client the cache created from a URL; a client passed in stays open."""
+        if self._owned:
+            await self._client.aclose()
 
     def __repr__(self) -> str:
         return f"<RedisCache prefix={self.prefix!r}>"

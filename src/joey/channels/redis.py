@@ -15,6 +15,15 @@ The listening connection is re-established on its own after an error, with a gro
 
 A command that fails because Redis is unreachable or too slow (``timeout``) raises
 :class:`~joey.channels.ChannelsUnavailable`, a 503 with ``Retry-After`` by default.
+
+Both backends take a URL (they create their client at start and close it at stop) or a ready
+``redis.asyncio`` client, which they use and never close: ``Redis``, a Sentinel master
+(``Sentinel(...).master_for(...)``: the listening connection comes from its pool, so it
+follows a failover) or ``RedisCluster``. On a cluster each channel is its own key, hashed to
+its own slot, so channels spread over the shards: pub/sub is sharded pub/sub
+(``SPUBLISH``/``SSUBSCRIBE``, Redis 7), whose subscriptions redis-py moves to a slot's new
+owner after a failover or a resharding; Streams reads each listened stream with a blocking
+``XREAD`` of its own (one ``XREAD`` cannot span slots).
 """
 
 from __future__ import annotations
@@ -31,8 +40,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from joey._redis import RedisClient, client_kwargs, describe, is_cluster
 from joey.channels.backend import Backend, ChannelsUnavailable, Deliver, Message, id_key, logger
 
 __all__ = ["RedisPubSubBackend", "RedisStreamsBackend"]
@@ -42,9 +53,13 @@ _MAX_DELAY = 2.0
 
 
 class _RedisBackend(Backend):
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "joey:channels",
-                 timeout: float = 2.0, retry_after: int = 1) -> None:
-        self.url = url
+    def __init__(self, url: str | RedisClient = "redis://127.0.0.1:6379/0", *,
+                 prefix: str = "joey:channels", timeout: float = 2.0,
+                 retry_after: int = 1) -> None:
+        # a URL: our client; a client: the caller's, never closed here
+        self._given: RedisClient | None = None if isinstance(url, str) else url
+        self._cluster = is_cluster(self._given)
+        self.url = url if isinstance(url, str) else describe(url)
         self.prefix = prefix
         self.timeout = timeout
         self.retry_after = retry_after
@@ -73,6 +88,14 @@ class _RedisBackend(Backend):
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         self._stopping = False
+        if self._given is not None:
+            self._client = self._given
+            # the listening connection: one of our own from the client's pool (a Sentinel
+            # pool's connections ask the sentinels for the primary when they connect)
+            self._pool = None if self._cluster else self._given.connection_pool  # type: ignore[union-attr]
+            run = self._run_cluster() if self._cluster else self._run()
+            self._reader = asyncio.create_task(run, name=f"joey channels {self.url}")
+            return
         # One retry on a broken connection: after a Redis restart the first command on the
         # old socket fails, the retry reconnects. A timeout is not retried (bounded time).
         self._client = aioredis.Redis.from_url(
@@ -93,12 +116,23 @@ class _RedisBackend(Backend):
                 reader.cancel()
                 await asyncio.wait({reader}, timeout=0.5)
             await asyncio.gather(reader, return_exceptions=True)
+        await self._stop_cluster()
+        if self._given is not None:  # the caller's client: left open
+            self._client = self._pool = None
+            return
         if self._client is not None:
             await self._client.aclose()
             self._client = None
         if self._pool is not None:
             await self._pool.disconnect()
             self._pool = None
+
+    async def _run_cluster(self) -> None:
+        """The listening side on a Redis Cluster (see the subclasses)."""
+        raise NotImplementedError
+
+    async def _stop_cluster(self) -> None:
+        pass
 
     async def _run(self) -> None:
         delay = 0.05
@@ -156,17 +190,27 @@ class RedisPubSubBackend(_RedisBackend):
 
     history = False
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
+    def __init__(self, url: str | RedisClient = "redis://127.0.0.1:6379/0",
+                 **options: Any) -> None:
         super().__init__(url, **options)
+        if self._cluster and not hasattr(url, "pubsub"):
+            raise TypeError("RedisPubSubBackend on a Redis Cluster needs sharded pub/sub "
+                            "(RedisCluster.pubsub().ssubscribe): upgrade redis-py, or use "
+                            "RedisStreamsBackend")
         self._channels: set[str] = set()
         self._confirming: dict[bytes, asyncio.Future[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._pubsub: Any = None  # on a cluster: redis-py's ClusterPubSub (sharded)
+        self._wanted = asyncio.Event()  # on a cluster: set while a channel is listened
 
     async def publish(self, channel: str, data: bytes) -> str | None:
         if self._client is None:
             raise RuntimeError("The channels backend is not started")
         try:
-            await self._client.publish(self._key(channel), data)
+            if self._cluster:
+                await self._client.spublish(self._key(channel), data)
+            else:
+                await self._client.publish(self._key(channel), data)
         except _DOWN as exc:
             raise self._unavailable(exc) from exc
         return None
@@ -180,7 +224,11 @@ class RedisPubSubBackend(_RedisBackend):
             self._confirming[key.encode()] = confirmed
         conn = self._conn
         try:
-            if conn is not None:
+            if self._cluster:
+                self._wanted.set()
+                if self._pubsub is not None:
+                    await asyncio.wait_for(self._pubsub.ssubscribe(key), self.timeout)
+            elif conn is not None:
                 await conn.send_command("SUBSCRIBE", key, check_health=False)
             # (when disconnected, the reconnection subscribes it and confirms)
             await asyncio.wait_for(asyncio.shield(confirmed), self.timeout)
@@ -192,6 +240,11 @@ class RedisPubSubBackend(_RedisBackend):
     def unlisten(self, channel: str) -> None:
         key = self._key(channel)
         self._channels.discard(key)
+        if self._cluster and self._pubsub is not None and not self._stopping:
+            task = asyncio.ensure_future(self._sunsubscribe(key))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return
         conn = self._conn
         if conn is not None and not self._stopping:
             task = asyncio.ensure_future(self._unsubscribe(conn, key))
@@ -206,6 +259,79 @@ class RedisPubSubBackend(_RedisBackend):
         with contextlib.suppress(*_DOWN):
             if key not in self._channels:  # not re-listened meanwhile
                 await conn.send_command("UNSUBSCRIBE", key, check_health=False)
+
+    async def _sunsubscribe(self, key: str) -> None:
+        with contextlib.suppress(*_DOWN):
+            if key not in self._channels:
+                await self._pubsub.sunsubscribe(key)
+
+    async def _run_cluster(self) -> None:
+        """Sharded pub/sub: redis-py keeps one connection per shard that holds a listened
+        channel, and moves a channel's subscription when its slot moves (failover,
+        resharding). Messages published while a shard is unreachable are lost, as with
+        pub/sub on one Redis."""
+        deliver = self._deliver
+        assert deliver is not None
+        skip = self._skip
+        pubsub = self._pubsub = self._client.pubsub()
+        failing = False
+        resubscribe = bool(self._channels)  # listened before this task ran
+        dropped: set[str] = set()  # channels a shard unsubscribed us from (its slot moved)
+        delay = 0.05
+        while not self._stopping:
+            if not self._channels and not self._confirming:
+                self._wanted.clear()
+                await self._wanted.wait()  # no channel listened: no shard to read
+                continue
+            try:
+                if (failing or resubscribe) and self._channels:
+                    # (again) what a failure may have dropped, or listened before we ran
+                    await pubsub.ssubscribe(*self._channels)
+                    resubscribe = False
+                elif dropped:
+                    await pubsub.ssubscribe(*(dropped & self._channels))
+                    dropped.clear()
+                # perf: the wait is split over the shards read (round robin): a short one
+                # bounds the latency of a message on a shard other than the one being read
+                reply = await pubsub.get_sharded_message(timeout=0.1)
+            except (*_DOWN, ResponseError) as exc:
+                if not failing:
+                    logger.warning("Channels: lost the Redis connection at %s (%s); "
+                                   "reconnecting", self.url, exc)
+                failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_DELAY)
+                continue
+            if failing:
+                self.reconnects += 1
+                logger.warning("Channels: reconnected to Redis at %s", self.url)
+                failing, delay = False, 0.05
+            if reply is None:
+                continue
+            kind = reply["type"]
+            if kind == "smessage":
+                deliver(Message(reply["channel"][skip:].decode(), reply["data"]))
+            elif kind == "sunsubscribe" and reply["channel"].decode() in self._channels:
+                # sent by a shard that stopped serving the channel's slot (a failover, a
+                # resharding), not asked for: subscribe again, on the slot's new owner
+                dropped.add(reply["channel"].decode())
+            elif kind == "ssubscribe":
+                waiter = self._confirming.pop(reply["channel"], None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+
+    async def _stop_cluster(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            # the shard connections are ours: closed, not handed back to the caller's pools
+            # (redis-py hands them back; one a cancelled read left half-read is never reused)
+            conns = [node.connection for node in pubsub.node_pubsub_mapping.values()
+                     if node.connection is not None]
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+            for conn in conns:
+                with contextlib.suppress(Exception):
+                    await conn.disconnect()
 
     async def _on_connect(self, conn: Any) -> None:
         # the idle channel too: subscribed to nothing, the connection is an idle client
@@ -243,7 +369,8 @@ class RedisStreamsBackend(_RedisBackend):
     history = True
     carries_trace = True
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, max_len: int | None = 10_000,
+    def __init__(self, url: str | RedisClient = "redis://127.0.0.1:6379/0", *,
+                 max_len: int | None = 10_000,
                  max_age: float | None = None, block: float = 1.0, **options: Any) -> None:
         super().__init__(url, **options)
         if max_len is None and max_age is None:
@@ -258,6 +385,7 @@ class RedisStreamsBackend(_RedisBackend):
         self._positions: dict[bytes, bytes] = {}  # stream key -> last id delivered
         self._reading: set[bytes] = set()
         self._client_id: int | None = None
+        self._stream_readers: dict[bytes, asyncio.Task[None]] = {}  # on a cluster
 
     async def publish(self, channel: str, data: bytes,
                       trace: dict[str, str] | None = None) -> str | None:
@@ -295,6 +423,10 @@ class RedisStreamsBackend(_RedisBackend):
         except _DOWN as exc:
             raise self._unavailable(exc) from exc
         self._positions[key] = last[0][0] if last else b"0-0"
+        if self._cluster:
+            self._stream_readers[key] = asyncio.create_task(
+                self._read_stream(key), name=f"joey channels {key.decode()}")
+            return
         # The reader may be blocked in an XREAD without this stream (on the idle key, when
         # nobody listened): wake it until it reads this stream too. Bounded: a reader that is
         # reconnecting reads every listened stream once it is back.
@@ -307,7 +439,58 @@ class RedisStreamsBackend(_RedisBackend):
                 await asyncio.sleep(0.005)
 
     def unlisten(self, channel: str) -> None:
-        self._positions.pop(self._key(channel).encode(), None)
+        key = self._key(channel).encode()
+        self._positions.pop(key, None)
+        reader = self._stream_readers.pop(key, None)
+        if reader is not None:
+            reader.cancel()
+
+    async def _run_cluster(self) -> None:
+        pass  # each listened stream has a reader of its own (`_read_stream`)
+
+    async def _stop_cluster(self) -> None:
+        readers = list(self._stream_readers.values())
+        self._stream_readers.clear()
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+
+    async def _read_stream(self, key: bytes) -> None:
+        """One stream's blocking ``XREAD`` on a cluster, through the client (which follows the
+        slot to its current primary), from the last id delivered: nothing is lost while the
+        stream holds it."""
+        deliver = self._deliver
+        assert deliver is not None
+        positions = self._positions
+        channel = key[self._skip:].decode()
+        socket_timeout = client_kwargs(self._client).get("socket_timeout")
+        block = min(self.block, socket_timeout / 2) if socket_timeout else self.block
+        failing, delay = False, 0.05
+        while not self._stopping and key in positions:
+            try:
+                async with asyncio.timeout(block + self.timeout + 1):
+                    reply = await self._client.xread({key: positions[key]}, count=1000,
+                                                     block=max(1, int(block * 1000)))
+            except (*_DOWN, ResponseError) as exc:
+                # (a ResponseError: the node stopped being the stream's primary while the read
+                # was blocked, "UNBLOCKED ... instance state changed"; read again from the new)
+                if not failing:
+                    logger.warning("Channels: lost the Redis connection at %s (%s); "
+                                   "reconnecting", self.url, exc)
+                failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_DELAY)
+                continue
+            if failing:
+                self.reconnects += 1
+                logger.warning("Channels: reconnected to Redis at %s", self.url)
+                failing, delay = False, 0.05
+            for _, entries in (reply.items() if isinstance(reply, dict) else reply or ()):
+                for entry_id, fields in entries:
+                    if key not in positions:
+                        return
+                    positions[key] = entry_id
+                    deliver(Message(channel, fields[b"d"], entry_id.decode()))
 
     def position(self, channel: str) -> str | None:
         last = self._positions.get(self._key(channel).encode())

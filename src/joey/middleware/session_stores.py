@@ -16,7 +16,7 @@ import msgspec
 from joey._json import decode_json
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
 
 
 class SessionStoreError(Exception):
@@ -99,9 +99,13 @@ class MemoryStore:
 class RedisStore:
     """Sessions in Redis (``redis.asyncio``), shared by every process and machine of the app.
 
-    Keys are ``prefix + session_id`` with a Redis expiry of the session's ``max_age``. The
-    client is yours: create it at startup and close it at shutdown. A Redis error is raised as
-    :class:`SessionStoreError` (the request gets a 503, the user stays logged in).
+    Keys are ``prefix + session_id`` with a Redis expiry of the session's ``max_age``; every
+    operation is one command on one key, so on a Redis Cluster sessions spread over the shards.
+    ``client``: a ready ``redis.asyncio`` client (``Redis``, ``RedisCluster``, or a Sentinel
+    master from ``Sentinel(...).master_for(...)``), yours to create at startup and close at
+    shutdown; or a URL, for which the store creates a client of its own, closed by
+    :meth:`aclose`. A Redis error is raised as :class:`SessionStoreError` (the request gets a
+    503, the user stays logged in).
 
     Example::
 
@@ -114,12 +118,15 @@ class RedisStore:
                                      store=RedisStore(redis))
     """
 
-    __slots__ = ("_client", "_errors", "_prefix")
+    __slots__ = ("_client", "_errors", "_owned", "_prefix")
 
-    def __init__(self, client: Redis, *, prefix: str = "joey:session:") -> None:
+    def __init__(self, client: Redis | RedisCluster | str, *,
+                 prefix: str = "joey:session:") -> None:
+        from redis.asyncio import Redis as _Redis
         from redis.exceptions import RedisError
 
-        self._client = client
+        self._owned = isinstance(client, str)
+        self._client = _Redis.from_url(client) if isinstance(client, str) else client
         self._prefix = prefix
         self._errors = RedisError
 
@@ -149,6 +156,10 @@ class RedisStore:
         except self._errors as exc:
             raise SessionStoreError(f"Redis failed to delete a session: {exc}") from exc
 
+    async def aclose(self) -> None:
+        """Close the client the store created from a URL; a client passed in stays open."""
+        if self._owned:
+            await self._client.aclose()
 
 __all__ = [
     "MemoryStore",

@@ -1,10 +1,12 @@
 """The Redis task backend: one durable queue shared by web processes and worker processes.
 
 Built directly on Redis Streams with a consumer group (see docs/background-tasks.md for why not
-saq, arq or taskiq). Keys, all under `prefix` (default ``joey:tasks``):
+saq, arq or taskiq). Keys, all under `prefix` (default ``joey:tasks``; on a Redis Cluster
+``{joey:tasks}``, a hash tag: every key of a queue in one slot, each script on one shard):
 
 ```text
 {prefix}:stream      stream of ready tasks, one entry per delivery: id, name, payload, options
+                     (and the task's unique key, if any: the scripts that free it declare it)
 {prefix}:delayed     sorted set: task id -> Unix time it is due (delays and retry backoffs)
 {prefix}:dead        list of dead task ids, newest first, trimmed to `keep_dead`
 {prefix}:task:<id>   hash: name, encoded arguments, per-call options, state, attempts, ...

@@ -14,6 +14,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from ..._redis import client_kwargs
 from ..base import EnqueueOptions, periodic_tasks
 from ..errors import QueueFull, TasksNotRunning, error_text
 from ..state import FINAL_STATES, TaskInfo
@@ -31,6 +32,11 @@ logger = logging.getLogger("joey.tasks")
 class RedisTasks(RedisConsumer):
     """Tasks in Redis, shared by every process that points at the same `url` and `prefix`.
 
+    * `url`: a Redis URL (this backend creates its client at `start()` and closes it at
+      `stop()`), or a ready ``redis.asyncio`` client: ``Redis``, ``RedisCluster``, or a
+      Sentinel master (``Sentinel(...).master_for(...)``), used as it is and never closed here.
+      On a cluster every key of the queue carries the hash tag ``{prefix}`` (one shard per
+      queue; different prefixes spread over the shards).
     * `consume`: whether this process runs tasks too. True suits a single process or a small
       deployment; set False in web processes when dedicated workers (`joey worker app:app`)
       run the tasks. The worker command always consumes.
@@ -70,21 +76,26 @@ class RedisTasks(RedisConsumer):
         """Connect, and with `consume` (default: the constructor's) start running tasks."""
         if self._running:
             return
-        # No socket timeout unless the URL sets one (``?socket_timeout=``): with one, redis-py
-        # sends every command through `asyncio.wait_for` (a new task each on 3.11). Waits are
-        # bounded by our own `asyncio.timeout` per read or commit instead; keepalive notices a
-        # peer that vanished from the network. Said explicitly, never left to redis-py's
-        # default (None in redis-py 5, 5 s in 8: an idle worker's blocking read outlasted it,
-        # failed, and the read loop restarted every few seconds); the URL's options win.
-        client = aioredis.Redis.from_url(
-            self.url,
-            protocol=2,
-            socket_timeout=None,
-            socket_keepalive=True,
-            socket_connect_timeout=self.redis_timeout,
-        )
-        # The one timeout every read on these connections gets: a blocking read stays below it.
-        socket_timeout = client.connection_pool.connection_kwargs["socket_timeout"]
+        if self._given is not None:
+            client: aioredis.Redis = self._given  # type: ignore[assignment]
+        else:
+            # No socket timeout unless the URL sets one (``?socket_timeout=``): with one,
+            # redis-py sends every command through `asyncio.wait_for` (a new task each on
+            # 3.11). Waits are bounded by our own `asyncio.timeout` per read or commit instead;
+            # keepalive notices a peer that vanished from the network. Said explicitly, never
+            # left to redis-py's default (None in redis-py 5, 5 s in 8: an idle worker's
+            # blocking read outlasted it, failed, and the read loop restarted every few
+            # seconds); the URL's options win.
+            client = aioredis.Redis.from_url(
+                self.url,
+                protocol=2,
+                socket_timeout=None,
+                socket_keepalive=True,
+                socket_connect_timeout=self.redis_timeout,
+            )
+        # The one timeout every read on these connections gets: a blocking read stays below it
+        # (a client passed in may have one).
+        socket_timeout = client_kwargs(client).get("socket_timeout")
         self._max_block_ms = int(socket_timeout * 500) if socket_timeout else None
         self._scripts = {
             name: client.register_script(getattr(scripts, name.upper()))
@@ -99,10 +110,10 @@ class RedisTasks(RedisConsumer):
                 await client.xgroup_create(self._stream, GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
-                await client.aclose()
+                await self._close_client(client)
                 raise
         except BaseException:
-            await client.aclose()
+            await self._close_client(client)
             raise
         self._client = client
         self._closing = False
@@ -122,6 +133,11 @@ class RedisTasks(RedisConsumer):
                 asyncio.create_task(self._keep_running(loop), name=f"joey-tasks-{name}")
                 for name, loop in loops
             ]
+
+    async def _close_client(self, client: aioredis.Redis) -> None:
+        """Close the client if it is ours (made from the URL); one passed in is left open."""
+        if self._given is None:
+            await client.aclose()
 
     @property
     def consuming(self) -> bool:
@@ -144,7 +160,9 @@ class RedisTasks(RedisConsumer):
                 waiting = await client.xlen(self._stream) + await client.zcard(self._delayed)
             if waiting:
                 logger.info("task backend stopped: %d task(s) wait in Redis for a worker", waiting)
-        except OUTAGE as exc:
+        except (*OUTAGE, ResponseError) as exc:
+            # (a ResponseError: e.g. NOGROUP from a node that was the primary a moment ago
+            # and is being resynced as a replica, during a Sentinel failover)
             logger.error(
                 "task backend stopped without reaching Redis: %s; tasks this worker held "
                 "are taken over by others after visibility_timeout",
@@ -152,7 +170,7 @@ class RedisTasks(RedisConsumer):
             )
         finally:
             self._close_executor()
-            await client.aclose()
+            await self._close_client(client)
             self._client = None
             self._running = False
             self._stopped.set()
@@ -204,20 +222,27 @@ class RedisTasks(RedisConsumer):
             payload,
             options,
             unique,
-            self._task_prefix,
+            "",  # the id the unique key holds, read below
             repr(now),
             0 if retries is None else retries + 1,
             self.result_ttl,
             GROUP,
         ]
-        keys = [self._task_prefix + task_id, self._stream, self._delayed, unique_key]
+        task_key = self._task_prefix + task_id
+        keys = [task_key, self._stream, self._delayed, unique_key, task_key]
         pause = 0.01
         while True:
             try:
                 async with asyncio.timeout(self.enqueue_timeout):
+                    if unique:  # the task it names is a key of the script: read it first
+                        held = await client.get(unique_key)
+                        argv[7] = cast(bytes, held).decode() if held else ""
+                        keys[4] = self._task_prefix + argv[7] if held else task_key
                     added = await self._scripts["enqueue"](keys=keys, args=argv)
             except OUTAGE as exc:
                 raise self._unavailable(exc) from exc
+            if added[0] == 3:
+                continue  # the unique key changed between the read and the script
             if added[0]:
                 break
             if when_full == "raise":

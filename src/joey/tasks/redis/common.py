@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..._redis import RedisClient, slot_prefix
 from ..base import TaskBackend, WhenFull
 from ..errors import TasksNotRunning, TasksUnavailable, error_text
 from .run import Run
@@ -32,7 +33,7 @@ class RedisTasksBase(TaskBackend):
 
     def __init__(
         self,
-        url: str = "redis://127.0.0.1:6379/0",
+        url: str | RedisClient = "redis://127.0.0.1:6379/0",
         *,
         prefix: str = "joey:tasks",
         consume: bool = True,
@@ -65,7 +66,10 @@ class RedisTasksBase(TaskBackend):
         ):
             if not value > 0:
                 raise ValueError(f"{option} must be > 0 seconds, got {value}")
-        self.url = url
+        # A URL: our client, created at start() and closed at stop(). A client: the caller's,
+        # used as it is and never closed here.
+        self.url = url if isinstance(url, str) else ""
+        self._given: RedisClient | None = None if isinstance(url, str) else url
         self.prefix = prefix
         self.consume = consume
         self.max_queue = max_queue
@@ -80,15 +84,18 @@ class RedisTasksBase(TaskBackend):
         self.dead_ttl = dead_ttl
         self.keep_dead = keep_dead
         self.poll_interval = poll_interval
-        self._stream = f"{prefix}:stream"
-        self._delayed = f"{prefix}:delayed"
-        self._dead = f"{prefix}:dead"
-        self._periodic = f"{prefix}:periodic"
-        self._stats_key = f"{prefix}:stats"
-        self._task_prefix = f"{prefix}:task:"
-        self._unique_prefix = f"{prefix}:unique:"
+        # Every key of a queue shares its slot on a cluster (`{prefix}:...`), so each script
+        # runs on one shard; on a single Redis the names are the ones earlier versions used.
+        keys = slot_prefix(prefix, self._given)
+        self._stream = f"{keys}:stream"
+        self._delayed = f"{keys}:delayed"
+        self._dead = f"{keys}:dead"
+        self._periodic = f"{keys}:periodic"
+        self._stats_key = f"{keys}:stats"
+        self._task_prefix = f"{keys}:task:"
+        self._unique_prefix = f"{keys}:unique:"
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._client: aioredis.Redis | None = None
+        self._client: aioredis.Redis | None = None  # (or a RedisCluster: the same commands)
         self._scripts: dict[str, Any] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._inflight: dict[bytes, Run] = {}  # entry id -> its run, while its task lives

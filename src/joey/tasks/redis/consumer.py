@@ -28,7 +28,12 @@ from .runner import RedisRunner
 logger = logging.getLogger("joey.tasks")
 
 _RESTART_DELAY = 1.0  # seconds before a loop that hit a Redis error runs again
-_Read = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None  # an XREADGROUP reply
+# an XREADGROUP reply: pairs (RESP2) or a map (RESP3)
+_Read = (
+    list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
+    | dict[bytes, list[tuple[bytes, dict[bytes, bytes]]]]
+    | None
+)
 
 
 class RedisConsumer(RedisRunner):
@@ -108,6 +113,24 @@ class RedisConsumer(RedisRunner):
 
     # -- consuming ----------------------------------------------------------------------------
 
+    async def _group_lost(self) -> None:
+        """The consumer group is gone: Redis lost its data (a primary killed before its replica
+        had the queue, a restart without persistence). Create it again, from the start of
+        whatever the stream holds now, so the workers go on with the tasks enqueued since;
+        what was lost is said once, loudly."""
+        assert self._client is not None
+        logger.error(
+            "task backend: the queue's consumer group in Redis is gone (%s lost its data: a "
+            "failover before the replica had it, or a restart without persistence); created "
+            "again: the tasks it held are lost", self._stream,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(self.redis_timeout):
+                await self._client.xgroup_create(self._stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):  # another worker created it meanwhile: fine
+                raise
+
     async def _keep_running(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run a background loop until stop(); a Redis error (a restart, a network cut) is
         logged and the loop restarted, so a worker never silently stops consuming."""
@@ -117,6 +140,12 @@ class RedisConsumer(RedisRunner):
             except Exception as exc:
                 if self._closing:
                     return
+                if isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"):
+                    try:
+                        await self._group_lost()
+                        continue
+                    except Exception as again:  # Redis down again: said below, retried
+                        exc = again
                 if isinstance(exc, TimeoutError):
                     reason = f"Redis did not answer within redis_timeout={self.redis_timeout:g}s"
                 else:
@@ -162,7 +191,8 @@ class RedisConsumer(RedisRunner):
                 )
             if self._closing:
                 return  # what this read got stays pending here: stop() hands it back
-            for _, entries in reply or ():
+            # RESP3 (a client passed in, redis-py 8's default) answers a map, RESP2 pairs
+            for _, entries in reply.items() if isinstance(reply, dict) else reply or ():
                 if entries:
                     await self._start_runs(entries)
 

@@ -30,13 +30,14 @@ class RedisRunner(RedisUpkeep):
 
     def _start_script(self, runs: list[tuple[Run, int]]) -> Awaitable[list[list[Any]]]:
         """The start script for these runs, each with its mode (see `scripts.START`)."""
-        keys = [self._stream, self._dead]
+        keys: list[str | bytes] = [self._stream, self._dead]
         args: list[Any] = [
             repr(time.time()), self.consumer, self.max_deliveries, GROUP, self.dead_ttl,
             self.keep_dead,
         ]  # fmt: skip
         for run, mode in runs:
-            keys.append(self._task_prefix + run.task_id)
+            task_key = self._task_prefix + run.task_id
+            keys += (task_key, run.fields.get(b"unique") or task_key)
             args += (run.entry_id, run.task_id, mode)
         return cast(Awaitable[list[list[Any]]], self._scripts["start"](keys=keys, args=args))
 
@@ -181,7 +182,9 @@ class RedisRunner(RedisUpkeep):
     ) -> bool:  # fmt: skip
         """Send the finish script (retried through outages); True if it was applied."""
         what = f"task {run.name} {run.task_id} ({outcome})"
-        keys = [self._task_prefix + run.task_id, self._stream, self._delayed, self._dead]
+        task_key = self._task_prefix + run.task_id
+        unique_key = run.fields.get(b"unique") or task_key  # declared: the script may free it
+        keys = [task_key, self._stream, self._delayed, self._dead, unique_key]
         args = [
             GROUP, run.entry_id, run.task_id, outcome, self.consumer, repr(time.time()), ttl,
             self.keep_dead, error, result, run_at, failures, run.max_attempts, run.began,

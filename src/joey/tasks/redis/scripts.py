@@ -13,23 +13,47 @@ Key layout: see the docstring of `joey.tasks.redis`.
 
 from __future__ import annotations
 
+# Adds a task's stream entry; it carries the task's unique key (when it has one), so that the
+# worker declares that key to the scripts that release it.
+_ADD_ENTRY = """
+local function add_entry(stream, id, name, payload, options, unique, attempt)
+  local fields = {'id', id, 'name', name, 'payload', payload, 'options', options}
+  if unique and unique ~= '' then
+    table.insert(fields, 'unique')
+    table.insert(fields, unique)
+  end
+  if attempt then  -- which attempt the entry starts (tracing reads it before Redis answers)
+    table.insert(fields, 'attempt')
+    table.insert(fields, attempt)
+  end
+  return redis.call('XADD', stream, '*', unpack(fields))
+end
+"""
+
 # Adds a task. Returns {1, id} (added), {0} (the queue holds `max_queue` tasks) or {2, id} (a
 # task with the same unique key is queued or running: its id). With a unique key in 'replace'
 # mode, a task with that key that has not started yet is cancelled and this one takes its place.
 # A task whose entry a worker has read counts as started, RUNNING or not yet: its run begins
 # before its start is recorded.
-# KEYS: task, stream, delayed, unique (the task key again when there is none)
+# Every key is declared (cluster-correct): the caller reads the unique key first and passes the
+# record of the task it names; {3} says the unique key changed since (read it again).
+# KEYS: task, stream, delayed, unique (the task key again when there is none), the record of
+#       the task the unique key named when read (the task key again when none)
 # ARGV: id, limit, run_at ('' = now), name, payload, options, unique mode ('', keep, replace),
-#       task key prefix, now, max_attempts, ttl of a replaced task's record, group
-ENQUEUE = """
+#       the id the unique key held when read ('' none), now, max_attempts, ttl of a replaced
+#       task's record, group
+ENQUEUE = (
+    _ADD_ENTRY
+    + """
 local id = ARGV[1]
 local old, old_state
 if ARGV[7] ~= '' then
   old = redis.call('GET', KEYS[4])
-  if old then old_state = redis.call('HGET', ARGV[8] .. old, 'state') end
+  if (old or '') ~= ARGV[8] then return {3} end
+  if old then old_state = redis.call('HGET', KEYS[5], 'state') end
   if old_state == 'queued' then
     -- A worker that read the entry runs it already (its start follows the run): running.
-    local e = redis.call('HGET', ARGV[8] .. old, 'entry')
+    local e = redis.call('HGET', KEYS[5], 'entry')
     if e and e ~= '' then
       local p = redis.pcall('XPENDING', KEYS[2], ARGV[12], e, e, 1)
       if type(p) == 'table' and p[1] then old_state = 'running' end
@@ -46,7 +70,7 @@ if limit > 0 and redis.call('XLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) >= l
   return {0}
 end
 if old and old_state ~= 'running' then
-  local okey = ARGV[8] .. old
+  local okey = KEYS[5]
   local entry = redis.call('HGET', okey, 'entry')
   if entry and entry ~= '' then redis.call('XDEL', KEYS[2], entry) end
   redis.call('ZREM', KEYS[3], old)
@@ -54,17 +78,16 @@ if old and old_state ~= 'running' then
              'finished_at', ARGV[9], 'run_at', '')
   redis.call('EXPIRE', okey, ARGV[11])
 end
-local entry = ''
-if ARGV[3] ~= '' then
-  redis.call('ZADD', KEYS[3], ARGV[3], id)
-else
-  entry = redis.call('XADD', KEYS[2], '*', 'id', id, 'name', ARGV[4], 'payload', ARGV[5],
-                     'options', ARGV[6], 'attempt', 1)
-end
 local unique = ''
 if ARGV[7] ~= '' then
   unique = KEYS[4]
   redis.call('SET', unique, id)
+end
+local entry = ''
+if ARGV[3] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[3], id)
+else
+  entry = add_entry(KEYS[2], id, ARGV[4], ARGV[5], ARGV[6], unique, 1)
 end
 redis.call('HSET', KEYS[1], 'name', ARGV[4], 'payload', ARGV[5], 'options', ARGV[6],
            'state', 'queued', 'attempts', 0, 'failures', 0, 'deliveries', 0,
@@ -72,13 +95,18 @@ redis.call('HSET', KEYS[1], 'name', ARGV[4], 'payload', ARGV[5], 'options', ARGV
            'unique', unique, 'entry', entry)
 return {1, id}
 """
+)
 
 # Releases a task's unique key if it still points at the task (used by the scripts below).
+# `declared`: the unique key its stream entry carries, which the caller declared in KEYS;
+# `recorded`: the one the task's record names. They differ only for an entry written before
+# entries carried their unique key (an older version, on a single Redis): the record's is used.
 _RELEASE_UNIQUE = """
-local function release_unique(unique, id)
-  if unique and unique ~= '' and redis.call('GET', unique) == id then
-    redis.call('DEL', unique)
-  end
+local function release_unique(declared, recorded, id)
+  if not recorded or recorded == '' then return end
+  local key = declared
+  if declared ~= recorded then key = recorded end
+  if redis.call('GET', key) == id then redis.call('DEL', key) end
 end
 """
 
@@ -94,7 +122,8 @@ end
 #   reporting back (each worker died): dead-lettered here;
 # * {'gone'} - the entry is no longer pending for this consumer (taken over, or finished):
 #   nothing is changed.
-# KEYS: stream, dead list, then one task key per delivered entry
+# KEYS: stream, dead list, then per delivered entry its task key and the unique key its entry
+#       carries (the task key again when none)
 # ARGV: now, consumer, max_deliveries, group, dead_ttl, keep_dead, then per entry its id, the
 #       task id and a mode: 0 first delivery, 1 reclaimed, +2 the entry carries only the id
 START = (
@@ -102,9 +131,9 @@ START = (
     + """
 local out = {}
 local max = tonumber(ARGV[3])
-for i = 3, #KEYS do
+for i = 3, #KEYS, 2 do
   local key = KEYS[i]
-  local at = 7 + (i - 3) * 3
+  local at = 7 + (i - 3) / 2 * 3
   local entry, id, mode = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
   local p = redis.call('XPENDING', KEYS[1], ARGV[4], entry, entry, 1, ARGV[2])
   local answer
@@ -135,7 +164,7 @@ for i = 3, #KEYS do
         redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
         redis.call('XACK', KEYS[1], ARGV[4], entry)
         redis.call('XDEL', KEYS[1], entry)
-        release_unique(f[5], id)
+        release_unique(KEYS[i + 1], f[5], id)
         answer = {'lost'}
       else
         local attempts = tonumber(f[2] or '0') + 1
@@ -194,7 +223,7 @@ return out
 # replay is a no-op). A task still QUEUED is one whose start has not been recorded (sent beside
 # the run, or lost in a blip): this script records it; one already final (replaced while the
 # worker read it) is left as it is. Returns 1 if applied, else 0.
-# KEYS: task, stream, delayed, dead list
+# KEYS: task, stream, delayed, dead list, the unique key the entry carries (task key if none)
 # ARGV: group, entry id, task id, outcome, consumer, now, ttl, keep_dead, error, result,
 #       run_at, failures (of 'retry' and 'dead'), max_attempts, started_at (if QUEUED)
 FINISH = (
@@ -218,7 +247,7 @@ if outcome == 'ok' then
   redis.call('HSET', KEYS[1], 'state', 'succeeded', 'result', ARGV[10], 'error', '',
              'finished_at', ARGV[6], 'entry', '', 'max_attempts', ARGV[13])
   redis.call('EXPIRE', KEYS[1], ARGV[7])
-  release_unique(f[2], ARGV[3])
+  release_unique(KEYS[5], f[2], ARGV[3])
 elseif outcome == 'retry' then
   redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[9], 'run_at', ARGV[11],
              'failures', ARGV[12], 'deliveries', 0, 'entry', '', 'max_attempts', ARGV[13])
@@ -229,42 +258,49 @@ else
   redis.call('EXPIRE', KEYS[1], ARGV[7])
   redis.call('LPUSH', KEYS[4], ARGV[3])
   redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[8]) - 1)
-  release_unique(f[2], ARGV[3])
+  release_unique(KEYS[5], f[2], ARGV[3])
 end
 return 1
 """
 )
 
-# Moves due tasks from the delayed set to the stream, their payload with them. Returns how many
-# moved and the score of the next one not yet due ('' if none), so the caller knows how long
-# it may sleep.
-# KEYS: delayed, stream. ARGV: now, task key prefix, batch size
-PROMOTE = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[1], id)
-  local key = ARGV[2] .. id
-  local f = redis.call('HMGET', key, 'state', 'name', 'payload', 'options', 'attempts')
-  if f[1] == 'queued' or f[1] == 'failed' then
-    local entry = redis.call('XADD', KEYS[2], '*', 'id', id, 'name', f[2], 'payload', f[3],
-                             'options', f[4], 'attempt', tonumber(f[5] or '0') + 1)
-    redis.call('HSET', key, 'state', 'queued', 'run_at', '', 'entry', entry)
+# Moves due tasks from the delayed set to the stream, their payload with them: the tasks the
+# caller read as due (ZRANGE), each moved only if it is still in the set (ZREM says so: of two
+# promoters, one moves it). Returns how many moved and the score of the next task in the set
+# ('' if none), so the caller knows how long it may sleep.
+# KEYS: delayed, stream, then one task key per id. ARGV: the ids
+PROMOTE = (
+    _ADD_ENTRY
+    + """
+local moved = 0
+for i = 3, #KEYS do
+  local id = ARGV[i - 2]
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    moved = moved + 1
+    local f = redis.call('HMGET', KEYS[i], 'state', 'name', 'payload', 'options', 'unique',
+                         'attempts')
+    if f[1] == 'queued' or f[1] == 'failed' then
+      local entry = add_entry(KEYS[2], id, f[2], f[3], f[4], f[5], tonumber(f[6] or '0') + 1)
+      redis.call('HSET', KEYS[i], 'state', 'queued', 'run_at', '', 'entry', entry)
+    end
   end
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {#ids, nxt[2] or ''}
+return {moved, nxt[2] or ''}
 """
+)
 
 # Returns an entry this worker holds to the stream for another worker (used by stop()). An
 # attempt stop() cancelled (ARGV[4] == '1') is not counted.
 # KEYS: stream, task. ARGV: group, entry id, task id, cancelled
-HAND_BACK = """
+HAND_BACK = (
+    _ADD_ENTRY
+    + """
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-local f = redis.call('HMGET', KEYS[2], 'state', 'name', 'payload', 'options')
+local f = redis.call('HMGET', KEYS[2], 'state', 'name', 'payload', 'options', 'unique')
 if f[1] == 'running' or f[1] == 'queued' then
-  local entry = redis.call('XADD', KEYS[1], '*', 'id', ARGV[3], 'name', f[2], 'payload', f[3],
-                           'options', f[4])
+  local entry = add_entry(KEYS[1], ARGV[3], f[2], f[3], f[4], f[5])
   redis.call('HSET', KEYS[2], 'state', 'queued', 'worker', '', 'entry', entry)
   if ARGV[4] == '1' and f[1] == 'running' then
     redis.call('HINCRBY', KEYS[2], 'attempts', -1)
@@ -274,19 +310,22 @@ if f[1] == 'running' or f[1] == 'queued' then
 end
 return 0
 """
+)
 
 # Gives a dead task a fresh set of attempts. KEYS: dead list, task, stream. ARGV: id
-REQUEUE = """
+REQUEUE = (
+    _ADD_ENTRY
+    + """
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 redis.call('PERSIST', KEYS[2])
-local f = redis.call('HMGET', KEYS[2], 'name', 'payload', 'options')
-local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[1], 'name', f[1], 'payload', f[2],
-                         'options', f[3], 'attempt', 1)
+local f = redis.call('HMGET', KEYS[2], 'name', 'payload', 'options', 'unique')
+local entry = add_entry(KEYS[3], ARGV[1], f[1], f[2], f[3], f[4], 1)
 redis.call('HSET', KEYS[2], 'state', 'queued', 'attempts', 0, 'failures', 0, 'deliveries', 0,
            'finished_at', '', 'error', '', 'entry', entry)
 return 1
 """
+)
 
 # Removes a dead task for good. KEYS: dead list, task. ARGV: id
 DROP = """

@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from typing import cast
 
 import redis.asyncio as aioredis
 
@@ -23,6 +24,7 @@ from .records import NO_OPTIONS, encode
 from .run import Action, RunEvent
 
 logger = logging.getLogger("joey.tasks")
+_PROMOTE_BATCH = 500  # delayed tasks moved per script call
 
 
 class RedisUpkeep(RedisTasksBase):
@@ -60,16 +62,28 @@ class RedisUpkeep(RedisTasksBase):
     async def _promote_loop(self) -> None:
         assert self._wake_promoter is not None and self._client is not None
         wake = self._wake_promoter
+        client = self._client
         # Another process may add a task due sooner than the next one known here, so the sleep
         # is capped at `poll_interval`; tasks scheduled by this process wake it at once.
         while not self._closing:
             wake.clear()
+            # The first tasks of the set, then the due ones moved by a script that declares
+            # each task's key (cluster-correct: a script touches only the keys it is given).
+            # One round trip while nothing is due.
             async with asyncio.timeout(self.redis_timeout):
-                moved, next_due = await self._scripts["promote"](
-                    keys=[self._delayed, self._stream],
-                    args=[repr(time.time()), self._task_prefix, 500],
-                )
-            if moved >= 500:
+                first = cast(list[tuple[bytes, float]], await client.zrange(
+                    self._delayed, 0, _PROMOTE_BATCH - 1, withscores=True))
+                now = time.time()
+                due = [task_id for task_id, score in first if score <= now]
+                next_due: float | str | None = next(
+                    (score for _, score in first if score > now), None)
+                if due:
+                    _, next_due = await self._scripts["promote"](
+                        keys=[self._delayed, self._stream,
+                              *(self._task_prefix + task_id.decode() for task_id in due)],
+                        args=due,
+                    )  # fmt: skip
+            if len(due) >= _PROMOTE_BATCH:
                 continue
             pause = self.poll_interval
             if next_due:

@@ -1,0 +1,74 @@
+"""What every Redis-backed component shares: a URL or a ready client, who closes it, and key
+names that keep the keys of one operation in one hash slot on a Redis Cluster.
+
+* A component given a URL creates its client and closes it when it stops; one given a client
+  (``redis.asyncio.Redis``, ``redis.asyncio.RedisCluster``, a Sentinel master from
+  ``Sentinel(...).master_for(...)``) uses it as it is and never closes it: the client, and its
+  connection pool, belong to whoever created them.
+* On a cluster, a component's keys carry a hash tag (``{joey:tasks}:stream``): each script and
+  multi-key command then runs on one shard, and different prefixes (queues, limits...) land on
+  different shards. On a single Redis (or a Sentinel master) the names stay what they were, so
+  an upgrade finds the keys it left.
+
+redis-py is an optional dependency: it is imported here only inside the functions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis, RedisCluster
+
+    RedisClient: TypeAlias = "Redis | RedisCluster"
+else:
+    RedisClient: TypeAlias = Any
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` is a ``redis.asyncio.RedisCluster``."""
+    try:
+        from redis.asyncio.cluster import RedisCluster
+    except ImportError:  # pragma: no cover - redis-py without cluster support
+        return False
+    return isinstance(client, RedisCluster)
+
+
+def has_hash_tag(name: str) -> bool:
+    """Whether Redis Cluster hashes ``name`` by a tag: a ``{`` followed later by a ``}`` with
+    something between them (the first such pair counts)."""
+    start = name.find("{")
+    return start >= 0 and name.find("}", start + 1) > start + 1
+
+
+def slot_prefix(prefix: str, client: object) -> str:
+    """``prefix`` as the common part of keys that must share a slot: ``{prefix}`` on a cluster
+    (unless it holds a hash tag already), unchanged elsewhere."""
+    if not is_cluster(client) or has_hash_tag(prefix):
+        return prefix
+    return "{" + prefix + "}"
+
+
+def client_kwargs(client: Any) -> dict[str, Any]:
+    """The connection options of a client, single or cluster (``{}`` when it has none)."""
+    getter = getattr(client, "get_connection_kwargs", None)
+    if getter is None:  # pragma: no cover - not a redis-py client
+        return {}
+    found: dict[str, Any] = getter()
+    return found
+
+
+def describe(client: Any) -> str:
+    """A short name for logs: where the client connects."""
+    if is_cluster(client):
+        nodes = client.get_nodes() if hasattr(client, "get_nodes") else []
+        return f"Redis Cluster ({len(nodes)} nodes)" if nodes else "Redis Cluster"
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", {})
+    service = getattr(pool, "service_name", None)
+    if service is not None:
+        return f"Redis (Sentinel service {service!r})"
+    host, port = kwargs.get("host"), kwargs.get("port")
+    if host is not None:
+        return f"Redis at {host}:{port}"
+    return "Redis"
