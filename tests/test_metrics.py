@@ -337,7 +337,7 @@ class BrokenRateLimits:
 
 def test_rate_limits_report_every_decision() -> None:
     login = RateLimit(2, 60, name="login")
-    open_ = RateLimit(1, 60, name="open", backend=BrokenRateLimits())
+    open_ = RateLimit(1, 60, name="open", backend=BrokenRateLimits(), fail_open=True)
     closed = RateLimit(1, 60, name="closed", backend=BrokenRateLimits(), fail_open=False)
     app = App(metrics=Metrics())
     limited = Router(dependencies=[Security(login)])
