@@ -134,6 +134,34 @@ def _methods_app() -> App:
     return app
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("status", [200, 204, 304, 404])
+async def test_the_app_sends_a_response_as_the_response_sends_itself(
+    method: str, status: int,
+) -> None:
+    # The engine sends a plain Response's two messages itself (a perf shortcut): the same
+    # messages as Response.__call__, the background after them.
+    events: list[str] = []
+
+    def make() -> Response:
+        async def background() -> None:
+            events.append("background")
+
+        return TextResponse("body", status, headers={"x-h": "1"}, background=background)
+
+    app = App()
+
+    @app.get("/r")
+    async def answer() -> Response:
+        return make()
+
+    via_app = await call(app, http_scope("/r", method=method))
+    direct = Recorder()
+    await make()(http_scope("/r", method=method), direct.receive, direct.send)
+    assert via_app.sent == direct.sent
+    assert events == ["background", "background"]
+
+
 def test_head_is_served_by_get_routes() -> None:
     client = TestClient(_methods_app())
     get = client.get("/doc")

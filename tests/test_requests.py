@@ -11,7 +11,7 @@ import pytest
 from joey import App, PayloadTooLarge, Request
 from joey.datastructures import QueryParams
 from joey.exceptions import BadRequest
-from joey.requests import ClientDisconnect
+from joey.requests import ClientDisconnect, HTTPConnection
 from joey.testing import TestClient
 
 from .asgi import (
@@ -554,3 +554,19 @@ async def test_a_charset_python_cannot_even_look_up_is_a_400(charset: bytes) -> 
     request, _ = _request(b"x", headers=[(b"content-type", b"text/plain; charset=" + charset)])
     with pytest.raises(BadRequest, match="Unknown charset"):
         await request.text()
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def test_a_request_sets_every_field_of_a_connection() -> None:
+    # Request.__init__ sets HTTPConnection's fields itself (a call fewer per request): a field
+    # added there and not here would be missing from every request.
+    app = App()
+    request = Request(http_scope("/x"), _no_body, app)
+    for name in HTTPConnection.__slots__:
+        getattr(request, name)  # AttributeError if it was never set
+    assert (request.app, request.path_params, request.cleanups, request.error) == (
+        app, {}, None, None)
+    assert Request({**http_scope("/x"), "app": app}, _no_body).app is app
