@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import inspect
 import logging
 import threading
 import weakref
@@ -95,6 +97,41 @@ async def test_unrouted_websocket_is_refused() -> None:
              "query_string": b"", "headers": [], "subprotocols": []}
     await App()(scope, receive, send)
     assert [m["type"] for m in sent] == ["websocket.close"]
+
+
+# --- the entry point ------------------------------------------------------------------------------
+
+
+def test_servers_see_the_app_as_an_asgi3_app() -> None:
+    # App.__call__ is joey._engine.entry.app_call, assigned to the class (compiled in the
+    # compiled build): servers must still find a coroutine function there, or they would call
+    # the app as ASGI 2.
+    import uvicorn
+
+    app = App()
+    assert inspect.iscoroutinefunction(app.__call__)
+    assert asyncio.iscoroutinefunction(app.__call__)
+    config = uvicorn.Config(app, lifespan="off", log_config=None)
+    config.load()
+    assert config.interface == "asgi3"
+
+
+async def test_a_subclass_wraps_the_entry_point_with_super() -> None:
+    seen: list[str] = []
+
+    class Traced(App):
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            seen.append(scope["path"])
+            await super().__call__(scope, receive, send)
+
+    app = Traced()
+
+    @app.get("/x")
+    async def x() -> str:
+        return "x"
+
+    recorder = await call(app, http_scope("/x"))
+    assert (recorder.status, recorder.body, seen) == (200, b"x", ["/x"])
 
 
 # --- HEAD, OPTIONS, 405 ---------------------------------------------------------------------------
