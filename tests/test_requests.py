@@ -565,7 +565,11 @@ def test_a_request_sets_every_field_of_a_connection() -> None:
     # added there and not here would be missing from every request.
     app = App()
     request = Request(http_scope("/x"), _no_body, app)
-    for name in HTTPConnection.__slots__:
+    # (a compiled class has no __slots__: mypyc lists its attributes in __mypyc_attrs__)
+    fields = getattr(HTTPConnection, "__slots__", None) or (
+        HTTPConnection.__mypyc_attrs__)  # type: ignore[attr-defined]
+    assert "scope" in fields
+    for name in fields:
         getattr(request, name)  # AttributeError if it was never set
     assert (request.app, request.path_params, request.cleanups, request.error) == (
         app, {}, None, None)

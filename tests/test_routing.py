@@ -16,6 +16,7 @@ from joey import (
     App,
     Depends,
     HTTPError,
+    JSONResponse,
     NotFound,
     ProblemResponse,
     Request,
@@ -136,8 +137,8 @@ def test_a_handler_of_any_base_of_not_found_decides_the_404() -> None:
     app = App()
 
     @app.exception_handler(HTTPError)
-    async def any_http_error(request: Request, exc: HTTPError) -> dict[str, Any]:
-        return {"type": type(exc).__name__, "detail": exc.detail}
+    async def any_http_error(request: Request, exc: HTTPError) -> JSONResponse:
+        return JSONResponse({"type": type(exc).__name__, "detail": exc.detail})
 
     assert TestClient(app).get("/nope").json() == {"type": "NotFound",
                                                    "detail": "Nothing at /nope."}
@@ -461,8 +462,8 @@ def test_a_failed_one_way_branch_leaves_no_parameters_for_the_404() -> None:
         return "post"
 
     @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound) -> dict[str, Any]:
-        return {"params": request.path_params}
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"params": request.path_params})
 
     client = TestClient(app)
     assert client.get("/api/v1/users/5/posts/7").text == "post"
