@@ -517,6 +517,60 @@ def test_client_going_away_while_sending_is_not_an_error() -> None:
     asyncio.run(run())  # no exception escapes
 
 
+@pytest.mark.parametrize("path", ["/text", "/json", "/nowhere"])
+async def test_a_client_gone_mid_response_is_not_an_error_whatever_the_response_class(
+    path: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # TextResponse, JSONResponse, the 404's problem document: each sends itself as Response
+    # does, so the engine sends it without tracking (a client gone is a debug line). The
+    # compiled build took every subclass for a response that could fail half-way (its
+    # __call__ compared by identity), and logged an error when the client left.
+    app = App()
+
+    @app.get("/text")
+    async def text() -> str:
+        return "hi"
+
+    @app.get("/json")
+    async def json_() -> dict[str, int]:
+        return {"a": 1}
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            raise OSError("connection reset")
+
+    caplog.set_level(logging.DEBUG, logger="joey")
+    await app(http_scope(path), Recorder().receive, send)
+    assert "Client went away" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_which_response_classes_the_engine_sends_itself() -> None:
+    from joey.files import FileResponse
+    from joey.responses import (
+        EncodedProblemResponse,
+        ProblemResponse,
+        RedirectResponse,
+        sends_whole,
+    )
+
+    class Plain(TextResponse):
+        pass
+
+    class Wrapped(TextResponse):
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await super().__call__(scope, receive, send)
+
+    class Below(Wrapped):
+        pass
+
+    for cls in (Response, TextResponse, JSONResponse, ProblemResponse, EncodedProblemResponse,
+                RedirectResponse, Plain):
+        assert sends_whole(cls) and cls._sends_whole, cls
+    for cls in (StreamingResponse, FileResponse, Wrapped, Below):
+        assert not sends_whole(cls) and not cls._sends_whole, cls
+
+
 # --- mounts ---------------------------------------------------------------------------------------
 
 

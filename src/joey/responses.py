@@ -28,6 +28,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from types import WrapperDescriptorType
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -89,10 +90,14 @@ class Response:
     charset: ClassVar[str] = "utf-8"
     # perf: the Content-Type bytes of the class default, computed once per class
     _default_content_type: ClassVar[bytes | None] = None
+    #: whether the class sends itself as Response does (its ``__call__`` is Response's): the
+    #: engine then sends the two messages itself (see :func:`sends_whole`)
+    _sends_whole: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._default_content_type = _content_type_bytes(cls.media_type_default, cls.charset)
+        cls._sends_whole = sends_whole(cls)
 
     def __init__(
         self,
@@ -226,6 +231,28 @@ class Response:
 
 
 Response._default_content_type = _content_type_bytes(Response.media_type_default, "utf-8")
+
+
+def sends_whole(cls: type) -> bool:
+    """Whether responses of ``cls`` are sent by ``Response.__call__``: no class between it and
+    :class:`Response` defines a ``__call__`` of its own.
+
+    Asked of the class, not by comparing ``cls.__call__`` with ``Response.__call__``: in the
+    compiled build every compiled subclass shows a slot wrapper of its own for the
+    ``__call__`` it inherits, so that comparison fails for ``TextResponse`` and every other
+    class but ``Response`` itself.
+
+    Example::
+
+        assert sends_whole(TextResponse)
+    """
+    for klass in cls.__mro__:
+        if klass is Response:
+            return True
+        own = klass.__dict__.get("__call__")
+        if own is not None and not isinstance(own, WrapperDescriptorType):
+            return False
+    return False
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)

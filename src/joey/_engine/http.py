@@ -141,7 +141,7 @@ class Engine:
         #    `await` in a `finally:`, which the compiled build mishandles: see "Compiled build"
         #    in docs/deployment.md.)
         try:
-            if type(response).__call__ is Response.__call__:
+            if response._sends_whole:
                 # perf: a complete body cannot fail half-way, so no need to track the start
                 # message; and Response.__call__'s two messages are sent from here, with no
                 # coroutine of their own
