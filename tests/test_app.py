@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import inspect
 import logging
 import threading
 import weakref
@@ -97,6 +99,41 @@ async def test_unrouted_websocket_is_refused() -> None:
     assert [m["type"] for m in sent] == ["websocket.close"]
 
 
+# --- the entry point ------------------------------------------------------------------------------
+
+
+def test_servers_see_the_app_as_an_asgi3_app() -> None:
+    # App.__call__ is joey._engine.entry.app_call, assigned to the class (compiled in the
+    # compiled build): servers must still find a coroutine function there, or they would call
+    # the app as ASGI 2.
+    import uvicorn
+
+    app = App()
+    assert inspect.iscoroutinefunction(app.__call__)
+    assert asyncio.iscoroutinefunction(app.__call__)
+    config = uvicorn.Config(app, lifespan="off", log_config=None)
+    config.load()
+    assert config.interface == "asgi3"
+
+
+async def test_a_subclass_wraps_the_entry_point_with_super() -> None:
+    seen: list[str] = []
+
+    class Traced(App):
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            seen.append(scope["path"])
+            await super().__call__(scope, receive, send)
+
+    app = Traced()
+
+    @app.get("/x")
+    async def x() -> str:
+        return "x"
+
+    recorder = await call(app, http_scope("/x"))
+    assert (recorder.status, recorder.body, seen) == (200, b"x", ["/x"])
+
+
 # --- HEAD, OPTIONS, 405 ---------------------------------------------------------------------------
 
 
@@ -132,6 +169,34 @@ def _methods_app() -> App:
         return "put"
 
     return app
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("status", [200, 204, 304, 404])
+async def test_the_app_sends_a_response_as_the_response_sends_itself(
+    method: str, status: int,
+) -> None:
+    # The engine sends a plain Response's two messages itself (a perf shortcut): the same
+    # messages as Response.__call__, the background after them.
+    events: list[str] = []
+
+    def make() -> Response:
+        async def background() -> None:
+            events.append("background")
+
+        return TextResponse("body", status, headers={"x-h": "1"}, background=background)
+
+    app = App()
+
+    @app.get("/r")
+    async def answer() -> Response:
+        return make()
+
+    via_app = await call(app, http_scope("/r", method=method))
+    direct = Recorder()
+    await make()(http_scope("/r", method=method), direct.receive, direct.send)
+    assert via_app.sent == direct.sent
+    assert events == ["background", "background"]
 
 
 def test_head_is_served_by_get_routes() -> None:
@@ -450,6 +515,60 @@ def test_client_going_away_while_sending_is_not_an_error() -> None:
     import asyncio
 
     asyncio.run(run())  # no exception escapes
+
+
+@pytest.mark.parametrize("path", ["/text", "/json", "/nowhere"])
+async def test_a_client_gone_mid_response_is_not_an_error_whatever_the_response_class(
+    path: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # TextResponse, JSONResponse, the 404's problem document: each sends itself as Response
+    # does, so the engine sends it without tracking (a client gone is a debug line). The
+    # compiled build took every subclass for a response that could fail half-way (its
+    # __call__ compared by identity), and logged an error when the client left.
+    app = App()
+
+    @app.get("/text")
+    async def text() -> str:
+        return "hi"
+
+    @app.get("/json")
+    async def json_() -> dict[str, int]:
+        return {"a": 1}
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            raise OSError("connection reset")
+
+    caplog.set_level(logging.DEBUG, logger="joey")
+    await app(http_scope(path), Recorder().receive, send)
+    assert "Client went away" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_which_response_classes_the_engine_sends_itself() -> None:
+    from joey.files import FileResponse
+    from joey.responses import (
+        EncodedProblemResponse,
+        ProblemResponse,
+        RedirectResponse,
+        sends_whole,
+    )
+
+    class Plain(TextResponse):
+        pass
+
+    class Wrapped(TextResponse):
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await super().__call__(scope, receive, send)
+
+    class Below(Wrapped):
+        pass
+
+    for cls in (Response, TextResponse, JSONResponse, ProblemResponse, EncodedProblemResponse,
+                RedirectResponse, Plain):
+        assert sends_whole(cls) and cls._sends_whole, cls
+    for cls in (StreamingResponse, FileResponse, Wrapped, Below):
+        assert not sends_whole(cls) and not cls._sends_whole, cls
 
 
 # --- mounts ---------------------------------------------------------------------------------------

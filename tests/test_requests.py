@@ -11,7 +11,7 @@ import pytest
 from joey import App, ContentTooLarge, RedirectResponse, Request
 from joey.datastructures import QueryParams
 from joey.exceptions import BadRequest
-from joey.requests import ClientDisconnect
+from joey.requests import ClientDisconnect, HTTPConnection
 from joey.testing import TestClient
 
 from .asgi import (
@@ -588,3 +588,23 @@ def test_url_for_is_absolute_and_url_path_for_is_the_path() -> None:
             "url": "https://shop.example/store/books/2", "path": "/store/books/2"}
         response = client.get("/go", follow_redirects=False)
         assert response.headers["location"] == "https://shop.example/store/books/1"
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def test_a_request_sets_every_field_of_a_connection() -> None:
+    # Request.__init__ sets HTTPConnection's fields itself (a call fewer per request): a field
+    # added there and not here would be missing from every request.
+    app = App()
+    request = Request(http_scope("/x"), _no_body, app)
+    # (a compiled class has no __slots__: mypyc lists its attributes in __mypyc_attrs__)
+    fields = getattr(HTTPConnection, "__slots__", None) or (
+        HTTPConnection.__mypyc_attrs__)  # type: ignore[attr-defined]
+    assert "scope" in fields
+    for name in fields:
+        getattr(request, name)  # AttributeError if it was never set
+    assert (request.app, request.path_params, request.cleanups, request.error) == (
+        app, {}, None, None)
+    assert Request({**http_scope("/x"), "app": app}, _no_body).app is app

@@ -10,8 +10,22 @@ from typing import Annotated, Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from joey import App, Depends, Request, Route, RouteConflict, Router, WebSocket
+from joey import (
+    App,
+    Depends,
+    HTTPError,
+    JSONResponse,
+    NotFound,
+    ProblemResponse,
+    Request,
+    Route,
+    RouteConflict,
+    Router,
+    WebSocket,
+)
 from joey._engine.tree import RouteTree
 from joey.declarations import LateDeclaration
 from joey.describe import describe
@@ -29,7 +43,7 @@ from joey.routing import Mount
 from joey.testing import TestClient
 from joey.types import Receive, Scope, Send
 
-from .asgi import close_test_clients  # noqa: F401 - autouse fixture
+from .asgi import call, close_test_clients, http_scope  # noqa: F401 - autouse fixture
 
 
 async def _handler() -> None:  # a stand-in endpoint for tree-level tests
@@ -106,6 +120,29 @@ def test_unknown_path_is_404_problem() -> None:
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["status"] == 404
     assert response.json()["title"] == "Not Found"
+
+
+@pytest.mark.parametrize("path", ["/nowhere", '/say "hi"', "/caf\u00e9/\u2603", "/back\\slash",
+                                  "/tab\tand\x7f", "/<script>"])
+async def test_the_404_document_is_not_founds_problem_whatever_the_path(path: str) -> None:
+    # Nobody customises 404s: the engine writes the document from a pre-encoded head (perf),
+    # byte for byte what NotFound's problem document would be.
+    recorder = await call(_echo_app(), http_scope(path))
+    expected = ProblemResponse.from_error(NotFound(f"Nothing at {path}."))
+    assert recorder.status == 404
+    assert recorder.body == expected.body
+    assert recorder.headers == expected.raw_headers(len(expected.body))
+
+
+def test_a_handler_of_any_base_of_not_found_decides_the_404() -> None:
+    app = App()
+
+    @app.exception_handler(HTTPError)
+    async def any_http_error(request: Request, exc: HTTPError) -> JSONResponse:
+        return JSONResponse({"type": type(exc).__name__, "detail": exc.detail})
+
+    assert TestClient(app).get("/nope").json() == {"type": "NotFound",
+                                                   "detail": "Nothing at /nope."}
 
 
 def test_trailing_slash_redirects_to_registered_form() -> None:
@@ -359,6 +396,169 @@ def test_catch_all_does_not_shadow_specific_routes() -> None:
     assert client.get("/api/1").text == "api 1"
     assert client.get("/api/x").text == "catch-all api/x"
     assert client.get("/other").text == "catch-all other"
+
+
+# --- shared prefixes: where the walk loops, and where it comes back (issue 29) -------------------
+
+
+def _shared_prefix_app() -> App:
+    """Routes under one prefix with a static child, typed and untyped parameters and a
+    catch-all at the same node; each answers with its name and the path parameters it got."""
+    app = App()
+
+    def answer(name: str) -> Any:
+        async def handler(request: Request) -> dict[str, Any]:
+            return {"route": name, "params": request.path_params}
+
+        return handler
+
+    for template in (
+        "/api/v1/users", "/api/v1/users/me", "/api/v1/users/me/posts/latest",
+        "/api/v1/users/{id:int}", "/api/v1/users/{id:int}/posts/{pid:int}/edit",
+        "/api/v1/users/{id}/posts/{slug}/view", "/api/v1/users/{id}/about",
+        "/api/v1/{rest:path}",
+    ):
+        app.get(template)(answer(template))
+    return app
+
+
+@pytest.mark.parametrize(("path", "route", "params"), [
+    ("/api/v1/users", "/api/v1/users", {}),
+    ("/api/v1/users/me", "/api/v1/users/me", {}),
+    ("/api/v1/users/me/posts/latest", "/api/v1/users/me/posts/latest", {}),
+    ("/api/v1/users/5", "/api/v1/users/{id:int}", {"id": 5}),
+    ("/api/v1/users/5/posts/7/edit", "/api/v1/users/{id:int}/posts/{pid:int}/edit",
+     {"id": 5, "pid": 7}),
+    # the int branch takes 5 and 7, then fails on "view": the str branch answers, and nothing
+    # the failed branch converted is left in the parameters
+    ("/api/v1/users/5/posts/7/view", "/api/v1/users/{id}/posts/{slug}/view",
+     {"id": "5", "slug": "7"}),
+    ("/api/v1/users/5/about", "/api/v1/users/{id}/about", {"id": "5"}),
+    # "me" is a static child, which fails deeper ("about"): the str parameter takes it
+    ("/api/v1/users/me/about", "/api/v1/users/{id}/about", {"id": "me"}),
+    # the static, the int and the str branches all fail deeper: the catch-all answers
+    ("/api/v1/users/me/posts/3", "/api/v1/{rest:path}", {"rest": "users/me/posts/3"}),
+    ("/api/v1/users/5/posts/7/delete", "/api/v1/{rest:path}",
+     {"rest": "users/5/posts/7/delete"}),
+    ("/api/v1/other", "/api/v1/{rest:path}", {"rest": "other"}),
+    ("/api/v1/users/-3", "/api/v1/users/{id:int}", {"id": -3}),
+    ("/api/v1/users/0042", "/api/v1/users/{id:int}", {"id": 42}),
+    ("/api/v1/users/\u0665", "/api/v1/users/{id}/about", None),  # a non-ASCII digit: not an int
+])
+def test_shared_prefix_routes_fall_back_in_order(
+    path: str, route: str, params: dict[str, Any] | None,
+) -> None:
+    response = TestClient(_shared_prefix_app()).get(path)
+    if params is None:
+        assert response.json()["route"] == "/api/v1/{rest:path}"
+        return
+    assert response.json() == {"route": route, "params": params}
+
+
+def test_a_failed_one_way_branch_leaves_no_parameters_for_the_404() -> None:
+    app = App()
+
+    @app.get("/api/v1/users/{id:int}/posts/{pid:int}")
+    async def post(id: int, pid: int) -> str:
+        return "post"
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"params": request.path_params})
+
+    client = TestClient(app)
+    assert client.get("/api/v1/users/5/posts/7").text == "post"
+    assert client.get("/api/v1/users/5/posts/x").json() == {"params": {}}
+    assert client.get("/api/v1/users/5/posts/7/more").json() == {"params": {}}
+
+
+def test_a_mount_at_a_shared_prefix_takes_what_the_routes_below_refuse() -> None:
+    app = App()
+
+    async def mounted(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"mounted"})
+
+    app.mount("/api", mounted)
+
+    @app.get("/api/v1/users/{id:int}")
+    async def user(id: int) -> str:
+        return f"user {id}"
+
+    client = TestClient(app)
+    assert client.get("/api/v1/users/5").text == "user 5"
+    assert client.get("/api/v1/users/x").text == "mounted"
+    assert client.get("/api/v1/users/5/more").text == "mounted"
+
+
+# The tree against a reference that reads the precedence rule literally: of every template
+# that matches, the one whose segments rank lowest, position by position (static, then the
+# typed parameters by converter priority, then the catch-all).
+_PARTS = ("a", "b", "{p}", "{p:int}", "{p:float}", "{p:uuid}")
+_PATH_SEGMENTS = ("a", "b", "7", "-3", "1.5", "x", "", UID)
+
+
+def _reference(templates: list[str], segments: list[str]) -> tuple[str, dict[str, Any]] | None:
+    best: tuple[list[int], str, dict[str, Any]] | None = None
+    for template in templates:
+        ranked = _ranked(template, segments)
+        if ranked is not None and (best is None or ranked[0] < best[0]):
+            best = (ranked[0], template, ranked[1])
+    return None if best is None else (best[1], best[2])
+
+
+def _ranked(template: str, segments: list[str]) -> tuple[list[int], dict[str, Any]] | None:
+    """The ranks of ``template``'s segments and its parameters, if it matches ``segments``."""
+    parsed = parse_template(template)
+    ranks: list[int] = []
+    params: dict[str, Any] = {}
+    for index, segment in enumerate(parsed):
+        converter, name = segment.converter, segment.name or ""
+        if converter is not None and segment.is_catch_all:
+            rest = "/".join(segments[index:])
+            if not rest:
+                return None
+            params[name] = rest
+            return [*ranks, converter.priority], params
+        if index >= len(segments):
+            return None
+        if converter is None:
+            if segment.text != segments[index]:
+                return None
+            ranks.append(0)
+            continue
+        try:
+            params[name] = converter.convert(segments[index])
+        except ValueError:
+            return None
+        ranks.append(converter.priority)
+    return (ranks, params) if len(parsed) == len(segments) else None
+
+
+@st.composite
+def _templates(draw: st.DrawFn) -> list[str]:
+    templates = set()
+    for parts in draw(st.lists(st.lists(st.sampled_from(_PARTS), max_size=4), max_size=12)):
+        named = [part.replace("{p", f"{{p{index}") for index, part in enumerate(parts)]
+        if draw(st.booleans()) and draw(st.booleans()):
+            named.append("{rest:path}")
+        templates.add("/" + "/".join(named))
+    return sorted(templates)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_templates(), st.lists(st.lists(st.sampled_from(_PATH_SEGMENTS), max_size=5), max_size=8))
+def test_the_walk_finds_what_the_precedence_rule_says(
+    templates: list[str], paths: list[list[str]],
+) -> None:
+    tree = _tree(*templates)
+    for drawn in paths:
+        path = "/" + "/".join(drawn)
+        expected = _reference(templates, path[1:].split("/") if path != "/" else [])
+        match = tree.lookup(path)
+        found = None if match is None or match.endpoint is None else (
+            match.endpoint.template, match.params)
+        assert found == expected, path
 
 
 # --- conflicts ------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ request, or :meth:`App.freeze`) they are frozen and compiled, once, into a priva
 (:mod:`joey._engine`) that serves every request; a later declaration raises
 :class:`~joey.declarations.LateDeclaration`. Only ``dependency_overrides`` may change after.
 
-To follow a request, read :meth:`App.__call__` below, then the engine's HTTP path,
-:meth:`joey._engine.http.Engine.handle_http`, top to bottom.
+To follow a request, read ``App.__call__`` (:func:`joey._engine.entry.app_call`), then the
+engine's HTTP path, :meth:`joey._engine.http.Engine.handle_http`, top to bottom.
 
 Example::
 
@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from joey._engine.connections import OpenConnectionsAPI
+from joey._engine.entry import app_call
 from joey._engine.errors import declared_schemas
 from joey._engine.lifecycle import Lifecycle, Lifespan
 from joey._engine.lifespan import serve_lifespan
@@ -299,23 +300,10 @@ class App(Frozen, RouteDecorators, MiddlewareDeclarations, OpenConnectionsAPI):
 
     # -- the ASGI entry point ----------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = self
-        serve_http = self._serve_http
-        if serve_http is not None and scope["type"] == "http":
-            await serve_http(scope, receive, send)  # the engine's HTTP path
-            return
-        stack = self._stack
-        if stack is None:  # the first call: freeze the declarations, compile the engine
-            try:
-                self.freeze()
-            except Exception:
-                if scope["type"] != "lifespan":
-                    raise
-                # raising would read as "no lifespan support": the lifespan's startup reports it
-            stack = self._serve_http if scope["type"] == "http" and self._serve_http else (
-                self._stack or self._dispatch)  # the metrics' wrapper measures even this one
-        await stack(scope, receive, send)
+    #: The ASGI entry point, ``await app(scope, receive, send)``: read
+    #: :func:`joey._engine.entry.app_call` (a function of a module the compiled build compiles:
+    #: the class stays interpreted, the path a request takes through it does not).
+    __call__ = app_call
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The innermost app of the ASGI middleware stack."""

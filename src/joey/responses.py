@@ -29,6 +29,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from types import WrapperDescriptorType
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -47,7 +48,8 @@ __getattr__ = lazy_attributes(__name__, globals(), {"StreamingResponse": "joey.s
                               deprecated={"TextResponse": "PlainTextResponse"})
 
 BackgroundCallable = Callable[[], Awaitable[None]]
-_NO_BODY_STATUSES = frozenset({204, 205, 304})
+#: The statuses whose responses have no body (HEAD requests send none either).
+NO_BODY_STATUSES = frozenset({204, 205, 304})
 
 
 def _json_default(value: Any) -> Any:
@@ -93,10 +95,14 @@ class Response:
     charset: ClassVar[str] = "utf-8"
     # perf: the Content-Type bytes of the class default, computed once per class
     _default_content_type: ClassVar[bytes | None] = None
+    #: whether the class sends itself as Response does (its ``__call__`` is Response's): the
+    #: engine then sends the two messages itself (see :func:`sends_whole`)
+    _sends_whole: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._default_content_type = _content_type_bytes(cls.media_type_default, cls.charset)
+        cls._sends_whole = sends_whole(cls)
 
     def __init__(
         self,
@@ -142,10 +148,12 @@ class Response:
         """The header list to send: the user's headers, then Content-Type and -Length."""
         status = self.status_code
         if self._headers is None:
-            # perf: the common case, no user headers: two tuples, no scanning
-            content_type = self.content_type()
+            # perf: the common case, no user headers: two tuples, no scanning (and the class's
+            # own content type without the content_type() call)
+            content_type = (self._default_content_type if self.media_type is
+                            self.media_type_default else self.content_type())
             raw = [(b"content-type", content_type)] if content_type is not None else []
-            if content_length is not None and status >= 200 and status not in _NO_BODY_STATUSES:
+            if content_length is not None and status >= 200 and status not in NO_BODY_STATUSES:
                 raw.append((b"content-length", b"%d" % content_length))
             return raw
         user = self._headers.raw
@@ -161,7 +169,7 @@ class Response:
             content_type = self.content_type()
             if content_type is not None:
                 raw.append((b"content-type", content_type))
-        if content_length is not None and status >= 200 and status not in _NO_BODY_STATUSES:
+        if content_length is not None and status >= 200 and status not in NO_BODY_STATUSES:
             raw.append((b"content-length", b"%d" % content_length))
         return raw
 
@@ -209,13 +217,15 @@ class Response:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # (joey._engine.http sends a response whose class keeps this method the same way,
+        # inline: keep the two in step)
         body = self.body
         await send({
             "type": "http.response.start",
             "status": self.status_code,
             "headers": self.raw_headers(len(body)),
         })
-        if scope.get("method") == "HEAD" or self.status_code in _NO_BODY_STATUSES:
+        if scope.get("method") == "HEAD" or self.status_code in NO_BODY_STATUSES:
             body = b""
         await send({"type": "http.response.body", "body": body})
         if self.background is not None:
@@ -226,6 +236,28 @@ class Response:
 
 
 Response._default_content_type = _content_type_bytes(Response.media_type_default, "utf-8")
+
+
+def sends_whole(cls: type) -> bool:
+    """Whether responses of ``cls`` are sent by ``Response.__call__``: no class between it and
+    :class:`Response` defines a ``__call__`` of its own.
+
+    Asked of the class, not by comparing ``cls.__call__`` with ``Response.__call__``: in the
+    compiled build every compiled subclass shows a slot wrapper of its own for the
+    ``__call__`` it inherits, so that comparison fails for ``TextResponse`` and every other
+    class but ``Response`` itself.
+
+    Example::
+
+        assert sends_whole(TextResponse)
+    """
+    for klass in cls.__mro__:
+        if klass is Response:
+            return True
+        own = klass.__dict__.get("__call__")
+        if own is not None and not isinstance(own, WrapperDescriptorType):
+            return False
+    return False
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -278,6 +310,25 @@ class ProblemResponse(JSONResponse):
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
+class EncodedProblemResponse(ProblemResponse):
+    """A problem document whose JSON is already encoded: ``content`` is sent as it is.
+
+    Example::
+
+        response = EncodedProblemResponse(b'{"status":404}', status_code=404)
+        assert response.body == b'{"status":404}'
+    """
+
+    __slots__ = ()
+
+    def render(self, content: Any) -> bytes:
+        if not isinstance(content, bytes):
+            raise TypeError(f"EncodedProblemResponse content must be bytes, not "
+                            f"{type(content).__name__}")
+        return content
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RedirectResponse(Response):
     """A redirect (``307`` by default, which keeps the method and body).
 
@@ -306,6 +357,11 @@ async def wait_for_disconnect(receive: Receive) -> None:
             return
 
 
+# perf: built once (a `dict | list` union in an isinstance test is built again at each call)
+_JSON_FIRST = (dict, msgspec.Struct, list)
+_JSON_OTHER = (tuple, int, float, bool)
+
+
 def to_response(value: Any, status_code: int = 200) -> Response:
     """Turn a handler's plain return value into a response.
 
@@ -313,9 +369,15 @@ def to_response(value: Any, status_code: int = 200) -> Response:
     application/octet-stream; dict, list, msgspec Struct, dataclass, pydantic model, tuple,
     number or bool → JSON. Anything else raises ``TypeError``.
     """
+    # perf: the commonest exact types first, one identity test each (no isinstance chain)
+    kind = type(value)
+    if kind is str:
+        return TextResponse(value, status_code)
+    if kind is dict or kind is list:
+        return JSONResponse(value, status_code)
     if isinstance(value, Response):
         return value
-    if isinstance(value, dict | msgspec.Struct | list):  # perf: the common JSON cases first
+    if isinstance(value, _JSON_FIRST):
         return JSONResponse(value, status_code)
     if value is None:
         return Response(b"", status_code=204 if status_code == 200 else status_code)
@@ -324,7 +386,7 @@ def to_response(value: Any, status_code: int = 200) -> Response:
     if isinstance(value, bytes):
         return Response(value, status_code, media_type="application/octet-stream")
     if (
-        isinstance(value, dict | list | tuple | msgspec.Struct | int | float | bool)
+        isinstance(value, _JSON_OTHER)
         or dataclasses.is_dataclass(value)
         or hasattr(value, "model_dump")
     ):

@@ -21,19 +21,30 @@ from typing import Any
 from joey._engine.connections import OpenConnections
 from joey._engine.errors import ExceptionPolicy, record_unhandled
 from joey._engine.mount import handle_mount
-from joey._engine.tree import RouteTree
+from joey._engine.tree import Endpoint, RouteTree, split_path, walk
 from joey._engine.websocket import serve_websocket
 from joey.exceptions import BadRequest, NotFound
 from joey.params.plan import DependencyNode
 from joey.paths import BadPath, routing_path
 from joey.pipelines import Pipeline
 from joey.requests import ClientDisconnect, Request
-from joey.responses import ProblemResponse, RedirectResponse, Response
+from joey.responses import (
+    NO_BODY_STATUSES,
+    EncodedProblemResponse,
+    RedirectResponse,
+    Response,
+    json_encode,
+)
 from joey.routeinfo import RouteInfo
 from joey.routing import Mount, Router
 from joey.types import Receive, Scope, Send
 
 logger = logging.getLogger("joey")
+
+#: The problem document of the engine's own 404 up to its ``detail`` (``{..."detail":``):
+#: the same bytes as ``ProblemResponse.from_error(NotFound(detail))`` once the detail and
+#: ``}`` follow
+NOT_FOUND_HEAD = json_encode(NotFound().to_problem())[:-1] + b',"detail":'
 
 
 class Engine:
@@ -46,7 +57,10 @@ class Engine:
         self.app = app
         self.tree = tree
         self.static_routes = tree.static_routes
+        self.root = tree.root
         self.policy = policy
+        #: whether an exception handler decides what a 404 looks like (then it is raised)
+        self.custom_not_found = policy.lookup(NotFound) is not None
         self.connections = connections
         self.max_body_size = max_body_size
         self.redirect_slashes = redirect_slashes
@@ -79,30 +93,33 @@ class Engine:
         path: str = scope["path"]
         raw_path: bytes | None = scope.get("raw_path")
         bad_target = False
+        found: Endpoint | Mount | None
+        params: dict[str, Any] = {}
         if path[:1] == "/" and not scope.get("root_path") and (
             raw_path is None or b"%" not in raw_path
         ):
-            endpoint = self.static_routes.get(path)
-            match = None if endpoint is not None else self.tree.walk(path, None)
+            found = self.static_routes.get(path)
+            if found is None:
+                found = walk(self.root, path[1:].split("/") if path != "/" else [], 0, params)
         else:
-            endpoint = match = None
+            found = None
             try:
                 routed, segments = routing_path(scope)
             except BadPath:
                 bad_target = True  # not a path, or not UTF-8: a 400, below
             else:
-                match = self.tree.lookup(routed, segments)
-        params: dict[str, Any]
-        if endpoint is not None:
-            params = {}
-        elif match is None:
-            endpoint, params = None, {}
-        elif match.endpoint is None:
-            assert match.mount is not None
-            await handle_mount(match.mount, scope, receive, send)
-            return
+                found = self.static_routes.get(routed) if segments is None else None
+                if found is None:
+                    found = walk(self.root, segments if segments is not None
+                                 else split_path(routed), 0, params)
+        endpoint: Endpoint | None
+        if found is None:
+            endpoint, params = None, {}  # (without what a failed branch left in it)
+        elif isinstance(found, Endpoint):
+            endpoint = found
         else:
-            endpoint, params = match.endpoint, match.params
+            await handle_mount(found, scope, receive, send)
+            return
         # 2. Pick the pipeline for the method: handler middleware around the handler's plan.
         if endpoint is None:
             pipeline = self.bad_target if bad_target else self.not_found
@@ -119,23 +136,25 @@ class Engine:
                 await request.run_cleanups()
                 return
             response = await self.policy.respond(request, exc, pipeline)
-        # 4. Send it, then run what waits for the response to be gone.
-        await self.send(response, request, scope, receive, send)
-
-    async def send(
-        self, response: Response, request: Request, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        """Send ``response``; a failure before it started is answered through the policy.
-
-        Then, even after a failure, run what waits for the response to be gone. (Spelled
-        without ``await`` in a ``finally:``, which the compiled build mishandles: see "Compiled
-        build" in docs/deployment.md.)
-        """
+        # 4. Send it; a failure before it started is answered through the policy. Then, even
+        #    after a failure, run what waits for the response to be gone. (Spelled without
+        #    `await` in a `finally:`, which the compiled build mishandles: see "Compiled build"
+        #    in docs/deployment.md.)
         try:
-            if type(response).__call__ is Response.__call__:
-                # perf: a complete body cannot fail half-way; no need to track the start message.
+            if response._sends_whole:
+                # perf: a complete body cannot fail half-way, so no need to track the start
+                # message; and Response.__call__'s two messages are sent from here, with no
+                # coroutine of their own
+                body = response.body
+                status = response.status_code
                 try:
-                    await response(scope, receive, send)
+                    await send({"type": "http.response.start", "status": status,
+                                "headers": response.raw_headers(len(body))})
+                    if scope["method"] == "HEAD" or status in NO_BODY_STATUSES:
+                        body = b""
+                    await send({"type": "http.response.body", "body": body})
+                    if response.background is not None:
+                        await response.background()
                 except OSError:
                     logger.debug("Client went away before the response was sent")
             else:
@@ -178,17 +197,19 @@ class Engine:
     # -- 404 and 400 ------------------------------------------------------------------------
 
     async def answer_not_found(self, request: Request) -> Response:
-        if self.redirect_slashes and request.method in ("GET", "HEAD") and (
-            self.slash_templates or request.scope["path"].endswith("/")
+        scope = request.scope
+        if self.redirect_slashes and scope["method"] in ("GET", "HEAD") and (
+            self.slash_templates or scope["path"].endswith("/")
         ):
             location = self.slash_redirect(request)
             if location is not None:
                 return RedirectResponse(location, status_code=308)
-        error = NotFound(f"Nothing at {request.path}.")
-        if self.policy.lookup(NotFound) is not None:
-            raise error  # the user's handler decides what a 404 looks like
-        # perf: nobody customises 404s, so answer without raising
-        return ProblemResponse.from_error(error)
+        detail = f"Nothing at {scope['path']}."
+        if self.custom_not_found:
+            raise NotFound(detail)  # the user's handler decides what a 404 looks like
+        # perf: nobody customises 404s: no NotFound raised, or built, or its problem document
+        # encoded as a dict; the document's fixed part is encoded once (NOT_FOUND_HEAD)
+        return EncodedProblemResponse(NOT_FOUND_HEAD + json_encode(detail) + b"}", 404)
 
     async def answer_bad_target(self, request: Request) -> Response:
         # The route lookup refused this target; ask again for the reason. Raised, so the

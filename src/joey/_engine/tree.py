@@ -4,7 +4,8 @@ The tree has one node per segment. At each node a lookup tries, in order: the st
 with exactly this text, the typed parameters (most specific converter first), the catch-all,
 then a mounted app. If a branch fails deeper down, the next option is tried, so a more
 specific route never hides a less specific one. Cost grows with the number of segments in the
-path, not with the number of routes; fully static paths skip the tree through one dict lookup.
+path, not with the number of routes; fully static paths skip the tree through one dict lookup,
+and the walk recurses only where a segment has more than one way on (:func:`walk`).
 Built once at startup from the app's flattened routes; conflicts are refused then, naming both
 handlers.
 """
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from joey.describe import describe
-from joey.paths import Converter, Segment, parse_template, quote_segment
+from joey.paths import Converter, IntConverter, Segment, parse_template, quote_segment
 from joey.pipelines import Pipeline
 from joey.routing import HTTP_METHODS, Mount, Route, RouteConflict
 from joey.websockets import WebSocket
@@ -55,7 +56,7 @@ class Endpoint:
 
 
 class _Node:
-    __slots__ = ("catch_all", "endpoint", "mount", "params", "static")
+    __slots__ = ("catch_all", "endpoint", "forks", "mount", "only", "params", "static")
 
     def __init__(self) -> None:
         self.static: dict[str, _Node] = {}
@@ -64,6 +65,21 @@ class _Node:
         self.catch_all: tuple[str, Endpoint] | None = None
         self.endpoint: Endpoint | None = None
         self.mount: Mount | None = None
+        # perf: what the walk reads, kept up to date by refresh(). A node "forks" when a
+        # segment has another way on than its static child (a parameter, a catch-all, a
+        # mount): only then is a failure deeper down something to come back from. ``only`` is
+        # the one way on once the static child (if any) failed: a single parameter (its
+        # converter's bound ``convert``, whether that is the int converter, its name, the
+        # child).
+        self.forks = False
+        self.only: tuple[Callable[[str], Any], bool, str, _Node] | None = None
+
+    def refresh(self) -> None:
+        self.forks = bool(self.params) or self.catch_all is not None or self.mount is not None
+        self.only = None
+        if len(self.params) == 1 and self.catch_all is None and self.mount is None:
+            converter, name, child = self.params[0]
+            self.only = (converter.convert, type(converter) is IntConverter, name, child)
 
 
 class Match:
@@ -82,10 +98,11 @@ class Match:
 class RouteTree:
     """The segment tree, built once at startup from the flattened routes."""
 
-    __slots__ = ("_names", "_root", "endpoints", "static_routes")
+    __slots__ = ("_names", "endpoints", "root", "static_routes")
 
     def __init__(self) -> None:
-        self._root = _Node()
+        #: where :func:`walk` starts
+        self.root = _Node()
         # perf: exact paths without parameters skip the tree walk: one dict lookup.
         self.static_routes: dict[str, Endpoint] = {}
         self._names: dict[str, list[tuple[Route, tuple[Segment, ...]]]] = {}
@@ -94,7 +111,7 @@ class RouteTree:
     def add(self, route: Route) -> Endpoint:
         """Insert ``route``; raise :class:`RouteConflict` if it clashes with another."""
         segments = route.segments
-        node = self._root
+        node = self.root
         shape: list[str] = []
         for segment in segments:
             if segment.converter is None:
@@ -106,6 +123,7 @@ class RouteTree:
                 if node.catch_all is None:
                     endpoint = Endpoint(route.path)
                     node.catch_all = (segment.name, endpoint)
+                    node.refresh()
                     self.endpoints.append(endpoint)
                 else:
                     other_name, endpoint = node.catch_all
@@ -129,6 +147,7 @@ class RouteTree:
                 child = _Node()
                 node.params.append((segment.converter, segment.name, child))
                 node.params.sort(key=lambda item: item[0].priority)
+                node.refresh()
                 node = child
             shape.append(segment.text)
         if node.endpoint is None:
@@ -141,7 +160,7 @@ class RouteTree:
         return node.endpoint
 
     def add_mount(self, mount: Mount) -> None:
-        node = self._root
+        node = self.root
         for segment in parse_template(mount.path or "/"):
             node = node.static.setdefault(segment.text, _Node())
         if node.mount is not None:
@@ -150,6 +169,7 @@ class RouteTree:
                 f"and {describe(mount.app)}"
             )
         node.mount = mount
+        node.refresh()
 
     def _register(self, endpoint: Endpoint, route: Route) -> None:
         if route.websocket:
@@ -198,13 +218,14 @@ class RouteTree:
             endpoint = self.static_routes.get(path)
             if endpoint is not None:
                 return Match(endpoint, {})
-        return self.walk(path, segments)
-
-    def walk(self, path: str, segments: list[str] | None) -> Match | None:
-        """The tree walk alone (for callers that already tried the static map)."""
-        if segments is None:
-            segments = path[1:].split("/") if path != "/" else []
-        return _walk(self._root, segments, 0, {})
+            segments = split_path(path)
+        params: dict[str, Any] = {}
+        found = walk(self.root, segments, 0, params)
+        if found is None:
+            return None
+        if isinstance(found, Endpoint):
+            return Match(found, params)
+        return Match(None, {}, found)
 
     def url_path_for(self, name: str, params: dict[str, Any]) -> str:
         candidates = self._names.get(name)
@@ -246,45 +267,71 @@ def _first_endpoint(node: _Node) -> Endpoint | None:
     return None
 
 
-def _walk(node: _Node, segments: list[str], index: int, params: dict[str, Any]) -> Match | None:
+def split_path(path: str) -> list[str]:
+    """A routing path's segments, as the tree looks them up (``/`` has none)."""
+    return path[1:].split("/") if path != "/" else []
+
+
+def walk(
+    node: _Node, segments: list[str], index: int, params: dict[str, Any],
+) -> Endpoint | Mount | None:
+    """The tree walk: the endpoint (or mount) for ``segments[index:]`` below ``node``.
+
+    The converted path parameters go into ``params``; a branch that fails takes its own back
+    out (the newest keys: ``popitem``), except on the way to a ``None``, where the caller
+    throws ``params`` away. The walk loops wherever a segment has one way on and recurses only
+    where there is something to come back to (a static child at a node that forks, several
+    typed parameters).
+    """
     count = len(segments)
-    # perf: through nodes with nothing but static children there is nothing to fall back to,
-    # so descend in a loop instead of recursing
-    while index < count and not node.params and node.catch_all is None and node.mount is None:
-        child = node.static.get(segments[index])
-        if child is None:
-            return None
-        node = child
-        index += 1
-    if index == count:
-        if node.endpoint is not None:
-            return Match(node.endpoint, params)
-        if node.mount is not None:
-            return Match(None, params, node.mount)
-        return None
-    segment = segments[index]
-    child = node.static.get(segment)
-    if child is not None:
-        found = _walk(child, segments, index + 1, params)
-        if found is not None:
-            return found
-    for converter, name, child in node.params:
-        try:
-            params[name] = converter.convert(segment)
-        except ValueError:
+    while index < count:
+        segment = segments[index]
+        child = node.static.get(segment)
+        if child is not None:
+            if not node.forks:
+                # perf: nothing else to try here: descend in the loop, no recursion
+                node = child
+                index += 1
+                continue
+            mark = len(params)
+            found = walk(child, segments, index + 1, params)
+            if found is not None:
+                return found
+            while len(params) > mark:
+                params.popitem()
+        only = node.only
+        if only is not None:
+            # perf: one typed parameter and nothing after it to fall back to: convert and
+            # descend in the loop. Plain digits are IntConverter.convert's answer, inline.
+            convert, is_int, name, child = only
+            if is_int and segment.isdigit() and segment.isascii() and len(segment) <= 40:
+                params[name] = int(segment)
+            else:
+                try:
+                    params[name] = convert(segment)
+                except ValueError:
+                    return None
+            node = child
+            index += 1
             continue
-        found = _walk(child, segments, index + 1, params)
-        if found is not None:
-            return found
-        del params[name]
-    if node.catch_all is not None:
-        name, endpoint = node.catch_all
-        rest = "/".join(segments[index:])
-        if rest:
-            params[name] = rest
-            return Match(endpoint, params)
-    if node.mount is not None:
-        return Match(None, params, node.mount)
-    return None
-
-
+        mark = len(params)
+        for converter, name, child in node.params:
+            try:
+                params[name] = converter.convert(segment)
+            except ValueError:
+                continue
+            found = walk(child, segments, index + 1, params)
+            if found is not None:
+                return found
+            while len(params) > mark:
+                params.popitem()
+        if node.catch_all is not None:
+            name, endpoint = node.catch_all
+            rest = "/".join(segments[index:])
+            if rest:
+                params[name] = rest
+                return endpoint
+        return node.mount
+    if node.endpoint is not None:
+        return node.endpoint
+    return node.mount
