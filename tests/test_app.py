@@ -184,7 +184,7 @@ async def test_the_app_sends_a_response_as_the_response_sends_itself(
         async def background() -> None:
             events.append("background")
 
-        return TextResponse("body", status, headers={"x-h": "1"}, background=background)
+        return PlainTextResponse("body", status, headers={"x-h": "1"}, background=background)
 
     app = App()
 
@@ -521,7 +521,7 @@ def test_client_going_away_while_sending_is_not_an_error() -> None:
 async def test_a_client_gone_mid_response_is_not_an_error_whatever_the_response_class(
     path: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # TextResponse, JSONResponse, the 404's problem document: each sends itself as Response
+    # PlainTextResponse, JSONResponse, the 404's problem document: each sends itself as Response
     # does, so the engine sends it without tracking (a client gone is a debug line). The
     # compiled build took every subclass for a response that could fail half-way (its
     # __call__ compared by identity), and logged an error when the client left.
@@ -554,17 +554,17 @@ def test_which_response_classes_the_engine_sends_itself() -> None:
         sends_whole,
     )
 
-    class Plain(TextResponse):
+    class Plain(PlainTextResponse):
         pass
 
-    class Wrapped(TextResponse):
+    class Wrapped(PlainTextResponse):
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
             await super().__call__(scope, receive, send)
 
     class Below(Wrapped):
         pass
 
-    for cls in (Response, TextResponse, JSONResponse, ProblemResponse, EncodedProblemResponse,
+    for cls in (Response, PlainTextResponse, JSONResponse, ProblemResponse, EncodedProblemResponse,
                 RedirectResponse, Plain):
         assert sends_whole(cls) and cls._sends_whole, cls
     for cls in (StreamingResponse, FileResponse, Wrapped, Below):

@@ -372,7 +372,7 @@ def to_response(value: Any, status_code: int = 200) -> Response:
     # perf: the commonest exact types first, one identity test each (no isinstance chain)
     kind = type(value)
     if kind is str:
-        return TextResponse(value, status_code)
+        return PlainTextResponse(value, status_code)
     if kind is dict or kind is list:
         return JSONResponse(value, status_code)
     if isinstance(value, Response):
