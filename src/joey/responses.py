@@ -470,6 +470,7 @@ def format_cookie(
 
 __all__ = [
     "BackgroundCallable",
+    "EncodedProblemResponse",
     "HTMLResponse",
     "JSONResponse",
     "PlainTextResponse",
@@ -479,6 +480,7 @@ __all__ = [
     "forgotten_await",
     "format_cookie",
     "json_encode",
+    "sends_whole",
     "to_response",
     "wait_for_disconnect",
 ]
