@@ -244,12 +244,12 @@ def sends_whole(cls: type) -> bool:
 
     Asked of the class, not by comparing ``cls.__call__`` with ``Response.__call__``: in the
     compiled build every compiled subclass shows a slot wrapper of its own for the
-    ``__call__`` it inherits, so that comparison fails for ``TextResponse`` and every other
+    ``__call__`` it inherits, so that comparison fails for ``PlainTextResponse`` and every other
     class but ``Response`` itself.
 
     Example::
 
-        assert sends_whole(TextResponse)
+        assert sends_whole(PlainTextResponse)
     """
     for klass in cls.__mro__:
         if klass is Response:
