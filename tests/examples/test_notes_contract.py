@@ -55,7 +55,7 @@ def test_schemathesis_finds_nothing_in_the_notes_service(http: str, tmp_path: Pa
     assert links is not None and int(links.group(1)) > 0, summary  # the stateful phase ran
     # Nothing logged but INFO (the notes service's own warnings are bare lines), except
     # uvicorn's note of the malformed requests the fuzzer sends on purpose, and the warning
-    # python-multipart before 0.0.20 writes for data after a form's last boundary (the
+    # python-multipart before 0.0.26 writes for data after a form's last boundary (the
     # lowest-py311 cell; the epilogue is ignored, as RFC 2046 says, and the form is read).
     complaints = [line for line in server_log.splitlines() if line.strip()
                   and not line.startswith(("INFO:", "WARNING:  Invalid HTTP request received."))
