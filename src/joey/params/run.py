@@ -70,9 +70,12 @@ class DependencyContext:
         the first failing teardown raised (it becomes the response, through the exception
         handlers; the others are logged), else ``error``: a teardown cannot turn a failed
         request into a success."""
-        early, self.early = self.early, []
+        # (Spelled without a tuple assignment and reversed(): mypyc fails on them here.)
+        early: list[Any] = self.early
+        self.early = []
         failure: BaseException | None = None
-        for generator in reversed(early):
+        for index in range(len(early) - 1, -1, -1):
+            generator = early[index]
             self.generators.remove(generator)
             try:
                 if await _finish(generator, error):
