@@ -22,10 +22,18 @@ import httpx
 import jwt
 import pytest
 
-pytestmark = pytest.mark.filterwarnings(
+pytestmark = [
     # fastapi.testclient imports starlette's, which warns that it will move to httpx2
-    "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-)
+    pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient` is deprecated"),
+    # FastAPI supports pydantic 2.6 (the lowest Joey supports), which warns where FastAPI
+    # meets it: it has no Field(deprecated=), so FastAPI passes its `deprecated` as an extra
+    # keyword; and FastAPI's isinstance(x, pydantic.v1.BaseModel) reads `__fields__`
+    pytest.mark.filterwarnings("ignore:Using extra keyword arguments on `Field` is deprecated"),
+    pytest.mark.filterwarnings("ignore:The `__fields__` attribute is deprecated"),
+    # starlette < 0.51 (what FastAPI 0.125 allows) imports anyio.abc.BlockingPortal, an alias
+    # that anyio >= 4.16 warns about
+    pytest.mark.filterwarnings("ignore:The anyio.abc.BlockingPortal alias is deprecated"),
+]
 
 FRAMEWORKS = ("fastapi", "joey")
 

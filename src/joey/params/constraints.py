@@ -182,7 +182,7 @@ def _field_meta(field: Any, where: str, name: str) -> msgspec.Meta:
              if m is not None]
     docs: dict[str, Any] = {key: getattr(field, key) for key in _FIELD_DOCS
                             if getattr(field, key, None) is not None}
-    if field.deprecated:
+    if getattr(field, "deprecated", None):  # pydantic < 2.7 has no Field(deprecated=)
         docs["extra"] = {"deprecated": True}
     if docs:
         metas.append(msgspec.Meta(**docs))
