@@ -39,6 +39,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 from tests.integration.servers import free_port
 
@@ -247,6 +248,21 @@ def test_twine_check_passes(artifacts: dict[str, Path]) -> None:
     files = [path for kind, path in artifacts.items() if not kind.startswith("problem")]
     output = _run([sys.executable, "-m", "twine", "check", "--strict", *files], ROOT)
     assert output.count("PASSED") == len(files), output
+
+
+def test_the_dev_extra_declares_every_tool_these_tests_run() -> None:
+    # `python -m pip|build|twine` and the backend: a venv made by uv (the matrix cells) holds
+    # only what is declared, pip included. pip >= 23.1: `install --report` records the extras
+    # of a path requirement (tests/test_install_docs.py).
+    floors: dict[str, Version | None] = {}
+    for line in PROJECT["optional-dependencies"]["dev"]:
+        requirement = Requirement(line)
+        bound = [s.version for s in requirement.specifier if s.operator == ">="]
+        floors[requirement.name] = Version(bound[0]) if bound else None
+    for tool in ("pip", "build", "twine", "hatchling"):
+        assert floors.get(tool), f"pyproject.toml: the dev extra needs {tool!r}, with a >= bound"
+    pip = floors["pip"]
+    assert pip is not None and pip >= Version("23.1"), pip
 
 
 # Each artifact in a venv of its own.
