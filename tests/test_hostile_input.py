@@ -256,6 +256,35 @@ def test_channel_message_too_deep_is_a_decode_error(depth: int) -> None:
     assert Message("room", b"[[1]]").json() == [[1]]
 
 
+# -- JSON strings that are not UTF-8: msgspec 0.18 raised UnicodeDecodeError, not a DecodeError
+
+
+@pytest.mark.parametrize("body", [b'{"\x80a": 1}', b'{"title": "\xff"}', b'["a\xc3"]'])
+@pytest.mark.parametrize("path", ["/raw", "/dict", "/list", "/struct"])
+def test_json_with_a_string_that_is_not_utf8_is_a_400(path: str, body: bytes) -> None:
+    client = TestClient(json_app())
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"] == "Invalid JSON body: Invalid UTF-8 encoded string."
+
+
+def test_websocket_and_channel_json_that_is_not_utf8_is_invalid_json() -> None:
+    app = App()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.receive_json()
+
+    with TestClient(app).websocket_connect("/ws") as session:
+        session.send_bytes(b'["\x80"]')
+        with pytest.raises(WebSocketDisconnect) as closed:
+            session.receive()
+    assert (closed.value.code, closed.value.reason) == (1007, "Invalid JSON")
+    with pytest.raises(msgspec.DecodeError, match="UTF-8"):
+        Message("room", b'{"\x80": 1}').json()
+
+
 # -- request targets that are not paths -------------------------------------------------------
 
 

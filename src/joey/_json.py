@@ -6,7 +6,8 @@ raises ``RecursionError`` then, not the ``msgspec.DecodeError`` every caller han
 input, so a few kilobytes of ``[[[[`` became a 500 wherever the RecursionError was forgotten.
 :func:`decode_json` raises :class:`JSONTooDeep`, a ``DecodeError``, instead: too deep is bad
 input at every site that reads JSON, answered as that site answers invalid JSON (a 400, a
-WebSocket closed with 1007, no session) or told apart where it says more.
+WebSocket closed with 1007, no session) or told apart where it says more. A string that is not
+UTF-8 is a ``DecodeError`` too (msgspec 0.18 raised ``UnicodeDecodeError``).
 
 Example::
 
@@ -28,9 +29,18 @@ class JSONTooDeep(msgspec.DecodeError):
 
 
 def decode_json(data: bytes | str) -> Any:
-    """``data`` decoded untyped; invalid JSON raises ``msgspec.DecodeError``, JSON nested too
-    deeply :class:`JSONTooDeep` (never ``RecursionError``)."""
+    """``data`` decoded untyped; invalid JSON (invalid UTF-8 included) raises
+    ``msgspec.DecodeError``, JSON nested too deeply :class:`JSONTooDeep` (never
+    ``RecursionError`` nor ``UnicodeError``)."""
     try:
         return msgspec.json.decode(data)
     except RecursionError:
         raise JSONTooDeep("JSON is nested too deeply") from None
+    except UnicodeError:
+        raise msgspec.DecodeError(INVALID_UTF8) from None
+
+
+#: What msgspec says of a string that is not UTF-8. msgspec 0.18 raises ``UnicodeDecodeError``
+#: for one instead of a ``DecodeError`` (and every version ``UnicodeEncodeError`` for a ``str``
+#: holding a lone surrogate): invalid input too, so every decode site turns it into this.
+INVALID_UTF8 = "Invalid UTF-8 encoded string"

@@ -4,7 +4,10 @@ string), takes its key from a value, a function or a dependency, and answers 401
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
+import hmac
 import time
 from typing import Annotated, Any
 
@@ -94,6 +97,34 @@ def test_verify_refuses_every_bad_token_with_a_401() -> None:
         assert 'error="invalid_token"' in refused.value.headers["www-authenticate"]
     with pytest.raises(Forbidden):
         auth.verify(auth.issue({"scope": "read"}, expires_in=60), scopes=["write"])
+
+
+def signed(header: bytes, payload: bytes, secret: str) -> str:
+    """A token of these exact JSON bytes, HS256-signed with ``secret`` (PyJWT cannot encode
+    JSON nested deeper than Python's recursion limit)."""
+    def b64(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    signing_input = b64(header) + b"." + b64(payload)
+    signature = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + b64(signature)).decode()
+
+
+@pytest.mark.parametrize("depth", [10_000, 100_000])
+def test_verify_refuses_json_nested_too_deeply_with_a_401(depth: int) -> None:
+    # The header is decoded before the signature is checked (anyone can send it); the payload
+    # after (only a key holder can): either, too deep for the json module, is a bad token.
+    auth = JWTBearer(SECRET, algorithms=["HS256"])
+    deep = b"[" * depth + b"]" * depth
+    header = b'{"alg":"HS256","typ":"JWT"}'
+    payload = b'{"exp":%d,"scope":%s}' % (int(time.time()) + 60, deep)
+    for token in (signed(deep, b"{}", SECRET), signed(header, payload, SECRET)):
+        with pytest.raises(Unauthorized, match="not valid") as refused:
+            auth.verify(token)
+        assert 'error="invalid_token"' in refused.value.headers["www-authenticate"]
+    with TestClient(app_with(auth), raise_server_exceptions=False) as client:
+        answer = client.get("/me", headers=bearer(signed(header, payload, SECRET)))
+        assert answer.status_code == 401, answer.text
 
 
 def test_a_token_whose_algorithm_does_not_fit_the_key_is_a_401_not_a_500() -> None:

@@ -559,5 +559,5 @@ def _trace(raw: bytes | None) -> dict[str, str] | None:
         return None
     try:
         return _decode_trace(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):  # (msgspec 0.18)
         return None

@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import msgspec
 
-from joey._json import JSONTooDeep, decode_json
+from joey._json import INVALID_UTF8, JSONTooDeep, decode_json
 from joey.background import BackgroundTasks
 from joey.exceptions import (
     BadRequest,
@@ -303,6 +303,8 @@ def body_extractor(info: ParamInfo, marker: Body | None, where: str) -> AsyncExt
                 return None
         except msgspec.DecodeError as exc:
             raise BadRequest(f"Invalid JSON body: {exc}.") from None
+        except UnicodeError:  # msgspec 0.18's word for a string that is not UTF-8 (joey._json)
+            raise BadRequest(f"Invalid JSON body: {INVALID_UTF8}.") from None
         except RecursionError:  # too deep (see joey._json); perf: caught here, no call per body
             issues.append(ValidationIssue("body", "$", JSON_TOO_DEEP))
             return None

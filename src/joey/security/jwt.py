@@ -192,6 +192,11 @@ class JWTBearer(SecurityScheme):
             # the token names one of the algorithms, but not one the key is for
             raise self.invalid("The token is not valid: its algorithm does not fit the "
                                "key.") from None
+        except RecursionError:
+            # a header (anyone can send one) or payload nested too deep for the json module:
+            # older PyJWT (2.8) lets the RecursionError through instead of a DecodeError
+            raise self.invalid("The token is not valid: its JSON is nested too "
+                               "deeply.") from None
         except (pyjwt.PyJWTError, ValueError, TypeError) as exc:
             # ValueError/TypeError: what a token's bytes can still make a key library raise
             raise self.invalid(f"The token is not valid: {exc}.") from None

@@ -33,8 +33,9 @@ decode_payload = msgspec.msgpack.Decoder(tuple[list[Any], dict[str, Any]]).decod
 decode_options = msgspec.msgpack.Decoder(Options).decode
 _decode_any = msgspec.msgpack.Decoder().decode
 NO_OPTIONS = encode(Options())
-# A payload too deep for msgspec raises RecursionError, not a DecodeError: both are bad input.
-BAD_PAYLOAD = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+# A payload too deep for msgspec raises RecursionError, not a DecodeError, and a string that is
+# not UTF-8 UnicodeDecodeError under msgspec 0.18: all are bad input.
+BAD_PAYLOAD = (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError)
 
 
 def encode_payload(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
