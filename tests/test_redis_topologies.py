@@ -15,6 +15,7 @@ import pytest
 from joey import App, Router
 from joey.caching import Caching, RedisCache
 from joey.channels import Channels, RedisPubSubBackend, RedisStreamsBackend, Subscription
+from joey.channels.backend import Message
 from joey.middleware.session_stores import RedisStore
 from joey.params.markers import Security
 from joey.ratelimit import RateLimit, RedisRateLimits
@@ -153,6 +154,25 @@ async def test_streams_resume_since_an_id_on_a_cluster(cluster: RedisCluster) ->
         ids = [await one.publish("log", str(i)) for i in range(5)]
         async with one.subscribe("log", since=ids[1]) as log:
             assert await take(log, 3) == ["2", "3", "4"]
+
+
+async def test_a_streams_delivery_on_a_cluster_carries_the_publishers_trace(
+        cluster: RedisCluster) -> None:
+    """The cluster's per-stream reader hands on the trace context a traced publish wrote, as
+    the single-Redis reader and the history replay do (a delivery span links to it)."""
+    backend = RedisStreamsBackend(cluster, prefix=unique("ch"))
+    delivered: list[Message] = []
+    context = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    await backend.start(delivered.append)
+    try:
+        await backend.listen("log")
+        await backend.publish("log", b"traced", trace=context)
+        async with asyncio.timeout(10):
+            while not delivered:  # noqa: ASYNC110 - the reader runs on this loop
+                await asyncio.sleep(0.02)
+    finally:
+        await backend.stop()
+    assert [(m.data, m.trace) for m in delivered] == [(b"traced", context)]
 
 
 # -- rate limits ------------------------------------------------------------------------------
