@@ -415,3 +415,19 @@ async def test_a_client_gone_before_the_response_counts_as_499() -> None:
     assert sent == []
     found = samples(metrics.exposition()[0].decode())
     assert requests(found, "/echo", "499", method="POST") == 1
+
+
+def test_an_unhandled_error_is_logged_naming_its_handler_with_metrics_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The metrics' wrapper of a route keeps what error messages name (found by review).
+    app = App(metrics=Metrics())
+
+    @app.get("/boom")
+    async def boom() -> str:
+        raise RuntimeError("boom")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/boom").status_code == 500
+    assert "boom" in caplog.text and "in middleware" not in caplog.text
+    assert "test_metrics" in caplog.text or "boom (" in caplog.text

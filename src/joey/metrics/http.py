@@ -10,14 +10,13 @@ registered few) and the status code; so a client cannot make a new series.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
-from joey.paths import BadPath, routing_path
+from joey.paths import BadPath, plain_template, routing_path
 
 if TYPE_CHECKING:
     from joey._engine.http import Engine
@@ -37,7 +36,6 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "O
 CLIENT_CLOSED = 499
 
 _UNSET: Any = object()
-_CONVERTER = re.compile(r"\{([^}:]+):[^}]*\}")
 LABELS = ("http_request_method", "http_route", "http_response_status_code")
 
 
@@ -140,7 +138,7 @@ class HTTPMetrics:
 def route_label(template: str) -> str:
     """The ``http.route`` of a template, as the API document writes it: ``/items/{id}``
     for ``/items/{id:int}``."""
-    return _CONVERTER.sub(r"{\1}", template)
+    return plain_template(template)
 
 
 def _labelled(pipeline: Pipeline, template: str | None) -> Pipeline:
@@ -148,6 +146,9 @@ def _labelled(pipeline: Pipeline, template: str | None) -> Pipeline:
         request.scope[ROUTE_KEY] = template
         return await pipeline(request)
 
+    route = getattr(pipeline, "__joey_route__", None)
+    if route is not None:  # what error messages and the debug page name
+        setattr(labelled, "__joey_route__", route)  # noqa: B010
     return labelled
 
 
