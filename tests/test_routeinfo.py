@@ -234,7 +234,7 @@ def test_a_websocket_route_has_no_http_errors() -> None:
 
 def test_the_errors_follow_the_plan() -> None:
     """An override that reads nothing from the request takes its 422 away; one that is a
-    rate limit brings its 429."""
+    rate limit brings its 429, and its 503 (a limit fails closed by default)."""
     app = build_every_kind()
     limit = RateLimit(5, 60)
 
@@ -248,4 +248,5 @@ def test_the_errors_follow_the_plan() -> None:
     assert route.errors == ()
     app.dependency_overrides[count_header] = limit
     [route] = [r for r in app.routes if r.path == "/dependency"]
-    assert [error.__name__ for error in route.errors] == ["RateLimitExceeded"]
+    assert [error.__name__ for error in route.errors] == ["RateLimitExceeded",
+                                                          "RateLimitUnavailable"]

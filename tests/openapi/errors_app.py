@@ -99,7 +99,8 @@ GRANTS = {"admin-token": ["read", "admin"], "reader-token": ["read"]}
 def build() -> App:
     app = App()
     bearer = HTTPBearer(name="token")
-    lenient = RateLimit(1, 60, backend=FlakyRateLimits(), key=client_key, name="lenient")
+    lenient = RateLimit(1, 60, backend=FlakyRateLimits(), key=client_key, name="lenient",
+                        fail_open=True)
     strict = RateLimit(1, 60, backend=FlakyRateLimits(), key=client_key, name="strict",
                        fail_open=False)
 
