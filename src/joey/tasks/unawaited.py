@@ -64,7 +64,10 @@ class Enqueueing(Coroutine[Any, Any, str]):
         return self._started().send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        return self._started().throw(typ, val, tb)
+        coroutine = self._started()
+        if val is None and tb is None:  # throw(exc): the only spelling Python 3.12+ accepts
+            return coroutine.throw(typ)  # without a DeprecationWarning
+        return coroutine.throw(typ, val, tb)
 
     def close(self) -> None:
         self._make = None  # closed on purpose: not a forgotten await
