@@ -93,6 +93,28 @@ class RedisClusterServers(_Processes):
         self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> None:
+        # A port free_port() found can be taken before redis-server binds it (another run on
+        # the machine): a node that exits at once is started again on other ports.
+        for _attempt in range(3):
+            if self._nodes_up():
+                break
+            self._kill_all()
+            self.ports = [free_port() for _ in self.ports]
+            self.bus_ports = [free_port() for _ in self.ports]
+            self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
+        else:
+            pytest.fail("Redis test topology: cluster nodes kept exiting at start")
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create",
+             *(f"127.0.0.1:{port}" for port in self.ports),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            capture_output=True, text=True, timeout=60)
+        if created.returncode != 0:
+            pytest.fail(f"redis-cli --cluster create failed:\n{created.stdout}{created.stderr}")
+        self.wait_healthy()
+
+    def _nodes_up(self) -> bool:
+        """Start every node; True when all answer, False when one exited (its port taken)."""
         for port, bus in zip(self.ports, self.bus_ports, strict=True):
             directory = self.workdir / str(port)
             directory.mkdir()
@@ -104,16 +126,21 @@ class RedisClusterServers(_Processes):
                 "--appendonly", "no", "--repl-diskless-sync-delay", "0",
                 "--save", "", "--dir", str(directory),
             ])
+        exited: list[int] = []
+
+        def ready(port: int) -> bool:
+            if self.processes[port].poll() is not None:
+                exited.append(port)
+                return True
+            return self.answers(port)
+
         for port in self.ports:
-            _wait(f"cluster node {port} answering", lambda port=port: self.answers(port))
-        created = subprocess.run(
-            ["redis-cli", "--cluster", "create",
-             *(f"127.0.0.1:{port}" for port in self.ports),
-             "--cluster-replicas", "1", "--cluster-yes"],
-            capture_output=True, text=True, timeout=60)
-        if created.returncode != 0:
-            pytest.fail(f"redis-cli --cluster create failed:\n{created.stdout}{created.stderr}")
-        self.wait_healthy()
+            _wait(f"cluster node {port} answering", lambda port=port: ready(port))
+        return not exited
+
+    def _kill_all(self) -> None:
+        for port in list(self.processes):
+            self.kill(port)
 
     def wait_healthy(self, seconds: float = 30) -> None:
         """Until every live node says `cluster_state:ok` and every replica is in sync."""
