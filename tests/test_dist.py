@@ -283,8 +283,12 @@ def test_each_artifact_installs_into_a_clean_venv_and_serves(
         site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                          tmp_path).strip())
         (site / "borrowed.pth").write_text(sysconfig.get_path("purelib") + "\n")
+        # --ignore-installed: where the borrowed packages hold a joey (not an editable one:
+        # the compiled build's venv), pip would otherwise call it installed and skip the
+        # artifact; and it never uninstalls what is borrowed.
         _run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet",
-              "--no-deps", "--no-index", "--no-build-isolation", artifact], tmp_path)
+              "--no-deps", "--no-index", "--no-build-isolation", "--ignore-installed",
+              artifact], tmp_path)
     else:
         base = _python(kind.partition("-")[2]) if build == "compiled" else Path(sys.executable)
         assert base is not None, f"no Python for the {kind} wheel: pyenv install it"

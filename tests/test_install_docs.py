@@ -119,8 +119,10 @@ def test_pip_takes_each_shape_of_line(shape: str, wheel: Path, tmp_path: Path) -
     argv = shlex.split(shape.replace(f"/path/to/joey/dist/{wheel.name}", str(wheel))
                        .replace("/path/to/joey", str(ROOT)))
     report = tmp_path / "report.json"
+    # --ignore-installed: a joey installed here already (the compiled build's venv) would make
+    # the report empty
     _pip(["install", "--dry-run", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
-          "--report", str(report), *argv], tmp_path)
+          "--ignore-installed", "--report", str(report), *argv], tmp_path)
     (installed,) = json.loads(report.read_text())["install"]
     assert installed["metadata"]["name"] == "joey"
     assert installed["metadata"]["version"] == VERSION
