@@ -72,3 +72,23 @@ def describe(client: Any) -> str:
     if host is not None:
         return f"Redis at {host}:{port}"
     return "Redis"
+
+
+class Script:
+    """A Lua script run by its SHA (``EVALSHA``), and by its text (``EVAL``) where the node
+    that owns the keys does not know it: after a failover or a resharding the new owner has
+    never seen the script, and some redis-py releases (5.0, the lowest supported) load it
+    again on another node of a cluster than the one the keys are on."""
+
+    def __init__(self, client: Any, source: str) -> None:
+        self._client = client
+        self._source = source
+        self._script = client.register_script(source)
+
+    async def __call__(self, keys: Any = (), args: Any = ()) -> Any:
+        from redis.exceptions import NoScriptError
+
+        try:
+            return await self._script(keys=keys, args=args)
+        except NoScriptError:
+            return await self._client.eval(self._source, len(keys), *keys, *args)

@@ -44,6 +44,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, Protocol
 
+from joey._redis import Script
 from joey.exceptions import HTTPError, ServiceUnavailable, TooManyRequests
 from joey.params.markers import Depends, Security
 from joey.requests import HTTPConnection
@@ -270,7 +271,7 @@ class RedisRateLimits:
         self._client = client
         self._prefix = prefix
         self._timeout = timeout
-        self._scripts = {policy: client.register_script(source)
+        self._scripts = {policy: Script(client, source)
                          for policy, source in _SCRIPTS.items()}
 
     async def hit(self, key: str, limit: int, window: float, policy: Policy) -> Decision:

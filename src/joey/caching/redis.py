@@ -150,7 +150,7 @@ class RedisCache(ResponseCache):
         super().__init__(wait_timeout=wait_timeout, fail_open=fail_open,
                          retry_after=retry_after, max_body_size=max_body_size,
                          status_header=status_header)
-        from joey._redis import slot_prefix
+        from joey._redis import Script, slot_prefix
 
         self._owned = isinstance(client, str)
         if isinstance(client, str):
@@ -163,7 +163,7 @@ class RedisCache(ResponseCache):
         self.timeout = timeout
         self.lock_timeout = lock_timeout
         self._generation_key = prefix + "generation"
-        self._scripts = {name: client.register_script(source) for name, source in (
+        self._scripts = {name: Script(client, source) for name, source in (
             ("fetch", _FETCH), ("put", _PUT), ("unlock", _UNLOCK), ("renew", _RENEW),
             ("drop", _DROP),
             ("drop_tags", _DROP_TAGS))}

@@ -14,7 +14,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ..._redis import client_kwargs
+from ..._redis import Script, client_kwargs
 from ..base import EnqueueOptions, periodic_tasks
 from ..errors import QueueFull, TasksNotRunning, error_text
 from ..state import FINAL_STATES, TaskInfo
@@ -98,7 +98,7 @@ class RedisTasks(RedisConsumer):
         socket_timeout = client_kwargs(client).get("socket_timeout")
         self._max_block_ms = int(socket_timeout * 500) if socket_timeout else None
         self._scripts = {
-            name: client.register_script(getattr(scripts, name.upper()))
+            name: Script(client, getattr(scripts, name.upper()))
             for name in (
                 "enqueue", "start", "finish", "foreign", "promote", "hand_back", "requeue",
                 "drop", "reap", "tick", "heartbeat",
