@@ -9,6 +9,7 @@ as on a fresh clone.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -25,13 +26,19 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The plans are read as a fresh `make` would print them: CI runs this file from inside a
+# `make matrix-<cell> MATRIX_SUITE=fast`, whose variables reach children through the
+# environment (MAKEFLAGS carries command-line ones) and would change the plan under test.
+_INHERITED = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MATRIX_SUITE", "MATRIX", "VENV"}
+FRESH_ENV = {name: value for name, value in os.environ.items() if name not in _INHERITED}
+
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
 
 def _plan(target: str, tmp_path: Path) -> str:
     result = subprocess.run(
         ["make", "-n", target, f"VENV={tmp_path / 'fresh-venv'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=30, check=True,
+        cwd=ROOT, env=FRESH_ENV, capture_output=True, text=True, timeout=30, check=True,
     )
     return result.stdout
 
@@ -166,7 +173,7 @@ def test_make_test_matrix_runs_every_cell_in_its_own_pinned_venv(tmp_path: Path)
     cells = _generator().cells(ROOT / "pyproject.toml")
     plan = subprocess.run(
         ["make", "-n", "test-matrix", f"MATRIX={tmp_path / 'm'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=30, check=True,
+        cwd=ROOT, env=FRESH_ENV, capture_output=True, text=True, timeout=30, check=True,
     ).stdout
     for cell, (python, _kind) in cells.items():
         venv = tmp_path / "m" / cell
@@ -178,7 +185,7 @@ def test_make_test_matrix_runs_every_cell_in_its_own_pinned_venv(tmp_path: Path)
 def test_the_fast_subset_names_real_tests(tmp_path: Path) -> None:
     plan = subprocess.run(
         ["make", "-n", "matrix-newest-py313", f"MATRIX={tmp_path / 'm'}", "MATRIX_SUITE=fast"],
-        cwd=ROOT, capture_output=True, text=True, timeout=30, check=True,
+        cwd=ROOT, env=FRESH_ENV, capture_output=True, text=True, timeout=30, check=True,
     ).stdout
     (command,) = [line for line in plan.splitlines() if "-m pytest" in line]
     paths = command.split("-p no:cacheprovider", 1)[1].split()

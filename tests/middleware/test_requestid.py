@@ -80,7 +80,7 @@ async def test_log_records_during_the_request_carry_the_id(
         log.warning("outside any request")
     finally:
         caplog.handler.removeFilter(log_filter)
-    inside, outside = caplog.records
+    inside, outside = [record for record in caplog.records if record.name == log.name]
     assert r.headers["x-request-id"] == "trace-me"
     assert inside.request_id == "trace-me"  # type: ignore[attr-defined]
     assert outside.request_id == "-"  # type: ignore[attr-defined]

@@ -36,7 +36,11 @@ def test_asgi_correlation_id(caplog: pytest.LogCaptureFixture) -> None:
         caplog.handler.removeFilter(correlation_filter)
     assert echoed.headers["x-request-id"] == given
     assert uuid.UUID(generated.headers["x-request-id"])
-    ids = [getattr(record, "correlation_id", None) for record in caplog.records]
+    ids = [
+        getattr(record, "correlation_id", None)
+        for record in caplog.records
+        if record.name == logger.name
+    ]
     assert ids == [given, generated.headers["x-request-id"]]
 
 

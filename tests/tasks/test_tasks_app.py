@@ -251,5 +251,12 @@ def test_cli_reports_a_failing_app_startup(
     module = types.ModuleType("joey_test_failing_app")
     module.app = app  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "joey_test_failing_app", module)
-    assert main(["worker", "joey_test_failing_app:app"]) == 1
+    # `joey worker` sets the root logger's level for its process; here the process is the
+    # suite's, whose later tests expect the default (WARNING) back.
+    root = logging.getLogger()
+    level = root.level
+    try:
+        assert main(["worker", "joey_test_failing_app:app"]) == 1
+    finally:
+        root.setLevel(level)  # also empties the loggers' cached answers
     assert "no database" in capsys.readouterr().err
