@@ -16,7 +16,13 @@ Every run starts on an emptied Redis (FLUSHALL). Measured per queue, in rotated 
   `--latency-seconds` per queue and round (arq polls, `poll_delay` 0.5 s by default);
 - Redis commands per task, after the 1-worker end-to-end run: 500 more tasks the same way
   (not timed) under MONITOR, which tells the commands clients sent (idle polling and
-  heartbeats included) from those Lua scripts ran.
+  heartbeats included) from those Lua scripts ran;
+- Redis CPU per task: the redis-server process's CPU time (``INFO cpu``, user + system) over
+  the timed 1-worker end-to-end run, divided by its tasks (networking, polling and
+  heartbeats included: what a shared Redis pays per task);
+- Joey only, the price of ``RedisTasks(confirm_replicas=1)``: enqueues with a replica attached
+  to the bench's Redis, acknowledged by the primary (the default) against confirmed by the
+  replica (``WAIT``), in alternating runs.
 
 Each queue runs with its defaults except its concurrency (saq `concurrency`, arq `max_jobs`,
 taskiq `max_async_tasks`, Joey `max_concurrency`); taskiq uses its Redis Streams broker
@@ -162,11 +168,11 @@ Enqueue = Callable[[int, int], Awaitable[Any]]
 
 
 @contextlib.asynccontextmanager
-async def _producer(queue: str, url: str) -> Any:
+async def _producer(queue: str, url: str, confirm_replicas: int = 0) -> Any:
     if queue == "joey":
         from joey.tasks import RedisTasks
 
-        tasks = RedisTasks(url, consume=False)
+        tasks = RedisTasks(url, consume=False, confirm_replicas=confirm_replicas)
         async with tasks:
             yield lambda seq, t0: tasks.enqueue(TASK, seq, t0)
     elif queue == "saq":
@@ -282,11 +288,23 @@ def _flush(url: str) -> None:
         client.close()
 
 
+def _redis_cpu(url: str) -> float:
+    """The redis-server process's CPU seconds so far (user + system)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        cpu = client.info("cpu")
+    finally:
+        client.close()
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
 Result = dict[str, Any]
 
 
-async def _enqueue_only(queue: str, url: str, count: int) -> Result:
-    async with _producer(queue, url) as enqueue:
+async def _enqueue_only(queue: str, url: str, count: int, confirm_replicas: int = 0) -> Result:
+    async with _producer(queue, url, confirm_replicas) as enqueue:
         t0 = time.perf_counter()
         for _ in range(count):
             await enqueue(-1, 0)
@@ -300,12 +318,14 @@ async def _end_to_end(queue: str, url: str, count: int, shared: Shared, limit: f
             await enqueue(-1, 0)
         if not await _wait_done(shared, warmup, time.monotonic() + 30):
             return {"error": "workers ran no task within 30 s"}
+        cpu_before = _redis_cpu(url)
         t0 = time.perf_counter()
         for _ in range(count):
             await enqueue(-1, 0)
         if not await _wait_done(shared, warmup + count, time.monotonic() + limit):
             return {"error": f"{shared.total() - warmup} of {count} ran within {limit:g} s"}
         elapsed = time.perf_counter() - t0
+        cpu_per_task = (_redis_cpu(url) - cpu_before) / count
         # Commands per task, in a separate run that is not timed (MONITOR slows Redis).
         counted = min(count, 500)
         monitor = _Monitor(url)
@@ -318,6 +338,7 @@ async def _end_to_end(queue: str, url: str, count: int, shared: Shared, limit: f
             monitor.close()
     return {
         "rate": count / elapsed,
+        "redis_cpu_us": cpu_per_task * 1e6,
         "sent_per_task": monitor.sent / counted,
         "executed_per_task": (monitor.sent + monitor.scripted) / counted,
     }
@@ -367,6 +388,7 @@ def run_queue(queue: str, url: str, args: argparse.Namespace, shared: Shared) ->
                 return {**out, "error": f"{key}: {got['error']}"}
             out[key] = got["rate"]
             if workers == 1:
+                out["redis_cpu_us"] = got["redis_cpu_us"]
                 out["sent_per_task"] = got["sent_per_task"]
                 out["executed_per_task"] = got["executed_per_task"]
         fresh()
@@ -384,7 +406,9 @@ def run_queue(queue: str, url: str, args: argparse.Namespace, shared: Shared) ->
 
 
 @contextlib.contextmanager
-def local_redis() -> Iterator[str]:
+def local_redis(replica_of: str | None = None) -> Iterator[str]:
+    """A redis-server of the bench's own on a free loopback port, or with `replica_of` (a URL)
+    a replica of that one, in sync when this yields."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -392,9 +416,15 @@ def local_redis() -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     workdir = tempfile.mkdtemp(prefix="joey-bench-redis-")
+    extra: list[str] = []
+    if replica_of is not None:
+        from urllib.parse import urlparse
+
+        primary = urlparse(replica_of)
+        extra = ["--replicaof", str(primary.hostname), str(primary.port)]
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
+         "--dir", workdir, *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -407,11 +437,39 @@ def local_redis() -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        url = f"redis://127.0.0.1:{port}/0"
+        while replica_of is not None and not _in_sync(url):
+            if time.monotonic() > deadline + 20:
+                raise RuntimeError("the replica did not sync")
+            time.sleep(0.05)
+        yield url
     finally:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _in_sync(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return client.info("replication").get("master_link_status") == "up"
+    finally:
+        client.close()
+
+
+def confirm_cost(url: str, args: argparse.Namespace) -> Result:
+    """Joey's enqueue rate with a replica attached: acknowledged by the primary, and confirmed
+    by the replica (``confirm_replicas=1``), best of `repeats` alternating runs each."""
+    best = {"replica_ack": 0.0, "replica_confirmed": 0.0}
+    with local_redis(replica_of=url):
+        for _ in range(args.repeats):
+            for key, confirm in (("replica_ack", 0), ("replica_confirmed", 1)):
+                _flush(url)
+                got = asyncio.run(_enqueue_only("joey", url, args.tasks, confirm))
+                best[key] = max(best[key], got["enqueue_rate"])
+    return best
 
 
 def _merge(rounds: list[Result]) -> Result:
@@ -421,7 +479,7 @@ def _merge(rounds: list[Result]) -> Result:
     merged: Result = {}
     for key in ("enqueue_rate", "e2e_1", "e2e_2"):
         merged[key] = max(r[key] for r in ok)
-    for key in ("p50_us", "p99_us", "sent_per_task", "executed_per_task"):
+    for key in ("p50_us", "p99_us", "redis_cpu_us", "sent_per_task", "executed_per_task"):
         merged[key] = statistics.median(r[key] for r in ok)
     merged["samples"] = sum(r["samples"] for r in ok)
     failed = [r["error"] for r in rounds if "error" in r]
@@ -440,7 +498,14 @@ def measure(args: argparse.Namespace) -> dict[str, Result]:
             for queue in order:
                 _say(f"tasks round {round_no + 1}/{args.repeats}: {queue}")
                 collected[queue].append(run_queue(queue, url, args, shared))
-    return {q: _merge(rounds) for q, rounds in collected.items()}
+        results = {q: _merge(rounds) for q, rounds in collected.items()}
+        if "joey" in results and "error" not in results["joey"]:
+            _say("tasks: Joey's enqueue with a replica, acknowledged and confirmed")
+            try:
+                results["joey"].update(confirm_cost(url, args))
+            except Exception as exc:  # reported, the rest of the section stands
+                results["joey"]["note"] = f"confirm_replicas run: {type(exc).__name__}: {exc}"
+    return results
 
 
 ROWS = (
@@ -449,6 +514,7 @@ ROWS = (
     ("end to end, 2 worker processes (tasks/s)", "e2e_2", 0, True),
     ("enqueue→start p50 (µs, lower is better)", "p50_us", 0, False),
     ("enqueue→start p99 (µs)", "p99_us", 0, False),
+    ("Redis CPU per task (µs, 1 worker process, lower is better)", "redis_cpu_us", 1, False),
     ("Redis commands per task, sent", "sent_per_task", 1, False),
     ("Redis commands per task, executed (with scripts')", "executed_per_task", 1, False),
 )
@@ -474,6 +540,15 @@ def table(results: dict[str, Result], args: argparse.Namespace) -> str:
             value = results[q].get(key)
             cells.append("error" if value is None else f"{value:,.{digits}f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    joey = results.get("joey", {})
+    if joey.get("replica_ack") and joey.get("replica_confirmed"):
+        ack, confirmed = joey["replica_ack"], joey["replica_confirmed"]
+        lines += [
+            "",
+            f"Joey's enqueue with one replica attached: {ack:,.0f} tasks/s acknowledged by the"
+            f" primary (the default), {confirmed:,.0f} tasks/s with `confirm_replicas=1` (each"
+            f" enqueue waits for the replica: `WAIT`), {confirmed / ack:.2f}x.",
+        ]
     notes = [f"- {q}: {r['error'] if 'error' in r else r['note']}" for q, r in results.items()
              if "error" in r or "note" in r]  # fmt: skip
     return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
@@ -507,6 +582,14 @@ def targets(results: dict[str, Result]) -> list[str]:
                           " inside Joey's scripts)"))  # fmt: skip
     else:
         lines.append(mark(None, "tasks: at most 8 Redis commands per task"))
+    if "executed_per_task" in joey:  # issue 28, section 4: what Redis runs, scripts included
+        lines.append(mark(joey["executed_per_task"] <= 8,
+                          "tasks (issue 28): at most 8 Redis commands executed per task"
+                          f" ({joey['executed_per_task']:.1f}; Redis CPU"
+                          f" {joey['redis_cpu_us']:.0f} µs per task, taskiq's"
+                          f" {taskiq.get('redis_cpu_us', float('nan')):.0f} µs)"))  # fmt: skip
+    else:
+        lines.append(mark(None, "tasks (issue 28): at most 8 Redis commands executed per task"))
     return lines
 
 

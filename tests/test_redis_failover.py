@@ -35,6 +35,8 @@ aioredis = pytest.importorskip("redis.asyncio")
 from redis.asyncio.cluster import RedisCluster  # noqa: E402
 from redis.asyncio.sentinel import Sentinel  # noqa: E402
 
+TASKS, FAIL_AT = 2_000, 750  # tasks enqueued; the failover begins after this many
+
 
 @pytest.fixture
 def own_cluster() -> Iterator[RedisClusterServers]:
@@ -82,23 +84,27 @@ def fail_over(servers: RedisClusterServers, key: str, *, kill: bool = False,
     return began, took_over
 
 
-@pytest.mark.parametrize("kill", [False, True], ids=["cluster-failover", "kill-9"])
+@pytest.mark.parametrize(("kill", "confirm"), [(False, 0), (True, 0), (True, 1)],
+                         ids=["cluster-failover", "kill-9", "kill-9-confirmed"])
 async def test_tasks_survive_a_failover_of_their_primary(
-        own_cluster: RedisClusterServers, cluster: RedisCluster, kill: bool) -> None:
-    """Two workers run 400 tasks; the primary of the queue's slot fails over after 150 were
+        own_cluster: RedisClusterServers, cluster: RedisCluster, kill: bool, confirm: int,
+) -> None:
+    """Two workers run 2,000 tasks; the primary of the queue's slot fails over after 750 were
     enqueued (the producer retries what is refused meanwhile). Killed (-9), the primary may
     take with it what it acknowledged and had not yet sent to its replica (replication is
     asynchronous; the workers then create the queue's consumer group again): those tasks are
-    counted and printed; none is dead-lettered, and every other one succeeds."""
+    counted and printed; none is dead-lettered, and every other one succeeds. With
+    ``confirm_replicas=1`` an acknowledged task is on the replica already: none is lost."""
     prefix = f"q{uuid.uuid4().hex[:8]}"
     workers = [RedisTasks(cluster, prefix=prefix, max_concurrency=8, visibility_timeout=5,
-                          enqueue_timeout=2, redis_timeout=2, commit_timeout=60)
+                          enqueue_timeout=2, redis_timeout=2, commit_timeout=60,
+                          confirm_replicas=confirm)
                for _ in range(2)]
     done: list[int] = []
     for worker in workers:
         @worker.task(name="work")
         async def work(n: int) -> int:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
             done.append(n)
             return n
 
@@ -108,22 +114,29 @@ async def test_tasks_survive_a_failover_of_their_primary(
     acknowledged: dict[str, int] = {}
     failed_over_at: float | None = None
     first_enqueue_after: float | None = None
+    refused = 0
     try:
-        for n in range(400):
-            if n == 150:
+        for n in range(TASKS):
+            if n == FAIL_AT:
+                killed = own_cluster.primary_of(f"{{{prefix}}}:stream")
                 began, failed_over_at = await asyncio.to_thread(
                     fail_over, own_cluster, f"{{{prefix}}}:stream", kill=kill)
+                if kill and confirm:
+                    # the new primary has no replica: confirmed enqueues are refused until
+                    # the old primary is back, as its replica
+                    await asyncio.to_thread(own_cluster.revive, killed)
             while True:  # a producer retries what the queue refused while it moved
                 try:
                     acknowledged[await producer.enqueue("work", n)] = n
                     break
                 except TasksUnavailable:
+                    refused += 1
                     await asyncio.sleep(0.05)
             if failed_over_at is not None and first_enqueue_after is None:
                 first_enqueue_after = time.monotonic() - failed_over_at
         lost = []
         infos = []
-        async with asyncio.timeout(120):
+        async with asyncio.timeout(180):
             for task_id in acknowledged:
                 try:
                     infos.append(await producer.wait(task_id))
@@ -135,20 +148,23 @@ async def test_tasks_survive_a_failover_of_their_primary(
             await worker.stop()
     assert dead == []
     assert [info.state for info in infos] == [TaskState.SUCCEEDED] * len(infos)
-    if not kill:
-        assert lost == []  # a graceful failover: the replica caught up first
+    if not kill or confirm:
+        # a graceful failover: the replica caught up first; confirmed: it had each task
+        assert lost == []
     # killed: only what was enqueued before can be lost (what the replica had not received;
     # on a loaded machine it can be the whole queue), never a task enqueued after
-    assert all(n < 150 for n in lost), lost
-    assert sorted(info.result for info in infos) == sorted(set(range(400)) - set(lost))
+    assert all(n < FAIL_AT for n in lost), lost
+    assert sorted(info.result for info in infos) == sorted(set(range(TASKS)) - set(lost))
     # each recorded task ran (at least once); a task whose record the kill lost may have run
     # before it (its run is in `done`, its record is not)
     assert {info.result for info in infos} <= set(done)
-    assert set(done) <= set(range(400)) and set(done) - {i.result for i in infos} <= set(lost)
+    assert set(done) <= set(range(TASKS)) and set(done) - {i.result for i in infos} <= set(lost)
     assert first_enqueue_after is not None and failed_over_at is not None
-    print(f"\ntasks ({'kill -9' if kill else 'CLUSTER FAILOVER'}): the replica took over "
+    print(f"\ntasks ({'kill -9' if kill else 'CLUSTER FAILOVER'}, confirm_replicas={confirm}):"
+          f" the replica took over "
           f"{failed_over_at - began:.3f}s after the failover began, the first enqueue "
-          f"{first_enqueue_after:.3f}s later; acknowledged and lost: {len(lost)}")
+          f"{first_enqueue_after:.3f}s later ({refused} enqueues refused meanwhile); "
+          f"acknowledged and lost: {len(lost)}")
 
 
 async def test_rate_limits_and_sessions_recover_from_a_failover(

@@ -19,7 +19,7 @@ from joey.channels.backend import Message
 from joey.middleware.session_stores import RedisStore
 from joey.params.markers import Security
 from joey.ratelimit import RateLimit, RedisRateLimits
-from joey.tasks import RedisTasks, TaskState
+from joey.tasks import RedisTasks, TaskNotReplicated, TaskState
 from joey.testing import AsyncTestClient
 from tests.redis_cluster import (
     RedisClusterServers,
@@ -105,6 +105,36 @@ async def test_on_a_cluster_a_queue_keeps_to_one_slot_and_queues_spread(
     assert len(slots) == len(prefixes)  # one slot per queue: queues spread over the shards
     owners = {cluster.get_node_from_key(f"{{{prefix}}}").name for prefix in prefixes}
     assert len(owners) >= 2
+
+
+async def test_a_confirmed_enqueue_is_on_a_replica_when_it_returns(
+        client: Any, redis_cluster: RedisClusterServers,
+        redis_sentinel: RedisSentinelServers) -> None:
+    """``confirm_replicas=1``: the task's record is on the replica the moment `enqueue`
+    returns (read from the replica itself); asking for more replicas than there are is
+    refused with `TaskNotReplicated`, saying how many confirmed."""
+    on_cluster = isinstance(client, RedisCluster)
+    prefix = unique("q")
+    async with RedisTasks(client, prefix=prefix, consume=False, confirm_replicas=1) as tasks:
+        task_ids = [await tasks.enqueue("report", n) for n in range(20)]
+        if on_cluster:
+            replica = redis_cluster.replica_of(redis_cluster.primary_of(f"{{{prefix}}}"))
+            keys = [f"{{{prefix}}}:task:{task_id}" for task_id in task_ids]
+        else:
+            replica = redis_sentinel.replica
+            keys = [f"{prefix}:task:{task_id}" for task_id in task_ids]
+        reader = aioredis.Redis(port=replica, single_connection_client=True)
+        try:
+            if on_cluster:
+                await reader.execute_command("READONLY")  # reads served by a replica
+            assert await reader.exists(*keys) == len(keys)
+        finally:
+            await reader.aclose()
+        tasks.confirm_replicas = 2  # each primary has one replica
+        tasks.confirm_timeout = 0.2
+        with pytest.raises(TaskNotReplicated) as refused:
+            await tasks.enqueue("report", 99)
+        assert refused.value.confirmed == 1
 
 
 # -- channels ---------------------------------------------------------------------------------

@@ -92,3 +92,35 @@ class Script:
             return await self._script(keys=keys, args=args)
         except NoScriptError:
             return await self._client.eval(self._source, len(keys), *keys, *args)
+
+    async def confirmed(
+        self, keys: list[Any], args: list[Any], replicas: int, wait_seconds: float
+    ) -> tuple[Any, int]:
+        """Run the script, then ``WAIT`` until `replicas` replicas have its writes (or
+        `wait_seconds` pass): its reply, and how many replicas confirmed.
+
+        ``WAIT`` counts the writes of its own connection, so both go in one pipeline: one
+        connection on a single Redis; on a cluster, the connection to the primary of the
+        first key's slot. If that slot moved meanwhile (a failover: redis-py sent the script
+        again elsewhere), the count is of another connection's writes, and 0 is returned."""
+        from redis.exceptions import NoScriptError
+
+        client = self._client
+        cluster = is_cluster(client)
+        node: Any = client.get_node_from_key(keys[0]) if cluster else None
+        routing = {"target_nodes": [node]} if cluster else {}
+        wait = ("WAIT", replicas, max(1, round(wait_seconds * 1000)))
+        for command in (("EVALSHA", self._script.sha), ("EVAL", self._source)):
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.execute_command(*command, len(keys), *keys, *args)
+                pipe.execute_command(*wait, **routing)
+                reply, confirmed = await pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError):
+                continue  # a node that has not seen the script: sent again as its text
+            for result in (reply, confirmed):
+                if isinstance(result, Exception):
+                    raise result
+            if cluster and client.get_node_from_key(keys[0]).name != node.name:
+                return reply, 0
+            return reply, int(confirmed)
+        raise AssertionError("EVAL never answers NOSCRIPT")  # pragma: no cover

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 from .attempt import TaskRun, current_task
 from .base import EnqueueOptions, TaskBackend
 from .definition import Backoff, TaskDef
-from .errors import QueueFull, TaskNotRegistered, TasksNotRunning, TasksUnavailable, TaskTimeout
+from .errors import (
+    QueueFull,
+    TaskNotRegistered,
+    TaskNotReplicated,
+    TasksNotRunning,
+    TasksUnavailable,
+    TaskTimeout,
+)
 from .memory import InMemoryTasks
 from .state import TaskInfo, TaskState
 
@@ -28,6 +35,7 @@ __all__ = [
     "TaskDef",
     "TaskInfo",
     "TaskNotRegistered",
+    "TaskNotReplicated",
     "TaskRun",
     "TaskState",
     "TaskTimeout",

@@ -7,6 +7,7 @@ from ..exceptions import ServiceUnavailable
 __all__ = [
     "QueueFull",
     "TaskNotRegistered",
+    "TaskNotReplicated",
     "TaskTimeout",
     "TasksNotRunning",
     "TasksUnavailable",
@@ -29,6 +30,23 @@ class TasksUnavailable(ServiceUnavailable):
     ``Retry-After`` and the client may try again; nothing was queued. `RedisTasks` raises it
     within `enqueue_timeout` seconds (a frozen server never holds a request longer).
     """
+
+
+class TaskNotReplicated(TasksUnavailable):
+    """Raised by `enqueue` under ``RedisTasks(confirm_replicas=n)`` when fewer than `n` replicas
+    confirmed the task within `confirm_timeout`.
+
+    The primary has the task: it may run, or be lost if that primary fails before a replica
+    copies it. Like any `TasksUnavailable`, it answers 503 with ``Retry-After`` in a handler. To
+    try again without risking a second run, enqueue with ``unique=`` (the retry finds the task
+    if it survived). `task_id` is the id the task was written under; `confirmed` how many
+    replicas confirmed it.
+    """
+
+    def __init__(self, message: str, *, task_id: str, confirmed: int, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.task_id = task_id
+        self.confirmed = confirmed
 
 
 class TaskNotRegistered(LookupError):

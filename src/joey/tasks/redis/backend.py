@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 
 from ..._redis import Script, client_kwargs
 from ..base import EnqueueOptions, periodic_tasks
-from ..errors import QueueFull, TasksNotRunning, error_text
+from ..errors import QueueFull, TaskNotReplicated, TasksNotRunning, error_text
 from ..state import FINAL_STATES, TaskInfo
 from . import scripts
 from .common import GROUP, OUTAGE
@@ -57,6 +57,11 @@ class RedisTasks(RedisConsumer):
       wait) before it treats Redis as unreachable; `commit_timeout`: how long it keeps retrying
       to record a finished run while Redis is unreachable.
     * `result_ttl` / `dead_ttl`: seconds Redis keeps a finished / dead task's record.
+    * `confirm_replicas`: with ``n > 0``, `enqueue` returns only once `n` replicas have the
+      task (Redis ``WAIT``), so a failover of the primary cannot lose an acknowledged
+      enqueue; fewer within `confirm_timeout` seconds raises `TaskNotReplicated` (a 503).
+      The default, 0, acknowledges the primary's write: Redis replicates asynchronously,
+      and the last writes before a failover can be lost. See docs/redis-in-production.md.
 
     Task arguments and results cross process boundaries encoded with msgspec (MessagePack):
     use msgspec-encodable values (str, int, float, bool, None, lists, dicts, datetimes,
@@ -231,14 +236,24 @@ class RedisTasks(RedisConsumer):
         task_key = self._task_prefix + task_id
         keys = [task_key, self._stream, self._delayed, unique_key, task_key]
         pause = 0.01
+        replicas = self.confirm_replicas
+        confirmed = 0
         while True:
             try:
-                async with asyncio.timeout(self.enqueue_timeout):
+                # (with confirm_replicas, the replicas' wait comes on top of Redis's reply)
+                async with asyncio.timeout(
+                    self.enqueue_timeout + (self.confirm_timeout if replicas else 0)
+                ):
                     if unique:  # the task it names is a key of the script: read it first
                         held = await client.get(unique_key)
                         argv[7] = cast(bytes, held).decode() if held else ""
                         keys[4] = self._task_prefix + argv[7] if held else task_key
-                    added = await self._scripts["enqueue"](keys=keys, args=argv)
+                    if replicas:
+                        added, confirmed = await self._scripts["enqueue"].confirmed(
+                            keys, argv, replicas, self.confirm_timeout
+                        )
+                    else:
+                        added = await self._scripts["enqueue"](keys=keys, args=argv)
             except OUTAGE as exc:
                 raise self._unavailable(exc) from exc
             if added[0] == 3:
@@ -252,9 +267,18 @@ class RedisTasks(RedisConsumer):
             pause = min(pause * 2, 0.5)
             if self._closing:
                 raise TasksNotRunning("the task backend is stopping: no new tasks")
+        queued = cast(bytes, added[1]).decode()
+        if confirmed < replicas:
+            raise TaskNotReplicated(
+                f"task {queued} is on the Redis primary, but {confirmed} of the "
+                f"{replicas} replica(s) asked for confirmed it within "
+                f"{self.confirm_timeout:g}s: it may run, or be lost if the primary fails now",
+                task_id=queued,
+                confirmed=confirmed,
+                retry_after=self.retry_after,
+            )
         if delay and self._wake_promoter is not None:
             self._wake_promoter.set()
-        queued = cast(bytes, added[1]).decode()
         if self._metrics is not None and queued == task_id:  # not a unique task's first one
             self._metrics.enqueued.labels(name).inc()
         return queued

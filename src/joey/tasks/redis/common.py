@@ -51,6 +51,8 @@ class RedisTasksBase(TaskBackend):
         dead_ttl: int = 7 * 86_400,
         keep_dead: int = 1_000,
         poll_interval: float = 1.0,
+        confirm_replicas: int = 0,
+        confirm_timeout: float = 1.0,
     ) -> None:
         super().__init__(max_concurrency=max_concurrency, shutdown_timeout=shutdown_timeout)
         if visibility_timeout <= 0:
@@ -59,7 +61,10 @@ class RedisTasksBase(TaskBackend):
             raise ValueError(f'when_full must be "wait" or "raise", got {when_full!r}')
         if max_deliveries < 1:
             raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
+        if confirm_replicas < 0:
+            raise ValueError(f"confirm_replicas must be >= 0, got {confirm_replicas}")
         for option, value in (
+            ("confirm_timeout", confirm_timeout),
             ("enqueue_timeout", enqueue_timeout),
             ("redis_timeout", redis_timeout),
             ("commit_timeout", commit_timeout),
@@ -84,6 +89,8 @@ class RedisTasksBase(TaskBackend):
         self.dead_ttl = dead_ttl
         self.keep_dead = keep_dead
         self.poll_interval = poll_interval
+        self.confirm_replicas = confirm_replicas
+        self.confirm_timeout = confirm_timeout
         # Every key of a queue shares its slot on a cluster (`{prefix}:...`), so each script
         # runs on one shard; on a single Redis the names are the ones earlier versions used.
         keys = slot_prefix(prefix, self._given)
