@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from joey import App, Request
 from joey.channels import (
     Channels,
     ChannelsUnavailable,
@@ -23,7 +24,10 @@ from joey.channels import (
 )
 from joey.middleware.session_stores import RedisStore
 from joey.ratelimit import RedisRateLimits
+from joey.sse import EventSourceResponse
 from joey.tasks import RedisTasks, TaskState, TasksUnavailable
+from joey.testing import AsyncTestClient
+from tests.channels.test_channels_memory import read_events
 from tests.redis_cluster import (
     RedisClusterServers,
     RedisSentinelServers,
@@ -330,3 +334,49 @@ async def take(subscription: Subscription, count: int, within: float = 15) -> li
         return [(await anext(subscription)).text for _ in range(count)]
 
     return await asyncio.wait_for(run(), within)
+
+
+async def test_an_event_source_resumes_from_last_event_id_across_a_failover(
+        own_cluster: RedisClusterServers, cluster: RedisCluster) -> None:
+    """An SSE client reads 10 events and goes; 5 messages are published, the channel's
+    primary fails over (`CLUSTER FAILOVER`), 5 more are published. Reconnecting with
+    ``Last-Event-ID``, it gets the 10 it missed, before and after the failover, once each and
+    in order, then live events."""
+    channels = Channels(RedisStreamsBackend(cluster, prefix="sse"))
+    app = App(channels=channels)
+
+    @app.get("/rooms/{room}/events")
+    async def events(room: str, request: Request, channels: Channels) -> EventSourceResponse:
+        return await channels.event_source(request, room, ping_interval=None)
+
+    async def publish(text: str, deadline: float) -> None:
+        while True:  # retried until the new primary takes it
+            try:
+                await channels.publish("lobby", text)
+                return
+            except ChannelsUnavailable:
+                assert time.monotonic() < deadline, "publishing did not recover"
+                await asyncio.sleep(0.05)
+
+    async with AsyncTestClient(app) as client:
+        async with client.stream("GET", "/rooms/lobby/events") as response:
+            assert response.status_code == 200
+            for i in range(10):
+                await channels.publish("lobby", str(i))
+            first = await read_events(response, 10)
+        assert [event["data"] for event in first] == [str(i) for i in range(10)]
+        for i in range(10, 15):  # missed while away, before the failover
+            await channels.publish("lobby", str(i))
+        await asyncio.to_thread(fail_over, own_cluster, "sse:lobby")
+        deadline = time.monotonic() + 60
+        for i in range(15, 20):  # missed while away, after it
+            await publish(str(i), deadline)
+        async with client.stream("GET", "/rooms/lobby/events",
+                                 headers={"last-event-id": first[-1]["id"]}) as response:
+            assert response.status_code == 200
+            await publish("20", deadline)  # live, once resumed
+            async with asyncio.timeout(30):
+                again = await read_events(response, 11)
+    assert [event["data"] for event in again] == [str(i) for i in range(10, 21)]
+    ids = [event["id"] for event in first + again]
+    assert len(set(ids)) == len(ids) == 21
