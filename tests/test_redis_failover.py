@@ -39,6 +39,11 @@ aioredis = pytest.importorskip("redis.asyncio")
 from redis.asyncio.cluster import RedisCluster  # noqa: E402
 from redis.asyncio.sentinel import Sentinel  # noqa: E402
 
+# After a failover redis-py's cluster client can drop a node object of the old topology with a
+# connection still open (its own objects: the client is the test's, and Joey never creates
+# one); its ResourceWarning at garbage collection would fail whichever test runs then.
+pytestmark = pytest.mark.filterwarnings("ignore:Unclosed ClusterNode object:ResourceWarning")
+
 TASKS, FAIL_AT = 2_000, 750  # tasks enqueued; the failover begins after this many
 
 

@@ -102,7 +102,8 @@ class Script:
         ``WAIT`` counts the writes of its own connection, so both go in one pipeline: one
         connection on a single Redis; on a cluster, the connection to the primary of the
         first key's slot. If that slot moved meanwhile (a failover: redis-py sent the script
-        again elsewhere), the count is of another connection's writes, and 0 is returned."""
+        again elsewhere), the count (or the refusal of a node that is a replica now) says
+        nothing about this write, and 0 is returned."""
         from redis.exceptions import NoScriptError
 
         client = self._client
@@ -117,10 +118,13 @@ class Script:
                 reply, confirmed = await pipe.execute(raise_on_error=False)
             if isinstance(reply, NoScriptError):
                 continue  # a node that has not seen the script: sent again as its text
-            for result in (reply, confirmed):
-                if isinstance(result, Exception):
-                    raise result
+            if isinstance(reply, Exception):
+                raise reply
             if cluster and client.get_node_from_key(keys[0]).name != node.name:
+                # the slot moved (the script was redirected): the WAIT went to the old owner,
+                # now perhaps a replica that refuses it, and says nothing about this write
                 return reply, 0
+            if isinstance(confirmed, Exception):
+                raise confirmed
             return reply, int(confirmed)
         raise AssertionError("EVAL never answers NOSCRIPT")  # pragma: no cover
