@@ -288,15 +288,20 @@ def _flush(url: str) -> None:
         client.close()
 
 
-def _redis_cpu(url: str) -> float:
-    """The redis-server process's CPU seconds so far (user + system)."""
+def _info(url: str, section: str) -> dict[str, Any]:
+    """One section of the server's ``INFO``, on a connection of its own."""
     import redis
 
     client = redis.Redis.from_url(url)
     try:
-        cpu = client.info("cpu")
+        return dict(client.info(section))
     finally:
         client.close()
+
+
+def _redis_cpu(url: str) -> float:
+    """The redis-server process's CPU seconds so far (user + system)."""
+    cpu = _info(url, "cpu")
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
@@ -450,13 +455,7 @@ def local_redis(replica_of: str | None = None) -> Iterator[str]:
 
 
 def _in_sync(url: str) -> bool:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        return client.info("replication").get("master_link_status") == "up"
-    finally:
-        client.close()
+    return _info(url, "replication").get("master_link_status") == "up"
 
 
 def confirm_cost(url: str, args: argparse.Namespace) -> Result:
