@@ -11,13 +11,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from ..._redis import Script, client_kwargs
 from ..base import EnqueueOptions, periodic_tasks
 from ..errors import QueueFull, TaskNotReplicated, TasksNotRunning, error_text
-from ..state import FINAL_STATES, TaskInfo
+from ..state import FINAL_STATES, TaskInfo, TaskState
 from . import scripts
 from .common import GROUP, OUTAGE
 from .consumer import RedisConsumer
@@ -106,7 +107,7 @@ class RedisTasks(RedisConsumer):
             name: Script(client, getattr(scripts, name.upper()))
             for name in (
                 "enqueue", "start", "finish", "foreign", "promote", "hand_back", "requeue",
-                "drop", "reap", "tick", "heartbeat",
+                "drop", "reap", "tick", "heartbeat", "status",
             )
         }  # fmt: skip
         try:
@@ -286,11 +287,21 @@ class RedisTasks(RedisConsumer):
     # -- reading state ------------------------------------------------------------------------
 
     async def status(self, task_id: str) -> TaskInfo | None:
-        client = self._require_client()
-        raw = cast(
-            dict[bytes, bytes], await self._guarded(client.hgetall(self._task_prefix + task_id))
+        self._require_client()
+        # The record, and whether a worker holds its entry: a first delivery runs before any
+        # start is recorded (its finish records it), while the task's record still says QUEUED.
+        flat, idle = await self._guarded(
+            self._scripts["status"](keys=[self._task_prefix + task_id, self._stream], args=[GROUP])
         )
-        return task_info(task_id, raw) if raw else None
+        if not flat:
+            return None
+        info = task_info(task_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+        if idle < 0:
+            return info
+        return msgspec.structs.replace(
+            info, state=TaskState.RUNNING, attempts=info.attempts + 1,
+            started_at=time.time() - idle / 1000,
+        )  # fmt: skip
 
     async def wait(self, task_id: str) -> TaskInfo:
         """Wait until the task is final (polls Redis, backing off from 5 ms to 250 ms)."""

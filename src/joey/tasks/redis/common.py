@@ -5,8 +5,10 @@ outage is told apart and reported (`TasksUnavailable`) to the public API.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable
@@ -26,6 +28,7 @@ GROUP = "workers"  # the consumer group every worker reads the stream through
 # its AOF, is a ConnectionError; TimeoutError is our own `asyncio.timeout` running out).
 OUTAGE = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
 _T = TypeVar("_T")
+logger = logging.getLogger("joey.tasks")
 
 
 class RedisTasksBase(TaskBackend):
@@ -107,9 +110,8 @@ class RedisTasksBase(TaskBackend):
         self._loops: list[asyncio.Task[None]] = []
         self._inflight: dict[bytes, Run] = {}  # entry id -> its run, while its task lives
         self._handed_back: dict[bytes, str] = {}  # entries of runs stop() cancelled -> name
-        self._starting: set[asyncio.Task[None]] = set()  # the task sending starts, if any
-        self._to_start: list[Run] = []  # runs begun whose start is not sent yet
-        self._next_start: asyncio.Future[None] | None = None  # done when those are answered
+        self._finishing: set[asyncio.Task[None]] = set()  # the task sending finishes, if any
+        self._to_finish: list[PendingFinish] = []  # finishes ready, not sent yet
         self._lost: set[bytes] = set()  # running entries another worker took over (warned once)
         self._stats: Counter[str] = Counter()  # "name|kind" -> count, flushed by the heartbeat
         self._seconds: dict[str, float] = {}  # task name -> run seconds, flushed likewise
@@ -146,8 +148,50 @@ class RedisTasksBase(TaskBackend):
         return self._client
 
 
+class PendingFinish:
+    """One run's finish, waiting for the script that carries it."""
+
+    __slots__ = ("args", "commit_timeout", "done", "give_up", "run", "tries", "what")
+
+    def __init__(self, run: Run, outcome: str, args: list[Any], commit_timeout: float) -> None:
+        self.run = run
+        self.args = args
+        self.what = f"task {run.name} {run.task_id} ({outcome})"
+        self.done: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
+        self.give_up = time.monotonic() + commit_timeout
+        self.commit_timeout = commit_timeout
+        self.tries = 0
+
+    def keeps_trying(self, pause: float, exc: BaseException) -> bool:
+        """After a try that did not reach Redis: whether to try again (else given up)."""
+        if time.monotonic() + pause > self.give_up:
+            logger.error(
+                "%s: not recorded, Redis unreachable for commit_timeout=%gs (%s); the task runs "
+                "again once another worker takes it over",
+                self.what, self.commit_timeout, error_text(exc),
+            )  # fmt: skip
+            self.settle(None)
+            return False
+        if self.tries == 1:
+            logger.warning(
+                "%s: Redis unreachable (%s), retrying until it is back",
+                self.what, error_text(exc) if not isinstance(exc, TimeoutError) else "timeout",
+            )  # fmt: skip
+        return True
+
+    def settle(self, reply: bool | BaseException | None) -> None:
+        """Hand the run its answer (unless it was cancelled meanwhile)."""
+        if self.done.done():
+            return
+        if isinstance(reply, BaseException):
+            self.done.set_exception(reply)
+        else:
+            self.done.set_result(reply)
+
+
 __all__ = [
     "GROUP",
     "OUTAGE",
+    "PendingFinish",
     "RedisTasksBase",
 ]

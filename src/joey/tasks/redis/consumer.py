@@ -1,5 +1,6 @@
-"""The consuming side of the Redis backend: read entries, start them, reclaim the tasks of dead
-workers, and hand work back at shutdown. Each run read is a `Run` moved by the table of `run.py`;
+"""The consuming side of the Redis backend: read entries and run them (a first delivery at once,
+with no start sent), reclaim the tasks of dead workers (started before they run), and hand
+work back at shutdown. Each run read is a `Run` moved by the table of `run.py`;
 running and recording one is in `runner`, the loops beside the reading (heartbeats, delayed
 tasks, periodic ticks, counters) in `upkeep`.
 """
@@ -22,7 +23,7 @@ from ..attempt import cancel_and_wait
 from ..errors import error_text
 from .common import GROUP, OUTAGE
 from .records import describe_entry, foreign_reason
-from .run import Action, Run, RunEvent, RunState
+from .run import Action, Run, RunEvent
 from .runner import RedisRunner
 
 logger = logging.getLogger("joey.tasks")
@@ -49,10 +50,12 @@ class RedisConsumer(RedisRunner):
         if runs:
             _, late = await asyncio.wait(runs, timeout=self.shutdown_timeout)
             await cancel_and_wait(late, every=1.0)  # gentler: task code may clean up
-        if self._starting:  # the starts of runs cancelled before they answered
-            _, late_starts = await asyncio.wait(self._starting, timeout=self.redis_timeout)
-            await cancel_and_wait(late_starts)
-        self._to_start, self._next_start = [], None
+        if self._finishing:  # the finishes of the runs that ended, or were cancelled meanwhile
+            _, late = await asyncio.wait(self._finishing, timeout=self.redis_timeout)
+            await cancel_and_wait(late)
+        for finish in self._to_finish:  # not sent: their entries are handed back below
+            finish.settle(None)
+        self._to_finish = []
         await cancel_and_wait([heartbeat])
         self._loops = []
         await self._flush_stats(client)
@@ -202,19 +205,18 @@ class RedisConsumer(RedisRunner):
     async def _start_runs(
         self, entries: list[tuple[bytes, dict[bytes, bytes]]], reclaimed: bool = False
     ) -> None:
-        """Make a `Run` of every entry of one read, and start and run them (rule 1 of `run.py`).
+        """Make a `Run` of every entry of one read, and run them (rule 1 of `run.py`).
 
-        First deliveries begin at once: their runs are spawned before their start script is
-        sent, which the read loop does not wait for (it reads again). Reclaimed entries, and
-        entries an older version wrote (the id only: name, payload and options come back from
-        the script), wait for the script first: the `max_deliveries` check precedes the run.
+        First deliveries that carry their task, attempt and failures run at once, and send no
+        start (their finish records it). Reclaimed entries, and entries an older version wrote
+        (the name, payload and options of those with the id only come back from the script),
+        wait for the start script first: the `max_deliveries` check precedes the run.
 
         If that awaited script fails (Redis went away), those entries stay pending here
         unstarted and are taken over once idle past `visibility_timeout`, by this worker or
         another. Entries Joey did not write are dead-lettered last, so that a failure there
         costs the runs nothing (they come back the same way).
         """
-        begun: list[Run] = []
         waiting: list[tuple[Run, int]] = []
         foreign: list[tuple[bytes, dict[bytes, bytes], str]] = []
         for entry_id, fields in entries:
@@ -226,25 +228,15 @@ class RedisConsumer(RedisRunner):
                 continue
             if entry_id in self._inflight:
                 # Our own entry, reclaimed by our own XAUTOCLAIM after missed heartbeats: its
-                # run goes on here, and its start stays the one it recorded.
+                # run goes on here, and its start stays the one it recorded (or none yet).
                 continue
             run = Run(entry_id, fields)
-            carries = b"name" in fields
-            event = RunEvent.DELIVERED if carries and not reclaimed else RunEvent.RECLAIMED
-            if run.handle(event) is Action.RUN_AND_START:
+            event = RunEvent.DELIVERED if run.carries and not reclaimed else RunEvent.RECLAIMED
+            if run.handle(event) is Action.RUN_AT_ONCE:
                 self._spawn(run)
-                begun.append(run)
             else:  # START_FIRST
-                waiting.append((run, (1 if reclaimed else 0) + (0 if carries else 2)))
-        if begun:
-            # One start script in flight at a time: the runs of reads that come meanwhile go
-            # together in the next one (under load a start covers many reads; idle, it leaves
-            # at once). Their runs have begun already, so the wait costs them nothing.
-            self._queue_starts(begun)
-            if not self._starting:
-                starter = asyncio.create_task(self._send_starts())
-                self._starting.add(starter)
-                starter.add_done_callback(self._starting.discard)
+                mode = (1 if reclaimed else 0) + (0 if b"name" in fields else 2)
+                waiting.append((run, mode + (4 if run.carries else 0)))
         if waiting:
             try:
                 async with asyncio.timeout(self.redis_timeout):
@@ -293,86 +285,14 @@ class RedisConsumer(RedisRunner):
                 self._count(name, "dead")
                 logger.error("task %s %s is dead: %s", name, task_id, error)
 
-    def _queue_starts(self, runs: list[Run]) -> None:
-        if not self._to_start:
-            self._next_start = asyncio.get_running_loop().create_future()
-        for run in runs:
-            run.starting = self._next_start
-            self._to_start.append(run)
-
-    async def _send_starts(self) -> None:
-        pause = 0.05
-        try:
-            while self._to_start:
-                runs, self._to_start, done = self._to_start, [], self._next_start
-                assert done is not None
-                try:
-                    # A run that succeeded meanwhile needs no start: its finish records it.
-                    runs = [run for run in runs if run.awaits_start]
-                    again = await self._send_start(runs) if runs else None
-                finally:
-                    done.set_result(None)
-                if again is None:
-                    pause = 0.05
-                    continue
-                # Redis is away: send them again once it is back, so that `status()` and the
-                # delivery count are right while they still run (a failure does not wait for
-                # this: it sends its own start before its result).
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
-                again = [run for run in again if run.state is RunState.STARTING]
-                if again and not self._closing:
-                    self._queue_starts(again)
-        except Exception:  # a bug (an event a run's table refuses, say): said at once
-            logger.exception("task backend: sending the starts of runs failed (a bug in Joey)")
-        finally:
-            # Leave the set before returning, not one loop turn later in a done callback: a
-            # read answered in the same turn must see that no sender is left and start one.
-            current = asyncio.current_task()
-            if current is not None:
-                self._starting.discard(current)
-
-    async def _send_start(self, runs: list[Run]) -> list[Run] | None:
-        """The start script of runs that began without it; a run whose start answers `skip` or
-        `gone` is cancelled. None once sent; if it did not reach Redis, the runs to send again
-        (each failure makes sure of its own start before its result anyway)."""
-        try:
-            async with asyncio.timeout(self.redis_timeout):
-                answers = await self._start_script([(run, 0) for run in runs])
-        except Exception as exc:
-            outage = isinstance(exc, OUTAGE)
-            logger.log(
-                logging.WARNING if outage else logging.ERROR,
-                "task backend: the start of %d task(s) is not recorded yet (%s); sent again "
-                "shortly, and each records it before its result",
-                len(runs), error_text(exc) if not isinstance(exc, TimeoutError) else "timeout",
-                exc_info=None if outage else exc,
-            )  # fmt: skip
-            return [run for run in runs if run.handle(RunEvent.START_FAILED) is Action.START_AGAIN]
-        for run, answer in zip(runs, answers, strict=True):
-            if run.answer(answer) is Action.CANCEL and run.task is not None:
-                if answer[0] == b"skip":
-                    logger.info(
-                        "task %s %s: cancelled, it was final already when its start was recorded",
-                        run.name, run.task_id,
-                    )  # fmt: skip
-                run.task.cancel()
-        return None
-
     def _spawn(self, run: Run) -> None:
-        entry_id = run.entry_id
-        run.task = asyncio.create_task(self._run(run))
-        self._inflight[entry_id] = run
-        run.task.add_done_callback(lambda _: self._release(entry_id))
+        run.task = asyncio.create_task(self._run(run))  # which releases its entry as it ends
+        self._inflight[run.entry_id] = run
+        # (and should it be cancelled before it began, this does)
+        run.task.add_done_callback(lambda _: self._release(run))
         if not self._free():
             assert self._slot_free is not None
             self._slot_free.clear()
-
-    def _release(self, entry_id: bytes) -> None:
-        self._inflight.pop(entry_id, None)
-        self._lost.discard(entry_id)
-        if self._slot_free is not None:
-            self._slot_free.set()
 
 
 __all__ = [

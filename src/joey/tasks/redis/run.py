@@ -2,33 +2,31 @@
 states x events -> (action, next state) that the consumer runs. No I/O here: the consumer sends
 the scripts and feeds their answers in as events; `Run.handle` says what to do next.
 
-The rules (issue #17's delivery guarantee, in this table's words):
+The rules (issue #17's delivery guarantee, with issue #28's less Redis work per task):
 
 1. A run is made from one stream entry this worker read (`read`). A first delivery that carries
-   its task (`delivered`) runs at once, and its start goes beside it, in the next start script:
-   one start script is in flight at a time, covering every run begun meanwhile. An entry taken
-   over from a silent worker, or written by an older version with its id only (`reclaimed`),
-   runs only once its start answers `run`: that is where `max_deliveries` is checked, and where
-   an old entry's task comes from.
+   its task, its attempt and its failures so far (`delivered`) runs at once, and sends no start:
+   its finish records the start with the outcome, a heartbeat records it for a run still going,
+   and until then `status()` reads the task as RUNNING from the group's pending list. An entry
+   taken over from a silent worker, or written by an older version (`reclaimed`), runs only once
+   its start answers `run`: that is where `max_deliveries` is checked, and where what an old
+   entry lacks comes from.
 2. The start script answers for each run: `run` (started: its attempt and delivery recorded),
    `skip` (the task is final already or its record expired; the entry was acked), `lost` (a
    reclaimed entry delivered `max_deliveries` times: the script dead-lettered it), `gone` (the
-   entry is no longer pending for this worker). Only `run` lets a run go on: a run that began
-   is cancelled otherwise, and records nothing.
+   entry is no longer pending for this worker). Only `run` lets a run begin.
 3. The run token is the entry's ownership in the consumer group's pending list: the finish
-   script applies only while the entry is pending for this worker. A success sends its finish at
-   once (the finish records a start it finds missing). A failure first makes sure of its start
-   (`confirming`), whose answer holds the failures so far: it waits for the start sent beside
-   it and, if that did not reach Redis, sends it again itself until `commit_timeout`.
-4. A start that answers once the run no longer waits for it (its success is being recorded, or
-   the run ended) changes nothing: the finish, or the hand-back at `stop()`, decides.
-5. A run that `stop()` cancels (past `shutdown_timeout`) is handed back to the stream, its
-   attempt not counted. A heartbeat that finds the entry of a run not yet committing pending for
-   another worker warns, once: the run goes on, but only the new owner records a result. Once
-   the finish is on its way, its answer tells (an entry a finish acked looks the same).
-6. Redis unreachable for `commit_timeout` (or a reclaimed run's start failing): nothing is
+   script applies only while the entry is pending for this worker. Success or failure, the
+   finish goes at once, in the next finish script: one is in flight at a time, covering every
+   finish ready meanwhile.
+4. A run that `stop()` cancels (past `shutdown_timeout`) is handed back to the stream, its
+   attempt not counted. A heartbeat that finds the entry of a running run pending for another
+   worker warns, once: the run goes on, but only the new owner records a result. Once the
+   finish is on its way, its answer tells (an entry a finish acked looks the same).
+5. Redis unreachable for `commit_timeout` (or a reclaimed run's start failing): nothing is
    recorded here; the entry stays pending and is taken over once idle past
    `visibility_timeout`, by this worker or another.
+6. A run leaves the worker's books as it reaches `done`: nothing happens to it after.
 7. Any other event is a bug: `Run.handle` raises `IllegalRunEvent`, naming the task, the state
    and the event.
 
@@ -65,9 +63,7 @@ class RunState(enum.StrEnum):
 
     READ = "read"
     WAITING = "waiting"
-    STARTING = "starting"
     RUNNING = "running"
-    CONFIRMING = "confirming"
     COMMITTING = "committing"
     DONE = "done"
 
@@ -95,14 +91,11 @@ class Action(enum.StrEnum):
     """What the worker does on a transition."""
 
     NOTHING = "nothing"
-    RUN_AND_START = "run_and_start"
+    RUN_AT_ONCE = "run_at_once"
     START_FIRST = "start_first"
     RUN = "run"
     REPORT_DEAD = "report_dead"
-    CANCEL = "cancel"
-    START_AGAIN = "start_again"
     FINISH = "finish"
-    CONFIRM_START = "confirm_start"
     HAND_BACK = "hand_back"
     WARN = "warn"
 
@@ -110,19 +103,19 @@ class Action(enum.StrEnum):
 STATES: dict[RunState, str] = {
     RunState.READ: "read from the stream; nothing done yet",
     RunState.WAITING: "its start is sent, and must answer before it runs",
-    RunState.STARTING: "runs; its start, sent beside it, has not answered yet",
-    RunState.RUNNING: "runs; its start is recorded",
-    RunState.CONFIRMING: "its attempt failed before its start answered: the failure waits for it",
-    RunState.COMMITTING: "its outcome is being recorded: the finish script, retried through "
-    "outages",
-    RunState.DONE: "nothing more to do here: recorded or refused, revoked by its start, handed "
-    "back, or given up",
+    RunState.RUNNING: "runs (a first delivery: its start is recorded by its finish, or by a "
+    "heartbeat if it is still going)",
+    RunState.COMMITTING: "its outcome is being recorded: the finish script (one for every "
+    "finish ready at that moment), retried through outages",
+    RunState.DONE: "nothing more to do here: recorded or refused, not started, handed back, or "
+    "given up",
 }
 
 EVENTS: dict[RunEvent, str] = {
-    RunEvent.DELIVERED: "a first delivery (`XREADGROUP`) carrying its task",
+    RunEvent.DELIVERED: "a first delivery (`XREADGROUP`) carrying its task, its attempt and its "
+    "failures so far",
     RunEvent.RECLAIMED: "taken over from a silent worker (`XAUTOCLAIM`), or an entry an older "
-    "version wrote (its id only)",
+    "version wrote (without its failures, or its id only)",
     RunEvent.START_RUN: "the start answered `run`: started, its attempt and delivery recorded",
     RunEvent.START_SKIP: "the start answered `skip`: the task is final or expired; entry acked",
     RunEvent.START_LOST: "the start answered `lost`: delivered `max_deliveries` times, "
@@ -144,24 +137,21 @@ EVENTS: dict[RunEvent, str] = {
 
 ACTIONS: dict[Action, str] = {
     Action.NOTHING: "nothing",
-    Action.RUN_AND_START: "run it now; its start goes in the next start script",
+    Action.RUN_AT_ONCE: "run it now; no start is sent",
     Action.START_FIRST: "send its start and wait for the answer",
     Action.RUN: "run it",
     Action.REPORT_DEAD: "count and log it dead (`WorkerLost`)",
-    Action.CANCEL: "cancel the run; nothing is recorded",
-    Action.START_AGAIN: "send its start again after a pause (backing off)",
-    Action.FINISH: "send the finish (it records the outcome and acks the entry)",
-    Action.CONFIRM_START: "wait for its start; if that did not reach Redis, send it again",
+    Action.FINISH: "send the finish (it records the outcome, and the start if missing, and acks "
+    "the entry)",
     Action.HAND_BACK: "`stop()` hands the entry back to the stream; the attempt is not counted",
     Action.WARN: "log that its result here will not be recorded",
 }
 
 _S, _E, _A = RunState, RunEvent, Action
-_LATE_STARTS = (_E.START_RUN, _E.START_SKIP, _E.START_GONE, _E.START_FAILED)
 
 TRANSITIONS: dict[RunState, dict[RunEvent, tuple[Action, RunState]]] = {
     _S.READ: {
-        _E.DELIVERED: (_A.RUN_AND_START, _S.STARTING),
+        _E.DELIVERED: (_A.RUN_AT_ONCE, _S.RUNNING),
         _E.RECLAIMED: (_A.START_FIRST, _S.WAITING),
     },
     _S.WAITING: {
@@ -171,77 +161,40 @@ TRANSITIONS: dict[RunState, dict[RunEvent, tuple[Action, RunState]]] = {
         _E.START_GONE: (_A.NOTHING, _S.DONE),
         _E.START_FAILED: (_A.NOTHING, _S.DONE),
     },
-    _S.STARTING: {
-        _E.START_RUN: (_A.NOTHING, _S.RUNNING),
-        _E.START_SKIP: (_A.CANCEL, _S.DONE),
-        _E.START_GONE: (_A.CANCEL, _S.DONE),
-        _E.START_FAILED: (_A.START_AGAIN, _S.STARTING),
-        _E.SUCCEEDED: (_A.FINISH, _S.COMMITTING),
-        _E.FAILED: (_A.CONFIRM_START, _S.CONFIRMING),
-        _E.CANCELLED: (_A.HAND_BACK, _S.DONE),
-        _E.TAKEN_OVER: (_A.WARN, _S.STARTING),
-    },
     _S.RUNNING: {
         _E.SUCCEEDED: (_A.FINISH, _S.COMMITTING),
         _E.FAILED: (_A.FINISH, _S.COMMITTING),
         _E.CANCELLED: (_A.HAND_BACK, _S.DONE),
         _E.TAKEN_OVER: (_A.WARN, _S.RUNNING),
     },
-    _S.CONFIRMING: {
-        _E.START_RUN: (_A.FINISH, _S.COMMITTING),
-        _E.START_SKIP: (_A.NOTHING, _S.DONE),
-        _E.START_GONE: (_A.NOTHING, _S.DONE),
-        _E.START_FAILED: (_A.NOTHING, _S.CONFIRMING),
-        _E.GAVE_UP: (_A.NOTHING, _S.DONE),
-        _E.CANCELLED: (_A.HAND_BACK, _S.DONE),
-        _E.TAKEN_OVER: (_A.WARN, _S.CONFIRMING),
-    },
     _S.COMMITTING: {
-        **{event: (_A.NOTHING, _S.COMMITTING) for event in _LATE_STARTS},
         _E.RECORDED: (_A.NOTHING, _S.DONE),
         _E.REFUSED: (_A.NOTHING, _S.DONE),
         _E.GAVE_UP: (_A.NOTHING, _S.DONE),
         _E.CANCELLED: (_A.HAND_BACK, _S.DONE),
         _E.TAKEN_OVER: (_A.NOTHING, _S.COMMITTING),
     },
-    _S.DONE: {
-        **{event: (_A.NOTHING, _S.DONE) for event in _LATE_STARTS},
-        _E.CANCELLED: (_A.NOTHING, _S.DONE),
-        _E.TAKEN_OVER: (_A.NOTHING, _S.DONE),
-    },
+    _S.DONE: {},
 }
 """For each state, the events it accepts: the action the worker takes and the next state."""
 
-_LATE = "a start that answers late: the finish, or the hand-back, decided"
 NOTES: dict[tuple[RunState, RunEvent], str] = {
+    (_S.READ, _E.DELIVERED): "its finish records its start; `status()` reads it RUNNING from "
+    "the pending list meanwhile",
     (_S.WAITING, _E.START_SKIP): "the script acked the entry; nothing runs",
     (_S.WAITING, _E.START_GONE): "another worker holds the entry",
     (_S.WAITING, _E.START_FAILED): "the entry stays pending here and is taken over once idle "
     "past `visibility_timeout`; the read loop logs the error and reads again",
-    (_S.STARTING, _E.START_RUN): "its attempt, failures so far and delivery are kept",
-    (_S.STARTING, _E.START_FAILED): "until Redis answers: `status()` catches up",
-    (_S.STARTING, _E.SUCCEEDED): "at once: the finish records the start if it is missing",
-    (_S.STARTING, _E.FAILED): "the start's answer holds the failures so far",
-    (_S.RUNNING, _E.FAILED): "a retry, or dead after its last attempt",
-    (_S.CONFIRMING, _E.START_SKIP): "the failure records nothing",
-    (_S.CONFIRMING, _E.START_GONE): "the failure records nothing",
-    (_S.CONFIRMING, _E.START_FAILED): "the failure sends the start again itself",
-    (_S.CONFIRMING, _E.GAVE_UP): "logged; the entry stays pending and is taken over",
-    **{(_S.COMMITTING, event): "the finish decides (it records a missing start)"
-       for event in _LATE_STARTS},
+    (_S.RUNNING, _E.SUCCEEDED): "at once, beside the finishes ready at that moment",
+    (_S.RUNNING, _E.FAILED): "a retry, or dead after its last attempt (the failures so far came "
+    "with the entry, or with the start)",
     (_S.COMMITTING, _E.RECORDED): "a success is counted",
     (_S.COMMITTING, _E.REFUSED): "nothing of this run is recorded",
     (_S.COMMITTING, _E.GAVE_UP): "logged; the entry stays pending and is taken over",
     (_S.COMMITTING, _E.TAKEN_OVER): "no warning: the finish's answer tells, and to a heartbeat "
     "a finish applied a moment ago (the entry acked) looks the same",
-    **{(_S.DONE, event): _LATE for event in _LATE_STARTS},
-    (_S.DONE, _E.CANCELLED): "the cancel a revoke sent",
-    (_S.DONE, _E.TAKEN_OVER): "a revoked run whose task is still ending",
 }
 """Why, for the transitions whose action alone does not say it (shown in the docs)."""
-
-_AWAITING_START = frozenset({_S.STARTING, _S.CONFIRMING})
-
 
 class IllegalRunEvent(RuntimeError):
     """An event the table has no transition for in the run's state: a bug in the worker."""
@@ -252,8 +205,8 @@ class Run:
     where it is (`state`). Moved only by `handle` (and `answer`, for a start's reply)."""
 
     __slots__ = (
-        "attempts", "began", "delivery", "entry_id", "failures", "fields", "max_attempts",
-        "name", "starting", "state", "task", "task_id", "task_run",
+        "attempts", "began", "carries", "delivery", "entry_id", "failures", "fields",
+        "max_attempts", "name", "started", "state", "task", "task_id", "task_run",
     )  # fmt: skip
 
     def __init__(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
@@ -262,20 +215,18 @@ class Run:
         self.task_id = fields[b"id"].decode()
         self.name = fields.get(b"name", b"").decode()
         self.state = RunState.READ
-        self.attempts = 0
-        self.failures = 0  # failed attempts before this one, from the start's answer
+        attempt, failures = fields.get(b"attempt", b""), fields.get(b"failures", b"")
+        # Whether the entry carries all a run needs (this version's entries do): its task, which
+        # attempt it starts and the failures before it. Else its start brings them.
+        self.carries = b"name" in fields and attempt.isdigit() and failures.isdigit()
+        self.attempts = int(attempt) if self.carries else 0
+        self.failures = int(failures) if self.carries else 0  # failed attempts before this one
         self.max_attempts = 1  # set once the task's options are known
         self.delivery: bytes | None = None  # the delivery its start recorded
-        self.began = repr(time.time())  # its start time, should the finish record the start
-        # Done once the start script carrying this run's start has answered (or failed).
-        self.starting: asyncio.Future[None] | None = None
+        self.began = repr(time.time())  # its start time, which its finish records
+        self.started = False  # whether a start (script or heartbeat) recorded it
         self.task: asyncio.Task[None] | None = None  # the run, once it runs
         self.task_run: TaskRun | None = None  # what its code sees as `current_task()`
-
-    @property
-    def awaits_start(self) -> bool:
-        """Whether a start script should carry this run's start (it has begun without one)."""
-        return self.state in _AWAITING_START
 
     def handle(self, event: RunEvent) -> Action:
         """Move by `event`; the action to take. Raises `IllegalRunEvent` if the table has no
@@ -300,8 +251,7 @@ class Run:
         kind = reply[0]
         if kind == b"run":
             self.attempts, self.failures, self.delivery = int(reply[1]), int(reply[2]), reply[3]
-            if self.task_run is not None:  # began before this answer: now it knows its attempt
-                self.task_run.attempt = self.attempts
+            self.started = True
             if len(reply) > 4:  # an entry of an older version: the task's fields, from its hash
                 self.fields = {b"name": reply[4], b"payload": reply[5], b"options": reply[6]}
                 self.name = reply[4].decode()

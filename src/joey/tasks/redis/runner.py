@@ -1,7 +1,7 @@
 """Running one delivered task in a Redis worker and recording how it went: decode what its entry
-carried, call the function, and commit the outcome with the finish script (a failure first makes
-sure of its start). Each step is a transition of the run's table (`run.py`); every script is
-retried through Redis outages, up to `commit_timeout`.
+carried, call the function, and commit the outcome with the finish script, which carries every
+finish ready at that moment (one in flight at a time). Each step is a transition of the run's
+table (`run.py`); a finish is retried through Redis outages, up to `commit_timeout`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import msgspec
@@ -17,9 +17,9 @@ import msgspec
 from ..attempt import TaskRun, call_task
 from ..definition import TaskDef, resolve_timeout
 from ..errors import error_text
-from .common import GROUP, OUTAGE
+from .common import GROUP, OUTAGE, PendingFinish
 from .records import BAD_PAYLOAD, Options, decode_options, decode_payload, encode
-from .run import Action, Run, RunEvent, RunState
+from .run import Action, Run, RunEvent
 from .upkeep import RedisUpkeep
 
 logger = logging.getLogger("joey.tasks")
@@ -50,13 +50,26 @@ class RedisRunner(RedisUpkeep):
                 self._handed_back[run.entry_id] = run.name  # stop() hands its entry back
             raise
         except Exception:
-            # A bug in the worker (an event the run's table refuses, say): said at once, and the
-            # entry stays pending, so the task runs again once taken over.
+            # A bug in the worker (an event the run's table refuses, say), or a finish Redis
+            # refused: said at once, and the entry stays pending, so the task runs again once
+            # taken over.
             logger.exception(
                 "task %s %s: the worker failed running it (a bug in Joey); it runs again once "
                 "another worker takes it over, after visibility_timeout",
                 run.name, run.task_id,
             )  # fmt: skip
+        finally:
+            # At once (not in a done callback, a loop turn later): a run that is done is out of
+            # the heartbeat's list and frees its slot before anything else runs (rule 6).
+            self._release(run)
+
+    def _release(self, run: Run) -> None:
+        """Take a run that ended out of the books (idempotent)."""
+        if self._inflight.get(run.entry_id) is run:
+            del self._inflight[run.entry_id]
+            self._lost.discard(run.entry_id)
+        if self._slot_free is not None:
+            self._slot_free.set()
 
     async def _execute(self, run: Run) -> None:
         name, fields = run.name, run.fields
@@ -82,11 +95,8 @@ class RedisRunner(RedisUpkeep):
         if self._metrics is not None:
             self._metrics.started.labels(name).inc()
         began = time.monotonic()
-        # The attempt: from the start's answer once it came; until then, the number the entry
-        # was written with (a hint, corrected by the answer; an entry handed back has none).
-        hint = fields.get(b"attempt", b"")
-        attempt = run.attempts or (int(hint) if hint.isdigit() else None)
-        task_run = run.task_run = TaskRun(run.task_id, name, attempt)
+        # The attempt: what the entry carries, or what its start answered.
+        task_run = run.task_run = TaskRun(run.task_id, name, run.attempts or None)
         try:
             result = await call_task(defn, args, kwargs, timeout, self._executor, task_run,
                                      self._tracing, options.trace)
@@ -110,9 +120,7 @@ class RedisRunner(RedisUpkeep):
     # -- the outcomes -------------------------------------------------------------------------
 
     async def _succeeded(self, run: Run, result: bytes, seconds: float) -> None:
-        # perf: no wait for the start sent beside the run; the finish records it if needed
-        # (and is a no-op if the start found the task final or the entry taken over).
-        run.handle(RunEvent.SUCCEEDED)  # FINISH, in every state that takes the event
+        run.handle(RunEvent.SUCCEEDED)  # FINISH
         if await self._finish(run, "ok", self.result_ttl, "", result, "", run.failures):
             self._add_seconds(run.name, seconds)
             self._count(run.name, "succeeded")
@@ -126,8 +134,7 @@ class RedisRunner(RedisUpkeep):
         exc: BaseException,
         seconds: float,
     ) -> None:
-        if not await self._confirmed(run, f"task {run.name} {run.task_id} (failed)"):
-            return
+        run.handle(RunEvent.FAILED)  # FINISH: the failures so far came with the entry or start
         self._add_seconds(run.name, seconds)
         self._count(run.name, "failed")
         failures = run.failures + 1
@@ -151,83 +158,94 @@ class RedisRunner(RedisUpkeep):
     async def _cannot_run(self, run: Run, error: str) -> None:
         """Dead before running: not registered in this worker, or arguments that cannot be
         decoded. Retrying cannot help: the same bytes fail the same way."""
-        if await self._confirmed(run, f"task {run.name} {run.task_id} (dead)"):
-            logger.error("task %s %s is dead: %s", run.name, run.task_id, error)
-            await self._record_dead(run, 0, error)
+        run.handle(RunEvent.FAILED)  # FINISH
+        logger.error("task %s %s is dead: %s", run.name, run.task_id, error)
+        await self._record_dead(run, run.failures, error)
 
     async def _record_dead(self, run: Run, failures: int, error: str) -> None:
         self._count(run.name, "dead")
         await self._finish(run, "dead", self.dead_ttl, error, b"", "", failures)
 
-    async def _confirmed(self, run: Run, what: str) -> bool:
-        """Take the failure of `run`; True once its start is recorded, so that the failure may be
-        committed (rule 3 of `run.py`): the start sent beside the run is waited for, and sent
-        again here if it did not reach Redis (it is idempotent per delivery)."""
-        if run.handle(RunEvent.FAILED) is Action.CONFIRM_START:
-            if run.starting is not None:
-                await asyncio.wait((run.starting,))  # never cancels the start: others share it
-            if run.state is RunState.CONFIRMING:  # that start did not reach Redis
-                answers = await self._commit(
-                    f"{what}: its start", lambda: self._start_script([(run, 0)])
-                )
-                if answers is None:
-                    run.handle(RunEvent.GAVE_UP)
-                else:
-                    run.answer(answers[0])
-        return run.state is RunState.COMMITTING
+    # -- finishing, in batches ----------------------------------------------------------------
 
     async def _finish(
         self, run: Run, outcome: str, ttl: int, error: str, result: bytes, run_at: str,
         failures: int,
     ) -> bool:  # fmt: skip
-        """Send the finish script (retried through outages); True if it was applied."""
-        what = f"task {run.name} {run.task_id} ({outcome})"
-        task_key = self._task_prefix + run.task_id
-        unique_key = run.fields.get(b"unique") or task_key  # declared: the script may free it
-        keys = [task_key, self._stream, self._delayed, self._dead, unique_key]
+        """Record the outcome of `run` with the next finish script; True if it was applied.
+
+        One finish script is in flight at a time: the finishes ready meanwhile go together in
+        the next one (idle, a finish leaves at once). Each is retried through outages, up to
+        `commit_timeout` from the moment it was ready."""
         args = [
-            GROUP, run.entry_id, run.task_id, outcome, self.consumer, repr(time.time()), ttl,
-            self.keep_dead, error, result, run_at, failures, run.max_attempts, run.began,
+            run.entry_id, run.task_id, outcome, ttl, error, result, run_at, failures,
+            run.max_attempts, run.attempts, "" if run.started else run.began,
+            "0" if run.carries else "1",
         ]  # fmt: skip
-        reply = await self._commit(what, lambda: self._scripts["finish"](keys=keys, args=args))
+        finish = PendingFinish(run, outcome, args, self.commit_timeout)
+        self._to_finish.append(finish)
+        if not self._finishing:
+            sender = asyncio.create_task(self._send_finishes())
+            self._finishing.add(sender)
+        reply = await finish.done
         if reply is None:
             run.handle(RunEvent.GAVE_UP)
         else:
             run.handle(RunEvent.RECORDED if reply else RunEvent.REFUSED)
         return bool(reply)
 
-    async def _commit(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Run a commit script (a finish, or a start a failure makes sure of), retrying through
-        a Redis outage with backoff until it is back or `commit_timeout` has passed. Both
-        scripts are idempotent, so a retry of one that was applied before the connection
-        dropped changes nothing. The script's reply, or None if it was not recorded."""
+    def _finish_script(self, batch: list[PendingFinish]) -> Awaitable[list[int]]:
+        """The finish script for these finishes (see `scripts.FINISH`)."""
+        ids = sorted(tuple(map(int, f.run.entry_id.split(b"-"))) for f in batch)
+        lowest, highest = (f"{ms}-{seq}" for ms, seq in (ids[0], ids[-1]))
+        keys: list[str | bytes] = [self._stream, self._delayed, self._dead]
+        args: list[Any] = [
+            GROUP, self.consumer, repr(time.time()), self.keep_dead,
+            lowest, highest, len(self._inflight) + len(batch) + 1000,
+        ]  # fmt: skip
+        for finish in batch:
+            task_key = self._task_prefix + finish.run.task_id
+            keys += (task_key, finish.run.fields.get(b"unique") or task_key)
+            args += finish.args
+        return cast(Awaitable[list[int]], self._scripts["finish"](keys=keys, args=args))
+
+    async def _send_finishes(self) -> None:
+        """Send the finishes queued, in batches, until none is left (rule 3 of `run.py`)."""
         pause = 0.05
-        give_up = time.monotonic() + self.commit_timeout
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                async with asyncio.timeout(self.redis_timeout):
-                    reply = await call()
-            except OUTAGE as exc:
-                if time.monotonic() + pause > give_up:
-                    logger.error(
-                        "%s: not recorded, Redis unreachable for commit_timeout=%gs (%s); the "
-                        "task runs again once another worker takes it over",
-                        what, self.commit_timeout, error_text(exc),
-                    )  # fmt: skip
-                    return None
-                if tries == 1:
-                    logger.warning(
-                        "%s: Redis unreachable (%s), retrying until it is back",
-                        what, error_text(exc) if not isinstance(exc, TimeoutError) else "timeout",
-                    )  # fmt: skip
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
-                continue
-            if tries > 1:
-                logger.warning("%s: recorded after %d tries", what, tries)
-            return reply
+        try:
+            while self._to_finish:
+                batch = self._to_finish[:_FINISH_BATCH]
+                del self._to_finish[:_FINISH_BATCH]
+                for finish in batch:
+                    finish.tries += 1
+                try:
+                    async with asyncio.timeout(self.redis_timeout):
+                        replies = await self._finish_script(batch)
+                except OUTAGE as exc:
+                    # Sent again, with those ready meanwhile; both are idempotent, so one that
+                    # was applied before the connection dropped changes nothing.
+                    self._to_finish[:0] = [f for f in batch if f.keeps_trying(pause, exc)]
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 2.0)
+                    continue
+                except Exception as exc:  # refused by Redis: the runs log it as a bug
+                    for finish in batch:
+                        finish.settle(exc)
+                    continue
+                pause = 0.05
+                for finish, reply in zip(batch, replies, strict=True):
+                    if finish.tries > 1:
+                        logger.warning("%s: recorded after %d tries", finish.what, finish.tries)
+                    finish.settle(bool(reply))
+        finally:
+            # Leave the set before returning, not one loop turn later in a done callback: a
+            # finish queued in the same turn must see that no sender is left and start one.
+            current = asyncio.current_task()
+            if current is not None:
+                self._finishing.discard(current)
+
+
+_FINISH_BATCH = 500  # finishes per script call at most
 
 
 __all__ = [

@@ -2,29 +2,39 @@
 
 Each script keeps to the task-state rules of `state.py`. A worker's *run token* is the stream
 entry's ownership in the consumer group's pending list (PEL): the finish script applies a result
-only while the entry is pending for this worker's consumer and the task RUNNING under the
-delivery its start recorded. XAUTOCLAIM by another worker moves the ownership, and an applied
-finish acks the entry, so a commit retried after a Redis blip (that may have been applied
-already) or one from a worker whose task was taken over is a no-op. The PEL is persisted
-(AOF/RDB) with the hashes.
+only while the entry is pending for this worker's consumer. XAUTOCLAIM by another worker moves
+the ownership, and an applied finish acks the entry, so a commit retried after a Redis blip (that
+may have been applied already) or one from a worker whose task was taken over is a no-op. The
+PEL is persisted (AOF/RDB) with the hashes.
 
+What Redis runs per task (issue #28: the work a shared Redis does is the capacity limit):
+
+* ENQUEUE: XLEN + ZCARD (the `max_queue` check), XADD, HSET.
+* A first delivery (XREADGROUP, shared by what one read brings) sends no start: the entry
+  carries the attempt and the failures so far, the run begins at once, and `status()` reads a
+  QUEUED task whose entry is pending in the group as RUNNING (STATUS). A run still going at a
+  heartbeat has its start recorded there (once).
+* FINISH: one script for every finish ready at that moment: one XPENDING, one XACK and one
+  XDEL for the batch; per task one HSET (its start, outcome and counters, computed from what the
+  entry carried: no read, no HINCRBY) and EXPIRE (or ZADD for a retry).
+
+A reclaimed entry (XAUTOCLAIM) is still started before it runs (START: `max_deliveries` is
+checked there), as is an entry an older version wrote (its record says what the entry lacks).
 Key layout: see the docstring of `joey.tasks.redis`.
 """
 
 from __future__ import annotations
 
 # Adds a task's stream entry; it carries the task's unique key (when it has one), so that the
-# worker declares that key to the scripts that release it.
+# worker declares that key to the scripts that release it, and which attempt it starts and the
+# failures before it: a worker runs it and records its outcome without reading the record.
 _ADD_ENTRY = """
-local function add_entry(stream, id, name, payload, options, unique, attempt)
-  local fields = {'id', id, 'name', name, 'payload', payload, 'options', options}
+local function add_entry(stream, id, name, payload, options, unique, attempt, failures)
+  local fields = {'id', id, 'name', name, 'payload', payload, 'options', options,
+                  'attempt', attempt, 'failures', failures}
   if unique and unique ~= '' then
     table.insert(fields, 'unique')
     table.insert(fields, unique)
-  end
-  if attempt then  -- which attempt the entry starts (tracing reads it before Redis answers)
-    table.insert(fields, 'attempt')
-    table.insert(fields, attempt)
   end
   return redis.call('XADD', stream, '*', unpack(fields))
 end
@@ -87,7 +97,7 @@ local entry = ''
 if ARGV[3] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[3], id)
 else
-  entry = add_entry(KEYS[2], id, ARGV[4], ARGV[5], ARGV[6], unique, 1)
+  entry = add_entry(KEYS[2], id, ARGV[4], ARGV[5], ARGV[6], unique, 1, 0)
 end
 redis.call('HSET', KEYS[1], 'name', ARGV[4], 'payload', ARGV[5], 'options', ARGV[6],
            'state', 'queued', 'attempts', 0, 'failures', 0, 'deliveries', 0,
@@ -110,22 +120,26 @@ local function release_unique(declared, recorded, id)
 end
 """
 
-# Starts the tasks one read delivered, all in one round trip, and is idempotent per delivery: a
-# delivery is the entry id and its delivery count in the group's PEL, recorded in the hash as
-# `delivery`, so a start re-sent after a blip (applied or not) answers the same. Per entry:
+# Starts, in one round trip, the runs started before they run: entries taken over from a silent
+# worker (XAUTOCLAIM: `max_deliveries` is checked here) and entries an older version wrote (the
+# record holds what they lack). Idempotent per delivery (the entry id and its delivery count in
+# the PEL, recorded as `delivery`): a start re-sent after a blip answers the same. Per entry:
 # * {'run', attempts, failures, delivery} - started (or already started by this very delivery,
 #   or, for mode 0, by this worker's run of this entry before its own XAUTOCLAIM took it again);
 #   with mode 2 or 3 followed by the task's name, payload and options from its hash (an entry
 #   written by an older version holds only the id);
 # * {'skip'} - the task is already final, or its record expired: the entry is acked;
-# * {'lost'} - a reclaimed entry (mode 1 or 3) delivered `max_deliveries` times without any run
-#   reporting back (each worker died): dead-lettered here;
+# * {'lost'} - a reclaimed entry (mode 1, 3 or 5) delivered `max_deliveries` times without any
+#   run reporting back (each worker died): dead-lettered here;
 # * {'gone'} - the entry is no longer pending for this consumer (taken over, or finished):
 #   nothing is changed.
-# KEYS: stream, dead list, then per delivered entry its task key and the unique key its entry
-#       carries (the task key again when none)
+# A reclaimed entry whose first delivery ran without a start (mode 5), its record still QUEUED
+# (nothing recorded that run), counts that run too: a delivery and an attempt.
+# KEYS: stream, dead list, then per entry its task key and the unique key its entry carries
+#       (the task key again when none)
 # ARGV: now, consumer, max_deliveries, group, dead_ttl, keep_dead, then per entry its id, the
-#       task id and a mode: 0 first delivery, 1 reclaimed, +2 the entry carries only the id
+#       task id and a mode: 0 first delivery, 1 reclaimed, +2 the entry carries only the id,
+#       +4 its first delivery ran without a start (the entry carries its failure count)
 START = (
     _RELEASE_UNIQUE
     + """
@@ -140,7 +154,8 @@ for i = 3, #KEYS, 2 do
   if #p == 0 then
     answer = {'gone'}
   else
-    local delivery = entry .. '/' .. p[1][4]
+    local count = tonumber(p[1][4])
+    local delivery = entry .. '/' .. count
     local f = redis.call('HMGET', key, 'state', 'attempts', 'failures', 'deliveries', 'unique',
                          'delivery', 'name', 'payload', 'options', 'worker')
     local st = f[1]
@@ -154,9 +169,12 @@ for i = 3, #KEYS, 2 do
       redis.call('XDEL', KEYS[1], entry)
       answer = {'skip'}
     else
-      local deliveries = tonumber(f[4] or '0') + 1
+      local begun = 1
+      if mode >= 4 and st == 'queued' then begun = 2 end
+      local deliveries = tonumber(f[4] or '0') + begun
       if mode % 2 == 1 and deliveries > max then
         redis.call('HSET', key, 'state', 'dead', 'finished_at', ARGV[1], 'run_at', '',
+                   'attempts', tonumber(f[2] or '0') + begun - 1, 'deliveries', deliveries - 1,
                    'error', 'WorkerLost: delivered ' .. max .. ' times, and each time its ' ..
                    'worker stopped responding before the run ended (max_deliveries)')
         redis.call('EXPIRE', key, ARGV[5])
@@ -167,14 +185,14 @@ for i = 3, #KEYS, 2 do
         release_unique(KEYS[i + 1], f[5], id)
         answer = {'lost'}
       else
-        local attempts = tonumber(f[2] or '0') + 1
+        local attempts = tonumber(f[2] or '0') + begun
         redis.call('HSET', key, 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[2],
                    'run_at', '', 'attempts', attempts, 'deliveries', deliveries,
                    'delivery', delivery)
         answer = {'run', attempts, tonumber(f[3] or '0'), delivery}
       end
     end
-    if answer[1] == 'run' and mode >= 2 then
+    if answer[1] == 'run' and mode % 4 >= 2 then
       answer[5] = f[7] or ''
       answer[6] = f[8] or ''
       answer[7] = f[9] or ''
@@ -216,59 +234,112 @@ end
 return out
 """
 
-# Records how a run ended and releases its stream entry, atomically and idempotently.
-# outcome 'ok' -> SUCCEEDED, 'retry' -> FAILED (due again at run_at), 'dead' -> DEAD.
-# The run token is the entry's ownership: applied only while the entry is pending for this
-# consumer (XAUTOCLAIM by another worker moves it; a finish that was applied acked it, so a
-# replay is a no-op). A task still QUEUED is one whose start has not been recorded (sent beside
-# the run, or lost in a blip): this script records it; one already final (replaced while the
-# worker read it) is left as it is. Returns 1 if applied, else 0.
-# KEYS: task, stream, delayed, dead list, the unique key the entry carries (task key if none)
-# ARGV: group, entry id, task id, outcome, consumer, now, ttl, keep_dead, error, result,
-#       run_at, failures (of 'retry' and 'dead'), max_attempts, started_at (if QUEUED)
+# Records how runs ended and releases their stream entries: every finish ready at that moment,
+# in one call, atomically and idempotently. Per entry, outcome 'ok' -> SUCCEEDED, 'retry' ->
+# FAILED (due again at run_at), 'dead' -> DEAD. The run token is the entry's ownership: applied
+# only while the entry is pending for this consumer (XAUTOCLAIM by another worker moves it; a
+# finish that was applied acked it, so a replay is a no-op). One XPENDING over the batch's ids,
+# one XACK and one XDEL. Per task one HSET of what the worker knows from the entry (attempts,
+# failures, its start time when no start recorded it): nothing read or incremented. A record
+# that is gone (expired, deleted) is not brought back: only then is every field HSET wrote new,
+# and the key is deleted again. An entry an older version wrote (`read` 1) reads its record:
+# applied only while QUEUED or RUNNING. Returns per entry 1 if applied, else 0.
+# KEYS: stream, delayed, dead list, then per entry its task key and the unique key its entry
+#       carries (the task key again when none)
+# ARGV: group, consumer, now, keep_dead, the lowest and the highest of the entry ids, how many
+#       entries to look for in the PEL between them, then per entry: its id, the task id,
+#       outcome, ttl, error, result, run_at, failures (of 'retry' and 'dead'), max_attempts,
+#       attempts, started_at ('' when a start recorded it), read
 FINISH = (
     _RELEASE_UNIQUE
     + """
-if #redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[5]) == 0 then
-  return 0
+local per = 12
+local pending = {}
+for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[5], ARGV[6], ARGV[7],
+                              ARGV[2])) do
+  pending[p[1]] = true
 end
-local f = redis.call('HMGET', KEYS[1], 'state', 'unique')
-redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[2], ARGV[2])
-if f[1] == 'queued' then
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-  redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-  redis.call('HSET', KEYS[1], 'started_at', ARGV[14], 'worker', ARGV[5])
-elseif f[1] ~= 'running' then
-  return 0
+local function finish(key, declared, a)
+  local id, outcome = ARGV[a + 1], ARGV[a + 2]
+  local recorded = declared
+  if declared == key then recorded = '' end
+  if ARGV[a + 11] == '1' then
+    local f = redis.call('HMGET', key, 'state', 'unique')
+    if f[1] ~= 'queued' and f[1] ~= 'running' then return 0 end
+    recorded = f[2]
+  end
+  local fields = {'attempts', ARGV[a + 9], 'max_attempts', ARGV[a + 8], 'entry', '',
+                  'error', ARGV[a + 4]}
+  if ARGV[a + 10] ~= '' then
+    table.insert(fields, 'started_at')
+    table.insert(fields, ARGV[a + 10])
+    table.insert(fields, 'worker')
+    table.insert(fields, ARGV[2])
+  end
+  local more
+  if outcome == 'ok' then
+    more = {'state', 'succeeded', 'result', ARGV[a + 5], 'finished_at', ARGV[3]}
+  elseif outcome == 'retry' then
+    more = {'state', 'failed', 'run_at', ARGV[a + 6], 'failures', ARGV[a + 7], 'deliveries', 0}
+  else
+    more = {'state', 'dead', 'finished_at', ARGV[3], 'failures', ARGV[a + 7]}
+  end
+  for _, v in ipairs(more) do table.insert(fields, v) end
+  if redis.call('HSET', key, unpack(fields)) == #fields / 2 then
+    redis.call('DEL', key)  -- the record was gone: not brought back
+    return 0
+  end
+  if outcome == 'retry' then
+    redis.call('ZADD', KEYS[2], ARGV[a + 6], id)
+    return 1
+  end
+  redis.call('EXPIRE', key, ARGV[a + 3])
+  if outcome == 'dead' then
+    redis.call('LPUSH', KEYS[3], id)
+    redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
+  end
+  release_unique(declared, recorded, id)
+  return 1
 end
-local outcome = ARGV[4]
-if outcome == 'ok' then
-  redis.call('HSET', KEYS[1], 'state', 'succeeded', 'result', ARGV[10], 'error', '',
-             'finished_at', ARGV[6], 'entry', '', 'max_attempts', ARGV[13])
-  redis.call('EXPIRE', KEYS[1], ARGV[7])
-  release_unique(KEYS[5], f[2], ARGV[3])
-elseif outcome == 'retry' then
-  redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[9], 'run_at', ARGV[11],
-             'failures', ARGV[12], 'deliveries', 0, 'entry', '', 'max_attempts', ARGV[13])
-  redis.call('ZADD', KEYS[3], ARGV[11], ARGV[3])
-else
-  redis.call('HSET', KEYS[1], 'state', 'dead', 'error', ARGV[9], 'finished_at', ARGV[6],
-             'failures', ARGV[12], 'entry', '', 'max_attempts', ARGV[13])
-  redis.call('EXPIRE', KEYS[1], ARGV[7])
-  redis.call('LPUSH', KEYS[4], ARGV[3])
-  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[8]) - 1)
-  release_unique(KEYS[5], f[2], ARGV[3])
+local out, acked = {}, {}
+for i = 0, (#ARGV - 7) / per - 1 do
+  local a = 8 + i * per
+  out[i + 1] = 0
+  if pending[ARGV[a]] then
+    acked[#acked + 1] = ARGV[a]
+    out[i + 1] = finish(KEYS[4 + 2 * i], KEYS[5 + 2 * i], a)
+  end
 end
-return 1
+if #acked > 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(acked))
+  redis.call('XDEL', KEYS[1], unpack(acked))
+end
+return out
 """
 )
 
+# What `status()` reads: the task's record, and whether a worker holds its entry. A QUEUED task
+# whose entry is pending in the group has begun (a first delivery records nothing as it runs):
+# the entry's idle ms say since when (until a heartbeat, which records the start), else -1.
+# KEYS: task, stream. ARGV: group
+STATUS = """
+local raw = redis.call('HGETALL', KEYS[1])
+local state, entry
+for i = 1, #raw, 2 do
+  if raw[i] == 'state' then state = raw[i + 1] elseif raw[i] == 'entry' then entry = raw[i + 1] end
+end
+local idle = -1
+if state == 'queued' and entry and entry ~= '' then
+  local p = redis.pcall('XPENDING', KEYS[2], ARGV[1], entry, entry, 1)
+  if type(p) == 'table' and p[1] then idle = p[1][3] end
+end
+return {raw, idle}
+"""
+
 # Moves due tasks from the delayed set to the stream, their payload with them: the tasks the
-# caller read as due (ZRANGE), each moved only if it is still in the set (ZREM says so: of two
-# promoters, one moves it). Returns how many moved and the score of the next task in the set
-# ('' if none), so the caller knows how long it may sleep.
-# KEYS: delayed, stream, then one task key per id. ARGV: the ids
+# caller read as due (ZRANGE), each moved only if still in the set (ZREM: of two promoters, one
+# moves it). Returns how many moved and the score of the next task in the set ('' if none), so
+# the caller knows how long it may sleep. KEYS: delayed, stream, a task key per id. ARGV: ids
 PROMOTE = (
     _ADD_ENTRY
     + """
@@ -278,9 +349,10 @@ for i = 3, #KEYS do
   if redis.call('ZREM', KEYS[1], id) == 1 then
     moved = moved + 1
     local f = redis.call('HMGET', KEYS[i], 'state', 'name', 'payload', 'options', 'unique',
-                         'attempts')
+                         'attempts', 'failures')
     if f[1] == 'queued' or f[1] == 'failed' then
-      local entry = add_entry(KEYS[2], id, f[2], f[3], f[4], f[5], tonumber(f[6] or '0') + 1)
+      local entry = add_entry(KEYS[2], id, f[2], f[3], f[4], f[5], tonumber(f[6] or '0') + 1,
+                              tonumber(f[7] or '0'))
       redis.call('HSET', KEYS[i], 'state', 'queued', 'run_at', '', 'entry', entry)
     end
   end
@@ -291,21 +363,25 @@ return {moved, nxt[2] or ''}
 )
 
 # Returns an entry this worker holds to the stream for another worker (used by stop()). An
-# attempt stop() cancelled (ARGV[4] == '1') is not counted.
+# attempt stop() cancelled (ARGV[4] == '1') is not counted: if its start was recorded (RUNNING),
+# its attempt and delivery are taken back; a first delivery's run has recorded nothing.
 # KEYS: stream, task. ARGV: group, entry id, task id, cancelled
 HAND_BACK = (
     _ADD_ENTRY
     + """
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-local f = redis.call('HMGET', KEYS[2], 'state', 'name', 'payload', 'options', 'unique')
+local f = redis.call('HMGET', KEYS[2], 'state', 'name', 'payload', 'options', 'unique',
+                     'attempts', 'failures', 'deliveries')
 if f[1] == 'running' or f[1] == 'queued' then
-  local entry = add_entry(KEYS[1], ARGV[3], f[2], f[3], f[4], f[5])
-  redis.call('HSET', KEYS[2], 'state', 'queued', 'worker', '', 'entry', entry)
+  local attempts, deliveries = tonumber(f[6] or '0'), tonumber(f[8] or '0')
   if ARGV[4] == '1' and f[1] == 'running' then
-    redis.call('HINCRBY', KEYS[2], 'attempts', -1)
-    redis.call('HINCRBY', KEYS[2], 'deliveries', -1)
+    attempts, deliveries = attempts - 1, deliveries - 1
   end
+  local entry = add_entry(KEYS[1], ARGV[3], f[2], f[3], f[4], f[5], attempts + 1,
+                          tonumber(f[7] or '0'))
+  redis.call('HSET', KEYS[2], 'state', 'queued', 'worker', '', 'entry', entry,
+             'attempts', attempts, 'deliveries', deliveries)
   return 1
 end
 return 0
@@ -320,7 +396,7 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 redis.call('PERSIST', KEYS[2])
 local f = redis.call('HMGET', KEYS[2], 'name', 'payload', 'options', 'unique')
-local entry = add_entry(KEYS[3], ARGV[1], f[1], f[2], f[3], f[4], 1)
+local entry = add_entry(KEYS[3], ARGV[1], f[1], f[2], f[3], f[4], 1, 0)
 redis.call('HSET', KEYS[2], 'state', 'queued', 'attempts', 0, 'failures', 0, 'deliveries', 0,
            'finished_at', '', 'error', '', 'entry', entry)
 return 1
@@ -356,14 +432,35 @@ return removed
 # pending for this consumer: one another worker took over after missed beats stays with it
 # (claiming it back would steal the run token from the worker now running it). Returns the
 # entries that were taken over.
-# KEYS: stream. ARGV: group, consumer, then the entry ids
+# It records the start of each first delivery still running (once: a run that ends before a
+# heartbeat needs none), since its re-claim resets the idle time `status()` read the start from.
+# Only a start still missing (QUEUED), and only while the entry is pending here.
+# KEYS: stream, then the task key of each run whose start it records
+# ARGV: group, consumer, how many entries n, the n entry ids, then per start to record: its
+#       entry id, started_at and attempt
 HEARTBEAT = """
-local lost = {}
-for i = 3, #ARGV do
-  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
+local lost, mine = {}, {}
+local n = tonumber(ARGV[3])
+for i = 4, 3 + n do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if #p > 0 then
     redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    mine[ARGV[i]] = p[1][4]
   else
     lost[#lost + 1] = ARGV[i]
+  end
+end
+for j = 2, #KEYS do
+  local a = 4 + n + (j - 2) * 3
+  local entry = ARGV[a]
+  local count = mine[entry]
+  if count then
+    local f = redis.call('HMGET', KEYS[j], 'state', 'deliveries')
+    if f[1] == 'queued' then
+      redis.call('HSET', KEYS[j], 'state', 'running', 'started_at', ARGV[a + 1],
+                 'worker', ARGV[2], 'run_at', '', 'attempts', ARGV[a + 2],
+                 'deliveries', tonumber(f[2] or '0') + 1, 'delivery', entry .. '/' .. count)
+    end
   end
 end
 return lost
@@ -378,7 +475,7 @@ local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 if tonumber(ARGV[2]) <= last then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[3], 'name', ARGV[1],
-                         'payload', ARGV[4], 'options', ARGV[5], 'attempt', 1)
+                         'payload', ARGV[4], 'options', ARGV[5], 'attempt', 1, 'failures', 0)
 redis.call('HSET', KEYS[2], 'name', ARGV[1], 'payload', ARGV[4], 'options', ARGV[5],
            'state', 'queued', 'attempts', 0, 'failures', 0, 'deliveries', 0,
            'max_attempts', ARGV[7], 'enqueued_at', ARGV[6], 'run_at', '', 'unique', '',
@@ -398,5 +495,6 @@ __all__ = [
     "REAP",
     "REQUEUE",
     "START",
+    "STATUS",
     "TICK",
 ]

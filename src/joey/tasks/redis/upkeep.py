@@ -1,6 +1,6 @@
 """The upkeep of a consuming worker besides its runs: heartbeats (keep our entries, notice the
-ones taken over), dead consumers reaped, delayed tasks promoted, periodic ticks claimed, and the
-counters `joey tasks metrics` reads.
+ones taken over, record the starts of first deliveries still running), dead consumers reaped,
+delayed tasks promoted, periodic ticks claimed, and the counters `joey tasks metrics` reads.
 """
 
 from __future__ import annotations
@@ -121,9 +121,15 @@ class RedisUpkeep(RedisTasksBase):
             try:
                 async with asyncio.timeout(self.redis_timeout):
                     if self._inflight:
-                        lost = await self._scripts["heartbeat"](
-                            keys=[self._stream], args=[GROUP, self.consumer, *self._inflight]
-                        )
+                        starts = [run for run in self._inflight.values() if not run.started]
+                        keys = [self._stream, *(self._task_prefix + r.task_id for r in starts)]
+                        args: list[object] = [GROUP, self.consumer, len(self._inflight)]
+                        args += self._inflight
+                        for run in starts:
+                            args += (run.entry_id, run.began, run.attempts)
+                        lost = await self._scripts["heartbeat"](keys=keys, args=args)
+                        for run in starts:
+                            run.started = True  # (a run is no longer here when it ended)
                         self._taken_over(lost)
                     if beats % 3 == 0:
                         # Consumers of killed workers, once their entries were taken over.
