@@ -4,6 +4,7 @@ shape of call, and every shape answering exactly like the runner of every phase.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any
@@ -106,6 +107,20 @@ async def extracting(q: Q, note: NOTE) -> Echo:
     return {"shape": "extracting", "values": [q, note]}  # type: ignore[return-value]
 
 
+async def make_prefix() -> str:
+    """An app-scoped dependency: made once per lifespan (or, without one, on first use)."""
+    events.append("dependencies")
+    return "app"
+
+
+PREFIX = Annotated[str, Depends(make_prefix, scope="app")]
+
+
+async def app_values(prefix: PREFIX, q: Q, note: NOTE) -> Echo:
+    events.append("handler")
+    return {"shape": "app_values", "values": [prefix, q, note]}  # type: ignore[return-value]
+
+
 async def full(d: Annotated[str, Depends(dependency)], note: NOTE) -> Echo:
     events.append("handler")
     return {"shape": "full", "values": [d, note]}  # type: ignore[return-value]
@@ -137,7 +152,8 @@ class Case:
     @property
     def values(self) -> list[Any]:
         return {"with_connection": ["/x"], "with_path_values": [5], "simple": ["ok", 1],
-                "extracting": ["ok", "hi"], "full": ["OK", "hi"],
+                "extracting": ["ok", "hi"], "app_values": ["app", "ok", "hi"],
+                "full": ["OK", "hi"],
                 "guarded": ["k", "OK", "hi"]}.get(self.shape, [])
 
 
@@ -153,6 +169,10 @@ CASES = [
          ["extraction", "handler", "conversion"]),
     Case("extracting", extracting, ("extraction", "handler", "conversion"),
          ["extraction", "extraction", "handler", "conversion"], method="POST", body=b"hi"),
+    # the app-scoped value is made at startup, before the request
+    Case("app_values", app_values, ("extraction", "dependencies", "handler", "conversion"),
+         ["dependencies", "extraction", "extraction", "handler", "conversion"], method="POST",
+         body=b"hi"),
     Case("full", full, ("extraction", "dependencies", "handler", "conversion"),
          ["extraction", "extraction", "dependencies", "handler", "conversion"],
          method="POST", body=b"hi"),
@@ -214,6 +234,15 @@ async def _app_scoped(value: Annotated[int, Depends(lambda: 1, scope="app")]) ->
     return value
 
 
+def _app_scoped_sync(value: Annotated[int, Depends(lambda: 1, scope="app")]) -> int:
+    return value
+
+
+async def _app_scoped_and_request(value: Annotated[int, Depends(lambda: 1, scope="app")],
+                                  other: Annotated[int, Depends(lambda: 2)]) -> int:
+    return value + other
+
+
 async def _optional_key(key: Annotated[BearerCredentials | None, Security(HTTPBearer())]) -> str:
     return "x"
 
@@ -232,10 +261,12 @@ async def _echo(websocket: WebSocket) -> None:
     (_keyword_only, {}, "simple", "values"),
     (_Endpoint(), {}, "with_connection", "connection"),
     (_converted_path, {"n": int}, "simple", "values"),
-    (_app_scoped, {}, "full", "nothing"),
+    (_app_scoped, {}, "app_values", "nothing"),
+    (_app_scoped_sync, {}, "full", "nothing"),
+    (_app_scoped_and_request, {}, "full", "nothing"),
     (_optional_key, {}, "guarded", "nothing"),
 ], ids=["sync-no-parameters", "keyword-only-request", "an-instance", "converted-path-value",
-        "app-scoped", "security-only"])
+        "app-scoped", "app-scoped-sync-handler", "app-and-request-scoped", "security-only"])
 def test_the_edges_of_the_shape_table(handler: Callable[..., Any], path_params: dict[str, type],
                                       shape: str, reads: str) -> None:
     call_plan = describe_call(PlanBuilder({}).build(handler, path_params), to_response,
@@ -409,3 +440,46 @@ def test_a_keyword_only_request_parameter_is_passed_by_name() -> None:
         response = client.get("/x")
         assert response.status_code == 200
         assert response.text == "/x"
+
+
+def test_app_scoped_values_are_made_once_looked_up_after_and_again_per_lifespan() -> None:
+    # the app_values runner looks them up: made at startup, made again after a restart,
+    # and on the first request (in call order: a nested one first) when no lifespan ran
+    made: list[int] = []
+
+    async def config() -> AsyncIterator[int]:
+        made.append(len(made) + 1)
+        yield made[-1]
+        events.append("closed")
+
+    async def client(n: Annotated[int, Depends(config, scope="app")]) -> str:
+        return f"client{n}"
+
+    async def audit() -> None:
+        events.append("audit")
+
+    async def handler(c: Annotated[str, Depends(client, scope="app")], q: int = 0) -> str:
+        return f"{c} {q}"
+
+    route_level = (Depends(audit, scope="app"),)
+    plan = PlanBuilder({}).build(handler, {}, route_level, namespace=locals())
+    assert describe_call(plan, to_response).shape == "app_values"
+    app = App()
+    app.get("/x", dependencies=list(route_level))(handler)
+
+    for lifespan in (1, 2):
+        with TestClient(app) as test_client:
+            assert test_client.get("/x?q=4").text == f"client{lifespan} 4"
+            assert test_client.get("/x").text == f"client{lifespan} 0"
+    assert made == [1, 2]
+    assert events == ["audit", "closed", "audit", "closed"]
+    events.clear()
+
+    async def without_lifespan() -> None:  # the first request makes them
+        recorder = await call(app, http_scope("/x", query_string=b"q=3"))
+        assert (recorder.status, recorder.body) == (200, b"client3 3")
+        recorder = await call(app, http_scope("/x", query_string=b"q=no"))
+        assert recorder.status == 422
+        assert (made, events) == ([1, 2, 3], ["audit"])
+
+    asyncio.run(without_lifespan())

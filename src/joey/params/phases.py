@@ -19,8 +19,10 @@ runner, which runs the five phases exactly as listed above: it is the only place
 written. Every other row is a fast path for a call with no security and no dependencies, and
 its runner is that same run with those phases left out (and, where there is nothing to
 validate, with the extraction folded into the call: ``bare``, ``with_connection``,
-``with_path_values``). The tests run every shape both ways and compare the answers; a new fast
-path is a row here, a runner there, and a case in those tests.
+``with_path_values``); or, for ``app_values``, with the dependencies phase reduced to looking
+up the values of app-scoped dependencies (a database pool), made once per lifespan. The tests
+run every shape both ways and compare the answers; a new fast path is a row here, a runner
+there, and a case in those tests.
 
 Example::
 
@@ -58,6 +60,11 @@ PHASES = ("security", "extraction", "dependencies", "handler", "conversion")
 #: headers, cookies, path, injected objects); or also the body (or a form), which is awaited.
 READS = ("nothing", "connection", "path_values", "values", "body")
 
+#: What the dependencies phase calls (:attr:`CallPlan.depends`): nothing; only app-scoped
+#: dependencies (made once per lifespan: a pool, a client), whose values are looked up; or
+#: also request-scoped ones, called for each request.
+DEPENDS = ("nothing", "app", "request")
+
 
 class Step(NamedTuple):
     """One node's part in the security or extraction phase: the node and what reads its values
@@ -75,8 +82,8 @@ class CallPlan:
     ``"guarded"``), ``extraction`` and ``dependencies`` the other phases' steps.
     """
 
-    __slots__ = ("dependencies", "extraction", "handler", "reads", "respond", "security",
-                 "shape", "tears_down")
+    __slots__ = ("dependencies", "depends", "extraction", "handler", "reads", "respond",
+                 "security", "shape", "tears_down")
 
     def __init__(self, handler: DependencyNode, security: tuple[Step, ...],
                  extraction: tuple[Step, ...], dependencies: tuple[DependencyNode, ...],
@@ -91,6 +98,9 @@ class CallPlan:
         #: dependencies: the nodes called between extraction and the handler, in call order
         #: (app-scoped ones come from the app's values)
         self.dependencies = dependencies
+        #: what the dependencies phase calls: one of :data:`DEPENDS`
+        self.depends = "nothing" if not dependencies else (
+            "app" if all(node.scope == "app" for node in dependencies) else "request")
         #: conversion: the handler's result into what the connection sends
         self.respond = respond
         #: whether a generator dependency runs for each connection: only then does a call
@@ -121,32 +131,34 @@ class Shape(NamedTuple):
     name: str
     security: bool | None
     reads: frozenset[str] | None
-    dependencies: bool | None
+    dependencies: frozenset[str] | None
     handler: frozenset[str] | None
 
     def fits(self, call: CallPlan) -> bool:
         return (
             (self.security is None or self.security == bool(call.security))
             and (self.reads is None or call.reads in self.reads)
-            and (self.dependencies is None or self.dependencies == bool(call.dependencies))
+            and (self.dependencies is None or call.depends in self.dependencies)
             and (self.handler is None or call.handler.call_style in self.handler)
         )
 
 
 _ASYNC = frozenset({"async"})
+_NONE = frozenset({"nothing"})
 
-#: The runners, first fit wins: the fast paths first, for calls with neither security nor
-#: dependencies; then ``full`` and ``guarded``, which run every phase (one runner; the name
-#: says whether a security phase comes first).
+#: The runners, first fit wins: the fast paths first, for calls with no security and no
+#: dependencies, or only app-scoped ones (``app_values``); then ``full`` and ``guarded``,
+#: which run every phase (one runner; the name says whether a security phase comes first).
 SHAPES = (
-    #     name                security reads                                   deps   handler
-    Shape("bare",             False, frozenset({"nothing"}),                  False, _ASYNC),
-    Shape("with_connection",  False, frozenset({"connection"}),               False, _ASYNC),
-    Shape("with_path_values", False, frozenset({"path_values"}),              False, _ASYNC),
-    Shape("simple",           False, frozenset(READS) - {"body"},             False, None),
-    Shape("extracting",       False, None,                                    False, None),
-    Shape("full",             False, None,                                    None,  None),
-    Shape("guarded",          None,  None,                                    None,  None),
+    #     name                security reads                         deps                handler
+    Shape("bare",             False, frozenset({"nothing"}),        _NONE,              _ASYNC),
+    Shape("with_connection",  False, frozenset({"connection"}),     _NONE,              _ASYNC),
+    Shape("with_path_values", False, frozenset({"path_values"}),    _NONE,              _ASYNC),
+    Shape("simple",           False, frozenset(READS) - {"body"},   _NONE,              None),
+    Shape("extracting",       False, None,                          _NONE,              None),
+    Shape("app_values",       False, None,                          frozenset({"app"}), _ASYNC),
+    Shape("full",             False, None,                          None,               None),
+    Shape("guarded",          None,  None,                          None,               None),
 )
 
 
@@ -236,6 +248,7 @@ def _positional(func: Callable[..., Any]) -> bool:
 
 
 __all__ = [
+    "DEPENDS",
     "PHASES",
     "READS",
     "SHAPES",

@@ -11,6 +11,7 @@ import functools
 import types
 import typing
 from collections.abc import Callable
+from itertools import repeat
 from typing import Annotated, Any, get_args, get_origin
 
 import msgspec
@@ -67,15 +68,23 @@ def _already_checker(tp: Any) -> Callable[[Any], bool] | None:
     tuples, sets and ``dict[str, ...]`` whose items all are (``-> list[World]`` returning
     Structs costs a type check per item, not a conversion). ``None`` where the annotation
     has no such shortcut (``TypedDict``, literals, constrained types): msgspec converts."""
-    if isinstance(tp, type) and is_structured_class(tp) and not typing.is_typeddict(tp):
+    if _is_plain_class(tp):
         return lambda value: isinstance(value, tp)
     origin, args = get_origin(tp), get_args(tp)
     if (origin in (list, set, frozenset) and len(args) == 1) or (
             origin is tuple and len(args) == 2 and args[1] is Ellipsis):
+        container = origin
+        if _is_plain_class(args[0]):
+            cls = args[0]
+
+            def all_instances(value: Any) -> bool:
+                # perf: isinstance mapped over the items, no Python call per item
+                return type(value) is container and all(map(isinstance, value, repeat(cls)))
+
+            return all_instances
         each = _already_checker(args[0])
         if each is None:
             return None
-        container = origin
 
         def all_items(value: Any) -> bool:
             return type(value) is container and all(map(each, value))
@@ -100,6 +109,12 @@ def _already_checker(tp: Any) -> Callable[[Any], bool] | None:
             return None
         return lambda value: value is None or inner(value)
     return None
+
+
+def _is_plain_class(tp: Any) -> bool:
+    """A declared class whose instances pass through as they are (a Struct, a dataclass; not a
+    TypedDict, which a plain dict stands for)."""
+    return isinstance(tp, type) and is_structured_class(tp) and not typing.is_typeddict(tp)
 
 
 def _forgot_await(where: str, value: Any) -> TypeError | None:

@@ -7,7 +7,8 @@ One runner, :func:`_every_phase`, runs the phases in their order: security (a mi
 credential is a 401 before anything else is read), extraction and validation (no user code;
 all problems in one 422), dependencies (each once, in order), the handler, the conversion of
 its result. The other runners are that run for calls that have neither security nor
-dependencies, with those phases left out: every frame avoided on the request path counts (see
+dependencies, with those phases left out, or whose only dependencies are app-scoped, whose
+values they look up: every frame avoided on the request path counts (see
 benchmarks/GAPS.md). Generator dependencies are torn down after the response has been sent
 (:class:`DependencyContext`), those declared ``scope="function"`` when the handler has
 returned, before it; app-scoped ones at shutdown (:class:`AppScopedValues`).
@@ -299,6 +300,40 @@ def _extracting(call: CallPlan, app_values: AppScopedValues) -> Caller:
     return call_extracting
 
 
+def _with_app_values(call: CallPlan, app_values: AppScopedValues) -> Caller:
+    # perf: the only dependencies are app-scoped (a pool, a client): made once, so after the
+    # first request each is one dict lookup; no dependency context, no per-node dicts, no
+    # coroutine per dependency
+    handler, respond = call.handler, call.respond
+    func = handler.func
+    (step,) = call.extraction  # app-scoped nodes read nothing: only the handler's step
+    extractors, async_extractors = step.extractors, step.async_extractors
+    made = app_values.values  # (the same dict for the app's life: close() clears it)
+    # the handler's own dependencies (name None: a route-level one), with their keys in `made`
+    wanted = tuple((name, node, (node.key, node.func)) for name, node in handler.dependencies)
+    dependencies = call.dependencies  # all of them, in call order: how they are made
+
+    async def call_with_app_values(connection: Any) -> Any:
+        issues: list[ValidationIssue] = []
+        kwargs = {name: extract(connection, issues) for name, extract in extractors}
+        for name, extract_async in async_extractors:
+            kwargs[name] = await extract_async(connection, issues)
+        if issues:
+            raise validation_error(issues)
+        for param, node, key in wanted:
+            try:
+                value = made[key]
+            except KeyError:  # no lifespan made them: the first request does, in call order
+                for dependency in dependencies:
+                    await app_values.get(dependency)
+                value = await app_values.get(node)
+            if param is not None:
+                kwargs[param] = value
+        return respond(await func(**kwargs))
+
+    return call_with_app_values
+
+
 def _every_phase(call: CallPlan, app_values: AppScopedValues) -> Caller:
     """The runner of every phase, in order: the one place the order is written."""
     security, extraction, dependencies = call.security, call.extraction, call.dependencies
@@ -380,6 +415,7 @@ RUNNERS: dict[str, Callable[[CallPlan, AppScopedValues], Caller]] = {
     "with_path_values": _with_path_values,
     "simple": _simple,
     "extracting": _extracting,
+    "app_values": _with_app_values,
     "full": _every_phase,
     "guarded": _every_phase,
 }
