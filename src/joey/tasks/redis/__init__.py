@@ -19,11 +19,12 @@ A task's life in Redis, one Lua script per step (`scripts.py`):
 
 1. *enqueue* writes the hash and adds a stream entry carrying the payload (or a delayed entry);
 2. a consuming process reads entries with XREADGROUP (a blocking read: new tasks wake it at
-   once), runs them at once and *starts* them beside the runs: one script records the starts
-   of everything read meanwhile (a reclaimed entry is started before it runs instead);
-3. it runs the function and *finishes*: one script records the outcome and acks the entry,
-   provided the entry is still pending for this worker (the run token), and records the
-   start too if it has not reached Redis yet.
+   once) and runs them at once, with no start sent: the entry carries the attempt and the
+   failures so far, and `status()` reads a task whose entry a worker holds as running (a
+   reclaimed entry, or one an older version wrote, is *started* by a script before it runs);
+3. it runs the function and *finishes*: one script for every finish ready at that moment
+   records each outcome with its start and acks the entries, each provided the entry is still
+   pending for this worker (the run token).
 
 While a task runs, its worker re-claims the entry every `visibility_timeout / 3` (a heartbeat),
 so only a worker that is gone - killed, frozen, cut off - lets an entry sit idle past
@@ -33,8 +34,8 @@ not count toward `retries`, but a task is delivered at most `max_deliveries` tim
 
 Every state change after a run is retried through Redis outages (bounded by `commit_timeout`)
 and is idempotent (the start per delivery, the finish per entry), so a blip neither loses a
-result nor runs a completed task again. Entries of older versions carry only the id: the start
-script returns their name, payload and options from the hash. The
+result nor runs a completed task again. Entries of older versions carry only the id (or no
+failure count): the start script returns what they lack from the hash. The
 worker's client has no socket timeout (which would put every command through `wait_for`);
 each blocking read and each commit is bounded by one `asyncio.timeout` instead.
 
