@@ -76,9 +76,20 @@ api-snapshot: $(DEV_STAMP)
 # loopback (tests/redis_cluster.py), and what survives a failover; see
 # docs/redis-in-production.md.
 .PHONY: test-redis-cluster
-test-redis-cluster: $(DEV_STAMP)
+test-redis-cluster: $(DEV_STAMP) test-on-cluster
 	$(PY) -m pytest -q tests/test_redis_topologies.py tests/test_redis_failover.py \
 		tests/test_redis_scripts.py
+
+# The Redis part of the suite again, unchanged, against a real Redis Cluster instead of one
+# redis-server (JOEY_TEST_REDIS=cluster: tests/redis_server.py). `make test` runs the same
+# tests on one redis-server; CI runs both. Tests about one server of their own (stopped,
+# frozen, restarted; its connection count) keep their redis-server.
+REDIS_SUITE := tests/tasks tests/channels tests/security/test_ratelimit_redis.py \
+	tests/middleware/test_sessions.py tests/test_caching_redis.py \
+	tests/integration/test_caching_workers.py tests/observability/test_tracing_redis.py
+.PHONY: test-on-cluster
+test-on-cluster: $(DEV_STAMP)
+	JOEY_TEST_REDIS=cluster $(PY) -m pytest -q $(REDIS_SUITE)
 
 clean:
 	rm -rf $(VENV) $(MATRIX) .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,13 @@
 """A real redis-server on loopback for a test (or a session) to use, stop, restart, freeze and
-thaw: the one helper every Redis-backed test uses (tasks, channels, rate limits)."""
+thaw: the one helper every Redis-backed test uses (tasks, channels, rate limits).
+
+With ``JOEY_TEST_REDIS=cluster`` in the environment (`make test-redis-cluster`), the fixtures
+that share one Redis among tests (`shared_redis`) give a real Redis Cluster instead (3
+primaries, 3 replicas: tests/redis_cluster.py), by its URL ``redis+cluster://...``: the Redis
+part of the suite then runs unchanged against the cluster. Key prefixes carry a hash tag there
+(`key_prefix`), so the key names a test reads are the ones the component wrote. Tests that
+stop, freeze or restart a server of their own keep their single redis-server.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +18,15 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
+
+#: the Redis-backed tests run against a real Redis Cluster (see the module docstring)
+ON_CLUSTER = os.environ.get("JOEY_TEST_REDIS", "") == "cluster"
 
 
 def free_port() -> int:
@@ -109,3 +124,60 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class ClusterTarget:
+    """The session's Redis Cluster, where a test expects a shared `RedisServer`: its URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+@contextmanager
+def shared_redis(request: pytest.FixtureRequest, **options: Any) -> Iterator[Any]:
+    """A `RedisServer` (started, stopped at the end) that tests share, each under a key
+    prefix of its own; with ``JOEY_TEST_REDIS=cluster``, the session's Redis Cluster."""
+    if ON_CLUSTER:
+        cluster = request.getfixturevalue("redis_cluster")
+        yield ClusterTarget("redis+cluster://" + cluster.url.removeprefix("redis://"))
+        return
+    server = RedisServer(**options)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def key_prefix(size: int = 12, end: str = "") -> str:
+    """A key prefix of a test's own; in a hash tag on a cluster, so that the names of the
+    keys a component writes under it are the names the test reads."""
+    name = f"t{uuid.uuid4().hex[:size]}"
+    return "{" + name + "}" + end if ON_CLUSTER else name + end
+
+
+#: for a test about one redis-server itself (its connections, its single keyspace), which
+#: the cluster run leaves out
+single_redis_only = pytest.mark.skipif(
+    ON_CLUSTER, reason="about a single redis-server (JOEY_TEST_REDIS=cluster)")
+
+
+def sync_client(url: str) -> Any:
+    """A blocking redis-py client for `url`: a ``redis.RedisCluster`` for a cluster's URL
+    (``redis+cluster://``), a ``redis.Redis`` otherwise."""
+    import redis
+
+    from joey._redis import cluster_url
+
+    plain = cluster_url(url)
+    return redis.Redis.from_url(url) if plain is None else redis.RedisCluster.from_url(plain)
+
+
+async def keys(client: Any, pattern: str) -> list[bytes]:
+    """``KEYS pattern`` on a single Redis, or on every primary of a cluster (redis-py sends
+    ``KEYS`` to one node of a cluster otherwise)."""
+    from joey._redis import is_cluster
+
+    options = {"target_nodes": "primaries"} if is_cluster(client) else {}
+    found: list[bytes] = await client.keys(pattern, **options)
+    return found

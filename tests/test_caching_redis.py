@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,10 +15,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from joey import App
+from joey._redis import from_url
 from joey.caching import CacheUnavailable, Caching, RedisCache
 from joey.caching.store import Entry
 from joey.testing import AsyncTestClient
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, key_prefix, keys, shared_redis
 
 # Redis calls on a loaded test machine can take longer than the default timeout (0.5 s): the
 # tests that are not about failures give them more.
@@ -27,11 +27,11 @@ PATIENT = 5.0
 
 
 @pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    server = RedisServer(prefix="joey-redis-cache-")
-    server.start()
-    yield server.url
-    server.close()
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A redis-server for the module (the session's Redis Cluster with
+    ``JOEY_TEST_REDIS=cluster``: tests/redis_server.py)."""
+    with shared_redis(request, prefix="joey-redis-cache-") as server:
+        yield server.url
 
 
 @pytest.fixture
@@ -45,13 +45,13 @@ def own_redis() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}:"
+    return key_prefix(10, ":")
 
 
 @pytest.fixture
 async def clients(redis_url: str) -> AsyncIterator[list[aioredis.Redis]]:
     """Two clients: two worker processes' connections."""
-    made = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
+    made: list[aioredis.Redis] = [from_url(redis_url) for _ in range(2)]
     yield made
     for client in made:
         await client.aclose()
@@ -116,7 +116,7 @@ async def test_invalidations_are_seen_by_every_process(clients: list[aioredis.Re
         assert (await run(second, "/items/1"), await run(second, "/items/2")) == (5, 6)
         await stores[0].clear()
         assert await run(second, "/items/1") == 7
-    leftovers = await clients[0].keys(prefix + "*")
+    leftovers = await keys(clients[0], prefix + "*")
     assert b"generation" in {key.removeprefix(prefix.encode()) for key in leftovers}
 
 
@@ -147,10 +147,10 @@ async def test_the_lock_is_renewed_while_its_holder_computes(
     lead = await holder.lookup("GET /long", "")
     assert lead.leads
     await asyncio.sleep(3.5)  # several lock lifetimes
-    locks = await clients[1].keys(prefix + "l:*")
+    locks = await keys(clients[1], prefix + "l:*")
     assert len(locks) == 1
     assert await holder.complete(lead, Entry(200, [], b"done"), 60, ())
-    assert await clients[1].keys(prefix + "l:*") == []
+    assert await keys(clients[1], prefix + "l:*") == []
 
 
 async def test_the_lock_of_a_process_that_died_expires_and_another_computes(

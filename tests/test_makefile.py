@@ -199,6 +199,20 @@ def test_ci_runs_every_cell_after_the_other_checks() -> None:
     assert ci.index("make test\n") < ci.index("make test-compiled") < ci.index("matrix_cell ")
 
 
+def test_ci_runs_the_redis_suite_on_a_cluster_too(tmp_path: Path) -> None:
+    """`make test-on-cluster` runs real test paths with JOEY_TEST_REDIS=cluster, and CI runs
+    it after the single-Redis run of `make test`."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert ci.index("make test\n") < ci.index("make test-on-cluster")
+    plan = subprocess.run(["make", "-n", "test-on-cluster", f"VENV={tmp_path / 'v'}"],
+                          cwd=ROOT, env=FRESH_ENV, capture_output=True, text=True, timeout=30,
+                          check=True).stdout
+    (command,) = [line for line in plan.splitlines() if "-m pytest" in line]
+    assert command.startswith("JOEY_TEST_REDIS=cluster ")
+    paths = command.split("-m pytest -q", 1)[1].split()
+    assert len(paths) >= 7 and all((ROOT / path).exists() for path in paths), paths
+
+
 def test_the_supported_versions_table_states_pyprojects_ranges() -> None:
     # docs/deployment.md#supported-versions: a package, its extra, its range as declared.
     page = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")

@@ -301,3 +301,50 @@ async def test_the_response_cache_through_a_client_passed_in(client: Any) -> Non
     if isinstance(client, RedisCluster):  # one cache, one slot: its scripts run on one shard
         keys = [key async for key in client.scan_iter(match="{" + prefix + "}*")]
         assert keys and len({client.keyslot(key) for key in keys}) == 1
+
+
+# -- a cluster's URL --------------------------------------------------------------------------
+
+
+async def test_every_component_takes_a_cluster_s_url(
+        redis_cluster: RedisClusterServers, cluster: RedisCluster) -> None:
+    """``redis+cluster://``: each component makes a RedisCluster of its own (before, a
+    `ValueError` from redis-py: a URL named one Redis), keys a queue and a cache into one slot
+    as with a client passed in, and closes what it made."""
+    url = "redis+cluster://" + redis_cluster.url.removeprefix("redis://")
+    prefix = unique("q")
+    tasks = RedisTasks(url, prefix=prefix, max_concurrency=2)
+
+    @tasks.task(name="double")
+    async def double(n: int) -> int:
+        return 2 * n
+
+    async with tasks:
+        assert isinstance(tasks._client, RedisCluster)
+        async with asyncio.timeout(30):
+            info = await tasks.wait(await tasks.enqueue(double, 21))
+        assert (info.state, info.result) == (TaskState.SUCCEEDED, 42)
+    keys = [key async for key in cluster.scan_iter(match=f"{{{prefix}}}*")]
+    assert keys and len({cluster.keyslot(key) for key in keys}) == 1
+
+    for backend in (RedisPubSubBackend(url, prefix=unique("ch")),
+                    RedisStreamsBackend(url, prefix=unique("ch"))):
+        async with Channels(backend) as one, Channels(type(backend)(url, prefix=backend.prefix)) \
+                as two, two.subscribe("room") as subscription:
+            await asyncio.sleep(0.2)  # (pub/sub: the subscription reaches the shard first)
+            await one.publish("room", "hi")
+            assert (await asyncio.wait_for(anext(subscription), 10)).text == "hi"
+
+    limits = RedisRateLimits(url, prefix=unique("rl") + ":")
+    assert [(await limits.hit("api:ann", 2, 60, "fixed")).allowed for _ in range(3)] == [
+        True, True, False]
+    await limits.aclose()
+
+    store = RedisStore(url, prefix=unique("s") + ":")
+    await store.save("abc", {"user": 1}, 60)
+    assert await store.load("abc") == {"user": 1}
+    await store.aclose()
+
+    cache = RedisCache(url, prefix=unique("c") + ":", timeout=5)
+    assert cache.prefix.startswith("{")  # one slot for the whole cache, as on a client
+    await cache.aclose()

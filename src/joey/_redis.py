@@ -5,6 +5,10 @@ names that keep the keys of one operation in one hash slot on a Redis Cluster.
   (``redis.asyncio.Redis``, ``redis.asyncio.RedisCluster``, a Sentinel master from
   ``Sentinel(...).master_for(...)``) uses it as it is and never closes it: the client, and its
   connection pool, belong to whoever created them.
+* A URL names one Redis (``redis://``, ``rediss://``, ``unix://``) or, with ``+cluster`` in
+  its scheme (``redis+cluster://host:7000``, ``rediss+cluster://...``), a Redis Cluster
+  reached through that node (any node: redis-py finds the others). So a deployment can say
+  which topology it runs on in one setting, an environment variable, as it says which host.
 * On a cluster, a component's keys carry a hash tag (``{joey:tasks}:stream``): each script and
   multi-key command then runs on one shard, and different prefixes (queues, limits...) land on
   different shards. On a single Redis (or a Sentinel master) the names stay what they were, so
@@ -34,6 +38,46 @@ def is_cluster(client: object) -> bool:
     return isinstance(client, RedisCluster)
 
 
+#: the schemes of a Redis Cluster's URL, and the scheme redis-py reads in their place
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(url: str) -> str | None:
+    """The URL redis-py's ``RedisCluster.from_url`` reads, when ``url`` names a cluster
+    (``redis+cluster://``...); ``None`` for any other URL."""
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower()) if sep else None
+    return None if plain is None else f"{plain}://{rest}"
+
+
+def names_cluster(target: object) -> bool:
+    """Whether ``target`` (a client, or a URL) is a Redis Cluster."""
+    if isinstance(target, str):
+        return cluster_url(target) is not None
+    return is_cluster(target)
+
+
+def from_url(url: str, **options: Any) -> RedisClient:
+    """A new client for ``url``, with redis-py's connection ``options``: a
+    ``redis.asyncio.RedisCluster`` for a cluster's URL, a ``redis.asyncio.Redis`` otherwise.
+    Neither connects before its first command.
+
+    Example::
+
+        client = from_url("redis+cluster://127.0.0.1:7000", socket_connect_timeout=1)
+        assert type(client).__name__ == "RedisCluster"
+        assert type(from_url("redis://127.0.0.1:6379/0")).__name__ == "Redis"
+    """
+    plain = cluster_url(url)
+    if plain is None:
+        from redis.asyncio import Redis
+
+        return Redis.from_url(url, **options)
+    from redis.asyncio import RedisCluster
+
+    return RedisCluster.from_url(plain, **options)
+
+
 def has_hash_tag(name: str) -> bool:
     """Whether Redis Cluster hashes ``name`` by a tag: a ``{`` followed later by a ``}`` with
     something between them (the first such pair counts)."""
@@ -43,8 +87,9 @@ def has_hash_tag(name: str) -> bool:
 
 def slot_prefix(prefix: str, client: object) -> str:
     """``prefix`` as the common part of keys that must share a slot: ``{prefix}`` on a cluster
-    (unless it holds a hash tag already), unchanged elsewhere."""
-    if not is_cluster(client) or has_hash_tag(prefix):
+    (a cluster client, or a cluster's URL; unless it holds a hash tag already), unchanged
+    elsewhere."""
+    if not names_cluster(client) or has_hash_tag(prefix):
         return prefix
     return "{" + prefix + "}"
 

@@ -261,11 +261,10 @@ class RedisRateLimits:
     def __init__(self, client: Redis | RedisCluster | str, *,
                  prefix: str = "joey:ratelimit:", timeout: float = 0.5) -> None:
         if isinstance(client, str):
-            from redis.asyncio import Redis as _Redis
+            from joey._redis import from_url
 
             self._owned = True
-            client = _Redis.from_url(client, socket_timeout=timeout,
-                                     socket_connect_timeout=timeout)
+            client = from_url(client, socket_timeout=timeout, socket_connect_timeout=timeout)
         else:
             self._owned = False
         self._client = client

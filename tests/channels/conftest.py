@@ -7,16 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, shared_redis
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One redis-server for the session (tests use their own key prefix on it)."""
-    server = RedisServer(prefix="joey-channels-redis-")
-    server.start()
-    yield server
-    server.close()
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """One redis-server for the session (tests use their own key prefix on it); the session's
+    Redis Cluster with ``JOEY_TEST_REDIS=cluster`` (tests/redis_server.py)."""
+    with shared_redis(request, prefix="joey-channels-redis-") as server:
+        yield server
 
 
 @pytest.fixture

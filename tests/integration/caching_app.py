@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 
-from redis.asyncio import Redis
-
 from joey import App, CallNext, Request, Response
+from joey._redis import from_url
 from joey.caching import Caching, RedisCache
 
 PREFIX = os.environ["JOEY_TEST_PREFIX"]
-redis = Redis.from_url(os.environ["JOEY_TEST_REDIS_URL"])
+redis = from_url(os.environ["JOEY_TEST_REDIS_URL"])  # a cluster's URL too
 # timeout=5: Redis calls on a loaded test machine can take longer than the default 0.5 s
 store = RedisCache(redis, prefix=PREFIX + "cache:", timeout=5, lock_timeout=3.0, wait_timeout=30)
 

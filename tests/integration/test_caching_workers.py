@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,27 +22,27 @@ import pytest
 import redis
 
 from tests.integration.servers import ROOT, Server, run_server, uvicorn_argv
-from tests.redis_server import RedisServer
+from tests.redis_server import key_prefix, shared_redis, sync_client
 
 HTTP = pytest.mark.parametrize("http", ["httptools", "h11"])
 
 
 @pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    server = RedisServer(prefix="joey-redis-workers-")
-    server.start()
-    yield server.url
-    server.close()
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A redis-server for the module (the session's Redis Cluster with
+    ``JOEY_TEST_REDIS=cluster``: tests/redis_server.py)."""
+    with shared_redis(request, prefix="joey-redis-workers-") as server:
+        yield server.url
 
 
 @pytest.fixture
 def prefix() -> str:
-    return f"w{uuid.uuid4().hex[:10]}:"
+    return key_prefix(10, ":")
 
 
 @pytest.fixture
 def counts(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    client: redis.Redis = sync_client(redis_url)
     yield client
     client.close()
 

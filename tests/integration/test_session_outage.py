@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.integration.servers import free_port, run_server, uvicorn_argv
-from tests.middleware.conftest import _redis_binary
+from tests.redis_server import redis_server_binary as _redis_binary
 
 
 class RedisProcess:

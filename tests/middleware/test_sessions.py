@@ -13,6 +13,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from redis.asyncio import Redis
 
 from joey import App, HTTPError, JSONResponse, Middleware, Request, ServiceUnavailable, WebSocket
+from joey._redis import from_url
 from joey.middleware import MemoryStore, RedisStore, Session, SessionMiddleware, SessionStore
 from joey.testing import AsyncTestClient
 from joey.types import Receive, Scope, Send
@@ -238,19 +239,19 @@ async def test_stores_satisfy_the_protocol(redis_client: Redis) -> None:
 
 
 @pytest.fixture
-async def redis_client(redis_port: int) -> AsyncIterator[Redis]:
-    redis = Redis(host="127.0.0.1", port=redis_port)
+async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
+    redis: Redis = from_url(redis_url)
     await redis.flushdb()
     yield redis
     await redis.aclose()
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, redis_port: int) -> AsyncIterator[SessionStore]:
+async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[SessionStore]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    redis = Redis(host="127.0.0.1", port=redis_port)
+    redis: Redis = from_url(redis_url)
     await redis.flushdb()
     yield RedisStore(redis)
     await redis.aclose()

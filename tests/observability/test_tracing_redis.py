@@ -13,21 +13,22 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from joey._redis import from_url
 from joey.channels import Channels, RedisPubSubBackend, RedisStreamsBackend
 from joey.observability.tracing import Tracing
 from joey.tasks import Backoff
 from joey.tasks.redis.records import Options, decode_options, encode
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, shared_redis
 
 CARRIER = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 
 
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.close()
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A redis-server for the module (the session's Redis Cluster with
+    ``JOEY_TEST_REDIS=cluster``: tests/redis_server.py)."""
+    with shared_redis(request) as server:
+        yield server
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ async def test_streams_carry_the_publishers_trace_to_another_process(
 async def test_stream_entries_without_or_with_a_bad_trace_field_read_as_before(
     redis_server: RedisServer,
 ) -> None:
-    client = aioredis.Redis.from_url(redis_server.url)
+    client: aioredis.Redis = from_url(redis_server.url)
     channels = Channels(RedisStreamsBackend(redis_server.url, prefix="tr2"))
     async with channels, channels.subscribe("room") as subscription:
         await client.xadd("tr2:room", {"d": b"old"})  # an older Joey, or another writer

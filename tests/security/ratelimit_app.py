@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import os
 
-from redis.asyncio import Redis
-
 from joey import App
+from joey._redis import from_url
 from joey.params.markers import Security
 from joey.ratelimit import RateLimit, RedisRateLimits
 
 # REDIS_TIMEOUT: short for the outage tests; the others give a loaded machine time
 _timeout = float(os.environ.get("REDIS_TIMEOUT", "0.5"))
-redis = Redis.from_url(os.environ["REDIS_URL"], socket_timeout=_timeout,
-                       socket_connect_timeout=_timeout)
+redis = from_url(os.environ["REDIS_URL"], socket_timeout=_timeout,  # a cluster's URL too
+                 socket_connect_timeout=_timeout)
 limit = RateLimit(
     int(os.environ.get("LIMIT", "10")), float(os.environ.get("WINDOW", "60")),
     policy=os.environ.get("POLICY", "fixed"),  # type: ignore[arg-type]

@@ -5,21 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from joey._redis import from_url
 from tests.integration.servers import run_server, uvicorn_argv
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, key_prefix, keys, shared_redis
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A redis-server of the test's own; the session's Redis Cluster with
+    ``JOEY_TEST_REDIS=cluster`` (tests/redis_server.py)."""
+    with shared_redis(request, prefix="joey-ratelimit-redis-") as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, always (to stop)."""
     server = RedisServer(prefix="joey-ratelimit-redis-")
     server.start()
     yield server
@@ -27,7 +36,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 def env(server: RedisServer, **values: str) -> dict[str, str]:
-    return {"REDIS_URL": server.url, "PREFIX": f"t{uuid.uuid4().hex[:8]}:", **values}
+    return {"REDIS_URL": server.url, "PREFIX": key_prefix(8, ":"), **values}
 
 
 async def burst(base_url: str, count: int) -> list[httpx.Response]:
@@ -81,7 +90,8 @@ def test_every_policy_is_atomic_across_processes(
 
 @pytest.mark.parametrize("fail_open", [True, False])
 def test_redis_stopped_mid_test_answers_as_configured(
-        redis_server: RedisServer, tmp_path: Path, fail_open: bool) -> None:
+        own_redis: RedisServer, tmp_path: Path, fail_open: bool) -> None:
+    redis_server = own_redis
     argv = uvicorn_argv("tests.security.ratelimit_app:app")
     # a stopped server refuses connections at once; the timeout only spares a loaded machine
     values = env(redis_server, LIMIT="3", WINDOW="600", FAIL_OPEN="1" if fail_open else "0",
@@ -120,9 +130,10 @@ async def test_each_limit_expires_by_its_own_window_in_redis(
     never gives the hour's budget back."""
     from joey.ratelimit import RateLimit, RateLimitExceeded, RedisRateLimits
 
-    client = redis_asyncio.Redis.from_url(redis_server.url)
+    client = from_url(redis_server.url)
+    prefix = key_prefix(8, ":")
     try:
-        backend = RedisRateLimits(client, prefix="t:")
+        backend = RedisRateLimits(client, prefix=prefix)
         login = RateLimit(5, 3600, policy=policy, backend=backend,  # type: ignore[arg-type]
                           name="login")
         burst = RateLimit(1, 1, backend=backend, name="burst")
@@ -131,13 +142,13 @@ async def test_each_limit_expires_by_its_own_window_in_redis(
         await burst.check("ann")
         # A second and more: the burst key expired (its own window), the hour's did not.
         deadline = time.monotonic() + 10
-        while await client.keys("t:burst:*") and time.monotonic() < deadline:  # noqa: ASYNC110
+        while await keys(client, f"{prefix}burst:*") and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
-        assert await client.keys("t:burst:*") == []
+        assert await keys(client, f"{prefix}burst:*") == []
         await burst.check("ann")
         with pytest.raises(RateLimitExceeded):
             await login.check("ann")
-        ttls = [await client.pttl(key) for key in await client.keys("t:login:*")]
+        ttls = [await client.pttl(key) for key in await keys(client, f"{prefix}login:*")]
         assert ttls and all(1000 < ttl <= 2 * 3600 * 1000 for ttl in ttls), ttls
     finally:
         await client.aclose()

@@ -11,15 +11,15 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
+from joey._redis import from_url
 from joey.tasks import InMemoryTasks
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, key_prefix, shared_redis
 
 HERE = Path(__file__).parent
 
@@ -65,19 +65,18 @@ def _drives_its_transitions(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A fresh redis-server on 127.0.0.1 and a free port, for the whole session."""
-    server = RedisServer()
-    server.start()
-    yield server.url
-    server.close()
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh redis-server on 127.0.0.1 and a free port, for the whole session (the session's
+    Redis Cluster with ``JOEY_TEST_REDIS=cluster``: tests/redis_server.py)."""
+    with shared_redis(request) as server:
+        yield server.url
 
 
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     """A plain client of the test Redis, to look at (or tamper with) what the backend wrote.
     No socket timeout: a blocking read's own timeout bounds its wait."""
-    redis = aioredis.Redis.from_url(redis_url, socket_timeout=None)
+    redis: aioredis.Redis = from_url(redis_url, socket_timeout=None)
     yield redis
     await redis.aclose()
 
@@ -85,7 +84,7 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 def prefix() -> str:
     """A key prefix of its own for each test: tests share one server, never keys."""
-    return f"t{uuid.uuid4().hex[:12]}"
+    return key_prefix()
 
 
 @pytest.fixture

@@ -13,10 +13,12 @@ import pytest
 from joey import App
 from joey.tasks import RedisTasks, TaskNotReplicated, TaskState, TasksUnavailable
 from joey.testing import AsyncTestClient
+from tests.redis_server import single_redis_only
 
 pytest.importorskip("redis.asyncio")
 
 
+@single_redis_only  # a cluster has replicas: tests/test_redis_topologies.py
 async def test_with_no_replica_a_confirmed_enqueue_waits_then_answers_503(
     redis_url: str, prefix: str
 ) -> None:
@@ -49,6 +51,7 @@ async def test_with_no_replica_a_confirmed_enqueue_waits_then_answers_503(
         assert info is not None and info.state is TaskState.QUEUED and info.args == ("tuesday",)
 
 
+@single_redis_only  # a cluster has replicas: tests/test_redis_topologies.py
 async def test_a_unique_confirmed_enqueue_sent_again_finds_the_first(
     redis_url: str, prefix: str
 ) -> None:

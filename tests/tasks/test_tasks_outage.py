@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from joey import App, Request, ServiceUnavailable
+from joey._redis import from_url
 from joey.tasks import InMemoryTasks, RedisTasks, TaskState, TasksUnavailable
 from joey.testing import TestClient
 from tests.redis_server import RedisServer
@@ -123,7 +124,7 @@ async def test_a_payload_too_deep_to_decode_is_dead_lettered_and_the_worker_goes
     payload = (b"\x92" + b"\x91" * levels + b"\x90" + b"\x80" if levels
                else b"\x92\x91\xa1\x80\x80")  # (["\x80"], {})
     assert msgspec.msgpack.Decoder().decode(b"\x92\x90\x80") == [[], {}]
-    client = aioredis.Redis.from_url(redis_url)
+    client: aioredis.Redis = from_url(redis_url)
     try:
         task_id = "deep" + str(levels)
         await client.hset(

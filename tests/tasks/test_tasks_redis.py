@@ -6,11 +6,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
 
+from joey._redis import from_url
 from joey.tasks import Backoff, QueueFull, RedisTasks, TasksNotRunning, TaskState
 
 NO_WAIT = Backoff(base=0.0, jitter=0.0)
@@ -222,7 +223,7 @@ async def test_stop_hands_running_tasks_back(
 
 
 async def first_status(url: str, prefix: str, task_id: str) -> bytes | None:
-    client = aioredis.Redis.from_url(url)
+    client = from_url(url)
     try:
         return cast(bytes | None, await client.hget(f"{prefix}:task:{task_id}", "state"))
     finally:
@@ -345,14 +346,16 @@ async def test_a_loop_that_hits_a_redis_error_is_logged_and_restarted(
         return 1
 
     failures = [RedisConnectionError("server restarting")]
-    real = aioredis.Redis.xautoclaim
+    for cls in (aioredis.Redis, aioredis.RedisCluster):  # (a cluster with JOEY_TEST_REDIS)
+        real = cls.xautoclaim
 
-    async def flaky_xautoclaim(self: aioredis.Redis, *args: object, **kwargs: object) -> object:
-        if failures:
-            raise failures.pop()
-        return await real(self, *args, **kwargs)  # type: ignore[arg-type]
+        async def flaky_xautoclaim(self: Any, *args: object, real: Any = real,
+                                   **kwargs: object) -> object:
+            if failures:
+                raise failures.pop()
+            return await real(self, *args, **kwargs)
 
-    monkeypatch.setattr(aioredis.Redis, "xautoclaim", flaky_xautoclaim)
+        monkeypatch.setattr(cls, "xautoclaim", flaky_xautoclaim)
     with caplog.at_level(logging.ERROR, logger="joey.tasks"):
         async with tasks:
             async with asyncio.timeout(10):

@@ -12,11 +12,11 @@ import logging
 import os
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from joey import App
+from joey._redis import from_url
 from joey.observability.logs import JSONFormatter
 from joey.observability.tracing import Tracing
 from joey.tasks import Backoff, RedisTasks
@@ -74,7 +74,7 @@ async def flaky(key: str) -> int:
     """Fails its first attempt, then succeeds. Each attempt logs first, before any await: in
     a first delivery Redis has not yet said which attempt it is (the entry's hint has)."""
     log.info("flaky attempt")
-    client = aioredis.Redis.from_url(os.environ["JOEY_TEST_REDIS_URL"])
+    client = from_url(os.environ["JOEY_TEST_REDIS_URL"])
     try:
         runs = await client.incr(f"{os.environ['JOEY_TEST_PREFIX']}:{key}")
     finally:

@@ -13,6 +13,7 @@ import types
 
 import redis.asyncio as aioredis
 
+from joey._redis import from_url
 from joey.tasks import Backoff, RedisTasks
 
 URL = os.environ["JOEY_TEST_REDIS_URL"]
@@ -35,7 +36,7 @@ def _redis() -> aioredis.Redis:
     # One client per worker process (its single event loop).
     client = _clients.get(os.getpid())
     if client is None:
-        client = _clients[os.getpid()] = aioredis.Redis.from_url(URL)
+        client = _clients[os.getpid()] = from_url(URL)  # type: ignore[assignment]
     return client
 
 

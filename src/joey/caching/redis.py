@@ -150,13 +150,11 @@ class RedisCache(ResponseCache):
         super().__init__(wait_timeout=wait_timeout, fail_open=fail_open,
                          retry_after=retry_after, max_body_size=max_body_size,
                          status_header=status_header)
-        from joey._redis import Script, slot_prefix
+        from joey._redis import Script, from_url, slot_prefix
 
         self._owned = isinstance(client, str)
         if isinstance(client, str):
-            from redis.asyncio import Redis as _Redis
-
-            client = _Redis.from_url(client)
+            client = from_url(client)
         self._client = client
         prefix = slot_prefix(prefix, client)  # one slot for the whole cache on a cluster
         self.prefix = prefix

@@ -33,6 +33,7 @@ import contextlib
 import math
 from typing import Any
 
+import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from joey._redis import RedisClient
@@ -59,7 +60,8 @@ class RedisPubSubBackend(RedisChannelBackend):
     def __init__(self, url: str | RedisClient = "redis://127.0.0.1:6379/0",
                  **options: Any) -> None:
         super().__init__(url, **options)
-        if self._cluster and not hasattr(url, "pubsub"):
+        cluster = aioredis.RedisCluster if isinstance(url, str) else url  # (a URL: ours)
+        if self._cluster and not hasattr(cluster, "pubsub"):
             raise TypeError("RedisPubSubBackend on a Redis Cluster needs sharded pub/sub "
                             "(RedisCluster.pubsub().ssubscribe): upgrade redis-py, or use "
                             "RedisStreamsBackend")

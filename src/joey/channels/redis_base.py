@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from joey._redis import RedisClient, describe, is_cluster
+from joey._redis import RedisClient, describe, from_url, names_cluster
 from joey.channels.backend import Backend, ChannelsUnavailable, Deliver, logger
 
 __all__ = ["DOWN", "MAX_DELAY", "RedisChannelBackend"]
@@ -32,7 +32,7 @@ class RedisChannelBackend(Backend):
                  retry_after: int = 1) -> None:
         # a URL: our client; a client: the caller's, never closed here
         self._given: RedisClient | None = None if isinstance(url, str) else url
-        self._cluster = is_cluster(self._given)
+        self._cluster = names_cluster(url)  # a cluster client, or a cluster's URL
         self.url = url if isinstance(url, str) else describe(url)
         self.prefix = prefix
         self.timeout = timeout
@@ -72,10 +72,14 @@ class RedisChannelBackend(Backend):
             return
         # One retry on a broken connection: after a Redis restart the first command on the
         # old socket fails, the retry reconnects. A timeout is not retried (bounded time).
-        self._client = aioredis.Redis.from_url(
+        self._client = from_url(
             self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
+        if self._cluster:  # a cluster's URL: our own RedisCluster, listened to as one given
+            self._reader = asyncio.create_task(self._run_cluster(),
+                                               name=f"joey channels {self.url}")
+            return
         self._pool = aioredis.ConnectionPool.from_url(
             self.url, socket_connect_timeout=self.timeout, socket_keepalive=True)
         self._reader = asyncio.create_task(self._run(), name=f"joey channels {self.url}")

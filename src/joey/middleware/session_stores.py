@@ -122,11 +122,12 @@ class RedisStore:
 
     def __init__(self, client: Redis | RedisCluster | str, *,
                  prefix: str = "joey:session:") -> None:
-        from redis.asyncio import Redis as _Redis
         from redis.exceptions import RedisError
 
+        from joey._redis import from_url
+
         self._owned = isinstance(client, str)
-        self._client = _Redis.from_url(client) if isinstance(client, str) else client
+        self._client = from_url(client) if isinstance(client, str) else client
         self._prefix = prefix
         self._errors = RedisError
 

@@ -15,7 +15,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ..._redis import Script, client_kwargs
+from ..._redis import Script, client_kwargs, from_url
 from ..base import EnqueueOptions, periodic_tasks
 from ..errors import QueueFull, TaskNotReplicated, TasksNotRunning, error_text
 from ..state import FINAL_STATES, TaskInfo, TaskState
@@ -92,7 +92,8 @@ class RedisTasks(RedisConsumer):
             # left to redis-py's default (None in redis-py 5, 5 s in 8: an idle worker's
             # blocking read outlasted it, failed, and the read loop restarted every few
             # seconds); the URL's options win.
-            client = aioredis.Redis.from_url(
+            # (a cluster's URL, ``redis+cluster://``, gives a RedisCluster)
+            client = from_url(  # type: ignore[assignment]
                 self.url,
                 protocol=2,
                 socket_timeout=None,

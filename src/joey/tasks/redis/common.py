@@ -96,7 +96,7 @@ class RedisTasksBase(TaskBackend):
         self.confirm_timeout = confirm_timeout
         # Every key of a queue shares its slot on a cluster (`{prefix}:...`), so each script
         # runs on one shard; on a single Redis the names are the ones earlier versions used.
-        keys = slot_prefix(prefix, self._given)
+        keys = slot_prefix(prefix, url)  # a cluster client, or a cluster's URL
         self._stream = f"{keys}:stream"
         self._delayed = f"{keys}:delayed"
         self._dead = f"{keys}:dead"
