@@ -1,4 +1,6 @@
-"""End to end: requests per second under uvicorn or granian, driven by ``wrk``, on loopback only.
+"""End to end: requests per second under uvicorn or granian, driven by ``wrk``, on loopback only,
+and the server's own CPU time per request over each run (its process tree, from ``/proc``):
+what the server spent, however much of the CPU it was given during the run.
 
 The server runs pinned to CPU 0 and wrk (one thread) to CPU 1 when the machine has two CPUs and
 ``taskset`` exists, so the load generator never steals the server's core. Each server is checked to
@@ -67,13 +69,36 @@ def verify(port: int, scenario: Scenario) -> str | None:
         conn.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its descendants (granian's worker is a child)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, pending, seen = 0.0, [pid], set()
+    while pending:  # bounded: each process is visited once
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pending.extend(int(child) for child in children)
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_REQUESTS = re.compile(r"(\d+) requests in")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _SOCKET_ERRORS = re.compile(r"Socket errors:(.*)")
 _LATENCY = re.compile(r"Latency\s+([\d.]+\w+)")
 
 
-def _wrk(port: int, scenario: Scenario, seconds: float, connections: int) -> Result:
+def _wrk(port: int, scenario: Scenario, seconds: float, connections: int,
+         server_pid: int | None = None) -> Result:
+    """One wrk run; with ``server_pid``, also the server's CPU µs per request over it."""
     command = [
         *_pin(1),
         "wrk",
@@ -82,7 +107,9 @@ def _wrk(port: int, scenario: Scenario, seconds: float, connections: int) -> Res
         f"-d{max(1, math.ceil(seconds))}s",  # wrk takes whole seconds only
         f"http://{HOST}:{port}{scenario.target}",
     ]
+    cpu_before = cpu_seconds(server_pid) if server_pid is not None else 0.0
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
+    cpu = cpu_seconds(server_pid) - cpu_before if server_pid is not None else None
     output = done.stdout
     rps = _RPS.search(output)
     if done.returncode != 0 or rps is None:
@@ -92,6 +119,9 @@ def _wrk(port: int, scenario: Scenario, seconds: float, connections: int) -> Res
         return {"status": "error", "detail": f"{bad.group(1)} non-2xx responses"}
     latency = _LATENCY.search(output)
     result: Result = {"status": "ok", "rps": float(rps.group(1))}
+    count = _REQUESTS.search(output)
+    if cpu is not None and count is not None and int(count.group(1)) > 0:
+        result["cpu_us"] = cpu / int(count.group(1)) * 1e6
     if latency:
         result["latency"] = latency.group(1)
     errors = _SOCKET_ERRORS.search(output)
@@ -145,7 +175,8 @@ def run_all(
 
     All servers start together (idle ones cost nothing) so that the measurements can be
     interleaved: each round loads every framework in turn, scenario by scenario, and the best
-    round counts. A slow minute on the shared machine then hurts every framework alike.
+    round counts. A slow minute on the shared machine then hurts every framework alike. Each
+    result also carries ``cpu_us``, the server's CPU µs per request (median of the rounds).
     """
     results: dict[str, dict[str, Result]] = {fw: {} for fw in frameworks}
     if shutil.which("wrk") is None:
@@ -191,7 +222,8 @@ def run_all(
                             f"end to end ({server_name}) round {round_no + 1}/{rounds}:"
                             f" {scenario.key} {fw}"
                         )
-                        sample = _wrk(servers[fw][1], scenario, seconds, connections)
+                        server, port = servers[fw]
+                        sample = _wrk(port, scenario, seconds, connections, server.pid)
                         samples.setdefault((fw, scenario.key), []).append(sample)
     finally:
         for server, _ in servers.values():
@@ -203,6 +235,10 @@ def run_all(
         else:
             best = max(runs, key=lambda r: r["rps"])
             results[fw][key] = {**best, "median_rps": statistics.median(r["rps"] for r in runs)}
+            cpu = [r["cpu_us"] for r in runs if "cpu_us" in r]
+            if cpu:
+                results[fw][key]["cpu_us"] = statistics.median(cpu)
+                results[fw][key]["cpu_us_rounds"] = cpu
     return results
 
 

@@ -80,9 +80,21 @@ def test_both_servers_answer_every_end_to_end_scenario(server: str, tmp_path: Pa
     try:
         for scenario in (s for s in SCENARIOS if s.end_to_end):
             assert endtoend.verify(port, scenario) is None, scenario.key
+        if shutil.which("wrk"):  # a run also reads the server's CPU per request from /proc
+            run = endtoend._wrk(port, SCENARIOS[0], 1, 4, process.pid)
+            assert run["status"] == "ok", run
+            assert run["rps"] > 0 and run["cpu_us"] > 0
     finally:
         endtoend.stop(process)
     assert process.returncode is not None
+
+
+def test_the_cpu_of_a_process_tree_is_read_from_proc() -> None:
+    import os
+
+    spent = endtoend.cpu_seconds(os.getpid())
+    assert spent > 0
+    assert endtoend.cpu_seconds(2**22 + 1) == 0.0  # no such process: nothing counted
 
 
 PREVIOUS = """# Joey benchmark results
@@ -153,6 +165,22 @@ def test_issue_19_targets_are_marked_from_the_compiled_column() -> None:
         "- [met] pure: no slower than before, within 3% (indicative only: this run's joey"
         " column ÷ the committed RESULTS.md (then), geometric mean over 2 scenarios: 1.02x;"
         " above 1.03x: plaintext GET 1.04x)",
+    ]
+
+
+def test_end_to_end_is_also_read_by_the_servers_cpu_per_request() -> None:
+    # raw's µs ÷ compiled Joey's: 30 / 31 = 0.97x (met), 30 / 40 = 0.75x (missed)
+    uvicorn = _table({"plaintext GET": {RAW: 30.0, JOEY: 33.0, COMPILED: 31.0},
+                      "JSON GET": {RAW: 30.0, JOEY: 45.0, COMPILED: 40.0}}, lower=True)
+    granian = _table({"plaintext GET": {RAW: "error", JOEY: 9.0, COMPILED: 8.0}}, lower=True)
+    lines = builds.targets(None, {}, ({}, ""), e2e_cpu={"uvicorn": uvicorn, "granian": granian})
+    assert lines == [
+        "- [met] compiled, end to end under uvicorn, plaintext GET, by the server's CPU per"
+        " request: >= 0.95x raw (0.97x: 31.0 µs, raw 30.0 µs per request)",
+        "- [missed] compiled, end to end under uvicorn, JSON GET, by the server's CPU per"
+        " request: >= 0.95x raw (0.75x: 40.0 µs, raw 30.0 µs per request)",
+        "- [not measured] compiled, end to end under granian, plaintext GET, by the server's"
+        " CPU per request: >= 0.95x raw (raw: n/a)",
     ]
 
 
