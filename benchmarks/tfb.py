@@ -9,10 +9,11 @@ and updates (20) to TechEmpower's requirements, on a private PostgreSQL this sec
 checked against the requirements (``tfb_verify.py``) before it is timed; a wrong app shows
 ``error`` and is not timed. Two measures:
 
-- CPU per request, in-process (``tfb_inprocess.py``): each app called directly in a fresh
-  interpreter per framework and round, rounds rotated, best repeat of the best round. CPU
-  time, not wall time: it leaves out the waits for PostgreSQL, which on a shared machine
-  are the noisiest part.
+- CPU per request, in-process (``tfb_inprocess.py``): each app called directly in an
+  interpreter of its own, all of them up at once, their repeats interleaved one by one
+  (rotated every round; the world table vacuumed before each repeat of updates), the best
+  repeat. CPU time, not wall time: it leaves out the waits for PostgreSQL, which on a
+  shared machine are the noisiest part.
 - requests/s end to end, under uvicorn and then granian (one worker each), driven by wrk
   (plaintext pipelined 16 deep, as TechEmpower does); every framework's server up at once,
   runs interleaved across frameworks, best and median of the rounds. The server's own CPU
@@ -31,6 +32,7 @@ import json
 import math
 import os
 import re
+import select
 import shutil
 import statistics
 import subprocess
@@ -99,31 +101,145 @@ def _worker(framework: str, args: argparse.Namespace, env: dict[str, str], tmp: 
     return {test: {"status": "error", "detail": detail} for test in args.tests}
 
 
-def _merge(rounds: list[Result]) -> Result:
-    """Best of the rounds' best repeats; an error in any round wins (a flaky app is broken)."""
-    for result in rounds:
-        if result.get("status") != "ok":
-            return result
-    return {"status": "ok", "best_us": min(r["best_us"] for r in rounds),
-            "median_us": statistics.median(r["median_us"] for r in rounds)}
-
-
 def _rotated(frameworks: list[str], round_no: int) -> list[str]:
     """The order of one round: rotated every round, so no framework always runs first."""
     shift = round_no % len(frameworks)
     return frameworks[shift:] + frameworks[:shift]
 
 
+class _Worker:
+    """One framework's ``tfb_inprocess.py --commands``: its app started and verified once,
+    then timed one repeat per :meth:`ask` (in an interpreter of its own, on CPU 0)."""
+
+    def __init__(self, framework: str, args: argparse.Namespace, env: dict[str, str],
+                 tmp: Path) -> None:
+        self.framework, self.timeout = framework, args.worker_timeout
+        self.failure: str | None = None  # why it stopped answering
+        self.log = tmp / f"tfb-worker-{framework}.log"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*endtoend._pin(0), sys.executable, str(HERE / "tfb_inprocess.py"), framework,
+                 "--commands", "--tests", ",".join(args.tests),
+                 "--target-ms", str(args.target_ms), "--concurrency", str(args.concurrency)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env)
+
+    def answer(self) -> Result:
+        """The worker's next line; ``{"error": ...}`` when it died or took too long."""
+        assert self.process.stdout is not None
+        if self.failure is not None:
+            return {"error": self.failure}
+        ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+        line = self.process.stdout.readline() if ready else b""
+        if not line:
+            said = self.log.read_text(errors="replace").strip().splitlines()
+            why = "timed out" if not ready else f"exited ({self.process.poll()})"
+            self.failure = f"worker {why}" + (f": {said[-1][-300:]}" if said else "")
+            self.stop()
+            return {"error": self.failure}
+        answer: Result = json.loads(line)
+        return answer
+
+    def ask(self, test: str, n: int) -> Result:
+        assert self.process.stdin is not None
+        if self.failure is None:
+            try:
+                self.process.stdin.write(json.dumps({"test": test, "n": n}).encode() + b"\n")
+                self.process.stdin.flush()
+            except OSError:
+                pass  # it died: answer() says how
+        return self.answer()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+async def _vacuum(database_url: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("VACUUM ANALYZE world")
+    finally:
+        await connection.close()
+
+
 def run_inprocess(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> ByFramework:
+    """Every framework's worker up at once; for each test, the repeats interleaved one by
+    one across frameworks (rotated every round), so that every framework meets the same
+    minutes of the shared machine and the same state of the database. Before each repeat of
+    the updates test, the world table is vacuumed: every app writes to the same table."""
     frameworks = args.frameworks
-    collected: dict[str, dict[str, list[Result]]] = {fw: {} for fw in frameworks}
-    for round_no in range(args.rounds):
-        for framework in _rotated(frameworks, round_no):
-            _say(f"tfb in-process round {round_no + 1}/{args.rounds}: {framework}")
-            for test, result in _worker(framework, args, env, tmp).items():
-                collected[framework].setdefault(test, []).append(result)
-    return {fw: {test: _merge(rounds) for test, rounds in by_test.items()}
-            for fw, by_test in collected.items()}
+    results: ByFramework = {fw: {} for fw in frameworks}
+    workers: dict[str, _Worker] = {}
+    try:
+        for fw in frameworks:
+            # one after the other: the verifier counts every query the database ran
+            _say(f"tfb in-process: starting and verifying {fw}")
+            worker = _Worker(fw, args, env, tmp)
+            hello = worker.answer()
+            if "ready" not in hello:
+                worker.stop()
+                results[fw] = {t: {"status": "error", "detail": hello.get("error", str(hello))}
+                               for t in args.tests}
+                continue
+            workers[fw] = worker
+            for test, problem in hello["ready"].items():
+                if problem:
+                    results[fw][test] = {"status": "error", "detail": f"wrong answer: {problem}"}
+        for test in args.tests:
+            _say(f"tfb in-process: {test}, {args.rounds} rounds of {args.repeats} repeats")
+            timed = {fw: w for fw, w in workers.items() if test not in results[fw]}
+            samples: dict[tuple[str, str], list[float]] = {}
+            sizes: dict[tuple[str, str], int] = {}
+            for fw, worker in list(timed.items()):
+                for what in ("harness", test):
+                    got = worker.ask(what, 0)
+                    if "n" not in got or got.get("failed"):
+                        detail = got.get("error") or (
+                            f"{got.get('failed')} of {got.get('n')} requests did not answer 200")
+                        results[fw][test] = {"status": "error", "detail": detail}
+                        del timed[fw]
+                        break
+                    sizes[fw, what] = got["n"]
+            for repeat in range(args.rounds * args.repeats):
+                # the harness (the empty app) once a round, the test every repeat
+                asked = ("harness", test) if repeat % args.repeats == 0 else (test,)
+                for fw in _rotated(list(timed), repeat):
+                    if test in results[fw]:
+                        continue  # failed earlier in this test
+                    if test == "updates":
+                        asyncio.run(_vacuum(env[DATABASE_ENV]))
+                    for what in asked:
+                        got = timed[fw].ask(what, sizes[fw, what])
+                        if "cpu" not in got or got.get("failed"):
+                            detail = got.get("error") or (
+                                f"{got.get('failed')} of {sizes[fw, what]} requests did not"
+                                " answer 200")
+                            results[fw][test] = {"status": "error", "detail": detail}
+                            break
+                        samples.setdefault((fw, what), []).append(got["cpu"] / sizes[fw, what])
+            for fw in timed:
+                if test in results[fw]:
+                    continue
+                mine, harness = samples[fw, test], samples[fw, "harness"]
+                results[fw][test] = {
+                    "status": "ok",
+                    "best_us": (min(mine) - min(harness)) * 1e6,
+                    "median_us": (statistics.median(mine) - statistics.median(harness)) * 1e6,
+                }
+    finally:
+        for worker in workers.values():
+            worker.stop()
+    return results
 
 
 # --- requests/s end to end ---------------------------------------------------------------------
@@ -150,26 +266,6 @@ async def verify_server(database_url: str, port: int, tests: list[str]) -> dict[
         return await verifier.check_all(fetch, tuple(tests))
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and its descendants (granian's worker is a child)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total, pending, seen = 0.0, [pid], set()
-    while pending:  # bounded: each process is visited once
-        current = pending.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-            for task in Path(f"/proc/{current}/task").iterdir():
-                children = (task / "children").read_text().split()
-                pending.extend(int(child) for child in children)
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _REQUESTS = re.compile(r"(\d+) requests in")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
@@ -189,9 +285,9 @@ def _wrk(port: int, test: str, seconds: float, connections: int, server_pid: int
                           "request = function()\n  return req\nend\n")
         command += ["-s", str(script)]
     command.append(f"http://{HOST}:{port}{TARGETS[test]}")
-    cpu_before = _cpu_seconds(server_pid)
+    cpu_before = endtoend.cpu_seconds(server_pid)
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
-    cpu = _cpu_seconds(server_pid) - cpu_before
+    cpu = endtoend.cpu_seconds(server_pid) - cpu_before
     output = done.stdout
     rps, count = _RPS.search(output), _REQUESTS.search(output)
     if done.returncode != 0 or rps is None or count is None:
@@ -323,8 +419,10 @@ def tables(results: Result, args: argparse.Namespace) -> list[str]:
             "Each app called directly (no server), under uvloop, "
             f"{args.concurrency} requests at once, on a private PostgreSQL {_pg_note()}; this"
             " process's CPU time per request (framework, driver, JSON, template; not the waits"
-            " for the database), net of the harness's own; best repeat of"
-            f" {args.rounds} rounds (a fresh interpreter per framework and round, order rotated)."
+            " for the database), net of the harness's own; best of"
+            f" {args.rounds} rounds of {args.repeats} repeats, the frameworks' repeats"
+            " interleaved one by one (an interpreter per framework, all up at once, order"
+            " rotated; the world table vacuumed before each repeat of updates)."
             " Ratios: Joey's time ÷ the other's (below 1.00x, Joey is cheaper).",
             frameworks,
             [(TITLES[t], _cells(inproc, frameworks, t, "best_us")) for t in args.tests],

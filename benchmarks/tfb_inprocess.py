@@ -1,7 +1,16 @@
 """Worker: one framework's TechEmpower app, verified and then timed in-process, figures out
-as JSON. Run by ``tfb.py`` in a fresh interpreter per framework and round::
+as JSON. Run by ``tfb.py`` in an interpreter of its own per framework::
 
     TFB_DATABASE_URL=postgresql://... python benchmarks/tfb_inprocess.py joey --out f.json
+    TFB_DATABASE_URL=postgresql://... python benchmarks/tfb_inprocess.py joey --commands
+
+The first form times every test and writes the figures (the smoke run). The second is how
+the section runs every framework at once (``tfb.py``): the worker starts and verifies its app,
+says so on stdout (a JSON line), then times one repeat per command read from stdin (a JSON
+line each: ``{"test": "db", "n": 0}`` calibrates ``n``, ``{"test": "db", "n": 800}`` answers
+the CPU seconds of 800 requests; ``"harness"`` is the empty app) until stdin closes. So the
+parent interleaves the repeats of all frameworks one by one, and a slow minute on the shared
+machine (which moves CPU per request by 30% here) is shared by all of them.
 
 The app is called directly (no server, no sockets to the client; asyncpg talks to the real
 PostgreSQL), under uvloop as under the servers. What is measured is this process's CPU time
@@ -19,6 +28,7 @@ import asyncio
 import gc
 import json
 import os
+import random
 import sys
 import time
 import traceback
@@ -110,19 +120,28 @@ def cpu_loop(app: ASGIApp, target: str, state: dict[str, Any], concurrency: int
     return run
 
 
-async def measure(run: Callable[[int], Awaitable[tuple[float, int]]], target_s: float,
-                  repeats: int, max_n: int) -> Result:
-    """Calibrate ``n`` to about ``target_s`` of CPU, then take ``repeats`` repeats: the best
-    and the median CPU seconds per request (or the failures)."""
+async def calibrate(run: Callable[[int], Awaitable[tuple[float, int]]], target_s: float,
+                    max_n: int) -> tuple[int, int]:
+    """``(n, failed)``: the number of requests that takes about ``target_s`` of CPU, and how
+    many requests of the last trial did not answer 200."""
     n = 8
     while True:  # bounded: n doubles up to max_n
         spent, failed = await run(n)
         if failed:
-            return {"status": "error", "detail": f"{failed} of {n} requests did not answer 200"}
+            return n, failed
         if spent >= target_s / 4 or n >= max_n:
             break
         n *= 2
-    n = max(8, min(max_n, int(n * target_s / max(spent, 1e-9))))
+    return max(8, min(max_n, int(n * target_s / max(spent, 1e-9)))), 0
+
+
+async def measure(run: Callable[[int], Awaitable[tuple[float, int]]], target_s: float,
+                  repeats: int, max_n: int) -> Result:
+    """Calibrate ``n`` to about ``target_s`` of CPU, then take ``repeats`` repeats: the best
+    and the median CPU seconds per request (or the failures)."""
+    n, failed = await calibrate(run, target_s, max_n)
+    if failed:
+        return {"status": "error", "detail": f"{failed} of {n} requests did not answer 200"}
     per_request = []
     for _ in range(repeats):
         gc.collect()
@@ -183,10 +202,60 @@ async def run_worker(args: argparse.Namespace) -> dict[str, Result]:
     return results
 
 
+async def serve_commands(args: argparse.Namespace) -> None:
+    """``--commands``: start and verify the app, then one repeat per command (module doc)."""
+    tests = [t for t in args.tests.split(",") if t in TESTS]
+    loop = asyncio.get_running_loop()
+
+    def say(message: Result) -> None:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    try:
+        app = load(args.framework).build_app()
+        lifespan = Lifespan(app)
+        await lifespan.start()
+    except Exception as exc:
+        say({"error": _error(exc)["detail"]})
+        return
+    if lifespan.startup_error:
+        say({"error": f"startup failed: {lifespan.startup_error}"})
+        return
+    try:
+        async with Verifier(database_url(), server_headers=False) as verifier:
+            problems = await verifier.check_all(fetcher(lifespan.app, lifespan.state),
+                                                tuple(tests))
+        say({"ready": problems})
+        runs = {test: cpu_loop(lifespan.app, TARGETS[test], lifespan.state, args.concurrency)
+                for test in tests if not problems[test]}
+        runs["harness"] = cpu_loop(null_app, "/", {}, args.concurrency)
+        random.seed(29)  # every app draws the same ids and numbers, in the same order
+        while True:  # bounded by the parent: it closes stdin when done
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                return
+            command = json.loads(line)
+            run = runs[command["test"]]
+            try:
+                if command["n"] == 0:
+                    n, failed = await calibrate(run, args.target_ms / 1e3, args.max_requests)
+                    say({"n": n, "failed": failed})
+                else:
+                    gc.collect()
+                    spent, failed = await run(command["n"])
+                    say({"cpu": spent, "failed": failed})
+            except Exception as exc:
+                say({"error": _error(exc)["detail"]})
+    finally:
+        await lifespan.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("framework")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="time every test, write the figures here")
+    parser.add_argument("--commands", action="store_true",
+                        help="time one repeat per command on stdin (how tfb.py runs it)")
     parser.add_argument("--tests", default=",".join(TESTS))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--target-ms", type=float, default=200.0, help="CPU ms of one repeat")
@@ -196,12 +265,17 @@ def main() -> None:
     args = parser.parse_args()
     if DATABASE_ENV not in os.environ:
         parser.error(f"{DATABASE_ENV} is not set (tfb.py starts a database and sets it)")
+    if (args.out is None) == (not args.commands):
+        parser.error("one of --out and --commands")
     try:
         import uvloop
+        run_loop: Callable[[Any], Any] = uvloop.run
     except ModuleNotFoundError:  # the servers run on uvloop; without it, asyncio's loop
-        results = asyncio.run(run_worker(args))
-    else:
-        results = uvloop.run(run_worker(args))
+        run_loop = asyncio.run
+    if args.commands:
+        run_loop(serve_commands(args))
+        return
+    results = run_loop(run_worker(args))
     args.out.write_text(json.dumps({"framework": args.framework, "results": results}, indent=1))
 
 

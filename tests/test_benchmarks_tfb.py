@@ -255,3 +255,22 @@ def test_the_smoke_run_verifies_joeys_six_tests(database: tfb_postgres.Database)
     for test in TESTS:
         assert f"tfb smoke: {test}: verified" in done.stdout
     assert "- none" in done.stdout  # no problems
+
+
+def test_the_in_process_run_interleaves_every_frameworks_repeats(
+        database_url: str, tmp_path: Path) -> None:
+    # every framework's worker up at once, verified one after the other, then timed one
+    # repeat at a time (the world table vacuumed before each repeat of updates)
+    import os
+
+    import tfb
+
+    args = tfb.parse(["--frameworks", "raw,joey", "--tests", "db,updates", "--rounds", "1",
+                      "--repeats", "2", "--target-ms", "10"])
+    env = {**os.environ, tfb_apps.DATABASE_ENV: database_url}
+    results = tfb.run_inprocess(args, env, tmp_path)
+    for framework in ("raw", "joey"):
+        for test in ("db", "updates"):
+            result = results[framework][test]
+            assert result["status"] == "ok", result
+            assert result["best_us"] > 0 and result["median_us"] >= result["best_us"] * 0.5
