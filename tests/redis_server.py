@@ -162,15 +162,25 @@ single_redis_only = pytest.mark.skipif(
     ON_CLUSTER, reason="about a single redis-server (JOEY_TEST_REDIS=cluster)")
 
 
-def sync_client(url: str) -> Any:
-    """A blocking redis-py client for `url`: a ``redis.RedisCluster`` for a cluster's URL
-    (``redis+cluster://``), a ``redis.Redis`` otherwise."""
+@contextmanager
+def sync_client(url: str) -> Iterator[Any]:
+    """A blocking redis-py client for `url`, closed at the end: a ``redis.RedisCluster`` for a
+    cluster's URL (``redis+cluster://``), a ``redis.Redis`` otherwise. (A blocking
+    ``RedisCluster.close()`` leaves its nodes' pools connected: they are disconnected here.)"""
     import redis
 
     from joey._redis import cluster_url
 
     plain = cluster_url(url)
-    return redis.Redis.from_url(url) if plain is None else redis.RedisCluster.from_url(plain)
+    client = redis.Redis.from_url(url) if plain is None else redis.RedisCluster.from_url(plain)
+    try:
+        yield client
+    finally:
+        nodes = client.get_nodes() if plain is not None else []
+        client.close()
+        for node in nodes:
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
 
 
 async def keys(client: Any, pattern: str) -> list[bytes]:

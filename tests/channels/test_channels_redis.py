@@ -117,10 +117,9 @@ async def test_streams_history_is_bounded_by_age(redis_server: RedisServer, pref
         async with channels.subscribe("h", since="0-0") as subscription:
             assert await take(subscription, 1) == ["new"]
             assert subscription.qsize() == 0
-    client = sync_client(redis_server.url)
-    ttl = client.pttl(f"{prefix}:h")
+    with sync_client(redis_server.url) as client:
+        ttl = client.pttl(f"{prefix}:h")
     assert ttl == -2 or 0 < ttl <= 1000  # an idle stream goes away (or is gone already)
-    client.close()
     with pytest.raises(ValueError, match="Bound the history"):
         RedisStreamsBackend(redis_server.url, max_len=None)
 

@@ -42,9 +42,8 @@ def prefix() -> str:
 
 @pytest.fixture
 def counts(redis_url: str) -> Iterator[redis.Redis]:
-    client: redis.Redis = sync_client(redis_url)
-    yield client
-    client.close()
+    with sync_client(redis_url) as client:
+        yield client
 
 
 def serve(http: str, tmp_path: Path, redis_url: str, prefix: str) -> Iterator[Server]:
