@@ -5,6 +5,7 @@ entry by entry only while the entry is pending for this worker, and a no-op when
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, cast
 
 import pytest
@@ -190,3 +191,56 @@ async def test_a_batched_finish_replayed_after_a_blip_changes_nothing(
     assert [task_id.decode() for task_id, _ in delayed] == [ids[2]]
     assert await client.xlen(f"{prefix}:stream") == 0
     assert await owner(client, prefix) == []
+
+
+@pytest.mark.parametrize("foreign", ["hash", "list"])
+async def test_an_entry_whose_unique_key_holds_something_else_spoils_no_other_finish(
+    redis_url: str, prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture,
+    foreign: str,
+) -> None:  # fmt: skip
+    # One entry's unique key was overwritten with another type (WRONGTYPE on its GET): Lua
+    # rolls nothing back, so an error raised there used to leave the finishes before it applied
+    # but un-acked (to run again), and fail every finish of the batch. Each finish stands
+    # alone: all three are recorded and acked, the bad key is reported and left alone, and the
+    # worker goes on.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30)
+    began: set[int] = set()
+    release = asyncio.Event()
+    calls: Calls = []
+
+    @tasks.task(name="trio")
+    async def trio(n: int) -> int:
+        began.add(n)
+        await release.wait()  # all end in the same turn: their finishes go together
+        return n
+
+    async with tasks:
+        recording(tasks, calls)
+        ids = [await tasks.options(unique=f"u{n}").enqueue(trio, n) for n in (1, 2, 3)]
+        bad = tasks._unique_prefix + "u2"
+        async with asyncio.timeout(10):
+            while began != {1, 2, 3}:  # noqa: ASYNC110 - the tasks run on this loop
+                await asyncio.sleep(0.005)
+            await client.delete(bad)
+            if foreign == "hash":
+                await client.hset(bad, "someone", "else")
+            else:
+                await client.rpush(bad, "someone else")
+            with caplog.at_level(logging.ERROR, logger="joey.tasks"):
+                release.set()
+                while tasks._inflight:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            infos = [await tasks.status(task_id) for task_id in ids]
+            assert await owner(client, prefix) == [] and await client.xlen(
+                f"{prefix}:stream") == 0  # fmt: skip
+            later = await tasks.wait(await tasks.enqueue(trio, 4))  # the worker goes on
+    assert len(entries_of(calls[0])) == 3
+    assert [(i.state, i.result) for i in infos if i is not None] == [
+        (TaskState.SUCCEEDED, 1), (TaskState.SUCCEEDED, 2), (TaskState.SUCCEEDED, 3)
+    ]  # fmt: skip
+    assert (later.state, later.result) == (TaskState.SUCCEEDED, 4)
+    assert await client.exists(tasks._unique_prefix + "u1", tasks._unique_prefix + "u3") == 0
+    assert await client.type(bad) == foreign.encode()  # not Joey's: left alone
+    [error] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert f"task trio {ids[1]} (ok): recorded, but Redis refused part of it" in error
+    assert "WRONGTYPE" in error

@@ -46,6 +46,7 @@ HANDLED: dict[RunEvent, set[Action]] = {
     E.FAILED: {A.FINISH},
     E.CANCELLED: {A.HAND_BACK, A.NOTHING},
     E.TAKEN_OVER: {A.WARN, A.NOTHING},
+    E.TAKEN_BACK: {A.READ_AT_FINISH},  # the read loop (its own XAUTOCLAIM)
     E.RECORDED: {A.NOTHING},
     E.REFUSED: {A.NOTHING},
     E.GAVE_UP: {A.NOTHING},

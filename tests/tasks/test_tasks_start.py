@@ -471,8 +471,8 @@ async def test_a_worker_that_missed_its_own_heartbeats_does_not_run_its_task_twi
 
     async with tasks:
 
-        async def no_heartbeat(**kwargs: Any) -> list[bytes]:
-            return []
+        async def no_heartbeat(**kwargs: Any) -> list[list[bytes]]:
+            return [[], []]  # nothing taken over, no start recorded
 
         tasks._scripts["heartbeat"] = no_heartbeat
         async with asyncio.timeout(10):
@@ -518,3 +518,147 @@ async def test_a_heartbeat_records_the_start_of_a_first_delivery_still_running_o
     assert (info.state, info.result, info.attempts) == (TaskState.SUCCEEDED, "done", 1)
     assert info.started_at == running.started_at
     assert starts == []
+
+
+# -- an entry that comes back to its worker after a takeover ---------------------------------
+
+
+async def taken_by_other(
+    tasks: RedisTasks, client: aioredis.Redis, prefix: str, task_id: str, *, other_starts: bool
+) -> bytes:
+    """Worker "other" takes the task's entry over, as its XAUTOCLAIM would after this worker
+    missed heartbeats, and dies (after its start of the reclaimed entry was applied, with
+    `other_starts`: attempts 2, deliveries 2). Its entry id."""
+    stream = f"{prefix}:stream"
+    [(entry_id, _)] = cast(list[Any], await client.xrange(stream))
+    await client.xclaim(stream, "workers", "other", 0, [entry_id])
+    if other_starts:  # mode 5: a reclaimed entry whose first delivery ran without a start
+        await tasks._scripts["start"](
+            keys=[stream, f"{prefix}:dead", f"{prefix}:task:{task_id}",
+                  f"{prefix}:task:{task_id}"],
+            args=[repr(time.time()), "other", tasks.max_deliveries, "workers", tasks.dead_ttl,
+                  tasks.keep_dead, entry_id, task_id, 5],
+        )  # fmt: skip
+    return cast(bytes, entry_id)
+
+
+@pytest.mark.transitions("running:taken_over", "running:taken_back", "committing:recorded")
+@pytest.mark.parametrize("other_starts", [False, True], ids=["other-died-unstarted",
+                                                              "other-started-then-died"])
+async def test_a_run_whose_entry_comes_back_after_a_takeover_records_a_consistent_start(
+    redis_url: str, prefix: str, client: aioredis.Redis, other_starts: bool
+) -> None:
+    # A first delivery running here is taken over by "other", which dies; this worker's
+    # heartbeat notices the takeover (and must not count the start it carried as recorded),
+    # then this worker's own XAUTOCLAIM takes the idle entry back while the run goes on here.
+    # Its finish reads the record: a start time and worker, and never fewer attempts than
+    # "other"'s start recorded (it used to write no start, or attempts going 2 -> 1).
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=0.9)
+    began, release = asyncio.Event(), asyncio.Event()
+
+    @tasks.task(name="slow")
+    async def slow() -> str:
+        began.set()
+        await release.wait()
+        return "done"
+
+    async with tasks:
+        task_id = await tasks.enqueue(slow)
+        async with asyncio.timeout(15):
+            await began.wait()
+            entry_id = await taken_by_other(
+                tasks, client, prefix, task_id, other_starts=other_starts
+            )
+            while entry_id not in tasks._lost:  # noqa: ASYNC110 - a heartbeat noticed
+                await asyncio.sleep(0.01)
+            while await owner(client, prefix) != [tasks.consumer]:  # noqa: ASYNC110 - its own
+                await asyncio.sleep(0.01)  # XAUTOCLAIM took it back
+            before = await client.hgetall(f"{prefix}:task:{task_id}")
+            release.set()
+            info = await tasks.wait(task_id)
+        record = await client.hgetall(f"{prefix}:task:{task_id}")
+    assert info.state is TaskState.SUCCEEDED and info.result == "done"
+    assert info.started_at is not None, f"no start recorded: {record!r}"
+    assert record[b"worker"] == tasks.consumer.encode()
+    assert int(before[b"attempts"]) == (2 if other_starts else 0)
+    assert info.attempts == (2 if other_starts else 1), f"attempts: before {before!r}"
+
+
+@pytest.mark.transitions("committing:taken_back", "committing:recorded")
+async def test_a_finish_retried_after_its_entry_came_back_reads_the_record(
+    redis_url: str, prefix: str, client: aioredis.Redis
+) -> None:
+    # No heartbeat reaches Redis (so none notices the takeover) and the finish meets a blip;
+    # meanwhile "other" takes the entry over, records its start and dies, and this worker's own
+    # XAUTOCLAIM takes the entry back: the next try of the finish reads the record.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=0.3)
+    calls: list[dict[str, Any]] = []
+    back = asyncio.Event()
+
+    @tasks.task(name="quick")
+    async def quick() -> str:
+        return "done"
+
+    async with tasks:
+        real = tasks._scripts["finish"]
+
+        async def no_heartbeat(**kwargs: Any) -> list[list[bytes]]:
+            return [[], []]
+
+        async def blip_until_back(**kwargs: Any) -> Any:
+            calls.append(kwargs)
+            if not back.is_set():
+                raise RedisConnectionError("Connection reset by peer")
+            return await real(**kwargs)
+
+        tasks._scripts["heartbeat"] = no_heartbeat
+        tasks._scripts["finish"] = blip_until_back
+        task_id = await tasks.enqueue(quick)
+        async with asyncio.timeout(15):
+            while not calls:  # noqa: ASYNC110 - the run ended, its finish meets the blip
+                await asyncio.sleep(0.005)
+            await taken_by_other(tasks, client, prefix, task_id, other_starts=True)
+            while await owner(client, prefix) != [tasks.consumer]:  # noqa: ASYNC110 - its own
+                await asyncio.sleep(0.01)  # XAUTOCLAIM took it back
+            back.set()
+            info = await tasks.wait(task_id)
+        record = await client.hgetall(f"{prefix}:task:{task_id}")
+    assert calls[0]["args"][-1] == "0" and calls[-1]["args"][-1] == "1"  # `read`
+    assert (info.state, info.result, info.attempts) == (TaskState.SUCCEEDED, "done", 2)
+    assert record[b"worker"] == tasks.consumer.encode() and info.started_at is not None
+
+
+@pytest.mark.parametrize("fails", [True, False], ids=["failed", "succeeded"])
+async def test_a_run_whose_finish_gave_up_counts_when_stop_hands_it_back(
+    redis_url: str, prefix: str, client: aioredis.Redis, caplog: pytest.LogCaptureFixture,
+    fails: bool,
+) -> None:  # fmt: skip
+    # A first delivery ran (a failure, or a success) but Redis refused its finish past
+    # commit_timeout; stop() hands the entry back: that run is counted (its attempt, and its
+    # failure toward `retries`), as a takeover would count it, rather than re-queued as the
+    # same attempt again.
+    tasks = RedisTasks(redis_url, prefix=prefix, visibility_timeout=30, commit_timeout=0.3)
+
+    @tasks.task(name="once", retries=3)
+    async def once() -> None:
+        if fails:
+            raise ValueError("no")
+
+    async with tasks:
+
+        async def unreachable(**kwargs: Any) -> Any:
+            raise RedisConnectionError("Connection reset by peer")
+
+        tasks._scripts["finish"] = unreachable
+        with caplog.at_level(logging.ERROR, logger="joey.tasks"):
+            task_id = await tasks.enqueue(once)
+            async with asyncio.timeout(10):
+                for _ in range(500):  # the worker logs on this loop
+                    if any("not recorded" in r.getMessage() for r in caplog.records):
+                        break
+                    await asyncio.sleep(0.02)
+    record = await client.hmget(f"{prefix}:task:{task_id}", "state", "attempts", "failures")
+    [(_, fields)] = cast(list[Any], await client.xrange(f"{prefix}:stream"))
+    failures = b"1" if fails else b"0"
+    assert record == [b"queued", b"1", failures]
+    assert (fields[b"attempt"], fields[b"failures"]) == (b"2", failures)

@@ -113,6 +113,8 @@ class RedisTasksBase(TaskBackend):
         self._finishing: set[asyncio.Task[None]] = set()  # the task sending finishes, if any
         self._to_finish: list[PendingFinish] = []  # finishes ready, not sent yet
         self._lost: set[bytes] = set()  # running entries another worker took over (warned once)
+        # entries whose finish gave up -> whether the run failed (counted if stop() hands back)
+        self._gave_up: dict[bytes, bool] = {}
         self._stats: Counter[str] = Counter()  # "name|kind" -> count, flushed by the heartbeat
         self._seconds: dict[str, float] = {}  # task name -> run seconds, flushed likewise
         self._slot_free: asyncio.Event | None = None

@@ -70,13 +70,15 @@ class RedisConsumer(RedisRunner):
         for item in pending:
             entry_id = cast(bytes, item["message_id"])
             cancelled = entry_id in self._handed_back
+            gave_up = self._gave_up.get(entry_id)
+            how = "1" if cancelled else "0" if gave_up is None else "3" if gave_up else "2"
             async with asyncio.timeout(self.redis_timeout):
                 task_id = await self._task_id_of(client, entry_id)
                 if task_id is None:
                     continue
                 back = await self._scripts["hand_back"](
                     keys=[self._stream, self._task_prefix + task_id],
-                    args=[GROUP, entry_id, task_id, "1" if cancelled else "0"],
+                    args=[GROUP, entry_id, task_id, how],
                 )
             if back and cancelled:
                 handed.append(self._handed_back[entry_id])
@@ -90,6 +92,7 @@ class RedisConsumer(RedisRunner):
                 ", ".join(f"{name} x{n}" for name, n in counts.most_common()),
             )
         self._handed_back.clear()
+        self._gave_up.clear()
         with contextlib.suppress(ResponseError):
             async with asyncio.timeout(self.redis_timeout):
                 await client.xgroup_delconsumer(self._stream, GROUP, self.consumer)
@@ -226,10 +229,15 @@ class RedisConsumer(RedisRunner):
             if reason is not None:
                 foreign.append((entry_id, fields, reason))
                 continue
-            if entry_id in self._inflight:
+            ours = self._inflight.get(entry_id)
+            if ours is not None:
                 # Our own entry, reclaimed by our own XAUTOCLAIM after missed heartbeats: its
-                # run goes on here, and its start stays the one it recorded (or none yet).
+                # run goes on here; another worker may have held it and recorded a start
+                # meanwhile, which its finish reads then.
+                if ours.handle(RunEvent.TAKEN_BACK) is Action.READ_AT_FINISH:
+                    ours.taken_back = True
                 continue
+            self._gave_up.pop(entry_id, None)  # its reclaim counts that run (see START)
             run = Run(entry_id, fields)
             event = RunEvent.DELIVERED if run.carries and not reclaimed else RunEvent.RECLAIMED
             if run.handle(event) is Action.RUN_AT_ONCE:

@@ -22,7 +22,11 @@ The rules (issue #17's delivery guarantee, with issue #28's less Redis work per 
 4. A run that `stop()` cancels (past `shutdown_timeout`) is handed back to the stream, its
    attempt not counted. A heartbeat that finds the entry of a running run pending for another
    worker warns, once: the run goes on, but only the new owner records a result. Once the
-   finish is on its way, its answer tells (an entry a finish acked looks the same).
+   finish is on its way, its answer tells (an entry a finish acked looks the same). An entry
+   idle past `visibility_timeout` (heartbeats missed) that this worker's own `XAUTOCLAIM`
+   takes back (`taken_back`) goes on running here; another worker may have held it meanwhile
+   and recorded a start, so its finish reads the record (never lowering `attempts`) and
+   records this run's start.
 5. Redis unreachable for `commit_timeout` (or a reclaimed run's start failing): nothing is
    recorded here; the entry stays pending and is taken over once idle past
    `visibility_timeout`, by this worker or another.
@@ -82,6 +86,7 @@ class RunEvent(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TAKEN_OVER = "taken_over"
+    TAKEN_BACK = "taken_back"
     RECORDED = "recorded"
     REFUSED = "refused"
     GAVE_UP = "gave_up"
@@ -98,6 +103,7 @@ class Action(enum.StrEnum):
     FINISH = "finish"
     HAND_BACK = "hand_back"
     WARN = "warn"
+    READ_AT_FINISH = "read_at_finish"
 
 
 STATES: dict[RunState, str] = {
@@ -129,6 +135,8 @@ EVENTS: dict[RunEvent, str] = {
     RunEvent.CANCELLED: "its asyncio task was cancelled: by `stop()` past `shutdown_timeout`, "
     "or after a revoke",
     RunEvent.TAKEN_OVER: "a heartbeat found its entry pending for another worker",
+    RunEvent.TAKEN_BACK: "this worker's own `XAUTOCLAIM` took its entry back (idle past "
+    "`visibility_timeout`: heartbeats missed, and maybe taken over meanwhile)",
     RunEvent.RECORDED: "the finish was applied",
     RunEvent.REFUSED: "the finish applied nothing: the entry is no longer this worker's (or was "
     "acked by an earlier try of this finish), or the task was final",
@@ -145,6 +153,8 @@ ACTIONS: dict[Action, str] = {
     "the entry)",
     Action.HAND_BACK: "`stop()` hands the entry back to the stream; the attempt is not counted",
     Action.WARN: "log that its result here will not be recorded",
+    Action.READ_AT_FINISH: "its finish reads the record: it records this run's start, and "
+    "keeps the attempts another worker's start may have recorded meanwhile",
 }
 
 _S, _E, _A = RunState, RunEvent, Action
@@ -166,6 +176,7 @@ TRANSITIONS: dict[RunState, dict[RunEvent, tuple[Action, RunState]]] = {
         _E.FAILED: (_A.FINISH, _S.COMMITTING),
         _E.CANCELLED: (_A.HAND_BACK, _S.DONE),
         _E.TAKEN_OVER: (_A.WARN, _S.RUNNING),
+        _E.TAKEN_BACK: (_A.READ_AT_FINISH, _S.RUNNING),
     },
     _S.COMMITTING: {
         _E.RECORDED: (_A.NOTHING, _S.DONE),
@@ -173,6 +184,7 @@ TRANSITIONS: dict[RunState, dict[RunEvent, tuple[Action, RunState]]] = {
         _E.GAVE_UP: (_A.NOTHING, _S.DONE),
         _E.CANCELLED: (_A.HAND_BACK, _S.DONE),
         _E.TAKEN_OVER: (_A.NOTHING, _S.COMMITTING),
+        _E.TAKEN_BACK: (_A.READ_AT_FINISH, _S.COMMITTING),
     },
     _S.DONE: {},
 }
@@ -190,9 +202,11 @@ NOTES: dict[tuple[RunState, RunEvent], str] = {
     "with the entry, or with the start)",
     (_S.COMMITTING, _E.RECORDED): "a success is counted",
     (_S.COMMITTING, _E.REFUSED): "nothing of this run is recorded",
-    (_S.COMMITTING, _E.GAVE_UP): "logged; the entry stays pending and is taken over",
+    (_S.COMMITTING, _E.GAVE_UP): "logged; the entry stays pending and is taken over (or "
+    "`stop()` hands it back, its attempt and failure counted)",
     (_S.COMMITTING, _E.TAKEN_OVER): "no warning: the finish's answer tells, and to a heartbeat "
     "a finish applied a moment ago (the entry acked) looks the same",
+    (_S.COMMITTING, _E.TAKEN_BACK): "from its next try on (a finish is built as it is sent)",
 }
 """Why, for the transitions whose action alone does not say it (shown in the docs)."""
 
@@ -206,7 +220,7 @@ class Run:
 
     __slots__ = (
         "attempts", "began", "carries", "delivery", "entry_id", "failures", "fields",
-        "max_attempts", "name", "started", "state", "task", "task_id", "task_run",
+        "max_attempts", "name", "started", "state", "taken_back", "task", "task_id", "task_run",
     )  # fmt: skip
 
     def __init__(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
@@ -225,6 +239,7 @@ class Run:
         self.delivery: bytes | None = None  # the delivery its start recorded
         self.began = repr(time.time())  # its start time, which its finish records
         self.started = False  # whether a start (script or heartbeat) recorded it
+        self.taken_back = False  # its entry came back after missed heartbeats: finish reads
         self.task: asyncio.Task[None] | None = None  # the run, once it runs
         self.task_run: TaskRun | None = None  # what its code sees as `current_task()`
 
@@ -247,7 +262,7 @@ class Run:
         return action
 
     def answer(self, reply: list[Any]) -> Action:
-        """Take the start script's reply for this run (see `scripts.START`)."""
+        """Take the start script's reply for this run (see `run_scripts.START`)."""
         kind = reply[0]
         if kind == b"run":
             self.attempts, self.failures, self.delivery = int(reply[1]), int(reply[2]), reply[3]

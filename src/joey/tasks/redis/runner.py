@@ -23,13 +23,15 @@ from .run import Action, Run, RunEvent
 from .upkeep import RedisUpkeep
 
 logger = logging.getLogger("joey.tasks")
+# The finish script's answer per finish: 1 applied, 0 not; or [1 or 0, what Redis refused]
+_FinishReply = int | list[Any]
 
 
 class RedisRunner(RedisUpkeep):
     """How `RedisConsumer` runs what it read, and records it."""
 
     def _start_script(self, runs: list[tuple[Run, int]]) -> Awaitable[list[list[Any]]]:
-        """The start script for these runs, each with its mode (see `scripts.START`)."""
+        """The start script for these runs, each with its mode (see `run_scripts.START`)."""
         keys: list[str | bytes] = [self._stream, self._dead]
         args: list[Any] = [
             repr(time.time()), self.consumer, self.max_deliveries, GROUP, self.dead_ttl,
@@ -179,8 +181,7 @@ class RedisRunner(RedisUpkeep):
         `commit_timeout` from the moment it was ready."""
         args = [
             run.entry_id, run.task_id, outcome, ttl, error, result, run_at, failures,
-            run.max_attempts, run.attempts, "" if run.started else run.began,
-            "0" if run.carries else "1",
+            run.max_attempts, run.attempts,
         ]  # fmt: skip
         finish = PendingFinish(run, outcome, args, self.commit_timeout)
         self._to_finish.append(finish)
@@ -190,12 +191,14 @@ class RedisRunner(RedisUpkeep):
         reply = await finish.done
         if reply is None:
             run.handle(RunEvent.GAVE_UP)
+            # Should stop() hand its entry back, the run counts (see `scripts.HAND_BACK`).
+            self._gave_up[run.entry_id] = outcome != "ok"
         else:
             run.handle(RunEvent.RECORDED if reply else RunEvent.REFUSED)
         return bool(reply)
 
-    def _finish_script(self, batch: list[PendingFinish]) -> Awaitable[list[int]]:
-        """The finish script for these finishes (see `scripts.FINISH`)."""
+    def _finish_script(self, batch: list[PendingFinish]) -> Awaitable[list[_FinishReply]]:
+        """The finish script for these finishes (see `run_scripts.FINISH`)."""
         ids = sorted(tuple(map(int, f.run.entry_id.split(b"-"))) for f in batch)
         lowest, highest = (f"{ms}-{seq}" for ms, seq in (ids[0], ids[-1]))
         keys: list[str | bytes] = [self._stream, self._delayed, self._dead]
@@ -204,10 +207,18 @@ class RedisRunner(RedisUpkeep):
             lowest, highest, len(self._inflight) + len(batch) + 1000,
         ]  # fmt: skip
         for finish in batch:
-            task_key = self._task_prefix + finish.run.task_id
-            keys += (task_key, finish.run.fields.get(b"unique") or task_key)
+            run = finish.run
+            task_key = self._task_prefix + run.task_id
+            keys += (task_key, run.fields.get(b"unique") or task_key)
+            # Read as it is sent: a run whose entry came back meanwhile reads its record.
             args += finish.args
-        return cast(Awaitable[list[int]], self._scripts["finish"](keys=keys, args=args))
+            args += (
+                "" if run.started and not run.taken_back else run.began,
+                "1" if run.taken_back or not run.carries else "0",
+            )
+        return cast(
+            Awaitable[list[_FinishReply]], self._scripts["finish"](keys=keys, args=args)
+        )
 
     async def _send_finishes(self) -> None:
         """Send the finishes queued, in batches, until none is left (rule 3 of `run.py`)."""
@@ -234,7 +245,15 @@ class RedisRunner(RedisUpkeep):
                     continue
                 pause = 0.05
                 for finish, reply in zip(batch, replies, strict=True):
-                    if finish.tries > 1:
+                    if isinstance(reply, list):  # part of this finish failed, on its own
+                        applied, error = reply
+                        logger.error(
+                            "%s: %s, but Redis refused part of it: %s", finish.what,
+                            "recorded" if applied else "not recorded",
+                            error.decode(errors="replace"),
+                        )  # fmt: skip
+                        reply = applied
+                    elif finish.tries > 1:
                         logger.warning("%s: recorded after %d tries", finish.what, finish.tries)
                     finish.settle(bool(reply))
         finally:

@@ -127,9 +127,12 @@ class RedisUpkeep(RedisTasksBase):
                         args += self._inflight
                         for run in starts:
                             args += (run.entry_id, run.began, run.attempts)
-                        lost = await self._scripts["heartbeat"](keys=keys, args=args)
+                        lost, started = await self._scripts["heartbeat"](keys=keys, args=args)
+                        # Only those: a start is not recorded for an entry taken over.
+                        done = set(started)
                         for run in starts:
-                            run.started = True  # (a run is no longer here when it ended)
+                            if run.entry_id in done:
+                                run.started = True  # (a run is no longer here when it ended)
                         self._taken_over(lost)
                     if beats % 3 == 0:
                         # Consumers of killed workers, once their entries were taken over.
