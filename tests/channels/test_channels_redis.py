@@ -184,7 +184,9 @@ async def test_an_idle_subscriber_outlasts_the_socket_timeout_and_gets_the_next_
             await channels.publish("quiet", "still here")
             assert await take(subscription, 1) == ["still here"]
             arrived = time.monotonic()
-    assert [r.getMessage() for r in caplog.records] == []
+    # (Joey's records: on a cluster, redis-py logs through asyncio the node objects of other
+    # tests' clients that the garbage collector finds here)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("joey")] == []
     assert backend.reconnects == 0  # type: ignore[attr-defined]
     assert arrived - published < 0.25  # about 1 ms; the bound leaves room for a loaded machine
 
