@@ -3,6 +3,8 @@ each started once per session on first use and stopped at its end."""
 
 from __future__ import annotations
 
+import gc
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -18,9 +20,18 @@ def pytest_configure(config: pytest.Config) -> None:
         # subscriber leaving) for the garbage collector to close, and its ResourceWarning then
         # fails whichever test the collection lands in (the same as in
         # tests/test_redis_failover.py). The single-Redis run (`make test`) keeps them errors.
-        for message in ("Unclosed ClusterNode object", "unclosed <socket.socket",
-                        "unclosed transport"):
+        for message in ("Unclosed ClusterNode object", "Unclosed RedisCluster client",
+                        "unclosed <socket.socket", "unclosed transport", "loop is closed"):
             config.addinivalue_line("filterwarnings", f"ignore:{message}:ResourceWarning")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if ON_CLUSTER:
+        # the same leftovers, collected before pytest collects them itself at exit (where
+        # the filters above no longer apply)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
 
 @pytest.fixture(scope="session")
