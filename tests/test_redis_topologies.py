@@ -29,6 +29,16 @@ from tests.redis_cluster import (
     skip_without_sharded_pubsub,
 )
 
+# redis-py's RedisCluster leaves node objects, connections and (redis-py 5.0) a client it
+# re-initialised to the garbage collector, even once closed: ignored here as in
+# tests/test_redis_failover.py (the cluster run too: tests/conftest.py), and collected at the
+# module's end (below). Joey's own leaks stay errors everywhere else in `make test`.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Unclosed:ResourceWarning"),
+    pytest.mark.filterwarnings("ignore:unclosed:ResourceWarning"),
+    pytest.mark.filterwarnings("ignore:loop is closed:ResourceWarning"),
+]
+
 aioredis = pytest.importorskip("redis.asyncio")
 from redis.asyncio.cluster import RedisCluster  # noqa: E402
 from redis.asyncio.sentinel import Sentinel  # noqa: E402
@@ -341,8 +351,11 @@ async def test_every_component_takes_a_cluster_s_url(
     keys = [key async for key in cluster.scan_iter(match=f"{{{prefix}}}*")]
     assert keys and len({cluster.keyslot(key) for key in keys}) == 1
 
-    for backend in (RedisPubSubBackend(url, prefix=unique("ch")),
-                    RedisStreamsBackend(url, prefix=unique("ch"))):
+    # (sharded pub/sub needs a redis-py whose RedisCluster has pubsub(): not 5.0; refused then,
+    # tested by test_pubsub_on_a_cluster_is_refused_where_redis_py_cannot_shard)
+    sharded = hasattr(RedisCluster, "pubsub")
+    backends = [RedisPubSubBackend] * sharded + [RedisStreamsBackend]
+    for backend in (make(url, prefix=unique("ch")) for make in backends):
         async with Channels(backend) as one, Channels(type(backend)(url, prefix=backend.prefix)) \
                 as two, two.subscribe("room") as subscription:
             await asyncio.sleep(0.2)  # (pub/sub: the subscription reaches the shard first)
