@@ -274,3 +274,113 @@ def test_the_in_process_run_interleaves_every_frameworks_repeats(
             result = results[framework][test]
             assert result["status"] == "ok", result
             assert result["best_us"] > 0 and result["median_us"] >= result["best_us"] * 0.5
+
+
+# --- the framework's own share: every app on the stand-in pool --------------------------------
+
+
+@pytest.mark.parametrize("framework", ["joey", "raw"])
+async def test_the_stand_in_pool_serves_every_database_test(
+        framework: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No database at all: the same calls, answered at once, rows of the right shape.
+    monkeypatch.delenv(tfb_apps.DATABASE_ENV, raising=False)
+    monkeypatch.setenv(tfb_apps.STAND_IN_ENV, "1")
+    lifespan = Lifespan(tfb_apps.load(framework).build_app())
+    await lifespan.start()
+    assert lifespan.startup_error is None
+    try:
+        fetch = fetcher(lifespan.app, lifespan.state)
+        one = await fetch("/db")
+        assert one.status == 200 and set(json_of(one)) == {"id", "randomNumber"}
+        for test in ("queries", "updates"):
+            many = await fetch(f"/{test}?queries=20")
+            assert many.status == 200, many
+            rows = json_of(many)
+            assert len(rows) == 20 and all(isinstance(r["randomNumber"], int) for r in rows)
+        page = await fetch("/fortunes")
+        assert page.status == 200 and page.body.count(b"<tr>") == 14  # heading, 12 + 1 rows
+        assert b"&lt;script&gt;" in page.body and b"<script>" not in page.body
+    finally:
+        await lifespan.stop()
+
+
+def json_of(answer: Answer) -> Any:
+    import json
+
+    return json.loads(answer.body)
+
+
+def test_the_stand_in_run_times_the_database_tests_without_a_database(
+        tmp_path: Path) -> None:
+    import os
+
+    import tfb
+
+    args = tfb.parse(["--frameworks", "raw,joey", "--tests", "json,db,fortunes", "--rounds",
+                      "1", "--repeats", "2", "--target-ms", "10"])
+    env = {k: v for k, v in os.environ.items() if k != tfb_apps.DATABASE_ENV}
+    results = tfb.run_inprocess(args, env, tmp_path, stand_in=True)
+    for framework in ("raw", "joey"):
+        assert set(results[framework]) == {"db", "fortunes"}  # JSON needs no pool
+        for test in ("db", "fortunes"):
+            result = results[framework][test]
+            assert result["status"] == "ok", result
+            assert result["best_us"] > 0 and len(result["repeats_us"]) == 2
+
+
+def _ok(us: float, *repeats: float) -> dict[str, Any]:
+    return {"status": "ok", "best_us": us, "repeats_us": list(repeats or [us])}
+
+
+def test_the_targets_judge_database_cpu_on_the_framework_s_own_share() -> None:
+    import tfb
+
+    results = {
+        # on the database, Joey's best is 6% above BlackSheep's: one repeat of each below
+        # the other's, the noise of this machine
+        "inprocess": {"raw": {"db": _ok(100)}, "joey": {"db": _ok(123, 123, 131)},
+                      "blacksheep": {"db": _ok(116, 140, 116)},
+                      "starlette": {"db": _ok(130)}},
+        "stand_in": {"raw": {"db": _ok(5.4)}, "joey": {"db": _ok(9.9)},
+                     "blacksheep": {"db": _ok(10.2)}, "starlette": {"db": _ok(12.0)}},
+        "e2e": {},
+    }
+    lines = tfb.targets(results)
+    single = next(line for line in lines if "CPU per request, single query" in line)
+    assert single.startswith("- [met]"), single
+    assert "stand-in pool: 9.9 µs vs 10.2 µs blacksheep" in single
+    assert "on the database: 123.0 µs vs 116.0 µs blacksheep; round by round 0.88x to 1.13x" \
+        in single
+    # and where the framework itself costs more, it is a miss, whatever the database says
+    results["stand_in"]["joey"]["db"] = _ok(10.5)
+    results["inprocess"]["joey"]["db"] = _ok(110)
+    single = next(line for line in tfb.targets(results) if "single query" in line)
+    assert single.startswith("- [missed]"), single
+    assert "10.5 µs vs 10.2 µs blacksheep" in single
+
+
+def test_a_10_percent_lead_is_asked_where_the_server_leaves_the_framework_room() -> None:
+    import tfb
+
+    def e2e(rps: list[float], cpu: float) -> dict[str, Any]:
+        return {"status": "ok", "rps": max(rps), "rounds_rps": rps, "cpu_us": cpu}
+
+    # in-process, the framework is 70% of JSON's cost; end to end, the server's own cost
+    # leaves it 7% of what the cheapest peer's server spends per request
+    results = {
+        "inprocess": {"raw": {"json": _ok(1.5)}, "joey": {"json": _ok(4.3)},
+                      "blacksheep": {"json": _ok(4.9)}},
+        "e2e": {"uvicorn": {"raw": {"json": e2e([16_000, 15_000], 65.0)},
+                            "joey": {"json": e2e([14_500, 15_200], 69.0)},
+                            "blacksheep": {"json": e2e([15_000, 14_000], 70.0)}}},
+    }
+    line = next(line for line in tfb.targets(results) if line.endswith(")") and "uvicorn,"
+                in line and "JSON" in line)
+    assert "framework share of the server's CPU per request 7%: too small for a 10% lead" \
+        in line
+    assert line.startswith("- [met]") and "(1.01x blacksheep)" in line
+    # behind: the rounds say by how much, each against the same minutes of the peer
+    results["e2e"]["uvicorn"]["joey"]["json"] = e2e([14_000, 14_800], 69.0)
+    line = next(line for line in tfb.targets(results) if "uvicorn, JSON" in line)
+    assert line.startswith("- [missed]")
+    assert "(0.99x blacksheep; round by round 0.93x to 1.06x)" in line

@@ -33,6 +33,8 @@ FRAMEWORKS = (RAW, JOEY, *PEERS)
 
 # The DSN of the bench's private PostgreSQL (tfb_postgres.py), read when a pool opens.
 DATABASE_ENV = "TFB_DATABASE_URL"
+# Set (to 1) by tfb.py for the framework's own share: every app gets the stand-in pool.
+STAND_IN_ENV = "TFB_STAND_IN"
 # The same pool for every app: opened full at startup, so no request pays for a connection.
 POOL_SIZE = 16
 
@@ -57,7 +59,12 @@ def database_url() -> str:
 
 
 async def create_pool() -> Any:
-    """The pool every app uses: asyncpg, ``POOL_SIZE`` connections opened at once."""
+    """The pool every app uses: asyncpg, ``POOL_SIZE`` connections opened at once (or,
+    with ``TFB_STAND_IN`` set, the stand-in of ``stand_in.py``: no database at all)."""
+    if os.environ.get(STAND_IN_ENV):
+        from tfb_apps.stand_in import StandInPool
+
+        return StandInPool()
     import asyncpg
 
     return await asyncpg.create_pool(database_url(), min_size=POOL_SIZE, max_size=POOL_SIZE)

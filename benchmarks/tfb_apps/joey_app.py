@@ -92,12 +92,10 @@ def build_app() -> App:
     async def updates(pool: Pool, queries: Queries) -> list[World]:
         ids = sorted(sample(range(1, ROWS + 1), queries))
         async with pool.acquire() as connection:
-            worlds = []
             for id_ in ids:
                 await connection.fetchval(READ_ROW_SQL, id_)  # read, as the test requires
-                worlds.append(World(id_, randint(1, ROWS)))
-            await connection.executemany(
-                WRITE_ROW_SQL, [(world.id, world.randomNumber) for world in worlds])
-        return worlds
+            rows = [(id_, randint(1, ROWS)) for id_ in ids]
+            await connection.executemany(WRITE_ROW_SQL, rows)
+        return [World(id_, number) for id_, number in rows]
 
     return app

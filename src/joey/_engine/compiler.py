@@ -23,16 +23,21 @@ from joey._engine.tree import Endpoint, RouteTree, WebSocketHandler
 from joey.describe import describe
 from joey.exceptions import MethodNotAllowed
 from joey.params.plan import PlanBuilder
-from joey.params.returns import return_converter
+from joey.params.returns import return_converter, sent_as_json
 from joey.params.run import AppScopedValues, compile_caller
 from joey.pipelines import Pipeline, chain
 from joey.requests import Request
-from joey.responses import ProblemResponse, Response, to_response
+from joey.responses import JSONResponse, ProblemResponse, Response, to_response
 from joey.routeinfo import route_info
 from joey.routing import Mount, Route, Router
 
 if TYPE_CHECKING:
     from joey.observability.tracing import Tracing
+
+
+def _never(value: Any) -> bool:
+    """The test of a route whose return annotation has no :func:`sent_as_json` test."""
+    return False
 
 
 class Declarations(Protocol):
@@ -146,8 +151,11 @@ class _Compiler:
         if coerce is not None:
             # the return annotation decides: a dict returned from `-> Item` becomes an Item
             send_value = respond
+            as_declared = sent_as_json(plan.returns) or _never
 
             def respond_converted(value: Any) -> Response:
+                if as_declared(value):  # perf: an Item from `-> Item`, sent as it is
+                    return JSONResponse(value, status_code)
                 if value is not None and not isinstance(value, Response):
                     value = coerce(value)
                 return send_value(value)

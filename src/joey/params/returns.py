@@ -62,6 +62,22 @@ def return_converter(func: Callable[..., Any], annotation: Any) -> Callable[[Any
     return convert
 
 
+def sent_as_json(annotation: Any) -> Callable[[Any], bool] | None:
+    """A test, built once, of whether a value a handler returned already is what its return
+    annotation declares, and is sent as JSON as it is: an instance of a declared Struct or
+    dataclass, or a list, ``tuple[X, ...]`` or ``dict[str, X]`` of them. The route then
+    makes its ``JSONResponse`` at once, with neither the conversion nor
+    :func:`~joey.responses.to_response`'s look at the type. ``None`` where there is no such
+    test, or where a declared value may be sent otherwise (``X | None``: a 204)."""
+    target = _without_responses(annotation)
+    if target is None or not holds(target, is_structured_class) or holds(
+            target, is_pydantic_model):
+        return None
+    if _is_plain_class(target) or get_origin(target) in (list, tuple, dict):
+        return _already_checker(target)
+    return None
+
+
 def _already_checker(tp: Any) -> Callable[[Any], bool] | None:
     """A test, built once, of whether a value already is what ``tp`` declares, so that it
     passes through without a second conversion: an instance of a declared class, and lists,
@@ -200,4 +216,5 @@ def _pydantic_converter(target: Any, where: str) -> Callable[[Any], Any]:
 
 __all__ = [
     "return_converter",
+    "sent_as_json",
 ]
