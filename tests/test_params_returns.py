@@ -11,7 +11,7 @@ import msgspec
 import pydantic
 import pytest
 
-from joey import App, JSONResponse
+from joey import App, JSONResponse, Response
 from joey.params.returns import sent_as_json
 from joey.testing import TestClient
 
@@ -31,6 +31,16 @@ class Point:
     y: int
 
 
+@dataclasses.dataclass
+class Point3(Point):
+    z: int
+
+
+@dataclasses.dataclass(init=False)
+class Slug(str):
+    """A dataclass that is a str: sent as text, as before the shortcut."""
+
+
 class User(pydantic.BaseModel):
     name: str
 
@@ -40,6 +50,7 @@ class User(pydantic.BaseModel):
     (World, Special(1, 2, "sub"), True),  # an instance of the declared class
     (World, {"id": 1, "randomNumber": 2}, False),  # converted first
     (Point, Point(1, 2), True),
+    (Point, Point3(1, 2, 3), False),  # a dataclass's subclass: the general path decides
     (list[World], [World(1, 2), World(3, 4)], True),
     (list[World], [World(1, 2), {"id": 3, "randomNumber": 4}], False),
     (list[World], (World(1, 2),), False),
@@ -59,6 +70,7 @@ def test_what_passes_as_declared(annotation: Any, value: Any, passes: bool) -> N
     Annotated[list[World], msgspec.Meta(max_length=1)],  # constraints: msgspec checks them
     set[World],  # a set is not sent as JSON (to_response refuses it)
     User,  # pydantic: its own conversion
+    Slug,  # a str: text/plain
     int, str, dict[str, int],  # nothing structured: the value decides
 ])
 def test_no_shortcut_where_a_declared_value_may_be_sent_otherwise(annotation: Any) -> None:
@@ -100,7 +112,27 @@ def test_declared_values_are_sent_as_the_general_path_sends_them() -> None:
     async def response() -> World | JSONResponse:
         return JSONResponse({"replaced": True}, status_code=202)
 
+    class HtmlPoint(Response, Point):  # a response that also is a Point
+        pass
+
+    @app.get("/html", status_code=201)
+    async def html() -> Point:
+        answer = HtmlPoint(b"<p>1</p>", status_code=202, media_type="text/html",
+                           headers={"x-a": "1"})
+        answer.x, answer.y = 1, 2
+        return answer
+
+    @app.get("/slug")
+    async def slug() -> Slug:
+        return Slug("hello")
+
     with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/html")  # sent as the response it is
+        assert answer.status_code == 202 and answer.text == "<p>1</p>"
+        assert answer.headers["x-a"] == "1"
+        assert answer.headers["content-type"].startswith("text/html")
+        answer = client.get("/slug")
+        assert answer.text == "hello" and answer.headers["content-type"].startswith("text/plain")
         answer = client.get("/one")
         assert answer.status_code == 200 and answer.json() == {"id": 1, "randomNumber": 2}
         assert answer.headers["content-type"] == "application/json"

@@ -68,13 +68,23 @@ def sent_as_json(annotation: Any) -> Callable[[Any], bool] | None:
     dataclass, or a list, ``tuple[X, ...]`` or ``dict[str, X]`` of them. The route then
     makes its ``JSONResponse`` at once, with neither the conversion nor
     :func:`~joey.responses.to_response`'s look at the type. ``None`` where there is no such
-    test, or where a declared value may be sent otherwise (``X | None``: a 204)."""
+    test, or where a declared value may be sent otherwise (``X | None``: a 204; a dataclass
+    that also is a ``str``, ``bytes`` or a ``Response``)."""
     target = _without_responses(annotation)
     if target is None or not holds(target, is_structured_class) or holds(
             target, is_pydantic_model):
         return None
-    if _is_plain_class(target) or get_origin(target) in (list, tuple, dict):
-        return _already_checker(target)
+    if get_origin(target) in (list, tuple, dict) or (
+            isinstance(target, type) and issubclass(target, msgspec.Struct)):
+        return _already_checker(target)  # (a Struct's subclasses all are Structs)
+    if _is_plain_class(target):
+        from joey.responses import Response
+
+        if issubclass(target, (str, bytes, Response)):
+            return None  # a dataclass that is text, bytes or a response: sent as that
+        cls = target
+        # exactly the class: a subclass of a dataclass may be a response or a str too
+        return lambda value: type(value) is cls
     return None
 
 
