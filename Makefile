@@ -213,7 +213,8 @@ cell_interpreter = $(call find_python,$(call cell_python,$*))
 MATRIX_FAST  := tests/channels tests/tasks tests/integration tests/security tests/openapi \
                 tests/middleware tests/test_server.py tests/test_cli.py tests/test_forms.py \
                 tests/test_templating.py tests/test_testing.py tests/test_params.py \
-                tests/test_responses.py tests/test_websockets.py tests/test_makefile.py
+                tests/test_responses.py tests/test_websockets.py tests/test_makefile.py \
+                tests/test_params_returns.py
 MATRIX_SUITE ?= full
 MATRIX_TESTS  = $(if $(filter fast,$(MATRIX_SUITE)),$(MATRIX_FAST),)
 
