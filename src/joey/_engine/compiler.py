@@ -35,11 +35,6 @@ if TYPE_CHECKING:
     from joey.observability.tracing import Tracing
 
 
-def _never(value: Any) -> bool:
-    """The test of a route whose return annotation has no :func:`sent_as_json` test."""
-    return False
-
-
 class Declarations(Protocol):
     """What the compiler reads of an app (:class:`joey.App` is one)."""
 
@@ -151,16 +146,22 @@ class _Compiler:
         if coerce is not None:
             # the return annotation decides: a dict returned from `-> Item` becomes an Item
             send_value = respond
-            as_declared = sent_as_json(plan.returns) or _never
 
             def respond_converted(value: Any) -> Response:
-                if as_declared(value):  # perf: an Item from `-> Item`, sent as it is
-                    return JSONResponse(value, status_code)
                 if value is not None and not isinstance(value, Response):
                     value = coerce(value)
                 return send_value(value)
 
             respond = respond_converted
+            as_declared = sent_as_json(plan.returns)
+            if as_declared is not None:
+
+                def respond_declared(value: Any) -> Response:
+                    if as_declared(value):  # perf: an Item from `-> Item`, sent as it is
+                        return JSONResponse(value, status_code)
+                    return respond_converted(value)
+
+                respond = respond_declared
         run_handler = compile_caller(plan, self.app_values, respond, frozenset(path_params),
                                      info)
         if self.check_enqueues:  # only apps with a task queue pay for the check
